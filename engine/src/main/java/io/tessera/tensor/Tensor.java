@@ -1,0 +1,324 @@
+package io.tessera.tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/**
+ * A float32 tensor of any rank over a {@link MemorySegment}: a shape, element strides and an
+ * element offset into one shared allocation. Views ({@link #slice}, {@link #select},
+ * {@link #transpose}) share memory; {@link #contiguous} copies.
+ *
+ * <p>Memory belongs to the {@link Arena} the caller passes in: closing the arena ends every
+ * tensor and view allocated in it, and any later use throws {@link IllegalStateException}.
+ *
+ * <p>Each allocation is 64-byte aligned at its first element and keeps {@value #HEADER_BYTES}
+ * bytes free right before it, so that a TornadoVM native array (which stores a header of that
+ * size in front of its data) can wrap the very same memory without a copy; see
+ * {@link #segmentWithHeader()}.
+ */
+public final class Tensor {
+    /** Size of the header TornadoVM native arrays keep before their data. */
+    public static final long HEADER_BYTES = 16;
+    /** Alignment of the first element of every allocation: one cache line, one AVX-512 vector. */
+    public static final long ALIGNMENT = 64;
+
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private final MemorySegment data;     // from the first element of the allocation to its end
+    private final MemorySegment allocation;
+    private final long offset;            // in elements, from the start of data
+    private final long[] shape;
+    private final long[] strides;         // in elements
+
+    private Tensor(MemorySegment allocation, MemorySegment data, long offset, long[] shape, long[] strides) {
+        this.allocation = allocation;
+        this.data = data;
+        this.offset = offset;
+        this.shape = shape;
+        this.strides = strides;
+    }
+
+    // ---------------------------------------------------------------- creation
+
+    /** A zero-filled contiguous (row-major) tensor allocated in {@code arena}. */
+    public static Tensor zeros(Arena arena, long... shape) {
+        if (arena == null) throw new NullPointerException("arena");
+        long[] s = Shapes.checkShape("shape", shape);
+        long count = Shapes.elementCount("shape", s);
+        long bytes = Shapes.bytes("shape", s, count);
+        // ALIGNMENT bytes in front of the data: the header lives in the last HEADER_BYTES of them.
+        MemorySegment allocation = arena.allocate(ALIGNMENT + bytes, ALIGNMENT);
+        MemorySegment data = allocation.asSlice(ALIGNMENT, bytes);
+        return new Tensor(allocation, data, 0, s, Shapes.rowMajorStrides(s));
+    }
+
+    /** A contiguous tensor holding a copy of {@code values}, which must have exactly as many elements as the shape. */
+    public static Tensor of(Arena arena, float[] values, long... shape) {
+        if (values == null) throw new NullPointerException("values");
+        long[] s = Shapes.checkShape("shape", shape);
+        long count = Shapes.elementCount("shape", s);
+        if (count != values.length) {
+            throw new IllegalArgumentException("values has " + values.length + " elements but shape "
+                    + Arrays.toString(s) + " needs " + count);
+        }
+        Tensor t = zeros(arena, s);
+        MemorySegment.copy(values, 0, t.data, ValueLayout.JAVA_FLOAT, 0, values.length);
+        return t;
+    }
+
+    /** Standard normal entries scaled by {@code stddev}, reproducible from {@code seed}. */
+    public static Tensor randomNormal(Arena arena, long seed, float stddev, long... shape) {
+        Tensor t = zeros(arena, shape);
+        SplittableRandom random = new SplittableRandom(seed);
+        for (long i = 0, n = t.elementCount(); i < n; i++) {
+            t.data.setAtIndex(FLOAT, i, (float) (random.nextGaussian() * stddev));
+        }
+        return t;
+    }
+
+    /** Uniform entries in [{@code low}, {@code high}), reproducible from {@code seed}. */
+    public static Tensor randomUniform(Arena arena, long seed, float low, float high, long... shape) {
+        if (!(low < high)) throw new IllegalArgumentException("low must be < high, got low=" + low + " high=" + high);
+        Tensor t = zeros(arena, shape);
+        SplittableRandom random = new SplittableRandom(seed);
+        for (long i = 0, n = t.elementCount(); i < n; i++) {
+            t.data.setAtIndex(FLOAT, i, (float) random.nextDouble(low, high));
+        }
+        return t;
+    }
+
+    // ---------------------------------------------------------------- geometry
+
+    public int rank() { return shape.length; }
+
+    public long[] shape() { return shape.clone(); }
+
+    public long[] strides() { return strides.clone(); }
+
+    public long size(int dim) { return shape[checkDim("dim", dim)]; }
+
+    public long stride(int dim) { return strides[checkDim("dim", dim)]; }
+
+    /** Element offset of index (0, …, 0) in {@link #segment()}. */
+    public long offset() { return offset; }
+
+    public long elementCount() {
+        long n = 1;
+        for (long d : shape) n *= d;   // cannot overflow: checked when the allocation was made
+        return n;
+    }
+
+    /** True when elements are laid out row-major without gaps (strides of size-1 dims are ignored). */
+    public boolean isContiguous() {
+        long expected = 1;
+        for (int d = shape.length - 1; d >= 0; d--) {
+            if (shape[d] != 1 && strides[d] != expected) return false;
+            expected *= shape[d];
+        }
+        return true;
+    }
+
+    /** True when the last dimension is unit-stride, which is all the kernels need for rows. */
+    public boolean hasUnitInnerStride() {
+        return shape[shape.length - 1] == 1 || strides[shape.length - 1] == 1;
+    }
+
+    /**
+     * The memory the kernels read: element {@code (i0, …, ik)} is at element index
+     * {@code offset() + Σ i·stride} of this segment. Throws if the arena is closed.
+     */
+    public MemorySegment segment() {
+        checkAlive();
+        return data;
+    }
+
+    /**
+     * The segment TornadoVM wraps without copying: the {@value #HEADER_BYTES} reserved header bytes
+     * followed by the data. Only for a contiguous tensor that starts at its allocation's first element.
+     */
+    public MemorySegment segmentWithHeader() {
+        checkAlive();
+        if (offset != 0 || !isContiguous()) {
+            throw new IllegalStateException("segmentWithHeader needs a contiguous tensor at offset 0, got " + this);
+        }
+        return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + elementCount() * Float.BYTES);
+    }
+
+    /** True while the arena that owns the memory is open. */
+    public boolean isAlive() { return data.scope().isAlive(); }
+
+    // ---------------------------------------------------------------- element access
+
+    public float get(long... index) {
+        checkAlive();
+        return data.getAtIndex(FLOAT, elementIndex(index));
+    }
+
+    public void set(float value, long... index) {
+        checkAlive();
+        data.setAtIndex(FLOAT, elementIndex(index), value);
+    }
+
+    /** Element index in {@link #segment()} of a multi-index, bounds-checked. */
+    public long elementIndex(long... index) {
+        if (index.length != shape.length) {
+            throw new IllegalArgumentException("index has " + index.length + " coordinates, tensor rank is " + shape.length);
+        }
+        long e = offset;
+        for (int d = 0; d < shape.length; d++) {
+            if (index[d] < 0 || index[d] >= shape[d]) {
+                throw new IndexOutOfBoundsException("index[" + d + "]=" + index[d] + " outside [0, " + shape[d] + ") of shape " + Arrays.toString(shape));
+            }
+            e += index[d] * strides[d];
+        }
+        return e;
+    }
+
+    /** All elements in row-major order. Needs fewer than 2^31 elements. */
+    public float[] toArray() {
+        checkAlive();
+        long n = elementCount();
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new IllegalStateException("toArray: tensor " + Arrays.toString(shape) + " has " + n + " elements, more than a Java array holds");
+        }
+        float[] out = new float[(int) n];
+        if (isContiguous()) {
+            MemorySegment.copy(data, ValueLayout.JAVA_FLOAT, offset * Float.BYTES, out, 0, out.length);
+        } else {
+            forEachRow((row, base) -> {
+                long inner = shape[shape.length - 1], step = strides[shape.length - 1];
+                for (long j = 0; j < inner; j++) out[(int) (row * inner + j)] = data.getAtIndex(FLOAT, base + j * step);
+            });
+        }
+        return out;
+    }
+
+    /** Sets every element to {@code value}. */
+    public void fill(float value) {
+        checkAlive();
+        forEachRow((row, base) -> {
+            long inner = shape[shape.length - 1], step = strides[shape.length - 1];
+            for (long j = 0; j < inner; j++) data.setAtIndex(FLOAT, base + j * step, value);
+        });
+    }
+
+    /** Copies {@code source} (same shape, any strides) into this tensor. */
+    public void copyFrom(Tensor source) {
+        checkAlive();
+        source.checkAlive();
+        if (!Arrays.equals(shape, source.shape)) {
+            throw new IllegalArgumentException("source shape " + Arrays.toString(source.shape) + " differs from target shape " + Arrays.toString(shape));
+        }
+        long inner = shape[shape.length - 1];
+        int lastDim = shape.length - 1;
+        if (hasUnitInnerStride() && source.hasUnitInnerStride()) {
+            forEachRow((row, base) -> MemorySegment.copy(source.data, (source.rowBase(row)) * Float.BYTES, data, base * Float.BYTES, inner * Float.BYTES));
+        } else {
+            forEachRow((row, base) -> {
+                long src = source.rowBase(row);
+                for (long j = 0; j < inner; j++) {
+                    data.setAtIndex(FLOAT, base + j * strides[lastDim], source.data.getAtIndex(FLOAT, src + j * source.strides[lastDim]));
+                }
+            });
+        }
+    }
+
+    /** A contiguous copy in {@code arena} (always a copy, even when this tensor is contiguous). */
+    public Tensor contiguous(Arena arena) {
+        Tensor copy = zeros(arena, shape);
+        copy.copyFrom(this);
+        return copy;
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /** The view of indices [{@code from}, {@code to}) along {@code dim}. */
+    public Tensor slice(int dim, long from, long to) {
+        checkDim("dim", dim);
+        if (from < 0 || to > shape[dim] || from >= to) {
+            throw new IllegalArgumentException("slice [" + from + ", " + to + ") is not a non-empty range inside [0, " + shape[dim] + ") of dim " + dim);
+        }
+        long[] s = shape.clone();
+        s[dim] = to - from;
+        return new Tensor(allocation, data, offset + from * strides[dim], s, strides.clone());
+    }
+
+    /** The view at {@code index} along {@code dim}, with that dimension removed (rank drops by one). */
+    public Tensor select(int dim, long index) {
+        checkDim("dim", dim);
+        if (shape.length == 1) throw new IllegalArgumentException("select needs rank >= 2, tensor is " + Arrays.toString(shape));
+        if (index < 0 || index >= shape[dim]) {
+            throw new IndexOutOfBoundsException("index " + index + " outside [0, " + shape[dim] + ") of dim " + dim);
+        }
+        long[] s = new long[shape.length - 1], st = new long[shape.length - 1];
+        for (int d = 0, o = 0; d < shape.length; d++) {
+            if (d == dim) continue;
+            s[o] = shape[d];
+            st[o++] = strides[d];
+        }
+        return new Tensor(allocation, data, offset + index * strides[dim], s, st);
+    }
+
+    /** The view with dimensions {@code a} and {@code b} swapped. */
+    public Tensor transpose(int a, int b) {
+        checkDim("a", a);
+        checkDim("b", b);
+        long[] s = shape.clone(), st = strides.clone();
+        s[a] = shape[b]; s[b] = shape[a];
+        st[a] = strides[b]; st[b] = strides[a];
+        return new Tensor(allocation, data, offset, s, st);
+    }
+
+    /** A view with a new shape over the same elements; the tensor must be contiguous. */
+    public Tensor reshape(long... newShape) {
+        long[] s = Shapes.checkShape("newShape", newShape);
+        if (!isContiguous()) throw new IllegalStateException("reshape needs a contiguous tensor, got " + this + "; call contiguous(arena) first");
+        if (Shapes.elementCount("newShape", s) != elementCount()) {
+            throw new IllegalArgumentException("newShape " + Arrays.toString(s) + " has a different element count from " + Arrays.toString(shape));
+        }
+        return new Tensor(allocation, data, offset, s, Shapes.rowMajorStrides(s));
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor" + Arrays.toString(shape) + (isContiguous() ? "" : " strides=" + Arrays.toString(strides))
+                + (offset != 0 ? " offset=" + offset : "") + (isAlive() ? "" : " (closed)");
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    private interface RowAction { void apply(long row, long base); }
+
+    /** Visits every innermost row: its row-major ordinal and the element index of its first element. */
+    private void forEachRow(RowAction action) {
+        int outerDims = shape.length - 1;
+        long rows = 1;
+        for (int d = 0; d < outerDims; d++) rows *= shape[d];
+        for (long row = 0; row < rows; row++) action.apply(row, rowBase(row));
+    }
+
+    private long rowBase(long row) {
+        long base = offset, rem = row;
+        for (int d = shape.length - 2; d >= 0; d--) {
+            base += (rem % shape[d]) * strides[d];
+            rem /= shape[d];
+        }
+        return base;
+    }
+
+    private void checkAlive() {
+        if (!data.scope().isAlive()) {
+            throw new IllegalStateException("tensor " + Arrays.toString(shape) + " used after its arena was closed");
+        }
+    }
+
+    private int checkDim(String name, int dim) {
+        if (dim < 0 || dim >= shape.length) {
+            throw new IllegalArgumentException(name + "=" + dim + " is not a dimension of a rank-" + shape.length + " tensor");
+        }
+        return dim;
+    }
+}

@@ -1,0 +1,47 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.tessera.variant.VariantInfo;
+import io.tessera.variant.VariantRegistry;
+import java.lang.reflect.Method;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.TreeMap;
+import net.jqwik.api.Property;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every variant in the engine's registry must have a property class here that checks its
+ * accuracy contract: a variant added without properties fails this test.
+ */
+class VariantCoverageTest {
+
+    /** Variant name → the property class that checks its contract. Add a line with each new variant. */
+    static final Map<String, Class<?>> CONTRACT_PROPERTIES = new TreeMap<>(Map.of());
+
+    @Test
+    void everyRegisteredVariantHasContractProperties() {
+        for (VariantInfo info : VariantRegistry.all()) {
+            assertThat(CONTRACT_PROPERTIES)
+                    .as("variant '%s' (%s) is registered but no property class checks its contract '%s'",
+                            info.name(), info.family(), info.contract().statement())
+                    .containsKey(info.name());
+            Class<?> properties = CONTRACT_PROPERTIES.get(info.name());
+            assertThat(Arrays.stream(properties.getDeclaredMethods()).filter(VariantCoverageTest::isProperty).count())
+                    .as("%s must declare jqwik @Property methods for variant '%s'", properties.getSimpleName(), info.name())
+                    .isPositive();
+        }
+    }
+
+    @Test
+    void noStaleEntries() {
+        for (String name : CONTRACT_PROPERTIES.keySet()) {
+            assertThat(VariantRegistry.all().stream().map(VariantInfo::name)).as("covered variant '%s' is not registered", name).contains(name);
+        }
+    }
+
+    private static boolean isProperty(Method m) {
+        return m.isAnnotationPresent(Property.class);
+    }
+}
