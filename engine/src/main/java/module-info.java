@@ -10,6 +10,11 @@ module io.tessera.engine {
     exports io.tessera.attention;
     exports io.tessera.reference;
     exports io.tessera.variant;
+    exports io.tessera.kernel;
 
     uses io.tessera.variant.VariantProvider;
+    uses io.tessera.kernel.Backend;
+
+    provides io.tessera.variant.VariantProvider with io.tessera.attention.FusedAttentionVariants;
+    provides io.tessera.kernel.Backend with io.tessera.kernel.SimdBackend, io.tessera.kernel.ScalarBackend;
 }

@@ -14,6 +14,15 @@ import io.tessera.tensor.Tensor;
  */
 public interface Backend {
 
+    /** The backend called {@code name} ("scalar", "simd", "tornado", …); throws naming the known ones. */
+    static Backend named(String name) { return BackendRegistry.named(name); }
+
+    /** The highest-priority available backend; logs once which one and why. */
+    static Backend best() { return BackendRegistry.best(); }
+
+    /** Every registered backend that can run here, best first. */
+    static java.util.List<Backend> available() { return BackendRegistry.available(); }
+
     /** Stable id: "scalar", "simd", "tornado". */
     String name();
 
@@ -25,6 +34,12 @@ public interface Backend {
 
     /** Preference among available backends: {@code best()} picks the highest. */
     int priority();
+
+    /** Query block size this backend's attention kernel is fastest with; layouts are compiled at it. */
+    int preferredBlockQ();
+
+    /** Key block size this backend's attention kernel is fastest with. */
+    int preferredBlockKV();
 
     /** A backend of the same kind using {@code threads} worker threads (≥ 1). */
     Backend withThreads(int threads);

@@ -18,7 +18,9 @@ import org.junit.jupiter.api.Test;
 class VariantCoverageTest {
 
     /** Variant name → the property class that checks its contract. Add a line with each new variant. */
-    static final Map<String, Class<?>> CONTRACT_PROPERTIES = new TreeMap<>(Map.of());
+    static final Map<String, Class<?>> CONTRACT_PROPERTIES = new TreeMap<>(Map.of(
+            "dense", FusedAttentionProperties.class,
+            "block-sparse", FusedAttentionProperties.class));
 
     @Test
     void everyRegisteredVariantHasContractProperties() {

@@ -1,0 +1,47 @@
+package io.tessera.kernel;
+
+/**
+ * The Vector API backend, multi-threaded over (batch, head, query block). This class names no
+ * Vector API type in its signatures, so it can be loaded (and report itself unavailable) on a JVM
+ * started without {@code --add-modules jdk.incubator.vector}.
+ */
+public final class SimdBackend extends CpuBackend {
+    public SimdBackend() { this(Runtime.getRuntime().availableProcessors()); }
+
+    public SimdBackend(int threads) { super(threads); }
+
+    /** True when the incubating Vector API module is in the boot layer. */
+    public static boolean vectorApiPresent() {
+        return ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+    }
+
+    @Override public String name() { return "simd"; }
+
+    @Override
+    public String description() {
+        if (!vectorApiPresent()) return "unavailable: add --add-modules jdk.incubator.vector to the java command";
+        return "Vector API, " + SimdAttentionKernel.F.vectorBitSize() + "-bit species, " + threads + (threads == 1 ? " thread" : " threads");
+    }
+
+    @Override public boolean isAvailable() { return vectorApiPresent(); }
+
+    @Override public int priority() { return 10; }
+
+    @Override public Backend withThreads(int threads) { return new SimdBackend(threads); }
+
+    @Override
+    protected void attentionItem(AttentionCall call, int b, int h, int qBlock) {
+        SimdAttentionKernel.queryBlock(call, b, h, qBlock);
+    }
+
+    @Override
+    protected void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
+
+    @Override
+    protected int gemmItems(GemmCall call) { return SimdGemm.panels(call) * SimdGemm.rowChunks(call); }
+
+    /** One lane group of queries per block: 64 on AVX-512, 32 on AVX2. */
+    @Override public int preferredBlockQ() { return SimdAttentionKernel.GROUP; }
+
+    @Override public int preferredBlockKV() { return 64; }
+}

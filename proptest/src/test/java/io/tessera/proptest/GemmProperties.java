@@ -1,0 +1,85 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.kernel.Backend;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+/** GEMM on every backend against a float64 product, for every transpose combination and view. */
+class GemmProperties {
+
+    @Provide
+    Arbitrary<String> backends() { return Arbitraries.of("scalar", "simd"); }
+
+    @Property(tries = 150)
+    void matchesFloat64Product(@ForAll("backends") String backend, @ForAll boolean transposeA, @ForAll boolean transposeB,
+                               @ForAll @IntRange(min = 1, max = 150) int m, @ForAll @IntRange(min = 1, max = 150) int n,
+                               @ForAll @IntRange(min = 1, max = 300) int k, @ForAll @IntRange(min = 0, max = 2) int betaCase,
+                               @ForAll @IntRange(min = 1, max = 3) int threads, @ForAll long seed) {
+        float alpha = 0.75f, beta = new float[] {0f, 1f, -0.5f}[betaCase];
+        try (Arena arena = Arena.ofShared()) {
+            // Operands stored transposed when op() transposes them, so op(x) always has the logical shape.
+            Tensor a = Tensor.randomNormal(arena, seed, 1f, transposeA ? k : m, transposeA ? m : k);
+            Tensor b = Tensor.randomNormal(arena, seed + 1, 1f, transposeB ? n : k, transposeB ? k : n);
+            Tensor c = Tensor.randomNormal(arena, seed + 2, 1f, m, n);
+            if (beta == 0f) c.fill(Float.NaN);   // beta = 0 must ignore c entirely
+            float[] before = c.toArray();
+            Backend.named(backend).withThreads(threads).gemm(a, transposeA, b, transposeB, c, alpha, beta);
+            float[] got = c.toArray();
+            double worst = 0, bound = 0;
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double dot = 0, absDot = 0;
+                    for (int p = 0; p < k; p++) {
+                        double x = transposeA ? a.get(p, i) : a.get(i, p), y = transposeB ? b.get(j, p) : b.get(p, j);
+                        dot += x * y;
+                        absDot += Math.abs(x * y);
+                    }
+                    double expected = alpha * dot + (beta == 0f ? 0 : beta * before[i * n + j]);
+                    worst = Math.max(worst, Math.abs(got[i * n + j] - expected));
+                    // fp32 dot-product error bound: k·ε·Σ|xy| (Higham), plus rounding of the update.
+                    bound = Math.max(bound, k * 0x1p-24 * Math.abs(alpha) * absDot + 4 * 0x1p-24 * (Math.abs(expected) + 1));
+                }
+            }
+            assertThat(worst).isLessThanOrEqualTo(bound);
+        }
+    }
+
+    @Property(tries = 30)
+    void stridedViewsAreReadCorrectly(@ForAll("backends") String backend, @ForAll @IntRange(min = 2, max = 40) int m, @ForAll long seed) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor big = Tensor.randomNormal(arena, seed, 1f, 2 * m, 3 * m);
+            Tensor a = big.slice(0, 1, m + 1).slice(1, 2, m + 2);            // m×m view with row stride 3m
+            Tensor b = big.transpose(0, 1).slice(0, 0, m).slice(1, 0, m);     // column-major view
+            Tensor c = Tensor.zeros(arena, m, m);
+            Backend.named(backend).gemm(a, false, b, false, c, 1f, 0f);
+            Tensor ca = a.contiguous(arena), cb = b.contiguous(arena), c2 = Tensor.zeros(arena, m, m);
+            Backend.named("scalar").gemm(ca, false, cb, false, c2, 1f, 0f);
+            float[] x = c.toArray(), y = c2.toArray();
+            for (int i = 0; i < x.length; i++) assertThat((double) x[i]).isCloseTo(y[i], org.assertj.core.api.Assertions.within(1e-4 * (1 + Math.abs(y[i]))));
+        }
+    }
+
+    @Example
+    void badShapesNameTheParameter() {
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor a = Tensor.zeros(arena, 3, 4), b = Tensor.zeros(arena, 5, 6), c = Tensor.zeros(arena, 3, 6);
+            for (Backend be : Backend.available()) {
+                assertThatThrownBy(() -> be.gemm(a, false, b, false, c, 1f, 0f)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("inner dimensions differ");
+                assertThatThrownBy(() -> be.gemm(a, false, Tensor.zeros(arena, 4, 6), false, Tensor.zeros(arena, 3, 5), 1f, 0f))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("c shape [3, 5] must be [3, 6]");
+                assertThatThrownBy(() -> be.gemm(Tensor.zeros(arena, 1, 3, 4), false, b, false, c, 1f, 0f))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("a must be rank 2");
+            }
+        }
+    }
+}
