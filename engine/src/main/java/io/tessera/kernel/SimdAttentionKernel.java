@@ -13,38 +13,50 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The fused block-sparse attention kernel on the Vector API.
  *
- * <p>Queries sit in vector lanes: a <em>lane group</em> of {@link #GROUP} = 4 vectors of queries is
- * processed against every tile of its layout row. Working key-major (scores as Sᵀ[key][query])
- * means K and V are read as scalars and broadcast, so neither needs packing or transposing; only
- * the group's queries are transposed once, and the online-softmax state (running max, running sum,
- * rescaling) is per lane, hence vectorized for free. The output accumulator Oᵀ[dv][query] is
- * transposed back once per group. Ragged key tiles are just shorter loops; a ragged query group
- * runs in padded lanes that are never written out.
+ * <p>Queries sit in vector lanes: a <em>lane group</em> of {@link #GROUP} = 2 vectors of queries.
+ * Working key-major (scores as Sᵀ[key][query]) means K and V elements are broadcast, so neither
+ * needs transposing; only the block's queries are transposed, once. The online-softmax state
+ * (running max, running sum, rescaling) is per lane, hence vectorized for free, and the output
+ * accumulator Oᵀ[dv][query] is transposed back once per block. Each tile's K and V rows are copied
+ * once to the heap and reused by every lane group of the query block. Ragged key tiles are just
+ * shorter loops; a ragged query block runs in padded lanes that are never written out.
+ *
+ * <p>Register budget: the micro-kernels hold 6×2 accumulators, 2 loaded vectors and 1 broadcast,
+ * 15 registers, because AVX2 has only 16 (a 4×4 blocking spills there; AVX-512's 32 registers
+ * would allow more, but the 6×2 shape already keeps both FMA ports busy).
  */
 final class SimdAttentionKernel {
     private SimdAttentionKernel() {}
 
     static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     static final int L = F.length();
-    /** Queries per lane group: 4 vectors, so the QKᵀ micro-kernel keeps 4×4 accumulators in registers. */
-    static final int GROUP = 4 * L;
+    /** Queries per lane group: 2 vectors. */
+    static final int GROUP = 2 * L;
+    /** Keys (for QKᵀ) or value columns (for PV) per micro-kernel step. */
+    private static final int STEP = 6;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final float NEG_INF = Float.NEGATIVE_INFINITY;
 
     /** Per-thread buffers, grown on demand and reused across calls. */
     static final class Scratch {
-        float[] qT = new float[0];      // [D][GROUP]  scaled queries, transposed
-        float[] sT = new float[0];      // [blockKV][GROUP]  scores, then probabilities
-        float[] oT = new float[0];      // [Dv][GROUP]  output accumulator, transposed
-        final float[] m = new float[GROUP];   // running max of the scaled logits
-        final float[] l = new float[GROUP];   // running softmax denominator
-        long[] rowMask = new long[0];   // [blockQ][words]  tile mask as the layout writes it
-        long[] laneMask = new long[0];  // [blockKV]  per key: bit i = query lane i may attend
+        float[] qT = new float[0];      // [group][D][GROUP]   scaled queries, transposed
+        float[] oT = new float[0];      // [group][Dv][GROUP]  output accumulators, transposed
+        float[] m = new float[0];       // [group][GROUP]      running max of the scaled logits
+        float[] l = new float[0];       // [group][GROUP]      running softmax denominator
+        float[] sT = new float[0];      // [blockKV][GROUP]    scores, then probabilities
+        float[] kTile = new float[0];   // [blockKV][D]        keys of the current tile
+        float[] vTile = new float[0];   // [blockKV][Dv]       values of the current tile
+        long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
+        long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
-            if (qT.length < d * GROUP) qT = new float[d * GROUP];
+            int groups = (blockQ + GROUP - 1) / GROUP;
+            if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
+            if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
+            if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
             if (sT.length < blockKV * GROUP) sT = new float[blockKV * GROUP];
-            if (oT.length < dv * GROUP) oT = new float[dv * GROUP];
+            if (kTile.length < blockKV * d) kTile = new float[blockKV * d];
+            if (vTile.length < blockKV * dv) vTile = new float[blockKV * dv];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
         }
@@ -56,26 +68,20 @@ final class SimdAttentionKernel {
     static void queryBlock(AttentionCall c, int b, int h, int qBlock) {
         AttentionGeometry g = c.g;
         BlockLayout lay = c.layouts.forHead(h);
-        int d = g.shape().headDim(), dv = g.shape().valueDim();
-        Scratch s = SCRATCH.get();
-        s.ensure(d, dv, lay.blockQ(), lay.blockKV(), lay.maskWordsPerRow());
-        int q0 = qBlock * lay.blockQ();
-        int rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
-        int hk = g.shape().kvHeadOf(h);
-        for (int g0 = 0; g0 < rows; g0 += GROUP) {
-            laneGroup(c, lay, s, b, h, hk, qBlock, g0, Math.min(GROUP, rows - g0));
-        }
-    }
-
-    private static void laneGroup(AttentionCall c, BlockLayout lay, Scratch s, int b, int h, int hk, int qBlock, int g0, int lanes) {
-        AttentionGeometry g = c.g;
         int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
         int blockKV = lay.blockKV();
-        int firstRow = qBlock * lay.blockQ() + g0;
-        packQueries(c.q, g.qBase(b, h) + (long) firstRow * g.qRow(), g.qRow(), d, lanes, g.scale(), s.qT);
-        Arrays.fill(s.oT, 0, dv * GROUP, 0f);
-        Arrays.fill(s.m, NEG_INF);
-        Arrays.fill(s.l, 0f);
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, lay.blockQ(), blockKV, lay.maskWordsPerRow());
+        int q0 = qBlock * lay.blockQ();
+        int rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
+        int groups = (rows + GROUP - 1) / GROUP;
+        int hk = g.shape().kvHeadOf(h);
+
+        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s.qT);
+        Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
+        Arrays.fill(s.m, 0, groups * GROUP, NEG_INF);
+        Arrays.fill(s.l, 0, groups * GROUP, 0f);
+
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
@@ -83,42 +89,60 @@ final class SimdAttentionKernel {
             int kv0 = cols[t] * blockKV;
             int n = Math.min(blockKV, kvLen - kv0);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
-            if (partial && !laneMasks(lay, t, s, g0, lanes, n)) continue;   // nothing allowed for these lanes
-            scores(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.qT, s.sT);
-            softmaxStep(s, n, dv, partial);
-            accumulate(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.sT, s.oT);
+            if (partial) lay.fillTileMask(t, s.rowMask);
+            copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+            copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            for (int grp = 0; grp < groups; grp++) {
+                int lanes = Math.min(GROUP, rows - grp * GROUP);
+                if (partial && !laneMasks(lay, s, grp * GROUP, lanes, n)) continue;   // nothing allowed for these lanes
+                scores(s.kTile, n, d, s.qT, grp * d * GROUP, s.sT);
+                softmaxStep(s, grp, n, dv, partial);
+                accumulate(s.vTile, n, dv, s.sT, s.oT, grp * dv * GROUP);
+            }
         }
-        writeRows(c, g.oBase(b, h) + (long) firstRow * g.oRow(), g.oRow(),
-                c.lse == null ? -1 : g.lBase(b, h) + (long) firstRow * g.lRow(), g.lRow(), dv, lanes, s);
+        writeRows(c, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
+                c.lse == null ? -1 : g.lBase(b, h) + (long) q0 * g.lRow(), g.lRow(), dv, rows, s);
     }
 
-    /** qT[i][lane] = scale · q[lane][i]; padded lanes are zero. */
-    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int lanes, float scale, float[] qT) {
-        Arrays.fill(qT, 0, d * GROUP, 0f);
-        for (int lane = 0; lane < lanes; lane++) {
-            long row = base + lane * rowStride;
-            for (int i = 0; i < d; i++) qT[i * GROUP + lane] = scale * q.getAtIndex(FLOAT, row + i);
+    /** qT[group][i][lane] = scale · q[group·GROUP + lane][i]; padded lanes are zero. */
+    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float scale, float[] qT) {
+        int groups = (rows + GROUP - 1) / GROUP;
+        Arrays.fill(qT, 0, groups * d * GROUP, 0f);
+        for (int r = 0; r < rows; r++) {
+            long row = base + r * rowStride;
+            int o = (r / GROUP) * d * GROUP + r % GROUP;
+            for (int i = 0; i < d; i++) qT[o + i * GROUP] = scale * q.getAtIndex(FLOAT, row + i);
         }
     }
 
     /**
-     * Transposes the tile's row-major mask bits into one word per key over the group's lanes.
-     * Returns false when no lane of this group may attend to any key of the tile.
+     * Heap copy of a tile's rows: one bulk copy, after which the micro-kernels' broadcasts come from
+     * an array (a segment read costs a bounds and a liveness check each).
      */
-    private static boolean laneMasks(BlockLayout lay, int tile, Scratch s, int g0, int lanes, int n) {
-        lay.fillTileMask(tile, s.rowMask);
+    private static void copyRows(MemorySegment src, long base, long rowStride, int n, int width, float[] dst) {
+        if (rowStride == width) {
+            MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
+        } else {
+            for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, j * width, width);
+        }
+    }
+
+    /**
+     * Transposes the rows [first, first+lanes) of the tile mask into one word per key over lanes.
+     * Returns false when none of these lanes may attend to any key of the tile.
+     */
+    private static boolean laneMasks(BlockLayout lay, Scratch s, int first, int lanes, int n) {
         int words = lay.maskWordsPerRow();
         long[] lane = s.laneMask;
         Arrays.fill(lane, 0, n, 0L);
         long any = 0;
         for (int i = 0; i < lanes; i++) {
-            int rowStart = (g0 + i) * words;
+            int rowStart = (first + i) * words;
             for (int w = 0; w < words; w++) {
                 long bits = s.rowMask[rowStart + w];
                 any |= bits;
                 while (bits != 0) {
-                    int j = (w << 6) + Long.numberOfTrailingZeros(bits);
-                    lane[j] |= 1L << i;
+                    lane[(w << 6) + Long.numberOfTrailingZeros(bits)] |= 1L << i;
                     bits &= bits - 1;
                 }
             }
@@ -126,65 +150,62 @@ final class SimdAttentionKernel {
         return any != 0;
     }
 
-    /** sT[j][lane] = Σ_i K[j][i] · qT[i][lane] for keys j < n: 4 keys × 4 vectors per step. */
-    static void scores(MemorySegment k, long base, long rowStride, int n, int d, float[] qT, float[] sT) {
+    /** sT[j][lane] = Σ_i K[j][i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2 vectors per step. */
+    static void scores(float[] k, int n, int d, float[] qT, int qOff, float[] sT) {
         int j = 0;
-        for (; j + 4 <= n; j += 4) {
-            long r0 = base + j * rowStride, r1 = r0 + rowStride, r2 = r1 + rowStride, r3 = r2 + rowStride;
-            FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
-            FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-            FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-            FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        for (; j + STEP <= n; j += STEP) {
+            int r0 = j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
+            FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
+            FloatVector a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
             for (int i = 0; i < d; i++) {
-                int qi = i * GROUP;
-                FloatVector q0 = FloatVector.fromArray(F, qT, qi);
-                FloatVector q1 = FloatVector.fromArray(F, qT, qi + L);
-                FloatVector q2 = FloatVector.fromArray(F, qT, qi + 2 * L);
-                FloatVector q3 = FloatVector.fromArray(F, qT, qi + 3 * L);
-                FloatVector k0 = FloatVector.broadcast(F, k.getAtIndex(FLOAT, r0 + i));
-                FloatVector k1 = FloatVector.broadcast(F, k.getAtIndex(FLOAT, r1 + i));
-                FloatVector k2 = FloatVector.broadcast(F, k.getAtIndex(FLOAT, r2 + i));
-                FloatVector k3 = FloatVector.broadcast(F, k.getAtIndex(FLOAT, r3 + i));
-                a00 = q0.fma(k0, a00); a01 = q1.fma(k0, a01); a02 = q2.fma(k0, a02); a03 = q3.fma(k0, a03);
-                a10 = q0.fma(k1, a10); a11 = q1.fma(k1, a11); a12 = q2.fma(k1, a12); a13 = q3.fma(k1, a13);
-                a20 = q0.fma(k2, a20); a21 = q1.fma(k2, a21); a22 = q2.fma(k2, a22); a23 = q3.fma(k2, a23);
-                a30 = q0.fma(k3, a30); a31 = q1.fma(k3, a31); a32 = q2.fma(k3, a32); a33 = q3.fma(k3, a33);
+                int qi = qOff + i * GROUP;
+                FloatVector x = FloatVector.fromArray(F, qT, qi);
+                FloatVector y = FloatVector.fromArray(F, qT, qi + L);
+                FloatVector kv = FloatVector.broadcast(F, k[r0 + i]);
+                a0 = x.fma(kv, a0); b0 = y.fma(kv, b0);
+                kv = FloatVector.broadcast(F, k[r1 + i]);
+                a1 = x.fma(kv, a1); b1 = y.fma(kv, b1);
+                kv = FloatVector.broadcast(F, k[r2 + i]);
+                a2 = x.fma(kv, a2); b2 = y.fma(kv, b2);
+                kv = FloatVector.broadcast(F, k[r3 + i]);
+                a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
+                kv = FloatVector.broadcast(F, k[r4 + i]);
+                a4 = x.fma(kv, a4); b4 = y.fma(kv, b4);
+                kv = FloatVector.broadcast(F, k[r5 + i]);
+                a5 = x.fma(kv, a5); b5 = y.fma(kv, b5);
             }
             int o = j * GROUP;
-            a00.intoArray(sT, o); a01.intoArray(sT, o + L); a02.intoArray(sT, o + 2 * L); a03.intoArray(sT, o + 3 * L);
-            o += GROUP;
-            a10.intoArray(sT, o); a11.intoArray(sT, o + L); a12.intoArray(sT, o + 2 * L); a13.intoArray(sT, o + 3 * L);
-            o += GROUP;
-            a20.intoArray(sT, o); a21.intoArray(sT, o + L); a22.intoArray(sT, o + 2 * L); a23.intoArray(sT, o + 3 * L);
-            o += GROUP;
-            a30.intoArray(sT, o); a31.intoArray(sT, o + L); a32.intoArray(sT, o + 2 * L); a33.intoArray(sT, o + 3 * L);
+            a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
+            a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
+            a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
+            a3.intoArray(sT, o); b3.intoArray(sT, o + L); o += GROUP;
+            a4.intoArray(sT, o); b4.intoArray(sT, o + L); o += GROUP;
+            a5.intoArray(sT, o); b5.intoArray(sT, o + L);
         }
         for (; j < n; j++) {
-            long r = base + j * rowStride;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            int r = j * d;
+            FloatVector a = FloatVector.zero(F), b = a;
             for (int i = 0; i < d; i++) {
-                int qi = i * GROUP;
-                FloatVector kj = FloatVector.broadcast(F, k.getAtIndex(FLOAT, r + i));
-                a0 = FloatVector.fromArray(F, qT, qi).fma(kj, a0);
-                a1 = FloatVector.fromArray(F, qT, qi + L).fma(kj, a1);
-                a2 = FloatVector.fromArray(F, qT, qi + 2 * L).fma(kj, a2);
-                a3 = FloatVector.fromArray(F, qT, qi + 3 * L).fma(kj, a3);
+                int qi = qOff + i * GROUP;
+                FloatVector kv = FloatVector.broadcast(F, k[r + i]);
+                a = FloatVector.fromArray(F, qT, qi).fma(kv, a);
+                b = FloatVector.fromArray(F, qT, qi + L).fma(kv, b);
             }
-            int o = j * GROUP;
-            a0.intoArray(sT, o); a1.intoArray(sT, o + L); a2.intoArray(sT, o + 2 * L); a3.intoArray(sT, o + 3 * L);
+            a.intoArray(sT, j * GROUP);
+            b.intoArray(sT, j * GROUP + L);
         }
     }
 
     /**
-     * Online softmax over one tile, per lane: masks, new running max, probabilities in place of the
-     * scores, rescaled running sum and output. A lane that has seen only masked keys keeps max −∞;
-     * it subtracts 0 instead so that exp(−∞ − (−∞)) never produces NaN.
+     * Online softmax over one tile for one lane group: masks, new running max, probabilities in
+     * place of the scores, rescaled running sum and output. A lane that has seen only masked keys
+     * keeps max −∞ and subtracts 0 instead, so exp(−∞ − (−∞)) never produces NaN.
      */
-    private static void softmaxStep(Scratch s, int n, int dv, boolean partial) {
+    private static void softmaxStep(Scratch s, int grp, int n, int dv, boolean partial) {
         float[] sT = s.sT, oT = s.oT;
         FloatVector negInf = FloatVector.broadcast(F, NEG_INF);
-        for (int v = 0; v < 4; v++) {
-            int lane0 = v * L;
+        for (int v = 0; v < 2; v++) {
+            int lane0 = v * L, state = grp * GROUP + lane0;
             FloatVector max = negInf;
             if (partial) {
                 for (int j = 0; j < n; j++) {
@@ -196,7 +217,7 @@ final class SimdAttentionKernel {
             } else {
                 for (int j = 0; j < n; j++) max = max.max(FloatVector.fromArray(F, sT, j * GROUP + lane0));
             }
-            FloatVector mOld = FloatVector.fromArray(F, s.m, lane0);
+            FloatVector mOld = FloatVector.fromArray(F, s.m, state);
             FloatVector mNew = mOld.max(max);
             FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
             FloatVector sum = FloatVector.zero(F);
@@ -207,75 +228,75 @@ final class SimdAttentionKernel {
                 sum = sum.add(p);
             }
             FloatVector alpha = mOld.sub(shift).lanewise(VectorOperators.EXP);
-            alpha.mul(FloatVector.fromArray(F, s.l, lane0)).add(sum).intoArray(s.l, lane0);
-            mNew.intoArray(s.m, lane0);
+            alpha.fma(FloatVector.fromArray(F, s.l, state), sum).intoArray(s.l, state);
+            mNew.intoArray(s.m, state);
             if (alpha.compare(VectorOperators.NE, 1f).anyTrue()) {
+                int base = grp * dv * GROUP + lane0;
                 for (int i = 0; i < dv; i++) {
-                    int o = i * GROUP + lane0;
+                    int o = base + i * GROUP;
                     FloatVector.fromArray(F, oT, o).mul(alpha).intoArray(oT, o);
                 }
             }
         }
     }
 
-    /** oT[i][lane] += Σ_j V[j][i] · sT[j][lane]: 4 value columns × 4 vectors per step. */
-    static void accumulate(MemorySegment v, long base, long rowStride, int n, int dv, float[] sT, float[] oT) {
+    /** oT[oOff + i·GROUP + lane] += Σ_j V[j][i] · sT[j][lane]: 6 value columns × 2 vectors per step. */
+    static void accumulate(float[] v, int n, int dv, float[] sT, float[] oT, int oOff) {
         int i = 0;
-        for (; i + 4 <= dv; i += 4) {
-            int o0 = i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
-            FloatVector a00 = FloatVector.fromArray(F, oT, o0), a01 = FloatVector.fromArray(F, oT, o0 + L), a02 = FloatVector.fromArray(F, oT, o0 + 2 * L), a03 = FloatVector.fromArray(F, oT, o0 + 3 * L);
-            FloatVector a10 = FloatVector.fromArray(F, oT, o1), a11 = FloatVector.fromArray(F, oT, o1 + L), a12 = FloatVector.fromArray(F, oT, o1 + 2 * L), a13 = FloatVector.fromArray(F, oT, o1 + 3 * L);
-            FloatVector a20 = FloatVector.fromArray(F, oT, o2), a21 = FloatVector.fromArray(F, oT, o2 + L), a22 = FloatVector.fromArray(F, oT, o2 + 2 * L), a23 = FloatVector.fromArray(F, oT, o2 + 3 * L);
-            FloatVector a30 = FloatVector.fromArray(F, oT, o3), a31 = FloatVector.fromArray(F, oT, o3 + L), a32 = FloatVector.fromArray(F, oT, o3 + 2 * L), a33 = FloatVector.fromArray(F, oT, o3 + 3 * L);
-            long row = base + i;
-            for (int j = 0; j < n; j++, row += rowStride) {
+        for (; i + STEP <= dv; i += STEP) {
+            int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP, o4 = o3 + GROUP, o5 = o4 + GROUP;
+            FloatVector a0 = FloatVector.fromArray(F, oT, o0), b0 = FloatVector.fromArray(F, oT, o0 + L);
+            FloatVector a1 = FloatVector.fromArray(F, oT, o1), b1 = FloatVector.fromArray(F, oT, o1 + L);
+            FloatVector a2 = FloatVector.fromArray(F, oT, o2), b2 = FloatVector.fromArray(F, oT, o2 + L);
+            FloatVector a3 = FloatVector.fromArray(F, oT, o3), b3 = FloatVector.fromArray(F, oT, o3 + L);
+            FloatVector a4 = FloatVector.fromArray(F, oT, o4), b4 = FloatVector.fromArray(F, oT, o4 + L);
+            FloatVector a5 = FloatVector.fromArray(F, oT, o5), b5 = FloatVector.fromArray(F, oT, o5 + L);
+            for (int j = 0, row = i; j < n; j++, row += dv) {
                 int pj = j * GROUP;
-                FloatVector p0 = FloatVector.fromArray(F, sT, pj);
-                FloatVector p1 = FloatVector.fromArray(F, sT, pj + L);
-                FloatVector p2 = FloatVector.fromArray(F, sT, pj + 2 * L);
-                FloatVector p3 = FloatVector.fromArray(F, sT, pj + 3 * L);
-                FloatVector v0 = FloatVector.broadcast(F, v.getAtIndex(FLOAT, row));
-                FloatVector v1 = FloatVector.broadcast(F, v.getAtIndex(FLOAT, row + 1));
-                FloatVector v2 = FloatVector.broadcast(F, v.getAtIndex(FLOAT, row + 2));
-                FloatVector v3 = FloatVector.broadcast(F, v.getAtIndex(FLOAT, row + 3));
-                a00 = p0.fma(v0, a00); a01 = p1.fma(v0, a01); a02 = p2.fma(v0, a02); a03 = p3.fma(v0, a03);
-                a10 = p0.fma(v1, a10); a11 = p1.fma(v1, a11); a12 = p2.fma(v1, a12); a13 = p3.fma(v1, a13);
-                a20 = p0.fma(v2, a20); a21 = p1.fma(v2, a21); a22 = p2.fma(v2, a22); a23 = p3.fma(v2, a23);
-                a30 = p0.fma(v3, a30); a31 = p1.fma(v3, a31); a32 = p2.fma(v3, a32); a33 = p3.fma(v3, a33);
+                FloatVector x = FloatVector.fromArray(F, sT, pj);
+                FloatVector y = FloatVector.fromArray(F, sT, pj + L);
+                FloatVector w = FloatVector.broadcast(F, v[row]);
+                a0 = x.fma(w, a0); b0 = y.fma(w, b0);
+                w = FloatVector.broadcast(F, v[row + 1]);
+                a1 = x.fma(w, a1); b1 = y.fma(w, b1);
+                w = FloatVector.broadcast(F, v[row + 2]);
+                a2 = x.fma(w, a2); b2 = y.fma(w, b2);
+                w = FloatVector.broadcast(F, v[row + 3]);
+                a3 = x.fma(w, a3); b3 = y.fma(w, b3);
+                w = FloatVector.broadcast(F, v[row + 4]);
+                a4 = x.fma(w, a4); b4 = y.fma(w, b4);
+                w = FloatVector.broadcast(F, v[row + 5]);
+                a5 = x.fma(w, a5); b5 = y.fma(w, b5);
             }
-            a00.intoArray(oT, o0); a01.intoArray(oT, o0 + L); a02.intoArray(oT, o0 + 2 * L); a03.intoArray(oT, o0 + 3 * L);
-            a10.intoArray(oT, o1); a11.intoArray(oT, o1 + L); a12.intoArray(oT, o1 + 2 * L); a13.intoArray(oT, o1 + 3 * L);
-            a20.intoArray(oT, o2); a21.intoArray(oT, o2 + L); a22.intoArray(oT, o2 + 2 * L); a23.intoArray(oT, o2 + 3 * L);
-            a30.intoArray(oT, o3); a31.intoArray(oT, o3 + L); a32.intoArray(oT, o3 + 2 * L); a33.intoArray(oT, o3 + 3 * L);
+            a0.intoArray(oT, o0); b0.intoArray(oT, o0 + L);
+            a1.intoArray(oT, o1); b1.intoArray(oT, o1 + L);
+            a2.intoArray(oT, o2); b2.intoArray(oT, o2 + L);
+            a3.intoArray(oT, o3); b3.intoArray(oT, o3 + L);
+            a4.intoArray(oT, o4); b4.intoArray(oT, o4 + L);
+            a5.intoArray(oT, o5); b5.intoArray(oT, o5 + L);
         }
         for (; i < dv; i++) {
-            int o = i * GROUP;
-            FloatVector a0 = FloatVector.fromArray(F, oT, o), a1 = FloatVector.fromArray(F, oT, o + L);
-            FloatVector a2 = FloatVector.fromArray(F, oT, o + 2 * L), a3 = FloatVector.fromArray(F, oT, o + 3 * L);
-            long row = base + i;
-            for (int j = 0; j < n; j++, row += rowStride) {
-                int pj = j * GROUP;
-                FloatVector vj = FloatVector.broadcast(F, v.getAtIndex(FLOAT, row));
-                a0 = FloatVector.fromArray(F, sT, pj).fma(vj, a0);
-                a1 = FloatVector.fromArray(F, sT, pj + L).fma(vj, a1);
-                a2 = FloatVector.fromArray(F, sT, pj + 2 * L).fma(vj, a2);
-                a3 = FloatVector.fromArray(F, sT, pj + 3 * L).fma(vj, a3);
+            int o = oOff + i * GROUP;
+            FloatVector a = FloatVector.fromArray(F, oT, o), b = FloatVector.fromArray(F, oT, o + L);
+            for (int j = 0, row = i; j < n; j++, row += dv) {
+                FloatVector w = FloatVector.broadcast(F, v[row]);
+                a = FloatVector.fromArray(F, sT, j * GROUP).fma(w, a);
+                b = FloatVector.fromArray(F, sT, j * GROUP + L).fma(w, b);
             }
-            a0.intoArray(oT, o); a1.intoArray(oT, o + L); a2.intoArray(oT, o + 2 * L); a3.intoArray(oT, o + 3 * L);
+            a.intoArray(oT, o);
+            b.intoArray(oT, o + L);
         }
     }
 
-    /** out[lane][i] = oT[i][lane] / l[lane]; rows with no allowed key get 0 and LSE −∞. */
-    private static void writeRows(AttentionCall c, long outBase, long outRow, long lseBase, long lseRow, int dv, int lanes, Scratch s) {
-        for (int lane = 0; lane < lanes; lane++) {
-            float sum = s.l[lane];
+    /** out[r][i] = oT[r/GROUP][i][r%GROUP] / l[r]; rows with no allowed key get 0 and LSE −∞. */
+    private static void writeRows(AttentionCall c, long outBase, long outRow, long lseBase, long lseRow, int dv, int rows, Scratch s) {
+        for (int r = 0; r < rows; r++) {
+            float sum = s.l[r];
             float inv = sum > 0 ? 1f / sum : 0f;
-            long row = outBase + lane * outRow;
-            for (int i = 0; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[i * GROUP + lane] * inv);
-            if (lseBase >= 0) {
-                float lse = sum > 0 ? s.m[lane] + (float) Math.log(sum) : NEG_INF;
-                c.lse.setAtIndex(FLOAT, lseBase + lane * lseRow, lse);
-            }
+            long row = outBase + r * outRow;
+            int o = (r / GROUP) * dv * GROUP + r % GROUP;
+            for (int i = 0; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
+            if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, sum > 0 ? s.m[r] + (float) Math.log(sum) : NEG_INF);
         }
     }
 }

@@ -40,8 +40,8 @@ public final class SimdBackend extends CpuBackend {
     @Override
     protected int gemmItems(GemmCall call) { return SimdGemm.panels(call) * SimdGemm.rowChunks(call); }
 
-    /** One lane group of queries per block: 64 on AVX-512, 32 on AVX2. */
-    @Override public int preferredBlockQ() { return SimdAttentionKernel.GROUP; }
+    /** Several lane groups per block share each K/V tile copy. */
+    @Override public int preferredBlockQ() { return 4 * SimdAttentionKernel.GROUP; }
 
     @Override public int preferredBlockKV() { return 64; }
 }
