@@ -4,6 +4,8 @@
 module io.tessera.engine {
     // Optional at run time: without it Backend.best() falls back to the scalar backend.
     requires static jdk.incubator.vector;
+    // Layout pictures for reports (javax.imageio).
+    requires java.desktop;
 
     exports io.tessera.tensor;
     exports io.tessera.pattern;

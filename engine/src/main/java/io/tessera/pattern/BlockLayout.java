@@ -102,60 +102,10 @@ public final class BlockLayout {
 
     /**
      * Compiles any element predicate by evaluating every pair (O(qLen·kvLen) time, O(tiles) memory
-     * plus one stored bitmask per PARTIAL tile): the exact escape hatch for patterns with no
-     * closed-form tile classification.
+     * plus one stored bitmask per PARTIAL tile): shorthand for compiling {@link Pattern#predicate}.
      */
     public static BlockLayout fromPredicate(String description, int qLen, int kvLen, int blockQ, int blockKV, ElementPredicate predicate) {
-        checkGeometry(qLen, kvLen, blockQ, blockKV);
-        int qb = ceilDiv(qLen, blockQ), kb = ceilDiv(kvLen, blockKV);
-        int words = ceilDiv(blockKV, 64);
-        int tileWords = blockQ * words;
-        int[] offsets = new int[qb + 1];
-        IntList cols = new IntList();
-        ByteList kinds = new ByteList();
-        LongList bits = new LongList();
-        IntList maskIndex = new IntList();      // per tile: start of its bits, or -1 for FULL
-        long[] scratch = new long[tileWords];
-        for (int r = 0; r < qb; r++) {
-            int q0 = r * blockQ, rows = Math.min(blockQ, qLen - q0);
-            for (int c = 0; c < kb; c++) {
-                int kv0 = c * blockKV, ncols = Math.min(blockKV, kvLen - kv0);
-                Arrays.fill(scratch, 0L);
-                long allowed = 0;
-                for (int i = 0; i < rows; i++) {
-                    for (int j = 0; j < ncols; j++) {
-                        if (predicate.allows(q0 + i, kv0 + j)) {
-                            scratch[i * words + (j >>> 6)] |= 1L << j;
-                            allowed++;
-                        }
-                    }
-                }
-                if (allowed == 0) continue;
-                cols.add(c);
-                if (allowed == (long) rows * ncols) {
-                    kinds.add(TileKind.FULL.code());
-                    maskIndex.add(-1);
-                } else {
-                    kinds.add(TileKind.PARTIAL.code());
-                    maskIndex.add(bits.size());
-                    bits.addAll(scratch);
-                }
-            }
-            offsets[r + 1] = cols.size();
-        }
-        return new BlockLayout(description, qLen, kvLen, blockQ, blockKV, offsets, cols.toArray(), kinds.toArray(),
-                new StoredTileMasks(bits.toArray(), maskIndex.toArray(), words));
-    }
-
-    /** Tile masks kept as bits, {@code blockQ × ceil(blockKV/64)} words per PARTIAL tile. */
-    private record StoredTileMasks(long[] bits, int[] start, int storedWordsPerRow) implements TileMaskSource {
-        @Override
-        public void fill(int tile, int q0, int rows, int kv0, int cols, long[] dst, int dstOffset, int wordsPerRow) {
-            int from = start[tile];
-            for (int r = 0; r < rows; r++) {
-                System.arraycopy(bits, from + r * storedWordsPerRow, dst, dstOffset + r * wordsPerRow, storedWordsPerRow);
-            }
-        }
+        return PatternCompiler.compile(Pattern.predicate(description, predicate), qLen, kvLen, blockQ, blockKV);
     }
 
     // ---------------------------------------------------------------- geometry
