@@ -12,6 +12,7 @@ import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.HeadLayouts;
 import io.tessera.pattern.LayoutSpec;
 import io.tessera.pattern.MaskFunction;
+import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -75,6 +76,18 @@ class FusedAttentionProperties {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena);
             ElementPredicate p = predicate(kind, c.qLen(), c.kvLen(), c.seed());
             checkAgainstOracle(arena, Attention.sparse(spec(kind.name(), p)).on(Backend.named(backend)).withBlockSizes(blockQ, blockKV), q, k, v, mask(p));
+        }
+    }
+
+    @Provide
+    Arbitrary<Pattern> patterns() { return new PatternProperties().patterns(); }
+
+    /** Every pattern the compiler can produce, at the backend's own block sizes. */
+    @Property(tries = 150)
+    void compiledPatternsMatchTheMaskedOracle(@ForAll("cases") AttentionCase c, @ForAll("patterns") Pattern pattern, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena);
+            checkAgainstOracle(arena, Attention.sparse(pattern).on(Backend.named(backend)), q, k, v, pattern.asMask(c.qLen(), c.kvLen()));
         }
     }
 

@@ -3,9 +3,8 @@ package io.tessera.bench.kernel;
 import io.tessera.attention.Attention;
 import io.tessera.kernel.Backend;
 import io.tessera.pattern.BlockLayout;
-import io.tessera.pattern.CausalAlignment;
-import io.tessera.pattern.HeadLayouts;
 import io.tessera.pattern.LayoutSpec;
+import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.concurrent.TimeUnit;
@@ -52,20 +51,23 @@ public class AttentionBenchmark {
     private Tensor q, k, v, out;
     private Attention attention;
 
-    /** Layout specs by name; structured ones come from the pattern compiler when it is there. */
-    public static LayoutSpec spec(String pattern) {
-        return switch (pattern) {
-            case "dense" -> LayoutSpec.dense();
-            case "causal" -> predicateSpec("causal", (n) -> (i, j) -> CausalAlignment.TOP_LEFT.allows(i, j, n, n));
-            case "window256" -> predicateSpec("window ±256", (n) -> (i, j) -> Math.abs(i - j) <= 256);
-            default -> throw new IllegalArgumentException("unknown pattern '" + pattern + "'");
+    /** The patterns the benchmarks and the report use, by name. */
+    public static Pattern pattern(String name) {
+        return switch (name) {
+            case "dense" -> Pattern.full();
+            case "causal" -> Pattern.causal();
+            case "window256" -> Pattern.slidingWindow(256);
+            case "dilated" -> Pattern.dilatedWindow(128, 2);
+            case "bigbird" -> Pattern.bigBird(64, 3, 1, 3, 7);
+            case "longformer" -> Pattern.longformer(512, 1, 0, 1, 2, 3);
+            case "strided" -> Pattern.sparseTransformerStrided(64, true);
+            case "fixed" -> Pattern.sparseTransformerFixed(128, 16, true);
+            default -> throw new IllegalArgumentException("unknown pattern '" + name + "'");
         };
     }
 
-    private interface PredicateFactory { io.tessera.pattern.ElementPredicate at(int n); }
-
-    private static LayoutSpec predicateSpec(String name, PredicateFactory f) {
-        return (heads, qLen, kvLen, bq, bkv) -> HeadLayouts.shared(BlockLayout.fromPredicate(name, qLen, kvLen, bq, bkv, f.at(qLen)));
+    public static LayoutSpec spec(String name) {
+        return name.equals("dense") ? LayoutSpec.dense() : pattern(name);
     }
 
     @Setup(Level.Trial)
