@@ -1,10 +1,289 @@
 package io.tessera.bench;
 
-/** The main job: placeholder until the report lands; runs JMH with the given arguments. */
+import io.tessera.attention.Attention;
+import io.tessera.attention.AttentionResult;
+import io.tessera.bench.kernel.AttentionBenchmark;
+import io.tessera.bench.peers.Peer;
+import io.tessera.bench.peers.PeerBenchmark;
+import io.tessera.bench.peers.PythonTorchPeer;
+import io.tessera.bench.report.Measurement;
+import io.tessera.bench.report.OracleCheck;
+import io.tessera.bench.report.Report;
+import io.tessera.kernel.Backend;
+import io.tessera.pattern.BlockLayout;
+import io.tessera.pattern.LayoutImages;
+import io.tessera.pattern.MaskFunction;
+import io.tessera.pattern.Pattern;
+import io.tessera.reference.DenseReference;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.ServiceLoader;
+import org.openjdk.jmh.profile.GCProfiler;
+import org.openjdk.jmh.results.Result;
+import org.openjdk.jmh.results.RunResult;
+import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
+import org.openjdk.jmh.runner.options.OptionsBuilder;
+import org.openjdk.jmh.runner.options.TimeValue;
+import org.openjdk.jmh.runner.options.VerboseMode;
+
+/**
+ * The main job ({@code ./tessera bench}): Tessera's backends and the available peers on the same
+ * shapes in one run, every output checked against the float64 oracle, then a report with tables
+ * and charts. Quick by default (a representative subset, about five minutes on two cores);
+ * {@code --full} runs the whole matrix.
+ */
 public final class MainJob {
     private MainJob() {}
 
+    static final String USAGE = """
+            usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N]
+              --quick      representative subset, ~5 minutes on 2 cores (default)
+              --full       every pattern at n = 512 … 16384, 1 and all threads, D = 64 and 128
+              --out DIR    report directory (default: bench-report)
+              --no-peers   measure Tessera only
+              --threads N  threads for Tessera and peers (default: all processors)
+            Any JMH option works directly on bench/target/benchmarks.jar (java -jar … -h).""";
+
+    record Options(boolean full, Path out, boolean peers, int threads) {}
+
+    static Options parse(String[] args) {
+        boolean full = false, peers = true;
+        Path out = Path.of("bench-report");
+        int threads = Runtime.getRuntime().availableProcessors();
+        for (int a = 0; a < args.length; a++) {
+            switch (args[a]) {
+                case "--quick" -> full = false;
+                case "--full" -> full = true;
+                case "--no-peers" -> peers = false;
+                case "--out" -> out = Path.of(value(args, ++a, "--out"));
+                case "--threads" -> {
+                    threads = Integer.parseInt(value(args, ++a, "--threads"));
+                    if (threads < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
+                }
+                case "-h", "--help" -> {
+                    System.out.println(USAGE);
+                    System.exit(0);
+                }
+                default -> throw new IllegalArgumentException("unknown option '" + args[a] + "'\n" + USAGE);
+            }
+        }
+        return new Options(full, out, peers, threads);
+    }
+
+    private static String value(String[] args, int a, String option) {
+        if (a >= args.length) throw new IllegalArgumentException(option + " needs a value\n" + USAGE);
+        return args[a];
+    }
+
+    /** One configuration to measure. */
+    record Case(String engine, String backend, String pattern, int n, int headDim, int threads) {}
+
     public static void main(String[] args) throws Exception {
-        org.openjdk.jmh.Main.main(args);
+        Options options = parse(args);
+        Instant start = Instant.now();
+        List<String> notes = new ArrayList<>();
+        List<Peer> peers = options.peers() ? availablePeers(notes) : List.of();
+        if (!options.peers()) notes.add("peers skipped (--no-peers)");
+        PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
+
+        List<Case> cases = matrix(options, peers);
+        List<OracleCheck> checks = oracleChecks(peers, options.threads());
+        List<Measurement> results = new ArrayList<>();
+        int done = 0;
+        for (Case c : cases) {
+            System.out.printf(Locale.ROOT, "[%2d/%d] %-12s %-7s %-10s n=%-5d D=%d threads=%d ... ", ++done, cases.size(), c.engine(), c.backend(), c.pattern(), c.n(), c.headDim(), c.threads());
+            System.out.flush();
+            try {
+                Measurement m = measure(c, options.full(), peers);
+                results.add(m);
+                System.out.printf(Locale.ROOT, "%9.2f ms  %6.1f GFLOP/s%n", m.msPerCall(), m.gflops());
+            } catch (Exception e) {
+                System.out.println("failed: " + e.getMessage());
+                notes.add("failed: " + c + ": " + e.getMessage());
+            }
+        }
+        if (torch != null) {
+            for (Measurement m : torch.measure(torchCases(options), notes, checks)) {
+                results.add(m);
+                System.out.printf(Locale.ROOT, "[torch ] %-10s n=%-5d threads=%d %9.2f ms  %6.1f GFLOP/s%n", m.pattern(), m.n(), m.threads(), m.msPerCall(), m.gflops());
+            }
+        }
+        Map<String, Path> pictures = layoutPictures(options.out(), patterns(options.full()));
+        Report report = new Report(results, checks, notes, environment(options, start), pictures);
+        report.write(options.out());
+        System.out.println();
+        System.out.println(report.resultsTable());
+        if (!report.ratios().isEmpty()) System.out.println(report.ratioTable());
+        System.out.printf("report: %s (report.md, index.html) in %d s%n", options.out().toAbsolutePath().resolve("index.html"), Duration.between(start, Instant.now()).toSeconds());
+        for (Peer p : peers) p.close();
+    }
+
+    static List<String> patterns(boolean full) {
+        return full ? List.of("dense", "causal", "window256", "dilated", "bigbird", "longformer", "strided", "fixed")
+                : List.of("dense", "causal", "window256", "bigbird", "longformer", "strided");
+    }
+
+    static List<Case> matrix(Options o, List<Peer> peers) {
+        List<Case> cases = new ArrayList<>();
+        int all = o.threads();
+        List<Integer> lengths = o.full() ? List.of(512, 1024, 2048, 4096, 8192, 16384) : List.of(1024, 2048, 4096);
+        List<Integer> threadCounts = o.full() && all > 1 ? List.of(1, all) : List.of(all);
+        List<Integer> dims = o.full() ? List.of(64, 128) : List.of(64);
+        for (int d : dims) for (int t : threadCounts) for (int n : lengths) for (String p : patterns(o.full())) {
+            cases.add(new Case("tessera", "simd", p, n, d, t));
+        }
+        // The scalar reference backend, once, to show what the Vector API buys.
+        cases.add(new Case("tessera", "scalar", "dense", 1024, 64, 1));
+        cases.add(new Case("tessera", "simd", "dense", 1024, 64, 1));
+        List<String> peerPatterns = o.full() ? patterns(true) : List.of("dense", "causal", "window256");
+        for (Peer peer : peers) for (int t : threadCounts) for (int n : lengths) for (String p : peerPatterns) {
+            if (n <= 8192) cases.add(new Case(peer.id(), "", p, n, 64, t));
+        }
+        return cases;
+    }
+
+    static List<PythonTorchPeer.TorchCase> torchCases(Options o) {
+        List<PythonTorchPeer.TorchCase> cases = new ArrayList<>();
+        List<Integer> lengths = o.full() ? List.of(1024, 2048, 4096, 8192) : List.of(1024, 2048, 4096);
+        for (int n : lengths) for (String p : List.of("dense", "causal", "window256")) cases.add(new PythonTorchPeer.TorchCase(p, n, 64, o.threads()));
+        return cases;
+    }
+
+    static Measurement measure(Case c, boolean full, List<Peer> peers) throws Exception {
+        boolean tessera = c.engine().equals("tessera");
+        ChainedOptionsBuilder jmh = new OptionsBuilder()
+                .include((tessera ? AttentionBenchmark.class : PeerBenchmark.class).getName() + ".forward")
+                .param("n", String.valueOf(c.n())).param("headDim", String.valueOf(c.headDim()))
+                .param("threads", String.valueOf(c.threads())).param("pattern", c.pattern())
+                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
+                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1))
+                .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
+        if (tessera) jmh.param("backend", c.backend());
+        else jmh.param("peer", c.engine());
+        RunResult run = new Runner(jmh.build()).runSingle();
+        Result<?> primary = run.getPrimaryResult();
+        Result<?> alloc = run.getSecondaryResults().get("·gc.alloc.rate.norm");
+        double ms = primary.getScore();
+        double flops = flops(c.pattern(), c.n(), c.headDim());
+        String label = tessera ? "Tessera " + c.backend() : peers.stream().filter(p -> p.id().equals(c.engine())).findFirst().map(Peer::name).orElse(c.engine());
+        return new Measurement(c.engine(), label, c.pattern(), c.n(), c.threads(), ms, primary.getScoreError(), flops / (ms * 1e6),
+                alloc == null ? Double.NaN : alloc.getScore());
+    }
+
+    /** FLOPs of the allowed pairs of a pattern: 4·pairs·D·H (the same credit for every engine). */
+    public static double flops(String pattern, int n, int headDim) {
+        BlockLayout layout = AttentionBenchmark.spec(pattern).layouts(1, n, n, 64, 64).first();
+        return layout.flops(headDim) * AttentionBenchmark.HEADS;
+    }
+
+    static List<Peer> availablePeers(List<String> notes) {
+        List<Peer> peers = new ArrayList<>();
+        for (ServiceLoader.Provider<Peer> provider : ServiceLoader.load(Peer.class).stream().toList()) {
+            try {
+                Peer p = provider.get();
+                if (p.unavailableReason() == null) peers.add(p);
+                else notes.add(p.name() + " skipped: " + p.unavailableReason());
+            } catch (Throwable t) {
+                notes.add(provider.type().getSimpleName() + " skipped: " + t);
+            }
+        }
+        if (peers.isEmpty()) notes.add("no JVM peer on the class path: build the bench with the peers profile (./tessera bench does)");
+        return peers;
+    }
+
+    /** Every engine's output on a small input of each pattern, against the float64 oracle. */
+    static List<OracleCheck> oracleChecks(List<Peer> peers, int threads) throws Exception {
+        List<OracleCheck> checks = new ArrayList<>();
+        int n = 160, h = 2, d = 64;
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d), v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d);
+            for (String p : List.of("dense", "causal", "window256", "bigbird", "strided")) {
+                Pattern pattern = AttentionBenchmark.pattern(p);
+                MaskFunction mask = pattern.asMask(n, n);
+                DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
+                DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v, mask, Double.NaN);
+                double tolerance = 10 * maxError(toDouble(naive.output()), oracle.output()) + 1e-5;
+                for (Backend b : Backend.available()) {
+                    AttentionResult r = Attention.sparse(AttentionBenchmark.spec(p)).on(b).forwardWithLse(arena, q, k, v);
+                    checks.add(new OracleCheck("Tessera " + b.name(), p, n, maxError(r.output().toArray(), oracle.output()), tolerance));
+                }
+                for (Peer peer : peers) {
+                    peer.prepare(h, n, d, q.toArray(), k.toArray(), v.toArray(), PeerBenchmark.mask(p, n), threads);
+                    peer.run();
+                    checks.add(new OracleCheck(peer.name(), p, n, maxError(peer.output(), oracle.output()), tolerance));
+                }
+            }
+        }
+        return checks;
+    }
+
+    static float[] toDouble(double[] x) {
+        float[] f = new float[x.length];
+        for (int i = 0; i < x.length; i++) f[i] = (float) x[i];
+        return f;
+    }
+
+    public static double maxError(float[] got, double[] ref) {
+        double worst = 0;
+        for (int i = 0; i < ref.length; i++) worst = Math.max(worst, Float.isNaN(got[i]) ? Double.POSITIVE_INFINITY : Math.abs(got[i] - ref[i]));
+        return worst;
+    }
+
+    static Map<String, Path> layoutPictures(Path out, List<String> patterns) throws Exception {
+        Path dir = out.resolve("layouts");
+        Files.createDirectories(dir);
+        Map<String, Path> pictures = new LinkedHashMap<>();
+        for (String p : patterns) {
+            if (p.equals("dense")) continue;
+            Pattern pattern = AttentionBenchmark.pattern(p);
+            Path file = dir.resolve(p + ".png");
+            LayoutImages.writePng(pattern.compile(4096, 4096, 64, 64), file, 256);
+            pictures.put(p + ": " + pattern, file);
+        }
+        return pictures;
+    }
+
+    static Map<String, String> environment(Options o, Instant start) {
+        Map<String, String> env = new LinkedHashMap<>();
+        env.put("date", DateTimeFormatter.ISO_LOCAL_DATE_TIME.format(start.atOffset(ZoneOffset.UTC).withNano(0)) + " UTC");
+        env.put("machine", cpuModel() + ", " + Runtime.getRuntime().availableProcessors() + " cores, " + (Runtime.getRuntime().maxMemory() >> 20) + " MiB max heap");
+        env.put("JDK", System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version"));
+        env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
+        env.put("commit", git("rev-parse", "--short", "HEAD"));
+        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s") + " measurement; B=1, H=8");
+        return env;
+    }
+
+    private static String cpuModel() {
+        try {
+            return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name")).findFirst()
+                    .map(l -> l.substring(l.indexOf(':') + 1).strip()).orElse(System.getProperty("os.arch"));
+        } catch (Exception e) {
+            return System.getProperty("os.arch");
+        }
+    }
+
+    private static String git(String... args) {
+        try {
+            List<String> cmd = new ArrayList<>(List.of("git"));
+            cmd.addAll(List.of(args));
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes()).strip();
+            return p.waitFor() == 0 ? out : "unknown";
+        } catch (Exception e) {
+            return "unknown";
+        }
     }
 }

@@ -21,9 +21,10 @@ import jdk.incubator.vector.VectorSpecies;
  * once to the heap and reused by every lane group of the query block. Ragged key tiles are just
  * shorter loops; a ragged query block runs in padded lanes that are never written out.
  *
- * <p>Register budget: the micro-kernels hold 6×2 accumulators, 2 loaded vectors and 1 broadcast,
- * 15 registers, because AVX2 has only 16 (a 4×4 blocking spills there; AVX-512's 32 registers
- * would allow more, but the 6×2 shape already keeps both FMA ports busy).
+ * <p>Register budget: QKᵀ holds 6×2 accumulators, 2 loaded vectors and 1 broadcast, 15
+ * registers, because AVX2 has only 16 (a 4×4 blocking spills there). PV holds 4×2 accumulators:
+ * head dims are multiples of 4, so it has no tail, and it measured faster than 6×2 here. Keys
+ * come in blocks of 96 (16 × 6) so QKᵀ has no tail either.
  */
 final class SimdAttentionKernel {
     private SimdAttentionKernel() {}
@@ -32,7 +33,7 @@ final class SimdAttentionKernel {
     static final int L = F.length();
     /** Queries per lane group: 2 vectors. */
     static final int GROUP = 2 * L;
-    /** Keys (for QKᵀ) or value columns (for PV) per micro-kernel step. */
+    /** Keys per QKᵀ micro-kernel step. */
     private static final int STEP = 6;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final float NEG_INF = Float.NEGATIVE_INFINITY;
@@ -240,17 +241,19 @@ final class SimdAttentionKernel {
         }
     }
 
-    /** oT[oOff + i·GROUP + lane] += Σ_j V[j][i] · sT[j][lane]: 6 value columns × 2 vectors per step. */
+    /**
+     * oT[oOff + i·GROUP + lane] += Σ_j V[j][i] · sT[j][lane]: 4 value columns × 2 vectors per step,
+     * so the usual head dims (multiples of 4) have no tail; 8 accumulators leave room for C2 to
+     * software-pipeline the loads.
+     */
     static void accumulate(float[] v, int n, int dv, float[] sT, float[] oT, int oOff) {
         int i = 0;
-        for (; i + STEP <= dv; i += STEP) {
-            int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP, o4 = o3 + GROUP, o5 = o4 + GROUP;
+        for (; i + 4 <= dv; i += 4) {
+            int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
             FloatVector a0 = FloatVector.fromArray(F, oT, o0), b0 = FloatVector.fromArray(F, oT, o0 + L);
             FloatVector a1 = FloatVector.fromArray(F, oT, o1), b1 = FloatVector.fromArray(F, oT, o1 + L);
             FloatVector a2 = FloatVector.fromArray(F, oT, o2), b2 = FloatVector.fromArray(F, oT, o2 + L);
             FloatVector a3 = FloatVector.fromArray(F, oT, o3), b3 = FloatVector.fromArray(F, oT, o3 + L);
-            FloatVector a4 = FloatVector.fromArray(F, oT, o4), b4 = FloatVector.fromArray(F, oT, o4 + L);
-            FloatVector a5 = FloatVector.fromArray(F, oT, o5), b5 = FloatVector.fromArray(F, oT, o5 + L);
             for (int j = 0, row = i; j < n; j++, row += dv) {
                 int pj = j * GROUP;
                 FloatVector x = FloatVector.fromArray(F, sT, pj);
@@ -263,17 +266,11 @@ final class SimdAttentionKernel {
                 a2 = x.fma(w, a2); b2 = y.fma(w, b2);
                 w = FloatVector.broadcast(F, v[row + 3]);
                 a3 = x.fma(w, a3); b3 = y.fma(w, b3);
-                w = FloatVector.broadcast(F, v[row + 4]);
-                a4 = x.fma(w, a4); b4 = y.fma(w, b4);
-                w = FloatVector.broadcast(F, v[row + 5]);
-                a5 = x.fma(w, a5); b5 = y.fma(w, b5);
             }
             a0.intoArray(oT, o0); b0.intoArray(oT, o0 + L);
             a1.intoArray(oT, o1); b1.intoArray(oT, o1 + L);
             a2.intoArray(oT, o2); b2.intoArray(oT, o2 + L);
             a3.intoArray(oT, o3); b3.intoArray(oT, o3 + L);
-            a4.intoArray(oT, o4); b4.intoArray(oT, o4 + L);
-            a5.intoArray(oT, o5); b5.intoArray(oT, o5 + L);
         }
         for (; i < dv; i++) {
             int o = oOff + i * GROUP;

@@ -43,5 +43,6 @@ public final class SimdBackend extends CpuBackend {
     /** Several lane groups per block share each K/V tile copy. */
     @Override public int preferredBlockQ() { return 4 * SimdAttentionKernel.GROUP; }
 
-    @Override public int preferredBlockKV() { return 64; }
+    /** A multiple of the QKᵀ micro-kernel step (6): no key tail on full tiles. */
+    @Override public int preferredBlockKV() { return 96; }
 }

@@ -1,0 +1,17 @@
+package io.tessera.bench.report;
+
+/**
+ * One measured configuration.
+ *
+ * @param engine        "tessera" or a peer id
+ * @param engineLabel   display name, e.g. "Tessera simd" or "ONNX Runtime 1.29"
+ * @param pattern       pattern name ("dense", "causal", …)
+ * @param n             sequence length (qLen = kvLen)
+ * @param threads       threads used
+ * @param msPerCall     mean time per call
+ * @param msError       99.9% confidence half-width reported by JMH
+ * @param gflops        effective GFLOP/s: FLOPs of the allowed pairs (4·pairs·D·H) over time
+ * @param heapBytesPerCall heap allocation per call (JMH gc profiler), or NaN when not measured
+ */
+public record Measurement(String engine, String engineLabel, String pattern, int n, int threads,
+                          double msPerCall, double msError, double gflops, double heapBytesPerCall) {}

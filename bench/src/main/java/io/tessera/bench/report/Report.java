@@ -1,0 +1,211 @@
+package io.tessera.bench.report;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * Writes the benchmark report: {@code report.md}, a self-contained {@code index.html} (charts
+ * embedded), the charts as PNG and {@code results.csv}. Ratios are computed against Tessera's
+ * SIMD measurement of the same pattern, length and thread count.
+ */
+public final class Report {
+    private final List<Measurement> measurements;
+    private final List<OracleCheck> checks;
+    private final List<String> notes;
+    private final Map<String, String> environment;
+    private final Map<String, Path> layoutPictures;
+
+    public Report(List<Measurement> measurements, List<OracleCheck> checks, List<String> notes,
+                  Map<String, String> environment, Map<String, Path> layoutPictures) {
+        this.measurements = List.copyOf(measurements);
+        this.checks = List.copyOf(checks);
+        this.notes = List.copyOf(notes);
+        this.environment = new LinkedHashMap<>(environment);
+        this.layoutPictures = new LinkedHashMap<>(layoutPictures);
+    }
+
+    /** A comparison row: Tessera's time and a peer's on the same case. */
+    public record Ratio(String pattern, int n, int threads, String peer, double tesseraMs, double peerMs) {
+        /** Peer time over Tessera time: above 1, Tessera is faster. */
+        public double speedup() { return peerMs / tesseraMs; }
+    }
+
+    public List<Ratio> ratios() {
+        List<Ratio> out = new ArrayList<>();
+        for (Measurement p : measurements) {
+            if (p.engine().equals("tessera")) continue;
+            tessera(p.pattern(), p.n(), p.threads()).ifPresent(t -> out.add(new Ratio(p.pattern(), p.n(), p.threads(), p.engineLabel(), t.msPerCall(), p.msPerCall())));
+        }
+        return out;
+    }
+
+    private Optional<Measurement> tessera(String pattern, int n, int threads) {
+        return measurements.stream().filter(m -> m.engine().equals("tessera") && m.engineLabel().endsWith("simd")
+                && m.pattern().equals(pattern) && m.n() == n && m.threads() == threads).findFirst();
+    }
+
+    /** Time of dense over time of each pattern, per length, for Tessera SIMD at the most threads measured. */
+    public Map<String, Map<String, Double>> speedupOverDense() {
+        Map<String, Map<String, Double>> byN = new TreeMap<>();
+        int threads = measurements.stream().mapToInt(Measurement::threads).max().orElse(1);
+        for (Measurement m : measurements) {
+            if (!m.engine().equals("tessera") || !m.engineLabel().endsWith("simd") || m.threads() != threads || m.pattern().equals("dense")) continue;
+            tessera("dense", m.n(), threads).ifPresent(d -> byN.computeIfAbsent(String.format("n=%5d", m.n()), k -> new LinkedHashMap<>())
+                    .put(m.pattern(), d.msPerCall() / m.msPerCall()));
+        }
+        return byN;
+    }
+
+    public void write(Path dir) throws IOException {
+        Files.createDirectories(dir.resolve("charts"));
+        Map<String, Path> charts = new LinkedHashMap<>();
+        if (!measurements.isEmpty()) {
+            charts.put("Time per call vs length (log-log)", dir.resolve("charts/time-vs-length.png"));
+            Charts.timeVsLength(measurements, charts.get("Time per call vs length (log-log)"));
+        }
+        Map<String, Map<String, Double>> speedups = speedupOverDense();
+        if (!speedups.isEmpty()) {
+            charts.put("Speed-up over dense attention (Tessera SIMD)", dir.resolve("charts/speedup-over-dense.png"));
+            Charts.bars("Speed-up over dense (time dense / time pattern)", "× faster than dense", speedups, charts.get("Speed-up over dense attention (Tessera SIMD)"));
+        }
+        List<Ratio> ratios = ratios();
+        if (!ratios.isEmpty()) {
+            Map<String, Map<String, Double>> byCase = new LinkedHashMap<>();
+            for (Ratio r : ratios) byCase.computeIfAbsent(r.pattern() + " n=" + r.n(), k -> new LinkedHashMap<>()).put(r.peer(), r.speedup());
+            charts.put("Tessera speed-up over peers", dir.resolve("charts/speedup-over-peers.png"));
+            Charts.bars("Tessera SIMD speed-up over peers (peer time / Tessera time)", "× faster than the peer", byCase, charts.get("Tessera speed-up over peers"));
+        }
+        Map<String, Map<Integer, Double>> memory = new LinkedHashMap<>();
+        for (Measurement m : measurements) {
+            if (!Double.isNaN(m.heapBytesPerCall())) {
+                memory.computeIfAbsent(m.engineLabel() + " · " + m.pattern(), k -> new TreeMap<>()).put(m.n(), m.heapBytesPerCall() / (1 << 20));
+            }
+        }
+        if (!memory.isEmpty()) {
+            charts.put("Heap allocated per call vs length", dir.resolve("charts/memory-vs-length.png"));
+            Charts.lines("Heap allocated per call (JMH gc profiler)", "MiB per call", memory, charts.get("Heap allocated per call vs length"));
+        }
+        Files.writeString(dir.resolve("report.md"), markdown(charts, dir));
+        Files.writeString(dir.resolve("index.html"), html(charts));
+        Files.writeString(dir.resolve("results.csv"), csv());
+    }
+
+    private String csv() {
+        StringBuilder sb = new StringBuilder("engine,label,pattern,n,threads,ms_per_call,ms_error,gflops,heap_bytes_per_call\n");
+        for (Measurement m : measurements) {
+            sb.append(String.format(Locale.ROOT, "%s,\"%s\",%s,%d,%d,%.4f,%.4f,%.2f,%.0f%n", m.engine(), m.engineLabel(), m.pattern(), m.n(), m.threads(),
+                    m.msPerCall(), m.msError(), m.gflops(), m.heapBytesPerCall()));
+        }
+        return sb.toString();
+    }
+
+    // ---------------------------------------------------------------- Markdown
+
+    public String resultsTable() {
+        StringBuilder sb = new StringBuilder("| engine | pattern | n | threads | ms / call | ± | GFLOP/s | heap / call |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for (Measurement m : measurements) {
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %.2f | %.2f | %.1f | %s |%n", m.engineLabel(), m.pattern(), m.n(), m.threads(),
+                    m.msPerCall(), m.msError(), m.gflops(), bytes(m.heapBytesPerCall())));
+        }
+        return sb.toString();
+    }
+
+    public String ratioTable() {
+        StringBuilder sb = new StringBuilder("| pattern | n | threads | peer | Tessera ms | peer ms | Tessera speed-up |\n|---|---:|---:|---|---:|---:|---:|\n");
+        for (Ratio r : ratios()) {
+            sb.append(String.format(Locale.ROOT, "| %s | %d | %d | %s | %.2f | %.2f | %.2f× |%n", r.pattern(), r.n(), r.threads(), r.peer(), r.tesseraMs(), r.peerMs(), r.speedup()));
+        }
+        return sb.toString();
+    }
+
+    private String checkTable() {
+        StringBuilder sb = new StringBuilder("| engine | pattern | n | max-abs error vs float64 oracle | tolerance | |\n|---|---|---:|---:|---:|---|\n");
+        for (OracleCheck c : checks) {
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %.2e | %.2e | %s |%n", c.engineLabel(), c.pattern(), c.n(), c.maxAbsError(), c.tolerance(), c.passed() ? "ok" : "**FAILED**"));
+        }
+        return sb.toString();
+    }
+
+    private String markdown(Map<String, Path> charts, Path dir) {
+        StringBuilder sb = new StringBuilder("# Tessera benchmark report\n\n");
+        environment.forEach((k, v) -> sb.append("- **").append(k).append("**: ").append(v).append('\n'));
+        sb.append("\n## Results\n\nEffective GFLOP/s count only the pairs each pattern allows (4·pairs·D·H), for Tessera and peers alike.\n\n").append(resultsTable());
+        if (!ratios().isEmpty()) sb.append("\n## Tessera against peers (same shapes, same run)\n\n").append(ratioTable());
+        if (!checks.isEmpty()) sb.append("\n## Outputs checked against the float64 oracle\n\n").append(checkTable());
+        sb.append("\n## Charts\n\n");
+        charts.forEach((title, file) -> sb.append("### ").append(title).append("\n\n![").append(title).append("](").append(dir.relativize(file)).append(")\n\n"));
+        if (!layoutPictures.isEmpty()) {
+            sb.append("## Block layouts used (n = 4096, 64×64 blocks; dark = FULL, light = PARTIAL)\n\n");
+            layoutPictures.forEach((name, file) -> sb.append("**").append(name).append("**\n\n![").append(name).append("](").append(dir.relativize(file)).append(")\n\n"));
+        }
+        if (!notes.isEmpty()) {
+            sb.append("## Notes\n\n");
+            notes.forEach(n -> sb.append("- ").append(n).append('\n'));
+        }
+        return sb.toString();
+    }
+
+    // ---------------------------------------------------------------- HTML
+
+    private String html(Map<String, Path> charts) throws IOException {
+        StringBuilder sb = new StringBuilder("<!doctype html><html><head><meta charset=\"utf-8\"><title>Tessera benchmark report</title><style>"
+                + "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+                + "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+                + "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}</style></head><body>");
+        sb.append("<h1>Tessera benchmark report</h1><ul>");
+        environment.forEach((k, v) -> sb.append("<li><b>").append(escape(k)).append("</b>: ").append(escape(v)).append("</li>"));
+        sb.append("</ul><h2>Results</h2>").append(htmlTable(resultsTable()));
+        if (!ratios().isEmpty()) sb.append("<h2>Tessera against peers</h2>").append(htmlTable(ratioTable()));
+        if (!checks.isEmpty()) sb.append("<h2>Outputs checked against the float64 oracle</h2>").append(htmlTable(checkTable()));
+        sb.append("<h2>Charts</h2>");
+        for (Map.Entry<String, Path> e : charts.entrySet()) sb.append("<h3>").append(escape(e.getKey())).append("</h3>").append(img(e.getValue()));
+        if (!layoutPictures.isEmpty()) {
+            sb.append("<h2>Block layouts used</h2><p>n = 4096, 64×64 blocks; dark = FULL, light = PARTIAL.</p>");
+            for (Map.Entry<String, Path> e : layoutPictures.entrySet()) sb.append("<h3>").append(escape(e.getKey())).append("</h3>").append(img(e.getValue()));
+        }
+        if (!notes.isEmpty()) {
+            sb.append("<h2>Notes</h2><ul>");
+            notes.forEach(n -> sb.append("<li>").append(escape(n)).append("</li>"));
+            sb.append("</ul>");
+        }
+        return sb.append("</body></html>\n").toString();
+    }
+
+    private static String img(Path png) throws IOException {
+        return "<img alt=\"" + escape(png.getFileName().toString()) + "\" src=\"data:image/png;base64," + Base64.getEncoder().encodeToString(Files.readAllBytes(png)) + "\">";
+    }
+
+    /** Renders one of this class's Markdown tables as HTML. */
+    static String htmlTable(String markdown) {
+        String[] lines = markdown.strip().split("\n");
+        StringBuilder sb = new StringBuilder("<table>");
+        for (int l = 0; l < lines.length; l++) {
+            if (l == 1) continue;   // the alignment row
+            String[] cells = lines[l].substring(1, lines[l].length() - 1).split("\\|");
+            sb.append("<tr>");
+            for (String c : cells) sb.append(l == 0 ? "<th>" : "<td>").append(escape(c.strip().replace("**", ""))).append(l == 0 ? "</th>" : "</td>");
+            sb.append("</tr>");
+        }
+        return sb.append("</table>").toString();
+    }
+
+    static String escape(String s) {
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
+    }
+
+    static String bytes(double b) {
+        if (Double.isNaN(b)) return "n/a";
+        if (b < 1024) return String.format(Locale.ROOT, "%.0f B", b);
+        if (b < 1 << 20) return String.format(Locale.ROOT, "%.1f KiB", b / 1024);
+        return String.format(Locale.ROOT, "%.1f MiB", b / (1 << 20));
+    }
+}

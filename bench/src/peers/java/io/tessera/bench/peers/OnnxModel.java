@@ -1,0 +1,115 @@
+package io.tessera.bench.peers;
+
+import com.google.protobuf.CodedOutputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+
+/**
+ * Writes the ONNX model of softmax attention as protobuf bytes (field numbers from onnx.proto):
+ * Transpose(K) → MatMul(Q, Kᵀ) → Mul(scale) → [Add(mask bias)] → Softmax → MatMul(·, V).
+ * ONNX ships no Java model builder, so the few messages needed are encoded with protobuf-java.
+ */
+final class OnnxModel {
+    private OnnxModel() {}
+
+    private static final int FLOAT = 1;   // TensorProto.DataType.FLOAT
+
+    /** Inputs q, k, v [1, H, n, D] (and bias [n, n] when masked); output "out". */
+    static byte[] attention(int heads, int n, int headDim, float scale, boolean masked) throws IOException {
+        Message graph = new Message();
+        graph.message(1, node("Transpose", new String[] {"k"}, "kt", ints("perm", 0, 1, 3, 2)));
+        graph.message(1, node("MatMul", new String[] {"q", "kt"}, "s", null));
+        graph.message(1, node("Mul", new String[] {"s", "scale"}, masked ? "s2" : "s3", null));
+        if (masked) graph.message(1, node("Add", new String[] {"s2", "bias"}, "s3", null));
+        graph.message(1, node("Softmax", new String[] {"s3"}, "p", intAttr("axis", -1)));
+        graph.message(1, node("MatMul", new String[] {"p", "v"}, "out", null));
+        graph.string(2, "tessera_attention_peer");
+        Message scaleTensor = new Message();
+        scaleTensor.int32(2, FLOAT);
+        scaleTensor.string(8, "scale");
+        scaleTensor.bytes(9, floatBytes(scale));
+        graph.message(5, scaleTensor);
+        long[] qkv = {1, heads, n, headDim};
+        graph.message(11, valueInfo("q", qkv));
+        graph.message(11, valueInfo("k", qkv));
+        graph.message(11, valueInfo("v", qkv));
+        if (masked) graph.message(11, valueInfo("bias", new long[] {n, n}));
+        graph.message(12, valueInfo("out", qkv));
+
+        Message opset = new Message();
+        opset.string(1, "");
+        opset.int64(2, 17);
+        Message model = new Message();
+        model.int64(1, 8);   // IR version 8 goes with opset 17
+        model.string(2, "tessera-bench");
+        model.message(7, graph);
+        model.message(8, opset);
+        return model.toBytes();
+    }
+
+    private static Message node(String op, String[] inputs, String output, Message attribute) throws IOException {
+        Message m = new Message();
+        for (String in : inputs) m.string(1, in);
+        m.string(2, output);
+        m.string(3, op + "_" + output);
+        m.string(4, op);
+        if (attribute != null) m.message(5, attribute);
+        return m;
+    }
+
+    private static Message ints(String name, long... values) throws IOException {
+        Message a = new Message();
+        a.string(1, name);
+        for (long v : values) a.int64(8, v);
+        a.int32(20, 7);   // AttributeType.INTS
+        return a;
+    }
+
+    private static Message intAttr(String name, long value) throws IOException {
+        Message a = new Message();
+        a.string(1, name);
+        a.int64(3, value);
+        a.int32(20, 2);   // AttributeType.INT
+        return a;
+    }
+
+    private static Message valueInfo(String name, long[] dims) throws IOException {
+        Message shape = new Message();
+        for (long d : dims) {
+            Message dim = new Message();
+            dim.int64(1, d);
+            shape.message(1, dim);
+        }
+        Message tensorType = new Message();
+        tensorType.int32(1, FLOAT);
+        tensorType.message(2, shape);
+        Message type = new Message();
+        type.message(1, tensorType);
+        Message info = new Message();
+        info.string(1, name);
+        info.message(2, type);
+        return info;
+    }
+
+    private static byte[] floatBytes(float f) {
+        int bits = Float.floatToIntBits(f);
+        return new byte[] {(byte) bits, (byte) (bits >>> 8), (byte) (bits >>> 16), (byte) (bits >>> 24)};
+    }
+
+    /** A protobuf message under construction. */
+    private static final class Message {
+        private final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        private final CodedOutputStream out = CodedOutputStream.newInstance(bytes);
+
+        void string(int field, String s) throws IOException { out.writeString(field, s); }
+        void int64(int field, long v) throws IOException { out.writeInt64(field, v); }
+        void int32(int field, int v) throws IOException { out.writeInt32(field, v); }
+        void bytes(int field, byte[] b) throws IOException { out.writeByteArray(field, b); }
+        void message(int field, Message m) throws IOException { out.writeByteArray(field, m.toBytes()); }
+
+        byte[] toBytes() throws IOException {
+            out.flush();
+            return bytes.toByteArray();
+        }
+    }
+}
