@@ -13,10 +13,18 @@ module io.tessera.engine {
     exports io.tessera.reference;
     exports io.tessera.variant;
     exports io.tessera.kernel;
+    exports io.tessera.kernelized;
+    exports io.tessera.lowrank;
+    exports io.tessera.factorized;
+    exports io.tessera.sparse;
+    exports io.tessera.conv;
 
     uses io.tessera.variant.VariantProvider;
     uses io.tessera.kernel.Backend;
 
-    provides io.tessera.variant.VariantProvider with io.tessera.attention.FusedAttentionVariants;
+    provides io.tessera.variant.VariantProvider with io.tessera.attention.FusedAttentionVariants,
+            io.tessera.kernelized.KernelizedVariants, io.tessera.lowrank.LowRankVariants,
+            io.tessera.factorized.FactorizedVariants, io.tessera.sparse.SparseVariants,
+            io.tessera.conv.ConvolutionVariants;
     provides io.tessera.kernel.Backend with io.tessera.kernel.SimdBackend, io.tessera.kernel.ScalarBackend;
 }

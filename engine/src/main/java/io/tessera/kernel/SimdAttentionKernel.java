@@ -224,11 +224,11 @@ final class SimdAttentionKernel {
             FloatVector sum = FloatVector.zero(F);
             for (int j = 0; j < n; j++) {
                 int o = j * GROUP + lane0;
-                FloatVector p = FloatVector.fromArray(F, sT, o).sub(shift).lanewise(VectorOperators.EXP);
+                FloatVector p = exp(FloatVector.fromArray(F, sT, o).sub(shift));
                 p.intoArray(sT, o);
                 sum = sum.add(p);
             }
-            FloatVector alpha = mOld.sub(shift).lanewise(VectorOperators.EXP);
+            FloatVector alpha = exp(mOld.sub(shift));
             alpha.fma(FloatVector.fromArray(F, s.l, state), sum).intoArray(s.l, state);
             mNew.intoArray(s.m, state);
             if (alpha.compare(VectorOperators.NE, 1f).anyTrue()) {
@@ -239,6 +239,35 @@ final class SimdAttentionKernel {
                 }
             }
         }
+    }
+
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2_HI = 0.693145751953125f, LN2_LO = 1.42860682030941723e-6f;
+    private static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer
+    private static final float EXP_UNDERFLOW = -87.33654f;   // below this exp(x) < the smallest normal float
+
+    /**
+     * e^x for x ≤ 0 (−∞ gives exactly 0), relative error below 2^-22. Not {@code lanewise(EXP)}: that
+     * is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two differ
+     * in the last bit, which would make results depend on which thread got compiled code first.
+     * Built from add/mul/fma/shift only, this is bit-identical at every JIT tier: Cody–Waite
+     * reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial for e^r, and 2^n from bits.
+     */
+    static FloatVector exp(FloatVector x) {
+        FloatVector n = x.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+        // n·LN2_HI is exact (LN2_HI has 16 significant bits, |n| ≤ 126), so r keeps full precision.
+        FloatVector r = x.sub(n.mul(LN2_HI)).sub(n.mul(LN2_LO)).max(-1f);   // clamped lanes are zeroed below
+        FloatVector p = FloatVector.broadcast(F, 1f / 5040);
+        p = p.fma(r, FloatVector.broadcast(F, 1f / 720));
+        p = p.fma(r, FloatVector.broadcast(F, 1f / 120));
+        p = p.fma(r, FloatVector.broadcast(F, 1f / 24));
+        p = p.fma(r, FloatVector.broadcast(F, 1f / 6));
+        p = p.fma(r, FloatVector.broadcast(F, 0.5f));
+        p = p.fma(r, FloatVector.broadcast(F, 1f));
+        p = p.fma(r, FloatVector.broadcast(F, 1f));
+        FloatVector scale = n.convert(VectorOperators.F2I, 0).reinterpretAsInts()
+                .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        return p.mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW));
     }
 
     /**

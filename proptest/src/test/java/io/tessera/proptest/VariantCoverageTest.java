@@ -18,9 +18,18 @@ import org.junit.jupiter.api.Test;
 class VariantCoverageTest {
 
     /** Variant name → the property class that checks its contract. Add a line with each new variant. */
-    static final Map<String, Class<?>> CONTRACT_PROPERTIES = new TreeMap<>(Map.of(
-            "dense", FusedAttentionProperties.class,
-            "block-sparse", FusedAttentionProperties.class));
+    static final Map<String, Class<?>> CONTRACT_PROPERTIES = new TreeMap<>(Map.ofEntries(
+            Map.entry("dense", FusedAttentionProperties.class),
+            Map.entry("block-sparse", FusedAttentionProperties.class),
+            Map.entry("linear-attention", LinearAttentionProperties.class),
+            Map.entry("performer", PerformerProperties.class),
+            Map.entry("linformer", LowRankProperties.class),
+            Map.entry("nystrom", LowRankProperties.class),
+            Map.entry("factorized", ChainedAttentionProperties.class),
+            Map.entry("axial", ChainedAttentionProperties.class),
+            Map.entry("explicit-sparse", ExplicitSparseProperties.class),
+            Map.entry("top-k", ExplicitSparseProperties.class),
+            Map.entry("causal-conv", CausalConvolutionProperties.class)));
 
     @Test
     void everyRegisteredVariantHasContractProperties() {

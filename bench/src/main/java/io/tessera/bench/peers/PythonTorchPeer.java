@@ -46,7 +46,7 @@ public final class PythonTorchPeer {
                 // try the next interpreter
             }
         }
-        notes.add("PyTorch (python) peer skipped: no python3 here can import torch (Debian: apt-get install python3-torch)");
+        notes.add("PyTorch (python) peer skipped: no python3 here can import torch (Debian: apt-get install python3-torch libopenblas0-pthread)");
         return null;
     }
 
@@ -63,7 +63,7 @@ public final class PythonTorchPeer {
 
     public List<Measurement> measure(List<TorchCase> cases, List<String> notes, List<OracleCheck> checks) throws Exception {
         String label = "PyTorch " + version + " (python, bmm+softmax)";
-        int n = 160, h = 2, d = 64;
+        int n = 384, h = 2, d = 64;
         List<String> patterns = List.of("dense", "causal", "window256");
         StringBuilder request = new StringBuilder("{\"check\":{\"heads\":" + h + ",\"n\":" + n + ",\"headDim\":" + d + ",\"patterns\":[\"dense\",\"causal\",\"window256\"]");
         double[][] oracles = new double[patterns.size()][];

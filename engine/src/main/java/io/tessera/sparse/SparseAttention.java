@@ -1,0 +1,88 @@
+package io.tessera.sparse;
+
+import io.tessera.attention.AttentionShape;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Attention on an explicit sparse pattern: SDDMM (scores only at the CSR's entries), row softmax
+ * in place, SpMM with V. For irregular and content-based sparsity, where tiles would be mostly
+ * empty; structured patterns are faster through the fused block kernel. O(nnz·D) per head.
+ */
+public final class SparseAttention {
+    private SparseAttention() {}
+
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    /** One pattern for every (batch, head): out and lse ([B,H,Nq] or null) as in the fused kernel. */
+    public static void forward(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        if (pattern == null) throw new NullPointerException("pattern");
+        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
+            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        }
+        s.checkOutput("out", out, s.outputShape());
+        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
+        CsrMatrix work = pattern.withFreshValues();
+        for (int b = 0; b < s.batch(); b++) {
+            for (int h = 0; h < s.heads(); h++) {
+                int hk = s.kvHeadOf(h);
+                sddmm(q.select(0, b).select(0, h), k.select(0, b).select(0, hk), scale, work);
+                Tensor lseRow = lse == null ? null : lse.select(0, b).select(0, h);
+                softmaxRows(work, lseRow);
+                spmm(work, v.select(0, b).select(0, hk), out.select(0, b).select(0, h));
+            }
+        }
+    }
+
+    /** values[e] = scale · q[row(e)] · k[col(e)]. */
+    public static void sddmm(Tensor q, Tensor k, float scale, CsrMatrix m) {
+        int d = (int) q.size(1);
+        MemorySegment qs = q.segment(), ks = k.segment();
+        int[] offsets = m.rowOffsets(), cols = m.colIndices();
+        float[] values = m.values();
+        for (int r = 0; r < m.rows(); r++) {
+            long qr = q.offset() + r * q.stride(0);
+            for (int e = offsets[r]; e < offsets[r + 1]; e++) {
+                long kr = k.offset() + cols[e] * k.stride(0);
+                float dot = 0;
+                for (int c = 0; c < d; c++) dot += qs.getAtIndex(FLOAT, qr + c) * ks.getAtIndex(FLOAT, kr + c);
+                values[e] = scale * dot;
+            }
+        }
+    }
+
+    /** Softmax of each row's values in place; empty rows stay empty with LSE −∞. */
+    public static void softmaxRows(CsrMatrix m, Tensor lse) {
+        int[] offsets = m.rowOffsets();
+        float[] values = m.values();
+        for (int r = 0; r < m.rows(); r++) {
+            float max = Float.NEGATIVE_INFINITY;
+            for (int e = offsets[r]; e < offsets[r + 1]; e++) max = Math.max(max, values[e]);
+            float sum = 0;
+            for (int e = offsets[r]; e < offsets[r + 1]; e++) sum += values[e] = (float) Math.exp(values[e] - max);
+            for (int e = offsets[r]; e < offsets[r + 1]; e++) values[e] /= sum;
+            if (lse != null) lse.set(sum > 0 ? max + (float) Math.log(sum) : Float.NEGATIVE_INFINITY, r);
+        }
+    }
+
+    /** out[r] = Σ_e values[e] · v[col(e)]; empty rows give 0. */
+    public static void spmm(CsrMatrix m, Tensor v, Tensor out) {
+        int dv = (int) v.size(1);
+        MemorySegment vs = v.segment(), os = out.segment();
+        int[] offsets = m.rowOffsets(), cols = m.colIndices();
+        float[] values = m.values();
+        float[] acc = new float[dv];
+        for (int r = 0; r < m.rows(); r++) {
+            java.util.Arrays.fill(acc, 0f);
+            for (int e = offsets[r]; e < offsets[r + 1]; e++) {
+                float p = values[e];
+                long vr = v.offset() + cols[e] * v.stride(0);
+                for (int c = 0; c < dv; c++) acc[c] += p * vs.getAtIndex(FLOAT, vr + c);
+            }
+            long or = out.offset() + r * out.stride(0);
+            for (int c = 0; c < dv; c++) os.setAtIndex(FLOAT, or + c, acc[c]);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.kernel.Backend;
+import io.tessera.lowrank.Linformer;
+import io.tessera.lowrank.Nystromformer;
+import io.tessera.reference.DenseReference;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+/** Linformer and Nyström attention against dense attention. */
+class LowRankProperties {
+
+    @Provide
+    Arbitrary<String> backends() { return Arbitraries.of("scalar", "simd"); }
+
+    @Property(tries = 40)
+    void linformerWithIdentityProjectionsIsDenseAttention(@ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 12) int d,
+                                                          @ForAll @IntRange(min = 1, max = 2) int heads, @ForAll long seed, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 1f, 1, heads, n, d), k = Tensor.randomNormal(arena, seed + 1, 1f, 1, heads, n, d);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, heads, n, d), out = Tensor.zeros(arena, 1, heads, n, d);
+            Tensor identity = Tensor.zeros(arena, 1, n, n);
+            for (int i = 0; i < n; i++) identity.set(1f, 0, i, i);
+            Linformer.of(identity, identity).on(Backend.named(backend)).forward(q, k, v, out);
+            DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
+            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+        }
+    }
+
+    /** Mean over seeds of the max-abs error of a JL Linformer against dense attention. */
+    static double linformerError(int k, Tensor q, Tensor keys, Tensor v, Arena arena) {
+        double[] dense = DenseReference.attention(q, keys, v).output();
+        double total = 0;
+        int seeds = 6;
+        for (int s = 0; s < seeds; s++) {
+            Tensor out = Tensor.zeros(arena, q.shape());
+            Linformer.random((int) keys.size(2), k, (int) keys.size(1), Linformer.Sharing.PER_HEAD, s).forward(q, keys, v, out);
+            total += OracleComparison.maxAbsError(out, dense);
+        }
+        return total / seeds;
+    }
+
+    @Example
+    void linformerBadInputs() {
+        assertThatThrownBy(() -> Linformer.random(64, 65, 1, Linformer.Sharing.PER_HEAD, 0)).hasMessageContaining("projected length k=65 exceeds n=64");
+        assertThatThrownBy(() -> Linformer.random(64, 0, 1, Linformer.Sharing.PER_HEAD, 0)).hasMessage("projected length k must be >= 1, got 0");
+        try (Arena arena = Arena.ofShared()) {
+            Tensor x = Tensor.zeros(arena, 1, 1, 32, 4);
+            assertThatThrownBy(() -> Linformer.random(64, 8, 1, Linformer.Sharing.KEY_VALUE, 0).forward(x, x, x, Tensor.zeros(arena, 1, 1, 32, 4)))
+                    .hasMessageContaining("projects sequences of n=64, kv length is 32");
+        }
+    }
+
+    @Property(tries = 20)
+    void nystromWithEveryTokenALandmarkIsDenseAttention(@ForAll @IntRange(min = 1, max = 12) int n, @ForAll @IntRange(min = 4, max = 8) int d,
+                                                         @ForAll long seed, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            // The m = n identity needs softmax(QKᵀ) invertible and well conditioned for the iterative
+            // pseudo-inverse to converge in 40 steps: keys equal to the queries with large norms make
+            // it diagonally dominant (near-uniform attention would be near rank one).
+            Tensor q = Tensor.randomNormal(arena, seed, 2f, 1, 1, n, d), k = q;
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 1, n, d), out = Tensor.zeros(arena, 1, 1, n, d);
+            Nystromformer.withLandmarks(n).iterations(40).on(Backend.named(backend)).forward(q, k, v, out);
+            assertThat(OracleComparison.maxAbsError(out, DenseReference.attention(q, k, v).output())).isLessThanOrEqualTo(1e-3);
+        }
+    }
+
+    @Property(tries = 5)
+    void nystromErrorDecreasesWithLandmarks(@ForAll long seed) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 0.5f, 1, 2, 64, 8), k = Tensor.randomNormal(arena, seed + 1, 0.5f, 1, 2, 64, 8);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 2, 64, 8);
+            double[] dense = DenseReference.attention(q, k, v).output();
+            double[] errors = new double[3];
+            int[] landmarks = {4, 16, 64};
+            for (int i = 0; i < 3; i++) {
+                Tensor out = Tensor.zeros(arena, 1, 2, 64, 8);
+                Nystromformer.withLandmarks(landmarks[i]).iterations(30).forward(q, k, v, out);
+                errors[i] = OracleComparison.maxAbsError(out, dense);
+            }
+            assertThat(errors[2]).as("errors for m = 4, 16, 64: %s", java.util.Arrays.toString(errors)).isLessThan(errors[0]);
+        }
+    }
+
+    @Example
+    void nystromBadInputs() {
+        assertThatThrownBy(() -> Nystromformer.withLandmarks(0)).hasMessage("landmarks m must be >= 1, got 0");
+        assertThatThrownBy(() -> Nystromformer.withLandmarks(4).iterations(0)).hasMessage("pseudo-inverse iterations must be >= 1, got 0");
+        try (Arena arena = Arena.ofShared()) {
+            Tensor x = Tensor.zeros(arena, 1, 1, 8, 4);
+            assertThatThrownBy(() -> Nystromformer.withLandmarks(9).forward(x, x, x, Tensor.zeros(arena, 1, 1, 8, 4))).hasMessageContaining("landmarks m=9 exceeds the sequence");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.kernel.Backend;
+import io.tessera.kernelized.Performer;
+import io.tessera.reference.DenseReference;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.constraints.IntRange;
+
+/** FAVOR+: unbiased kernel estimate, error shrinking with the feature count, causal = prefixes. */
+class PerformerProperties {
+
+    /** Mean over seeds of the max-abs error against dense softmax attention. */
+    static double meanError(int features, int seeds, Tensor q, Tensor k, Tensor v, Arena arena, String backend) {
+        double[] dense = DenseReference.attention(q, k, v).output();
+        double total = 0;
+        for (int s = 0; s < seeds; s++) {
+            Tensor out = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2), v.size(3));
+            Performer.withFeatures(features).redraw(1000 + s).on(Backend.named(backend)).forward(q, k, v, out);
+            total += OracleComparison.maxAbsError(out, dense);
+        }
+        return total / seeds;
+    }
+
+    @Property(tries = 4)
+    void errorShrinksLikeOneOverRootM(@ForAll long seed, @ForAll boolean simd) {
+        try (Arena arena = Arena.ofShared()) {
+            // Small logits (std 0.5) keep the estimator's variance moderate, as in the paper's regime.
+            Tensor q = Tensor.randomNormal(arena, seed, 0.5f, 1, 1, 48, 16), k = Tensor.randomNormal(arena, seed + 1, 0.5f, 1, 1, 48, 16);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 1, 48, 8);
+            String backend = simd ? "simd" : "scalar";
+            double small = meanError(64, 8, q, k, v, arena, backend), large = meanError(1024, 8, q, k, v, arena, backend);
+            // 1/√m predicts a 4× drop from 64 to 1024 features; demand at least 2×.
+            assertThat(large).as("mean error m=1024 (%s) vs m=64 (%s)", large, small).isLessThan(small / 2);
+        }
+    }
+
+    @Property(tries = 5)
+    void causalOutputIsTheBidirectionalFormulaOnEachPrefix(@ForAll long seed, @ForAll @IntRange(min = 2, max = 40) int n) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 0.7f, 1, 2, n, 8), k = Tensor.randomNormal(arena, seed + 1, 0.7f, 1, 2, n, 8);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 2, n, 5), causal = Tensor.zeros(arena, 1, 2, n, 5);
+            Performer p = Performer.withFeatures(32).redraw(seed);
+            p.causal(true).forward(q, k, v, causal);
+            for (int i : new int[] {0, n / 2, n - 1}) {
+                Tensor prefixOut = Tensor.zeros(arena, 1, 2, 1, 5);
+                p.forward(q.slice(2, i, i + 1), k.slice(2, 0, i + 1), v.slice(2, 0, i + 1), prefixOut);
+                for (int h = 0; h < 2; h++) for (int c = 0; c < 5; c++) {
+                    assertThat((double) causal.get(0, h, i, c)).isCloseTo(prefixOut.get(0, h, 0, c), org.assertj.core.api.Assertions.within(1e-4));
+                }
+            }
+        }
+    }
+
+    @Example
+    void badFeatureCountsAreRejected() {
+        assertThatThrownBy(() -> Performer.withFeatures(0)).hasMessage("features m must be >= 1, got 0");
+        assertThatThrownBy(() -> Performer.withFeatures(-3)).hasMessage("features m must be >= 1, got -3");
+    }
+}
