@@ -43,11 +43,22 @@ class LowRankProperties {
         double total = 0;
         int seeds = 6;
         for (int s = 0; s < seeds; s++) {
-            Tensor out = Tensor.zeros(arena, q.shape());
+            Tensor out = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2), v.size(3));
             Linformer.random((int) keys.size(2), k, (int) keys.size(1), Linformer.Sharing.PER_HEAD, s).forward(q, keys, v, out);
             total += OracleComparison.maxAbsError(out, dense);
         }
         return total / seeds;
+    }
+
+    @Property(tries = 4)
+    void linformerJlErrorShrinksAsKGrows(@ForAll long seed) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 0.5f, 1, 2, 128, 16), k = Tensor.randomNormal(arena, seed + 1, 0.5f, 1, 2, 128, 16);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 2, 128, 8);
+            double e8 = linformerError(8, q, k, v, arena), e32 = linformerError(32, q, k, v, arena), e128 = linformerError(128, q, k, v, arena);
+            assertThat(e32).as("mean errors k=8: %s, k=32: %s, k=128: %s", e8, e32, e128).isLessThan(e8);
+            assertThat(e128).as("mean errors k=8: %s, k=32: %s, k=128: %s", e8, e32, e128).isLessThan(e32);
+        }
     }
 
     @Example

@@ -1,0 +1,75 @@
+package io.tessera.bench.variants;
+
+import io.tessera.kernelized.LinearAttention;
+import io.tessera.kernelized.Performer;
+import io.tessera.lowrank.Linformer;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * The linear-time variants over sequence length (B=1, H=8, D=64, k = m = 256): time should grow
+ * linearly in n (log-log slope ≈ 1), where dense attention grows quadratically.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.SingleShotTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Warmup(iterations = 2)
+@Measurement(iterations = 3)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx8g"})
+public class LinearVariantsBenchmark {
+    @Param({"linformer", "performer", "linear"})
+    public String variant;
+    @Param({"4096", "16384", "65536"})
+    public int n;
+
+    private Arena arena;
+    private Tensor q, k, v, out;
+    private Runnable call;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        arena = Arena.ofShared();
+        q = Tensor.randomNormal(arena, 1, 1f, 1, 8, n, 64);
+        k = Tensor.randomNormal(arena, 2, 1f, 1, 8, n, 64);
+        v = Tensor.randomNormal(arena, 3, 1f, 1, 8, n, 64);
+        out = Tensor.zeros(arena, 1, 8, n, 64);
+        call = switch (variant) {
+            case "linformer" -> {
+                Linformer l = Linformer.random(n, 256, 8, Linformer.Sharing.PER_HEAD, 7);
+                yield () -> l.forward(q, k, v, out);
+            }
+            case "performer" -> {
+                Performer p = Performer.withFeatures(256);
+                yield () -> p.forward(q, k, v, out);
+            }
+            case "linear" -> {
+                LinearAttention la = LinearAttention.bidirectional();
+                yield () -> la.forward(q, k, v, out);
+            }
+            default -> throw new IllegalArgumentException(variant);
+        };
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() { arena.close(); }
+
+    @Benchmark
+    public Tensor forward() {
+        call.run();
+        return out;
+    }
+}
