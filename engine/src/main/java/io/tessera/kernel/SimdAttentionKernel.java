@@ -6,7 +6,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -97,7 +96,8 @@ final class SimdAttentionKernel {
                 int lanes = Math.min(GROUP, rows - grp * GROUP);
                 if (partial && !laneMasks(lay, s, grp * GROUP, lanes, n)) continue;   // nothing allowed for these lanes
                 scores(s.kTile, n, d, s.qT, grp * d * GROUP, s.sT);
-                softmaxStep(s, grp, n, dv, partial);
+                if (partial) maskScores(s, n);
+                softmaxStep(s, grp, n, dv);
                 accumulate(s.vTile, n, dv, s.sT, s.oT, grp * dv * GROUP);
             }
         }
@@ -198,26 +198,32 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Online softmax over one tile for one lane group: masks, new running max, probabilities in
+     * Sets the scores of disallowed (key, lane) pairs to −∞, visiting only those pairs. Plain stores
+     * rather than vector masks: {@code VectorMask.fromLong} is not intrinsified on AVX2 and boxes.
+     */
+    private static void maskScores(Scratch s, int n) {
+        long lanes = GROUP == 64 ? -1L : (1L << GROUP) - 1;
+        for (int j = 0; j < n; j++) {
+            long blocked = ~s.laneMask[j] & lanes;
+            int row = j * GROUP;
+            while (blocked != 0) {
+                s.sT[row + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
+                blocked &= blocked - 1;
+            }
+        }
+    }
+
+    /**
+     * Online softmax over one tile for one lane group: new running max, probabilities in
      * place of the scores, rescaled running sum and output. A lane that has seen only masked keys
      * keeps max −∞ and subtracts 0 instead, so exp(−∞ − (−∞)) never produces NaN.
      */
-    private static void softmaxStep(Scratch s, int grp, int n, int dv, boolean partial) {
+    private static void softmaxStep(Scratch s, int grp, int n, int dv) {
         float[] sT = s.sT, oT = s.oT;
-        FloatVector negInf = FloatVector.broadcast(F, NEG_INF);
         for (int v = 0; v < 2; v++) {
             int lane0 = v * L, state = grp * GROUP + lane0;
-            FloatVector max = negInf;
-            if (partial) {
-                for (int j = 0; j < n; j++) {
-                    VectorMask<Float> allowed = VectorMask.fromLong(F, s.laneMask[j] >>> lane0);
-                    FloatVector x = FloatVector.fromArray(F, sT, j * GROUP + lane0).blend(negInf, allowed.not());
-                    x.intoArray(sT, j * GROUP + lane0);
-                    max = max.max(x);
-                }
-            } else {
-                for (int j = 0; j < n; j++) max = max.max(FloatVector.fromArray(F, sT, j * GROUP + lane0));
-            }
+            FloatVector max = FloatVector.broadcast(F, NEG_INF);
+            for (int j = 0; j < n; j++) max = max.max(FloatVector.fromArray(F, sT, j * GROUP + lane0));
             FloatVector mOld = FloatVector.fromArray(F, s.m, state);
             FloatVector mNew = mOld.max(max);
             FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
@@ -247,28 +253,28 @@ final class SimdAttentionKernel {
     private static final float EXP_UNDERFLOW = -87.33654f;   // below this exp(x) < the smallest normal float
 
     /**
-     * e^x for x ≤ 0 (−∞ gives exactly 0), relative error below 2^-22. Not {@code lanewise(EXP)}: that
+     * e^x for x ≤ 0 (−∞ gives exactly 0), relative error about 1e-7. Not {@code lanewise(EXP)}: that
      * is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two differ
      * in the last bit, which would make results depend on which thread got compiled code first.
      * Built from add/mul/fma/shift only, this is bit-identical at every JIT tier: Cody–Waite
-     * reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial for e^r, and 2^n from bits.
+     * reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 polynomial for e^r, and 2^n from bits.
      */
     static FloatVector exp(FloatVector x) {
         FloatVector n = x.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
         // n·LN2_HI is exact (LN2_HI has 16 significant bits, |n| ≤ 126), so r keeps full precision.
-        FloatVector r = x.sub(n.mul(LN2_HI)).sub(n.mul(LN2_LO)).max(-1f);   // clamped lanes are zeroed below
-        FloatVector p = FloatVector.broadcast(F, 1f / 5040);
-        p = p.fma(r, FloatVector.broadcast(F, 1f / 720));
-        p = p.fma(r, FloatVector.broadcast(F, 1f / 120));
-        p = p.fma(r, FloatVector.broadcast(F, 1f / 24));
-        p = p.fma(r, FloatVector.broadcast(F, 1f / 6));
-        p = p.fma(r, FloatVector.broadcast(F, 0.5f));
-        p = p.fma(r, FloatVector.broadcast(F, 1f));
-        p = p.fma(r, FloatVector.broadcast(F, 1f));
+        FloatVector r = x.sub(n.mul(LN2_HI)).sub(n.mul(LN2_LO));
+        // e^r = 1 + r + r²·P(r) with Cephes' expf minimax coefficients (relative error ~1e-7).
+        FloatVector p = r.fma(EXP_P5, EXP_P4).fma(r, EXP_P3).fma(r, EXP_P2).fma(r, EXP_P1).fma(r, EXP_P0);
+        FloatVector e = p.fma(r.mul(r), r).add(1f);
         FloatVector scale = n.convert(VectorOperators.F2I, 0).reinterpretAsInts()
                 .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        return p.mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW));
+        // −∞ (and anything below the smallest normal result) becomes exactly 0, never NaN.
+        return e.mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW));
     }
+
+    private static final FloatVector EXP_P5 = FloatVector.broadcast(F, 1.9875691500e-4f), EXP_P4 = FloatVector.broadcast(F, 1.3981999507e-3f);
+    private static final FloatVector EXP_P3 = FloatVector.broadcast(F, 8.3334519073e-3f), EXP_P2 = FloatVector.broadcast(F, 4.1665795894e-2f);
+    private static final FloatVector EXP_P1 = FloatVector.broadcast(F, 1.6666665459e-1f), EXP_P0 = FloatVector.broadcast(F, 5.0000001201e-1f);
 
     /**
      * oT[oOff + i·GROUP + lane] += Σ_j V[j][i] · sT[j][lane]: 4 value columns × 2 vectors per step,

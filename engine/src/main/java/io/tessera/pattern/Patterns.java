@@ -292,8 +292,18 @@ final class Patterns {
             return o instanceof GlobalTokens g && g.rows == rows && g.columns == columns && Arrays.equals(g.indices, indices);
         }
         @Override public int hashCode() { return Arrays.hashCode(indices) * 4 + (rows ? 2 : 0) + (columns ? 1 : 0); }
+        /** Runs of consecutive indices print as a..b, so BigBird's global blocks stay readable. */
         @Override public String toString() {
-            return (rows && columns ? "globalTokens" : rows ? "globalRows" : "globalColumns") + Arrays.toString(indices);
+            StringBuilder sb = new StringBuilder(rows && columns ? "globalTokens[" : rows ? "globalRows[" : "globalColumns[");
+            for (int k = 0; k < indices.length; ) {
+                int end = k;
+                while (end + 1 < indices.length && indices[end + 1] == indices[end] + 1) end++;
+                if (k > 0) sb.append(", ");
+                sb.append(indices[k]);
+                if (end > k) sb.append(end == k + 1 ? ", " : "..").append(indices[end]);
+                k = end + 1;
+            }
+            return sb.append(']').toString();
         }
     }
 

@@ -116,6 +116,8 @@ class PatternExamples {
         Pattern p = Pattern.slidingWindow(100).or(Pattern.globalTokens(0, 1));
         assertThat(p.compile(1000, 1000, 64, 64)).isSameAs(p.compile(1000, 1000, 64, 64));
         assertThat(p.toString()).isEqualTo("slidingWindow(100).or(globalTokens[0, 1])");
+        assertThat(Pattern.bigBird(64, 3, 1, 2, 7).toString()).isEqualTo("blockWindow(64, 1, 1).or(globalTokens[0..63]).or(randomBlocks(64, 2, seed 7))");
+        assertThat(Pattern.globalRows(3, 5, 6, 7, 9).toString()).isEqualTo("globalRows[3, 5..7, 9]");
         assertThat(p.compile(1000, 1000, 64, 64).toString()).startsWith("BlockLayout[slidingWindow(100).or(globalTokens[0, 1]), q=1000 kv=1000, blocks 64x64 -> 16x16");
     }
 
