@@ -56,9 +56,10 @@ public final class MainJob {
               --threads N  threads for Tessera and peers (default: all processors)
             Any JMH option works directly on bench/target/benchmarks.jar (java -jar … -h).""";
 
-    record Options(boolean full, Path out, boolean peers, int threads) {}
+    /** Parsed command line. */
+    public record Options(boolean full, Path out, boolean peers, int threads) {}
 
-    static Options parse(String[] args) {
+    public static Options parse(String[] args) {
         boolean full = false, peers = true;
         Path out = Path.of("bench-report");
         int threads = Runtime.getRuntime().availableProcessors();

@@ -1,5 +1,6 @@
 package io.tessera.kernelized;
 
+import io.tessera.kernel.Backend;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -11,7 +12,7 @@ final class EluFeatureMap implements FeatureMap {
     @Override public int features(int headDim) { return headDim; }
 
     @Override
-    public void apply(Tensor x, boolean query, float keyShift, Tensor dst) {
+    public void apply(Backend backend, Tensor x, boolean query, float keyShift, Tensor dst) {
         int rows = (int) x.size(0), d = (int) x.size(1);
         MemorySegment src = x.segment(), out = dst.segment();
         for (int r = 0; r < rows; r++) {

@@ -40,14 +40,14 @@ final class FeatureAttention {
                     int hk = s.kvHeadOf(h);
                     Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
                     Tensor oh = out.select(0, b).select(0, h);
-                    float shift = phi.keyShift(kh, shiftScratch);
+                    float shift = phi.keyShift(backend, kh, shiftScratch);
                     state.fill(0f);
                     z.fill(0f);
                     if (!causal) {
                         for (int c0 = 0; c0 < s.kvLen(); c0 += CHUNK) {
                             int rows = Math.min(CHUNK, s.kvLen() - c0);
                             Tensor fk = phiK.slice(0, 0, rows);
-                            phi.apply(kh.slice(0, c0, c0 + rows), false, shift, fk);
+                            phi.apply(backend, kh.slice(0, c0, c0 + rows), false, shift, fk);
                             backend.gemm(fk, true, vh.slice(0, c0, c0 + rows), false, state, 1f, 1f);
                             backend.gemm(ones.slice(1, 0, rows), false, fk, false, z, 1f, 1f);
                         }
@@ -56,14 +56,14 @@ final class FeatureAttention {
                     for (int c0 = 0; c0 < s.qLen(); c0 += CHUNK) {
                         int rows = Math.min(CHUNK, s.qLen() - c0);
                         Tensor fq = phiQ.slice(0, 0, rows), n = num.slice(0, 0, rows), d = den.slice(0, 0, rows);
-                        phi.apply(qh.slice(0, c0, c0 + rows), true, 0f, fq);
+                        phi.apply(backend, qh.slice(0, c0, c0 + rows), true, 0f, fq);
                         backend.gemm(fq, false, state, false, n, 1f, 0f);
                         backend.gemm(fq, false, zColumn, false, d, 1f, 0f);
                         if (causal) {
                             // Inside the chunk: tril(φ(Q_c) φ(K_c)ᵀ) V_c, then fold the chunk into the state.
                             Tensor fk = phiK.slice(0, 0, rows), sc = scores.slice(0, 0, rows).slice(1, 0, rows);
                             Tensor vc = vh.slice(0, c0, c0 + rows);
-                            phi.apply(kh.slice(0, c0, c0 + rows), false, shift, fk);
+                            phi.apply(backend, kh.slice(0, c0, c0 + rows), false, shift, fk);
                             backend.gemm(fq, false, fk, true, sc, 1f, 0f);
                             keepLowerTriangle(sc);
                             backend.gemm(sc, false, vc, false, n, 1f, 1f);

@@ -1,5 +1,6 @@
 package io.tessera.kernelized;
 
+import io.tessera.kernel.Backend;
 import io.tessera.tensor.Tensor;
 
 /**
@@ -14,8 +15,8 @@ interface FeatureMap {
      * {@code keyShift} is subtracted inside the exponent of exponential maps (a numerical
      * stabilizer shared by all keys of a head); others ignore it.
      */
-    void apply(Tensor x, boolean query, float keyShift, Tensor dst);
+    void apply(Backend backend, Tensor x, boolean query, float keyShift, Tensor dst);
 
-    /** The stabilizer for the keys of one head (the max exponent over them), or 0 when unused. */
-    default float keyShift(Tensor keys, Tensor scratch) { return 0f; }
+    /** The stabilizer for the keys of one head (the max exponent over them), or 0 when unused; scratch is [chunk, m]. */
+    default float keyShift(Backend backend, Tensor keys, Tensor scratch) { return 0f; }
 }

@@ -1,5 +1,6 @@
 package io.tessera.kernelized;
 
+import io.tessera.kernel.Backend;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -12,19 +13,19 @@ import java.util.SplittableRandom;
  * E[φ(q)·φ(k)] = exp(qᵀk/√D) (up to the shifts, which cancel in the normalized ratio). With
  * {@code orthogonal}, ω come in blocks of D mutually orthogonal rows with χ(D)-distributed norms.
  * The shift is the per-row max for queries and the max over all keys of a head for keys — the
- * paper's numerical stabilizer.
+ * paper's numerical stabilizer. The projections ωᵀx are one GEMM per chunk of rows.
  */
 final class RandomFeatures implements FeatureMap {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int m, headDim;
-    private final float[] omega;   // [m][D], pre-multiplied by D^(-1/4)
+    private final Tensor omega;   // [m, D], pre-multiplied by D^(-1/4)
 
     RandomFeatures(int m, int headDim, boolean orthogonal, long seed) {
         if (m < 1) throw new IllegalArgumentException("features m must be >= 1, got " + m);
         this.m = m;
         this.headDim = headDim;
-        this.omega = new float[m * headDim];
+        this.omega = Tensor.zeros(Arena.ofAuto(), m, headDim);
         SplittableRandom random = new SplittableRandom(seed);
         double scale = Math.pow(headDim, -0.25);
         double[] block = new double[headDim * headDim];
@@ -39,7 +40,7 @@ final class RandomFeatures implements FeatureMap {
                     for (int c = 0; c < headDim; c++) { double g = random.nextGaussian(); sq += g * g; }
                     norm = Math.sqrt(sq);
                 }
-                for (int c = 0; c < headDim; c++) omega[(f0 + r) * headDim + c] = (float) (block[r * headDim + c] * norm * scale);
+                for (int c = 0; c < headDim; c++) omega.set((float) (block[r * headDim + c] * norm * scale), f0 + r, c);
             }
         }
     }
@@ -66,58 +67,46 @@ final class RandomFeatures implements FeatureMap {
         return m;
     }
 
-    /** Exponents ωᵢᵀx' − ‖x'‖²/2 of row r of x, into e. */
-    private void exponents(MemorySegment src, long row, float[] e) {
-        float sq = 0;
-        float[] x = new float[headDim];
-        for (int c = 0; c < headDim; c++) { x[c] = src.getAtIndex(FLOAT, row + c); sq += x[c] * x[c]; }
-        float half = (float) (0.5 * sq / Math.sqrt(headDim));   // ‖x'‖²/2 with x' = x·D^(-1/4)
-        for (int f = 0; f < m; f++) {
-            float dot = 0;
-            int o = f * headDim;
-            for (int c = 0; c < headDim; c++) dot += omega[o + c] * x[c];
-            e[f] = dot - half;
+    /** dst[r][f] = ωᵢᵀx'_r − ‖x'_r‖²/2: the exponents before any shift. */
+    private void exponents(Backend backend, Tensor x, Tensor dst) {
+        backend.gemm(x, false, omega, true, dst, 1f, 0f);
+        MemorySegment src = x.segment(), out = dst.segment();
+        for (int r = 0; r < x.size(0); r++) {
+            long row = x.offset() + r * x.stride(0);
+            float sq = 0;
+            for (int c = 0; c < headDim; c++) { float v = src.getAtIndex(FLOAT, row + c); sq += v * v; }
+            float half = (float) (0.5 * sq / Math.sqrt(headDim));   // ‖x'‖²/2 with x' = x·D^(-1/4)
+            long o = dst.offset() + r * dst.stride(0);
+            for (int f = 0; f < m; f++) out.setAtIndex(FLOAT, o + f, out.getAtIndex(FLOAT, o + f) - half);
         }
     }
 
     @Override
-    public float keyShift(Tensor keys, Tensor scratch) {
-        float[] e = new float[m];
+    public float keyShift(Backend backend, Tensor keys, Tensor scratch) {
         float max = Float.NEGATIVE_INFINITY;
-        for (int r = 0; r < keys.size(0); r++) {
-            exponents(keys.segment(), keys.offset() + r * keys.stride(0), e);
-            for (float x : e) max = Math.max(max, x);
+        int chunk = (int) scratch.size(0);
+        for (int r0 = 0; r0 < keys.size(0); r0 += chunk) {
+            int rows = (int) Math.min(chunk, keys.size(0) - r0);
+            Tensor e = scratch.slice(0, 0, rows);
+            exponents(backend, keys.slice(0, r0, r0 + rows), e);
+            for (float v : e.toArray()) max = Math.max(max, v);
         }
         return max;
     }
 
     @Override
-    public void apply(Tensor x, boolean query, float keyShift, Tensor dst) {
-        float[] e = new float[m];
+    public void apply(Backend backend, Tensor x, boolean query, float keyShift, Tensor dst) {
+        exponents(backend, x, dst);
         float norm = (float) (1 / Math.sqrt(m));
         MemorySegment out = dst.segment();
         for (int r = 0; r < x.size(0); r++) {
-            exponents(x.segment(), x.offset() + r * x.stride(0), e);
+            long o = dst.offset() + r * dst.stride(0);
             float shift = keyShift;
             if (query) {
                 shift = Float.NEGATIVE_INFINITY;
-                for (float v : e) shift = Math.max(shift, v);
+                for (int f = 0; f < m; f++) shift = Math.max(shift, out.getAtIndex(FLOAT, o + f));
             }
-            long o = dst.offset() + (long) r * m;
-            for (int f = 0; f < m; f++) out.setAtIndex(FLOAT, o + f, norm * (float) Math.exp(e[f] - shift));
-        }
-    }
-
-    /** φ(x)·φ(y) without stabilizers: the unbiased estimate of exp(xᵀy/√D) (for tests). */
-    double estimateKernel(float[] x, float[] y) {
-        try (Arena arena = Arena.ofConfined()) {
-            Tensor a = Tensor.of(arena, x, 1, headDim), b = Tensor.of(arena, y, 1, headDim);
-            float[] ex = new float[m], ey = new float[m];
-            exponents(a.segment(), 0, ex);
-            exponents(b.segment(), 0, ey);
-            double sum = 0;
-            for (int f = 0; f < m; f++) sum += Math.exp((double) ex[f] + ey[f]);
-            return sum / m;
+            for (int f = 0; f < m; f++) out.setAtIndex(FLOAT, o + f, norm * (float) Math.exp(out.getAtIndex(FLOAT, o + f) - shift));
         }
     }
 }
