@@ -54,7 +54,7 @@ final class SimdAttentionKernel {
             if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
             if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
-            if (sT.length < blockKV * GROUP) sT = new float[blockKV * GROUP];
+            if (sT.length < (blockKV + 1) * GROUP) sT = new float[(blockKV + 1) * GROUP];   // + the α row
             if (kTile.length < blockKV * d) kTile = new float[blockKV * d];
             if (vTile.length < blockKV * dv) vTile = new float[blockKV * dv];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
@@ -227,14 +227,26 @@ final class SimdAttentionKernel {
             FloatVector mOld = FloatVector.fromArray(F, s.m, state);
             FloatVector mNew = mOld.max(max);
             FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
-            FloatVector sum = FloatVector.zero(F);
-            for (int j = 0; j < n; j++) {
+            // Row n carries mOld, so one exp loop over n+1 rows yields the probabilities and the
+            // rescale factor α = e^(mOld − shift). The exp is written out inside the loop on
+            // purpose: as a separate method C2 declined to inline it and every call boxed a vector.
+            mOld.intoArray(sT, n * GROUP + lane0);
+            FloatVector total = FloatVector.zero(F);
+            for (int j = 0; j <= n; j++) {
                 int o = j * GROUP + lane0;
-                FloatVector p = exp(FloatVector.fromArray(F, sT, o).sub(shift));
-                p.intoArray(sT, o);
-                sum = sum.add(p);
+                FloatVector x = FloatVector.fromArray(F, sT, o).sub(shift);
+                // e^x, see exp(): Cody–Waite reduction, Cephes polynomial, 2^k from bits, −∞ → 0.
+                FloatVector k = x.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+                FloatVector r = x.sub(k.mul(LN2_HI)).sub(k.mul(LN2_LO));
+                FloatVector poly = r.fma(EXP_P5, EXP_P4).fma(r, EXP_P3).fma(r, EXP_P2).fma(r, EXP_P1).fma(r, EXP_P0);
+                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
+                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+                FloatVector e = poly.fma(r.mul(r), r).add(1f).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW));
+                e.intoArray(sT, o);
+                total = total.add(e);
             }
-            FloatVector alpha = exp(mOld.sub(shift));
+            FloatVector alpha = FloatVector.fromArray(F, sT, n * GROUP + lane0);
+            FloatVector sum = total.sub(alpha);
             alpha.fma(FloatVector.fromArray(F, s.l, state), sum).intoArray(s.l, state);
             mNew.intoArray(s.m, state);
             if (alpha.compare(VectorOperators.NE, 1f).anyTrue()) {
@@ -252,26 +264,14 @@ final class SimdAttentionKernel {
     private static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer
     private static final float EXP_UNDERFLOW = -87.33654f;   // below this exp(x) < the smallest normal float
 
-    /**
-     * e^x for x ≤ 0 (−∞ gives exactly 0), relative error about 1e-7. Not {@code lanewise(EXP)}: that
-     * is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two differ
-     * in the last bit, which would make results depend on which thread got compiled code first.
-     * Built from add/mul/fma/shift only, this is bit-identical at every JIT tier: Cody–Waite
-     * reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 polynomial for e^r, and 2^n from bits.
+    /*
+     * e^x in softmaxStep, for x ≤ 0 (−∞ gives exactly 0), relative error ~1e-7. Not lanewise(EXP):
+     * that is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two
+     * differ in the last bit, which would make results depend on which thread ran compiled code
+     * first. Built from add/mul/fma/shift only, this is bit-identical at every JIT tier: Cody–Waite
+     * reduction x = k·ln2 + r with |r| ≤ ln2/2 (k·LN2_HI is exact: 16 significant bits, |k| ≤ 126),
+     * e^r = 1 + r + r²·P(r) with Cephes' expf minimax coefficients, and 2^k assembled from bits.
      */
-    static FloatVector exp(FloatVector x) {
-        FloatVector n = x.fma(LOG2E, ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
-        // n·LN2_HI is exact (LN2_HI has 16 significant bits, |n| ≤ 126), so r keeps full precision.
-        FloatVector r = x.sub(n.mul(LN2_HI)).sub(n.mul(LN2_LO));
-        // e^r = 1 + r + r²·P(r) with Cephes' expf minimax coefficients (relative error ~1e-7).
-        FloatVector p = r.fma(EXP_P5, EXP_P4).fma(r, EXP_P3).fma(r, EXP_P2).fma(r, EXP_P1).fma(r, EXP_P0);
-        FloatVector e = p.fma(r.mul(r), r).add(1f);
-        FloatVector scale = n.convert(VectorOperators.F2I, 0).reinterpretAsInts()
-                .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        // −∞ (and anything below the smallest normal result) becomes exactly 0, never NaN.
-        return e.mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW));
-    }
-
     private static final FloatVector EXP_P5 = FloatVector.broadcast(F, 1.9875691500e-4f), EXP_P4 = FloatVector.broadcast(F, 1.3981999507e-3f);
     private static final FloatVector EXP_P3 = FloatVector.broadcast(F, 8.3334519073e-3f), EXP_P2 = FloatVector.broadcast(F, 4.1665795894e-2f);
     private static final FloatVector EXP_P1 = FloatVector.broadcast(F, 1.6666665459e-1f), EXP_P0 = FloatVector.broadcast(F, 5.0000001201e-1f);

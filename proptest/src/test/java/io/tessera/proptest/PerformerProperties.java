@@ -16,26 +16,30 @@ import net.jqwik.api.constraints.IntRange;
 /** FAVOR+: unbiased kernel estimate, error shrinking with the feature count, causal = prefixes. */
 class PerformerProperties {
 
-    /** Mean over seeds of the max-abs error against dense softmax attention. */
+    /**
+     * Mean absolute error against dense softmax attention, over every output element and seeds: the
+     * average (not the worst element) is what the 1/√m law describes and what stays stable.
+     */
     static double meanError(int features, int seeds, Tensor q, Tensor k, Tensor v, Arena arena, String backend) {
         double[] dense = DenseReference.attention(q, k, v).output();
         double total = 0;
         for (int s = 0; s < seeds; s++) {
             Tensor out = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2), v.size(3));
             Performer.withFeatures(features).redraw(1000 + s).on(Backend.named(backend)).forward(q, k, v, out);
-            total += OracleComparison.maxAbsError(out, dense);
+            float[] o = out.toArray();
+            for (int i = 0; i < o.length; i++) total += Math.abs(o[i] - dense[i]);
         }
-        return total / seeds;
+        return total / (seeds * (double) dense.length);
     }
 
-    @Property(tries = 4)
+    @Property(tries = 6)
     void errorShrinksLikeOneOverRootM(@ForAll long seed, @ForAll boolean simd) {
         try (Arena arena = Arena.ofShared()) {
             // Small logits (std 0.5) keep the estimator's variance moderate, as in the paper's regime.
             Tensor q = Tensor.randomNormal(arena, seed, 0.5f, 1, 1, 48, 16), k = Tensor.randomNormal(arena, seed + 1, 0.5f, 1, 1, 48, 16);
             Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 1, 48, 8);
             String backend = simd ? "simd" : "scalar";
-            double small = meanError(64, 8, q, k, v, arena, backend), large = meanError(1024, 8, q, k, v, arena, backend);
+            double small = meanError(64, 12, q, k, v, arena, backend), large = meanError(1024, 12, q, k, v, arena, backend);
             // 1/√m predicts a 4× drop from 64 to 1024 features; demand at least 2×.
             assertThat(large).as("mean error m=1024 (%s) vs m=64 (%s)", large, small).isLessThan(small / 2);
         }
