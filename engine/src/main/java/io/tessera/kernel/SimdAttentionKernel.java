@@ -22,8 +22,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Register budget: QKᵀ holds 6×2 accumulators, 2 loaded vectors and 1 broadcast, 15
  * registers, because AVX2 has only 16 (a 4×4 blocking spills there). PV holds 4×2 accumulators:
- * head dims are multiples of 4, so it has no tail, and it measured faster than 6×2 here. Keys
- * come in blocks of 96 (16 × 6) so QKᵀ has no tail either.
+ * head dims are multiples of 4, so it has no tail, and it measured faster than 6×2 here.
  */
 final class SimdAttentionKernel {
     private SimdAttentionKernel() {}

@@ -317,8 +317,23 @@ final class Patterns {
             positive("block size", blockSize);
             nonNegative("random blocks", count);
         }
-        /** The sorted key blocks query block qb attends to. */
+        /** The sorted key blocks query block qb attends to; rows of one block ask in a row, so the last answer is kept per thread. */
         int[] blocksOf(int qb, int kvLen) {
+            LastBlocks last = LAST.get();
+            if (last.owner == this && last.qb == qb && last.kvLen == kvLen) return last.blocks;
+            int[] blocks = drawBlocks(qb, kvLen);
+            last.owner = this;
+            last.qb = qb;
+            last.kvLen = kvLen;
+            last.blocks = blocks;
+            return blocks;
+        }
+
+        private static final class LastBlocks { RandomBlocks owner; int qb, kvLen; int[] blocks; }
+
+        private static final ThreadLocal<LastBlocks> LAST = ThreadLocal.withInitial(LastBlocks::new);
+
+        private int[] drawBlocks(int qb, int kvLen) {
             int available = (kvLen + blockSize - 1) / blockSize;
             if (causal) available = Math.min(available, qb + 1);
             int r = Math.min(count, available);
