@@ -168,7 +168,7 @@ public final class MainJob {
                 .include((tessera ? AttentionBenchmark.class : PeerBenchmark.class).getName() + ".forward")
                 .param("n", String.valueOf(c.n())).param("headDim", String.valueOf(c.headDim()))
                 .param("threads", String.valueOf(c.threads())).param("pattern", c.pattern())
-                .forks(1).warmupIterations(full ? 3 : 1).measurementIterations(full ? 5 : 3)
+                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
                 .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1))
                 .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", c.backend());
@@ -264,7 +264,7 @@ public final class MainJob {
         env.put("JDK", System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version"));
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
-        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "1×1 s warm-up, 3×1 s") + " measurement; B=1, H=8");
+        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s") + " measurement; B=1, H=8");
         return env;
     }
 
