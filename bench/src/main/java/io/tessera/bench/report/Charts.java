@@ -4,12 +4,14 @@ import java.awt.BasicStroke;
 import java.awt.Color;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.text.DecimalFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.jfree.chart.ChartFactory;
 import org.jfree.chart.ChartUtils;
 import org.jfree.chart.JFreeChart;
+import org.jfree.chart.axis.CategoryLabelPositions;
 import org.jfree.chart.axis.LogAxis;
 import org.jfree.chart.axis.NumberAxis;
 import org.jfree.chart.plot.CategoryPlot;
@@ -41,8 +43,11 @@ public final class Charts {
         LogAxis x = new LogAxis("sequence length n");
         x.setBase(2);
         x.setStandardTickUnits(NumberAxis.createIntegerTickUnits());
+        x.setNumberFormatOverride(new DecimalFormat("0"));
         plot.setDomainAxis(x);
-        plot.setRangeAxis(new LogAxis("ms per call"));
+        LogAxis y = new LogAxis("ms per call");
+        y.setNumberFormatOverride(new DecimalFormat("0.#"));
+        plot.setRangeAxis(y);
         XYLineAndShapeRenderer renderer = new XYLineAndShapeRenderer(true, true);
         for (int s = 0; s < data.getSeriesCount(); s++) renderer.setSeriesStroke(s, new BasicStroke(2f));
         plot.setRenderer(renderer);
@@ -57,6 +62,8 @@ public final class Charts {
         JFreeChart chart = ChartFactory.createBarChart(title, null, valueAxis, data, PlotOrientation.VERTICAL, true, false, false);
         CategoryPlot plot = chart.getCategoryPlot();
         plot.getRangeAxis().setLowerBound(0);
+        // Case names ("window256 n=4096") are longer than a bar group is wide: slant them.
+        plot.getDomainAxis().setCategoryLabelPositions(CategoryLabelPositions.UP_45);
         style(chart);
         ChartUtils.saveChartAsPNG(file.toFile(), chart, WIDTH, HEIGHT);
     }
