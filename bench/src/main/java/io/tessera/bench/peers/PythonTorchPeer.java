@@ -73,11 +73,9 @@ public final class PythonTorchPeer {
             request.append(",\"q\":").append(Arrays.toString(q.toArray())).append(",\"k\":").append(Arrays.toString(k.toArray())).append(",\"v\":").append(Arrays.toString(v.toArray())).append("}");
             for (int p = 0; p < patterns.size(); p++) {
                 MaskFunction mask = AttentionBenchmark.pattern(patterns.get(p)).asMask(n, n);
-                oracles[p] = DenseReference.attention(q, k, v, mask, Double.NaN).output();
-                double[] naive = DenseReference.naiveFloat32(q, k, v, mask, Double.NaN).output();
-                double worst = 0;
-                for (int i = 0; i < naive.length; i++) worst = Math.max(worst, Math.abs(naive[i] - oracles[p][i]));
-                tolerances[p] = 10 * worst + 1e-5;
+                DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
+                oracles[p] = oracle.output();
+                tolerances[p] = MainJob.exactTolerance(q, k, v, mask, oracle);
             }
         }
         request.append(",\"cases\":[");
