@@ -18,6 +18,7 @@ module io.tessera.engine {
     exports io.tessera.factorized;
     exports io.tessera.sparse;
     exports io.tessera.conv;
+    exports io.tessera.planner;
 
     uses io.tessera.variant.VariantProvider;
     uses io.tessera.kernel.Backend;
