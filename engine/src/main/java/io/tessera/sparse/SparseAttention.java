@@ -1,6 +1,7 @@
 package io.tessera.sparse;
 
 import io.tessera.attention.AttentionShape;
+import io.tessera.kernel.SparseKernels;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -45,10 +46,7 @@ public final class SparseAttention {
         for (int r = 0; r < m.rows(); r++) {
             long qr = q.offset() + r * q.stride(0);
             for (int e = offsets[r]; e < offsets[r + 1]; e++) {
-                long kr = k.offset() + cols[e] * k.stride(0);
-                float dot = 0;
-                for (int c = 0; c < d; c++) dot += qs.getAtIndex(FLOAT, qr + c) * ks.getAtIndex(FLOAT, kr + c);
-                values[e] = scale * dot;
+                values[e] = scale * SparseKernels.dot(qs, qr, ks, k.offset() + cols[e] * k.stride(0), d);
             }
         }
     }
@@ -77,9 +75,7 @@ public final class SparseAttention {
         for (int r = 0; r < m.rows(); r++) {
             java.util.Arrays.fill(acc, 0f);
             for (int e = offsets[r]; e < offsets[r + 1]; e++) {
-                float p = values[e];
-                long vr = v.offset() + cols[e] * v.stride(0);
-                for (int c = 0; c < dv; c++) acc[c] += p * vs.getAtIndex(FLOAT, vr + c);
+                SparseKernels.axpy(values[e], vs, v.offset() + cols[e] * v.stride(0), acc, dv);
             }
             long or = out.offset() + r * out.stride(0);
             for (int c = 0; c < dv; c++) os.setAtIndex(FLOAT, or + c, acc[c]);
