@@ -19,6 +19,7 @@ module io.tessera.engine {
     exports io.tessera.sparse;
     exports io.tessera.conv;
     exports io.tessera.planner;
+    exports io.tessera.tensorized;
 
     uses io.tessera.variant.VariantProvider;
     uses io.tessera.kernel.Backend;
@@ -26,6 +27,6 @@ module io.tessera.engine {
     provides io.tessera.variant.VariantProvider with io.tessera.attention.FusedAttentionVariants,
             io.tessera.kernelized.KernelizedVariants, io.tessera.lowrank.LowRankVariants,
             io.tessera.factorized.FactorizedVariants, io.tessera.sparse.SparseVariants,
-            io.tessera.conv.ConvolutionVariants;
+            io.tessera.conv.ConvolutionVariants, io.tessera.tensorized.TensorizedVariants;
     provides io.tessera.kernel.Backend with io.tessera.kernel.SimdBackend, io.tessera.kernel.ScalarBackend;
 }

@@ -29,7 +29,8 @@ class VariantCoverageTest {
             Map.entry("axial", ChainedAttentionProperties.class),
             Map.entry("explicit-sparse", ExplicitSparseProperties.class),
             Map.entry("top-k", ExplicitSparseProperties.class),
-            Map.entry("causal-conv", CausalConvolutionProperties.class)));
+            Map.entry("causal-conv", CausalConvolutionProperties.class),
+            Map.entry("tensorized", TensorizedProperties.class)));
 
     @Test
     void everyRegisteredVariantHasContractProperties() {
