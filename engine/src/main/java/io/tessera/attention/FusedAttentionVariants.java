@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers dense and block-sparse attention, both run by the fused block-sparse kernel. */
 public final class FusedAttentionVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public FusedAttentionVariants() {}
+
     static final String EXACT = "max-abs error vs the float64 masked oracle ≤ 10× the naive fp32 dense error on the same input + 1e-5;"
             + " LSE likewise; fully masked rows give 0 and LSE −∞";
 

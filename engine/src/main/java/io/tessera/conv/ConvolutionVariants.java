@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers the causal convolution. */
 public final class ConvolutionVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public ConvolutionVariants() {}
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(new VariantInfo("causal-conv", "convolution", "van den Oord et al. 2016 (WaveNet); Poli et al. 2023 (Hyena)",

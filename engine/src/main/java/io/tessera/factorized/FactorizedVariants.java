@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers the chained (factorized and axial) variants. */
 public final class FactorizedVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public FactorizedVariants() {}
+
     static final String CONTRACT = "equals the dense oracle applied in sequence with each step's mask (values of step s+1 = output of step s), within the fused kernel's tolerance per step";
 
     @Override

@@ -18,12 +18,12 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
     public int threads() { return threads; }
 
     /** Computes one (batch, head, query block) work item. */
-    protected abstract void attentionItem(AttentionCall call, int b, int h, int qBlock);
+    abstract void attentionItem(AttentionCall call, int b, int h, int qBlock);
 
     /** Computes one GEMM work item. */
-    protected abstract void gemmItem(GemmCall call, int item);
+    abstract void gemmItem(GemmCall call, int item);
 
-    protected abstract int gemmItems(GemmCall call);
+    abstract int gemmItems(GemmCall call);
 
     @Override
     public final void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {

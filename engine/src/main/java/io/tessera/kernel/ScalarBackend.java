@@ -17,18 +17,18 @@ public final class ScalarBackend extends CpuBackend {
     @Override public Backend withThreads(int threads) { return new ScalarBackend(threads); }
 
     @Override
-    protected void attentionItem(AttentionCall call, int b, int h, int qBlock) {
+    void attentionItem(AttentionCall call, int b, int h, int qBlock) {
         ScalarAttentionKernel.queryBlock(call, b, h, qBlock);
     }
 
     @Override
-    protected void gemmItem(GemmCall call, int item) {
+    void gemmItem(GemmCall call, int item) {
         int from = item * SCALAR_GEMM_ROWS;
         ScalarGemm.rows(call, from, Math.min(call.m(), from + SCALAR_GEMM_ROWS));
     }
 
     @Override
-    protected int gemmItems(GemmCall call) { return (call.m() + SCALAR_GEMM_ROWS - 1) / SCALAR_GEMM_ROWS; }
+    int gemmItems(GemmCall call) { return (call.m() + SCALAR_GEMM_ROWS - 1) / SCALAR_GEMM_ROWS; }
 
     private static final int SCALAR_GEMM_ROWS = 32;
 

@@ -30,15 +30,15 @@ public final class SimdBackend extends CpuBackend {
     @Override public Backend withThreads(int threads) { return new SimdBackend(threads); }
 
     @Override
-    protected void attentionItem(AttentionCall call, int b, int h, int qBlock) {
+    void attentionItem(AttentionCall call, int b, int h, int qBlock) {
         SimdAttentionKernel.queryBlock(call, b, h, qBlock);
     }
 
     @Override
-    protected void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
+    void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
 
     @Override
-    protected int gemmItems(GemmCall call) { return SimdGemm.panels(call) * SimdGemm.rowChunks(call); }
+    int gemmItems(GemmCall call) { return SimdGemm.panels(call) * SimdGemm.rowChunks(call); }
 
     /** Several lane groups per block share each K/V tile copy. */
     @Override public int preferredBlockQ() { return 4 * SimdAttentionKernel.GROUP; }

@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers linear attention and the Performer. */
 public final class KernelizedVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public KernelizedVariants() {}
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(

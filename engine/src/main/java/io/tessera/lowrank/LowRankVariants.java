@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers Linformer and Nyström attention. */
 public final class LowRankVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public LowRankVariants() {}
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(

@@ -16,7 +16,7 @@ public final class LayoutImages {
 
     private static final int FULL_RGB = 0x1f3b73, PARTIAL_RGB = 0x7fa7e0, EMPTY_RGB = 0xffffff;
 
-    public static BufferedImage render(BlockLayout layout, int maxSide) {
+    static BufferedImage render(BlockLayout layout, int maxSide) {
         if (maxSide < 1) throw new IllegalArgumentException("maxSide must be >= 1, got " + maxSide);
         int rowsPerCell = BlockLayout.ceilDiv(layout.qBlocks(), maxSide), colsPerCell = BlockLayout.ceilDiv(layout.kvBlocks(), maxSide);
         int h = BlockLayout.ceilDiv(layout.qBlocks(), rowsPerCell), w = BlockLayout.ceilDiv(layout.kvBlocks(), colsPerCell);
@@ -39,6 +39,7 @@ public final class LayoutImages {
         return image;
     }
 
+    /** Writes the picture of {@code layout}, at most {@code maxSide} pixels a side, as a PNG file. */
     public static void writePng(BlockLayout layout, Path file, int maxSide) {
         try {
             if (!ImageIO.write(render(layout, maxSide), "png", file.toFile())) throw new IOException("no PNG writer available");

@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers the explicit sparse path and top-k attention. */
 public final class SparseVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public SparseVariants() {}
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(

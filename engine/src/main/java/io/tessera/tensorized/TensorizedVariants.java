@@ -7,6 +7,9 @@ import java.util.List;
 
 /** Registers block-term multi-linear attention. */
 public final class TensorizedVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public TensorizedVariants() {}
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(new VariantInfo("tensorized", "low-rank tensor decomposition", "Ma et al. 2019, A Tensorized Transformer for Language Modeling",
