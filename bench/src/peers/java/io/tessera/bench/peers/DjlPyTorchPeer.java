@@ -1,0 +1,80 @@
+package io.tessera.bench.peers;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import java.nio.FloatBuffer;
+
+/**
+ * PyTorch 2.7.1 through DJL 0.36 (native CPU build from Maven Central, loaded offline). DJL 0.36
+ * exposes no call to {@code scaled_dot_product_attention}, so this runs what a DJL user writes:
+ * {@code softmax(Q·Kᵀ·scale + bias)·V} with NDArray matMul/softmax, i.e. PyTorch's bmm path;
+ * intermediates are closed right after use.
+ */
+public final class DjlPyTorchPeer implements Peer {
+    private NDManager manager;
+    private NDArray q, kt, v, bias, out;
+    private float scale;
+
+    @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (matMul/softmax)"; }
+
+    @Override public String id() { return "djl-pytorch"; }
+
+    @Override
+    public String unavailableReason() {
+        try {
+            configureOffline(Runtime.getRuntime().availableProcessors());
+            Engine.getEngine("PyTorch");
+            return null;
+        } catch (Throwable t) {
+            return "PyTorch through DJL did not load: " + t;
+        }
+    }
+
+    /** Natives come from the pytorch-native-cpu jar on the class path, never from the network. */
+    private static void configureOffline(int threads) {
+        System.setProperty("ai.djl.offline", "true");
+        System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(threads));
+        System.setProperty("ai.djl.pytorch.num_interop_threads", "1");
+    }
+
+    @Override
+    public void prepare(int heads, int n, int headDim, float[] qa, float[] ka, float[] va, boolean[] mask, int threads) {
+        close();
+        configureOffline(threads);
+        manager = Engine.getEngine("PyTorch").newBaseManager();
+        Shape shape = new Shape(1, heads, n, headDim);
+        q = manager.create(FloatBuffer.wrap(qa), shape);
+        kt = manager.create(FloatBuffer.wrap(ka), shape).transpose(0, 1, 3, 2);
+        v = manager.create(FloatBuffer.wrap(va), shape);
+        scale = (float) (1 / Math.sqrt(headDim));
+        bias = null;
+        if (mask != null) {
+            float[] b = new float[n * n];
+            for (int i = 0; i < b.length; i++) b[i] = mask[i] ? 0f : Float.NEGATIVE_INFINITY;
+            bias = manager.create(FloatBuffer.wrap(b), new Shape(n, n));
+        }
+    }
+
+    @Override
+    public void run() {
+        if (out != null) out.close();
+        NDArray scores = q.matMul(kt).muli(scale);
+        if (bias != null) scores.addi(bias);
+        NDArray probabilities = scores.softmax(-1);
+        scores.close();   // intermediates freed at once: PyTorch's caching allocator reuses them
+        out = probabilities.matMul(v);
+        probabilities.close();
+    }
+
+    @Override
+    public float[] output() { return out.toFloatArray(); }
+
+    @Override
+    public void close() {
+        if (manager != null) manager.close();
+        manager = null;
+        out = null;
+    }
+}
