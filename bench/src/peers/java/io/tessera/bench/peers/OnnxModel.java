@@ -36,15 +36,59 @@ final class OnnxModel {
         if (masked) graph.message(11, valueInfo("bias", new long[] {n, n}));
         graph.message(12, valueInfo("out", qkv));
 
-        Message opset = new Message();
-        opset.string(1, "");
-        opset.int64(2, 17);
         Message model = new Message();
         model.int64(1, 8);   // IR version 8 goes with opset 17
         model.string(2, "tessera-bench");
         model.message(7, graph);
-        model.message(8, opset);
+        model.message(8, opset("", 17));
         return model.toBytes();
+    }
+
+    /**
+     * ONNX Runtime's fused {@code com.microsoft.MultiHeadAttention} contrib op: q, k, v as
+     * [1, n, H·D] (the op's own layout), an additive attention_bias [1, 1, n, n] when masked, output
+     * "out" [1, n, H·D].
+     */
+    static byte[] multiHeadAttention(int heads, int n, int headDim, float scale, boolean masked) throws IOException {
+        Message graph = new Message();
+        Message node = new Message();
+        for (String in : masked ? new String[] {"q", "k", "v", "", "", "bias"} : new String[] {"q", "k", "v"}) node.string(1, in);
+        node.string(2, "out");
+        node.string(3, "mha");
+        node.string(4, "MultiHeadAttention");
+        node.message(5, intAttr("num_heads", heads));
+        node.message(5, floatAttr("scale", scale));
+        node.string(7, "com.microsoft");
+        graph.message(1, node);
+        graph.string(2, "tessera_mha_peer");
+        long[] hidden = {1, n, (long) heads * headDim};
+        graph.message(11, valueInfo("q", hidden));
+        graph.message(11, valueInfo("k", hidden));
+        graph.message(11, valueInfo("v", hidden));
+        if (masked) graph.message(11, valueInfo("bias", new long[] {1, 1, n, n}));
+        graph.message(12, valueInfo("out", hidden));
+        Message model = new Message();
+        model.int64(1, 8);
+        model.string(2, "tessera-bench");
+        model.message(7, graph);
+        model.message(8, opset("", 17));
+        model.message(8, opset("com.microsoft", 1));
+        return model.toBytes();
+    }
+
+    private static Message opset(String domain, long version) throws IOException {
+        Message m = new Message();
+        m.string(1, domain);
+        m.int64(2, version);
+        return m;
+    }
+
+    private static Message floatAttr(String name, float value) throws IOException {
+        Message a = new Message();
+        a.string(1, name);
+        a.float32(2, value);
+        a.int32(20, 1);   // AttributeType.FLOAT
+        return a;
     }
 
     private static Message node(String op, String[] inputs, String output, Message attribute) throws IOException {
@@ -104,6 +148,7 @@ final class OnnxModel {
         void string(int field, String s) throws IOException { out.writeString(field, s); }
         void int64(int field, long v) throws IOException { out.writeInt64(field, v); }
         void int32(int field, int v) throws IOException { out.writeInt32(field, v); }
+        void float32(int field, float v) throws IOException { out.writeFloat(field, v); }
         void bytes(int field, byte[] b) throws IOException { out.writeByteArray(field, b); }
         void message(int field, Message m) throws IOException { out.writeByteArray(field, m.toBytes()); }
 

@@ -16,12 +16,29 @@ import java.util.Map;
  * count under test, sequential execution. Inputs and the output are direct buffers bound once
  * (output pinned), so calls reuse memory like Tessera's.
  */
-public final class OnnxRuntimePeer implements Peer {
+public class OnnxRuntimePeer implements Peer {
     private OrtEnvironment env;
     private OrtSession session;
     private final Map<String, OnnxTensor> inputs = new HashMap<>();
     private OnnxTensor output;
     private FloatBuffer outputBuffer;
+    private int heads, n, headDim;
+
+    /** The ONNX model to run; inputs and output named q, k, v, [bias,] out. */
+    protected byte[] model(int heads, int n, int headDim, float scale, boolean masked) throws Exception {
+        return OnnxModel.attention(heads, n, headDim, scale, masked);
+    }
+
+    /** Shapes of q/k/v/out and of the mask bias in this model's layout. */
+    protected long[] tensorShape(int heads, int n, int headDim) { return new long[] {1, heads, n, headDim}; }
+
+    protected long[] biasShape(int n) { return new long[] {n, n}; }
+
+    /** Converts [heads, n, D] data to this model's layout (identity here). */
+    protected float[] toModelLayout(float[] x, int heads, int n, int headDim) { return x; }
+
+    /** Converts this model's output back to [heads, n, D] (identity here). */
+    protected float[] fromModelLayout(float[] x, int heads, int n, int headDim) { return x; }
 
     @Override public String name() { return "ONNX Runtime " + OrtEnvironment.getEnvironment().getVersion() + " (MatMul/Softmax)"; }
 
@@ -46,15 +63,18 @@ public final class OnnxRuntimePeer implements Peer {
         options.setIntraOpNumThreads(threads);
         options.setInterOpNumThreads(1);
         options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-        session = env.createSession(OnnxModel.attention(heads, n, headDim, (float) (1 / Math.sqrt(headDim)), mask != null), options);
-        long[] shape = {1, heads, n, headDim};
-        inputs.put("q", tensor(q, shape));
-        inputs.put("k", tensor(k, shape));
-        inputs.put("v", tensor(v, shape));
+        this.heads = heads;
+        this.n = n;
+        this.headDim = headDim;
+        session = env.createSession(model(heads, n, headDim, (float) (1 / Math.sqrt(headDim)), mask != null), options);
+        long[] shape = tensorShape(heads, n, headDim);
+        inputs.put("q", tensor(toModelLayout(q, heads, n, headDim), shape));
+        inputs.put("k", tensor(toModelLayout(k, heads, n, headDim), shape));
+        inputs.put("v", tensor(toModelLayout(v, heads, n, headDim), shape));
         if (mask != null) {
             float[] bias = new float[n * n];
             for (int i = 0; i < bias.length; i++) bias[i] = mask[i] ? 0f : Float.NEGATIVE_INFINITY;
-            inputs.put("bias", tensor(bias, new long[] {n, n}));
+            inputs.put("bias", tensor(bias, biasShape(n)));
         }
         outputBuffer = ByteBuffer.allocateDirect(q.length * Float.BYTES).order(ByteOrder.nativeOrder()).asFloatBuffer();
         output = OnnxTensor.createTensor(env, outputBuffer, shape);
@@ -78,7 +98,7 @@ public final class OnnxRuntimePeer implements Peer {
     public float[] output() {
         float[] out = new float[outputBuffer.capacity()];
         outputBuffer.duplicate().rewind().get(out);
-        return out;
+        return fromModelLayout(out, heads, n, headDim);
     }
 
     @Override
