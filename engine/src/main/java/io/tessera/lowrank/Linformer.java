@@ -24,6 +24,8 @@ public final class Linformer {
     private final Sharing sharing;
     private final Tensor e, f;   // [kvHeads or 1, k, n]
     private final Backend backend;
+    /** Dense attention over the k projected positions; kept so its compiled layout is cached across calls. */
+    private final Attention dense = Attention.dense();
 
     private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend) {
         this.n = n;
@@ -94,7 +96,7 @@ public final class Linformer {
                     be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
                 }
             }
-            Attention.dense().on(be).forward(q, kp, vp, out);
+            dense.on(be).forward(q, kp, vp, out);
         }
     }
 }

@@ -36,12 +36,7 @@ final class OnnxModel {
         if (masked) graph.message(11, valueInfo("bias", new long[] {n, n}));
         graph.message(12, valueInfo("out", qkv));
 
-        Message model = new Message();
-        model.int64(1, 8);   // IR version 8 goes with opset 17
-        model.string(2, "tessera-bench");
-        model.message(7, graph);
-        model.message(8, opset("", 17));
-        return model.toBytes();
+        return model(graph, false);
     }
 
     /**
@@ -67,12 +62,17 @@ final class OnnxModel {
         graph.message(11, valueInfo("v", hidden));
         if (masked) graph.message(11, valueInfo("bias", new long[] {1, 1, n, n}));
         graph.message(12, valueInfo("out", hidden));
+        return model(graph, true);
+    }
+
+    /** The ModelProto around a graph: IR version 8 with opset 17 (and the com.microsoft contrib ops). */
+    private static byte[] model(Message graph, boolean contribOps) throws IOException {
         Message model = new Message();
         model.int64(1, 8);
         model.string(2, "tessera-bench");
         model.message(7, graph);
         model.message(8, opset("", 17));
-        model.message(8, opset("com.microsoft", 1));
+        if (contribOps) model.message(8, opset("com.microsoft", 1));
         return model.toBytes();
     }
 
