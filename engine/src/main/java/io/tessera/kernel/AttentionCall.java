@@ -1,6 +1,5 @@
 package io.tessera.kernel;
 
-import io.tessera.attention.AttentionShape;
 import io.tessera.pattern.HeadLayouts;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -26,14 +25,7 @@ final class AttentionCall {
 
     /** Validates every argument, naming the offending one. */
     static AttentionCall of(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        if (layouts == null) throw new NullPointerException("layouts");
-        if (out == null) throw new NullPointerException("out");
-        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        s.checkOutput("out", out, s.outputShape());
-        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
-        layouts.check(s.heads(), s.qLen(), s.kvLen());
-        AttentionGeometry g = AttentionGeometry.of(s, scale, q, k, v, out, lse);
+        AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
         return new AttentionCall(g, q, k, v, out, lse, layouts);
     }
 }

@@ -6,14 +6,16 @@ import java.util.Arrays;
 
 /**
  * A validated {@code c = alpha·op(a)·op(b) + beta·c}: element (i, k) of op(a) is
- * {@code a[aOff + i·aRow + k·aCol]}, whatever the transposes and strides were.
+ * {@code a[aOff + i·aRow + k·aCol]}, whatever the transposes and strides were. Public so that
+ * backends in other modules validate exactly as the CPU backends do.
  */
-record GemmCall(MemorySegment a, long aOff, long aRow, long aCol,
+public record GemmCall(MemorySegment a, long aOff, long aRow, long aCol,
                 MemorySegment b, long bOff, long bRow, long bCol,
                 MemorySegment c, long cOff, long cRow,
                 int m, int n, int k, float alpha, float beta) {
 
-    static GemmCall of(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
+    /** Validates every argument of {@link Backend#gemm}, naming the offending one. */
+    public static GemmCall of(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
         requireMatrix("a", a);
         requireMatrix("b", b);
         requireMatrix("c", c);

@@ -147,6 +147,17 @@ public final class Tensor {
         return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + elementCount() * Float.BYTES);
     }
 
+    /**
+     * The whole storage this tensor (or the tensor it is a view of) lives in, preceded by the
+     * reserved 16-byte header slot: element {@code i} of the storage is at byte {@code 16 + 4·i}, and
+     * this tensor's elements are at {@link #offset()} and {@link #strides()} within it. Lets a device
+     * backend wrap any view without copying (TornadoVM's {@code FloatArray.fromSegmentShallow}).
+     */
+    public MemorySegment storageWithHeader() {
+        checkAlive();
+        return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + data.byteSize());
+    }
+
     /** True while the arena that owns the memory is open. */
     public boolean isAlive() { return data.scope().isAlive(); }
 

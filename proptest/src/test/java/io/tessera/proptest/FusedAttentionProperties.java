@@ -186,7 +186,7 @@ class FusedAttentionProperties {
         assertThat(Backend.best().description()).contains("Vector API").contains("-bit species");
     }
 
-    private static void checkAgainstOracle(Arena arena, Attention attn, Tensor q, Tensor k, Tensor v, MaskFunction mask) {
+    static void checkAgainstOracle(Arena arena, Attention attn, Tensor q, Tensor k, Tensor v, MaskFunction mask) {
         AttentionResult r = attn.forwardWithLse(arena, q, k, v);
         double scale = 1.0 / Math.sqrt(q.size(3));
         DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, scale);

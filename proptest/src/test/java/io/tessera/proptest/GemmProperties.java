@@ -25,6 +25,11 @@ class GemmProperties {
                                @ForAll @IntRange(min = 1, max = 150) int m, @ForAll @IntRange(min = 1, max = 150) int n,
                                @ForAll @IntRange(min = 1, max = 300) int k, @ForAll @IntRange(min = 0, max = 2) int betaCase,
                                @ForAll @IntRange(min = 1, max = 3) int threads, @ForAll long seed) {
+        checkAgainstFloat64(Backend.named(backend).withThreads(threads), transposeA, transposeB, m, n, k, betaCase, seed);
+    }
+
+    /** One GEMM on {@code backend} against the float64 product, within Higham's fp32 dot-product bound. */
+    static void checkAgainstFloat64(Backend backend, boolean transposeA, boolean transposeB, int m, int n, int k, int betaCase, long seed) {
         float alpha = 0.75f, beta = new float[] {0f, 1f, -0.5f}[betaCase];
         try (Arena arena = Arena.ofShared()) {
             // Operands stored transposed when op() transposes them, so op(x) always has the logical shape.
@@ -33,7 +38,7 @@ class GemmProperties {
             Tensor c = Tensor.randomNormal(arena, seed + 2, 1f, m, n);
             if (beta == 0f) c.fill(Float.NaN);   // beta = 0 must ignore c entirely
             float[] before = c.toArray();
-            Backend.named(backend).withThreads(threads).gemm(a, transposeA, b, transposeB, c, alpha, beta);
+            backend.gemm(a, transposeA, b, transposeB, c, alpha, beta);
             float[] got = c.toArray();
             double worst = 0, bound = 0;
             for (int i = 0; i < m; i++) {

@@ -1,0 +1,173 @@
+package io.tessera.tornado;
+
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.math.TornadoMath;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * The fused block-sparse online-softmax attention kernel for TornadoVM: the device twin of the
+ * CPU kernels, driven by the same compiled {@code BlockLayout} CSR (dense = the full layout).
+ *
+ * <p>One work-group per (batch, head, query block); each work-item owns one query row at a time
+ * (rows {@code slot·groupSize + localId} of the block), keeping the running max and sum in
+ * registers and the unnormalized output in its row of {@code out}. Each tile of keys is walked in
+ * chunks of {@link #CHUNK} keys that the group stages into local memory together (barriers on both
+ * sides), so every K/V element is read from global memory once per group, not once per row.
+ * All shapes, strides and the scale travel in {@code params}/{@code scale} arrays rather than scalars,
+ * so one compiled kernel serves every shape.
+ *
+ * <p>Limits fixed at compile time because local arrays need constant sizes: head and value dims up
+ * to {@link #MAX_HEAD_DIM}, work-groups up to {@link #MAX_GROUP} items. Any block sizes work:
+ * blocks taller than the group take several row slots.
+ */
+final class AttentionKernel {
+    private AttentionKernel() {}
+
+    static final int CHUNK = 16;
+    static final int MAX_HEAD_DIM = 256;
+    static final int MAX_GROUP = 64;
+
+    // Indices into params.
+    static final int BATCH = 0, HEADS = 1, GROUP_SIZE = 2, Q_LEN = 3, KV_LEN = 4, HEAD_DIM = 5, VALUE_DIM = 6;
+    static final int BLOCK_Q = 7, BLOCK_KV = 8, Q_BLOCKS = 9, MASK_WORDS = 10, WORK_GROUP = 11, HAS_LSE = 12;
+    static final int Q_OFF = 13, Q_B = 14, Q_H = 15, Q_ROW = 16;
+    static final int K_OFF = 17, K_B = 18, K_H = 19, K_ROW = 20;
+    static final int V_OFF = 21, V_B = 22, V_H = 23, V_ROW = 24;
+    static final int O_OFF = 25, O_B = 26, O_H = 27, O_ROW = 28;
+    static final int L_OFF = 29, L_B = 30, L_H = 31, L_ROW = 32;
+    static final int PARAMS = 33;
+
+    /**
+     * @param rowStart  per head h and query block qb, the first tile of that row of blocks at
+     *                  {@code h·(qBlocks+1) + qb} (CSR row pointers of every head's layout, concatenated)
+     * @param cols      key block of each tile
+     * @param maskStart first mask word of each PARTIAL tile, −1 for FULL tiles
+     * @param maskBits  PARTIAL tile masks: {@code blockQ} rows of {@code MASK_WORDS} 32-bit words, bit c of a
+     *                  row = that query may attend key c of the tile
+     */
+    static void attention(KernelContext ctx, FloatArray q, FloatArray k, FloatArray v, FloatArray out, FloatArray lse,
+                          IntArray params, FloatArray scale, IntArray rowStart, IntArray cols, IntArray maskStart, IntArray maskBits) {
+        float[] kChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
+        float[] vChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
+        float[] probs = ctx.allocateFloatLocalArray(MAX_GROUP * CHUNK);
+
+        int heads = params.get(HEADS), qLen = params.get(Q_LEN), kvLen = params.get(KV_LEN);
+        int d = params.get(HEAD_DIM), dv = params.get(VALUE_DIM);
+        int blockQ = params.get(BLOCK_Q), blockKV = params.get(BLOCK_KV), qBlocks = params.get(Q_BLOCKS);
+        int words = params.get(MASK_WORDS), groupSize = params.get(WORK_GROUP);
+        float s = scale.get(0);
+
+        int item = ctx.localIdx;
+        int group = ctx.groupIdx;
+        int qb = group % qBlocks;
+        int bh = group / qBlocks;
+        int b = bh / heads;
+        int h = bh % heads;
+        int hk = h / params.get(GROUP_SIZE);
+        int qBase = params.get(Q_OFF) + b * params.get(Q_B) + h * params.get(Q_H);
+        int kBase = params.get(K_OFF) + b * params.get(K_B) + hk * params.get(K_H);
+        int vBase = params.get(V_OFF) + b * params.get(V_B) + hk * params.get(V_H);
+        int oBase = params.get(O_OFF) + b * params.get(O_B) + h * params.get(O_H);
+        int kRow = params.get(K_ROW), vRow = params.get(V_ROW);
+        int firstTile = rowStart.get(h * (qBlocks + 1) + qb);
+        int endTile = rowStart.get(h * (qBlocks + 1) + qb + 1);
+        int slots = (blockQ + groupSize - 1) / groupSize;
+
+        for (int slot = 0; slot < slots; slot++) {
+            int rowInBlock = slot * groupSize + item;
+            int row = qb * blockQ + rowInBlock;
+            boolean active = rowInBlock < blockQ && row < qLen;
+            int qRow = qBase + row * params.get(Q_ROW);
+            int oRow = oBase + row * params.get(O_ROW);
+            float m = Float.NEGATIVE_INFINITY;
+            float l = 0f;
+            if (active) {
+                for (int x = 0; x < dv; x++) {
+                    out.set(oRow + x, 0f);
+                }
+            }
+            for (int t = firstTile; t < endTile; t++) {
+                int kv0 = cols.get(t) * blockKV;
+                int n = Math.min(blockKV, kvLen - kv0);
+                int mask = maskStart.get(t);
+                for (int c0 = 0; c0 < n; c0 += CHUNK) {
+                    int cn = Math.min(CHUNK, n - c0);
+                    ctx.localBarrier();
+                    // The group stages the chunk's keys and values together, item by item.
+                    for (int e = item; e < cn * d; e += groupSize) {
+                        int j = e / d;
+                        int x = e - j * d;
+                        kChunk[j * MAX_HEAD_DIM + x] = k.get(kBase + (kv0 + c0 + j) * kRow + x);
+                    }
+                    for (int e = item; e < cn * dv; e += groupSize) {
+                        int j = e / dv;
+                        int x = e - j * dv;
+                        vChunk[j * MAX_HEAD_DIM + x] = v.get(vBase + (kv0 + c0 + j) * vRow + x);
+                    }
+                    ctx.localBarrier();
+                    if (active) {
+                        float chunkMax = Float.NEGATIVE_INFINITY;
+                        for (int j = 0; j < cn; j++) {
+                            // Straight-line on purpose: with the dot product inside "if (allowed)"
+                            // TornadoVM 5.2 emitted OpenCL in which the masked path fell through into
+                            // the unmasked one, so the dot is always computed and masking is a select.
+                            int allowed = 1;
+                            if (mask >= 0) {
+                                int c = c0 + j;
+                                allowed = (maskBits.get(mask + rowInBlock * words + (c >> 5)) >>> (c & 31)) & 1;
+                            }
+                            float dot = 0f;
+                            for (int x = 0; x < d; x++) {
+                                dot += q.get(qRow + x) * kChunk[j * MAX_HEAD_DIM + x];
+                            }
+                            float score = s * dot;
+                            if (allowed == 0) {
+                                score = Float.NEGATIVE_INFINITY;
+                            }
+                            probs[item * CHUNK + j] = score;
+                            chunkMax = Math.max(chunkMax, score);
+                        }
+                        // A chunk with nothing allowed changes nothing; skipping it also keeps
+                        // exp(−∞ − (−∞)) = NaN out of rows that have seen only masked keys.
+                        if (chunkMax > Float.NEGATIVE_INFINITY) {
+                            float mNew = Math.max(m, chunkMax);
+                            float alpha = TornadoMath.exp(m - mNew);
+                            float sum = 0f;
+                            for (int j = 0; j < cn; j++) {
+                                float p = TornadoMath.exp(probs[item * CHUNK + j] - mNew);
+                                probs[item * CHUNK + j] = p;
+                                sum += p;
+                            }
+                            l = l * alpha + sum;
+                            for (int x = 0; x < dv; x++) {
+                                float acc = out.get(oRow + x) * alpha;
+                                for (int j = 0; j < cn; j++) {
+                                    acc += probs[item * CHUNK + j] * vChunk[j * MAX_HEAD_DIM + x];
+                                }
+                                out.set(oRow + x, acc);
+                            }
+                            m = mNew;
+                        }
+                    }
+                }
+            }
+            if (active) {
+                float inv = 0f;
+                if (l > 0f) {
+                    inv = 1f / l;
+                }
+                for (int x = 0; x < dv; x++) {
+                    out.set(oRow + x, out.get(oRow + x) * inv);
+                }
+                if (params.get(HAS_LSE) != 0) {
+                    float logSumExp = Float.NEGATIVE_INFINITY;
+                    if (l > 0f) {
+                        logSumExp = m + TornadoMath.log(l);
+                    }
+                    lse.set(params.get(L_OFF) + b * params.get(L_B) + h * params.get(L_H) + row * params.get(L_ROW), logSumExp);
+                }
+            }
+        }
+    }
+}

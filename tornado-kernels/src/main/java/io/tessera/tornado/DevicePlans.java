@@ -1,0 +1,252 @@
+package io.tessera.tornado;
+
+import io.tessera.kernel.AttentionGeometry;
+import io.tessera.kernel.GemmCall;
+import io.tessera.pattern.HeadLayouts;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
+import uk.ac.manchester.tornado.api.GridScheduler;
+import uk.ac.manchester.tornado.api.KernelContext;
+import uk.ac.manchester.tornado.api.TaskGraph;
+import uk.ac.manchester.tornado.api.TornadoExecutionPlan;
+import uk.ac.manchester.tornado.api.TornadoExecutionResult;
+import uk.ac.manchester.tornado.api.TornadoProfilerResult;
+import uk.ac.manchester.tornado.api.WorkerGrid;
+import uk.ac.manchester.tornado.api.WorkerGrid1D;
+import uk.ac.manchester.tornado.api.WorkerGrid2D;
+import uk.ac.manchester.tornado.api.common.TornadoDevice;
+import uk.ac.manchester.tornado.api.enums.DataTransferMode;
+import uk.ac.manchester.tornado.api.enums.ProfilerMode;
+import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
+import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+
+/**
+ * Execution plans, built once per (kernel, device, shapes, layouts, tensors) and kept in a small
+ * LRU cache: TornadoVM compiles a task graph's kernel on the plan's first execution, and arrays
+ * sent {@code FIRST_EXECUTION} (layouts, shape parameters) stay on the device after that.
+ *
+ * <p>A plan holds the tensors' storage wrapped as TornadoVM arrays, so it is only reused while
+ * that storage is alive: a new tensor that happens to reuse a freed address gets a new plan.
+ */
+final class DevicePlans {
+    private DevicePlans() {}
+
+    private static final int CAPACITY = 8;
+    private static final AtomicLong GRAPH_IDS = new AtomicLong();
+    private static final ThreadLocal<DeviceRun> LAST = new ThreadLocal<>();
+
+    private static final Map<Object, Plan> PLANS = new LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<Object, Plan> eldest) {
+            if (size() <= CAPACITY) return false;
+            eldest.getValue().close();
+            return true;
+        }
+    };
+
+    /** A built plan and the storage it wraps. */
+    private static final class Plan {
+        final String kernel, device;
+        final TornadoExecutionPlan plan;
+        final List<MemorySegment> storage;
+        long executions;
+
+        Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage) {
+            this.kernel = kernel;
+            this.device = device;
+            this.plan = plan;
+            this.storage = storage;
+        }
+
+        boolean alive() {
+            for (MemorySegment s : storage) if (!s.scope().isAlive()) return false;
+            return true;
+        }
+
+        synchronized DeviceRun execute() {
+            TornadoExecutionResult result = plan.execute();
+            TornadoProfilerResult p = result.getProfilerResult();
+            return new DeviceRun(kernel, device, p.getDeviceKernelTime(), p.getTotalBytesCopyIn(), p.getTotalBytesCopyOut(), 0, executions++ == 0);
+        }
+
+        void close() {
+            try {
+                plan.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing a TornadoVM execution plan failed", e);
+            }
+        }
+    }
+
+    /** Compares by identity: layouts are immutable and cached by {@code Attention}, so identity is the cheap, exact key. */
+    private record Same(Object o) {
+        @Override public boolean equals(Object other) { return other instanceof Same s && s.o == o; }
+        @Override public int hashCode() { return System.identityHashCode(o); }
+    }
+
+    private record AttentionKey(Same device, AttentionGeometry g, Same layouts, List<MemorySegment> storage) {}
+
+    private record GemmKey(Same device, GemmCall call, List<MemorySegment> storage) {}
+
+    static DeviceRun lastRun() {
+        DeviceRun r = LAST.get();
+        if (r == null) throw new IllegalStateException("no tornado call has run on this thread yet");
+        return r;
+    }
+
+    static void attention(TornadoDevice device, AttentionGeometry g, Tensor q, Tensor k, Tensor v, HeadLayouts layouts, Tensor out, Tensor lse) {
+        var s = g.shape();
+        if (s.headDim() > AttentionKernel.MAX_HEAD_DIM || s.valueDim() > AttentionKernel.MAX_HEAD_DIM) {
+            throw new IllegalArgumentException("the tornado attention kernel supports head dims up to " + AttentionKernel.MAX_HEAD_DIM
+                    + " (its local memory is sized at compile time), got headDim=" + s.headDim() + ", valueDim=" + s.valueDim());
+        }
+        long groups = (long) s.batch() * s.heads() * layouts.first().qBlocks();
+        int workGroup = Math.min(AttentionKernel.MAX_GROUP, layouts.first().blockQ());
+        if (groups * workGroup > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("attention grid of " + groups + " work-groups × " + workGroup + " exceeds int indexing");
+        }
+        List<MemorySegment> storage = storageOf(q, k, v, out, lse);
+        Object key = new AttentionKey(new Same(device), g, new Same(layouts), storage);
+        Plan plan = plan(key, () -> {
+            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
+            FloatArray qa = wrap(q, wrapped), ka = wrap(k, wrapped), va = wrap(v, wrapped), oa = wrap(out, wrapped);
+            FloatArray la = lse == null ? new FloatArray(1) : wrap(lse, wrapped);
+            DeviceLayout dl = DeviceLayout.of(layouts, s.heads());
+            IntArray params = attentionParams(g, layouts, dl, workGroup, lse != null);
+            FloatArray scale = FloatArray.fromElements(g.scale());
+            String graph = "tesseraAttention" + GRAPH_IDS.incrementAndGet();
+            TaskGraph tg = new TaskGraph(graph)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, params, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(qa, ka, va, oa, la))
+                    .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
+                            dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
+                    .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
+            WorkerGrid grid = new WorkerGrid1D((int) (groups * workGroup));
+            grid.setLocalWork(workGroup, 1, 1);
+            return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage);
+        });
+        LAST.set(plan.execute());
+    }
+
+    static void gemm(TornadoDevice device, GemmCall call, Tensor a, Tensor b, Tensor c) {
+        int tile = GemmKernel.TILE;
+        long cols = roundUp(call.n(), tile), rows = roundUp(call.m(), tile);
+        if (cols * rows > Integer.MAX_VALUE) throw new IllegalArgumentException("gemm grid " + rows + "×" + cols + " exceeds int indexing");
+        List<MemorySegment> storage = storageOf(a, b, c, null, null);
+        Object key = new GemmKey(new Same(device), call, storage);
+        Plan plan = plan(key, () -> {
+            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
+            FloatArray aa = wrap(a, wrapped), ba = wrap(b, wrapped), ca = wrap(c, wrapped);
+            IntArray params = new IntArray(GemmKernel.PARAMS);
+            params.set(GemmKernel.M, call.m());
+            params.set(GemmKernel.N, call.n());
+            params.set(GemmKernel.K, call.k());
+            params.set(GemmKernel.A_OFF, toInt(call.aOff()));
+            params.set(GemmKernel.A_ROW, toInt(call.aRow()));
+            params.set(GemmKernel.A_COL, toInt(call.aCol()));
+            params.set(GemmKernel.B_OFF, toInt(call.bOff()));
+            params.set(GemmKernel.B_ROW, toInt(call.bRow()));
+            params.set(GemmKernel.B_COL, toInt(call.bCol()));
+            params.set(GemmKernel.C_OFF, toInt(call.cOff()));
+            params.set(GemmKernel.C_ROW, toInt(call.cRow()));
+            FloatArray coefficients = FloatArray.fromElements(call.alpha(), call.beta());
+            String graph = "tesseraGemm" + GRAPH_IDS.incrementAndGet();
+            TaskGraph tg = new TaskGraph(graph)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, params, coefficients)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(aa, ba, ca))
+                    .task("kernel", GemmKernel::gemm, new KernelContext(), aa, ba, ca, params, coefficients)
+                    .transferToHost(DataTransferMode.EVERY_EXECUTION, ca);
+            WorkerGrid grid = new WorkerGrid2D((int) cols, (int) rows);
+            grid.setLocalWork(tile, tile, 1);
+            return new Plan("gemm", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage);
+        });
+        LAST.set(plan.execute());
+    }
+
+    private static TornadoExecutionPlan build(TaskGraph tg, String graph, WorkerGrid grid, TornadoDevice device) {
+        GridScheduler scheduler = new GridScheduler(graph + ".kernel", grid);
+        return new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(ProfilerMode.SILENT);
+    }
+
+    private static Plan plan(Object key, Supplier<Plan> build) {
+        synchronized (PLANS) {
+            Plan p = PLANS.get(key);
+            if (p != null && p.alive()) return p;
+            if (p != null) {
+                PLANS.remove(key);
+                p.close();
+            }
+            p = build.get();
+            PLANS.put(key, p);
+            return p;
+        }
+    }
+
+    private static IntArray attentionParams(AttentionGeometry g, HeadLayouts layouts, DeviceLayout dl, int workGroup, boolean hasLse) {
+        var s = g.shape();
+        var first = layouts.first();
+        IntArray p = new IntArray(AttentionKernel.PARAMS);
+        p.set(AttentionKernel.BATCH, s.batch());
+        p.set(AttentionKernel.HEADS, s.heads());
+        p.set(AttentionKernel.GROUP_SIZE, s.groupSize());
+        p.set(AttentionKernel.Q_LEN, s.qLen());
+        p.set(AttentionKernel.KV_LEN, s.kvLen());
+        p.set(AttentionKernel.HEAD_DIM, s.headDim());
+        p.set(AttentionKernel.VALUE_DIM, s.valueDim());
+        p.set(AttentionKernel.BLOCK_Q, first.blockQ());
+        p.set(AttentionKernel.BLOCK_KV, first.blockKV());
+        p.set(AttentionKernel.Q_BLOCKS, first.qBlocks());
+        p.set(AttentionKernel.MASK_WORDS, dl.maskWordsPerRow());
+        p.set(AttentionKernel.WORK_GROUP, workGroup);
+        p.set(AttentionKernel.HAS_LSE, hasLse ? 1 : 0);
+        long[] strides = {g.qOff(), g.qB(), g.qH(), g.qRow(), g.kOff(), g.kB(), g.kH(), g.kRow(),
+                g.vOff(), g.vB(), g.vH(), g.vRow(), g.oOff(), g.oB(), g.oH(), g.oRow(), g.lOff(), g.lB(), g.lH(), g.lRow()};
+        for (int i = 0; i < strides.length; i++) p.set(AttentionKernel.Q_OFF + i, toInt(strides[i]));
+        return p;
+    }
+
+    private static List<MemorySegment> storageOf(Tensor a, Tensor b, Tensor c, Tensor d, Tensor e) {
+        List<MemorySegment> all = new ArrayList<>(5);
+        for (Tensor t : new Tensor[] {a, b, c, d, e}) {
+            if (t != null) all.add(t.storageWithHeader());
+        }
+        return List.copyOf(all);
+    }
+
+    /**
+     * The tensor's whole storage as a TornadoVM array, in place: its header slot is where TornadoVM
+     * keeps the element count. Views of one storage share one array.
+     */
+    private static FloatArray wrap(Tensor t, Map<MemorySegment, FloatArray> wrapped) {
+        MemorySegment storage = t.storageWithHeader();
+        long elements = (storage.byteSize() - Tensor.HEADER_BYTES) / Float.BYTES;
+        if (elements > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("tensor " + t + " lives in a storage of " + elements + " floats; TornadoVM arrays index with int");
+        }
+        return wrapped.computeIfAbsent(storage, FloatArray::fromSegmentShallow);
+    }
+
+    private static Object[] distinct(FloatArray... arrays) {
+        List<Object> out = new ArrayList<>(arrays.length);
+        for (FloatArray a : arrays) {
+            boolean seen = false;
+            for (Object o : out) seen |= o == a;
+            if (!seen) out.add(a);
+        }
+        return out.toArray();
+    }
+
+    private static int toInt(long value) {
+        if (value > Integer.MAX_VALUE || value < Integer.MIN_VALUE) throw new IllegalArgumentException("offset or stride " + value + " exceeds int indexing");
+        return (int) value;
+    }
+
+    private static long roundUp(long x, int multiple) { return (x + multiple - 1) / multiple * multiple; }
+}

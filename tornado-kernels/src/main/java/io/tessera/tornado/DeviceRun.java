@@ -1,0 +1,18 @@
+package io.tessera.tornado;
+
+/**
+ * What one call did on the device, from TornadoVM's profiler.
+ *
+ * @param kernel           "attention" or "gemm"
+ * @param device           the device's name
+ * @param deviceKernelNanos time the kernel ran on the device; 0 means it did not run there (a
+ *                         bailout to sequential Java), which tests treat as a failure
+ * @param bytesToDevice    bytes copied host → device by this execution
+ * @param bytesToHost      bytes copied device → host by this execution
+ * @param hostCopies       host-side staging copies Tessera made to hand tensors to TornadoVM (0:
+ *                         tensors are wrapped in place)
+ * @param firstExecution   whether this call built the plan (kernel compilation, layout upload)
+ */
+public record DeviceRun(String kernel, String device, long deviceKernelNanos, long bytesToDevice, long bytesToHost,
+                        int hostCopies, boolean firstExecution) {
+}

@@ -1,0 +1,154 @@
+package io.tessera.tornado;
+
+import io.tessera.kernel.AttentionGeometry;
+import io.tessera.kernel.Backend;
+import io.tessera.kernel.GemmCall;
+import io.tessera.pattern.HeadLayouts;
+import io.tessera.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import uk.ac.manchester.tornado.api.common.TornadoDevice;
+import uk.ac.manchester.tornado.api.enums.TornadoDeviceType;
+import uk.ac.manchester.tornado.api.runtime.TornadoRuntimeProvider;
+
+/**
+ * The {@code tornado} backend: Tessera's kernels offloaded through TornadoVM to an OpenCL (or other
+ * TornadoVM) device, selected by {@code -Dtessera.tornado.device=backend:device} (default: TornadoVM's
+ * default device) or {@link #onDevice}. Registered through {@link java.util.ServiceLoader}; available
+ * only when the JVM runs with TornadoVM's flags ({@code java @$TORNADOVM_HOME/tornado-argfile …}) and
+ * a device is present.
+ *
+ * <p>Tensors are wrapped, not copied: a tensor's storage keeps a 16-byte header slot in front of its
+ * data, which is exactly what {@code FloatArray.fromSegmentShallow} expects. Execution plans are built
+ * once per (kernel, shapes, layouts, tensors) and cached; layouts travel to the device on a plan's
+ * first execution only. {@link #lastRun()} reports what the last call did on the device.
+ */
+public final class TornadoBackend implements Backend {
+    /** Device priority: a GPU or accelerator beats the Vector API backend (10); an OpenCL CPU device does not. */
+    private static final int ACCELERATOR_PRIORITY = 20, CPU_DEVICE_PRIORITY = 5;
+
+    private final int backendIndex, deviceIndex;
+    private final Probe probe;
+
+    /** ServiceLoader constructor: the device named by {@code tessera.tornado.device}, else TornadoVM's default. */
+    public TornadoBackend() {
+        this(Probe.requested());
+    }
+
+    private TornadoBackend(Probe probe) {
+        this.probe = probe;
+        this.backendIndex = probe.backendIndex;
+        this.deviceIndex = probe.deviceIndex;
+    }
+
+    /** The backend on TornadoVM device {@code backendIndex:deviceIndex}; throws naming the devices present if there is none. */
+    public static TornadoBackend onDevice(int backendIndex, int deviceIndex) {
+        Probe p = Probe.of(backendIndex, deviceIndex);
+        if (p.device == null) throw new IllegalArgumentException(p.reason);
+        return new TornadoBackend(p);
+    }
+
+    /** Every device TornadoVM sees, as "backend:device name (type)"; empty without TornadoVM. */
+    public static List<String> devices() {
+        List<String> all = new ArrayList<>();
+        try {
+            var runtime = TornadoRuntimeProvider.getTornadoRuntime();
+            for (int b = 0; b < runtime.getNumBackends(); b++) {
+                var backend = runtime.getBackend(b);
+                for (int d = 0; d < backend.getNumDevices(); d++) {
+                    TornadoDevice dev = backend.getDevice(d);
+                    all.add(b + ":" + d + " " + dev.getPhysicalDevice().getDeviceName() + " (" + dev.getDeviceType() + ")");
+                }
+            }
+        } catch (Throwable notLaunchedWithTornado) {
+            // devices() answers "none" rather than failing: the caller asked what is here.
+        }
+        return all;
+    }
+
+    @Override public String name() { return "tornado"; }
+
+    @Override
+    public String description() {
+        if (probe.device == null) return "unavailable: " + probe.reason;
+        return "TornadoVM device " + backendIndex + ":" + deviceIndex + " " + probe.device.getPhysicalDevice().getDeviceName()
+                + " (" + probe.device.getDeviceType() + (isCpuDevice() ? ", an OpenCL CPU device, not a GPU" : "") + ")";
+    }
+
+    @Override public boolean isAvailable() { return probe.device != null; }
+
+    @Override public int priority() { return isCpuDevice() ? CPU_DEVICE_PRIORITY : ACCELERATOR_PRIORITY; }
+
+    private boolean isCpuDevice() {
+        return probe.device != null && probe.device.getDeviceType() == TornadoDeviceType.CPU;
+    }
+
+    /** One work-group per query block: as tall as the largest group the kernel's local arrays hold. */
+    @Override public int preferredBlockQ() { return AttentionKernel.MAX_GROUP; }
+
+    @Override public int preferredBlockKV() { return 64; }
+
+    /** The device decides its own parallelism: the same backend for any thread count. */
+    @Override
+    public Backend withThreads(int threads) {
+        if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        return this;
+    }
+
+    TornadoDevice device() {
+        if (probe.device == null) throw new IllegalStateException("backend 'tornado' is not available here: " + probe.reason);
+        return probe.device;
+    }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
+        AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
+        DevicePlans.attention(device(), g, q, k, v, layouts, out, lse);
+    }
+
+    @Override
+    public void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
+        GemmCall call = GemmCall.of(a, transposeA, b, transposeB, c, alpha, beta);
+        DevicePlans.gemm(device(), call, a, b, c);
+    }
+
+    /** What the last call on this thread did on the device. */
+    public static DeviceRun lastRun() { return DevicePlans.lastRun(); }
+
+    @Override public String toString() { return name() + " (" + description() + ")"; }
+
+    /** The device a backend was asked for, or why there is none. */
+    private record Probe(int backendIndex, int deviceIndex, TornadoDevice device, String reason) {
+
+        static Probe requested() {
+            String spec = System.getProperty("tessera.tornado.device");
+            if (spec == null) return of(-1, -1);
+            String[] parts = spec.split(":");
+            try {
+                if (parts.length != 2) throw new NumberFormatException();
+                return of(Integer.parseInt(parts[0].trim()), Integer.parseInt(parts[1].trim()));
+            } catch (NumberFormatException e) {
+                return new Probe(-1, -1, null, "tessera.tornado.device must be 'backend:device' (e.g. 0:0), got '" + spec + "'");
+            }
+        }
+
+        /** Indices −1, −1 mean TornadoVM's default device. */
+        static Probe of(int backendIndex, int deviceIndex) {
+            try {
+                var runtime = TornadoRuntimeProvider.getTornadoRuntime();
+                if (runtime.getNumBackends() == 0) return new Probe(backendIndex, deviceIndex, null, "TornadoVM found no backend (no OpenCL/PTX/SPIR-V driver)");
+                if (backendIndex < 0) {
+                    TornadoDevice d = runtime.getDefaultDevice();
+                    return new Probe(0, 0, d, null);
+                }
+                if (backendIndex >= runtime.getNumBackends() || deviceIndex < 0 || deviceIndex >= runtime.getBackend(backendIndex).getNumDevices()) {
+                    return new Probe(backendIndex, deviceIndex, null, "no TornadoVM device " + backendIndex + ":" + deviceIndex + "; devices: " + devices());
+                }
+                return new Probe(backendIndex, deviceIndex, runtime.getBackend(backendIndex).getDevice(deviceIndex), null);
+            } catch (Throwable t) {
+                return new Probe(backendIndex, deviceIndex, null,
+                        "TornadoVM runtime not loaded (run with java @$TORNADOVM_HOME/tornado-argfile): " + t);
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.attention.Attention;
+import io.tessera.attention.AttentionResult;
+import io.tessera.kernel.Backend;
+import io.tessera.pattern.ElementPredicate;
+import io.tessera.pattern.Pattern;
+import io.tessera.tensor.Tensor;
+import io.tessera.tornado.DeviceRun;
+import io.tessera.tornado.TornadoBackend;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+/**
+ * The fused attention properties of the CPU suite, run on the TornadoVM device: same cases, same
+ * float64 oracle, same tolerances ({@link FusedAttentionProperties#checkAgainstOracle}), fp32 on the
+ * device. Every call must have run its kernel on the device: a bailout to sequential Java (which
+ * would compute the right answer on the host) fails the test. Lives in the suite's package to reuse
+ * its package-private helpers from the proptest test-jar.
+ */
+class TornadoAttentionProperties {
+
+    static Backend tornado() { return Backend.named("tornado"); }
+
+    /** The last call really ran on the device: TornadoVM's profiler saw kernel time there. */
+    static DeviceRun ranOnDevice(String kernel) {
+        DeviceRun run = TornadoBackend.lastRun();
+        assertThat(run.kernel()).isEqualTo(kernel);
+        assertThat(run.deviceKernelNanos()).as("device kernel time of %s (0 = bailout to Java)", run).isPositive();
+        assertThat(run.hostCopies()).as("host-side staging copies").isZero();
+        return run;
+    }
+
+    @Provide
+    Arbitrary<AttentionCase> cases() { return AttentionCase.cases(40, 40, 12); }
+
+    @Property(tries = 40)
+    void matchesTheMaskedOracle(@ForAll("cases") AttentionCase c, @ForAll FusedAttentionProperties.MaskKind kind,
+                                @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena);
+            ElementPredicate p = FusedAttentionProperties.predicate(kind, c.qLen(), c.kvLen(), c.seed());
+            Attention attn = Attention.sparse(FusedAttentionProperties.spec(kind.name(), p)).on(tornado()).withBlockSizes(blockQ, blockKV);
+            FusedAttentionProperties.checkAgainstOracle(arena, attn, q, k, v, FusedAttentionProperties.mask(p));
+            ranOnDevice("attention");
+        }
+    }
+
+    @Provide
+    Arbitrary<Pattern> patterns() { return new PatternProperties().patterns(); }
+
+    @Property(tries = 30)
+    void compiledPatternsMatchTheMaskedOracle(@ForAll("cases") AttentionCase c, @ForAll("patterns") Pattern pattern) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena);
+            FusedAttentionProperties.checkAgainstOracle(arena, Attention.sparse(pattern).on(tornado()), q, k, v, pattern.asMask(c.qLen(), c.kvLen()));
+            ranOnDevice("attention");
+        }
+    }
+
+    @Property(tries = 15)
+    void largeMagnitudeLogitsNeitherOverflowNorLoseAccuracy(@ForAll("cases") AttentionCase c, @ForAll FusedAttentionProperties.MaskKind kind) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, c.seed(), 30f, c.batch(), c.heads(), c.qLen(), c.headDim());
+            Tensor k = Tensor.randomNormal(arena, c.seed() + 1, 30f, c.batch(), c.kvHeads(), c.kvLen(), c.headDim());
+            ElementPredicate p = FusedAttentionProperties.predicate(kind, c.qLen(), c.kvLen(), c.seed());
+            Attention attn = Attention.sparse(FusedAttentionProperties.spec(kind.name(), p)).on(tornado());
+            FusedAttentionProperties.checkAgainstOracle(arena, attn, q, k, c.v(arena), FusedAttentionProperties.mask(p));
+            ranOnDevice("attention");
+        }
+    }
+
+    /** Views (q, k and v cut from one packed tensor) are wrapped in place, offsets and strides and all. */
+    @Example
+    void viewsOfOnePackedTensorAreReadInPlace() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor qkv = Tensor.randomNormal(arena, 7, 1f, 3, 2, 4, 37, 24);
+            Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
+            Pattern window = Pattern.slidingWindow(5).or(Pattern.globalTokens(0));
+            FusedAttentionProperties.checkAgainstOracle(arena, Attention.sparse(window).on(tornado()), q, k, v, window.asMask(37, 37));
+            ranOnDevice("attention");
+        }
+    }
+
+    @Example
+    void aPlanIsBuiltOnceAndReused() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 2, 100, 16), k = Tensor.randomNormal(arena, 2, 1f, 1, 2, 90, 16);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, 2, 90, 16), out = Tensor.zeros(arena, 1, 2, 100, 16);
+            Attention attn = Attention.sparse(Pattern.causal());
+            attn.on(tornado()).forward(q, k, v, out);
+            assertThat(ranOnDevice("attention").firstExecution()).isTrue();
+            float[] first = out.toArray();
+            out.fill(Float.NaN);
+            attn.on(tornado()).forward(q, k, v, out);
+            assertThat(ranOnDevice("attention").firstExecution()).isFalse();
+            assertThat(out.toArray()).containsExactly(first);
+        }
+    }
+
+    @Example
+    void fullyMaskedRowsGiveZeroAndMinusInfinity() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 1, 9, 8), k = Tensor.randomNormal(arena, 2, 1f, 1, 1, 9, 8);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, 1, 9, 8);
+            ElementPredicate evenRowsOnly = (i, j) -> i % 2 == 0;
+            AttentionResult r = Attention.sparse(FusedAttentionProperties.spec("even rows", evenRowsOnly)).on(tornado())
+                    .withBlockSizes(4, 4).forwardWithLse(arena, q, k, v);
+            ranOnDevice("attention");
+            for (int i = 1; i < 9; i += 2) {
+                assertThat(r.logSumExp().get(0, 0, i)).isEqualTo(Float.NEGATIVE_INFINITY);
+                for (int x = 0; x < 8; x++) assertThat(r.output().get(0, 0, i, x)).isEqualTo(0f);
+            }
+            for (int i = 0; i < 9; i += 2) assertThat(r.logSumExp().get(0, 0, i)).isFinite();
+        }
+    }
+
+    @Example
+    void headDimsBeyondTheKernelsLocalMemoryAreRejected() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.zeros(arena, 1, 1, 4, 300), v = Tensor.zeros(arena, 1, 1, 4, 8);
+            assertThatThrownBy(() -> Attention.dense().on(tornado()).forward(arena, q, q, v))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("headDim=300");
+        }
+    }
+
+    @Example
+    void theDeviceIsReportedHonestly() {
+        Backend be = tornado();
+        assertThat(be.isAvailable()).isTrue();
+        assertThat(be.description()).startsWith("TornadoVM device 0:0");
+        assertThat(TornadoBackend.devices()).isNotEmpty();
+        assertThatThrownBy(() -> TornadoBackend.onDevice(7, 3))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no TornadoVM device 7:3").hasMessageContaining("devices: [0:0");
+    }
+}
