@@ -146,6 +146,10 @@ public final class MainJob {
         for (int d : dims) for (int t : threadCounts) for (int n : lengths) for (String p : patterns(o.full())) {
             cases.add(new Case("tessera", "simd", p, n, d, t));
         }
+        // The TornadoVM device, when an SDK is present: dense and one sparse pattern (the issue's pair).
+        if (tornadoArgfile() != null) {
+            for (int n : lengths) for (String p : List.of("dense", "window256")) cases.add(new Case("tessera", "tornado", p, n, 64, all));
+        }
         // The scalar reference backend, once, to show what the Vector API buys.
         cases.add(new Case("tessera", "scalar", "dense", 1024, 64, 1));
         cases.add(new Case("tessera", "simd", "dense", 1024, 64, 1));
@@ -173,6 +177,8 @@ public final class MainJob {
                 .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1))
                 .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", c.backend());
+        // Options replace the @Fork arguments rather than adding to them, so both are repeated here.
+        if (c.backend().equals("tornado")) jmh.jvmArgsAppend("--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "@" + tornadoArgfile());
         else jmh.param("peer", c.engine());
         RunResult run = new Runner(jmh.build()).runSingle();
         Result<?> primary = run.getPrimaryResult();
@@ -183,6 +189,14 @@ public final class MainJob {
         String label = tessera ? "Tessera " + c.backend() : peers.stream().filter(p -> p.id().equals(c.engine())).findFirst().map(Peer::name).orElse(c.engine());
         return new Measurement(c.engine(), label, c.pattern(), c.n(), c.threads(), ms, primary.getScoreError(), flops / (ms * 1e6),
                 alloc == null ? Double.NaN : alloc.getScore());
+    }
+
+    /** The TornadoVM SDK's JVM argument file, or null when TORNADOVM_HOME is unset or has none. */
+    static String tornadoArgfile() {
+        String home = System.getenv("TORNADOVM_HOME");
+        if (home == null) return null;
+        Path argfile = Path.of(home, "tornado-argfile");
+        return java.nio.file.Files.isRegularFile(argfile) ? argfile.toString() : null;
     }
 
     /** FLOPs of the allowed pairs of a pattern: 4·pairs·D·H (the same credit for every engine). */
