@@ -20,13 +20,19 @@ public record AttentionGeometry(
 
     /** Validates every argument of {@link Backend#attention}, naming the offending one. */
     public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = AttentionShape.of(q, k, v);
         if (layouts == null) throw new NullPointerException("layouts");
+        AttentionGeometry g = checked(q, k, v, scale, out, lse);
+        layouts.check(g.shape().heads(), g.shape().qLen(), g.shape().kvLen());
+        return g;
+    }
+
+    /** Validates q, k, v, scale, out and lse (null allowed) of an attention call without a layout. */
+    public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
+        AttentionShape s = AttentionShape.of(q, k, v);
         if (out == null) throw new NullPointerException("out");
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
         s.checkOutput("out", out, s.outputShape());
         if (lse != null) s.checkOutput("lse", lse, s.lseShape());
-        layouts.check(s.heads(), s.qLen(), s.kvLen());
         return of(s, scale, q, k, v, out, lse);
     }
 

@@ -1,6 +1,7 @@
 package io.tessera.sparse;
 
 import io.tessera.attention.AttentionShape;
+import io.tessera.kernel.Backend;
 import io.tessera.kernel.SparseKernels;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -18,13 +19,7 @@ public final class SparseAttention {
 
     /** One pattern for every (batch, head): out and lse ([B,H,Nq] or null) as in the fused kernel. */
     public static void forward(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        if (pattern == null) throw new NullPointerException("pattern");
-        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
-            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
-        }
-        s.checkOutput("out", out, s.outputShape());
-        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
+        AttentionShape s = check(q, k, v, pattern, scale, out, lse);
         CsrMatrix work = pattern.withFreshValues();
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
@@ -35,6 +30,32 @@ public final class SparseAttention {
                 spmm(work, v.select(0, b).select(0, hk), out.select(0, b).select(0, h));
             }
         }
+    }
+
+    /**
+     * The same on {@code backend}: a backend that implements {@link SparseAttentionDevice} (the
+     * tornado backend) runs the SDDMM and SpMM kernels on its device, any other gets the CPU path.
+     */
+    public static void forward(Backend backend, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        if (backend == null) throw new NullPointerException("backend");
+        if (backend instanceof SparseAttentionDevice device) {
+            check(q, k, v, pattern, scale, out, lse);
+            device.sparseAttention(q, k, v, pattern, scale, out, lse);
+        } else {
+            forward(q, k, v, pattern, scale, out, lse);
+        }
+    }
+
+    private static AttentionShape check(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        if (pattern == null) throw new NullPointerException("pattern");
+        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
+            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        }
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        s.checkOutput("out", out, s.outputShape());
+        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
+        return s;
     }
 
     /** values[e] = scale · q[row(e)] · k[col(e)]. */

@@ -28,15 +28,10 @@ final class AttentionKernel {
     static final int MAX_HEAD_DIM = 256;
     static final int MAX_GROUP = 64;
 
-    // Indices into params.
-    static final int BATCH = 0, HEADS = 1, GROUP_SIZE = 2, Q_LEN = 3, KV_LEN = 4, HEAD_DIM = 5, VALUE_DIM = 6;
-    static final int BLOCK_Q = 7, BLOCK_KV = 8, Q_BLOCKS = 9, MASK_WORDS = 10, WORK_GROUP = 11, HAS_LSE = 12;
-    static final int Q_OFF = 13, Q_B = 14, Q_H = 15, Q_ROW = 16;
-    static final int K_OFF = 17, K_B = 18, K_H = 19, K_ROW = 20;
-    static final int V_OFF = 21, V_B = 22, V_H = 23, V_ROW = 24;
-    static final int O_OFF = 25, O_B = 26, O_H = 27, O_ROW = 28;
-    static final int L_OFF = 29, L_B = 30, L_H = 31, L_ROW = 32;
-    static final int PARAMS = 33;
+    // Indices into params after the common geometry (DeviceGeometry).
+    static final int BLOCK_Q = DeviceGeometry.COMMON, BLOCK_KV = BLOCK_Q + 1, Q_BLOCKS = BLOCK_Q + 2;
+    static final int MASK_WORDS = BLOCK_Q + 3, WORK_GROUP = BLOCK_Q + 4;
+    static final int EXTRA_PARAMS = 5;
 
     /**
      * @param rowStart  per head h and query block qb, the first tile of that row of blocks at
@@ -52,8 +47,8 @@ final class AttentionKernel {
         float[] vChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
         float[] probs = ctx.allocateFloatLocalArray(MAX_GROUP * CHUNK);
 
-        int heads = params.get(HEADS), qLen = params.get(Q_LEN), kvLen = params.get(KV_LEN);
-        int d = params.get(HEAD_DIM), dv = params.get(VALUE_DIM);
+        int heads = params.get(DeviceGeometry.HEADS), qLen = params.get(DeviceGeometry.Q_LEN), kvLen = params.get(DeviceGeometry.KV_LEN);
+        int d = params.get(DeviceGeometry.HEAD_DIM), dv = params.get(DeviceGeometry.VALUE_DIM);
         int blockQ = params.get(BLOCK_Q), blockKV = params.get(BLOCK_KV), qBlocks = params.get(Q_BLOCKS);
         int words = params.get(MASK_WORDS), groupSize = params.get(WORK_GROUP);
         float s = scale.get(0);
@@ -64,12 +59,12 @@ final class AttentionKernel {
         int bh = group / qBlocks;
         int b = bh / heads;
         int h = bh % heads;
-        int hk = h / params.get(GROUP_SIZE);
-        int qBase = params.get(Q_OFF) + b * params.get(Q_B) + h * params.get(Q_H);
-        int kBase = params.get(K_OFF) + b * params.get(K_B) + hk * params.get(K_H);
-        int vBase = params.get(V_OFF) + b * params.get(V_B) + hk * params.get(V_H);
-        int oBase = params.get(O_OFF) + b * params.get(O_B) + h * params.get(O_H);
-        int kRow = params.get(K_ROW), vRow = params.get(V_ROW);
+        int hk = h / params.get(DeviceGeometry.GROUP_SIZE);
+        int qBase = params.get(DeviceGeometry.Q_OFF) + b * params.get(DeviceGeometry.Q_B) + h * params.get(DeviceGeometry.Q_H);
+        int kBase = params.get(DeviceGeometry.K_OFF) + b * params.get(DeviceGeometry.K_B) + hk * params.get(DeviceGeometry.K_H);
+        int vBase = params.get(DeviceGeometry.V_OFF) + b * params.get(DeviceGeometry.V_B) + hk * params.get(DeviceGeometry.V_H);
+        int oBase = params.get(DeviceGeometry.O_OFF) + b * params.get(DeviceGeometry.O_B) + h * params.get(DeviceGeometry.O_H);
+        int kRow = params.get(DeviceGeometry.K_ROW), vRow = params.get(DeviceGeometry.V_ROW);
         int firstTile = rowStart.get(h * (qBlocks + 1) + qb);
         int endTile = rowStart.get(h * (qBlocks + 1) + qb + 1);
         int slots = (blockQ + groupSize - 1) / groupSize;
@@ -78,8 +73,8 @@ final class AttentionKernel {
             int rowInBlock = slot * groupSize + item;
             int row = qb * blockQ + rowInBlock;
             boolean active = rowInBlock < blockQ && row < qLen;
-            int qRow = qBase + row * params.get(Q_ROW);
-            int oRow = oBase + row * params.get(O_ROW);
+            int qRow = qBase + row * params.get(DeviceGeometry.Q_ROW);
+            int oRow = oBase + row * params.get(DeviceGeometry.O_ROW);
             float m = Float.NEGATIVE_INFINITY;
             float l = 0f;
             if (active) {
@@ -160,12 +155,12 @@ final class AttentionKernel {
                 for (int x = 0; x < dv; x++) {
                     out.set(oRow + x, out.get(oRow + x) * inv);
                 }
-                if (params.get(HAS_LSE) != 0) {
+                if (params.get(DeviceGeometry.HAS_LSE) != 0) {
                     float logSumExp = Float.NEGATIVE_INFINITY;
                     if (l > 0f) {
                         logSumExp = m + TornadoMath.log(l);
                     }
-                    lse.set(params.get(L_OFF) + b * params.get(L_B) + h * params.get(L_H) + row * params.get(L_ROW), logSumExp);
+                    lse.set(params.get(DeviceGeometry.L_OFF) + b * params.get(DeviceGeometry.L_B) + h * params.get(DeviceGeometry.L_H) + row * params.get(DeviceGeometry.L_ROW), logSumExp);
                 }
             }
         }

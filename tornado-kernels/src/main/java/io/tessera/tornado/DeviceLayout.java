@@ -15,10 +15,13 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  */
 record DeviceLayout(IntArray rowStart, IntArray cols, IntArray maskStart, IntArray maskBits, int maskWordsPerRow) {
 
+    /** 32-bit mask words per query row of a PARTIAL tile. */
+    static int maskWordsPerRow(int blockKV) { return (blockKV + 31) / 32; }
+
     static DeviceLayout of(HeadLayouts layouts, int heads) {
         BlockLayout first = layouts.first();
         int qBlocks = first.qBlocks(), blockQ = first.blockQ(), blockKV = first.blockKV();
-        int words = (blockKV + 31) / 32;
+        int words = maskWordsPerRow(blockKV);
         Map<BlockLayout, Integer> tileBase = new IdentityHashMap<>();
         long tiles = 0, maskWords = 0;
         for (int h = 0; h < heads; h++) {

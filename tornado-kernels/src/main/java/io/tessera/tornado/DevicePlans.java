@@ -3,6 +3,7 @@ package io.tessera.tornado;
 import io.tessera.kernel.AttentionGeometry;
 import io.tessera.kernel.GemmCall;
 import io.tessera.pattern.HeadLayouts;
+import io.tessera.sparse.CsrMatrix;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -28,9 +29,12 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * Execution plans, built once per (kernel, device, shapes, layouts, tensors) and kept in a small
- * LRU cache: TornadoVM compiles a task graph's kernel on the plan's first execution, and arrays
- * sent {@code FIRST_EXECUTION} (layouts, shape parameters) stay on the device after that.
+ * Execution plans, built once per (kernel, device, shapes and strides, layouts, tensor storage) and
+ * kept in a small LRU cache: TornadoVM compiles a task graph's kernels on the plan's first
+ * execution, and arrays sent {@code FIRST_EXECUTION} (layouts, scale) stay on the device after
+ * that. Element offsets are not part of the key: they travel in the small {@code params} array sent
+ * on every execution, so calls on different views of the same storage (Linformer's per-head
+ * projections, say) share one plan.
  *
  * <p>A plan holds the tensors' storage wrapped as TornadoVM arrays, so it is only reused while
  * that storage is alive: a new tensor that happens to reuse a freed address gets a new plan.
@@ -56,13 +60,15 @@ final class DevicePlans {
         final String kernel, device;
         final TornadoExecutionPlan plan;
         final List<MemorySegment> storage;
+        final IntArray params;
         long executions;
 
-        Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage) {
+        Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage, IntArray params) {
             this.kernel = kernel;
             this.device = device;
             this.plan = plan;
             this.storage = storage;
+            this.params = params;
         }
 
         boolean alive() {
@@ -70,7 +76,9 @@ final class DevicePlans {
             return true;
         }
 
-        synchronized DeviceRun execute() {
+        /** Runs with this call's parameters (same shape as the plan's, offsets may differ). */
+        synchronized DeviceRun execute(IntArray callParams) {
+            for (int i = 0; i < params.getSize(); i++) params.set(i, callParams.get(i));
             TornadoExecutionResult result = plan.execute();
             TornadoProfilerResult p = result.getProfilerResult();
             return new DeviceRun(kernel, device, p.getDeviceKernelTime(), p.getTotalBytesCopyIn(), p.getTotalBytesCopyOut(), 0, executions++ == 0);
@@ -91,9 +99,17 @@ final class DevicePlans {
         @Override public int hashCode() { return System.identityHashCode(o); }
     }
 
-    private record AttentionKey(Same device, AttentionGeometry g, Same layouts, List<MemorySegment> storage) {}
+    private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage) {}
 
-    private record GemmKey(Same device, GemmCall call, List<MemorySegment> storage) {}
+    private record SparseKey(Same device, AttentionGeometry offsetFree, Same pattern, List<MemorySegment> storage) {}
+
+    private record GemmKey(Same device, int m, int n, int k, long aRow, long aCol, long bRow, long bCol, long cRow,
+                           float alpha, float beta, List<MemorySegment> storage) {}
+
+    private static AttentionGeometry offsetFree(AttentionGeometry g) {
+        return new AttentionGeometry(g.shape(), g.scale(), 0, g.qB(), g.qH(), g.qRow(), 0, g.kB(), g.kH(), g.kRow(),
+                0, g.vB(), g.vH(), g.vRow(), 0, g.oB(), g.oH(), g.oRow(), 0, g.lB(), g.lH(), g.lRow());
+    }
 
     static DeviceRun lastRun() {
         DeviceRun r = LAST.get();
@@ -113,26 +129,76 @@ final class DevicePlans {
             throw new IllegalArgumentException("attention grid of " + groups + " work-groups × " + workGroup + " exceeds int indexing");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
-        Object key = new AttentionKey(new Same(device), g, new Same(layouts), storage);
+        Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage);
         Plan plan = plan(key, () -> {
             Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
             FloatArray qa = wrap(q, wrapped), ka = wrap(k, wrapped), va = wrap(v, wrapped), oa = wrap(out, wrapped);
             FloatArray la = lse == null ? new FloatArray(1) : wrap(lse, wrapped);
             DeviceLayout dl = DeviceLayout.of(layouts, s.heads());
-            IntArray params = attentionParams(g, layouts, dl, workGroup, lse != null);
+            IntArray params = attentionParams(g, layouts, dl.maskWordsPerRow(), workGroup, lse != null);
             FloatArray scale = FloatArray.fromElements(g.scale());
             String graph = "tesseraAttention" + GRAPH_IDS.incrementAndGet();
             TaskGraph tg = new TaskGraph(graph)
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, params, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(qa, ka, va, oa, la))
                     .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
                             dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
             WorkerGrid grid = new WorkerGrid1D((int) (groups * workGroup));
             grid.setLocalWork(workGroup, 1, 1);
-            return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage);
+            return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params);
         });
-        LAST.set(plan.execute());
+        LAST.set(plan.execute(attentionParams(g, layouts, DeviceLayout.maskWordsPerRow(layouts.first().blockKV()), workGroup, lse != null)));
+    }
+
+    /** Items per work-group of the one-item-per-entry and one-item-per-row kernels; grids are padded to it. */
+    private static final int FLAT_GROUP = 64;
+
+    static void sparse(TornadoDevice device, AttentionGeometry g, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, Tensor out, Tensor lse) {
+        var s = g.shape();
+        long scores = (long) s.batch() * s.heads() * pattern.nonZeros(), rows = (long) s.batch() * s.heads() * s.qLen();
+        if (roundUp(Math.max(scores, rows), FLAT_GROUP) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("explicit sparse call with " + scores + " scores exceeds int indexing on the device");
+        }
+        List<MemorySegment> storage = storageOf(q, k, v, out, lse);
+        Object key = new SparseKey(new Same(device), offsetFree(g), new Same(pattern), storage);
+        Plan plan = plan(key, () -> {
+            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
+            FloatArray qa = wrap(q, wrapped), ka = wrap(k, wrapped), va = wrap(v, wrapped), oa = wrap(out, wrapped);
+            FloatArray la = lse == null ? new FloatArray(1) : wrap(lse, wrapped);
+            IntArray params = sparseParams(g, pattern, lse != null);
+            int[] offsets = pattern.rowOffsets(), colIndices = pattern.colIndices();
+            // TornadoVM arrays cannot be empty: a pattern without entries still gets one slot.
+            IntArray rowOffsets = IntArray.fromArray(offsets);
+            IntArray cols = new IntArray(Math.max(1, colIndices.length));
+            IntArray entryRows = new IntArray(Math.max(1, colIndices.length));
+            for (int r = 0; r < pattern.rows(); r++) {
+                for (int e = offsets[r]; e < offsets[r + 1]; e++) {
+                    cols.set(e, colIndices[e]);
+                    entryRows.set(e, r);
+                }
+            }
+            FloatArray values = new FloatArray((int) Math.max(1, scores));
+            FloatArray scale = FloatArray.fromElements(g.scale());
+            String graph = "tesseraSparse" + GRAPH_IDS.incrementAndGet();
+            TaskGraph tg = new TaskGraph(graph)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, rowOffsets, cols, entryRows, values)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(qa, ka, va, oa, la))
+                    .task("sddmm", SparseKernel::sddmm, new KernelContext(), qa, ka, params, scale, entryRows, cols, values)
+                    .task("spmm", SparseKernel::softmaxSpmm, new KernelContext(), va, oa, la, params, rowOffsets, cols, values)
+                    .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
+            WorkerGrid sddmmGrid = new WorkerGrid1D((int) roundUp(Math.max(1, scores), FLAT_GROUP));
+            sddmmGrid.setLocalWork(FLAT_GROUP, 1, 1);
+            WorkerGrid spmmGrid = new WorkerGrid1D((int) roundUp(Math.max(1, rows), FLAT_GROUP));
+            spmmGrid.setLocalWork(FLAT_GROUP, 1, 1);
+            GridScheduler scheduler = new GridScheduler();
+            scheduler.addWorkerGrid(graph + ".sddmm", sddmmGrid);
+            scheduler.addWorkerGrid(graph + ".spmm", spmmGrid);
+            return new Plan("sparse", device.getPhysicalDevice().getDeviceName(), build(tg, scheduler, device), storage, params);
+        });
+        LAST.set(plan.execute(sparseParams(g, pattern, lse != null)));
     }
 
     static void gemm(TornadoDevice device, GemmCall call, Tensor a, Tensor b, Tensor c) {
@@ -140,38 +206,54 @@ final class DevicePlans {
         long cols = roundUp(call.n(), tile), rows = roundUp(call.m(), tile);
         if (cols * rows > Integer.MAX_VALUE) throw new IllegalArgumentException("gemm grid " + rows + "×" + cols + " exceeds int indexing");
         List<MemorySegment> storage = storageOf(a, b, c, null, null);
-        Object key = new GemmKey(new Same(device), call, storage);
+        Object key = new GemmKey(new Same(device), call.m(), call.n(), call.k(), call.aRow(), call.aCol(), call.bRow(), call.bCol(), call.cRow(),
+                call.alpha(), call.beta(), storage);
         Plan plan = plan(key, () -> {
             Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
             FloatArray aa = wrap(a, wrapped), ba = wrap(b, wrapped), ca = wrap(c, wrapped);
-            IntArray params = new IntArray(GemmKernel.PARAMS);
-            params.set(GemmKernel.M, call.m());
-            params.set(GemmKernel.N, call.n());
-            params.set(GemmKernel.K, call.k());
-            params.set(GemmKernel.A_OFF, toInt(call.aOff()));
-            params.set(GemmKernel.A_ROW, toInt(call.aRow()));
-            params.set(GemmKernel.A_COL, toInt(call.aCol()));
-            params.set(GemmKernel.B_OFF, toInt(call.bOff()));
-            params.set(GemmKernel.B_ROW, toInt(call.bRow()));
-            params.set(GemmKernel.B_COL, toInt(call.bCol()));
-            params.set(GemmKernel.C_OFF, toInt(call.cOff()));
-            params.set(GemmKernel.C_ROW, toInt(call.cRow()));
+            IntArray params = gemmParams(call);
             FloatArray coefficients = FloatArray.fromElements(call.alpha(), call.beta());
             String graph = "tesseraGemm" + GRAPH_IDS.incrementAndGet();
             TaskGraph tg = new TaskGraph(graph)
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, params, coefficients)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, coefficients)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(aa, ba, ca))
                     .task("kernel", GemmKernel::gemm, new KernelContext(), aa, ba, ca, params, coefficients)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, ca);
             WorkerGrid grid = new WorkerGrid2D((int) cols, (int) rows);
             grid.setLocalWork(tile, tile, 1);
-            return new Plan("gemm", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage);
+            return new Plan("gemm", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params);
         });
-        LAST.set(plan.execute());
+        LAST.set(plan.execute(gemmParams(call)));
+    }
+
+    private static IntArray gemmParams(GemmCall call) {
+        IntArray params = new IntArray(GemmKernel.PARAMS);
+        params.set(GemmKernel.M, call.m());
+        params.set(GemmKernel.N, call.n());
+        params.set(GemmKernel.K, call.k());
+        params.set(GemmKernel.A_OFF, DeviceGeometry.toInt(call.aOff()));
+        params.set(GemmKernel.A_ROW, DeviceGeometry.toInt(call.aRow()));
+        params.set(GemmKernel.A_COL, DeviceGeometry.toInt(call.aCol()));
+        params.set(GemmKernel.B_OFF, DeviceGeometry.toInt(call.bOff()));
+        params.set(GemmKernel.B_ROW, DeviceGeometry.toInt(call.bRow()));
+        params.set(GemmKernel.B_COL, DeviceGeometry.toInt(call.bCol()));
+        params.set(GemmKernel.C_OFF, DeviceGeometry.toInt(call.cOff()));
+        params.set(GemmKernel.C_ROW, DeviceGeometry.toInt(call.cRow()));
+        return params;
+    }
+
+    private static IntArray sparseParams(AttentionGeometry g, CsrMatrix pattern, boolean hasLse) {
+        IntArray params = DeviceGeometry.pack(g, hasLse, SparseKernel.EXTRA_PARAMS);
+        params.set(SparseKernel.NON_ZEROS, pattern.nonZeros());
+        return params;
     }
 
     private static TornadoExecutionPlan build(TaskGraph tg, String graph, WorkerGrid grid, TornadoDevice device) {
-        GridScheduler scheduler = new GridScheduler(graph + ".kernel", grid);
+        return build(tg, new GridScheduler(graph + ".kernel", grid), device);
+    }
+
+    private static TornadoExecutionPlan build(TaskGraph tg, GridScheduler scheduler, TornadoDevice device) {
         return new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(ProfilerMode.SILENT);
     }
 
@@ -189,26 +271,14 @@ final class DevicePlans {
         }
     }
 
-    private static IntArray attentionParams(AttentionGeometry g, HeadLayouts layouts, DeviceLayout dl, int workGroup, boolean hasLse) {
-        var s = g.shape();
+    private static IntArray attentionParams(AttentionGeometry g, HeadLayouts layouts, int maskWordsPerRow, int workGroup, boolean hasLse) {
         var first = layouts.first();
-        IntArray p = new IntArray(AttentionKernel.PARAMS);
-        p.set(AttentionKernel.BATCH, s.batch());
-        p.set(AttentionKernel.HEADS, s.heads());
-        p.set(AttentionKernel.GROUP_SIZE, s.groupSize());
-        p.set(AttentionKernel.Q_LEN, s.qLen());
-        p.set(AttentionKernel.KV_LEN, s.kvLen());
-        p.set(AttentionKernel.HEAD_DIM, s.headDim());
-        p.set(AttentionKernel.VALUE_DIM, s.valueDim());
+        IntArray p = DeviceGeometry.pack(g, hasLse, AttentionKernel.EXTRA_PARAMS);
         p.set(AttentionKernel.BLOCK_Q, first.blockQ());
         p.set(AttentionKernel.BLOCK_KV, first.blockKV());
         p.set(AttentionKernel.Q_BLOCKS, first.qBlocks());
-        p.set(AttentionKernel.MASK_WORDS, dl.maskWordsPerRow());
+        p.set(AttentionKernel.MASK_WORDS, maskWordsPerRow);
         p.set(AttentionKernel.WORK_GROUP, workGroup);
-        p.set(AttentionKernel.HAS_LSE, hasLse ? 1 : 0);
-        long[] strides = {g.qOff(), g.qB(), g.qH(), g.qRow(), g.kOff(), g.kB(), g.kH(), g.kRow(),
-                g.vOff(), g.vB(), g.vH(), g.vRow(), g.oOff(), g.oB(), g.oH(), g.oRow(), g.lOff(), g.lB(), g.lH(), g.lRow()};
-        for (int i = 0; i < strides.length; i++) p.set(AttentionKernel.Q_OFF + i, toInt(strides[i]));
         return p;
     }
 
@@ -241,11 +311,6 @@ final class DevicePlans {
             if (!seen) out.add(a);
         }
         return out.toArray();
-    }
-
-    private static int toInt(long value) {
-        if (value > Integer.MAX_VALUE || value < Integer.MIN_VALUE) throw new IllegalArgumentException("offset or stride " + value + " exceeds int indexing");
-        return (int) value;
     }
 
     private static long roundUp(long x, int multiple) { return (x + multiple - 1) / multiple * multiple; }

@@ -4,6 +4,8 @@ import io.tessera.kernel.AttentionGeometry;
 import io.tessera.kernel.Backend;
 import io.tessera.kernel.GemmCall;
 import io.tessera.pattern.HeadLayouts;
+import io.tessera.sparse.CsrMatrix;
+import io.tessera.sparse.SparseAttentionDevice;
 import io.tessera.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
@@ -23,7 +25,7 @@ import uk.ac.manchester.tornado.api.runtime.TornadoRuntimeProvider;
  * once per (kernel, shapes, layouts, tensors) and cached; layouts travel to the device on a plan's
  * first execution only. {@link #lastRun()} reports what the last call did on the device.
  */
-public final class TornadoBackend implements Backend {
+public final class TornadoBackend implements Backend, SparseAttentionDevice {
     /** Device priority: a GPU or accelerator beats the Vector API backend (10); an OpenCL CPU device does not. */
     private static final int ACCELERATOR_PRIORITY = 20, CPU_DEVICE_PRIORITY = 5;
 
@@ -110,6 +112,14 @@ public final class TornadoBackend implements Backend {
     public void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
         GemmCall call = GemmCall.of(a, transposeA, b, transposeB, c, alpha, beta);
         DevicePlans.gemm(device(), call, a, b, c);
+    }
+
+    /** The explicit sparse path (SDDMM → row softmax → SpMM) as two device kernels. */
+    @Override
+    public void sparseAttention(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        AttentionGeometry g = AttentionGeometry.checked(q, k, v, scale, out, lse);
+        if (pattern == null) throw new NullPointerException("pattern");
+        DevicePlans.sparse(device(), g, q, k, v, pattern, out, lse);
     }
 
     /** What the last call on this thread did on the device. */

@@ -6,8 +6,13 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionResult;
 import io.tessera.kernel.Backend;
+import io.tessera.lowrank.Linformer;
 import io.tessera.pattern.ElementPredicate;
+import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
+import io.tessera.reference.DenseReference;
+import io.tessera.sparse.CsrMatrix;
+import io.tessera.sparse.SparseAttention;
 import io.tessera.tensor.Tensor;
 import io.tessera.tornado.DeviceRun;
 import io.tessera.tornado.TornadoBackend;
@@ -75,6 +80,40 @@ class TornadoAttentionProperties {
             Attention attn = Attention.sparse(FusedAttentionProperties.spec(kind.name(), p)).on(tornado());
             FusedAttentionProperties.checkAgainstOracle(arena, attn, q, k, c.v(arena), FusedAttentionProperties.mask(p));
             ranOnDevice("attention");
+        }
+    }
+
+    /** The explicit sparse path's SDDMM and SpMM kernels, on every pattern's CSR, against the oracle. */
+    @Property(tries = 25)
+    void explicitSparsePathMatchesTheOracle(@ForAll("cases") AttentionCase c, @ForAll("patterns") Pattern pattern,
+                                            @ForAll @IntRange(min = 1, max = 20) int block) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena);
+            CsrMatrix csr = CsrMatrix.fromLayout(pattern.compile(c.qLen(), c.kvLen(), block, block));
+            Tensor out = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen(), c.valueDim()), lse = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen());
+            float scale = (float) (1 / Math.sqrt(c.headDim()));
+            SparseAttention.forward(tornado(), q, k, v, csr, scale, out, lse);
+            ranOnDevice("sparse");
+            MaskFunction mask = pattern.asMask(c.qLen(), c.kvLen());
+            DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, scale), naive = DenseReference.naiveFloat32(q, k, v, mask, scale);
+            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(OracleComparison.maxAbsError(lse, oracle.logSumExp())).isLessThanOrEqualTo(OracleComparison.lseTolerance(naive, oracle));
+        }
+    }
+
+    /** Linformer with identity projections is dense attention: its GEMMs and its attention call both on the device. */
+    @Property(tries = 10)
+    void linformerWithIdentityProjectionsIsDenseAttention(@ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 12) int d,
+                                                          @ForAll @IntRange(min = 1, max = 3) int heads, @ForAll long seed) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 1f, 1, heads, n, d), k = Tensor.randomNormal(arena, seed + 1, 1f, 1, heads, n, d);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, heads, n, d), out = Tensor.zeros(arena, 1, heads, n, d);
+            Tensor identity = Tensor.zeros(arena, 1, n, n);
+            for (int i = 0; i < n; i++) identity.set(1f, 0, i, i);
+            Linformer.of(identity, identity).on(tornado()).forward(q, k, v, out);
+            ranOnDevice("attention");
+            DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
+            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
         }
     }
 
