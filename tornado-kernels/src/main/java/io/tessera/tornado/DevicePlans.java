@@ -141,7 +141,7 @@ final class DevicePlans {
             TaskGraph tg = new TaskGraph(graph)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(qa, ka, va, oa, la))
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, inputs(qa, ka, va, out, oa, lse, la))
                     .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
                             dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
@@ -185,7 +185,7 @@ final class DevicePlans {
             TaskGraph tg = new TaskGraph(graph)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, rowOffsets, cols, entryRows, values)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(qa, ka, va, oa, la))
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, inputs(qa, ka, va, out, oa, lse, la))
                     .task("sddmm", SparseKernel::sddmm, new KernelContext(), qa, ka, params, scale, entryRows, cols, values)
                     .task("spmm", SparseKernel::softmaxSpmm, new KernelContext(), va, oa, la, params, rowOffsets, cols, values)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
@@ -301,6 +301,24 @@ final class DevicePlans {
             throw new IllegalArgumentException("tensor " + t + " lives in a storage of " + elements + " floats; TornadoVM arrays index with int");
         }
         return wrapped.computeIfAbsent(storage, FloatArray::fromSegmentShallow);
+    }
+
+    /**
+     * What must go to the device before the kernels run: q, k, v, and the outputs only when they do
+     * not cover their whole storage (the kernels write every output element, but copying a view's
+     * storage back would otherwise overwrite the rest of it with whatever the device held).
+     */
+    private static Object[] inputs(FloatArray q, FloatArray k, FloatArray v, Tensor out, FloatArray outArray, Tensor lse, FloatArray lseArray) {
+        boolean sendOut = !coversStorage(out) || outArray == q || outArray == k || outArray == v;
+        boolean sendLse = lse != null && (!coversStorage(lse) || lseArray == q || lseArray == k || lseArray == v || lseArray == outArray);
+        if (sendOut && sendLse) return distinct(q, k, v, outArray, lseArray);
+        if (sendOut) return distinct(q, k, v, outArray);
+        if (sendLse) return distinct(q, k, v, lseArray);
+        return distinct(q, k, v);
+    }
+
+    private static boolean coversStorage(Tensor t) {
+        return t.offset() == 0 && t.isContiguous() && Tensor.HEADER_BYTES + t.elementCount() * Float.BYTES == t.storageWithHeader().byteSize();
     }
 
     private static Object[] distinct(FloatArray... arrays) {

@@ -155,9 +155,10 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
                     return new Probe(backendIndex, deviceIndex, null, "no TornadoVM device " + backendIndex + ":" + deviceIndex + "; devices: " + devices());
                 }
                 return new Probe(backendIndex, deviceIndex, runtime.getBackend(backendIndex).getDevice(deviceIndex), null);
-            } catch (Throwable t) {
-                return new Probe(backendIndex, deviceIndex, null,
-                        "TornadoVM runtime not loaded (run with java @$TORNADOVM_HOME/tornado-argfile): " + t);
+            } catch (NoClassDefFoundError | ExceptionInInitializerError notLaunchedWithTornado) {
+                return new Probe(backendIndex, deviceIndex, null, "TornadoVM runtime not loaded (run with java @$TORNADOVM_HOME/tornado-argfile)");
+            } catch (RuntimeException e) {
+                return new Probe(backendIndex, deviceIndex, null, "TornadoVM failed to start: " + e);
             }
         }
     }

@@ -129,6 +129,40 @@ class TornadoAttentionProperties {
         }
     }
 
+    /** An output that is a view of a larger tensor is written in place and the rest of its storage is left alone. */
+    @Example
+    void outputViewsLeaveTheRestOfTheirStorageAlone() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 2, 20, 8), k = Tensor.randomNormal(arena, 2, 1f, 1, 2, 20, 8);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, 2, 20, 8);
+            Tensor big = Tensor.zeros(arena, 3, 1, 2, 20, 8);
+            big.fill(7f);
+            Tensor out = big.select(0, 1);
+            Attention.dense().on(tornado()).forward(q, k, v, out);
+            DeviceRun run = ranOnDevice("attention");
+            Tensor expected = Attention.dense().on(Backend.named("scalar")).forward(arena, q, k, v);
+            float[] got = out.contiguous(arena).toArray(), want = expected.toArray();
+            for (int i = 0; i < want.length; i++) assertThat(got[i]).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5f));
+            for (float x : big.select(0, 0).contiguous(arena).toArray()) assertThat(x).isEqualTo(7f);
+            for (float x : big.select(0, 2).contiguous(arena).toArray()) assertThat(x).isEqualTo(7f);
+            // The view's storage went to the device and back; q, k and v only to it.
+            assertThat(run.bytesToDevice()).isGreaterThanOrEqualTo(3L * 20 * 2 * 8 * 4 * 3);
+        }
+    }
+
+    /** An output that owns its storage is only copied back, never sent. */
+    @Example
+    void wholeOutputsAreOnlyCopiedBack() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 1, 64, 16), out = Tensor.zeros(arena, 1, 1, 64, 16);
+            Attention.dense().on(tornado()).forward(q, q, q, out);
+            DeviceRun run = ranOnDevice("attention");
+            long tensorBytes = Tensor.HEADER_BYTES + 64 * 16 * Float.BYTES;
+            assertThat(run.bytesToHost()).isGreaterThanOrEqualTo(tensorBytes);
+            assertThat(run.bytesToDevice()).isLessThan(2 * tensorBytes);
+        }
+    }
+
     @Example
     void aPlanIsBuiltOnceAndReused() {
         try (Arena arena = Arena.ofShared()) {
