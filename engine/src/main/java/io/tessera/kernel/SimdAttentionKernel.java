@@ -6,6 +6,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -47,14 +49,16 @@ final class SimdAttentionKernel {
         float[] vTile = new float[0];   // [blockKV][Dv]       values of the current tile
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
+        int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
             if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
             if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
-            if (sT.length < (blockKV + 1) * GROUP) sT = new float[(blockKV + 1) * GROUP];   // + the α row
-            if (kTile.length < blockKV * d) kTile = new float[blockKV * d];
+            // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
+            if (sT.length < (blockKV + STEP) * GROUP) sT = new float[(blockKV + STEP) * GROUP];
+            if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
             if (vTile.length < blockKV * dv) vTile = new float[blockKV * dv];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
@@ -92,12 +96,18 @@ final class SimdAttentionKernel {
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             for (int grp = 0; grp < groups; grp++) {
-                int lanes = Math.min(GROUP, rows - grp * GROUP);
-                if (partial && !laneMasks(lay, s, grp * GROUP, lanes, n)) continue;   // nothing allowed for these lanes
-                scores(s.kTile, n, d, s.qT, grp * d * GROUP, s.sT);
-                if (partial) maskScores(s, n);
-                softmaxStep(s, grp, n, dv);
-                accumulate(s.vTile, n, dv, s.sT, s.oT, grp * dv * GROUP);
+                int from = 0, count = n;
+                if (partial) {
+                    int lanes = Math.min(GROUP, rows - grp * GROUP);
+                    if (!laneMasks(lay, s, grp * GROUP, lanes, n)) continue;   // nothing allowed for these lanes
+                    // Keys no lane of the group may attend (a band's edge, say) are not computed at all.
+                    from = s.keyFrom;
+                    count = s.keyTo - from;
+                }
+                scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                if (partial) maskScores(s, from, count);
+                softmaxStep(s, grp, count, dv);
+                accumulate(s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
             }
         }
         writeRows(c, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
@@ -132,8 +142,9 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Transposes the rows [first, first+lanes) of the tile mask into one word per key over lanes.
-     * Returns false when none of these lanes may attend to any key of the tile.
+     * Transposes the rows [first, first+lanes) of the tile mask into one word per key over lanes,
+     * and finds the range [keyFrom, keyTo) of keys any of these lanes may attend. Returns false when
+     * none of these lanes may attend to any key of the tile.
      */
     private static boolean laneMasks(BlockLayout lay, Scratch s, int first, int lanes, int n) {
         int words = lay.maskWordsPerRow();
@@ -151,14 +162,25 @@ final class SimdAttentionKernel {
                 }
             }
         }
-        return any != 0;
+        if (any == 0) return false;
+        int from = 0, to = n;
+        while (lane[from] == 0) from++;
+        while (lane[to - 1] == 0) to--;
+        s.keyFrom = from;
+        s.keyTo = to;
+        return true;
     }
 
-    /** sT[j][lane] = Σ_i K[j][i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2 vectors per step. */
-    static void scores(float[] k, int n, int d, float[] qT, int qOff, float[] sT) {
-        int j = 0;
-        for (; j + STEP <= n; j += STEP) {
-            int r0 = j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
+    /**
+     * sT[j][lane] = Σ_i k[kOff + j·d + i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2
+     * vectors per step. Always whole steps: when n is not a multiple of 6 the last step also scores
+     * up to 5 rows of stale scratch past the tile into sT rows nothing reads. That is cheaper than a
+     * single-key tail, whose 2 accumulators leave the FMA units waiting on latency (the 4 leftover
+     * keys of a 64-key tile took 9% of the score time).
+     */
+    static void scores(float[] k, int kOff, int n, int d, float[] qT, int qOff, float[] sT) {
+        for (int j = 0; j < n; j += STEP) {
+            int r0 = kOff + j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
             FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
             FloatVector a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
             for (int i = 0; i < d; i++) {
@@ -186,35 +208,31 @@ final class SimdAttentionKernel {
             a4.intoArray(sT, o); b4.intoArray(sT, o + L); o += GROUP;
             a5.intoArray(sT, o); b5.intoArray(sT, o + L);
         }
-        for (; j < n; j++) {
-            int r = j * d;
-            FloatVector a = FloatVector.zero(F), b = a;
-            for (int i = 0; i < d; i++) {
-                int qi = qOff + i * GROUP;
-                FloatVector kv = FloatVector.broadcast(F, k[r + i]);
-                a = FloatVector.fromArray(F, qT, qi).fma(kv, a);
-                b = FloatVector.fromArray(F, qT, qi + L).fma(kv, b);
-            }
-            a.intoArray(sT, j * GROUP);
-            b.intoArray(sT, j * GROUP + L);
-        }
     }
 
     /**
-     * Sets the scores of disallowed (key, lane) pairs to −∞, visiting only those pairs. Plain stores
-     * rather than vector masks: {@code VectorMask.fromLong} is not intrinsified on AVX2 and boxes.
+     * Sets the scores of disallowed (key, lane) pairs of keys [from, from+n) to −∞: per key and
+     * vector, the key's lane word is broadcast, ANDed with each lane's own bit and compared with 0.
+     * Not {@code VectorMask.fromLong}: that is not intrinsified on AVX2 and boxes a mask per call.
      */
-    private static void maskScores(Scratch s, int n) {
-        long lanes = GROUP == 64 ? -1L : (1L << GROUP) - 1;
+    private static void maskScores(Scratch s, int from, int n) {
+        long allLanes = GROUP == 64 ? -1L : (1L << GROUP) - 1;
         for (int j = 0; j < n; j++) {
-            long blocked = ~s.laneMask[j] & lanes;
-            int row = j * GROUP;
-            while (blocked != 0) {
-                s.sT[row + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
-                blocked &= blocked - 1;
+            long allowed = s.laneMask[from + j] & allLanes;
+            if (allowed == allLanes) continue;
+            for (int v = 0; v < 2; v++) {
+                int o = j * GROUP + v * L;
+                VectorMask<Float> blocked = IntVector.broadcast(LANES_AS_INTS, (int) (allowed >>> (v * L)))
+                        .and(LANE_BIT).compare(VectorOperators.EQ, 0).cast(F);
+                FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
             }
         }
     }
+
+    /** Integer lanes matching F's float lanes one to one, and lane i holding the bit 1 << i. */
+    private static final VectorSpecies<Integer> LANES_AS_INTS = VectorSpecies.of(int.class, F.vectorShape());
+    private static final IntVector LANE_BIT = IntVector.broadcast(LANES_AS_INTS, 1).lanewise(VectorOperators.LSHL,
+            IntVector.zero(LANES_AS_INTS).addIndex(1));
 
     /**
      * Online softmax over one tile for one lane group: new running max, probabilities in
@@ -281,16 +299,16 @@ final class SimdAttentionKernel {
     private static final FloatVector EXP2_P4 = FloatVector.broadcast(F, 2.402264791363012e-1f), EXP2_P5 = FloatVector.broadcast(F, 6.931472028550421e-1f);
 
     /**
-     * oT[oOff + i·GROUP + lane] += Σ_j V[j][i] · sT[j][lane]. Each loaded pair of probability
+     * oT[oOff + i·GROUP + lane] += Σ_j v[vOff + j·dv + i] · sT[j][lane]. Each loaded pair of probability
      * vectors feeds a block of value columns: 8 columns (16 accumulators) where the register file
      * holds 32 vectors (512-bit species: AVX-512), else 4 (8 accumulators; AVX2 has 16 registers and
      * spills at 8 columns). Measured in isolation on AVX-512: 157 vs 134 GFLOP/s. The usual head dims
      * (multiples of 4) then have no single-column tail.
      */
-    static void accumulate(float[] v, int n, int dv, float[] sT, float[] oT, int oOff) {
+    static void accumulate(float[] v, int vOff, int n, int dv, float[] sT, float[] oT, int oOff) {
         int i = 0;
         if (WIDE_REGISTER_FILE) {
-            for (; i + 8 <= dv; i += 8) accumulate8(v, n, dv, i, sT, oT, oOff);
+            for (; i + 8 <= dv; i += 8) accumulate8(v, vOff, n, dv, i, sT, oT, oOff);
         }
         for (; i + 4 <= dv; i += 4) {
             int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
@@ -298,7 +316,7 @@ final class SimdAttentionKernel {
             FloatVector a1 = FloatVector.fromArray(F, oT, o1), b1 = FloatVector.fromArray(F, oT, o1 + L);
             FloatVector a2 = FloatVector.fromArray(F, oT, o2), b2 = FloatVector.fromArray(F, oT, o2 + L);
             FloatVector a3 = FloatVector.fromArray(F, oT, o3), b3 = FloatVector.fromArray(F, oT, o3 + L);
-            for (int j = 0, row = i; j < n; j++, row += dv) {
+            for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
                 int pj = j * GROUP;
                 FloatVector x = FloatVector.fromArray(F, sT, pj);
                 FloatVector y = FloatVector.fromArray(F, sT, pj + L);
@@ -319,7 +337,7 @@ final class SimdAttentionKernel {
         for (; i < dv; i++) {
             int o = oOff + i * GROUP;
             FloatVector a = FloatVector.fromArray(F, oT, o), b = FloatVector.fromArray(F, oT, o + L);
-            for (int j = 0, row = i; j < n; j++, row += dv) {
+            for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
                 FloatVector w = FloatVector.broadcast(F, v[row]);
                 a = FloatVector.fromArray(F, sT, j * GROUP).fma(w, a);
                 b = FloatVector.fromArray(F, sT, j * GROUP + L).fma(w, b);
@@ -333,7 +351,7 @@ final class SimdAttentionKernel {
     private static final boolean WIDE_REGISTER_FILE = F.vectorBitSize() >= 512;
 
     /** Value columns [i, i+8) of {@link #accumulate}: 8 columns × 2 vectors. */
-    private static void accumulate8(float[] v, int n, int dv, int i, float[] sT, float[] oT, int oOff) {
+    private static void accumulate8(float[] v, int vOff, int n, int dv, int i, float[] sT, float[] oT, int oOff) {
         int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
         int o4 = o3 + GROUP, o5 = o4 + GROUP, o6 = o5 + GROUP, o7 = o6 + GROUP;
         FloatVector a0 = FloatVector.fromArray(F, oT, o0), b0 = FloatVector.fromArray(F, oT, o0 + L);
@@ -344,7 +362,7 @@ final class SimdAttentionKernel {
         FloatVector a5 = FloatVector.fromArray(F, oT, o5), b5 = FloatVector.fromArray(F, oT, o5 + L);
         FloatVector a6 = FloatVector.fromArray(F, oT, o6), b6 = FloatVector.fromArray(F, oT, o6 + L);
         FloatVector a7 = FloatVector.fromArray(F, oT, o7), b7 = FloatVector.fromArray(F, oT, o7 + L);
-        for (int j = 0, row = i; j < n; j++, row += dv) {
+        for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
             int pj = j * GROUP;
             FloatVector x = FloatVector.fromArray(F, sT, pj);
             FloatVector y = FloatVector.fromArray(F, sT, pj + L);

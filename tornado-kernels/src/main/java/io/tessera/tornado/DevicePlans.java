@@ -131,9 +131,8 @@ final class DevicePlans {
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
         Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage);
         Plan plan = plan(key, () -> {
-            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
-            FloatArray qa = wrap(q, wrapped), ka = wrap(k, wrapped), va = wrap(v, wrapped), oa = wrap(out, wrapped);
-            FloatArray la = lse == null ? new FloatArray(1) : wrap(lse, wrapped);
+            AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
+            FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
             DeviceLayout dl = DeviceLayout.of(layouts, s.heads());
             IntArray params = attentionParams(g, layouts, dl.maskWordsPerRow(), workGroup, lse != null);
             FloatArray scale = FloatArray.fromElements(g.scale());
@@ -164,9 +163,8 @@ final class DevicePlans {
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
         Object key = new SparseKey(new Same(device), offsetFree(g), new Same(pattern), storage);
         Plan plan = plan(key, () -> {
-            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
-            FloatArray qa = wrap(q, wrapped), ka = wrap(k, wrapped), va = wrap(v, wrapped), oa = wrap(out, wrapped);
-            FloatArray la = lse == null ? new FloatArray(1) : wrap(lse, wrapped);
+            AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
+            FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
             IntArray params = sparseParams(g, pattern, lse != null);
             int[] offsets = pattern.rowOffsets(), colIndices = pattern.colIndices();
             // TornadoVM arrays cannot be empty: a pattern without entries still gets one slot.
@@ -301,6 +299,15 @@ final class DevicePlans {
             throw new IllegalArgumentException("tensor " + t + " lives in a storage of " + elements + " floats; TornadoVM arrays index with int");
         }
         return wrapped.computeIfAbsent(storage, FloatArray::fromSegmentShallow);
+    }
+
+    /** An attention call's tensors as TornadoVM arrays; a dummy one-element lse when there is none. */
+    private record AttentionArrays(FloatArray q, FloatArray k, FloatArray v, FloatArray out, FloatArray lse) {
+        static AttentionArrays of(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
+            return new AttentionArrays(wrap(q, wrapped), wrap(k, wrapped), wrap(v, wrapped), wrap(out, wrapped),
+                    lse == null ? new FloatArray(1) : wrap(lse, wrapped));
+        }
     }
 
     /**
