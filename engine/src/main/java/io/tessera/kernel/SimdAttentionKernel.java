@@ -243,8 +243,18 @@ final class SimdAttentionKernel {
         float[] sT = s.sT, oT = s.oT;
         for (int v = 0; v < 2; v++) {
             int lane0 = v * L, state = grp * GROUP + lane0;
-            FloatVector max = FloatVector.broadcast(F, NEG_INF);
-            for (int j = 0; j < n; j++) max = max.max(FloatVector.fromArray(F, sT, j * GROUP + lane0));
+            // Four running maxima: one chain of n dependent max operations waited on latency.
+            FloatVector max0 = FloatVector.broadcast(F, NEG_INF), max1 = max0, max2 = max0, max3 = max0;
+            int key = 0;
+            for (; key + 4 <= n; key += 4) {
+                int o = key * GROUP + lane0;
+                max0 = max0.max(FloatVector.fromArray(F, sT, o));
+                max1 = max1.max(FloatVector.fromArray(F, sT, o + GROUP));
+                max2 = max2.max(FloatVector.fromArray(F, sT, o + 2 * GROUP));
+                max3 = max3.max(FloatVector.fromArray(F, sT, o + 3 * GROUP));
+            }
+            for (; key < n; key++) max0 = max0.max(FloatVector.fromArray(F, sT, key * GROUP + lane0));
+            FloatVector max = max0.max(max1).max(max2.max(max3));
             FloatVector mOld = FloatVector.fromArray(F, s.m, state);
             FloatVector mNew = mOld.max(max);
             FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
