@@ -4,6 +4,7 @@ import io.tessera.pattern.BlockLayout;
 import io.tessera.pattern.TileKind;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -50,12 +51,23 @@ final class SimdAttentionKernel {
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
         int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
+        boolean intervals;              // every lane's keys are one interval [firstKey, lastKey]
+        final int[] firstKey = new int[GROUP], lastKey = new int[GROUP];
+        int allFrom, allTo;             // keys [allFrom, allTo) every lane may attend
+        float[] qRows = new float[0];   // [group·GROUP][D]    the block's queries as rows, zero-padded
+        final int[] queryColumn = new int[L];   // lane → lane·D: gathers one dimension of L query rows
+        int queryColumnDim = -1;
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
             if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
             if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
+            if (qRows.length < groups * GROUP * d) qRows = new float[groups * GROUP * d];
+            if (queryColumnDim != d) {
+                for (int lane = 0; lane < L; lane++) queryColumn[lane] = lane * d;
+                queryColumnDim = d;
+            }
             // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
             if (sT.length < (blockKV + STEP) * GROUP) sT = new float[(blockKV + STEP) * GROUP];
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
@@ -80,7 +92,7 @@ final class SimdAttentionKernel {
         int groups = (rows + GROUP - 1) / GROUP;
         int hk = g.shape().kvHeadOf(h);
 
-        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s.qT);
+        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
         Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
         Arrays.fill(s.m, 0, groups * GROUP, NEG_INF);
         Arrays.fill(s.l, 0, groups * GROUP, 0f);
@@ -116,16 +128,20 @@ final class SimdAttentionKernel {
 
     /**
      * qT[group][i][lane] = scale · log2(e) · q[group·GROUP + lane][i]; padded lanes are zero. The
-     * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x.
+     * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x. The rows are
+     * copied to the heap in bulk, then transposed by gathering one dimension of L rows per vector:
+     * element by element the transposition cost as much as the scores of a whole sliding-window block.
      */
-    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float softmaxScale, float[] qT) {
-        int groups = (rows + GROUP - 1) / GROUP;
-        float scale = softmaxScale * LOG2E;
-        Arrays.fill(qT, 0, groups * d * GROUP, 0f);
-        for (int r = 0; r < rows; r++) {
-            long row = base + r * rowStride;
-            int o = (r / GROUP) * d * GROUP + r % GROUP;
-            for (int i = 0; i < d; i++) qT[o + i * GROUP] = scale * q.getAtIndex(FLOAT, row + i);
+    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
+        int padded = (rows + GROUP - 1) / GROUP * GROUP;
+        copyRows(q, base, rowStride, rows, d, s.qRows);
+        Arrays.fill(s.qRows, rows * d, padded * d, 0f);
+        FloatVector scale = FloatVector.broadcast(F, softmaxScale * LOG2E);
+        for (int r0 = 0; r0 < padded; r0 += L) {
+            int dst = (r0 / GROUP) * d * GROUP + r0 % GROUP;
+            for (int i = 0; i < d; i++) {
+                FloatVector.fromArray(F, s.qRows, r0 * d + i, s.queryColumn, 0).mul(scale).intoArray(s.qT, dst + i * GROUP);
+            }
         }
     }
 
@@ -142,12 +158,19 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Transposes the rows [first, first+lanes) of the tile mask into one word per key over lanes,
-     * and finds the range [keyFrom, keyTo) of keys any of these lanes may attend. Returns false when
-     * none of these lanes may attend to any key of the tile.
+     * Describes which keys of the tile the lanes [first, first+lanes) may attend, for maskScores,
+     * and finds the range [keyFrom, keyTo) any of them may attend; false when none may attend any.
+     * When every lane's keys form one interval (causal diagonals, windows, documents, blocks: most
+     * PARTIAL tiles) the intervals are all it keeps; otherwise it transposes the tile mask into one
+     * word per key over lanes, bit by bit.
      */
     private static boolean laneMasks(BlockLayout lay, Scratch s, int first, int lanes, int n) {
         int words = lay.maskWordsPerRow();
+        if (words == 1 && keyIntervals(s, first, lanes)) {
+            s.intervals = true;
+            return s.keyTo > s.keyFrom;
+        }
+        s.intervals = false;
         long[] lane = s.laneMask;
         Arrays.fill(lane, 0, n, 0L);
         long any = 0;
@@ -168,6 +191,31 @@ final class SimdAttentionKernel {
         while (lane[to - 1] == 0) to--;
         s.keyFrom = from;
         s.keyTo = to;
+        return true;
+    }
+
+    /** Fills firstKey/lastKey and the key ranges when each lane's allowed keys are contiguous; false otherwise. */
+    private static boolean keyIntervals(Scratch s, int first, int lanes) {
+        int from = 64, to = 0, allFrom = 0, allTo = 64;
+        for (int i = 0; i < GROUP; i++) {
+            long bits = i < lanes ? s.rowMask[first + i] : 0L;
+            int lo = 64, hi = -1;   // an empty lane: no key satisfies lo ≤ key ≤ hi
+            if (bits != 0) {
+                lo = Long.numberOfTrailingZeros(bits);
+                hi = 63 - Long.numberOfLeadingZeros(bits);
+                if (Long.bitCount(bits) != hi - lo + 1) return false;
+                from = Math.min(from, lo);
+                to = Math.max(to, hi + 1);
+            }
+            s.firstKey[i] = lo;
+            s.lastKey[i] = hi;
+            allFrom = Math.max(allFrom, lo);
+            allTo = Math.min(allTo, hi + 1);
+        }
+        s.keyFrom = from;
+        s.keyTo = to;
+        s.allFrom = allFrom;
+        s.allTo = allTo;
         return true;
     }
 
@@ -211,11 +259,26 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Sets the scores of disallowed (key, lane) pairs of keys [from, from+n) to −∞: per key and
-     * vector, the key's lane word is broadcast, ANDed with each lane's own bit and compared with 0.
-     * Not {@code VectorMask.fromLong}: that is not intrinsified on AVX2 and boxes a mask per call.
+     * Sets the scores of disallowed (key, lane) pairs of keys [from, from+n) to −∞, a vector compare
+     * and blend per key and vector: against each lane's key interval, or against the key's lane
+     * word (broadcast, ANDed with each lane's own bit, compared with 0). Not
+     * {@code VectorMask.fromLong}: that is not intrinsified on AVX2 and boxes a mask per call.
      */
     private static void maskScores(Scratch s, int from, int n) {
+        if (s.intervals) {
+            for (int v = 0; v < 2; v++) {
+                IntVector lo = IntVector.fromArray(LANES_AS_INTS, s.firstKey, v * L);
+                IntVector hi = IntVector.fromArray(LANES_AS_INTS, s.lastKey, v * L);
+                for (int j = 0; j < n; j++) {
+                    int key = from + j;
+                    if (key >= s.allFrom && key < s.allTo) continue;   // every lane may attend it
+                    VectorMask<Float> blocked = lo.compare(VectorOperators.GT, key).or(hi.compare(VectorOperators.LT, key)).cast(F);
+                    int o = j * GROUP + v * L;
+                    FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
+                }
+            }
+            return;
+        }
         long allLanes = GROUP == 64 ? -1L : (1L << GROUP) - 1;
         for (int j = 0; j < n; j++) {
             long allowed = s.laneMask[from + j] & allLanes;
@@ -413,8 +476,19 @@ final class SimdAttentionKernel {
             float inv = sum > 0 ? 1f / sum : 0f;
             long row = outBase + r * outRow;
             int o = (r / GROUP) * dv * GROUP + r % GROUP;
-            for (int i = 0; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
+            int i = 0;
+            for (; i + L <= dv; i += L) {
+                FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
+                        .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            }
+            for (; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
             if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, sum > 0 ? s.m[r] * LN2 + (float) Math.log(sum) : NEG_INF);
         }
+    }
+
+    /** Lane k → k·GROUP: gathers L consecutive output dims of one row from the transposed accumulators. */
+    private static final int[] OUTPUT_ROW = new int[L];
+    static {
+        for (int k = 0; k < L; k++) OUTPUT_ROW[k] = k * GROUP;
     }
 }
