@@ -7,10 +7,10 @@ import ai.djl.ndarray.types.Shape;
 import java.nio.FloatBuffer;
 
 /**
- * PyTorch 2.7.1 through DJL 0.36 (native CPU build from Maven Central, loaded offline). DJL 0.36
- * exposes no call to {@code scaled_dot_product_attention}, so this runs what a DJL user writes:
- * {@code softmax(Q·Kᵀ·scale + bias)·V} with NDArray matMul/softmax, i.e. PyTorch's bmm path;
- * intermediates are closed right after use.
+ * PyTorch 2.7.1 through DJL 0.36 (native CPU build from Maven Central, loaded offline), as a DJL
+ * NDArray user writes attention: {@code softmax(Q·Kᵀ·scale + bias)·V} with matMul/softmax, i.e.
+ * PyTorch's bmm path; intermediates are closed right after use. {@link DjlSdpaPeer} runs PyTorch's
+ * fused {@code scaled_dot_product_attention} instead.
  */
 public final class DjlPyTorchPeer implements Peer {
     private NDManager manager;
@@ -33,16 +33,26 @@ public final class DjlPyTorchPeer implements Peer {
     }
 
     /** Natives come from the pytorch-native-cpu jar on the class path, never from the network. */
-    private static void configureOffline(int threads) {
+    static void configureOffline(int threads) {
         System.setProperty("ai.djl.offline", "true");
         System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(threads));
         System.setProperty("ai.djl.pytorch.num_interop_threads", "1");
     }
 
+    /**
+     * The intra-op thread count of the running engine: the properties above only take effect when
+     * the engine starts, which the availability check may already have done with every core.
+     */
+    static void useThreads(int threads) {
+        configureOffline(threads);
+        Engine.getEngine("PyTorch");
+        ai.djl.pytorch.jni.JniUtils.setNumThreads(threads);
+    }
+
     @Override
     public void prepare(int heads, int n, int headDim, float[] qa, float[] ka, float[] va, boolean[] mask, int threads) {
         close();
-        configureOffline(threads);
+        useThreads(threads);
         manager = Engine.getEngine("PyTorch").newBaseManager();
         Shape shape = new Shape(1, heads, n, headDim);
         q = manager.create(FloatBuffer.wrap(qa), shape);

@@ -1,0 +1,160 @@
+package io.tessera.bench.peers;
+
+import ai.djl.Model;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Block;
+import ai.djl.training.ParameterStore;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.FloatBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.zip.CRC32;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipOutputStream;
+
+/**
+ * PyTorch 2.7.1's {@code scaled_dot_product_attention} (its fused CPU flash-attention kernel) through
+ * DJL 0.36. DJL has no Java call for it, but it runs TorchScript, the way PyTorch's docs deploy models
+ * to Java: this peer writes a one-method TorchScript module whose source calls the op, and DJL's
+ * libtorch 2.7.1 compiles that source when it loads it (no Python involved). Dense attention calls
+ * the op without a mask, causal with {@code is_causal=True}, other patterns with a boolean mask, as
+ * PyTorch recommends.
+ */
+public final class DjlSdpaPeer implements Peer {
+    /** TorchScript source of the module (the serialized form {@code torch.jit.save} writes). */
+    private static final String SOURCE = """
+            class SDPA(Module):
+              __parameters__ = []
+              __buffers__ = []
+              training : bool
+              _is_full_backward_hook : Optional[bool]
+              def forward(self: __torch__.SDPA,
+                q: Tensor,
+                k: Tensor,
+                v: Tensor,
+                mask: Tensor) -> Tensor:
+                if torch.eq(torch.numel(mask), 0):
+                  _0 = torch.scaled_dot_product_attention(q, k, v)
+                else:
+                  if torch.eq(torch.numel(mask), 1):
+                    _1 = torch.scaled_dot_product_attention(q, k, v, None, 0., True)
+                  else:
+                    _1 = torch.scaled_dot_product_attention(q, k, v, mask)
+                  _0 = _1
+                return _0
+            """;
+
+    private Model model;
+    private Block block;
+    private NDManager manager;
+    private NDArray q, k, v, mask, out;
+
+    @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (scaled_dot_product_attention)"; }
+
+    @Override public String id() { return "djl-sdpa"; }
+
+    @Override
+    public String unavailableReason() {
+        try {
+            DjlPyTorchPeer.configureOffline(Runtime.getRuntime().availableProcessors());
+            Engine.getEngine("PyTorch");
+            return null;
+        } catch (Throwable t) {
+            return "PyTorch through DJL did not load: " + t;
+        }
+    }
+
+    @Override
+    public void prepare(int heads, int n, int headDim, float[] qa, float[] ka, float[] va, boolean[] allowed, int threads) throws Exception {
+        close();
+        DjlPyTorchPeer.useThreads(threads);
+        Path dir = Files.createTempDirectory("tessera-sdpa");
+        writeModule(dir.resolve("sdpa.pt"));
+        model = Model.newInstance("sdpa", "PyTorch");
+        model.load(dir, "sdpa");
+        block = model.getBlock();
+        manager = Engine.getEngine("PyTorch").newBaseManager();
+        Shape shape = new Shape(1, heads, n, headDim);
+        q = manager.create(FloatBuffer.wrap(qa), shape);
+        k = manager.create(FloatBuffer.wrap(ka), shape);
+        v = manager.create(FloatBuffer.wrap(va), shape);
+        if (allowed == null) mask = manager.create(new boolean[0], new Shape(0));
+        else if (isCausal(allowed, n)) mask = manager.create(new boolean[] {true}, new Shape(1));
+        else mask = manager.create(allowed, new Shape(n, n));
+    }
+
+    private static boolean isCausal(boolean[] allowed, int n) {
+        for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) if (allowed[i * n + j] != (j <= i)) return false;
+        return true;
+    }
+
+    @Override
+    public void run() {
+        if (out != null) out.close();
+        out = block.forward(new ParameterStore(manager, false), new NDList(q, k, v, mask), false).singletonOrThrow();
+    }
+
+    @Override
+    public float[] output() { return out.toFloatArray(); }
+
+    @Override
+    public void close() {
+        if (manager != null) manager.close();
+        if (model != null) model.close();
+        manager = null;
+        model = null;
+        out = null;
+    }
+
+    /**
+     * A TorchScript archive: the module object pickled (class {@code __torch__.SDPA}, its two
+     * attributes), its source, no constants, format version 3, stored uncompressed as PyTorch writes it.
+     */
+    private static void writeModule(Path file) throws IOException {
+        try (OutputStream os = Files.newOutputStream(file); ZipOutputStream zip = new ZipOutputStream(os)) {
+            store(zip, "sdpa/data.pkl", modulePickle());
+            store(zip, "sdpa/code/__torch__.py", SOURCE.getBytes(StandardCharsets.UTF_8));
+            store(zip, "sdpa/constants.pkl", new byte[] {(byte) 0x80, 2, ')', '.'});   // protocol 2, empty tuple
+            store(zip, "sdpa/version", "3\n".getBytes(StandardCharsets.US_ASCII));
+        }
+    }
+
+    /** Pickle (protocol 2) of {@code __torch__.SDPA} with {@code training=True, _is_full_backward_hook=None}. */
+    private static byte[] modulePickle() {
+        ByteArrayOutputStream p = new ByteArrayOutputStream();
+        p.write(0x80); p.write(2);                                        // PROTO 2
+        p.writeBytes("c__torch__\nSDPA\n".getBytes(StandardCharsets.US_ASCII));   // GLOBAL
+        p.write(')'); p.write(0x81);                                      // EMPTY_TUPLE, NEWOBJ
+        p.write('}'); p.write('(');                                       // EMPTY_DICT, MARK
+        unicode(p, "training"); p.write(0x88);                            // NEWTRUE
+        unicode(p, "_is_full_backward_hook"); p.write('N');               // NONE
+        p.write('u'); p.write('b'); p.write('.');                         // SETITEMS, BUILD, STOP
+        return p.toByteArray();
+    }
+
+    private static void unicode(ByteArrayOutputStream p, String s) {
+        byte[] b = s.getBytes(StandardCharsets.UTF_8);
+        p.write('X');                                                     // BINUNICODE, 4-byte little-endian length
+        p.write(b.length); p.write(b.length >>> 8); p.write(b.length >>> 16); p.write(b.length >>> 24);
+        p.writeBytes(b);
+    }
+
+    private static void store(ZipOutputStream zip, String name, byte[] data) throws IOException {
+        ZipEntry e = new ZipEntry(name);
+        e.setMethod(ZipEntry.STORED);
+        e.setSize(data.length);
+        CRC32 crc = new CRC32();
+        crc.update(data);
+        e.setCrc(crc.getValue());
+        zip.putNextEntry(e);
+        zip.write(data);
+        zip.closeEntry();
+    }
+}
