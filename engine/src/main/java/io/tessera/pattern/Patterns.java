@@ -317,21 +317,27 @@ final class Patterns {
             positive("block size", blockSize);
             nonNegative("random blocks", count);
         }
-        /** The sorted key blocks query block qb attends to; rows of one block ask in a row, so the last answer is kept per thread. */
+        /**
+         * The sorted key blocks query block qb attends to. Each thread keeps every block's draw for
+         * the pattern and length it last served, so regenerating PARTIAL tile masks on each
+         * attention call allocates nothing after the first.
+         */
         int[] blocksOf(int qb, int kvLen) {
-            LastBlocks last = LAST.get();
-            if (last.owner == this && last.qb == qb && last.kvLen == kvLen) return last.blocks;
-            int[] blocks = drawBlocks(qb, kvLen);
-            last.owner = this;
-            last.qb = qb;
-            last.kvLen = kvLen;
-            last.blocks = blocks;
+            Draws draws = DRAWS.get();
+            if (draws.owner != this || draws.kvLen != kvLen) {
+                draws.owner = this;
+                draws.kvLen = kvLen;
+                draws.byBlock = new int[0][];
+            }
+            if (qb >= draws.byBlock.length) draws.byBlock = Arrays.copyOf(draws.byBlock, Math.max(qb + 1, 2 * draws.byBlock.length));
+            int[] blocks = draws.byBlock[qb];
+            if (blocks == null) blocks = draws.byBlock[qb] = drawBlocks(qb, kvLen);
             return blocks;
         }
 
-        private static final class LastBlocks { RandomBlocks owner; int qb, kvLen; int[] blocks; }
+        private static final class Draws { RandomBlocks owner; int kvLen; int[][] byBlock; }
 
-        private static final ThreadLocal<LastBlocks> LAST = ThreadLocal.withInitial(LastBlocks::new);
+        private static final ThreadLocal<Draws> DRAWS = ThreadLocal.withInitial(Draws::new);
 
         private int[] drawBlocks(int qb, int kvLen) {
             int available = (kvLen + blockSize - 1) / blockSize;
