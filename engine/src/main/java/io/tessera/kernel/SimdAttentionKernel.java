@@ -20,12 +20,13 @@ import jdk.incubator.vector.VectorSpecies;
  * needs transposing; only the block's queries are transposed, once. The online-softmax state
  * (running max, running sum, rescaling) is per lane, hence vectorized for free, and the output
  * accumulator Oᵀ[dv][query] is transposed back once per block. Each tile's K and V rows are copied
- * once to the heap and reused by every lane group of the query block. Ragged key tiles are just
- * shorter loops; a ragged query block runs in padded lanes that are never written out.
+ * once to the heap and reused by every lane group of the query block. Ragged key tiles score
+ * whole 6-key steps into scratch rows nothing reads; a ragged query block runs in padded lanes that
+ * are never written out. PARTIAL tiles restrict each lane group to the keys some lane attends.
  *
  * <p>Register budget: QKᵀ holds 6×2 accumulators, 2 loaded vectors and 1 broadcast, 15
- * registers, because AVX2 has only 16 (a 4×4 blocking spills there). PV holds 4×2 accumulators:
- * head dims are multiples of 4, so it has no tail, and it measured faster than 6×2 here.
+ * registers, because AVX2 has only 16 (a 4×4 blocking spills there). PV holds 4×2 accumulators
+ * there (faster than 6×2 on AVX2) and 8×2 with AVX-512's 32 registers.
  */
 final class SimdAttentionKernel {
     private SimdAttentionKernel() {}
