@@ -31,8 +31,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 /**
  * Execution plans, built once per (kernel, device, shapes and strides, layouts, tensor storage) and
  * kept in a small LRU cache: TornadoVM compiles a task graph's kernels on the plan's first
- * execution, and arrays sent {@code FIRST_EXECUTION} (layouts, scale) stay on the device after
- * that. Element offsets are not part of the key: they travel in the small {@code params} array sent
+ * execution, and arrays sent {@code FIRST_EXECUTION} (layouts, scale, pinned weights) stay on the
+ * device after that. Element offsets are not part of the key: they travel in the small {@code params} array sent
  * on every execution, so calls on different views of the same storage (Linformer's per-head
  * projections, say) share one plan.
  *
@@ -99,12 +99,12 @@ final class DevicePlans {
         @Override public int hashCode() { return System.identityHashCode(o); }
     }
 
-    private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage) {}
+    private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage, List<Long> pins) {}
 
-    private record SparseKey(Same device, AttentionGeometry offsetFree, Same pattern, List<MemorySegment> storage) {}
+    private record SparseKey(Same device, AttentionGeometry offsetFree, Same pattern, List<MemorySegment> storage, List<Long> pins) {}
 
     private record GemmKey(Same device, int m, int n, int k, long aRow, long aCol, long bRow, long bCol, long cRow,
-                           float alpha, float beta, List<MemorySegment> storage) {}
+                           float alpha, float beta, List<MemorySegment> storage, List<Long> pins) {}
 
     private static AttentionGeometry offsetFree(AttentionGeometry g) {
         return new AttentionGeometry(g.shape(), g.scale(), 0, g.qB(), g.qH(), g.qRow(), 0, g.kB(), g.kH(), g.kRow(),
@@ -129,7 +129,7 @@ final class DevicePlans {
             throw new IllegalArgumentException("attention grid of " + groups + " work-groups × " + workGroup + " exceeds int indexing");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
-        Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage);
+        Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage, pins(storage));
         Plan plan = plan(key, () -> {
             AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
             FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
@@ -137,10 +137,9 @@ final class DevicePlans {
             IntArray params = attentionParams(g, layouts, dl.maskWordsPerRow(), workGroup, lse != null);
             FloatArray scale = FloatArray.fromElements(g.scale());
             String graph = "tesseraAttention" + GRAPH_IDS.incrementAndGet();
-            TaskGraph tg = new TaskGraph(graph)
+            TaskGraph tg = inputs(new TaskGraph(graph), List.of(q, k, v), List.of(qa, ka, va), out, oa, false, lse, la)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, inputs(qa, ka, va, out, oa, lse, la))
                     .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
                             dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
@@ -161,7 +160,7 @@ final class DevicePlans {
             throw new IllegalArgumentException("explicit sparse call with " + scores + " scores exceeds int indexing on the device");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
-        Object key = new SparseKey(new Same(device), offsetFree(g), new Same(pattern), storage);
+        Object key = new SparseKey(new Same(device), offsetFree(g), new Same(pattern), storage, pins(storage));
         Plan plan = plan(key, () -> {
             AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
             FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
@@ -180,10 +179,9 @@ final class DevicePlans {
             FloatArray values = new FloatArray((int) Math.max(1, scores));
             FloatArray scale = FloatArray.fromElements(g.scale());
             String graph = "tesseraSparse" + GRAPH_IDS.incrementAndGet();
-            TaskGraph tg = new TaskGraph(graph)
+            TaskGraph tg = inputs(new TaskGraph(graph), List.of(q, k, v), List.of(qa, ka, va), out, oa, false, lse, la)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, rowOffsets, cols, entryRows, values)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, inputs(qa, ka, va, out, oa, lse, la))
                     .task("sddmm", SparseKernel::sddmm, new KernelContext(), qa, ka, params, scale, entryRows, cols, values)
                     .task("spmm", SparseKernel::softmaxSpmm, new KernelContext(), va, oa, la, params, rowOffsets, cols, values)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
@@ -205,17 +203,16 @@ final class DevicePlans {
         if (cols * rows > Integer.MAX_VALUE) throw new IllegalArgumentException("gemm grid " + rows + "×" + cols + " exceeds int indexing");
         List<MemorySegment> storage = storageOf(a, b, c, null, null);
         Object key = new GemmKey(new Same(device), call.m(), call.n(), call.k(), call.aRow(), call.aCol(), call.bRow(), call.bCol(), call.cRow(),
-                call.alpha(), call.beta(), storage);
+                call.alpha(), call.beta(), storage, pins(storage));
         Plan plan = plan(key, () -> {
             Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
             FloatArray aa = wrap(a, wrapped), ba = wrap(b, wrapped), ca = wrap(c, wrapped);
             IntArray params = gemmParams(call);
             FloatArray coefficients = FloatArray.fromElements(call.alpha(), call.beta());
             String graph = "tesseraGemm" + GRAPH_IDS.incrementAndGet();
-            TaskGraph tg = new TaskGraph(graph)
+            TaskGraph tg = inputs(new TaskGraph(graph), List.of(a, b), List.of(aa, ba), c, ca, true, null, null)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, coefficients)
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, distinct(aa, ba, ca))
                     .task("kernel", GemmKernel::gemm, new KernelContext(), aa, ba, ca, params, coefficients)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, ca);
             WorkerGrid grid = new WorkerGrid2D((int) cols, (int) rows);
@@ -311,17 +308,52 @@ final class DevicePlans {
     }
 
     /**
-     * What must go to the device before the kernels run: q, k, v, and the outputs only when they do
-     * not cover their whole storage (the kernels write every output element, but copying a view's
-     * storage back would otherwise overwrite the rest of it with whatever the device held).
+     * Declares the storage of {@code t} constant until {@link #unpin}: plans send it on their first
+     * execution only. Pinning again (after writing it) starts a new generation, hence new plans.
      */
-    private static Object[] inputs(FloatArray q, FloatArray k, FloatArray v, Tensor out, FloatArray outArray, Tensor lse, FloatArray lseArray) {
-        boolean sendOut = !coversStorage(out) || outArray == q || outArray == k || outArray == v;
-        boolean sendLse = lse != null && (!coversStorage(lse) || lseArray == q || lseArray == k || lseArray == v || lseArray == outArray);
-        if (sendOut && sendLse) return distinct(q, k, v, outArray, lseArray);
-        if (sendOut) return distinct(q, k, v, outArray);
-        if (sendLse) return distinct(q, k, v, lseArray);
-        return distinct(q, k, v);
+    static void pin(Tensor t) { PINNED.put(t.storageWithHeader(), PIN_GENERATIONS.incrementAndGet()); }
+
+    static void unpin(Tensor t) { PINNED.remove(t.storageWithHeader()); }
+
+    private static final Map<MemorySegment, Long> PINNED = new java.util.concurrent.ConcurrentHashMap<>();
+    private static final AtomicLong PIN_GENERATIONS = new AtomicLong();
+
+    /** Each storage's pin generation, 0 when not pinned: part of a plan's key. */
+    private static List<Long> pins(List<MemorySegment> storage) {
+        List<Long> out = new ArrayList<>(storage.size());
+        for (MemorySegment s : storage) out.add(PINNED.getOrDefault(s, 0L));
+        return List.copyOf(out);
+    }
+
+    /**
+     * The host → device transfers of a call's tensors: pinned inputs on the first execution only,
+     * other inputs on every execution, and the outputs only when they do not cover their whole
+     * storage (the kernels write every output element, but copying a view's storage back would
+     * otherwise overwrite the rest of it with whatever the device held) or the kernel reads them
+     * ({@code outputRead}: GEMM's beta·c). An input that shares its storage with an output is never
+     * treated as pinned.
+     */
+    private static TaskGraph inputs(TaskGraph tg, List<Tensor> inputTensors, List<FloatArray> inputArrays,
+                                    Tensor out, FloatArray outArray, boolean outputRead, Tensor lse, FloatArray lseArray) {
+        List<Object> once = new ArrayList<>(), every = new ArrayList<>();
+        for (int i = 0; i < inputArrays.size(); i++) {
+            FloatArray a = inputArrays.get(i);
+            if (once.contains(a) || every.contains(a)) continue;
+            boolean pinned = PINNED.containsKey(inputTensors.get(i).storageWithHeader()) && a != outArray && a != lseArray;
+            (pinned ? once : every).add(a);
+        }
+        boolean sendOut = outputRead || !coversStorage(out) || inputArrays.contains(outArray);
+        if (sendOut && !every.contains(outArray)) {
+            once.remove(outArray);
+            every.add(outArray);
+        }
+        boolean sendLse = lse != null && (!coversStorage(lse) || inputArrays.contains(lseArray) || lseArray == outArray);
+        if (sendLse && !every.contains(lseArray)) {
+            once.remove(lseArray);
+            every.add(lseArray);
+        }
+        if (!once.isEmpty()) tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, once.toArray());
+        return tg.transferToDevice(DataTransferMode.EVERY_EXECUTION, every.toArray());
     }
 
     private static boolean coversStorage(Tensor t) {

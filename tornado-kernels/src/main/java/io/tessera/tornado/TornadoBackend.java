@@ -122,6 +122,21 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
         DevicePlans.sparse(device(), g, q, k, v, pattern, out, lse);
     }
 
+    /**
+     * Declares tensors whose contents stay fixed while pinned (projection weights, a KV cache):
+     * execution plans send them to the device on their first execution only, instead of on every
+     * call. After writing a pinned tensor, pin it again (new plans send the new contents) or unpin
+     * it. Outputs are always copied, pinned or not.
+     */
+    public void pin(Tensor... constants) {
+        for (Tensor t : constants) DevicePlans.pin(t);
+    }
+
+    /** Undoes {@link #pin}: the tensors travel on every call again. */
+    public void unpin(Tensor... tensors) {
+        for (Tensor t : tensors) DevicePlans.unpin(t);
+    }
+
     /** What the last call on this thread did on the device. */
     public static DeviceRun lastRun() { return DevicePlans.lastRun(); }
 

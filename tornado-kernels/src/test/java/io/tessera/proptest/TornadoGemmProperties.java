@@ -1,5 +1,13 @@
 package io.tessera.proptest;
 
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.tessera.kernel.Backend;
+import io.tessera.tensor.Tensor;
+import io.tessera.tornado.DeviceRun;
+import io.tessera.tornado.TornadoBackend;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
 import net.jqwik.api.constraints.IntRange;
@@ -13,5 +21,34 @@ class TornadoGemmProperties {
                                @ForAll @IntRange(min = 1, max = 90) int k, @ForAll @IntRange(min = 0, max = 2) int betaCase, @ForAll long seed) {
         GemmProperties.checkAgainstFloat64(TornadoAttentionProperties.tornado(), transposeA, transposeB, m, n, k, betaCase, seed);
         TornadoAttentionProperties.ranOnDevice("gemm");
+    }
+
+    /** Pinned weights travel on a plan's first execution only; pinning again after a write sends the new values. */
+    @Example
+    void pinnedWeightsAreSentOnce() {
+        TornadoBackend tornado = (TornadoBackend) TornadoAttentionProperties.tornado();
+        try (Arena arena = Arena.ofShared()) {
+            Tensor weights = Tensor.randomNormal(arena, 1, 1f, 256, 64), x = Tensor.randomNormal(arena, 2, 1f, 64, 8);
+            Tensor y = Tensor.zeros(arena, 256, 8), expected = Tensor.zeros(arena, 256, 8);
+            long weightBytes = 256 * 64 * Float.BYTES;
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            assertThat(TornadoAttentionProperties.ranOnDevice("gemm").bytesToDevice()).isGreaterThan(weightBytes);
+
+            tornado.pin(weights);
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            assertThat(TornadoAttentionProperties.ranOnDevice("gemm").firstExecution()).isTrue();
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            DeviceRun steady = TornadoAttentionProperties.ranOnDevice("gemm");
+            assertThat(steady.bytesToDevice()).isLessThan(weightBytes);
+
+            weights.fill(0.5f);
+            tornado.pin(weights);
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            Backend.named("scalar").gemm(weights, false, x, false, expected, 1f, 0f);
+            float[] got = y.toArray(), want = expected.toArray();
+            for (int i = 0; i < want.length; i++) assertThat(got[i]).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-4f));
+            tornado.unpin(weights);
+        }
     }
 }
