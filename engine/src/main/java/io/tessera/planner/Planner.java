@@ -21,14 +21,15 @@ public final class Planner {
     private Planner() {}
 
     /**
-     * Measured costs. {@link #MEASURED}: this project's machine (2-core AMD EPYC, AVX2, JDK 25),
-     * 2026-11-24: fused dense attention n = 4096, H = 8, D = 64 in 341 ms on 2 threads → 0.040 ns per
-     * (pair · head dim); all-PARTIAL strided layout at n = 4096 → 4.6 µs extra per 64×64 PARTIAL
-     * tile; {@code SparseAttention} (SIMD dot and axpy, one thread) on a ±64 window, n = 2048 →
-     * ~39 ns per non-zero at D = 64 → 0.61 ns per (non-zero · head dim).
+     * Measured costs. {@link #MEASURED}: this project's machine (2-core Intel Xeon, AVX-512, JDK 25),
+     * 2026-11-24: fused dense attention n = 4096, H = 8, D = 64 in 154 ms on 2 threads → 0.018 ns per
+     * (pair · head dim); an all-PARTIAL strided layout at n = 4096 runs in 65 ms, less than its
+     * computed pairs would cost (80 ms), because PARTIAL tiles skip the keys no lane attends — so
+     * no extra per PARTIAL tile is charged; {@code SparseAttention} (SIMD dot and axpy, one thread)
+     * on a ±64 window, n = 2048 → 0.37 ns per (non-zero · head dim).
      */
     public record CostModel(double fusedNsPerPairDim, double partialTileNs, double csrNsPerNonZeroDim) {
-        public static final CostModel MEASURED = new CostModel(0.040, 4600, 0.61);
+        public static final CostModel MEASURED = new CostModel(0.018, 0, 0.37);
 
         public CostModel {
             if (!(fusedNsPerPairDim > 0) || !(partialTileNs >= 0) || !(csrNsPerNonZeroDim > 0)) {
