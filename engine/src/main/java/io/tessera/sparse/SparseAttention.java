@@ -1,6 +1,7 @@
 package io.tessera.sparse;
 
 import io.tessera.attention.AttentionShape;
+import io.tessera.kernel.AttentionGeometry;
 import io.tessera.kernel.Backend;
 import io.tessera.kernel.SparseKernels;
 import io.tessera.tensor.Tensor;
@@ -19,7 +20,7 @@ public final class SparseAttention {
 
     /** One pattern for every (batch, head): out and lse ([B,H,Nq] or null) as in the fused kernel. */
     public static void forward(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = check(q, k, v, pattern, scale, out, lse);
+        AttentionShape s = checked(q, k, v, pattern, scale, out, lse).shape();
         CsrMatrix work = pattern.withFreshValues();
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
@@ -39,23 +40,25 @@ public final class SparseAttention {
     public static void forward(Backend backend, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (backend == null) throw new NullPointerException("backend");
         if (backend instanceof SparseAttentionDevice device) {
-            check(q, k, v, pattern, scale, out, lse);
             device.sparseAttention(q, k, v, pattern, scale, out, lse);
         } else {
             forward(q, k, v, pattern, scale, out, lse);
         }
     }
 
-    private static AttentionShape check(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = AttentionShape.of(q, k, v);
+    /**
+     * Validates an explicit sparse call, naming the offending argument: the attention arguments as
+     * every backend checks them, and a pattern with one row per query and one column per key.
+     * {@link SparseAttentionDevice} implementations call it on the arguments they receive.
+     */
+    public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (pattern == null) throw new NullPointerException("pattern");
+        AttentionGeometry g = AttentionGeometry.checked(q, k, v, scale, out, lse);
+        AttentionShape s = g.shape();
         if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
             throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
         }
-        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        s.checkOutput("out", out, s.outputShape());
-        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
-        return s;
+        return g;
     }
 
     /** values[e] = scale · q[row(e)] · k[col(e)]. */

@@ -5,8 +5,8 @@ import io.tessera.tensor.Tensor;
 /**
  * A backend that runs the explicit sparse path (SDDMM → row softmax → SpMM) itself, on its device.
  * {@link SparseAttention#forward(io.tessera.kernel.Backend, Tensor, Tensor, Tensor, CsrMatrix, float, Tensor, Tensor)}
- * hands the call to backends that implement this; the others get the CPU path. Arguments arrive
- * validated.
+ * hands the call to backends that implement this; the others get the CPU path. Implementations
+ * validate their arguments with {@link SparseAttention#checked}.
  */
 public interface SparseAttentionDevice {
 

@@ -5,6 +5,7 @@ import io.tessera.kernel.Backend;
 import io.tessera.kernel.GemmCall;
 import io.tessera.pattern.HeadLayouts;
 import io.tessera.sparse.CsrMatrix;
+import io.tessera.sparse.SparseAttention;
 import io.tessera.sparse.SparseAttentionDevice;
 import io.tessera.tensor.Tensor;
 import java.util.ArrayList;
@@ -117,8 +118,7 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
     /** The explicit sparse path (SDDMM → row softmax → SpMM) as two device kernels. */
     @Override
     public void sparseAttention(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
-        AttentionGeometry g = AttentionGeometry.checked(q, k, v, scale, out, lse);
-        if (pattern == null) throw new NullPointerException("pattern");
+        AttentionGeometry g = SparseAttention.checked(q, k, v, pattern, scale, out, lse);
         DevicePlans.sparse(device(), g, q, k, v, pattern, out, lse);
     }
 

@@ -201,6 +201,19 @@ class TornadoAttentionProperties {
         }
     }
 
+    /** Called directly, the device's explicit sparse path validates like the CPU path. */
+    @Example
+    void aPatternOfOtherLengthsIsRejectedByTheDevicePath() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor x = Tensor.zeros(arena, 1, 1, 4, 2);
+            CsrMatrix threeRows = new CsrMatrix(3, 4, new int[] {0, 0, 0, 0}, new int[0]);
+            assertThatThrownBy(() -> ((TornadoBackend) tornado()).sparseAttention(x, x, x, threeRows, 1f, Tensor.zeros(arena, 1, 1, 4, 2), null))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pattern is 3x4 but the call has qLen=4, kvLen=4");
+            assertThatThrownBy(() -> SparseAttention.forward(tornado(), x, x, x, null, 1f, Tensor.zeros(arena, 1, 1, 4, 2), null))
+                    .isInstanceOf(NullPointerException.class).hasMessage("pattern");
+        }
+    }
+
     @Example
     void headDimsBeyondTheKernelsLocalMemoryAreRejected() {
         try (Arena arena = Arena.ofShared()) {
