@@ -311,17 +311,37 @@ final class DevicePlans {
      * Declares the storage of {@code t} constant until {@link #unpin}: plans send it on their first
      * execution only. Pinning again (after writing it) starts a new generation, hence new plans.
      */
-    static void pin(Tensor t) { PINNED.put(t.storageWithHeader(), PIN_GENERATIONS.incrementAndGet()); }
+    static void pin(Tensor t) {
+        MemorySegment storage = t.storageWithHeader();
+        PINNED.put(storage, new Pin(storage, PIN_GENERATIONS.incrementAndGet()));
+    }
 
     static void unpin(Tensor t) { PINNED.remove(t.storageWithHeader()); }
 
-    private static final Map<MemorySegment, Long> PINNED = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The pinned storage itself is kept: segments compare by address and size only, not by arena. */
+    private record Pin(MemorySegment storage, long generation) {}
+
+    private static final Map<MemorySegment, Pin> PINNED = new java.util.concurrent.ConcurrentHashMap<>();
     private static final AtomicLong PIN_GENERATIONS = new AtomicLong();
 
-    /** Each storage's pin generation, 0 when not pinned: part of a plan's key. */
+    /**
+     * The pin generation of {@code storage}, 0 when it is not pinned. A pin whose arena has closed
+     * is dropped, so a new tensor that reuses its address is not taken for pinned.
+     */
+    private static long pinGeneration(MemorySegment storage) {
+        Pin pin = PINNED.get(storage);
+        if (pin == null) return 0;
+        if (!pin.storage().scope().isAlive()) {
+            PINNED.remove(storage, pin);
+            return 0;
+        }
+        return pin.storage().scope().equals(storage.scope()) ? pin.generation() : 0;
+    }
+
+    /** Each storage's pin generation: part of a plan's key. */
     private static List<Long> pins(List<MemorySegment> storage) {
         List<Long> out = new ArrayList<>(storage.size());
-        for (MemorySegment s : storage) out.add(PINNED.getOrDefault(s, 0L));
+        for (MemorySegment s : storage) out.add(pinGeneration(s));
         return List.copyOf(out);
     }
 
@@ -339,7 +359,7 @@ final class DevicePlans {
         for (int i = 0; i < inputArrays.size(); i++) {
             FloatArray a = inputArrays.get(i);
             if (once.contains(a) || every.contains(a)) continue;
-            boolean pinned = PINNED.containsKey(inputTensors.get(i).storageWithHeader()) && a != outArray && a != lseArray;
+            boolean pinned = pinGeneration(inputTensors.get(i).storageWithHeader()) != 0 && a != outArray && a != lseArray;
             (pinned ? once : every).add(a);
         }
         boolean sendOut = outputRead || !coversStorage(out) || inputArrays.contains(outArray);

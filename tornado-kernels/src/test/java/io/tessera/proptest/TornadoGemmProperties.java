@@ -51,4 +51,22 @@ class TornadoGemmProperties {
             tornado.unpin(weights);
         }
     }
+
+    /** A pin ends with its arena: a new tensor at the same address is not taken for pinned. */
+    @Example
+    void aPinDiesWithItsArena() {
+        TornadoBackend tornado = (TornadoBackend) TornadoAttentionProperties.tornado();
+        long weightBytes = 256 * 64 * Float.BYTES;
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor weights = Tensor.randomNormal(arena, 1, 1f, 256, 64);
+            tornado.pin(weights);
+        }
+        try (Arena arena = Arena.ofShared()) {
+            Tensor weights = Tensor.randomNormal(arena, 1, 1f, 256, 64), x = Tensor.randomNormal(arena, 2, 1f, 64, 8);
+            Tensor y = Tensor.zeros(arena, 256, 8);
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            tornado.gemm(weights, false, x, false, y, 1f, 0f);
+            assertThat(TornadoAttentionProperties.ranOnDevice("gemm").bytesToDevice()).isGreaterThan(weightBytes);
+        }
+    }
 }
