@@ -46,8 +46,8 @@ final class SimdAttentionKernel {
         float[] oT = new float[0];      // [group][Dv][GROUP]  output accumulators, transposed
         float[] m = new float[0];       // [group][GROUP]      running max of the scaled logits, base 2
         float[] l = new float[0];       // [group][GROUP]      running softmax denominator
-        float[] sT = new float[0];      // [blockKV][GROUP]    scores, then probabilities
-        float[] kTile = new float[0];   // [blockKV][D]        keys of the current tile
+        float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
+        float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
         float[] vTile = new float[0];   // [blockKV][Dv]       values of the current tile
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
