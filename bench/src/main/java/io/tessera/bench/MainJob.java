@@ -179,9 +179,9 @@ public final class MainJob {
                 .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1))
                 .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", c.backend());
+        else jmh.param("peer", c.engine());
         // Options replace the @Fork arguments rather than adding to them, so both are repeated here.
         if (c.backend().equals("tornado")) jmh.jvmArgsAppend("--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "@" + tornadoArgfile());
-        else jmh.param("peer", c.engine());
         RunResult run = new Runner(jmh.build()).runSingle();
         Result<?> primary = run.getPrimaryResult();
         // JMH names the secondary result "gc.alloc.rate.norm" (older versions prefix a "·").
