@@ -6,7 +6,9 @@ import static org.assertj.core.api.Assertions.within;
 
 import io.tessera.bench.report.Measurement;
 import io.tessera.bench.report.OracleCheck;
+import io.tessera.bench.report.LayoutImages;
 import io.tessera.bench.report.Report;
+import io.tessera.pattern.Pattern;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -73,5 +75,14 @@ class ReportTest {
     void flopsCountOnlyAllowedPairs() {
         assertThat(MainJob.flops("dense", 1024, 64)).isEqualTo(4.0 * 1024 * 1024 * 64 * 8);
         assertThat(MainJob.flops("causal", 1024, 64)).isEqualTo(4.0 * (1024L * 1025 / 2) * 64 * 8);
+    }
+
+    @Test
+    void layoutPictureIsAPng(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("layout.png");
+        LayoutImages.writePng(Pattern.bigBird(64, 3, 1, 2, 7).compile(4096, 4096, 64, 64), file, 256);
+        var image = ImageIO.read(file.toFile());
+        assertThat(image.getWidth()).isEqualTo(256);
+        assertThat(image.getRGB(0, 0) & 0xffffff).isEqualTo(0x1f3b73);   // global block: FULL
     }
 }

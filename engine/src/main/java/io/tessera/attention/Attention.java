@@ -1,8 +1,10 @@
 package io.tessera.attention;
 
-import io.tessera.kernel.Backend;
-import io.tessera.pattern.HeadLayouts;
-import io.tessera.pattern.LayoutSpec;
+import io.tessera.backend.AttentionShape;
+
+import io.tessera.backend.Backend;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.LayoutSpec;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.LinkedHashMap;

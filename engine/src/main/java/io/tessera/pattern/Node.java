@@ -1,5 +1,7 @@
 package io.tessera.pattern;
 
+import io.tessera.layout.TileKind;
+
 /**
  * What the compiler needs from a pattern, kept off the public {@link Pattern} interface. Each of
  * the four answers is computed independently (the element rule is never derived from the tile

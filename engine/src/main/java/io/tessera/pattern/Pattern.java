@@ -1,5 +1,9 @@
 package io.tessera.pattern;
 
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.LayoutSpec;
+
 import java.util.List;
 
 /**

@@ -1,5 +1,11 @@
 package io.tessera.pattern;
 
+import java.util.Arrays;
+
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.TileKind;
+import io.tessera.layout.TileMaskSource;
+
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -43,11 +49,11 @@ public final class PatternCompiler {
         int qBlocks = BlockLayout.ceilDiv(qLen, blockQ);
         int words = BlockLayout.ceilDiv(blockKV, 64);
         int[] offsets = new int[qBlocks + 1];
-        BlockLayout.IntList cols = new BlockLayout.IntList();
-        BlockLayout.ByteList kinds = new BlockLayout.ByteList();
+        IntList cols = new IntList();
+        ByteList kinds = new ByteList();
         boolean storeMasks = !node.cheapMasks();
-        BlockLayout.LongList bits = storeMasks ? new BlockLayout.LongList() : null;
-        BlockLayout.IntList maskStart = storeMasks ? new BlockLayout.IntList() : null;
+        LongList bits = storeMasks ? new LongList() : null;
+        IntList maskStart = storeMasks ? new IntList() : null;
         KeyRanges ranges = new KeyRanges();
         MaskScratch scratch = MaskScratch.local();
         long[] tile = new long[blockQ * words];
@@ -115,5 +121,30 @@ public final class PatternCompiler {
             int from = start[tile];
             for (int r = 0; r < rows; r++) System.arraycopy(bits, from + r * words, dst, dstOffset + r * wordsPerRow, words);
         }
+    }
+
+    /** Growable primitive lists: compiling must not box one Integer per tile. */
+    static final class IntList {
+        int[] a = new int[16]; int n;
+        void add(int v) { if (n == a.length) a = Arrays.copyOf(a, n * 2); a[n++] = v; }
+        int size() { return n; }
+        int[] toArray() { return Arrays.copyOf(a, n); }
+    }
+
+    static final class ByteList {
+        byte[] a = new byte[16]; int n;
+        void add(byte v) { if (n == a.length) a = Arrays.copyOf(a, n * 2); a[n++] = v; }
+        byte[] toArray() { return Arrays.copyOf(a, n); }
+    }
+
+    static final class LongList {
+        long[] a = new long[16]; int n;
+        int size() { return n; }
+        void addAll(long[] v) {
+            if (n + v.length > a.length) a = Arrays.copyOf(a, Math.max(a.length * 2, n + v.length));
+            System.arraycopy(v, 0, a, n, v.length);
+            n += v.length;
+        }
+        long[] toArray() { return Arrays.copyOf(a, n); }
     }
 }

@@ -1,5 +1,7 @@
 package io.tessera.pattern;
 
+import io.tessera.layout.TileKind;
+
 import java.util.Arrays;
 import java.util.SplittableRandom;
 

@@ -1,10 +1,10 @@
 package io.tessera.planner;
 
 import io.tessera.attention.Attention;
-import io.tessera.pattern.BlockLayout;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.Pattern;
-import io.tessera.sparse.CsrMatrix;
-import io.tessera.sparse.SparseAttention;
+import io.tessera.layout.CsrMatrix;
+import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;

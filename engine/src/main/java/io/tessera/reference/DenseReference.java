@@ -1,6 +1,6 @@
 package io.tessera.reference;
 
-import io.tessera.attention.AttentionShape;
+import io.tessera.backend.AttentionShape;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.tensor.Tensor;
 

@@ -3,7 +3,7 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.conv.CausalConvolution;
+import io.tessera.variant.conv.CausalConvolution;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;

@@ -3,8 +3,8 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.factorized.ChainedAttention;
-import io.tessera.kernel.Backend;
+import io.tessera.variant.factorized.ChainedAttention;
+import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
 import io.tessera.tensor.Tensor;

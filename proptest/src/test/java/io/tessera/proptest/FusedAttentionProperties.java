@@ -5,14 +5,15 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionResult;
-import io.tessera.kernel.Backend;
-import io.tessera.pattern.BlockLayout;
+import io.tessera.backend.Backend;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.ElementPredicate;
-import io.tessera.pattern.HeadLayouts;
-import io.tessera.pattern.LayoutSpec;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.LayoutSpec;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
+import io.tessera.pattern.PatternCompiler;
 import io.tessera.reference.DenseReference;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -60,7 +61,7 @@ class FusedAttentionProperties {
     }
 
     static LayoutSpec spec(String name, ElementPredicate p) {
-        return (heads, qLen, kvLen, bq, bkv) -> HeadLayouts.shared(BlockLayout.fromPredicate(name, qLen, kvLen, bq, bkv, p));
+        return (heads, qLen, kvLen, bq, bkv) -> HeadLayouts.shared(PatternCompiler.compile(Pattern.predicate(name, p), qLen, kvLen, bq, bkv));
     }
 
     @Provide

@@ -3,7 +3,7 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.kernel.Backend;
+import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;

@@ -3,9 +3,9 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.kernel.Backend;
-import io.tessera.lowrank.Linformer;
-import io.tessera.lowrank.Nystromformer;
+import io.tessera.backend.Backend;
+import io.tessera.variant.lowrank.Linformer;
+import io.tessera.variant.lowrank.Nystromformer;
 import io.tessera.reference.DenseReference;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;

@@ -3,17 +3,13 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.pattern.BlockLayout;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.ElementPredicate;
-import io.tessera.pattern.LayoutImages;
 import io.tessera.pattern.Pattern;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.IntStream;
-import javax.imageio.ImageIO;
 import net.jqwik.api.Example;
 
 /** Presets against hand-checked cases from their papers, block maps, pictures and bad input. */
@@ -119,16 +115,6 @@ class PatternExamples {
         assertThat(Pattern.bigBird(64, 3, 1, 2, 7).toString()).isEqualTo("blockWindow(64, 1, 1).or(globalTokens[0..63]).or(randomBlocks(64, 2, seed 7))");
         assertThat(Pattern.globalRows(3, 5, 6, 7, 9).toString()).isEqualTo("globalRows[3, 5..7, 9]");
         assertThat(p.compile(1000, 1000, 64, 64).toString()).startsWith("BlockLayout[slidingWindow(100).or(globalTokens[0, 1]), q=1000 kv=1000, blocks 64x64 -> 16x16");
-    }
-
-    @Example
-    void layoutPictureIsAPng() throws Exception {
-        Path file = Files.createTempFile("layout", ".png");
-        LayoutImages.writePng(Pattern.bigBird(64, 3, 1, 2, 7).compile(4096, 4096, 64, 64), file, 256);
-        var image = ImageIO.read(file.toFile());
-        assertThat(image.getWidth()).isEqualTo(256);
-        assertThat(image.getRGB(0, 0) & 0xffffff).isEqualTo(0x1f3b73);   // global block: FULL
-        Files.delete(file);
     }
 
     @Example

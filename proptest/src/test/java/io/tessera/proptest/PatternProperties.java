@@ -2,12 +2,12 @@ package io.tessera.proptest;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.tessera.pattern.BlockLayout;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.PatternCompiler;
-import io.tessera.pattern.TileKind;
+import io.tessera.layout.TileKind;
 import java.util.List;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;

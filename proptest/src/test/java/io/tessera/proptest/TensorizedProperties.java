@@ -3,9 +3,9 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.tessera.kernel.Backend;
+import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
-import io.tessera.tensorized.TensorizedAttention;
+import io.tessera.variant.tensorized.TensorizedAttention;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;

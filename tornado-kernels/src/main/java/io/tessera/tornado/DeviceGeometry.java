@@ -1,6 +1,6 @@
 package io.tessera.tornado;
 
-import io.tessera.kernel.AttentionGeometry;
+import io.tessera.backend.AttentionGeometry;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**

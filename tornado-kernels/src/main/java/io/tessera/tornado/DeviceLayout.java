@@ -1,8 +1,8 @@
 package io.tessera.tornado;
 
-import io.tessera.pattern.BlockLayout;
-import io.tessera.pattern.HeadLayouts;
-import io.tessera.pattern.TileKind;
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.TileKind;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;

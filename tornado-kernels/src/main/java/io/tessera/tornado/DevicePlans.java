@@ -1,9 +1,9 @@
 package io.tessera.tornado;
 
-import io.tessera.kernel.AttentionGeometry;
-import io.tessera.kernel.GemmCall;
-import io.tessera.pattern.HeadLayouts;
-import io.tessera.sparse.CsrMatrix;
+import io.tessera.backend.AttentionGeometry;
+import io.tessera.cpu.GemmCall;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.CsrMatrix;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;

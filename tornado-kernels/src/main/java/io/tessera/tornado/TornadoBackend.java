@@ -1,12 +1,12 @@
 package io.tessera.tornado;
 
-import io.tessera.kernel.AttentionGeometry;
-import io.tessera.kernel.Backend;
-import io.tessera.kernel.GemmCall;
-import io.tessera.pattern.HeadLayouts;
-import io.tessera.sparse.CsrMatrix;
-import io.tessera.sparse.SparseAttention;
-import io.tessera.sparse.SparseAttentionDevice;
+import io.tessera.backend.AttentionGeometry;
+import io.tessera.backend.Backend;
+import io.tessera.cpu.GemmCall;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.CsrMatrix;
+import io.tessera.variant.sparse.SparseAttention;
+import io.tessera.backend.SparseAttentionDevice;
 import io.tessera.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;

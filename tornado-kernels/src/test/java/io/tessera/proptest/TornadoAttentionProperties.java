@@ -5,14 +5,14 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionResult;
-import io.tessera.kernel.Backend;
-import io.tessera.lowrank.Linformer;
+import io.tessera.backend.Backend;
+import io.tessera.variant.lowrank.Linformer;
 import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
-import io.tessera.sparse.CsrMatrix;
-import io.tessera.sparse.SparseAttention;
+import io.tessera.layout.CsrMatrix;
+import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.tensor.Tensor;
 import io.tessera.tornado.DeviceRun;
 import io.tessera.tornado.TornadoBackend;

@@ -2,7 +2,7 @@ package io.tessera.proptest;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.tessera.kernel.Backend;
+import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.tornado.DeviceRun;
 import io.tessera.tornado.TornadoBackend;

@@ -1,8 +1,8 @@
 package io.tessera.bench.kernel;
 
 import io.tessera.attention.Attention;
-import io.tessera.kernel.Backend;
-import io.tessera.pattern.LayoutSpec;
+import io.tessera.backend.Backend;
+import io.tessera.layout.LayoutSpec;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;

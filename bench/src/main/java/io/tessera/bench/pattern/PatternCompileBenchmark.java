@@ -1,6 +1,6 @@
 package io.tessera.bench.pattern;
 
-import io.tessera.pattern.BlockLayout;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.PatternCompiler;
 import java.util.concurrent.TimeUnit;

@@ -1,8 +1,8 @@
 package io.tessera.bench.variants;
 
-import io.tessera.kernelized.LinearAttention;
-import io.tessera.kernelized.Performer;
-import io.tessera.lowrank.Linformer;
+import io.tessera.variant.kernelized.LinearAttention;
+import io.tessera.variant.kernelized.Performer;
+import io.tessera.variant.lowrank.Linformer;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.concurrent.TimeUnit;

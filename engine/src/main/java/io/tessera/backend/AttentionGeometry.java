@@ -1,0 +1,53 @@
+package io.tessera.backend;
+
+import io.tessera.backend.AttentionShape;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.tensor.Tensor;
+
+/**
+ * Element offsets and strides of q, k, v, out and lse for one attention call, flattened to
+ * primitives so kernels never touch a {@link Tensor} (or any virtual call) in their loops.
+ * Rows are unit-stride (checked by {@link AttentionShape#of}). Public so that backends in other
+ * modules (tornado-kernels) validate exactly as the CPU backends do.
+ */
+public record AttentionGeometry(
+        AttentionShape shape, float scale,
+        long qOff, long qB, long qH, long qRow,
+        long kOff, long kB, long kH, long kRow,
+        long vOff, long vB, long vH, long vRow,
+        long oOff, long oB, long oH, long oRow,
+        long lOff, long lB, long lH, long lRow) {
+
+    /** Validates every argument of {@link Backend#attention}, naming the offending one. */
+    public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
+        if (layouts == null) throw new NullPointerException("layouts");
+        AttentionGeometry g = checked(q, k, v, scale, out, lse);
+        layouts.check(g.shape().heads(), g.shape().qLen(), g.shape().kvLen());
+        return g;
+    }
+
+    /** Validates q, k, v, scale, out and lse (null allowed) of an attention call without a layout. */
+    public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        if (out == null) throw new NullPointerException("out");
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        s.checkOutput("out", out, s.outputShape());
+        if (lse != null) s.checkOutput("lse", lse, s.lseShape());
+        return of(s, scale, q, k, v, out, lse);
+    }
+
+    static AttentionGeometry of(AttentionShape s, float scale, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        return new AttentionGeometry(s, scale,
+                q.offset(), q.stride(0), q.stride(1), q.stride(2),
+                k.offset(), k.stride(0), k.stride(1), k.stride(2),
+                v.offset(), v.stride(0), v.stride(1), v.stride(2),
+                out.offset(), out.stride(0), out.stride(1), out.stride(2),
+                lse == null ? 0 : lse.offset(), lse == null ? 0 : lse.stride(0), lse == null ? 0 : lse.stride(1), lse == null ? 0 : lse.stride(2));
+    }
+
+    public long qBase(int b, int h) { return qOff + b * qB + h * qH; }
+    public long kBase(int b, int hk) { return kOff + b * kB + hk * kH; }
+    public long vBase(int b, int hk) { return vOff + b * vB + hk * vH; }
+    public long oBase(int b, int h) { return oOff + b * oB + h * oH; }
+    public long lBase(int b, int h) { return lOff + b * lB + h * lH; }
+}

@@ -1,0 +1,497 @@
+package io.tessera.cpu;
+
+import io.tessera.backend.AttentionGeometry;
+
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.TileKind;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The fused block-sparse attention kernel on the Vector API.
+ *
+ * <p>Queries sit in vector lanes: a <em>lane group</em> of {@link #GROUP} = 2 vectors of queries.
+ * Working key-major (scores as Sᵀ[key][query]) means K and V elements are broadcast, so neither
+ * needs transposing; only the block's queries are transposed, once. The online-softmax state
+ * (running max, running sum, rescaling) is per lane, hence vectorized for free, and the output
+ * accumulator Oᵀ[dv][query] is transposed back once per block. Each tile's K and V rows are copied
+ * once to the heap and reused by every lane group of the query block. Ragged key tiles score
+ * whole 6-key steps into scratch rows nothing reads; a ragged query block runs in padded lanes that
+ * are never written out. PARTIAL tiles restrict each lane group to the keys some lane attends.
+ *
+ * <p>Register budget: QKᵀ holds 6×2 accumulators, 2 loaded vectors and 1 broadcast, 15
+ * registers, because AVX2 has only 16 (a 4×4 blocking spills there). PV holds 4×2 accumulators
+ * there (faster than 6×2 on AVX2) and 8×2 with AVX-512's 32 registers.
+ */
+final class SimdAttentionKernel {
+    private SimdAttentionKernel() {}
+
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final int L = F.length();
+    /** Queries per lane group: 2 vectors. */
+    static final int GROUP = 2 * L;
+    /** Keys per QKᵀ micro-kernel step. */
+    private static final int STEP = 6;
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final float NEG_INF = Float.NEGATIVE_INFINITY;
+
+    /** Per-thread buffers, grown on demand and reused across calls. */
+    static final class Scratch {
+        float[] qT = new float[0];      // [group][D][GROUP]   scaled queries, transposed
+        float[] oT = new float[0];      // [group][Dv][GROUP]  output accumulators, transposed
+        float[] m = new float[0];       // [group][GROUP]      running max of the scaled logits, base 2
+        float[] l = new float[0];       // [group][GROUP]      running softmax denominator
+        float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
+        float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
+        float[] vTile = new float[0];   // [blockKV][Dv]       values of the current tile
+        long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
+        long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
+        int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
+        boolean intervals;              // every lane's keys are one interval [firstKey, lastKey]
+        final int[] firstKey = new int[GROUP], lastKey = new int[GROUP];
+        int allFrom, allTo;             // keys [allFrom, allTo) every lane may attend
+        float[] qRows = new float[0];   // [group·GROUP][D]    the block's queries as rows, zero-padded
+        final int[] queryColumn = new int[L];   // lane → lane·D: gathers one dimension of L query rows
+        int queryColumnDim = -1;
+
+        void ensure(int d, int dv, int blockQ, int blockKV, int words) {
+            int groups = (blockQ + GROUP - 1) / GROUP;
+            if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
+            if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
+            if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
+            if (qRows.length < groups * GROUP * d) qRows = new float[groups * GROUP * d];
+            if (queryColumnDim != d) {
+                for (int lane = 0; lane < L; lane++) queryColumn[lane] = lane * d;
+                queryColumnDim = d;
+            }
+            // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
+            if (sT.length < (blockKV + STEP) * GROUP) sT = new float[(blockKV + STEP) * GROUP];
+            if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
+            if (vTile.length < blockKV * dv) vTile = new float[blockKV * dv];
+            if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
+            if (laneMask.length < blockKV) laneMask = new long[blockKV];
+        }
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /** Computes the output rows (and LSE) of one query block of one (batch, head). */
+    static void queryBlock(AttentionCall c, int b, int h, int qBlock) {
+        AttentionGeometry g = c.g;
+        BlockLayout lay = c.layouts.forHead(h);
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
+        int blockKV = lay.blockKV();
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, lay.blockQ(), blockKV, lay.maskWordsPerRow());
+        int q0 = qBlock * lay.blockQ();
+        int rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
+        int groups = (rows + GROUP - 1) / GROUP;
+        int hk = g.shape().kvHeadOf(h);
+
+        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+        Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
+        Arrays.fill(s.m, 0, groups * GROUP, NEG_INF);
+        Arrays.fill(s.l, 0, groups * GROUP, 0f);
+
+        int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
+        byte[] kinds = lay.kinds();
+        long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
+        for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
+            int kv0 = cols[t] * blockKV;
+            int n = Math.min(blockKV, kvLen - kv0);
+            boolean partial = kinds[t] == TileKind.PARTIAL.code();
+            if (partial) lay.fillTileMask(t, s.rowMask);
+            copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+            copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            for (int grp = 0; grp < groups; grp++) {
+                int from = 0, count = n;
+                if (partial) {
+                    int lanes = Math.min(GROUP, rows - grp * GROUP);
+                    if (!laneMasks(lay, s, grp * GROUP, lanes, n)) continue;   // nothing allowed for these lanes
+                    // Keys no lane of the group may attend (a band's edge, say) are not computed at all.
+                    from = s.keyFrom;
+                    count = s.keyTo - from;
+                }
+                scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                if (partial) maskScores(s, from, count);
+                softmaxStep(s, grp, count, dv);
+                accumulate(s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
+            }
+        }
+        writeRows(c, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
+                c.lse == null ? -1 : g.lBase(b, h) + (long) q0 * g.lRow(), g.lRow(), dv, rows, s);
+    }
+
+    /**
+     * qT[group][i][lane] = scale · log2(e) · q[group·GROUP + lane][i]; padded lanes are zero. The
+     * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x. The rows are
+     * copied to the heap in bulk, then transposed by gathering one dimension of L rows per vector:
+     * element by element the transposition cost as much as the scores of a whole sliding-window block.
+     */
+    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
+        int padded = (rows + GROUP - 1) / GROUP * GROUP;
+        copyRows(q, base, rowStride, rows, d, s.qRows);
+        Arrays.fill(s.qRows, rows * d, padded * d, 0f);
+        FloatVector scale = FloatVector.broadcast(F, softmaxScale * LOG2E);
+        for (int r0 = 0; r0 < padded; r0 += L) {
+            int dst = (r0 / GROUP) * d * GROUP + r0 % GROUP;
+            for (int i = 0; i < d; i++) {
+                FloatVector.fromArray(F, s.qRows, r0 * d + i, s.queryColumn, 0).mul(scale).intoArray(s.qT, dst + i * GROUP);
+            }
+        }
+    }
+
+    /**
+     * Heap copy of a tile's rows: one bulk copy, after which the micro-kernels' broadcasts come from
+     * an array (a segment read costs a bounds and a liveness check each).
+     */
+    private static void copyRows(MemorySegment src, long base, long rowStride, int n, int width, float[] dst) {
+        if (rowStride == width) {
+            MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
+        } else {
+            for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, j * width, width);
+        }
+    }
+
+    /**
+     * Describes which keys of the tile the lanes [first, first+lanes) may attend, for maskScores,
+     * and finds the range [keyFrom, keyTo) any of them may attend; false when none may attend any.
+     * When every lane's keys form one interval (causal diagonals, windows, documents, blocks: most
+     * PARTIAL tiles) the intervals are all it keeps; otherwise it transposes the tile mask into one
+     * word per key over lanes, bit by bit.
+     */
+    private static boolean laneMasks(BlockLayout lay, Scratch s, int first, int lanes, int n) {
+        int words = lay.maskWordsPerRow();
+        if (words == 1 && keyIntervals(s, first, lanes)) {
+            s.intervals = true;
+            return s.keyTo > s.keyFrom;
+        }
+        s.intervals = false;
+        long[] lane = s.laneMask;
+        Arrays.fill(lane, 0, n, 0L);
+        long any = 0;
+        for (int i = 0; i < lanes; i++) {
+            int rowStart = (first + i) * words;
+            for (int w = 0; w < words; w++) {
+                long bits = s.rowMask[rowStart + w];
+                any |= bits;
+                while (bits != 0) {
+                    lane[(w << 6) + Long.numberOfTrailingZeros(bits)] |= 1L << i;
+                    bits &= bits - 1;
+                }
+            }
+        }
+        if (any == 0) return false;
+        int from = 0, to = n;
+        while (lane[from] == 0) from++;
+        while (lane[to - 1] == 0) to--;
+        s.keyFrom = from;
+        s.keyTo = to;
+        return true;
+    }
+
+    /** Fills firstKey/lastKey and the key ranges when each lane's allowed keys are contiguous; false otherwise. */
+    private static boolean keyIntervals(Scratch s, int first, int lanes) {
+        int from = 64, to = 0, allFrom = 0, allTo = 64;
+        for (int i = 0; i < GROUP; i++) {
+            long bits = i < lanes ? s.rowMask[first + i] : 0L;
+            int lo = 64, hi = -1;   // an empty lane: no key satisfies lo ≤ key ≤ hi
+            if (bits != 0) {
+                lo = Long.numberOfTrailingZeros(bits);
+                hi = 63 - Long.numberOfLeadingZeros(bits);
+                if (Long.bitCount(bits) != hi - lo + 1) return false;
+                from = Math.min(from, lo);
+                to = Math.max(to, hi + 1);
+            }
+            s.firstKey[i] = lo;
+            s.lastKey[i] = hi;
+            allFrom = Math.max(allFrom, lo);
+            allTo = Math.min(allTo, hi + 1);
+        }
+        s.keyFrom = from;
+        s.keyTo = to;
+        s.allFrom = allFrom;
+        s.allTo = allTo;
+        return true;
+    }
+
+    /**
+     * sT[j][lane] = Σ_i k[kOff + j·d + i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2
+     * vectors per step. Always whole steps: when n is not a multiple of 6 the last step also scores
+     * up to 5 rows of stale scratch past the tile into sT rows nothing reads. That is cheaper than a
+     * single-key tail, whose 2 accumulators leave the FMA units waiting on latency (the 4 leftover
+     * keys of a 64-key tile took 9% of the score time).
+     */
+    static void scores(float[] k, int kOff, int n, int d, float[] qT, int qOff, float[] sT) {
+        for (int j = 0; j < n; j += STEP) {
+            int r0 = kOff + j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
+            FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
+            FloatVector a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
+            for (int i = 0; i < d; i++) {
+                int qi = qOff + i * GROUP;
+                FloatVector x = FloatVector.fromArray(F, qT, qi);
+                FloatVector y = FloatVector.fromArray(F, qT, qi + L);
+                FloatVector kv = FloatVector.broadcast(F, k[r0 + i]);
+                a0 = x.fma(kv, a0); b0 = y.fma(kv, b0);
+                kv = FloatVector.broadcast(F, k[r1 + i]);
+                a1 = x.fma(kv, a1); b1 = y.fma(kv, b1);
+                kv = FloatVector.broadcast(F, k[r2 + i]);
+                a2 = x.fma(kv, a2); b2 = y.fma(kv, b2);
+                kv = FloatVector.broadcast(F, k[r3 + i]);
+                a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
+                kv = FloatVector.broadcast(F, k[r4 + i]);
+                a4 = x.fma(kv, a4); b4 = y.fma(kv, b4);
+                kv = FloatVector.broadcast(F, k[r5 + i]);
+                a5 = x.fma(kv, a5); b5 = y.fma(kv, b5);
+            }
+            int o = j * GROUP;
+            a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
+            a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
+            a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
+            a3.intoArray(sT, o); b3.intoArray(sT, o + L); o += GROUP;
+            a4.intoArray(sT, o); b4.intoArray(sT, o + L); o += GROUP;
+            a5.intoArray(sT, o); b5.intoArray(sT, o + L);
+        }
+    }
+
+    /**
+     * Sets the scores of disallowed (key, lane) pairs of keys [from, from+n) to −∞, a vector compare
+     * and blend per key and vector: against each lane's key interval, or against the key's lane
+     * word (broadcast, ANDed with each lane's own bit, compared with 0). Not
+     * {@code VectorMask.fromLong}: that is not intrinsified on AVX2 and boxes a mask per call.
+     */
+    private static void maskScores(Scratch s, int from, int n) {
+        if (s.intervals) {
+            for (int v = 0; v < 2; v++) {
+                IntVector lo = IntVector.fromArray(LANES_AS_INTS, s.firstKey, v * L);
+                IntVector hi = IntVector.fromArray(LANES_AS_INTS, s.lastKey, v * L);
+                for (int j = 0; j < n; j++) {
+                    int key = from + j;
+                    if (key >= s.allFrom && key < s.allTo) continue;   // every lane may attend it
+                    VectorMask<Float> blocked = lo.compare(VectorOperators.GT, key).or(hi.compare(VectorOperators.LT, key)).cast(F);
+                    int o = j * GROUP + v * L;
+                    FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
+                }
+            }
+            return;
+        }
+        long allLanes = GROUP == 64 ? -1L : (1L << GROUP) - 1;
+        for (int j = 0; j < n; j++) {
+            long allowed = s.laneMask[from + j] & allLanes;
+            if (allowed == allLanes) continue;
+            for (int v = 0; v < 2; v++) {
+                int o = j * GROUP + v * L;
+                VectorMask<Float> blocked = IntVector.broadcast(LANES_AS_INTS, (int) (allowed >>> (v * L)))
+                        .and(LANE_BIT).compare(VectorOperators.EQ, 0).cast(F);
+                FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
+            }
+        }
+    }
+
+    /** Integer lanes matching F's float lanes one to one, and lane i holding the bit 1 << i. */
+    private static final VectorSpecies<Integer> LANES_AS_INTS = VectorSpecies.of(int.class, F.vectorShape());
+    private static final IntVector LANE_BIT = IntVector.broadcast(LANES_AS_INTS, 1).lanewise(VectorOperators.LSHL,
+            IntVector.zero(LANES_AS_INTS).addIndex(1));
+
+    /**
+     * Online softmax over one tile for one lane group: new running max, probabilities in
+     * place of the scores, rescaled running sum and output. A lane that has seen only masked keys
+     * keeps max −∞ and subtracts 0 instead, so exp(−∞ − (−∞)) never produces NaN.
+     */
+    private static void softmaxStep(Scratch s, int grp, int n, int dv) {
+        float[] sT = s.sT, oT = s.oT;
+        for (int v = 0; v < 2; v++) {
+            int lane0 = v * L, state = grp * GROUP + lane0;
+            // Four running maxima: one chain of n dependent max operations waited on latency.
+            FloatVector max0 = FloatVector.broadcast(F, NEG_INF), max1 = max0, max2 = max0, max3 = max0;
+            int key = 0;
+            for (; key + 4 <= n; key += 4) {
+                int o = key * GROUP + lane0;
+                max0 = max0.max(FloatVector.fromArray(F, sT, o));
+                max1 = max1.max(FloatVector.fromArray(F, sT, o + GROUP));
+                max2 = max2.max(FloatVector.fromArray(F, sT, o + 2 * GROUP));
+                max3 = max3.max(FloatVector.fromArray(F, sT, o + 3 * GROUP));
+            }
+            for (; key < n; key++) max0 = max0.max(FloatVector.fromArray(F, sT, key * GROUP + lane0));
+            FloatVector max = max0.max(max1).max(max2.max(max3));
+            FloatVector mOld = FloatVector.fromArray(F, s.m, state);
+            FloatVector mNew = mOld.max(max);
+            FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
+            // Row n carries mOld, so one 2^x loop over n+1 rows yields the probabilities and the
+            // rescale factor α = 2^(mOld − shift). The 2^x is written out inside the loop on
+            // purpose: as a separate method C2 declined to inline it and every call boxed a vector.
+            mOld.intoArray(sT, n * GROUP + lane0);
+            FloatVector total = FloatVector.zero(F);
+            for (int j = 0; j <= n; j++) {
+                int o = j * GROUP + lane0;
+                FloatVector x = FloatVector.fromArray(F, sT, o).sub(shift);
+                // 2^x, see EXP2_P0: x = k + f with k = round(x), |f| ≤ ½; 2^f by polynomial, 2^k from bits; −∞ → 0.
+                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+                FloatVector f = x.sub(k);
+                FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
+                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
+                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+                FloatVector e = f.fma(poly, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+                e.intoArray(sT, o);
+                total = total.add(e);
+            }
+            FloatVector alpha = FloatVector.fromArray(F, sT, n * GROUP + lane0);
+            FloatVector sum = total.sub(alpha);
+            alpha.fma(FloatVector.fromArray(F, s.l, state), sum).intoArray(s.l, state);
+            mNew.intoArray(s.m, state);
+            if (alpha.compare(VectorOperators.NE, 1f).anyTrue()) {
+                int base = grp * dv * GROUP + lane0;
+                for (int i = 0; i < dv; i++) {
+                    int o = base + i * GROUP;
+                    FloatVector.fromArray(F, oT, o).mul(alpha).intoArray(oT, o);
+                }
+            }
+        }
+    }
+
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2 = 0.6931471805599453f;
+    private static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer
+    private static final float EXP2_UNDERFLOW = -126f;   // below this 2^x < the smallest normal float
+    private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
+
+    /*
+     * 2^x in softmaxStep, for x ≤ 0 (−∞ gives exactly 0), relative error ~2e-7. Not lanewise(EXP):
+     * that is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two
+     * differ in the last bit, which would make results depend on which thread ran compiled code
+     * first. Built from add/mul/fma/shift only, this is bit-identical at every JIT tier. Base 2
+     * because the queries carry log2(e) (packQueries): no Cody–Waite reduction is needed, x − round(x)
+     * is exact. 2^f = 1 + f·P(f) on |f| ≤ ½ with Cephes' exp2f minimax coefficients.
+     */
+    private static final FloatVector EXP2_P0 = FloatVector.broadcast(F, 1.535336188319500e-4f), EXP2_P1 = FloatVector.broadcast(F, 1.339887440266574e-3f);
+    private static final FloatVector EXP2_P2 = FloatVector.broadcast(F, 9.618437357674640e-3f), EXP2_P3 = FloatVector.broadcast(F, 5.550332471162809e-2f);
+    private static final FloatVector EXP2_P4 = FloatVector.broadcast(F, 2.402264791363012e-1f), EXP2_P5 = FloatVector.broadcast(F, 6.931472028550421e-1f);
+
+    /**
+     * oT[oOff + i·GROUP + lane] += Σ_j v[vOff + j·dv + i] · sT[j][lane]. Each loaded pair of probability
+     * vectors feeds a block of value columns: 8 columns (16 accumulators) where the register file
+     * holds 32 vectors (512-bit species: AVX-512), else 4 (8 accumulators; AVX2 has 16 registers and
+     * spills at 8 columns). Measured in isolation on AVX-512: 157 vs 134 GFLOP/s. The usual head dims
+     * (multiples of 4) then have no single-column tail.
+     */
+    static void accumulate(float[] v, int vOff, int n, int dv, float[] sT, float[] oT, int oOff) {
+        int i = 0;
+        if (WIDE_REGISTER_FILE) {
+            for (; i + 8 <= dv; i += 8) accumulate8(v, vOff, n, dv, i, sT, oT, oOff);
+        }
+        for (; i + 4 <= dv; i += 4) {
+            int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
+            FloatVector a0 = FloatVector.fromArray(F, oT, o0), b0 = FloatVector.fromArray(F, oT, o0 + L);
+            FloatVector a1 = FloatVector.fromArray(F, oT, o1), b1 = FloatVector.fromArray(F, oT, o1 + L);
+            FloatVector a2 = FloatVector.fromArray(F, oT, o2), b2 = FloatVector.fromArray(F, oT, o2 + L);
+            FloatVector a3 = FloatVector.fromArray(F, oT, o3), b3 = FloatVector.fromArray(F, oT, o3 + L);
+            for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
+                int pj = j * GROUP;
+                FloatVector x = FloatVector.fromArray(F, sT, pj);
+                FloatVector y = FloatVector.fromArray(F, sT, pj + L);
+                FloatVector w = FloatVector.broadcast(F, v[row]);
+                a0 = x.fma(w, a0); b0 = y.fma(w, b0);
+                w = FloatVector.broadcast(F, v[row + 1]);
+                a1 = x.fma(w, a1); b1 = y.fma(w, b1);
+                w = FloatVector.broadcast(F, v[row + 2]);
+                a2 = x.fma(w, a2); b2 = y.fma(w, b2);
+                w = FloatVector.broadcast(F, v[row + 3]);
+                a3 = x.fma(w, a3); b3 = y.fma(w, b3);
+            }
+            a0.intoArray(oT, o0); b0.intoArray(oT, o0 + L);
+            a1.intoArray(oT, o1); b1.intoArray(oT, o1 + L);
+            a2.intoArray(oT, o2); b2.intoArray(oT, o2 + L);
+            a3.intoArray(oT, o3); b3.intoArray(oT, o3 + L);
+        }
+        for (; i < dv; i++) {
+            int o = oOff + i * GROUP;
+            FloatVector a = FloatVector.fromArray(F, oT, o), b = FloatVector.fromArray(F, oT, o + L);
+            for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
+                FloatVector w = FloatVector.broadcast(F, v[row]);
+                a = FloatVector.fromArray(F, sT, j * GROUP).fma(w, a);
+                b = FloatVector.fromArray(F, sT, j * GROUP + L).fma(w, b);
+            }
+            a.intoArray(oT, o);
+            b.intoArray(oT, o + L);
+        }
+    }
+
+    /** 32 vector registers: true for 512-bit species (AVX-512); AVX2 and NEON-sized species have 16 or fewer in use. */
+    private static final boolean WIDE_REGISTER_FILE = F.vectorBitSize() >= 512;
+
+    /** Value columns [i, i+8) of {@link #accumulate}: 8 columns × 2 vectors. */
+    private static void accumulate8(float[] v, int vOff, int n, int dv, int i, float[] sT, float[] oT, int oOff) {
+        int o0 = oOff + i * GROUP, o1 = o0 + GROUP, o2 = o1 + GROUP, o3 = o2 + GROUP;
+        int o4 = o3 + GROUP, o5 = o4 + GROUP, o6 = o5 + GROUP, o7 = o6 + GROUP;
+        FloatVector a0 = FloatVector.fromArray(F, oT, o0), b0 = FloatVector.fromArray(F, oT, o0 + L);
+        FloatVector a1 = FloatVector.fromArray(F, oT, o1), b1 = FloatVector.fromArray(F, oT, o1 + L);
+        FloatVector a2 = FloatVector.fromArray(F, oT, o2), b2 = FloatVector.fromArray(F, oT, o2 + L);
+        FloatVector a3 = FloatVector.fromArray(F, oT, o3), b3 = FloatVector.fromArray(F, oT, o3 + L);
+        FloatVector a4 = FloatVector.fromArray(F, oT, o4), b4 = FloatVector.fromArray(F, oT, o4 + L);
+        FloatVector a5 = FloatVector.fromArray(F, oT, o5), b5 = FloatVector.fromArray(F, oT, o5 + L);
+        FloatVector a6 = FloatVector.fromArray(F, oT, o6), b6 = FloatVector.fromArray(F, oT, o6 + L);
+        FloatVector a7 = FloatVector.fromArray(F, oT, o7), b7 = FloatVector.fromArray(F, oT, o7 + L);
+        for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
+            int pj = j * GROUP;
+            FloatVector x = FloatVector.fromArray(F, sT, pj);
+            FloatVector y = FloatVector.fromArray(F, sT, pj + L);
+            FloatVector w = FloatVector.broadcast(F, v[row]);
+            a0 = x.fma(w, a0); b0 = y.fma(w, b0);
+            w = FloatVector.broadcast(F, v[row + 1]);
+            a1 = x.fma(w, a1); b1 = y.fma(w, b1);
+            w = FloatVector.broadcast(F, v[row + 2]);
+            a2 = x.fma(w, a2); b2 = y.fma(w, b2);
+            w = FloatVector.broadcast(F, v[row + 3]);
+            a3 = x.fma(w, a3); b3 = y.fma(w, b3);
+            w = FloatVector.broadcast(F, v[row + 4]);
+            a4 = x.fma(w, a4); b4 = y.fma(w, b4);
+            w = FloatVector.broadcast(F, v[row + 5]);
+            a5 = x.fma(w, a5); b5 = y.fma(w, b5);
+            w = FloatVector.broadcast(F, v[row + 6]);
+            a6 = x.fma(w, a6); b6 = y.fma(w, b6);
+            w = FloatVector.broadcast(F, v[row + 7]);
+            a7 = x.fma(w, a7); b7 = y.fma(w, b7);
+        }
+        a0.intoArray(oT, o0); b0.intoArray(oT, o0 + L);
+        a1.intoArray(oT, o1); b1.intoArray(oT, o1 + L);
+        a2.intoArray(oT, o2); b2.intoArray(oT, o2 + L);
+        a3.intoArray(oT, o3); b3.intoArray(oT, o3 + L);
+        a4.intoArray(oT, o4); b4.intoArray(oT, o4 + L);
+        a5.intoArray(oT, o5); b5.intoArray(oT, o5 + L);
+        a6.intoArray(oT, o6); b6.intoArray(oT, o6 + L);
+        a7.intoArray(oT, o7); b7.intoArray(oT, o7 + L);
+    }
+
+    /**
+     * out[r][i] = oT[r/GROUP][i][r%GROUP] / l[r]; rows with no allowed key get 0 and LSE −∞. The
+     * running max is in base 2 (see packQueries), hence LSE = m·ln2 + ln(l).
+     */
+    private static void writeRows(AttentionCall c, long outBase, long outRow, long lseBase, long lseRow, int dv, int rows, Scratch s) {
+        for (int r = 0; r < rows; r++) {
+            float sum = s.l[r];
+            float inv = sum > 0 ? 1f / sum : 0f;
+            long row = outBase + r * outRow;
+            int o = (r / GROUP) * dv * GROUP + r % GROUP;
+            int i = 0;
+            for (; i + L <= dv; i += L) {
+                FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
+                        .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            }
+            for (; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
+            if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, sum > 0 ? s.m[r] * LN2 + (float) Math.log(sum) : NEG_INF);
+        }
+    }
+
+    /** Lane k → k·GROUP: gathers L consecutive output dims of one row from the transposed accumulators. */
+    private static final int[] OUTPUT_ROW = new int[L];
+    static {
+        for (int k = 0; k < L; k++) OUTPUT_ROW[k] = k * GROUP;
+    }
+}

@@ -1,0 +1,123 @@
+package io.tessera.cpu;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * GEMM on the Vector API. op(b) is packed, {@link #KC} rows at a time, into a panel of
+ * {@link #PANEL} = 2 vectors of columns (zero-padded), so the micro-kernel is the same for every
+ * transpose and stride: broadcast 6 elements of op(a), FMA into 6×2 accumulators — 15 registers,
+ * because AVX2 has 16 (a 4×4 blocking spills there).
+ */
+final class SimdGemm {
+    private SimdGemm() {}
+
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final int L = F.length();
+    static final int PANEL = 2 * L;
+    /** Rows of op(a) per micro-kernel step. */
+    static final int ROWS = 6;
+    /** Depth of a packed panel: 256 × 16 floats stay in L1 while every row block reuses them. */
+    static final int KC = 256;
+    /** Rows of c per work item: big enough that re-packing op(b) per item is amortized. */
+    static final int ROWS_PER_ITEM = 120;
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ByteOrder ORDER = ByteOrder.nativeOrder();
+    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[KC * PANEL]);
+
+    static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
+
+    static int rowChunks(GemmCall g) { return (g.m() + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM; }
+
+    /** Work item {@code item} = (row chunk, column panel). */
+    static void item(GemmCall g, int item) {
+        int panel = item % panels(g), chunk = item / panels(g);
+        int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
+        int i0 = chunk * ROWS_PER_ITEM, i1 = Math.min(g.m(), i0 + ROWS_PER_ITEM);
+        float[] packed = PACKED.get();
+        VectorMask<Float> m0 = F.indexInRange(0, cols), m1 = F.indexInRange(L, cols);
+        for (int k0 = 0; k0 < g.k(); k0 += KC) {
+            int kc = Math.min(KC, g.k() - k0);
+            pack(g, k0, kc, j0, cols, packed);
+            boolean first = k0 == 0;
+            int i = i0;
+            for (; i + ROWS <= i1; i += ROWS) block6(g, packed, kc, k0, i, j0, first, m0, m1);
+            for (; i < i1; i++) block1(g, packed, kc, k0, i, j0, first, m0, m1);
+        }
+    }
+
+    private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+        for (int p = 0; p < kc; p++) {
+            long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
+            int o = p * PANEL;
+            for (int j = 0; j < cols; j++) packed[o + j] = g.b().getAtIndex(FLOAT, row + j * g.bCol());
+            for (int j = cols; j < PANEL; j++) packed[o + j] = 0f;
+        }
+    }
+
+    private static void block6(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+        MemorySegment a = g.a();
+        long ar = g.aRow(), ac = g.aCol();
+        long a0 = g.aOff() + i * ar + k0 * ac, a1 = a0 + ar, a2 = a1 + ar, a3 = a2 + ar, a4 = a3 + ar, a5 = a4 + ar;
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            long off = p * ac;
+            FloatVector x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a0 + off));
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a1 + off));
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a2 + off));
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a3 + off));
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
+            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a4 + off));
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
+            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a5 + off));
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
+        }
+        store(g, i, j0, first, c00, c01, m0, m1);
+        store(g, i + 1, j0, first, c10, c11, m0, m1);
+        store(g, i + 2, j0, first, c20, c21, m0, m1);
+        store(g, i + 3, j0, first, c30, c31, m0, m1);
+        store(g, i + 4, j0, first, c40, c41, m0, m1);
+        store(g, i + 5, j0, first, c50, c51, m0, m1);
+    }
+
+    private static void block1(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+        long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol();
+        FloatVector c0 = FloatVector.zero(F), c1 = c0;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a0 + p * g.aCol()));
+            c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
+            c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
+        }
+        store(g, i, j0, first, c0, c1, m0, m1);
+    }
+
+    /** c = alpha·acc + beta·c on the first depth slice, c += alpha·acc after it; masks cover the ragged last panel. */
+    private static void store(GemmCall g, int i, int j0, boolean first, FloatVector x0, FloatVector x1, VectorMask<Float> m0, VectorMask<Float> m1) {
+        long byteOff = (g.cOff() + i * g.cRow() + j0) * Float.BYTES;
+        storeOne(g, byteOff, first, x0, m0);
+        storeOne(g, byteOff + (long) L * Float.BYTES, first, x1, m1);
+    }
+
+    private static void storeOne(GemmCall g, long byteOff, boolean first, FloatVector acc, VectorMask<Float> mask) {
+        if (!mask.anyTrue()) return;
+        FloatVector r = acc.mul(g.alpha());
+        if (!first) {
+            r = r.add(FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER, mask));
+        } else if (g.beta() != 0f) {
+            r = FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER, mask).mul(g.beta()).add(r);
+        }
+        if (mask.allTrue()) r.intoMemorySegment(g.c(), byteOff, ORDER);
+        else r.intoMemorySegment(g.c(), byteOff, ORDER, mask);
+    }
+}

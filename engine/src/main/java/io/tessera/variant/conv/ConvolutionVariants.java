@@ -1,0 +1,19 @@
+package io.tessera.variant.conv;
+
+import io.tessera.variant.AccuracyContract;
+import io.tessera.variant.VariantInfo;
+import io.tessera.variant.VariantProvider;
+import java.util.List;
+
+/** Registers the causal convolution. */
+public final class ConvolutionVariants implements VariantProvider {
+    /** For {@link java.util.ServiceLoader}. */
+    public ConvolutionVariants() {}
+
+    @Override
+    public List<VariantInfo> variants() {
+        return List.of(new VariantInfo("causal-conv", "convolution", "van den Oord et al. 2016 (WaveNet); Poli et al. 2023 (Hyena)",
+                "direct O(n·K·D); FFT O(n log n·D)",
+                AccuracyContract.ownDefinition("equals attention with the fixed Toeplitz matrix A[i][j] = w[(i−j)/dilation] in float64; FFT path equals the direct path within 8·log2(2n)·ε·Σ|w|·max|x|")));
+    }
+}

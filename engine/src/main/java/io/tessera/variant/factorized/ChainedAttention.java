@@ -1,0 +1,72 @@
+package io.tessera.variant.factorized;
+
+import io.tessera.attention.Attention;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.pattern.Pattern;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.util.List;
+
+/**
+ * Factorized attention as chained calls of the fused kernel: step 1 attends with the first
+ * pattern, each further step attends with the same queries and keys over the previous step's
+ * output as values: {@code Y₁ = A₁V, Y₂ = A₂Y₁, …}. Two hops of two sparse patterns connect every
+ * pair a dense pattern would (Child et al. 2019, Sparse Transformer factorized heads; Ho et al.
+ * 2019, axial attention: rows, then columns), at the cost of the sparse ones.
+ * Needs qLen = kvLen and H = Hkv (a step's output becomes the next step's values).
+ */
+public final class ChainedAttention {
+    private final List<Pattern> steps;
+    private final Backend backend;
+    private final int axialRows, axialCols;   // 0 unless built by axial()
+
+    private ChainedAttention(List<Pattern> steps, Backend backend, int axialRows, int axialCols) {
+        if (steps == null || steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
+        this.steps = List.copyOf(steps);
+        this.backend = backend;
+        this.axialRows = axialRows;
+        this.axialCols = axialCols;
+    }
+
+    public static ChainedAttention of(List<Pattern> steps) { return new ChainedAttention(steps, null, 0, 0); }
+
+    /** Sparse Transformer factorized heads: local band of {@code stride}, then strided. */
+    public static ChainedAttention sparseTransformer(int stride, boolean causal) {
+        return of(Pattern.sparseTransformerFactorized(stride, causal));
+    }
+
+    /** Axial attention over a rows × cols layout: within each row, then within each column. */
+    public static ChainedAttention axial(int rows, int cols) {
+        if (rows < 1) throw new IllegalArgumentException("rows must be >= 1, got " + rows);
+        if (cols < 1) throw new IllegalArgumentException("cols must be >= 1, got " + cols);
+        return new ChainedAttention(List.of(Pattern.blockLocal(cols), Pattern.stride(cols)), null, rows, cols);
+    }
+
+    public ChainedAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new ChainedAttention(steps, backend, axialRows, axialCols);
+    }
+
+    public List<Pattern> steps() { return steps; }
+
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        s.checkOutput("out", out, s.outputShape());
+        if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("chained attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        if (s.heads() != s.kvHeads()) throw new IllegalArgumentException("chained attention needs heads == kvHeads, got heads=" + s.heads() + ", kvHeads=" + s.kvHeads());
+        if (axialRows > 0 && (long) axialRows * axialCols != s.qLen()) {
+            throw new IllegalArgumentException("axial " + axialRows + "x" + axialCols + " needs sequence length " + (long) axialRows * axialCols + ", got " + s.qLen());
+        }
+        Backend be = backend != null ? backend : Backend.best();
+        try (Arena arena = Arena.ofShared()) {
+            Tensor values = v, next = steps.size() > 1 ? Tensor.zeros(arena, out.shape()) : out, spare = steps.size() > 2 ? Tensor.zeros(arena, out.shape()) : null;
+            for (int step = 0; step < steps.size(); step++) {
+                Tensor target = step == steps.size() - 1 ? out : next;
+                Attention.sparse(steps.get(step)).on(be).forward(q, k, values, target);
+                values = target;
+                if (spare != null) { Tensor t = next; next = spare; spare = t; }
+            }
+        }
+    }
+}

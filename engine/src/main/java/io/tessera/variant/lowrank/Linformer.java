@@ -1,0 +1,102 @@
+package io.tessera.variant.lowrank;
+
+import io.tessera.attention.Attention;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.util.Arrays;
+
+/**
+ * Linformer (Wang et al. 2020, "Self-Attention with Linear Complexity"): keys and values are
+ * projected along the sequence, K' = E·K and V' = F·V with E, F of shape k×n, and dense softmax
+ * attention runs on the k projected positions: O(n·k·D). Projections are per head, shared between
+ * keys and values ({@link Sharing#KEY_VALUE}), or one pair for every head ({@link Sharing#HEADWISE});
+ * sharing across layers is passing the same instance to several layers. Initialization is a
+ * seeded Johnson–Lindenstrauss projection (entries N(0, 1/k)) or user-supplied matrices.
+ * Bidirectional only (projecting along the sequence mixes future positions).
+ */
+public final class Linformer {
+    /** How projection matrices are shared (the paper's §4 options). */
+    public enum Sharing { PER_HEAD, KEY_VALUE, HEADWISE }
+
+    private final int n, k;
+    private final Sharing sharing;
+    private final Tensor e, f;   // [kvHeads or 1, k, n]
+    private final Backend backend;
+    /** Dense attention over the k projected positions; kept so its compiled layout is cached across calls. */
+    private final Attention dense = Attention.dense();
+
+    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend) {
+        this.n = n;
+        this.k = k;
+        this.sharing = sharing;
+        this.e = e;
+        this.f = f;
+        this.backend = backend;
+    }
+
+    /**
+     * Seeded JL projections for sequences of length {@code n} projected to {@code k} positions, for
+     * {@code kvHeads} key/value heads. The matrices live in an automatic arena (freed with this object).
+     */
+    public static Linformer random(int n, int k, int kvHeads, Sharing sharing, long seed) {
+        check(n, k, kvHeads, sharing);
+        Arena arena = Arena.ofAuto();
+        int count = sharing == Sharing.HEADWISE ? 1 : kvHeads;
+        float std = (float) (1 / Math.sqrt(k));
+        Tensor e = Tensor.randomNormal(arena, seed, std, count, k, n);
+        Tensor f = sharing == Sharing.PER_HEAD ? Tensor.randomNormal(arena, seed + 1, std, count, k, n) : e;
+        return new Linformer(n, k, sharing, e, f, null);
+    }
+
+    /** User-supplied projections: {@code e} and {@code f} of shape [count, k, n] with count 1 (shared by heads) or kvHeads. */
+    public static Linformer of(Tensor e, Tensor f) {
+        if (e == null) throw new NullPointerException("e");
+        if (f == null) throw new NullPointerException("f");
+        if (e.rank() != 3 || !Arrays.equals(e.shape(), f.shape())) {
+            throw new IllegalArgumentException("e and f must both be [count, k, n]; got e " + Arrays.toString(e.shape()) + ", f " + Arrays.toString(f.shape()));
+        }
+        int count = (int) e.size(0);
+        return new Linformer((int) e.size(2), (int) e.size(1), count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, e, f, null);
+    }
+
+    private static void check(int n, int k, int kvHeads, Sharing sharing) {
+        if (n < 1) throw new IllegalArgumentException("n must be >= 1, got " + n);
+        if (k < 1) throw new IllegalArgumentException("projected length k must be >= 1, got " + k);
+        if (k > n) throw new IllegalArgumentException("projected length k=" + k + " exceeds n=" + n + ": a Linformer projection must shorten the sequence; use dense attention or supply your own k×n matrices");
+        if (kvHeads < 1) throw new IllegalArgumentException("kvHeads must be >= 1, got " + kvHeads);
+        if (sharing == null) throw new NullPointerException("sharing");
+    }
+
+    public Linformer on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new Linformer(n, k, sharing, e, f, backend);
+    }
+
+    public int projectedLength() { return k; }
+
+    public Sharing sharing() { return sharing; }
+
+    /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
+    public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
+        AttentionShape s = AttentionShape.of(q, keys, values);
+        if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
+        if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
+            throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());
+        }
+        Backend be = backend != null ? backend : Backend.best();
+        try (Arena scratch = Arena.ofShared()) {
+            Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
+            Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
+            for (int b = 0; b < s.batch(); b++) {
+                for (int h = 0; h < s.kvHeads(); h++) {
+                    int p = e.size(0) == 1 ? 0 : h;
+                    be.gemm(e.select(0, p), false, keys.select(0, b).select(0, h), false, kp.select(0, b).select(0, h), 1f, 0f);
+                    be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
+                }
+            }
+            dense.on(be).forward(q, kp, vp, out);
+        }
+    }
+}
