@@ -33,7 +33,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class SimdAttentionKernel {
     private SimdAttentionKernel() {}
 
-    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final VectorSpecies<Float> F = VectorConfig.FLOATS;
     static final int L = F.length();
     /** Queries per lane group: 2 vectors. */
     static final int GROUP = 2 * L;
@@ -296,9 +296,8 @@ final class SimdAttentionKernel {
     }
 
     /** Integer lanes matching F's float lanes one to one, and lane i holding the bit 1 << i. */
-    private static final VectorSpecies<Integer> LANES_AS_INTS = VectorSpecies.of(int.class, F.vectorShape());
-    private static final IntVector LANE_BIT = IntVector.broadcast(LANES_AS_INTS, 1).lanewise(VectorOperators.LSHL,
-            IntVector.zero(LANES_AS_INTS).addIndex(1));
+    private static final VectorSpecies<Integer> LANES_AS_INTS = VectorConfig.INTS;
+    private static final IntVector LANE_BIT = VectorConfig.laneBits();
 
     /**
      * Online softmax over one tile for one lane group: new running max, probabilities in
@@ -423,8 +422,7 @@ final class SimdAttentionKernel {
         }
     }
 
-    /** 32 vector registers: true for 512-bit species (AVX-512); AVX2 and NEON-sized species have 16 or fewer in use. */
-    private static final boolean WIDE_REGISTER_FILE = F.vectorBitSize() >= 512;
+    private static final boolean WIDE_REGISTER_FILE = VectorConfig.WIDE_REGISTER_FILE;
 
     /** Value columns [i, i+8) of {@link #accumulate}: 8 columns × 2 vectors. */
     private static void accumulate8(float[] v, int vOff, int n, int dv, int i, float[] sT, float[] oT, int oOff) {

@@ -22,7 +22,7 @@ public final class SimdBackend extends CpuBackend {
     @Override
     public String description() {
         if (!vectorApiPresent()) return "unavailable: add --add-modules jdk.incubator.vector to the java command";
-        return "Vector API, " + SimdAttentionKernel.F.vectorBitSize() + "-bit species, " + threads + (threads == 1 ? " thread" : " threads");
+        return "Vector API, " + VectorConfig.describe() + ", " + threads + (threads == 1 ? " thread" : " threads");
     }
 
     @Override public boolean isAvailable() { return vectorApiPresent(); }

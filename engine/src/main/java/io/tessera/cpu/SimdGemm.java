@@ -16,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class SimdGemm {
     private SimdGemm() {}
 
-    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final VectorSpecies<Float> F = VectorConfig.FLOATS;
     static final int L = F.length();
     static final int PANEL = 2 * L;
     /** Rows of op(a) per micro-kernel step. */

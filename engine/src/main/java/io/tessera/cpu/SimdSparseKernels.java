@@ -10,7 +10,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class SimdSparseKernels {
     private SimdSparseKernels() {}
 
-    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> F = VectorConfig.FLOATS;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
     static float dot(MemorySegment a, long aOff, MemorySegment b, long bOff, int n) {
