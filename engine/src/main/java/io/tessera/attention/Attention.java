@@ -121,6 +121,31 @@ public final class Attention {
         run(AttentionShape.of(q, k, v), q, k, v, out, lse);
     }
 
+    /**
+     * The backward pass into new tensors of {@code arena}: given the inputs, the output and
+     * log-sum-exp of {@link #forwardWithLse} and the loss gradient {@code dOut} (shaped like the
+     * output), the gradients with respect to q, k and v. Nothing n×n is stored: each tile's
+     * probabilities are recomputed from the log-sum-exp (FlashAttention-2), on the same layouts as
+     * the forward. Rows with no allowed key get zero gradients.
+     */
+    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
+        if (arena == null) throw new NullPointerException("arena");
+        AttentionShape s = AttentionShape.of(q, k, v);
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        return new AttentionGradients(dq, dk, dv);
+    }
+
+    /**
+     * The backward pass into caller tensors (overwritten): no allocation. {@code dq}, {@code dk},
+     * {@code dv} must not share memory with each other or with any input.
+     */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        backend().attentionBackward(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, out, lse, dOut, dq, dk, dv);
+    }
+
     private void run(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
         backend().attention(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, out, lse);

@@ -54,6 +54,23 @@ public interface Backend {
     void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse);
 
     /**
+     * The gradients of {@link #attention} (FlashAttention-2 style: nothing n×n is stored; each tile's
+     * probabilities are recomputed from {@code lse}). Given the forward's inputs, its output
+     * {@code out} and log-sum-exp {@code lse}, and the loss gradient {@code dOut} ({@code [B,H,Nq,Dv]}),
+     * writes {@code dq} {@code [B,H,Nq,D]}, {@code dk} {@code [B,Hkv,Nkv,D]} and {@code dv}
+     * {@code [B,Hkv,Nkv,Dv]} (overwritten, not accumulated into). With grouped-query heads, dk and dv
+     * sum over the query heads that share a key/value head. Rows with no allowed key (lse −∞) give
+     * zero gradients; keys no query attends get dk = dv = 0. Deterministic for any thread count: no
+     * gradient is accumulated by more than one thread.
+     *
+     * @throws UnsupportedOperationException if this backend has no backward pass
+     */
+    default void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
+                                   Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        throw new UnsupportedOperationException("backend '" + name() + "' has no attention backward pass; use the 'simd' or 'scalar' backend");
+    }
+
+    /**
      * {@code c = alpha·op(a)·op(b) + beta·c} on rank-2 tensors with unit-stride rows, where
      * {@code op(x)} is {@code x} or its transpose. With {@code beta == 0} c's old contents are ignored
      * (NaNs included).

@@ -1,21 +1,25 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.AttentionGeometry;
-
+import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 
 /**
- * One validated attention call: the segments, the geometry and the layouts. Built once per call by
- * the backends; the kernels read its fields.
+ * One validated attention call, forward or backward: the segments, the geometry and the layouts.
+ * Built once per call by the backends; the kernels read its fields. The gradient fields are null
+ * for a forward call.
  */
 final class AttentionCall {
     final AttentionGeometry g;
-    final MemorySegment q, k, v, out, lse;   // lse may be null
+    final MemorySegment q, k, v, out, lse;   // lse may be null in a forward call
     final HeadLayouts layouts;
+    final GradientGeometry gg;               // null: forward
+    final MemorySegment dOut, dq, dk, dv;
 
-    private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts) {
+    private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
+                          GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         this.g = g;
         this.q = q.segment();
         this.k = k.segment();
@@ -23,11 +27,28 @@ final class AttentionCall {
         this.out = out.segment();
         this.lse = lse == null ? null : lse.segment();
         this.layouts = layouts;
+        this.gg = gg;
+        this.dOut = dOut == null ? null : dOut.segment();
+        this.dq = dq == null ? null : dq.segment();
+        this.dk = dk == null ? null : dk.segment();
+        this.dv = dv == null ? null : dv.segment();
     }
 
-    /** Validates every argument, naming the offending one. */
+    /** A forward call; validates every argument, naming the offending one. */
     static AttentionCall of(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
         AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
-        return new AttentionCall(g, q, k, v, out, lse, layouts);
+        return new AttentionCall(g, q, k, v, out, lse, layouts, null, null, null, null, null);
+    }
+
+    /** A backward call; validates every argument, naming the offending one. */
+    static AttentionCall backward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
+                                  Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        GradientGeometry gg = GradientGeometry.checked(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
+        return new AttentionCall(gg.forward(), q, k, v, out, lse, layouts, gg, dOut, dq, dk, dv);
+    }
+
+    /** Every segment the call reads or writes (for the worker pool's confinement check). */
+    MemorySegment[] segments() {
+        return new MemorySegment[] {q, k, v, out, lse, dOut, dq, dk, dv};
     }
 }

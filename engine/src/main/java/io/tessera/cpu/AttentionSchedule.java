@@ -4,33 +4,67 @@ import io.tessera.layout.BlockLayout;
 import java.util.Arrays;
 
 /**
- * The work items of an attention call, (batch, head, query block), ordered heaviest first by the
- * number of tiles in the block's row: causal and BigBird rows are uneven, and handing out big
- * items first keeps both cores busy to the end (longest-processing-time-first scheduling).
+ * The work items of an attention call, ordered heaviest first by the number of tiles each visits:
+ * causal and BigBird rows are uneven, and handing out big items first keeps both cores busy to the
+ * end (longest-processing-time-first scheduling). Query-major items, (batch, head, query block),
+ * serve the forward pass and the backward pass's dq; key-major items, (batch, key/value head, key
+ * block), serve dk and dv, summing over the query heads that share the key/value head. Each item
+ * writes only its own rows, so no gradient is ever accumulated by two threads.
  */
 final class AttentionSchedule {
     private AttentionSchedule() {}
 
-    /** Item encodings: {@code ((b * heads + h) * qBlocks + qBlock)}, sorted by descending tile count. */
+    /** Query-major items {@code ((b * heads + h) * qBlocks + qBlock)}, sorted by descending tile count. */
     static int[] heavyFirst(AttentionCall c) {
         int heads = c.g.shape().heads(), batch = c.g.shape().batch();
         int qBlocks = c.layouts.first().qBlocks();
-        long total = (long) batch * heads * qBlocks;
-        if (total > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("too many work items: " + total);
-        int n = (int) total;
-        // Sort keys: tiles in the upper bits, item in the lower bits (stable, deterministic).
-        long[] keyed = new long[n];
+        long[] keyed = new long[itemCount(batch, heads, qBlocks)];
         for (int b = 0, i = 0; b < batch; b++) {
             for (int h = 0; h < heads; h++) {
                 BlockLayout lay = c.layouts.forHead(h);
-                for (int r = 0; r < qBlocks; r++, i++) {
-                    keyed[i] = ((long) (Integer.MAX_VALUE - lay.tilesInRow(r)) << 32) | i;
+                for (int r = 0; r < qBlocks; r++, i++) keyed[i] = weighted(lay.tilesInRow(r), i);
+            }
+        }
+        return sortedItems(keyed);
+    }
+
+    /**
+     * Key-major items {@code ((b * kvHeads + hk) * kvBlocks + kvBlock)}, sorted by the descending
+     * number of tiles in the key block's column, summed over the query heads of {@code hk}.
+     */
+    static int[] heavyFirstKeyMajor(AttentionCall c) {
+        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().groupSize();
+        int kvBlocks = c.layouts.first().kvBlocks();
+        long[] keyed = new long[itemCount(batch, kvHeads, kvBlocks)];
+        for (int b = 0, i = 0; b < batch; b++) {
+            for (int hk = 0; hk < kvHeads; hk++) {
+                for (int col = 0; col < kvBlocks; col++, i++) {
+                    long tiles = 0;
+                    for (int h = hk * perKv; h < (hk + 1) * perKv; h++) tiles += c.layouts.forHead(h).tilesInColumn(col);
+                    keyed[i] = weighted((int) Math.min(Integer.MAX_VALUE, tiles), i);
                 }
             }
         }
+        return sortedItems(keyed);
+    }
+
+    private static int itemCount(int batch, int heads, int blocks) {
+        long total = (long) batch * heads * blocks;
+        if (total > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("too many work items: batch " + batch + " x heads " + heads + " x blocks " + blocks + " = " + total);
+        }
+        return (int) total;
+    }
+
+    /** Sort key: tiles in the upper bits (descending), item in the lower bits (stable, deterministic). */
+    private static long weighted(int tiles, int item) {
+        return ((long) (Integer.MAX_VALUE - tiles) << 32) | item;
+    }
+
+    private static int[] sortedItems(long[] keyed) {
         Arrays.sort(keyed);
-        int[] items = new int[n];
-        for (int i = 0; i < n; i++) items[i] = (int) keyed[i];
+        int[] items = new int[keyed.length];
+        for (int i = 0; i < keyed.length; i++) items[i] = (int) keyed[i];
         return items;
     }
 }

@@ -22,6 +22,12 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
     /** Computes one (batch, head, query block) work item. */
     abstract void attentionItem(AttentionCall call, int b, int h, int qBlock);
 
+    /** Backward pass: dq rows of one (batch, head, query block). */
+    abstract void queryBlockGradients(AttentionCall call, int b, int h, int qBlock);
+
+    /** Backward pass: dk and dv rows of one (batch, key/value head, key block), summed over its query heads. */
+    abstract void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock);
+
     /** Computes one GEMM work item. */
     abstract void gemmItem(GemmCall call, int item);
 
@@ -36,7 +42,31 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
             int item = items[i];
             int qBlock = item % qBlocks, bh = item / qBlocks;
             attentionItem(call, bh / heads, bh % heads, qBlock);
-        }, call.q, call.k, call.v, call.out, call.lse);
+        }, call.segments());
+    }
+
+    /**
+     * Two kinds of work items in one parallel loop: key-major items write dk and dv, query-major
+     * items write dq. Every gradient row has exactly one writer, so the result is the same for any
+     * thread count and no atomics are needed; the heavier key-major items are handed out first.
+     */
+    @Override
+    public final void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
+                                        Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionCall call = AttentionCall.backward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
+        int heads = call.g.shape().heads(), kvHeads = call.g.shape().kvHeads();
+        int qBlocks = layouts.first().qBlocks(), kvBlocks = layouts.first().kvBlocks();
+        int[] keyItems = AttentionSchedule.heavyFirstKeyMajor(call), queryItems = AttentionSchedule.heavyFirst(call);
+        int keyCount = keyItems.length;
+        run(Math.addExact(keyCount, queryItems.length), i -> {
+            if (i < keyCount) {
+                int item = keyItems[i], kvBlock = item % kvBlocks, bhk = item / kvBlocks;
+                keyBlockGradients(call, bhk / kvHeads, bhk % kvHeads, kvBlock);
+            } else {
+                int item = queryItems[i - keyCount], qBlock = item % qBlocks, bh = item / qBlocks;
+                queryBlockGradients(call, bh / heads, bh % heads, qBlock);
+            }
+        }, call.segments());
     }
 
     @Override

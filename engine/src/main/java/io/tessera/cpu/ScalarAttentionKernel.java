@@ -1,37 +1,57 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.AttentionGeometry;
-
+import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
- * The fused block-sparse attention kernel in plain Java: the readable reference for
- * {@link SimdAttentionKernel}. Same algorithm (tiles from the layout, online softmax, no score
- * matrix beyond one tile), one query row at a time.
+ * The fused block-sparse attention kernel in plain Java: the readable twin of
+ * {@link SimdAttentionKernel}, one query row where the SIMD kernel has one lane. Same tile walk
+ * (query-major for the forward pass and dq, key-major for dk and dv), same base-2 online softmax
+ * with the queries pre-scaled by scale·log2(e), same polynomial 2^x, and every sum taken in the
+ * same order with fused multiply-adds, so the two produce the same floats (up to the sign of a
+ * zero) and a randomized test compares them exactly. A key a row does not attend contributes
+ * nothing, NaN or not: its probability is 0 and zero multipliers are skipped.
  */
 final class ScalarAttentionKernel {
     private ScalarAttentionKernel() {}
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    static final float LOG2E = 1.44269504088896341f;
+    static final float LN2 = 0.6931471805599453f;
 
     static final class Scratch {
-        float[] q = new float[0], scores = new float[0], acc = new float[0], max = new float[0], sum = new float[0];
+        float[] q = new float[0];        // [blockQ][D]  queries · scale · log2(e)
+        float[] qRaw = new float[0];     // [blockQ][D]  queries as given (dk needs them)
+        float[] dO = new float[0];       // [blockQ][Dv] loss gradient rows
+        float[] acc = new float[0];      // [blockQ][Dv] output (forward) or [blockQ][D] dq accumulators
+        float[] m = new float[0], l = new float[0];        // [blockQ] running max (base 2) and sum
+        float[] lse2 = new float[0], delta = new float[0]; // [blockQ] backward row statistics
+        float[] e = new float[0];        // [blockKV]    a row's probabilities in the tile
+        float probability;               // P of the last scoreGradient call
+        float[] dk = new float[0], dv = new float[0];      // [blockKV][D], [blockKV][Dv]
         long[] mask = new long[0];
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
-            if (q.length < d) q = new float[d];
-            if (scores.length < blockKV) scores = new float[blockKV];
-            if (acc.length < blockQ * dv) acc = new float[blockQ * dv];
-            if (max.length < blockQ) { max = new float[blockQ]; sum = new float[blockQ]; }
+            int width = Math.max(d, dv);
+            if (q.length < blockQ * d) { q = new float[blockQ * d]; qRaw = new float[blockQ * d]; }
+            if (dO.length < blockQ * dv) dO = new float[blockQ * dv];
+            if (acc.length < blockQ * width) acc = new float[blockQ * width];
+            if (m.length < blockQ) { m = new float[blockQ]; l = new float[blockQ]; lse2 = new float[blockQ]; delta = new float[blockQ]; }
+            if (e.length < blockKV) e = new float[blockKV];
+            if (this.dk.length < blockKV * d) this.dk = new float[blockKV * d];
+            if (this.dv.length < blockKV * dv) this.dv = new float[blockKV * dv];
             if (mask.length < blockQ * words) mask = new long[blockQ * words];
         }
     }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
+    /** Output rows (and LSE) of one query block of one (batch, head). */
     static void queryBlock(AttentionCall c, int b, int h, int qBlock) {
         AttentionGeometry g = c.g;
         BlockLayout lay = c.layouts.forHead(h);
@@ -39,57 +59,228 @@ final class ScalarAttentionKernel {
         int blockQ = lay.blockQ(), blockKV = lay.blockKV(), words = lay.maskWordsPerRow();
         Scratch s = SCRATCH.get();
         s.ensure(d, dv, blockQ, blockKV, words);
-        int hk = g.shape().kvHeadOf(h);
-        int q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
+        int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
+        loadQueries(c, b, h, q0, rows, s);
+        Arrays.fill(s.m, 0, rows, Float.NEGATIVE_INFINITY);
+        Arrays.fill(s.l, 0, rows, 0f);
+        Arrays.fill(s.acc, 0, rows * dv, 0f);
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
-        Arrays.fill(s.max, 0, rows, Float.NEGATIVE_INFINITY);
-        Arrays.fill(s.sum, 0, rows, 0f);
-        Arrays.fill(s.acc, 0, rows * dv, 0f);
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.mask);
             for (int r = 0; r < rows; r++) {
-                long qRow = g.qBase(b, h) + (q0 + r) * g.qRow();
-                for (int x = 0; x < d; x++) s.q[x] = g.scale() * c.q.getAtIndex(FLOAT, qRow + x);
-                // Scores of this row of the tile, masked to −∞, and their max.
+                if (partial && rowIsEmpty(s.mask, r, words)) continue;
+                // Scores in base 2, masked to −∞, and their max.
                 float tileMax = Float.NEGATIVE_INFINITY;
                 for (int j = 0; j < n; j++) {
-                    if (partial && (s.mask[r * words + (j >>> 6)] & (1L << j)) == 0) {
-                        s.scores[j] = Float.NEGATIVE_INFINITY;
-                        continue;
-                    }
-                    long kRow = g.kBase(b, hk) + (kv0 + j) * g.kRow();
-                    float dot = 0f;
-                    for (int x = 0; x < d; x++) dot += s.q[x] * c.k.getAtIndex(FLOAT, kRow + x);
-                    s.scores[j] = dot;
-                    tileMax = Math.max(tileMax, dot);
+                    float score = allowed(partial, s.mask, r, words, j) ? score(c, g, b, hk, kv0 + j, s.q, r * d, d) : Float.NEGATIVE_INFINITY;
+                    s.e[j] = score;
+                    tileMax = Math.max(tileMax, score);
                 }
-                float oldMax = s.max[r], newMax = Math.max(oldMax, tileMax);
-                if (newMax == Float.NEGATIVE_INFINITY) continue;   // nothing allowed yet: the row stays empty
-                float alpha = (float) Math.exp(oldMax - newMax);   // exp(−∞) = 0 on the first allowed tile
-                float sum = s.sum[r] * alpha;
-                int acc = r * dv;
-                for (int x = 0; x < dv; x++) s.acc[acc + x] *= alpha;
+                // Online softmax step: a row that has seen only masked keys subtracts 0, so 2^(−∞ − (−∞)) never occurs.
+                float mOld = s.m[r], mNew = Math.max(mOld, tileMax), shift = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
+                float total = 0f;
                 for (int j = 0; j < n; j++) {
-                    float p = (float) Math.exp(s.scores[j] - newMax);
-                    if (p == 0f) continue;
-                    sum += p;
-                    long vRow = g.vBase(b, hk) + (kv0 + j) * g.vRow();
-                    for (int x = 0; x < dv; x++) s.acc[acc + x] += p * c.v.getAtIndex(FLOAT, vRow + x);
+                    s.e[j] = exp2(s.e[j] - shift);
+                    total += s.e[j];
                 }
-                s.sum[r] = sum;
-                s.max[r] = newMax;
+                float alpha = exp2(mOld - shift);
+                // The SIMD kernel sums α with the probabilities (one 2^x loop) and takes it off again.
+                float sum = (total + alpha) - alpha;
+                s.l[r] = Math.fma(alpha, s.l[r], sum);
+                s.m[r] = mNew;
+                int acc = r * dv;
+                if (alpha != 1f) for (int x = 0; x < dv; x++) s.acc[acc + x] *= alpha;
+                for (int j = 0; j < n; j++) {
+                    if (s.e[j] != 0f) addScaledRow(s.e[j], c.v, g.vBase(b, hk) + (long) (kv0 + j) * g.vRow(), s.acc, acc, dv);
+                }
             }
         }
         for (int r = 0; r < rows; r++) {
-            long oRow = g.oBase(b, h) + (q0 + r) * g.oRow();
-            float sum = s.sum[r], inv = sum > 0 ? 1f / sum : 0f;
+            long oRow = g.oBase(b, h) + (long) (q0 + r) * g.oRow();
+            float sum = s.l[r], inv = sum > 0 ? 1f / sum : 0f;
             for (int x = 0; x < dv; x++) c.out.setAtIndex(FLOAT, oRow + x, s.acc[r * dv + x] * inv);
             if (c.lse != null) {
-                c.lse.setAtIndex(FLOAT, g.lBase(b, h) + (q0 + r) * g.lRow(), sum > 0 ? s.max[r] + (float) Math.log(sum) : Float.NEGATIVE_INFINITY);
+                c.lse.setAtIndex(FLOAT, g.lBase(b, h) + (long) (q0 + r) * g.lRow(), sum > 0 ? s.m[r] * LN2 + (float) Math.log(sum) : Float.NEGATIVE_INFINITY);
             }
         }
     }
+
+    /** dq rows of one query block of one (batch, head): dq = scale · Σ_j dS_j · k_j. */
+    static void queryBlockGradients(AttentionCall c, int b, int h, int qBlock) {
+        AttentionGeometry g = c.g;
+        BlockLayout lay = c.layouts.forHead(h);
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
+        int blockQ = lay.blockQ(), blockKV = lay.blockKV(), words = lay.maskWordsPerRow();
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, blockQ, blockKV, words);
+        int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
+        loadQueries(c, b, h, q0, rows, s);
+        loadGradientRows(c, b, h, q0, rows, s);
+        Arrays.fill(s.acc, 0, rows * d, 0f);
+        int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
+        byte[] kinds = lay.kinds();
+        for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
+            int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
+            boolean partial = kinds[t] == TileKind.PARTIAL.code();
+            if (partial) lay.fillTileMask(t, s.mask);
+            for (int r = 0; r < rows; r++) {
+                if (partial && rowIsEmpty(s.mask, r, words)) continue;
+                for (int j = 0; j < n; j++) {
+                    if (!allowed(partial, s.mask, r, words, j)) continue;
+                    float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
+                    if (ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.acc, r * d, d);
+                }
+            }
+        }
+        GradientGeometry gg = c.gg;
+        for (int r = 0; r < rows; r++) {
+            long row = gg.dqBase(b, h) + (long) (q0 + r) * gg.dqRow();
+            for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, s.acc[r * d + x] * g.scale());
+        }
+    }
+
+    /**
+     * dk and dv rows of one key block of one (batch, key/value head), summed over its query heads
+     * in head order, then over the key block's tiles in query-block order, then over rows:
+     * dv_j = Σ_i P_ij · dO_i, dk_j = scale · Σ_i dS_ij · q_i.
+     */
+    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock) {
+        AttentionGeometry g = c.g;
+        GradientGeometry gg = c.gg;
+        BlockLayout first = c.layouts.first();
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
+        int words = first.maskWordsPerRow(), perKv = g.shape().groupSize();
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, blockQ, blockKV, words);
+        int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
+        Arrays.fill(s.dk, 0, n * d, 0f);
+        Arrays.fill(s.dv, 0, n * dv, 0f);
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
+            BlockLayout lay = c.layouts.forHead(h);
+            int[] colOffsets = lay.colOffsets(), rowIndices = lay.rowIndices(), tiles = lay.transposedTiles();
+            byte[] kinds = lay.kinds();
+            for (int e = colOffsets[kvBlock]; e < colOffsets[kvBlock + 1]; e++) {
+                int t = tiles[e], q0 = rowIndices[e] * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
+                boolean partial = kinds[t] == TileKind.PARTIAL.code();
+                if (partial) lay.fillTileMask(t, s.mask);
+                loadQueries(c, b, h, q0, rows, s);
+                loadGradientRows(c, b, h, q0, rows, s);
+                for (int r = 0; r < rows; r++) {
+                    if (partial && rowIsEmpty(s.mask, r, words)) continue;
+                    for (int j = 0; j < n; j++) {
+                        if (!allowed(partial, s.mask, r, words, j)) continue;
+                        float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
+                        float p = s.probability;
+                        if (p != 0f) {
+                            for (int x = 0; x < dv; x++) s.dv[j * dv + x] = Math.fma(p, s.dO[r * dv + x], s.dv[j * dv + x]);
+                        }
+                        if (ds != 0f) {
+                            for (int x = 0; x < d; x++) s.dk[j * d + x] = Math.fma(ds, s.qRaw[r * d + x], s.dk[j * d + x]);
+                        }
+                    }
+                }
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            long kRow = gg.dkBase(b, hk) + (long) (kv0 + j) * gg.dkRow(), vRow = gg.dvBase(b, hk) + (long) (kv0 + j) * gg.dvRow();
+            for (int x = 0; x < d; x++) c.dk.setAtIndex(FLOAT, kRow + x, s.dk[j * d + x] * g.scale());
+            for (int x = 0; x < dv; x++) c.dv.setAtIndex(FLOAT, vRow + x, s.dv[j * dv + x]);
+        }
+    }
+
+    /**
+     * dS of row r and key {@code key}: P = 2^(s − lse₂), dP = dO·v,
+     * dS = P·(dP − delta), and 0 wherever P is 0; P is left in {@code s.probability}.
+     */
+    private static float scoreGradient(AttentionCall c, AttentionGeometry g, int b, int hk, int key, Scratch s, int r, int d, int dv) {
+        float p = exp2(score(c, g, b, hk, key, s.q, r * d, d) - s.lse2[r]);
+        s.probability = p;
+        long vRow = g.vBase(b, hk) + (long) key * g.vRow();
+        float dp = 0f;
+        for (int x = 0; x < dv; x++) dp = Math.fma(s.dO[r * dv + x], c.v.getAtIndex(FLOAT, vRow + x), dp);
+        return p == 0f ? 0f : (dp - s.delta[r]) * p;
+    }
+
+    /** The base-2 score of query row {@code r} (pre-scaled, in {@code q}) and a key: fma in dimension order. */
+    private static float score(AttentionCall c, AttentionGeometry g, int b, int hk, int key, float[] q, int qOff, int d) {
+        long kRow = g.kBase(b, hk) + (long) key * g.kRow();
+        float dot = 0f;
+        for (int x = 0; x < d; x++) dot = Math.fma(q[qOff + x], c.k.getAtIndex(FLOAT, kRow + x), dot);
+        return dot;
+    }
+
+    private static void addScaledRow(float p, MemorySegment src, long row, float[] acc, int accOff, int width) {
+        for (int x = 0; x < width; x++) acc[accOff + x] = Math.fma(p, src.getAtIndex(FLOAT, row + x), acc[accOff + x]);
+    }
+
+    private static void loadQueries(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
+        AttentionGeometry g = c.g;
+        int d = g.shape().headDim();
+        float qScale = g.scale() * LOG2E;
+        for (int r = 0; r < rows; r++) {
+            long qRow = g.qBase(b, h) + (long) (q0 + r) * g.qRow();
+            for (int x = 0; x < d; x++) {
+                float value = c.q.getAtIndex(FLOAT, qRow + x);
+                s.qRaw[r * d + x] = value;
+                s.q[r * d + x] = value * qScale;
+            }
+        }
+    }
+
+    private static void loadGradientRows(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
+        GradientGeometry gg = c.gg;
+        int dv = c.g.shape().valueDim();
+        for (int r = 0; r < rows; r++) {
+            long row = gg.dOBase(b, h) + (long) (q0 + r) * gg.dORow();
+            for (int x = 0; x < dv; x++) s.dO[r * dv + x] = c.dOut.getAtIndex(FLOAT, row + x);
+        }
+        rowStatistics(c, b, h, q0, rows, s.dO, s.lse2, s.delta);
+    }
+
+    /**
+     * The backward pass's per-row statistics, shared by both kernels: the log-sum-exp in base 2
+     * (+∞ for a row with no allowed key, so all its probabilities are 0) and
+     * delta = rowsum(dO ∘ O), an fma chain in dimension order. {@code dO} holds the rows, Dv apart.
+     */
+    static void rowStatistics(AttentionCall c, int b, int h, int q0, int rows, float[] dO, float[] lse2, float[] delta) {
+        AttentionGeometry g = c.g;
+        int dv = g.shape().valueDim();
+        for (int r = 0; r < rows; r++) {
+            float lse = c.lse.getAtIndex(FLOAT, g.lBase(b, h) + (long) (q0 + r) * g.lRow());
+            lse2[r] = lse == Float.NEGATIVE_INFINITY ? Float.POSITIVE_INFINITY : lse * LOG2E;
+            long oRow = g.oBase(b, h) + (long) (q0 + r) * g.oRow();
+            float sum = 0f;
+            for (int x = 0; x < dv; x++) sum = Math.fma(dO[r * dv + x], c.out.getAtIndex(FLOAT, oRow + x), sum);
+            delta[r] = sum;
+        }
+    }
+
+    private static boolean rowIsEmpty(long[] mask, int r, int words) {
+        for (int w = 0; w < words; w++) if (mask[r * words + w] != 0) return false;
+        return true;
+    }
+
+    private static boolean allowed(boolean partial, long[] mask, int r, int words, int j) {
+        return !partial || (mask[r * words + (j >>> 6)] & (1L << j)) != 0;
+    }
+
+    /**
+     * 2^x for x ≤ 0 (−∞ gives exactly 0) with the SIMD kernel's polynomial, operation for operation:
+     * x = k + f, k = round(x) clamped at −126, 2^f = 1 + f·P(f) by fused multiply-adds, 2^k from the
+     * exponent bits; results below 2^−126 flush to 0. See SimdAttentionKernel's EXP2 coefficients.
+     */
+    static float exp2(float x) {
+        float k = Math.max((x + ROUND_MAGIC) - ROUND_MAGIC, -126f);
+        float f = x - k;
+        float poly = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, EXP2_P0, EXP2_P1), f, EXP2_P2), f, EXP2_P3), f, EXP2_P4), f, EXP2_P5);
+        float scale = Float.intBitsToFloat(((int) k + 127) << 23);
+        return x < -126f ? 0f : Math.fma(f, poly, 1f) * scale;
+    }
+
+    private static final float ROUND_MAGIC = 12582912f;
+    static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
+    static final float EXP2_P3 = 5.550332471162809e-2f, EXP2_P4 = 2.402264791363012e-1f, EXP2_P5 = 6.931472028550421e-1f;
 }

@@ -24,6 +24,16 @@ public final class ScalarBackend extends CpuBackend {
     }
 
     @Override
+    void queryBlockGradients(AttentionCall call, int b, int h, int qBlock) {
+        ScalarAttentionKernel.queryBlockGradients(call, b, h, qBlock);
+    }
+
+    @Override
+    void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock) {
+        ScalarAttentionKernel.keyBlockGradients(call, b, hk, kvBlock);
+    }
+
+    @Override
     void gemmItem(GemmCall call, int item) {
         int from = item * SCALAR_GEMM_ROWS;
         ScalarGemm.rows(call, from, Math.min(call.m(), from + SCALAR_GEMM_ROWS));

@@ -1,6 +1,7 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.AttentionGeometry;
+import io.tessera.backend.GradientGeometry;
 
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
@@ -50,7 +51,7 @@ final class SimdAttentionKernel {
         float[] l = new float[0];       // [group][GROUP]      running softmax denominator
         float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
         float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
-        float[] vTile = new float[0];   // [blockKV][Dv]       values of the current tile
+        float[] vTile = new float[0];   // [blockKV+STEP][Dv]  values of the current tile, then stale rows
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
         int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
@@ -58,8 +59,19 @@ final class SimdAttentionKernel {
         final int[] firstKey = new int[GROUP], lastKey = new int[GROUP];
         int allFrom, allTo;             // keys [allFrom, allTo) every lane may attend
         float[] qRows = new float[0];   // [group·GROUP][D]    the block's queries as rows, zero-padded
-        final int[] queryColumn = new int[L];   // lane → lane·D: gathers one dimension of L query rows
-        int queryColumnDim = -1;
+        final int[] columnOfD = new int[L], columnOfDv = new int[L];   // lane → lane·width: gathers one dimension of L rows
+        int columnD = -1, columnDv = -1;
+        // Backward pass only.
+        float[] dOT = new float[0];     // [group][Dv][GROUP]  loss gradient rows, transposed
+        float[] dORaw = new float[0];   // [group·GROUP][Dv]   loss gradient rows
+        float[] dOrows = new float[0];  // [group·GROUP][DvPad] loss gradient rows, zero-padded to whole vectors
+        float[] qPadded = new float[0]; // [group·GROUP][DPad] raw query rows, zero-padded to whole vectors
+        float[] dsT = new float[0];     // [blockKV+STEP][GROUP] dP, then dS
+        float[] lse2 = new float[0];    // [group·GROUP]       log-sum-exp in base 2; +∞ for empty and padded rows
+        float[] delta = new float[0];   // [group·GROUP]       rowsum(dO ∘ O)
+        float[] dqT = new float[0];     // [group][D][GROUP]   dq accumulators, transposed
+        float[] dkAcc = new float[0];   // [blockKV][DPad]     dk rows of the key block
+        float[] dvAcc = new float[0];   // [blockKV][DvPad]    dv rows of the key block
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
@@ -67,18 +79,37 @@ final class SimdAttentionKernel {
             if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
             if (qRows.length < groups * GROUP * d) qRows = new float[groups * GROUP * d];
-            if (queryColumnDim != d) {
-                for (int lane = 0; lane < L; lane++) queryColumn[lane] = lane * d;
-                queryColumnDim = d;
+            if (columnD != d) {
+                for (int lane = 0; lane < L; lane++) columnOfD[lane] = lane * d;
+                columnD = d;
+            }
+            if (columnDv != dv) {
+                for (int lane = 0; lane < L; lane++) columnOfDv[lane] = lane * dv;
+                columnDv = dv;
             }
             // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
             if (sT.length < (blockKV + STEP) * GROUP) sT = new float[(blockKV + STEP) * GROUP];
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
-            if (vTile.length < blockKV * dv) vTile = new float[blockKV * dv];
+            if (vTile.length < (blockKV + STEP) * dv) vTile = new float[(blockKV + STEP) * dv];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
         }
+
+        void ensureBackward(int d, int dv, int blockQ, int blockKV) {
+            int lanes = (blockQ + GROUP - 1) / GROUP * GROUP, dPad = padded(d), dvPad = padded(dv);
+            if (dOT.length < lanes * dv) { dOT = new float[lanes * dv]; dORaw = new float[lanes * dv]; }
+            if (dOrows.length < lanes * dvPad) dOrows = new float[lanes * dvPad];
+            if (qPadded.length < lanes * dPad) qPadded = new float[lanes * dPad];
+            if (dsT.length < (blockKV + STEP) * GROUP) dsT = new float[(blockKV + STEP) * GROUP];
+            if (lse2.length < lanes) { lse2 = new float[lanes]; delta = new float[lanes]; }
+            if (dqT.length < lanes * d) dqT = new float[lanes * d];
+            if (dkAcc.length < blockKV * dPad) dkAcc = new float[blockKV * dPad];
+            if (dvAcc.length < blockKV * dvPad) dvAcc = new float[blockKV * dvPad];
+        }
     }
+
+    /** {@code width} rounded up to whole vectors. */
+    static int padded(int width) { return (width + L - 1) / L * L; }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
@@ -110,6 +141,7 @@ final class SimdAttentionKernel {
             if (partial) lay.fillTileMask(t, s.rowMask);
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            boolean valuesFinite = allFinite(s.vTile, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
                 if (partial) {
@@ -122,7 +154,7 @@ final class SimdAttentionKernel {
                 scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
                 if (partial) maskScores(s, from, count);
                 softmaxStep(s, grp, count, dv);
-                accumulate(s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
+                accumulateAny(valuesFinite, s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
             }
         }
         writeRows(c, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
@@ -131,19 +163,28 @@ final class SimdAttentionKernel {
 
     /**
      * qT[group][i][lane] = scale · log2(e) · q[group·GROUP + lane][i]; padded lanes are zero. The
-     * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x. The rows are
-     * copied to the heap in bulk, then transposed by gathering one dimension of L rows per vector:
-     * element by element the transposition cost as much as the scores of a whole sliding-window block.
+     * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x.
      */
     private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
+        packTransposed(q, base, rowStride, d, rows, softmaxScale * LOG2E, s.qRows, s.qT, s.columnOfD);
+    }
+
+    /**
+     * dst[group][i][lane] = multiplier · src[group·GROUP + lane][i], padded lanes zero; {@code rowsCopy}
+     * receives the rows themselves, zero-padded to whole lane groups. The rows are copied to the heap
+     * in bulk, then transposed by gathering one dimension of L rows per vector: element by element
+     * the transposition cost as much as the scores of a whole sliding-window block.
+     */
+    private static void packTransposed(MemorySegment src, long base, long rowStride, int width, int rows, float multiplier,
+                                       float[] rowsCopy, float[] dst, int[] column) {
         int padded = (rows + GROUP - 1) / GROUP * GROUP;
-        copyRows(q, base, rowStride, rows, d, s.qRows);
-        Arrays.fill(s.qRows, rows * d, padded * d, 0f);
-        FloatVector scale = FloatVector.broadcast(F, softmaxScale * LOG2E);
+        copyRows(src, base, rowStride, rows, width, rowsCopy);
+        Arrays.fill(rowsCopy, rows * width, padded * width, 0f);
+        FloatVector scale = FloatVector.broadcast(F, multiplier);
         for (int r0 = 0; r0 < padded; r0 += L) {
-            int dst = (r0 / GROUP) * d * GROUP + r0 % GROUP;
-            for (int i = 0; i < d; i++) {
-                FloatVector.fromArray(F, s.qRows, r0 * d + i, s.queryColumn, 0).mul(scale).intoArray(s.qT, dst + i * GROUP);
+            int to = (r0 / GROUP) * width * GROUP + r0 % GROUP;
+            for (int i = 0; i < width; i++) {
+                FloatVector.fromArray(F, rowsCopy, r0 * width + i, column, 0).mul(scale).intoArray(dst, to + i * GROUP);
             }
         }
     }
@@ -465,6 +506,287 @@ final class SimdAttentionKernel {
         a5.intoArray(oT, o5); b5.intoArray(oT, o5 + L);
         a6.intoArray(oT, o6); b6.intoArray(oT, o6 + L);
         a7.intoArray(oT, o7); b7.intoArray(oT, o7 + L);
+    }
+
+    /**
+     * {@link #accumulate} where every multiplier is used, or, when some multiplied row holds a NaN or
+     * an infinity, a slower loop that skips zero multipliers: a lane whose probability (or score
+     * gradient) for a key is exactly 0 does not attend it, and 0·NaN must not reach its output.
+     * Both give the same bits on finite rows (fma(0, x, acc) = acc).
+     */
+    private static void accumulateAny(boolean rowsFinite, float[] v, int vOff, int n, int dv, float[] sT, float[] oT, int oOff) {
+        if (rowsFinite) {
+            accumulate(v, vOff, n, dv, sT, oT, oOff);
+            return;
+        }
+        for (int i = 0; i < dv; i++) {
+            int o = oOff + i * GROUP;
+            FloatVector a = FloatVector.fromArray(F, oT, o), b = FloatVector.fromArray(F, oT, o + L);
+            for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
+                FloatVector w = FloatVector.broadcast(F, v[row]);
+                FloatVector x = FloatVector.fromArray(F, sT, j * GROUP), y = FloatVector.fromArray(F, sT, j * GROUP + L);
+                a = x.fma(w, a).blend(a, x.eq(0f));
+                b = y.fma(w, b).blend(b, y.eq(0f));
+            }
+            a.intoArray(oT, o);
+            b.intoArray(oT, o + L);
+        }
+    }
+
+    /** Whether a[0..n) holds no NaN and no infinity: x·0 is 0 for finite x and NaN otherwise. */
+    static boolean allFinite(float[] a, int n) {
+        FloatVector acc = FloatVector.zero(F);
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) acc = acc.add(FloatVector.fromArray(F, a, i).mul(0f));
+        float tail = 0f;
+        for (; i < n; i++) tail += a[i] * 0f;
+        return !acc.compare(VectorOperators.NE, acc).anyTrue() && tail == tail;
+    }
+
+    // ------------------------------------------------------------------ backward pass
+
+    /*
+     * FlashAttention-2's backward with the forward's tile walk and micro-kernels: per tile, the
+     * scores are recomputed (scores()), turned into probabilities P = 2^(s − lse₂) with the stored
+     * log-sum-exp, dP = dO·Vᵀ is the same micro-kernel with dO in place of the queries, and
+     * dS = P ∘ (dP − rowsum(dO ∘ O)). dq accumulates dS·K exactly as the forward accumulates P·V
+     * (queries in lanes, keys broadcast). dk and dv accumulate dSᵀ·Q and Pᵀ·dO with head dimensions
+     * in lanes and probabilities broadcast, in key-major work items that visit the query blocks of a
+     * key block through the layout's transposed index: every gradient row has one writer, so there
+     * are no atomics and the result does not depend on the thread count.
+     */
+
+    /** dq rows of one query block of one (batch, head). */
+    static void queryBlockGradients(AttentionCall c, int b, int h, int qBlock) {
+        AttentionGeometry g = c.g;
+        GradientGeometry gg = c.gg;
+        BlockLayout lay = c.layouts.forHead(h);
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen(), blockKV = lay.blockKV();
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, lay.blockQ(), blockKV, lay.maskWordsPerRow());
+        s.ensureBackward(d, dv, lay.blockQ(), blockKV);
+        int q0 = qBlock * lay.blockQ(), rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
+        int groups = (rows + GROUP - 1) / GROUP, hk = g.shape().kvHeadOf(h);
+        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+        packGradientRows(c, b, h, q0, rows, s);
+        Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
+        int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
+        byte[] kinds = lay.kinds();
+        long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
+        for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
+            int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
+            boolean partial = kinds[t] == TileKind.PARTIAL.code();
+            if (partial) lay.fillTileMask(t, s.rowMask);
+            copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+            copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            boolean keysFinite = allFinite(s.kTile, n * d);
+            for (int grp = 0; grp < groups; grp++) {
+                int from = 0, count = n;
+                if (partial) {
+                    if (!laneMasks(lay, s, grp * GROUP, Math.min(GROUP, rows - grp * GROUP), n)) continue;
+                    from = s.keyFrom;
+                    count = s.keyTo - from;
+                }
+                scoreGradients(s, grp, from, count, d, dv, partial);
+                accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
+            }
+        }
+        writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
+    }
+
+    /** dk and dv rows of one key block of one (batch, key/value head), summed over its query heads. */
+    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock) {
+        AttentionGeometry g = c.g;
+        GradientGeometry gg = c.gg;
+        BlockLayout first = c.layouts.first();
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
+        int dPad = padded(d), dvPad = padded(dv), perKv = g.shape().groupSize();
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, blockQ, blockKV, first.maskWordsPerRow());
+        s.ensureBackward(d, dv, blockQ, blockKV);
+        int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
+        copyRows(c.k, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+        copyRows(c.v, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+        Arrays.fill(s.dkAcc, 0, n * dPad, 0f);
+        Arrays.fill(s.dvAcc, 0, n * dvPad, 0f);
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
+            BlockLayout lay = c.layouts.forHead(h);
+            int[] colOffsets = lay.colOffsets(), rowIndices = lay.rowIndices(), tiles = lay.transposedTiles();
+            byte[] kinds = lay.kinds();
+            for (int e = colOffsets[kvBlock]; e < colOffsets[kvBlock + 1]; e++) {
+                int t = tiles[e], q0 = rowIndices[e] * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
+                int groups = (rows + GROUP - 1) / GROUP;
+                boolean partial = kinds[t] == TileKind.PARTIAL.code();
+                if (partial) lay.fillTileMask(t, s.rowMask);
+                packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+                padRows(s.qRows, d, groups * GROUP, s.qPadded, dPad);
+                boolean queriesFinite = allFinite(s.qRows, rows * d);
+                boolean gradientsFinite = packGradientRows(c, b, h, q0, rows, s);
+                for (int grp = 0; grp < groups; grp++) {
+                    int from = 0, count = n;
+                    if (partial) {
+                        if (!laneMasks(lay, s, grp * GROUP, Math.min(GROUP, rows - grp * GROUP), n)) continue;
+                        from = s.keyFrom;
+                        count = s.keyTo - from;
+                    }
+                    scoreGradients(s, grp, from, count, d, dv, partial);
+                    accumulateKeyRows(gradientsFinite, s.sT, from, count, s.dOrows, grp * GROUP * dvPad, dvPad, s.dvAcc);
+                    accumulateKeyRows(queriesFinite, s.dsT, from, count, s.qPadded, grp * GROUP * dPad, dPad, s.dkAcc);
+                }
+            }
+        }
+        writeScaledRows(c.dk, gg.dkBase(b, hk) + (long) kv0 * gg.dkRow(), gg.dkRow(), s.dkAcc, dPad, d, n, g.scale());
+        writeScaledRows(c.dv, gg.dvBase(b, hk) + (long) kv0 * gg.dvRow(), gg.dvRow(), s.dvAcc, dvPad, dv, n, 1f);
+    }
+
+    /**
+     * The backward's per-tile core for one lane group and keys [from, from+count): probabilities
+     * into sT, score gradients dS into dsT (0 wherever the probability is 0, so a key a lane does not
+     * attend contributes nothing even if its value row holds a NaN).
+     */
+    private static void scoreGradients(Scratch s, int grp, int from, int count, int d, int dv, boolean partial) {
+        scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+        if (partial) maskScores(s, from, count);
+        scores(s.vTile, from * dv, count, dv, s.dOT, grp * dv * GROUP, s.dsT);
+        float[] sT = s.sT, dsT = s.dsT;
+        for (int v = 0; v < 2; v++) {
+            int lane0 = v * L, state = grp * GROUP + lane0;
+            FloatVector lse = FloatVector.fromArray(F, s.lse2, state), delta = FloatVector.fromArray(F, s.delta, state);
+            for (int j = 0; j < count; j++) {
+                int o = j * GROUP + lane0;
+                FloatVector x = FloatVector.fromArray(F, sT, o).sub(lse);
+                // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0 up to rounding, −∞ for masked keys.
+                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+                FloatVector f = x.sub(k);
+                FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
+                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
+                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+                FloatVector p = f.fma(poly, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+                p.intoArray(sT, o);
+                FloatVector.fromArray(F, dsT, o).sub(delta).mul(p).blend(0f, p.eq(0f)).intoArray(dsT, o);
+            }
+        }
+    }
+
+    /**
+     * Per lane of the query block: dO rows (transposed into dOT, and zero-padded rows into dOrows),
+     * the log-sum-exp in base 2 (+∞ for rows with no allowed key and for padded lanes, so their
+     * probabilities are 0) and delta = rowsum(dO ∘ O). Returns whether the dO rows are all finite.
+     */
+    private static boolean packGradientRows(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
+        AttentionGeometry g = c.g;
+        GradientGeometry gg = c.gg;
+        int dv = g.shape().valueDim(), lanes = (rows + GROUP - 1) / GROUP * GROUP;
+        packTransposed(c.dOut, gg.dOBase(b, h) + (long) q0 * gg.dORow(), gg.dORow(), dv, rows, 1f, s.dORaw, s.dOT, s.columnOfDv);
+        padRows(s.dORaw, dv, lanes, s.dOrows, padded(dv));
+        ScalarAttentionKernel.rowStatistics(c, b, h, q0, rows, s.dORaw, s.lse2, s.delta);
+        Arrays.fill(s.lse2, rows, lanes, Float.POSITIVE_INFINITY);
+        Arrays.fill(s.delta, rows, lanes, 0f);
+        return allFinite(s.dORaw, rows * dv);
+    }
+
+    /** dst[r][0..width) = src[r][0..width), dst[r][width..paddedWidth) = 0 for r < rows. */
+    private static void padRows(float[] src, int width, int rows, float[] dst, int paddedWidth) {
+        if (width == paddedWidth) {
+            System.arraycopy(src, 0, dst, 0, rows * width);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(src, r * width, dst, r * paddedWidth, width);
+            Arrays.fill(dst, r * paddedWidth + width, (r + 1) * paddedWidth, 0f);
+        }
+    }
+
+    /**
+     * acc[from + j][·] += Σ_lane p[j][lane] · rows[lane][·] for j < count: dv += Pᵀ·dO and
+     * dk += dSᵀ·Q, head dimensions in lanes (width is a whole number of vectors), 4 keys × 2 vectors
+     * of accumulators per step (14 registers with the loads and broadcasts: fits AVX2's 16).
+     * Lanes are summed in order, as the scalar twin does. When some row holds a NaN or an infinity,
+     * zero multipliers are skipped instead (a lane that does not attend a key contributes nothing).
+     */
+    private static void accumulateKeyRows(boolean rowsFinite, float[] p, int from, int count, float[] rows, int rowsOff, int width, float[] acc) {
+        if (!rowsFinite) {
+            for (int j = 0; j < count; j++) {
+                for (int x = 0; x < width; x += L) {
+                    int a = (from + j) * width + x;
+                    FloatVector sum = FloatVector.fromArray(F, acc, a);
+                    for (int lane = 0; lane < GROUP; lane++) {
+                        float pj = p[j * GROUP + lane];
+                        if (pj != 0f) sum = FloatVector.broadcast(F, pj).fma(FloatVector.fromArray(F, rows, rowsOff + lane * width + x), sum);
+                    }
+                    sum.intoArray(acc, a);
+                }
+            }
+            return;
+        }
+        int j = 0;
+        for (; j + 4 <= count; j += 4) {
+            int x = 0;
+            for (; x + 2 * L <= width; x += 2 * L) accumulateKeyRows4x2(p, j, from, rows, rowsOff, width, x, acc);
+            for (; x < width; x += L) {
+                for (int jj = j; jj < j + 4; jj++) accumulateKeyRow(p, jj, from, rows, rowsOff, width, x, acc);
+            }
+        }
+        for (; j < count; j++) {
+            for (int x = 0; x < width; x += L) accumulateKeyRow(p, j, from, rows, rowsOff, width, x, acc);
+        }
+    }
+
+    private static void accumulateKeyRows4x2(float[] p, int j, int from, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a0 = (from + j) * width + x, a1 = a0 + width, a2 = a1 + width, a3 = a2 + width;
+        FloatVector s00 = FloatVector.fromArray(F, acc, a0), s01 = FloatVector.fromArray(F, acc, a0 + L);
+        FloatVector s10 = FloatVector.fromArray(F, acc, a1), s11 = FloatVector.fromArray(F, acc, a1 + L);
+        FloatVector s20 = FloatVector.fromArray(F, acc, a2), s21 = FloatVector.fromArray(F, acc, a2 + L);
+        FloatVector s30 = FloatVector.fromArray(F, acc, a3), s31 = FloatVector.fromArray(F, acc, a3 + L);
+        for (int lane = 0, r = rowsOff + x, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+            FloatVector r0 = FloatVector.fromArray(F, rows, r), r1 = FloatVector.fromArray(F, rows, r + L);
+            FloatVector w = FloatVector.broadcast(F, p[pj]);
+            s00 = w.fma(r0, s00); s01 = w.fma(r1, s01);
+            w = FloatVector.broadcast(F, p[pj + GROUP]);
+            s10 = w.fma(r0, s10); s11 = w.fma(r1, s11);
+            w = FloatVector.broadcast(F, p[pj + 2 * GROUP]);
+            s20 = w.fma(r0, s20); s21 = w.fma(r1, s21);
+            w = FloatVector.broadcast(F, p[pj + 3 * GROUP]);
+            s30 = w.fma(r0, s30); s31 = w.fma(r1, s31);
+        }
+        s00.intoArray(acc, a0); s01.intoArray(acc, a0 + L);
+        s10.intoArray(acc, a1); s11.intoArray(acc, a1 + L);
+        s20.intoArray(acc, a2); s21.intoArray(acc, a2 + L);
+        s30.intoArray(acc, a3); s31.intoArray(acc, a3 + L);
+    }
+
+    private static void accumulateKeyRow(float[] p, int j, int from, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a = (from + j) * width + x;
+        FloatVector sum = FloatVector.fromArray(F, acc, a);
+        for (int lane = 0, r = rowsOff + x, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+            sum = FloatVector.broadcast(F, p[pj]).fma(FloatVector.fromArray(F, rows, r), sum);
+        }
+        sum.intoArray(acc, a);
+    }
+
+    /** dst row r = multiplier · srcT[r/GROUP][·][r%GROUP] for r < rows (transposed accumulators back to rows). */
+    private static void writeTransposedRows(MemorySegment dst, long base, long rowStride, int width, int rows, float[] srcT, float multiplier) {
+        for (int r = 0; r < rows; r++) {
+            long row = base + r * rowStride;
+            int o = (r / GROUP) * width * GROUP + r % GROUP, i = 0;
+            for (; i + L <= width; i += L) {
+                FloatVector.fromArray(F, srcT, o + i * GROUP, OUTPUT_ROW, 0).mul(multiplier)
+                        .intoMemorySegment(dst, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            }
+            for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, srcT[o + i * GROUP] * multiplier);
+        }
+    }
+
+    /** dst row r = multiplier · src[r·srcWidth ..][0..width) for r < rows. */
+    private static void writeScaledRows(MemorySegment dst, long base, long rowStride, float[] src, int srcWidth, int width, int rows, float multiplier) {
+        for (int r = 0; r < rows; r++) {
+            long row = base + r * rowStride;
+            int i = 0;
+            for (; i + L <= width; i += L) {
+                FloatVector.fromArray(F, src, r * srcWidth + i).mul(multiplier).intoMemorySegment(dst, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            }
+            for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, src[r * srcWidth + i] * multiplier);
+        }
     }
 
     /**

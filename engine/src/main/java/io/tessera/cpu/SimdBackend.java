@@ -37,6 +37,16 @@ public final class SimdBackend extends CpuBackend {
     }
 
     @Override
+    void queryBlockGradients(AttentionCall call, int b, int h, int qBlock) {
+        SimdAttentionKernel.queryBlockGradients(call, b, h, qBlock);
+    }
+
+    @Override
+    void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock) {
+        SimdAttentionKernel.keyBlockGradients(call, b, hk, kvBlock);
+    }
+
+    @Override
     void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
 
     @Override

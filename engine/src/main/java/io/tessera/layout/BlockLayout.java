@@ -131,6 +131,7 @@ public final class BlockLayout {
     public int partialTiles() { return colIndices.length - fullTiles; }
     public TileKind kind(int tile) { return TileKind.ofCode(kinds[tile]); }
     public int tilesInRow(int qBlock) { return rowOffsets[qBlock + 1] - rowOffsets[qBlock]; }
+    public int tilesInColumn(int kvBlock) { return colOffsets[kvBlock + 1] - colOffsets[kvBlock]; }
 
     /** Query block of a tile (binary search over the row pointers). */
     public int rowOf(int tile) {

@@ -68,4 +68,15 @@ final class OracleComparison {
         for (double x : oracle.logSumExp()) if (Double.isFinite(x)) scaleOfLse = Math.max(scaleOfLse, Math.abs(x));
         return 10 * maxAbsError(naive.logSumExp(), oracle.logSumExp()) + FLOOR * scaleOfLse;
     }
+
+    /**
+     * The tolerance of an EXACT-contract gradient: 10× the naive fp32 backward's error on the same
+     * input, plus the floor relative to the gradient's size (gradients sum many terms and are not
+     * of order one).
+     */
+    static double gradientTolerance(double[] naive, double[] oracle) {
+        double size = 1;
+        for (double x : oracle) size = Math.max(size, Math.abs(x));
+        return 10 * maxAbsError(naive, oracle) + FLOOR * size;
+    }
 }

@@ -1,0 +1,58 @@
+package io.tessera.backend;
+
+import io.tessera.layout.HeadLayouts;
+import io.tessera.tensor.Tensor;
+
+/**
+ * The forward geometry of an attention call plus element offsets and strides of the backward
+ * pass's tensors: the loss gradient {@code dOut} (shaped like {@code out}) and the gradients
+ * {@code dq}, {@code dk}, {@code dv} (shaped like q, k, v). Public so that backends in other modules
+ * validate exactly as the CPU backends do.
+ */
+public record GradientGeometry(
+        AttentionGeometry forward,
+        long dOOff, long dOB, long dOH, long dORow,
+        long dqOff, long dqB, long dqH, long dqRow,
+        long dkOff, long dkB, long dkH, long dkRow,
+        long dvOff, long dvB, long dvH, long dvRow) {
+
+    /**
+     * Validates every argument of {@link Backend#attentionBackward}, naming the offending one: the
+     * forward's checks, {@code lse} required, gradient shapes, unit inner strides, and gradients that
+     * share no memory with each other or with any input (they are written while inputs are read).
+     */
+    public static GradientGeometry checked(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
+                                           Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (lse == null) throw new NullPointerException("lse (the backward pass recomputes probabilities from it)");
+        AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
+        AttentionShape s = g.shape();
+        if (dOut == null) throw new NullPointerException("dOut");
+        if (dq == null) throw new NullPointerException("dq");
+        if (dk == null) throw new NullPointerException("dk");
+        if (dv == null) throw new NullPointerException("dv");
+        s.checkOutput("dOut", dOut, s.outputShape());
+        s.checkOutput("dq", dq, q.shape());
+        s.checkOutput("dk", dk, k.shape());
+        s.checkOutput("dv", dv, v.shape());
+        Tensor[] written = {dq, dk, dv};
+        String[] writtenNames = {"dq", "dk", "dv"};
+        Tensor[] read = {q, k, v, out, lse, dOut};
+        String[] readNames = {"q", "k", "v", "out", "lse", "dOut"};
+        for (int i = 0; i < written.length; i++) {
+            for (int j = i + 1; j < written.length; j++) Overlap.requireDisjoint(writtenNames[i], written[i], writtenNames[j], written[j]);
+            for (int j = 0; j < read.length; j++) Overlap.requireDisjoint(writtenNames[i], written[i], readNames[j], read[j]);
+        }
+        return new GradientGeometry(g,
+                dOut.offset(), dOut.stride(0), dOut.stride(1), dOut.stride(2),
+                dq.offset(), dq.stride(0), dq.stride(1), dq.stride(2),
+                dk.offset(), dk.stride(0), dk.stride(1), dk.stride(2),
+                dv.offset(), dv.stride(0), dv.stride(1), dv.stride(2));
+    }
+
+    public AttentionShape shape() { return forward.shape(); }
+
+    public long dOBase(int b, int h) { return dOOff + b * dOB + h * dOH; }
+    public long dqBase(int b, int h) { return dqOff + b * dqB + h * dqH; }
+    public long dkBase(int b, int hk) { return dkOff + b * dkB + hk * dkH; }
+    public long dvBase(int b, int hk) { return dvOff + b * dvB + hk * dvH; }
+}
