@@ -48,6 +48,23 @@ final class AttentionSchedule {
         return sortedItems(keyed);
     }
 
+    /**
+     * (batch, key/value head) items {@code b * kvHeads + hk}, sorted by the descending number of
+     * tiles of their query heads.
+     */
+    static int[] heavyFirstHeads(AttentionCall c) {
+        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().groupSize();
+        long[] keyed = new long[itemCount(batch, kvHeads, 1)];
+        for (int b = 0, i = 0; b < batch; b++) {
+            for (int hk = 0; hk < kvHeads; hk++, i++) {
+                long tiles = 0;
+                for (int h = hk * perKv; h < (hk + 1) * perKv; h++) tiles += c.layouts.forHead(h).tileCount();
+                keyed[i] = weighted((int) Math.min(Integer.MAX_VALUE, tiles), i);
+            }
+        }
+        return sortedItems(keyed);
+    }
+
     private static int itemCount(int batch, int heads, int blocks) {
         long total = (long) batch * heads * blocks;
         if (total > Integer.MAX_VALUE - 8) {

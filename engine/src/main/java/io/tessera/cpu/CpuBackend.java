@@ -28,6 +28,9 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
     /** Backward pass: dk and dv rows of one (batch, key/value head, key block), summed over its query heads. */
     abstract void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock);
 
+    /** Backward pass: dq, dk and dv of one (batch, key/value head) in a single pass over its key blocks. */
+    abstract void headGradients(AttentionCall call, int b, int hk);
+
     /** Computes one GEMM work item. */
     abstract void gemmItem(GemmCall call, int item);
 
@@ -46,15 +49,24 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
     }
 
     /**
-     * Two kinds of work items in one parallel loop: key-major items write dk and dv, query-major
-     * items write dq. Every gradient row has exactly one writer, so the result is the same for any
-     * thread count and no atomics are needed; the heavier key-major items are handed out first.
+     * Two schedules that give the same bits. With enough (batch, key/value head) pairs to keep every
+     * thread busy, one item per pair computes dq, dk and dv in a single pass over its key blocks
+     * (5 tile products per tile). Otherwise, for parallelism, key-major items write dk and dv and
+     * query-major items write dq (7 tile products: the scores and dP are computed in both). Either
+     * way every gradient row has exactly one writer, so no atomics are needed and the result is the
+     * same for any thread count; dq adds its per-tile contributions in key-block order in both.
      */
     @Override
     public final void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
                                         Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         AttentionCall call = AttentionCall.backward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
         int heads = call.g.shape().heads(), kvHeads = call.g.shape().kvHeads();
+        long pairs = (long) call.g.shape().batch() * kvHeads;
+        if (threads == 1 || pairs >= 2L * threads) {
+            int[] items = AttentionSchedule.heavyFirstHeads(call);
+            run(items.length, i -> headGradients(call, items[i] / kvHeads, items[i] % kvHeads), call.segments());
+            return;
+        }
         int qBlocks = layouts.first().qBlocks(), kvBlocks = layouts.first().kvBlocks();
         int[] keyItems = AttentionSchedule.heavyFirstKeyMajor(call), queryItems = AttentionSchedule.heavyFirst(call);
         int keyCount = keyItems.length;

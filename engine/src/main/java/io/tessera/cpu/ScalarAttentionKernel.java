@@ -32,6 +32,8 @@ final class ScalarAttentionKernel {
         float[] m = new float[0], l = new float[0];        // [blockQ] running max (base 2) and sum
         float[] lse2 = new float[0], delta = new float[0]; // [blockQ] backward row statistics
         float[] e = new float[0];        // [blockKV]    a row's probabilities in the tile
+        float[] ds = new float[0];       // [blockKV]    a row's score gradients in the tile
+        float[] dqTile = new float[0];   // [D]          a row's dq contribution from one tile
         float probability;               // P of the last scoreGradient call
         float[] dk = new float[0], dv = new float[0];      // [blockKV][D], [blockKV][Dv]
         long[] mask = new long[0];
@@ -42,7 +44,8 @@ final class ScalarAttentionKernel {
             if (dO.length < blockQ * dv) dO = new float[blockQ * dv];
             if (acc.length < blockQ * width) acc = new float[blockQ * width];
             if (m.length < blockQ) { m = new float[blockQ]; l = new float[blockQ]; lse2 = new float[blockQ]; delta = new float[blockQ]; }
-            if (e.length < blockKV) e = new float[blockKV];
+            if (e.length < blockKV) { e = new float[blockKV]; ds = new float[blockKV]; }
+            if (dqTile.length < d) dqTile = new float[d];
             if (this.dk.length < blockKV * d) this.dk = new float[blockKV * d];
             if (this.dv.length < blockKV * dv) this.dv = new float[blockKV * dv];
             if (mask.length < blockQ * words) mask = new long[blockQ * words];
@@ -128,18 +131,53 @@ final class ScalarAttentionKernel {
             if (partial) lay.fillTileMask(t, s.mask);
             for (int r = 0; r < rows; r++) {
                 if (partial && rowIsEmpty(s.mask, r, words)) continue;
-                for (int j = 0; j < n; j++) {
-                    if (!allowed(partial, s.mask, r, words, j)) continue;
-                    float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
-                    if (ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.acc, r * d, d);
-                }
+                tileDq(c, g, b, hk, kv0, n, partial, s, r, words);
+                // dq += scale · (this tile's contribution), tile by tile as the single-pass schedule adds them.
+                for (int x = 0; x < d; x++) s.acc[r * d + x] = s.dqTile[x] * g.scale() + s.acc[r * d + x];
             }
         }
         GradientGeometry gg = c.gg;
         for (int r = 0; r < rows; r++) {
             long row = gg.dqBase(b, h) + (long) (q0 + r) * gg.dqRow();
-            for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, s.acc[r * d + x] * g.scale());
+            for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, s.acc[r * d + x]);
         }
+    }
+
+    /**
+     * Row r's dq contribution from one tile, Σ_j dS_j · k_j (unscaled), into {@code s.dqTile}; with
+     * the probabilities and score gradients of the tile's keys left in {@code s.e} and {@code s.ds}.
+     */
+    private static void tileDq(AttentionCall c, AttentionGeometry g, int b, int hk, int kv0, int n, boolean partial, Scratch s, int r, int words) {
+        int d = g.shape().headDim(), dv = g.shape().valueDim();
+        Arrays.fill(s.dqTile, 0, d, 0f);
+        for (int j = 0; j < n; j++) {
+            if (!allowed(partial, s.mask, r, words, j)) {
+                s.e[j] = 0f;
+                s.ds[j] = 0f;
+                continue;
+            }
+            float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
+            s.e[j] = s.probability;
+            s.ds[j] = ds;
+            if (ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.dqTile, 0, d);
+        }
+    }
+
+    /**
+     * dq, dk and dv of one (batch, key/value head) in one pass over its key blocks, adding each
+     * tile's dq contribution to the dq rows in key-block order: the same bits as the two-pass
+     * schedule, which adds them in the same order.
+     */
+    static void headGradients(AttentionCall c, int b, int hk) {
+        GradientGeometry gg = c.gg;
+        int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim();
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
+            for (int i = 0; i < c.g.shape().qLen(); i++) {
+                long row = gg.dqBase(b, h) + (long) i * gg.dqRow();
+                for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, 0f);
+            }
+        }
+        for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
     }
 
     /**
@@ -147,7 +185,7 @@ final class ScalarAttentionKernel {
      * in head order, then over the key block's tiles in query-block order, then over rows:
      * dv_j = Σ_i P_ij · dO_i, dk_j = scale · Σ_i dS_ij · q_i.
      */
-    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock) {
+    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock, boolean addDq) {
         AttentionGeometry g = c.g;
         GradientGeometry gg = c.gg;
         BlockLayout first = c.layouts.first();
@@ -170,16 +208,19 @@ final class ScalarAttentionKernel {
                 loadGradientRows(c, b, h, q0, rows, s);
                 for (int r = 0; r < rows; r++) {
                     if (partial && rowIsEmpty(s.mask, r, words)) continue;
+                    tileDq(c, g, b, hk, kv0, n, partial, s, r, words);
                     for (int j = 0; j < n; j++) {
-                        if (!allowed(partial, s.mask, r, words, j)) continue;
-                        float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
-                        float p = s.probability;
+                        float p = s.e[j], ds = s.ds[j];
                         if (p != 0f) {
                             for (int x = 0; x < dv; x++) s.dv[j * dv + x] = Math.fma(p, s.dO[r * dv + x], s.dv[j * dv + x]);
                         }
                         if (ds != 0f) {
                             for (int x = 0; x < d; x++) s.dk[j * d + x] = Math.fma(ds, s.qRaw[r * d + x], s.dk[j * d + x]);
                         }
+                    }
+                    if (addDq) {
+                        long row = gg.dqBase(b, h) + (long) (q0 + r) * gg.dqRow();
+                        for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, s.dqTile[x] * g.scale() + c.dq.getAtIndex(FLOAT, row + x));
                     }
                 }
             }

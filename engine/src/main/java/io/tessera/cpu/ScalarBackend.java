@@ -30,7 +30,12 @@ public final class ScalarBackend extends CpuBackend {
 
     @Override
     void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock) {
-        ScalarAttentionKernel.keyBlockGradients(call, b, hk, kvBlock);
+        ScalarAttentionKernel.keyBlockGradients(call, b, hk, kvBlock, false);
+    }
+
+    @Override
+    void headGradients(AttentionCall call, int b, int hk) {
+        ScalarAttentionKernel.headGradients(call, b, hk);
     }
 
     @Override

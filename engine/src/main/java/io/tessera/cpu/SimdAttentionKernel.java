@@ -69,7 +69,8 @@ final class SimdAttentionKernel {
         float[] dsT = new float[0];     // [blockKV+STEP][GROUP] dP, then dS
         float[] lse2 = new float[0];    // [group·GROUP]       log-sum-exp in base 2; +∞ for empty and padded rows
         float[] delta = new float[0];   // [group·GROUP]       rowsum(dO ∘ O)
-        float[] dqT = new float[0];     // [group][D][GROUP]   dq accumulators, transposed
+        float[] dqT = new float[0];     // [group][D][GROUP]   one tile's dq contribution, transposed
+        float[] dqRun = new float[0];   // [group][D][GROUP]   dq of the block so far, transposed
         float[] dkAcc = new float[0];   // [blockKV][DPad]     dk rows of the key block
         float[] dvAcc = new float[0];   // [blockKV][DvPad]    dv rows of the key block
 
@@ -102,7 +103,7 @@ final class SimdAttentionKernel {
             if (qPadded.length < lanes * dPad) qPadded = new float[lanes * dPad];
             if (dsT.length < (blockKV + STEP) * GROUP) dsT = new float[(blockKV + STEP) * GROUP];
             if (lse2.length < lanes) { lse2 = new float[lanes]; delta = new float[lanes]; }
-            if (dqT.length < lanes * d) dqT = new float[lanes * d];
+            if (dqT.length < lanes * d) { dqT = new float[lanes * d]; dqRun = new float[lanes * d]; }
             if (dkAcc.length < blockKV * dPad) dkAcc = new float[blockKV * dPad];
             if (dvAcc.length < blockKV * dvPad) dvAcc = new float[blockKV * dvPad];
         }
@@ -569,7 +570,7 @@ final class SimdAttentionKernel {
         int groups = (rows + GROUP - 1) / GROUP, hk = g.shape().kvHeadOf(h);
         packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
         packGradientRows(c, b, h, q0, rows, s);
-        Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
+        Arrays.fill(s.dqRun, 0, groups * d * GROUP, 0f);
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
@@ -580,6 +581,7 @@ final class SimdAttentionKernel {
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             boolean keysFinite = allFinite(s.kTile, n * d);
+            Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
                 if (partial) {
@@ -590,12 +592,36 @@ final class SimdAttentionKernel {
                 scoreGradients(s, grp, from, count, d, dv, partial);
                 accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
             }
+            // dq += scale · (this tile's contribution): the order the single-pass backward adds tiles in.
+            FloatVector scale = FloatVector.broadcast(F, g.scale());
+            for (int i = 0; i < groups * d * GROUP; i += L) {
+                FloatVector.fromArray(F, s.dqT, i).mul(scale).add(FloatVector.fromArray(F, s.dqRun, i)).intoArray(s.dqRun, i);
+            }
         }
-        writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
+        writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqRun, 1f);
     }
 
-    /** dk and dv rows of one key block of one (batch, key/value head), summed over its query heads. */
-    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock) {
+    /**
+     * dq, dk and dv of one (batch, key/value head) in a single pass over its key blocks: each tile's
+     * dS feeds dk and dv of its key block and, through a per-tile partial sum, the dq rows of its
+     * query block, added in key-block order, exactly as the two-pass schedule
+     * (queryBlockGradients + keyBlockGradients) adds them, so both give the same bits.
+     */
+    static void headGradients(AttentionCall c, int b, int hk) {
+        GradientGeometry gg = c.gg;
+        int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
+            for (int i = 0; i < qLen; i++) c.dq.asSlice((gg.dqBase(b, h) + (long) i * gg.dqRow()) * Float.BYTES, (long) d * Float.BYTES).fill((byte) 0);
+        }
+        for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
+    }
+
+    /**
+     * dk and dv rows of one key block of one (batch, key/value head), summed over its query heads;
+     * with {@code addDq}, each tile's dq contribution is also added into the dq rows (which the
+     * caller zeroed).
+     */
+    static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock, boolean addDq) {
         AttentionGeometry g = c.g;
         GradientGeometry gg = c.gg;
         BlockLayout first = c.layouts.first();
@@ -607,6 +633,7 @@ final class SimdAttentionKernel {
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
         copyRows(c.k, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
         copyRows(c.v, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+        boolean keysFinite = allFinite(s.kTile, n * d);
         Arrays.fill(s.dkAcc, 0, n * dPad, 0f);
         Arrays.fill(s.dvAcc, 0, n * dvPad, 0f);
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
@@ -622,6 +649,7 @@ final class SimdAttentionKernel {
                 padRows(s.qRows, d, groups * GROUP, s.qPadded, dPad);
                 boolean queriesFinite = allFinite(s.qRows, rows * d);
                 boolean gradientsFinite = packGradientRows(c, b, h, q0, rows, s);
+                if (addDq) Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
                 for (int grp = 0; grp < groups; grp++) {
                     int from = 0, count = n;
                     if (partial) {
@@ -632,7 +660,9 @@ final class SimdAttentionKernel {
                     scoreGradients(s, grp, from, count, d, dv, partial);
                     accumulateKeyRows(gradientsFinite, s.sT, from, count, s.dOrows, grp * GROUP * dvPad, dvPad, s.dvAcc);
                     accumulateKeyRows(queriesFinite, s.dsT, from, count, s.qPadded, grp * GROUP * dPad, dPad, s.dkAcc);
+                    if (addDq) accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
                 }
+                if (addDq) addTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
             }
         }
         writeScaledRows(c.dk, gg.dkBase(b, hk) + (long) kv0 * gg.dkRow(), gg.dkRow(), s.dkAcc, dPad, d, n, g.scale());
@@ -774,6 +804,21 @@ final class SimdAttentionKernel {
                         .intoMemorySegment(dst, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
             }
             for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, srcT[o + i * GROUP] * multiplier);
+        }
+    }
+
+    /** dst row r += multiplier · srcT[r/GROUP][·][r%GROUP] for r < rows. */
+    private static void addTransposedRows(MemorySegment dst, long base, long rowStride, int width, int rows, float[] srcT, float multiplier) {
+        for (int r = 0; r < rows; r++) {
+            long row = base + r * rowStride;
+            int o = (r / GROUP) * width * GROUP + r % GROUP, i = 0;
+            for (; i + L <= width; i += L) {
+                long at = (row + i) * Float.BYTES;
+                FloatVector.fromArray(F, srcT, o + i * GROUP, OUTPUT_ROW, 0).mul(multiplier)
+                        .add(FloatVector.fromMemorySegment(F, dst, at, ByteOrder.nativeOrder()))
+                        .intoMemorySegment(dst, at, ByteOrder.nativeOrder());
+            }
+            for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, srcT[o + i * GROUP] * multiplier + dst.getAtIndex(FLOAT, row + i));
         }
     }
 

@@ -43,7 +43,12 @@ public final class SimdBackend extends CpuBackend {
 
     @Override
     void keyBlockGradients(AttentionCall call, int b, int hk, int kvBlock) {
-        SimdAttentionKernel.keyBlockGradients(call, b, hk, kvBlock);
+        SimdAttentionKernel.keyBlockGradients(call, b, hk, kvBlock, false);
+    }
+
+    @Override
+    void headGradients(AttentionCall call, int b, int hk) {
+        SimdAttentionKernel.headGradients(call, b, hk);
     }
 
     @Override
