@@ -3,6 +3,7 @@ package io.tessera.bench;
 import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionResult;
 import io.tessera.bench.kernel.AttentionBenchmark;
+import io.tessera.bench.training.TrainingSection;
 import io.tessera.bench.peers.Peer;
 import io.tessera.bench.peers.PeerBenchmark;
 import io.tessera.bench.peers.PythonTorchPeer;
@@ -48,19 +49,21 @@ public final class MainJob {
     private MainJob() {}
 
     static final String USAGE = """
-            usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N]
+            usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N] [--no-training | --training-only]
               --quick      representative subset, ~5 minutes on 2 cores (default)
               --full       every pattern at n = 512 … 16384, 1 and all threads, D = 64 and 128
               --out DIR    report directory (default: bench-report)
               --no-peers   measure Tessera only
               --threads N  threads for Tessera and peers (default: all processors)
+              --no-training    skip the training-step section (forward + backward)
+              --training-only  run only the training-step section
             Any JMH option works directly on bench/target/benchmarks.jar (java -jar … -h).""";
 
     /** Parsed command line. */
-    public record Options(boolean full, Path out, boolean peers, int threads) {}
+    public record Options(boolean full, Path out, boolean peers, int threads, boolean forward, boolean training) {}
 
     public static Options parse(String[] args) {
-        boolean full = false, peers = true;
+        boolean full = false, peers = true, forward = true, training = true;
         Path out = Path.of("bench-report");
         int threads = Runtime.getRuntime().availableProcessors();
         for (int a = 0; a < args.length; a++) {
@@ -68,6 +71,8 @@ public final class MainJob {
                 case "--quick" -> full = false;
                 case "--full" -> full = true;
                 case "--no-peers" -> peers = false;
+                case "--no-training" -> training = false;
+                case "--training-only" -> forward = false;
                 case "--out" -> out = Path.of(value(args, ++a, "--out"));
                 case "--threads" -> {
                     threads = Integer.parseInt(value(args, ++a, "--threads"));
@@ -80,7 +85,7 @@ public final class MainJob {
                 default -> throw new IllegalArgumentException("unknown option '" + args[a] + "'\n" + USAGE);
             }
         }
-        return new Options(full, out, peers, threads);
+        return new Options(full, out, peers, threads, forward, training);
     }
 
     private static String value(String[] args, int a, String option) {
@@ -99,6 +104,15 @@ public final class MainJob {
         if (!options.peers()) notes.add("peers skipped (--no-peers)");
         PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
 
+        if (options.training()) {
+            String training = TrainingSection.run(options.out(), options.full(), options.threads(), peers, notes);
+            System.out.println();
+            System.out.println(training);
+            if (!options.forward()) {
+                for (Peer p : peers) p.close();
+                return;
+            }
+        }
         List<Case> cases = matrix(options, peers);
         List<OracleCheck> checks = oracleChecks(peers, options.threads());
         List<Measurement> results = new ArrayList<>();

@@ -2,6 +2,7 @@ package io.tessera.bench.peers;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
+import ai.djl.training.GradientCollector;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import java.nio.FloatBuffer;
@@ -12,9 +13,10 @@ import java.nio.FloatBuffer;
  * PyTorch's bmm path; intermediates are closed right after use. {@link DjlSdpaPeer} runs PyTorch's
  * fused {@code scaled_dot_product_attention} instead.
  */
-public final class DjlPyTorchPeer implements Peer {
+public final class DjlPyTorchPeer implements TrainingPeer {
     private NDManager manager;
-    private NDArray q, kt, v, bias, out;
+    private NDArray q, k, kt, v, bias, out, dOut;
+    private NDArray[] gradients;
     private float scale;
 
     @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (matMul/softmax)"; }
@@ -56,7 +58,8 @@ public final class DjlPyTorchPeer implements Peer {
         manager = Engine.getEngine("PyTorch").newBaseManager();
         Shape shape = new Shape(1, heads, n, headDim);
         q = manager.create(FloatBuffer.wrap(qa), shape);
-        kt = manager.create(FloatBuffer.wrap(ka), shape).transpose(0, 1, 3, 2);
+        k = manager.create(FloatBuffer.wrap(ka), shape);
+        kt = k.transpose(0, 1, 3, 2);
         v = manager.create(FloatBuffer.wrap(va), shape);
         scale = (float) (1 / Math.sqrt(headDim));
         bias = null;
@@ -80,6 +83,38 @@ public final class DjlPyTorchPeer implements Peer {
 
     @Override
     public float[] output() { return out.toFloatArray(); }
+
+    @Override
+    public void prepareGradient(float[] dOutValues) {
+        dOut = manager.create(FloatBuffer.wrap(dOutValues), q.getShape());
+        for (NDArray x : new NDArray[] {q, k, v}) x.setRequiresGradient(true);
+    }
+
+    /**
+     * The same graph under DJL's gradient collector, then {@code backward} of Σ dOut ∘ out: PyTorch's
+     * autograd through bmm and softmax, keeping the n×n probabilities for the backward as autograd does.
+     */
+    @Override
+    public void step() {
+        if (out != null) out.close();
+        if (gradients != null) for (NDArray g : gradients) g.close();
+        try (GradientCollector collector = manager.getEngine().newGradientCollector()) {
+            collector.zeroGradients();
+            NDArray keysT = k.transpose(0, 1, 3, 2), scores = q.matMul(keysT), scaled = scores.mul(scale);
+            NDArray masked = bias == null ? scaled : scaled.add(bias), probabilities = masked.softmax(-1);
+            out = probabilities.matMul(v);
+            NDArray weighted = out.mul(dOut), loss = weighted.sum();
+            collector.backward(loss);
+            // Intermediates freed at once, after autograd used them: PyTorch's caching allocator reuses them.
+            for (NDArray x : new NDArray[] {keysT, scores, scaled, masked, probabilities, weighted, loss}) if (!x.isReleased()) x.close();
+        }
+        gradients = new NDArray[] {q.getGradient(), k.getGradient(), v.getGradient()};
+    }
+
+    @Override
+    public float[][] gradients() {
+        return new float[][] {gradients[0].toFloatArray(), gradients[1].toFloatArray(), gradients[2].toFloatArray()};
+    }
 
     @Override
     public void close() {

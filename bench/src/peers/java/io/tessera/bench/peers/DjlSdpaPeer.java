@@ -27,7 +27,7 @@ import java.util.zip.ZipOutputStream;
  * the op without a mask, causal with {@code is_causal=True}, other patterns with a boolean mask, as
  * PyTorch recommends.
  */
-public final class DjlSdpaPeer implements Peer {
+public final class DjlSdpaPeer implements TrainingPeer {
     /** TorchScript source of the module (the serialized form {@code torch.jit.save} writes). */
     private static final String SOURCE = """
             class SDPA(Module):
@@ -51,10 +51,46 @@ public final class DjlSdpaPeer implements Peer {
                 return _0
             """;
 
-    private Model model;
-    private Block block;
+    /**
+     * A training step as a second module: the same call on detached copies of q, k, v that require
+     * gradients, then {@code torch.autograd.grad} of the output with {@code grad} as its gradient
+     * (PyTorch's CPU flash-attention backward where the op takes the flash path).
+     */
+    private static final String STEP_SOURCE = """
+            class SDPAStep(Module):
+              __parameters__ = []
+              __buffers__ = []
+              training : bool
+              _is_full_backward_hook : Optional[bool]
+              def forward(self: __torch__.SDPAStep,
+                q: Tensor,
+                k: Tensor,
+                v: Tensor,
+                mask: Tensor,
+                grad: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                q0 = torch.requires_grad_(torch.detach(q))
+                k0 = torch.requires_grad_(torch.detach(k))
+                v0 = torch.requires_grad_(torch.detach(v))
+                if torch.eq(torch.numel(mask), 0):
+                  out = torch.scaled_dot_product_attention(q0, k0, v0)
+                else:
+                  if torch.eq(torch.numel(mask), 1):
+                    out0 = torch.scaled_dot_product_attention(q0, k0, v0, None, 0., True)
+                  else:
+                    out0 = torch.scaled_dot_product_attention(q0, k0, v0, mask)
+                  out = out0
+                grads = torch.autograd.grad([out], [q0, k0, v0], annotate(List[Optional[Tensor]], [grad]))
+                dq = unchecked_cast(Tensor, grads[0])
+                dk = unchecked_cast(Tensor, grads[1])
+                dv = unchecked_cast(Tensor, grads[2])
+                return (torch.detach(out), dq, dk, dv)
+            """;
+
+    private Model model, stepModel;
+    private Block block, stepBlock;
     private NDManager manager;
-    private NDArray q, k, v, mask, out;
+    private NDArray q, k, v, mask, out, dOut;
+    private NDList stepResult;
 
     @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (scaled_dot_product_attention)"; }
 
@@ -76,7 +112,7 @@ public final class DjlSdpaPeer implements Peer {
         close();
         DjlPyTorchPeer.useThreads(threads);
         Path dir = Files.createTempDirectory("tessera-sdpa");
-        writeModule(dir.resolve("sdpa.pt"));
+        writeModule(dir.resolve("sdpa.pt"), "SDPA", SOURCE);
         model = Model.newInstance("sdpa", "PyTorch");
         model.load(dir, "sdpa");
         block = model.getBlock();
@@ -102,35 +138,65 @@ public final class DjlSdpaPeer implements Peer {
     }
 
     @Override
-    public float[] output() { return out.toFloatArray(); }
+    public float[] output() { return out != null ? out.toFloatArray() : stepResult.get(0).toFloatArray(); }
+
+    @Override
+    public void prepareGradient(float[] dOutValues) throws IOException, ai.djl.MalformedModelException {
+        Path dir = Files.createTempDirectory("tessera-sdpa-step");
+        writeModule(dir.resolve("sdpastep.pt"), "SDPAStep", STEP_SOURCE);
+        stepModel = Model.newInstance("sdpastep", "PyTorch");
+        stepModel.load(dir, "sdpastep");
+        stepBlock = stepModel.getBlock();
+        dOut = manager.create(FloatBuffer.wrap(dOutValues), q.getShape());
+    }
+
+    /** Runs with gradients enabled: the module computes them itself. */
+    @Override
+    public void step() {
+        if (stepResult != null) stepResult.close();
+        if (out != null) { out.close(); out = null; }
+        // DJL runs modules with PyTorch's grad mode off unless a gradient collector is open.
+        try (ai.djl.training.GradientCollector collector = manager.getEngine().newGradientCollector()) {
+            stepResult = stepBlock.forward(new ParameterStore(manager, false), new NDList(q, k, v, mask, dOut), true);
+        }
+    }
+
+    @Override
+    public float[][] gradients() {
+        return new float[][] {stepResult.get(1).toFloatArray(), stepResult.get(2).toFloatArray(), stepResult.get(3).toFloatArray()};
+    }
 
     @Override
     public void close() {
         if (manager != null) manager.close();
         if (model != null) model.close();
+        if (stepModel != null) stepModel.close();
         manager = null;
         model = null;
+        stepModel = null;
         out = null;
+        stepResult = null;
     }
 
     /**
      * A TorchScript archive: the module object pickled (class {@code __torch__.SDPA}, its two
      * attributes), its source, no constants, format version 3, stored uncompressed as PyTorch writes it.
      */
-    private static void writeModule(Path file) throws IOException {
+    private static void writeModule(Path file, String className, String source) throws IOException {
+        String root = className.toLowerCase(java.util.Locale.ROOT);
         try (OutputStream os = Files.newOutputStream(file); ZipOutputStream zip = new ZipOutputStream(os)) {
-            store(zip, "sdpa/data.pkl", modulePickle());
-            store(zip, "sdpa/code/__torch__.py", SOURCE.getBytes(StandardCharsets.UTF_8));
-            store(zip, "sdpa/constants.pkl", new byte[] {(byte) 0x80, 2, ')', '.'});   // protocol 2, empty tuple
-            store(zip, "sdpa/version", "3\n".getBytes(StandardCharsets.US_ASCII));
+            store(zip, root + "/data.pkl", modulePickle(className));
+            store(zip, root + "/code/__torch__.py", source.getBytes(StandardCharsets.UTF_8));
+            store(zip, root + "/constants.pkl", new byte[] {(byte) 0x80, 2, ')', '.'});   // protocol 2, empty tuple
+            store(zip, root + "/version", "3\n".getBytes(StandardCharsets.US_ASCII));
         }
     }
 
-    /** Pickle (protocol 2) of {@code __torch__.SDPA} with {@code training=True, _is_full_backward_hook=None}. */
-    private static byte[] modulePickle() {
+    /** Pickle (protocol 2) of {@code __torch__.<className>} with {@code training=True, _is_full_backward_hook=None}. */
+    private static byte[] modulePickle(String className) {
         ByteArrayOutputStream p = new ByteArrayOutputStream();
         p.write(0x80); p.write(2);                                        // PROTO 2
-        p.writeBytes("c__torch__\nSDPA\n".getBytes(StandardCharsets.US_ASCII));   // GLOBAL
+        p.writeBytes(("c__torch__\n" + className + "\n").getBytes(StandardCharsets.US_ASCII));   // GLOBAL
         p.write(')'); p.write(0x81);                                      // EMPTY_TUPLE, NEWOBJ
         p.write('}'); p.write('(');                                       // EMPTY_DICT, MARK
         unicode(p, "training"); p.write(0x88);                            // NEWTRUE

@@ -1,0 +1,216 @@
+package io.tessera.bench.training;
+
+import io.tessera.attention.Attention;
+import io.tessera.attention.AttentionGradients;
+import io.tessera.attention.AttentionResult;
+import io.tessera.backend.Backend;
+import io.tessera.bench.kernel.AttentionBenchmark;
+import io.tessera.bench.peers.Peer;
+import io.tessera.bench.peers.PeerBenchmark;
+import io.tessera.bench.peers.TrainingPeer;
+import io.tessera.pattern.MaskFunction;
+import io.tessera.reference.DenseReference;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import org.openjdk.jmh.results.RunResult;
+import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
+import org.openjdk.jmh.runner.options.OptionsBuilder;
+import org.openjdk.jmh.runner.options.TimeValue;
+import org.openjdk.jmh.runner.options.VerboseMode;
+
+/**
+ * The main job's training section: a training step (forward + backward of attention, B = 1, H = 8,
+ * D = 64) for Tessera and every peer that can train, on the same inputs, timed by JMH; peak extra
+ * memory of a steady step from {@link MemoryProbe} in a JVM of its own; gradients of every engine
+ * checked against the float64 oracle at a small n. Written to {@code training.md}.
+ */
+public final class TrainingSection {
+    private TrainingSection() {}
+
+    /** One measured training step. {@code extraBytes} −1: not measured. */
+    public record Row(String engine, String label, String pattern, int n, int threads, double ms, double error, double gflops, long extraBytes) {}
+
+    /** One engine's gradients against the oracle. */
+    public record GradientCheck(String engine, String pattern, int n, double maxError, double tolerance) {
+        public boolean passed() { return maxError <= tolerance; }
+    }
+
+    public static TrainingPeer trainingPeer(Peer peer) {
+        if (peer instanceof TrainingPeer t) return t;
+        throw new IllegalArgumentException(peer.name() + " cannot run a training step");
+    }
+
+    static final List<String> PATTERNS = List.of("dense", "causal", "window256", "bigbird");
+
+    /** Measures every case, writes {@code training.md} into {@code out}, returns the markdown. */
+    public static String run(Path out, boolean full, int threads, List<Peer> peers, List<String> notes) throws Exception {
+        List<TrainingPeer> trainers = new ArrayList<>();
+        for (Peer p : peers) if (p instanceof TrainingPeer t) trainers.add(t);
+        List<GradientCheck> checks = gradientChecks(trainers, threads);
+        List<Row> rows = new ArrayList<>();
+        List<Integer> lengths = full ? List.of(1024, 4096, 5000) : List.of(4096, 5000);
+        List<String> engines = new ArrayList<>(List.of("tessera"));
+        for (TrainingPeer t : trainers) engines.add(t.id());
+        int total = lengths.size() * PATTERNS.size() * engines.size(), done = 0;
+        for (int n : lengths) {
+            for (String pattern : PATTERNS) {
+                for (String engine : engines) {
+                    System.out.printf(Locale.ROOT, "[train %2d/%d] %-12s %-10s n=%-5d threads=%d ... ", ++done, total, engine, pattern, n, threads);
+                    System.out.flush();
+                    try {
+                        Row r = measure(engine, label(engine, trainers), pattern, n, threads, full, n == 5000 || engine.equals("tessera") && n == 4096);
+                        rows.add(r);
+                        System.out.printf(Locale.ROOT, "%9.2f ms  %6.1f GFLOP/s  extra %s%n", r.ms(), r.gflops(), mib(r.extraBytes()));
+                    } catch (Exception e) {
+                        System.out.println("failed: " + e.getMessage());
+                        notes.add("training step failed: " + engine + " " + pattern + " n=" + n + ": " + e.getMessage());
+                    }
+                }
+            }
+        }
+        // The long-sequence memory claim: a sliding-window step at n = 65,536 (one probe, no JMH).
+        long extra = probe("tessera", "window256", 65536, threads);
+        rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN, extra));
+        String markdown = markdown(rows, checks, threads);
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("training.md"), markdown);
+        return markdown;
+    }
+
+    private static String label(String engine, List<TrainingPeer> trainers) {
+        if (engine.equals("tessera")) return "Tessera simd";
+        return trainers.stream().filter(t -> t.id().equals(engine)).findFirst().map(Peer::name).orElse(engine);
+    }
+
+    static Row measure(String engine, String label, String pattern, int n, int threads, boolean full, boolean withMemory) throws Exception {
+        boolean tessera = engine.equals("tessera");
+        ChainedOptionsBuilder jmh = new OptionsBuilder()
+                .include((tessera ? TrainingBenchmark.class : PeerTrainingBenchmark.class).getName() + ".trainingStep")
+                .param("n", String.valueOf(n)).param("threads", String.valueOf(threads)).param("pattern", pattern)
+                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
+                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT);
+        if (tessera) jmh.param("backend", "simd");
+        else jmh.param("peer", engine);
+        RunResult run = new Runner(jmh.build()).runSingle();
+        double ms = run.getPrimaryResult().getScore();
+        double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
+        return new Row(engine, label, pattern, n, threads, ms, run.getPrimaryResult().getScoreError(), flops / (ms * 1e6),
+                withMemory ? probe(engine, pattern, n, threads) : -1);
+    }
+
+    /** Runs {@link MemoryProbe} in a JVM of its own with this JVM's class path; −1 if it fails. */
+    static long probe(String engine, String pattern, int n, int threads) {
+        try {
+            Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+            Process p = new ProcessBuilder(java.toString(), "--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+                    "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), engine, pattern, String.valueOf(n), String.valueOf(threads))
+                    .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            String output = new String(p.getInputStream().readAllBytes()).strip();
+            if (p.waitFor() != 0) return -1;
+            String[] lines = output.split("\n");
+            return Long.parseLong(lines[lines.length - 1].strip());
+        } catch (Exception e) {
+            return -1;
+        }
+    }
+
+    /** Tessera (both CPU backends) and every training peer against the float64 gradients at n = 384. */
+    static List<GradientCheck> gradientChecks(List<TrainingPeer> trainers, int threads) throws Exception {
+        List<GradientCheck> checks = new ArrayList<>();
+        int n = 384, h = 2, d = 64;
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d);
+            Tensor v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d), dOut = Tensor.randomNormal(arena, 14, 1f, 1, h, n, d);
+            for (String p : PATTERNS) {
+                MaskFunction mask = AttentionBenchmark.pattern(p).asMask(n, n);
+                DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, mask, Double.NaN);
+                DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, mask, Double.NaN);
+                double tolerance = 10 * maxError(naive, oracle) + 1e-5 * magnitude(oracle);
+                for (Backend b : Backend.available()) {
+                    Attention attn = Attention.sparse(AttentionBenchmark.spec(p)).on(b);
+                    AttentionResult r = attn.forwardWithLse(arena, q, k, v);
+                    AttentionGradients g = attn.backward(arena, q, k, v, r.output(), r.logSumExp(), dOut);
+                    checks.add(new GradientCheck("Tessera " + b.name(), p, n, maxError(new float[][] {g.dq().toArray(), g.dk().toArray(), g.dv().toArray()}, oracle), tolerance));
+                }
+                for (TrainingPeer t : trainers) {
+                    t.prepare(h, n, d, q.toArray(), k.toArray(), v.toArray(), PeerBenchmark.mask(p, n), threads);
+                    t.prepareGradient(dOut.toArray());
+                    t.step();
+                    checks.add(new GradientCheck(t.name(), p, n, maxError(t.gradients(), oracle), tolerance));
+                    t.close();
+                }
+            }
+        }
+        return checks;
+    }
+
+    private static double maxError(float[][] got, DenseReference.Gradients oracle) {
+        double[][] ref = {oracle.dq(), oracle.dk(), oracle.dv()};
+        double worst = 0;
+        for (int t = 0; t < 3; t++) worst = Math.max(worst, io.tessera.bench.MainJob.maxError(got[t], ref[t]));
+        return worst;
+    }
+
+    private static double maxError(DenseReference.Gradients naive, DenseReference.Gradients oracle) {
+        double[][] a = {naive.dq(), naive.dk(), naive.dv()}, b = {oracle.dq(), oracle.dk(), oracle.dv()};
+        double worst = 0;
+        for (int t = 0; t < 3; t++) for (int i = 0; i < a[t].length; i++) worst = Math.max(worst, Math.abs(a[t][i] - b[t][i]));
+        return worst;
+    }
+
+    private static double magnitude(DenseReference.Gradients oracle) {
+        double m = 1;
+        for (double[] g : new double[][] {oracle.dq(), oracle.dk(), oracle.dv()}) for (double x : g) m = Math.max(m, Math.abs(x));
+        return m;
+    }
+
+    static String mib(long bytes) {
+        return bytes < 0 ? "n/a" : String.format(Locale.ROOT, "%.1f MiB", bytes / 1048576.0);
+    }
+
+    static String markdown(List<Row> rows, List<GradientCheck> checks, int threads) {
+        StringBuilder sb = new StringBuilder("## Training step (forward + backward)\n\n");
+        sb.append("B = 1, H = 8, D = 64, ").append(threads).append(" threads. GFLOP/s credit every engine with the allowed pairs' FLOPs: ")
+                .append("forward 4·pairs·D·H, backward 2.5× that. Peak extra memory: resident memory of a steady step beyond its inputs, ")
+                .append("outputs and gradients (`MemoryProbe`, a JVM of its own).\n\n");
+        sb.append("| engine | pattern | n | step ms | ± | GFLOP/s | peak extra memory |\n|---|---|---:|---:|---:|---:|---:|\n");
+        for (Row r : rows) {
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %s | %s | %s | %s |%n", r.label(), r.pattern(), r.n(),
+                    Double.isNaN(r.ms()) ? "—" : String.format(Locale.ROOT, "%.1f", r.ms()),
+                    Double.isNaN(r.error()) ? "—" : String.format(Locale.ROOT, "%.1f", r.error()),
+                    Double.isNaN(r.gflops()) ? "—" : String.format(Locale.ROOT, "%.1f", r.gflops()), mib(r.extraBytes())));
+        }
+        sb.append("\n### Ratios (same run)\n\n| comparison | n | ratio |\n|---|---:|---:|\n");
+        for (Row r : rows) {
+            if (!r.engine().equals("tessera") || Double.isNaN(r.ms())) continue;
+            Row dense = find(rows, "tessera", "dense", r.n());
+            if (dense != null && !r.pattern().equals("dense")) {
+                sb.append(String.format(Locale.ROOT, "| Tessera %s / Tessera dense (time) | %d | %.2f |%n", r.pattern(), r.n(), r.ms() / dense.ms()));
+            }
+            for (Row peer : rows) {
+                if (peer.engine().equals("tessera") || peer.n() != r.n() || !peer.pattern().equals(r.pattern()) || Double.isNaN(peer.ms())) continue;
+                sb.append(String.format(Locale.ROOT, "| %s %s / Tessera (time: >1 means Tessera is faster) | %d | %.2f |%n", peer.label(), r.pattern(), r.n(), peer.ms() / r.ms()));
+                if (r.extraBytes() >= 0 && peer.extraBytes() > 0) {
+                    sb.append(String.format(Locale.ROOT, "| Tessera %s / %s %s (peak extra memory) | %d | %.3f |%n", r.pattern(), peer.label(), peer.pattern(), r.n(),
+                            (double) r.extraBytes() / peer.extraBytes()));
+                }
+            }
+        }
+        sb.append("\n### Gradients against the float64 oracle (n = 384, H = 2)\n\n| engine | pattern | max error | tolerance | |\n|---|---|---:|---:|---|\n");
+        for (GradientCheck c : checks) {
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %.2e | %.2e | %s |%n", c.engine(), c.pattern(), c.maxError(), c.tolerance(), c.passed() ? "ok" : "**FAILED**"));
+        }
+        return sb.toString();
+    }
+
+    private static Row find(List<Row> rows, String engine, String pattern, int n) {
+        for (Row r : rows) if (r.engine().equals(engine) && r.pattern().equals(pattern) && r.n() == n && !Double.isNaN(r.ms())) return r;
+        return null;
+    }
+}
