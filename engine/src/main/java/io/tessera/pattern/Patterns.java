@@ -330,8 +330,9 @@ final class Patterns {
 
         @Override public void checkLengths(Frame f) {
             if (rows && lastIndex() > f.lastPos()) {
-                throw new IllegalArgumentException("global token index " + lastIndex() + " is out of range for qLen=" + f.qLen
-                        + (f.offset == 0 ? "" : " (" + f.describe() + ")"));
+                throw new IllegalArgumentException(f.offset == 0
+                        ? "global token index " + lastIndex() + " is out of range for qLen=" + f.qLen
+                        : "global token index " + lastIndex() + " is past the last query position " + f.lastPos() + " for " + f.describe());
             }
             if (columns && lastIndex() >= f.kvLen) throw new IllegalArgumentException("global token index " + lastIndex() + " is out of range for kvLen=" + f.kvLen);
         }
