@@ -6,12 +6,18 @@ import java.util.Arrays;
 final class KeyRanges {
     int[] lo = new int[8], hi = new int[8];
     int size;
+    /** The key block size of the compile asking: patterns may answer coarser than this, never finer. */
+    final int grain;
+
+    KeyRanges() { this(1); }
+
+    KeyRanges(int grain) { this.grain = grain; }
 
     void clear() { size = 0; }
 
     /** Adds [from, to) clipped to [0, kvLen). */
     void add(long from, long to, int kvLen) {
-        int a = (int) Math.max(0, from), b = (int) Math.min(kvLen, to);
+        int a = (int) Math.min(kvLen, Math.max(0, from)), b = (int) Math.max(0, Math.min(kvLen, to));
         if (a >= b) return;
         if (size == lo.length) {
             lo = Arrays.copyOf(lo, size * 2);

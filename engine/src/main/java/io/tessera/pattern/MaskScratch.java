@@ -1,6 +1,10 @@
 package io.tessera.pattern;
 
-/** Per-thread temporary rows for the and/or combinators' {@code fillRow}, one level of nesting each. */
+/**
+ * Per-thread temporary rows for the and/or combinators' {@code fillRow}, one level of nesting each.
+ * Pushes and pops pair up in try/finally, and the compiler restores the depth it started at, so a
+ * predicate that throws leaves the scratch as it found it.
+ */
 final class MaskScratch {
     private long[][] rows = new long[4][];
     private int depth;
@@ -15,6 +19,12 @@ final class MaskScratch {
     }
 
     void pop() { depth--; }
+
+    /** Rows in use (0 outside a fillRow). */
+    int depth() { return depth; }
+
+    /** Back to an earlier depth, after a failure part-way through nested rows. */
+    void restore(int depth) { this.depth = depth; }
 
     private static final ThreadLocal<MaskScratch> LOCAL = ThreadLocal.withInitial(MaskScratch::new);
 

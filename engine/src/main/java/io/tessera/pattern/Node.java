@@ -8,26 +8,32 @@ import io.tessera.layout.TileKind;
  * rules), which is what lets the property suite cross-check them.
  */
 interface Node {
-    /** Validates parameters that depend on the lengths (e.g. global indices in range). */
-    default void checkLengths(int qLen, int kvLen) {}
+    /**
+     * The alignment this pattern names itself ({@code causal(BOTTOM_RIGHT)}, {@code aligned(…)}), or
+     * null when it leaves it to the pattern it is combined with (top-left if none names one).
+     */
+    default CausalAlignment explicitAlignment() { return null; }
 
-    /** The exact element rule. */
-    boolean allows(int i, int j, int qLen, int kvLen);
+    /** Validates parameters that depend on the lengths (e.g. global indices in range). */
+    default void checkLengths(Frame f) {}
+
+    /** The exact element rule: may query index i (at position f.pos(i)) attend to key j? */
+    boolean allows(int i, int j, Frame f);
 
     /**
      * Classifies queries [i0,i1) × keys [j0,j1) in closed form: EMPTY, FULL, PARTIAL, or null when
      * that cannot be decided without looking at elements (the compiler then fills the tile's mask).
      */
-    TileKind classify(int i0, int i1, int j0, int j1, int qLen, int kvLen);
+    TileKind classify(int i0, int i1, int j0, int j1, Frame f);
 
     /** Adds key intervals covering every key any query in [i0,i1) may attend to (a superset is fine). */
-    void keyRanges(int i0, int i1, int qLen, int kvLen, KeyRanges out);
+    void keyRanges(int i0, int i1, Frame f, KeyRanges out);
 
     /**
      * ORs into {@code dst[off …]} the bits of keys [j0, j0+n) that query i may attend to (bit c of
      * word c/64 for key j0+c). Word-at-a-time for structured patterns.
      */
-    void fillRow(int i, int j0, int n, int qLen, int kvLen, long[] dst, int off, MaskScratch scratch);
+    void fillRow(int i, int j0, int n, Frame f, long[] dst, int off, MaskScratch scratch);
 
     /** Whether {@link #fillRow} is cheap enough to call again at kernel time (else masks are stored). */
     default boolean cheapMasks() { return true; }
@@ -47,6 +53,9 @@ interface Node {
         for (int w = w0 + 1; w < w1; w++) dst[off + w] = -1L;
         dst[off + w1] |= last;
     }
+
+    /** Clamps a long bit index into [0, n]. */
+    static int clamp(long x, int n) { return (int) Math.max(0, Math.min(n, x)); }
 
     /**
      * Exact classification of an <em>interval rule</em>: query i allows keys [lo(i), hi(i)), both ends

@@ -17,35 +17,60 @@ import java.util.List;
  * Attention.sparse(p).forward(arena, q, k, v);
  * }</pre>
  *
- * Patterns are compiled for concrete lengths, so length-dependent rules (bottom-right causal,
- * documents, axial, global indices) are checked and resolved at compile time.
+ * Patterns are compiled for concrete lengths, so length-dependent rules (documents, axial, global
+ * indices) are checked and resolved at compile time.
+ *
+ * <h2>Positions</h2>
+ * Every rule speaks of <em>positions</em> in the key sequence: key {@code j} is at position
+ * {@code j}, and query {@code i} is at position {@code i} when the pattern is aligned
+ * {@link CausalAlignment#TOP_LEFT top-left}, or at {@code kvLen − qLen + i} when it is aligned
+ * {@link CausalAlignment#BOTTOM_RIGHT bottom-right} (the last query is the last key: decoding or
+ * chunked prefill against a KV cache). Windows, dilated windows, block bands, strides, global rows,
+ * documents, axial grids, random blocks and causal all read the query's position, so with one query
+ * at kvLen = 100, {@code causal(BOTTOM_RIGHT).and(slidingWindow(4, 0))} sees keys 95..99 — the keys
+ * that query saw in the full 100 × 100 prefill. Key-only rules ({@code keyPrefix},
+ * {@code summaryColumns}, {@code globalColumns}) do not depend on it, and {@code predicate} is called
+ * with raw indices, as FlexAttention calls a mask_mod.
+ *
+ * <p>A pattern has one alignment. {@code causal(alignment)} and {@link #aligned} name it;
+ * every other primitive, and {@code causal()}, leaves it open and takes the one of the pattern it is
+ * combined with; a pattern that names none is top-left (PyTorch's {@code is_causal=True}).
+ * Combining two patterns that name different alignments is rejected. Under bottom-right with
+ * qLen &gt; kvLen the first queries sit at negative positions (they see no key under causal);
+ * documents and axial, defined only on their grid of positions, reject query positions off it.
  */
 public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patterns.Causal, Patterns.SlidingWindow,
         Patterns.Banded, Patterns.KeyPrefix, Patterns.Documents, Patterns.DilatedWindow, Patterns.Stride,
         Patterns.SummaryColumns, Patterns.GlobalTokens, Patterns.RandomBlocks, Patterns.Axial, Patterns.Predicate,
-        Patterns.And, Patterns.Or {
+        Patterns.Aligned, Patterns.And, Patterns.Or {
 
     // ---------------------------------------------------------------- primitives
 
     /** Every pair. */
     static Pattern full() { return new Patterns.Full(); }
 
-    /** Causal, top-left aligned: j ≤ i. */
-    static Pattern causal() { return new Patterns.Causal(CausalAlignment.TOP_LEFT); }
+    /** Causal: j ≤ p, the query's position; takes the alignment of what it is combined with (top-left alone). */
+    static Pattern causal() { return new Patterns.Causal(null); }
 
-    /** Causal with an explicit alignment for qLen ≠ kvLen (see {@link CausalAlignment}). */
-    static Pattern causal(CausalAlignment alignment) { return new Patterns.Causal(alignment); }
+    /** Causal with an explicit alignment for qLen ≠ kvLen (see {@link CausalAlignment}); the whole pattern takes it. */
+    static Pattern causal(CausalAlignment alignment) {
+        if (alignment == null) throw new NullPointerException("alignment");
+        return new Patterns.Causal(alignment);
+    }
 
-    /** Symmetric sliding window: |i − j| ≤ radius (Longformer, Beltagy et al. 2020). */
+    /** Symmetric sliding window: |p − j| ≤ radius (Longformer, Beltagy et al. 2020). */
     static Pattern slidingWindow(int radius) { return new Patterns.SlidingWindow(radius, radius); }
 
-    /** Sliding window i − left ≤ j ≤ i + right; {@code slidingWindow(w, 0).and(causal())} is Mistral's (Jiang et al. 2023). */
+    /**
+     * Sliding window p − left ≤ j ≤ p + right; {@code causal(BOTTOM_RIGHT).and(slidingWindow(w, 0))}
+     * is Mistral's (Jiang et al. 2023), also when decoding against a cache.
+     */
     static Pattern slidingWindow(int left, int right) { return new Patterns.SlidingWindow(left, right); }
 
-    /** Dilated window: keys i + k·dilation for |k| ≤ window (Longformer's dilated heads). */
+    /** Dilated window: keys p + k·dilation for |k| ≤ window (Longformer's dilated heads). */
     static Pattern dilatedWindow(int window, int dilation) { return new Patterns.DilatedWindow(window, dilation); }
 
-    /** Block-local: i and j in the same block of {@code size} (Parmar et al. 2018, Image Transformer). */
+    /** Block-local: p and j in the same block of {@code size} (Parmar et al. 2018, Image Transformer). */
     static Pattern blockLocal(int size) { return new Patterns.Banded(size, 0, 0, 0); }
 
     /** Block-diagonal widened by {@code overlap} keys on each side of each block. */
@@ -54,7 +79,7 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
     /** Sliding window of blocks: key block within [qb − before, qb + after] (BigBird's window). */
     static Pattern blockWindow(int size, int before, int after) { return new Patterns.Banded(size, before, after, 0); }
 
-    /** (i − j) mod stride = 0: the strided head of the Sparse Transformer (Child et al. 2019). */
+    /** (p − j) mod stride = 0: the strided head of the Sparse Transformer (Child et al. 2019). */
     static Pattern stride(int stride) { return new Patterns.Stride(stride); }
 
     /** Columns j with j mod period ≥ period − width: the "fixed" summary head of the Sparse Transformer. */
@@ -83,7 +108,10 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
     /** Axial attention over a rows × cols layout of the sequence: same row or same column (Ho et al. 2019). */
     static Pattern axial(int rows, int cols) { return new Patterns.Axial(rows, cols); }
 
-    /** Any element rule (FlexAttention's mask_mod). Exact; compiling costs O(qLen·kvLen) evaluations. */
+    /**
+     * Any element rule (FlexAttention's mask_mod), called with the raw query index and key index (not
+     * shifted by the alignment). Exact; compiling costs O(qLen·kvLen) evaluations.
+     */
     static Pattern predicate(String name, ElementPredicate predicate) { return new Patterns.Predicate(name, predicate); }
 
     // ---------------------------------------------------------------- presets
@@ -96,11 +124,15 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
         Patterns.positive("block size", blockSize);
         if (windowBlocks < 1 || windowBlocks % 2 == 0) throw new IllegalArgumentException("windowBlocks must be odd and >= 1, got " + windowBlocks);
         Patterns.nonNegative("globalBlocks", globalBlocks);
+        Patterns.nonNegative("randomBlocks", randomBlocks);
         Pattern p = blockWindow(blockSize, windowBlocks / 2, windowBlocks / 2);
         if (globalBlocks > 0) {
-            int[] global = new int[Math.multiplyExact(globalBlocks, blockSize)];
-            for (int g = 0; g < global.length; g++) global[g] = g;
-            p = p.or(globalTokens(global));
+            long global = (long) globalBlocks * blockSize;
+            if (global > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("globalBlocks=" + globalBlocks + " of block size " + blockSize + " make " + global
+                        + " global tokens, more than the largest sequence length " + Integer.MAX_VALUE);
+            }
+            p = p.or(new Patterns.GlobalTokens(0, (int) global, true, true));
         }
         return randomBlocks > 0 ? p.or(randomBlocks(blockSize, randomBlocks, seed, false)) : p;
     }
@@ -155,11 +187,21 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
 
     default Pattern or(Pattern other) { return new Patterns.Or(this, other); }
 
-    /** The exact element rule at these lengths. */
+    /**
+     * This pattern with its queries placed by {@code alignment} (see Positions above), e.g.
+     * {@code prefixLM(64).aligned(BOTTOM_RIGHT)} to decode against a cache. Rejected if the pattern
+     * already names the other alignment.
+     */
+    default Pattern aligned(CausalAlignment alignment) { return new Patterns.Aligned(this, alignment); }
+
+    /** The exact element rule at these lengths: may query index i attend to key index j? */
     default ElementPredicate predicate(int qLen, int kvLen) {
+        if (qLen < 1) throw new IllegalArgumentException("qLen must be >= 1, got " + qLen);
+        if (kvLen < 1) throw new IllegalArgumentException("kvLen must be >= 1, got " + kvLen);
         Node node = (Node) this;
-        node.checkLengths(qLen, kvLen);
-        return (i, j) -> node.allows(i, j, qLen, kvLen);
+        Frame frame = Frame.of(node, qLen, kvLen);
+        node.checkLengths(frame);
+        return (i, j) -> node.allows(i, j, frame);
     }
 
     /** The element rule as a mask function for the dense oracle (same for every batch and head). */

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.layout.BlockLayout;
+import io.tessera.layout.TileKind;
 import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.Pattern;
@@ -44,6 +45,81 @@ class PatternExamples {
         ElementPredicate rule = Pattern.causal(CausalAlignment.BOTTOM_RIGHT).predicate(2, 5);
         assertThat(IntStream.range(0, 5).filter(j -> rule.allows(0, j)).boxed().toList()).containsExactly(0, 1, 2, 3);
         assertThat(IntStream.range(0, 5).filter(j -> rule.allows(1, j)).boxed().toList()).containsExactly(0, 1, 2, 3, 4);
+    }
+
+    static List<Integer> keysOf(Pattern p, int qLen, int kvLen, int i) {
+        ElementPredicate rule = p.predicate(qLen, kvLen);
+        List<Integer> keys = new ArrayList<>();
+        for (int j = 0; j < kvLen; j++) if (rule.allows(i, j)) keys.add(j);
+        return keys;
+    }
+
+    @Example
+    void mistralWindowDecodingSeesTheLastWindowOfTheCache() {
+        // One new query against a cache of 100 keys: it sits at position 99 and sees 99 and the 4 keys before it.
+        Pattern mistral = Pattern.causal(CausalAlignment.BOTTOM_RIGHT).and(Pattern.slidingWindow(4, 0));
+        assertThat(keysOf(mistral, 1, 100, 0)).containsExactly(95, 96, 97, 98, 99);
+        // A chunk of 3 queries: positions 97, 98, 99.
+        assertThat(keysOf(mistral, 3, 100, 0)).containsExactly(93, 94, 95, 96, 97);
+        assertThat(keysOf(mistral, 3, 100, 2)).containsExactly(95, 96, 97, 98, 99);
+        // The compiled layout visits only the key blocks holding 95..99: 80..95 (PARTIAL) and 96..99 (FULL).
+        BlockLayout layout = mistral.compile(1, 100, 16, 16);
+        assertThat(layout.colIndices()).containsExactly(5, 6);
+        assertThat(layout.kinds()).containsExactly(TileKind.PARTIAL.code(), TileKind.FULL.code());
+        assertThat(layout.allowedPairs()).isEqualTo(5);
+        // The alignment can sit on either operand, or on the whole pattern.
+        assertThat(keysOf(Pattern.slidingWindow(4, 0).and(Pattern.causal(CausalAlignment.BOTTOM_RIGHT)), 1, 100, 0)).containsExactly(95, 96, 97, 98, 99);
+        assertThat(keysOf(Pattern.causal().and(Pattern.slidingWindow(4, 0)).aligned(CausalAlignment.BOTTOM_RIGHT), 1, 100, 0)).containsExactly(95, 96, 97, 98, 99);
+        // Top-left (the default when nothing names an alignment): query 0 is position 0.
+        assertThat(keysOf(Pattern.causal().and(Pattern.slidingWindow(4, 0)), 1, 100, 0)).containsExactly(0);
+    }
+
+    @Example
+    void everyPositionalPrimitiveDecodesAtItsPosition() {
+        CausalAlignment br = CausalAlignment.BOTTOM_RIGHT;
+        // Prefix LM decoding: the prefix plus everything up to the query's position 9.
+        assertThat(keysOf(Pattern.prefixLM(3).aligned(br), 2, 10, 0)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7, 8);
+        // Block-local: position 9 is in block [8, 12).
+        assertThat(keysOf(Pattern.blockLocal(4).aligned(br), 1, 10, 0)).containsExactly(8, 9);
+        // Dilated and strided rows count from position 9, not from index 0.
+        assertThat(keysOf(Pattern.dilatedWindow(2, 3).aligned(br), 1, 10, 0)).containsExactly(3, 6, 9);
+        assertThat(keysOf(Pattern.sparseTransformerStrided(3, true).aligned(br), 1, 10, 0)).containsExactly(0, 3, 6, 7, 8, 9);
+        // Global rows: the query at position 9 is global; index 0 is a query of an earlier call.
+        assertThat(keysOf(Pattern.globalRows(9).aligned(br), 1, 10, 0)).hasSize(10);
+        assertThat(keysOf(Pattern.globalRows(0).aligned(br), 1, 10, 0)).isEmpty();
+        // Documents: the query at position 4 is in the second document [3, 5).
+        assertThat(keysOf(Pattern.documents(3, 2).and(Pattern.causal(br)), 1, 5, 0)).containsExactly(3, 4);
+        // Axial 3x4: position 11 is row 2, column 3.
+        assertThat(keysOf(Pattern.axial(3, 4).aligned(br), 1, 12, 0)).containsExactly(3, 7, 8, 9, 10, 11);
+        // Random blocks: a decoding step sees the blocks its position saw in the prefill.
+        Pattern random = Pattern.randomBlocks(4, 2, 11, true).aligned(br);
+        assertThat(keysOf(random, 1, 64, 0)).isEqualTo(keysOf(random, 64, 64, 63));
+        // Bottom-right with more queries than keys: the first queries sit before position 0.
+        assertThat(keysOf(Pattern.causal(br), 4, 2, 1)).isEmpty();
+        assertThat(keysOf(Pattern.causal(br), 4, 2, 2)).containsExactly(0);
+        assertThat(keysOf(Pattern.slidingWindow(0, 2).aligned(br), 4, 2, 0)).containsExactly(0);
+    }
+
+    @Example
+    void alignmentsAreNamedOnceAndChecked() {
+        assertThatThrownBy(() -> Pattern.causal(CausalAlignment.BOTTOM_RIGHT).and(Pattern.causal(CausalAlignment.TOP_LEFT)))
+                .hasMessage("and() mixes alignments: causal(BOTTOM_RIGHT) is BOTTOM_RIGHT but causal(TOP_LEFT) is TOP_LEFT"
+                        + " (a pattern places its queries one way; name the alignment once)");
+        assertThatThrownBy(() -> Pattern.prefixLM(4).aligned(CausalAlignment.TOP_LEFT).or(Pattern.slidingWindow(2).aligned(CausalAlignment.BOTTOM_RIGHT)))
+                .hasMessageContaining("or() mixes alignments");
+        assertThatThrownBy(() -> Pattern.causal(CausalAlignment.TOP_LEFT).aligned(CausalAlignment.BOTTOM_RIGHT))
+                .hasMessage("aligned(BOTTOM_RIGHT) contradicts causal(TOP_LEFT), which is TOP_LEFT");
+        assertThatThrownBy(() -> Pattern.causal(null)).hasMessage("alignment");
+        assertThatThrownBy(() -> Pattern.full().aligned(null)).hasMessage("alignment");
+        assertThat(Pattern.causal().and(Pattern.slidingWindow(4, 0)).aligned(CausalAlignment.BOTTOM_RIGHT).toString())
+                .isEqualTo("causal().and(slidingWindow(4, 0)).aligned(BOTTOM_RIGHT)");
+        // Patterns defined only on their grid reject query positions off it, naming the lengths.
+        assertThatThrownBy(() -> Pattern.documents(3, 2).compile(6, 5, 2, 2))
+                .hasMessage("documents[3, 2] covers positions 0..4 but qLen=6, kvLen=5 (TOP_LEFT: queries at positions 0..5)");
+        assertThatThrownBy(() -> Pattern.axial(2, 2).aligned(CausalAlignment.BOTTOM_RIGHT).compile(5, 4, 2, 2))
+                .hasMessage("axial 2x2 covers positions 0..3 but qLen=5, kvLen=4 (BOTTOM_RIGHT: queries at positions -1..3)");
+        assertThatThrownBy(() -> Pattern.globalRows(10).aligned(CausalAlignment.BOTTOM_RIGHT).compile(2, 10, 2, 2))
+                .hasMessage("global token index 10 is past the last query position 9 for qLen=2, kvLen=10 (BOTTOM_RIGHT: queries at positions 8..9)");
     }
 
     @Example

@@ -1,6 +1,7 @@
 package io.tessera.proptest;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.CausalAlignment;
@@ -9,6 +10,7 @@ import io.tessera.pattern.Pattern;
 import io.tessera.pattern.PatternCompiler;
 import io.tessera.layout.TileKind;
 import java.util.List;
+import java.util.function.Function;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Combinators;
@@ -20,13 +22,22 @@ import net.jqwik.api.constraints.IntRange;
 /** The compiled layout of any pattern allows exactly the pairs the pattern's element rule allows. */
 class PatternProperties {
 
-    /** Patterns valid for any lengths up to {@link #MAX_LEN} (global indices are kept small). */
-    static Arbitrary<Pattern> primitives() {
+    /**
+     * Patterns valid for any lengths up to {@link #MAX_LEN} (global indices are kept small), whose
+     * explicit alignment, if any, is {@code alignment}: patterns naming two alignments are rejected.
+     */
+    static Arbitrary<Pattern> primitives(CausalAlignment alignment) {
+        return Arbitraries.oneOf(List.of(positional(alignment),
+                Arbitraries.longs().map(seed -> Pattern.predicate("hash", (i, j) -> (mix(seed + i * 31L + j * 1_000_003L) & 3) == 0))));
+    }
+
+    /** The primitives that read positions only (every one but {@code predicate}, which sees raw indices). */
+    static Arbitrary<Pattern> positional(CausalAlignment alignment) {
         Arbitrary<Integer> small = Arbitraries.integers().between(0, 20);
         Arbitrary<Integer> positive = Arbitraries.integers().between(1, 40);
         return Arbitraries.oneOf(List.of(
                 Arbitraries.just(Pattern.full()),
-                Arbitraries.of(CausalAlignment.class).map(Pattern::causal),
+                Arbitraries.of(Pattern.causal(), Pattern.causal(alignment)),
                 Combinators.combine(small, small).as(Pattern::slidingWindow),
                 Combinators.combine(Arbitraries.integers().between(0, 6), Arbitraries.integers().between(1, 5)).as(Pattern::dilatedWindow),
                 positive.map(Pattern::blockLocal),
@@ -35,11 +46,28 @@ class PatternProperties {
                 Arbitraries.integers().between(1, 12).map(Pattern::stride),
                 Arbitraries.integers().between(1, 12).flatMap(l -> Arbitraries.integers().between(1, l).map(c -> Pattern.summaryColumns(l, c))),
                 Arbitraries.integers().between(0, 40).map(Pattern::keyPrefix),
+                Arbitraries.integers().between(0, 40).map(Pattern::prefixLM),
                 Arbitraries.integers().between(0, 0).set().ofMinSize(0).ofMaxSize(0).map(s -> Pattern.globalTokens(0)),
                 Arbitraries.integers().between(0, 0).map(i -> Pattern.globalRows(0)),
                 Arbitraries.integers().between(0, 0).map(i -> Pattern.globalColumns(0)),
-                Combinators.combine(positive, Arbitraries.integers().between(0, 3), Arbitraries.longs(), Arbitraries.of(true, false)).as(Pattern::randomBlocks),
-                Arbitraries.longs().map(seed -> Pattern.predicate("hash", (i, j) -> (mix(seed + i * 31L + j * 1_000_003L) & 3) == 0))));
+                Combinators.combine(positive, Arbitraries.integers().between(0, 3), Arbitraries.longs(), Arbitraries.of(true, false)).as(Pattern::randomBlocks)));
+    }
+
+    /** Either alignment, sometimes named on the whole pattern with {@code aligned}. */
+    static Arbitrary<Pattern> trees(Function<CausalAlignment, Arbitrary<Pattern>> primitives) {
+        return Arbitraries.of(CausalAlignment.class).flatMap(a -> trees(a, primitives));
+    }
+
+    static Arbitrary<Pattern> trees(CausalAlignment a, Function<CausalAlignment, Arbitrary<Pattern>> primitives) {
+        // Not lazyOf: jqwik memoizes lazy arbitraries by the supplier's class, which would mix alignments.
+        Arbitrary<Pattern> prim = primitives.apply(a);
+        Arbitrary<Pattern> tree = Arbitraries.oneOf(List.of(
+                prim,
+                Combinators.combine(prim, prim).as(Pattern::and),
+                Combinators.combine(prim, prim).as(Pattern::or),
+                Combinators.combine(prim, prim, prim).as((x, y, z) -> x.and(y).or(z)),
+                Combinators.combine(prim, prim, prim).as((x, y, z) -> x.or(y).and(z))));
+        return Combinators.combine(tree, Arbitraries.of(true, false)).as((p, name) -> name ? p.aligned(a) : p);
     }
 
     static final int MAX_LEN = 160;
@@ -52,12 +80,7 @@ class PatternProperties {
 
     @Provide
     Arbitrary<Pattern> patterns() {
-        return Arbitraries.lazyOf(
-                PatternProperties::primitives,
-                () -> Combinators.combine(primitives(), primitives()).as(Pattern::and),
-                () -> Combinators.combine(primitives(), primitives()).as(Pattern::or),
-                () -> Combinators.combine(primitives(), primitives(), primitives()).as((a, b, c) -> a.and(b).or(c)),
-                () -> Combinators.combine(primitives(), primitives(), primitives()).as((a, b, c) -> a.or(b).and(c)));
+        return trees(PatternProperties::primitives);
     }
 
     @Property(tries = 300)
@@ -124,6 +147,97 @@ class PatternProperties {
         assertThat(layout.colOffsets()[layout.kvBlocks()]).isEqualTo(layout.tileCount());
     }
 
+    // ---------------------------------------------------------------- positions
+
+    /** A pattern of positional primitives with the alignment it is placed by. */
+    record Placed(CausalAlignment alignment, Pattern pattern) {}
+
+    @Provide
+    Arbitrary<Placed> placed() {
+        // Named on the whole pattern: an unnamed tree would be top-left whatever a is.
+        return Arbitraries.of(CausalAlignment.class).flatMap(a -> trees(a, PatternProperties::positional).map(p -> new Placed(a, p.aligned(a))));
+    }
+
+    /**
+     * The point of positions: with qLen ≤ kvLen, query i sees exactly what its position sees in the
+     * full kvLen × kvLen pattern (bottom-right: the last qLen rows, a decoding step or a chunk of
+     * prefill against a cache; top-left: the first qLen rows), and the compiled layout agrees.
+     */
+    @Property(tries = 200)
+    void aQuerySeesWhatItsPositionSeesInTheFullSequence(@ForAll("placed") Placed placed,
+                                                        @ForAll @IntRange(min = 1, max = MAX_LEN) int a, @ForAll @IntRange(min = 1, max = MAX_LEN) int b,
+                                                        @ForAll @IntRange(min = 1, max = 40) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV) {
+        int qLen = Math.min(a, b), kvLen = Math.max(a, b);
+        Pattern p = placed.pattern();
+        int offset = placed.alignment() == CausalAlignment.BOTTOM_RIGHT ? kvLen - qLen : 0;
+        ElementPredicate part = p.predicate(qLen, kvLen), whole = p.predicate(kvLen, kvLen);
+        for (int i = 0; i < qLen; i++) {
+            for (int j = 0; j < kvLen; j++) {
+                assertThat(part.allows(i, j)).as("%s, qLen=%d, kvLen=%d: query %d (position %d), key %d", p, qLen, kvLen, i, i + offset, j)
+                        .isEqualTo(whole.allows(i + offset, j));
+            }
+        }
+        checkLayout(p, qLen, kvLen, blockQ, blockKV);
+    }
+
+    /** A documents or axial pattern, its alignment, and the one key length it is defined for. */
+    record OnGrid(CausalAlignment alignment, Pattern pattern, int kvLen) {}
+
+    @Provide
+    Arbitrary<OnGrid> onGrid() {
+        Arbitrary<OnGrid> documents = Combinators.combine(Arbitraries.of(CausalAlignment.class), Arbitraries.integers().between(1, 30).list().ofMinSize(1).ofMaxSize(6))
+                .as((a, l) -> new OnGrid(a, Pattern.documents(l.stream().mapToInt(Integer::intValue).toArray()), l.stream().mapToInt(Integer::intValue).sum()));
+        Arbitrary<OnGrid> axial = Combinators.combine(Arbitraries.of(CausalAlignment.class), Arbitraries.integers().between(1, 12), Arbitraries.integers().between(1, 12))
+                .as((a, r, c) -> new OnGrid(a, Pattern.axial(r, c), r * c));
+        return Combinators.combine(Arbitraries.oneOf(List.of(documents, axial)), Arbitraries.integers().between(0, 3), Arbitraries.integers().between(0, 8))
+                .as((g, how, w) -> {
+                    CausalAlignment a = g.alignment();
+                    Pattern p = g.pattern();
+                    return new OnGrid(a, switch (how) {
+                        case 0 -> p.aligned(a);
+                        case 1 -> p.and(Pattern.causal(a));
+                        case 2 -> p.and(Pattern.slidingWindow(w, 0)).aligned(a);
+                        default -> p.and(Pattern.causal()).or(Pattern.slidingWindow(w).and(p)).aligned(a);
+                    }, g.kvLen());
+                });
+    }
+
+    /** Documents and axial grids need the keys to be the whole sequence; any number of queries on it works, both alignments. */
+    @Property(tries = 150)
+    void documentsAndAxialAtFewerQueriesThanKeys(@ForAll("onGrid") OnGrid grid, @ForAll @IntRange(min = 0, max = 1000) int qSeed,
+                                                 @ForAll @IntRange(min = 1, max = 40) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV) {
+        Pattern p = grid.pattern();
+        int kvLen = grid.kvLen(), qLen = 1 + qSeed % kvLen;
+        int offset = grid.alignment() == CausalAlignment.BOTTOM_RIGHT ? kvLen - qLen : 0;
+        ElementPredicate part = p.predicate(qLen, kvLen), whole = p.predicate(kvLen, kvLen);
+        for (int i = 0; i < qLen; i++) {
+            for (int j = 0; j < kvLen; j++) assertThat(part.allows(i, j)).as("%s at query %d, key %d", p, i, j).isEqualTo(whole.allows(i + offset, j));
+        }
+        checkLayout(p, qLen, kvLen, blockQ, blockKV);
+        // More queries than grid positions cannot be placed on the grid.
+        assertThatThrownBy(() -> p.compile(kvLen + 1, kvLen, blockQ, blockKV)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("qLen=" + (kvLen + 1)).hasMessageContaining("kvLen=" + kvLen);
+    }
+
+    @Provide
+    Arbitrary<Pattern> topLeftTrees() { return trees(CausalAlignment.TOP_LEFT, PatternProperties::primitives); }
+
+    @Provide
+    Arbitrary<Pattern> bottomRightTrees() { return trees(CausalAlignment.BOTTOM_RIGHT, PatternProperties::primitives); }
+
+    @Property(tries = 50)
+    void combiningTwoAlignmentsIsRejected(@ForAll("topLeftTrees") Pattern x, @ForAll("bottomRightTrees") Pattern y) {
+        Pattern topLeft = x.and(Pattern.causal(CausalAlignment.TOP_LEFT)), bottomRight = y.or(Pattern.full()).aligned(CausalAlignment.BOTTOM_RIGHT);
+        assertThatThrownBy(() -> topLeft.and(bottomRight)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("and() mixes alignments").hasMessageContaining("is TOP_LEFT").hasMessageContaining("is BOTTOM_RIGHT");
+        assertThatThrownBy(() -> bottomRight.or(topLeft)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("or() mixes alignments");
+        assertThatThrownBy(() -> topLeft.aligned(CausalAlignment.BOTTOM_RIGHT)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("aligned(BOTTOM_RIGHT) contradicts");
+        // Leaving the alignment open combines with either.
+        assertThat(topLeft.and(Pattern.slidingWindow(3)).and(Pattern.causal()).toString()).isNotBlank();
+        assertThat(bottomRight.and(Pattern.slidingWindow(3)).and(Pattern.causal()).toString()).isNotBlank();
+    }
+
     // ---------------------------------------------------------------- algebra laws
 
     static void assertSameElements(Pattern a, Pattern b, int qLen, int kvLen) {
@@ -133,9 +247,16 @@ class PatternProperties {
         }
     }
 
+    /** Three patterns of one alignment (patterns naming different alignments cannot be combined). */
+    @Provide
+    Arbitrary<List<Pattern>> triples() {
+        return Arbitraries.of(CausalAlignment.class).flatMap(a -> trees(a, PatternProperties::primitives).list().ofSize(3));
+    }
+
     @Property(tries = 100)
-    void andOrAreCommutativeAndAssociative(@ForAll("patterns") Pattern a, @ForAll("patterns") Pattern b, @ForAll("patterns") Pattern c,
+    void andOrAreCommutativeAndAssociative(@ForAll("triples") List<Pattern> abc,
                                            @ForAll @IntRange(min = 1, max = 60) int qLen, @ForAll @IntRange(min = 1, max = 60) int kvLen) {
+        Pattern a = abc.get(0), b = abc.get(1), c = abc.get(2);
         assertSameElements(a.and(b), b.and(a), qLen, kvLen);
         assertSameElements(a.or(b), b.or(a), qLen, kvLen);
         assertSameElements(a.and(b).and(c), a.and(b.and(c)), qLen, kvLen);
