@@ -5,6 +5,7 @@ import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.util.List;
 
@@ -51,8 +52,7 @@ public final class ChainedAttention {
     public List<Pattern> steps() { return steps; }
 
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        s.checkOutput("out", out, s.outputShape());
+        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("chained attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
         if (s.heads() != s.kvHeads()) throw new IllegalArgumentException("chained attention needs heads == kvHeads, got heads=" + s.heads() + ", kvHeads=" + s.kvHeads());
         if (axialRows > 0 && (long) axialRows * axialCols != s.qLen()) {

@@ -3,6 +3,7 @@ package io.tessera.variant.lowrank;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -39,8 +40,7 @@ public final class Nystromformer {
     }
 
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        s.checkOutput("out", out, s.outputShape());
+        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (landmarks > Math.min(s.qLen(), s.kvLen())) {
             throw new IllegalArgumentException("landmarks m=" + landmarks + " exceeds the sequence (qLen=" + s.qLen() + ", kvLen=" + s.kvLen() + ")");
         }
