@@ -71,6 +71,7 @@ public final class Tensor {
 
     /** Standard normal entries scaled by {@code stddev}, reproducible from {@code seed}. */
     public static Tensor randomNormal(Arena arena, long seed, float stddev, long... shape) {
+        if (!(stddev >= 0) || stddev == Float.POSITIVE_INFINITY) throw new IllegalArgumentException("stddev must be finite and >= 0, got " + stddev);
         Tensor t = zeros(arena, shape);
         SplittableRandom random = new SplittableRandom(seed);
         for (long i = 0, n = t.elementCount(); i < n; i++) {
@@ -81,6 +82,8 @@ public final class Tensor {
 
     /** Uniform entries in [{@code low}, {@code high}), reproducible from {@code seed}. */
     public static Tensor randomUniform(Arena arena, long seed, float low, float high, long... shape) {
+        if (!Float.isFinite(low)) throw new IllegalArgumentException("low must be finite, got " + low);
+        if (!Float.isFinite(high)) throw new IllegalArgumentException("high must be finite, got " + high);
         if (!(low < high)) throw new IllegalArgumentException("low must be < high, got low=" + low + " high=" + high);
         Tensor t = zeros(arena, shape);
         SplittableRandom random = new SplittableRandom(seed);
