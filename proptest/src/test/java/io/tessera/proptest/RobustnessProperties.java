@@ -87,6 +87,8 @@ class RobustnessProperties {
                         if (frame.getClassName().startsWith("io.tessera")) return;
                     }
                     throw new AssertionError("exception not thrown by Tessera code", e);
+                } catch (OutOfMemoryError e) {   // a size not rejected up front (and an Error would end the whole run)
+                    throw new AssertionError("ran out of memory instead of rejecting a size up front", e);
                 }
             }
         });

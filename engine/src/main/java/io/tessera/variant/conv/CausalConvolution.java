@@ -22,8 +22,9 @@ import java.util.Map;
  * only, so changing a later input (to NaN, ±∞ or a huge value) leaves every earlier output
  * bit-identical. The FFT path gets this by divide and conquer (the left half of a range reaches
  * the right half through one FFT product, then each half recurses; short ranges are summed
- * directly), never transforming a later input together with an earlier output. A channel holding
- * a non-finite input is computed by the direct path, which reaches an output only from its taps.
+ * directly), never transforming a later input together with an earlier output. Non-finite inputs
+ * never enter a transform: they are added tap by tap, so (as on the direct path) they reach only
+ * the outputs whose taps hold them.
  *
  * <p>x and out may be any views with the same shape (strided, transposed); out must not share
  * memory with x.
@@ -159,29 +160,28 @@ public final class CausalConvolution {
         if (n > Fft.MAX_LENGTH / 2) throw new IllegalArgumentException("sequence length " + n + " exceeds the FFT path's limit " + Fft.MAX_LENGTH / 2 + "; use Path.DIRECT");
         MemorySegment xs = x.segment(), os = out.segment();
         double[] in = new double[n], acc = new double[n];
-        boolean[] nonFinite = new boolean[channels];
+        int[] nonFinite = new int[n];
         for (int c = 0; c < channels; c++) {
+            int g = c / per, count = 0;
             for (int i = 0; i < n; i++) {
-                float v = xs.getAtIndex(FLOAT, x.offset() + i * x.stride(0) + c * x.stride(1));
-                if (!Float.isFinite(v)) { nonFinite[c] = true; break; }
+                in[i] = xs.getAtIndex(FLOAT, x.offset() + i * x.stride(0) + c * x.stride(1));
+                if (!Double.isFinite(in[i])) nonFinite[count++] = i;
             }
-        }
-        boolean anyNonFinite = false;
-        for (int c = 0; c < channels; c++) {
-            if (nonFinite[c]) { anyNonFinite = true; continue; }
-            int g = c / per;
-            for (int i = 0; i < n; i++) in[i] = xs.getAtIndex(FLOAT, x.offset() + i * x.stride(0) + c * x.stride(1));
             Arrays.fill(acc, 0);
-            causal(in, acc, 0, n, g, span, spectra);
+            causal(in, acc, 0, n, g, span, spectra, Arrays.copyOf(nonFinite, count));
             for (int i = 0; i < n; i++) os.setAtIndex(FLOAT, out.offset() + i * out.stride(0) + c * out.stride(1), (float) acc[i]);
         }
-        if (anyNonFinite) directChannels(x, out, nonFinite);
     }
 
-    /** acc[i] += Σ_{lo ≤ j ≤ i} w(i − j)·in[j] for i in [lo, hi), by divide and conquer. */
-    private void causal(double[] in, double[] acc, int lo, int hi, int g, long span, FilterSpectra spectra) {
+    /**
+     * acc[i] += Σ_{lo ≤ j ≤ i} w(i − j)·in[j] for i in [lo, hi), by divide and conquer. Non-finite
+     * inputs (their indices sorted in {@code nonFinite}) never enter a transform: a cross product
+     * transforms the finite ones and adds the others tap by tap, so they reach only the outputs
+     * whose taps hold them, and every output's arithmetic depends on earlier inputs only.
+     */
+    private void causal(double[] in, double[] acc, int lo, int hi, int g, long span, FilterSpectra spectra, int[] nonFinite) {
+        float[] w = weights[g];
         if (hi - lo <= DIRECT_RANGE) {
-            float[] w = weights[g];
             for (int i = lo; i < hi; i++) {
                 double sum = 0;
                 for (int t = 0; t < spectra.taps; t++) {
@@ -194,7 +194,7 @@ public final class CausalConvolution {
             return;
         }
         int mid = (lo + hi) >>> 1;
-        causal(in, acc, lo, mid, g, span, spectra);
+        causal(in, acc, lo, mid, g, span, spectra, nonFinite);
         // Inputs of the left half within reach of the right half, into the right half's outputs.
         int from = (int) Math.max(lo, mid - span + 1);
         if (from < mid) {
@@ -203,6 +203,8 @@ public final class CausalConvolution {
             double[][] filter = spectra.of(size);
             double[] re = new double[size], im = new double[size];
             System.arraycopy(in, from, re, 0, inputs);
+            int first = lowerBound(nonFinite, from), end = lowerBound(nonFinite, mid);
+            for (int e = first; e < end; e++) re[nonFinite[e] - from] = 0;
             Fft.transform(re, im, false);
             double[] fr = filter[2 * g], fi = filter[2 * g + 1];
             for (int f = 0; f < size; f++) {
@@ -213,26 +215,25 @@ public final class CausalConvolution {
             Fft.transform(re, im, true);
             // Output i gets Σ_j in[j]·w(i − j) = re[i − from]; i − from < size, and every lag i − j ≥ 1 (no wrap).
             for (int i = mid; i < hi; i++) acc[i] += re[i - from];
-        }
-        causal(in, acc, mid, hi, g, span, spectra);
-    }
-
-    /** The direct path for the flagged channels only. */
-    private void directChannels(Tensor x, Tensor out, boolean[] channels) {
-        int n = (int) x.size(0), per = channels.length / groups(), taps = reachingTaps(n);
-        MemorySegment xs = x.segment(), os = out.segment();
-        for (int c = 0; c < channels.length; c++) {
-            if (!channels[c]) continue;
-            float[] w = weights[c / per];
-            for (int i = 0; i < n; i++) {
-                float acc = 0f;
-                for (int t = 0; t < taps; t++) {
-                    long src = i - (long) t * dilation;
-                    if (src < 0) break;
-                    acc += w[t] * xs.getAtIndex(FLOAT, x.offset() + src * x.stride(0) + c * x.stride(1));
+            for (int e = first; e < end; e++) {
+                int j = nonFinite[e];
+                for (int t = 0; t < spectra.taps; t++) {
+                    long i = j + (long) t * dilation;
+                    if (i >= hi) break;
+                    if (i >= mid) acc[(int) i] += w[t] * in[j];
                 }
-                os.setAtIndex(FLOAT, out.offset() + i * out.stride(0) + c * out.stride(1), acc);
             }
         }
+        causal(in, acc, mid, hi, g, span, spectra, nonFinite);
+    }
+
+    /** The first index of the sorted {@code a} whose value is ≥ {@code key}. */
+    private static int lowerBound(int[] a, int key) {
+        int lo = 0, hi = a.length;
+        while (lo < hi) {
+            int m = (lo + hi) >>> 1;
+            if (a[m] < key) lo = m + 1; else hi = m;
+        }
+        return lo;
     }
 }

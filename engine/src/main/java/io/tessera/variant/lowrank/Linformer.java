@@ -70,6 +70,11 @@ public final class Linformer {
         if (k > n) throw new IllegalArgumentException("projected length k=" + k + " exceeds n=" + n + ": a Linformer projection must shorten the sequence; use dense attention or supply your own k×n matrices");
         if (kvHeads < 1) throw new IllegalArgumentException("kvHeads must be >= 1, got " + kvHeads);
         if (sharing == null) throw new NullPointerException("sharing");
+        long count = sharing == Sharing.HEADWISE ? 1 : kvHeads;
+        if ((long) k * n > (Integer.MAX_VALUE - 8) / count) {
+            throw new IllegalArgumentException("the projections would hold " + (sharing == Sharing.HEADWISE ? "" : "kvHeads=" + kvHeads + " × ") + "k=" + k + " × n=" + n
+                    + " entries each, more than " + (Integer.MAX_VALUE - 8) + "; shorten k or n");
+        }
     }
 
     public Linformer on(Backend backend) {
