@@ -267,6 +267,13 @@ class RobustnessExamples {
                 Tensor vd = Tensor.randomNormal(arena, 3, 1f, 1, 1, 2, 2), od = Tensor.zeros(arena, 1, 1, 2, 2);
                 Performer.withFeatures(4).forward(qd, kd, vd, od);
                 for (float o : od.toArray()) assertThat(o).isFinite();
+                // m = Integer.MAX_VALUE features: an m×D projection no int-indexed GEMM takes (it ran out of memory).
+                Tensor small = Tensor.zeros(arena, 1, 1, 2, 4);
+                assertThatThrownBy(() -> Performer.withFeatures(Integer.MAX_VALUE).forward(small, small, small, Tensor.zeros(arena, 1, 1, 2, 4)))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("m·headDim");
+                // Linformer projections of k·n = 2^60 entries (it ran out of memory).
+                assertThatThrownBy(() -> Linformer.random(1 << 30, 1 << 30, 1, Linformer.Sharing.KEY_VALUE, 1))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("k=1073741824 × n=1073741824");
             }
         });
     }
@@ -283,6 +290,7 @@ class RobustnessExamples {
                 assertThatThrownBy(() -> variant.forward(t, t, t, null)).isInstanceOf(NullPointerException.class).hasMessage("out");
             }
             assertThatThrownBy(() -> CausalConvolution.of(new float[][] {null}, 1)).isInstanceOf(NullPointerException.class).hasMessage("weights[0]");
+            assertThatThrownBy(() -> ChainedAttention.of(Arrays.asList(Pattern.causal(), null))).isInstanceOf(NullPointerException.class).hasMessage("steps[1]");
             assertThatThrownBy(() -> CausalConvolution.of(new float[][] {{1f}}, 1).forward(t, null, CausalConvolution.Path.AUTO)).isInstanceOf(NullPointerException.class).hasMessage("out");
         }
     }

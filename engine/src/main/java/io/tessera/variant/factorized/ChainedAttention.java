@@ -23,7 +23,9 @@ public final class ChainedAttention {
     private final int axialRows, axialCols;   // 0 unless built by axial()
 
     private ChainedAttention(List<Pattern> steps, Backend backend, int axialRows, int axialCols) {
-        if (steps == null || steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
+        if (steps == null) throw new NullPointerException("steps");
+        if (steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
+        for (int i = 0; i < steps.size(); i++) if (steps.get(i) == null) throw new NullPointerException("steps[" + i + "]");
         this.steps = List.copyOf(steps);
         this.backend = backend;
         this.axialRows = axialRows;

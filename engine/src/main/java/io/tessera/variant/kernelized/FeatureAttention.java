@@ -43,6 +43,8 @@ final class FeatureAttention {
             throw new IllegalArgumentException("causal linear attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
         }
         int m = phi.features(s.headDim()), dv = s.valueDim();
+        Checks.intProduct("the feature state m·valueDim", m, dv);
+        Checks.intProduct("a chunk's features " + CHUNK + "·m", CHUNK, m);
         boolean exponential = phi.exponential();
         try (Arena arena = Arena.ofShared()) {
             Tensor state = Tensor.zeros(arena, m, dv), z = Tensor.zeros(arena, 1, m), zColumn = Tensor.zeros(arena, m, 1);

@@ -28,6 +28,7 @@ final class RandomFeatures implements FeatureMap {
         this.m = m;
         this.headDim = headDim;
         // A block holds min(m, D) rows of D: the rows Gram–Schmidt needs, never a D×D square.
+        Checks.intProduct("Performer projection ω: features m·headDim", m, headDim);
         double[] block = new double[Checks.intProduct("Performer features m·headDim (one block of random features)", Math.min(m, headDim), headDim)];
         this.omega = Tensor.zeros(Arena.ofAuto(), m, headDim);
         SplittableRandom random = new SplittableRandom(seed);
