@@ -18,9 +18,10 @@ public final class BsrMatrix {
     }
 
     public static BsrMatrix fromLayout(BlockLayout layout) {
-        int per = layout.blockQ() * layout.maskWordsPerRow();
-        long total = (long) per * layout.tileCount();
+        long perLong = (long) layout.blockQ() * layout.maskWordsPerRow();
+        long total = perLong > Integer.MAX_VALUE ? Long.MAX_VALUE : perLong * layout.tileCount();   // ≤ 2^62: no long overflow
         if (total > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("BSR masks of " + layout.tileCount() + " tiles exceed int indexing");
+        int per = (int) perLong;
         long[] masks = new long[(int) total];
         long[] one = new long[per];
         for (int t = 0; t < layout.tileCount(); t++) {
@@ -41,7 +42,10 @@ public final class BsrMatrix {
 
     /** Whether element (r, c) of block {@code block} is stored as allowed. */
     public boolean allows(int block, int r, int c) {
+        if (block < 0 || block >= blocks()) throw new IndexOutOfBoundsException("block=" + block + " outside [0, " + blocks() + ")");
+        if (r < 0 || r >= layout.blockQ()) throw new IndexOutOfBoundsException("r=" + r + " outside the block's rows [0, " + layout.blockQ() + ")");
+        if (c < 0 || c >= layout.blockKV()) throw new IndexOutOfBoundsException("c=" + c + " outside the block's columns [0, " + layout.blockKV() + ")");
         int words = layout.maskWordsPerRow();
-        return (masks[block * layout.blockQ() * words + r * words + (c >>> 6)] & (1L << c)) != 0;
+        return (masks[(block * layout.blockQ() + r) * words + (c >>> 6)] & (1L << c)) != 0;
     }
 }

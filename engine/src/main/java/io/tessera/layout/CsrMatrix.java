@@ -17,14 +17,19 @@ public final class CsrMatrix {
     public CsrMatrix(int rows, int cols, int[] rowOffsets, int[] colIndices) {
         if (rows < 1) throw new IllegalArgumentException("rows must be >= 1, got " + rows);
         if (cols < 1) throw new IllegalArgumentException("cols must be >= 1, got " + cols);
-        if (rowOffsets == null || rowOffsets.length != rows + 1) {
-            throw new IllegalArgumentException("rowOffsets must have rows+1=" + (rows + 1) + " entries, got " + (rowOffsets == null ? "null" : rowOffsets.length));
+        if (rowOffsets == null) throw new NullPointerException("rowOffsets");
+        if (colIndices == null) throw new NullPointerException("colIndices");
+        if (rowOffsets.length != rows + 1L) {
+            throw new IllegalArgumentException("rowOffsets must have rows+1=" + (rows + 1L) + " entries, got " + rowOffsets.length);
         }
         if (rowOffsets[0] != 0 || rowOffsets[rows] != colIndices.length) {
             throw new IllegalArgumentException("rowOffsets must run from 0 to colIndices.length=" + colIndices.length + ", got " + rowOffsets[0] + " … " + rowOffsets[rows]);
         }
+        // All offsets first: with 0 at the start, the length at the end and no decrease, every entry index is in range.
         for (int r = 0; r < rows; r++) {
             if (rowOffsets[r + 1] < rowOffsets[r]) throw new IllegalArgumentException("rowOffsets decreases at row " + r + ": " + rowOffsets[r] + " > " + rowOffsets[r + 1]);
+        }
+        for (int r = 0; r < rows; r++) {
             for (int e = rowOffsets[r]; e < rowOffsets[r + 1]; e++) {
                 int c = colIndices[e];
                 if (c < 0 || c >= cols) throw new IllegalArgumentException("colIndices[" + e + "]=" + c + " outside [0, " + cols + ") in row " + r);
@@ -44,7 +49,9 @@ public final class CsrMatrix {
         long pairs = layout.allowedPairs();
         if (pairs > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("layout allows " + pairs + " pairs, more than a CSR matrix indexes with int");
         int[] offsets = new int[qLen + 1], cols = new int[(int) pairs];
-        long[] mask = new long[layout.blockQ() * words];
+        long maskWords = (long) layout.blockQ() * words;
+        if (maskWords > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("a tile mask of blockQ=" + layout.blockQ() + " rows of " + words + " words exceeds int indexing");
+        long[] mask = new long[(int) maskWords];
         int e = 0;
         for (int r = 0; r < layout.qBlocks(); r++) {
             int q0 = r * layout.blockQ(), rowsHere = Math.min(layout.blockQ(), qLen - q0);

@@ -71,6 +71,7 @@ public final class Tensor {
 
     /** Standard normal entries scaled by {@code stddev}, reproducible from {@code seed}. */
     public static Tensor randomNormal(Arena arena, long seed, float stddev, long... shape) {
+        if (!(stddev >= 0) || stddev == Float.POSITIVE_INFINITY) throw new IllegalArgumentException("stddev must be finite and >= 0, got " + stddev);
         Tensor t = zeros(arena, shape);
         SplittableRandom random = new SplittableRandom(seed);
         for (long i = 0, n = t.elementCount(); i < n; i++) {
@@ -81,6 +82,8 @@ public final class Tensor {
 
     /** Uniform entries in [{@code low}, {@code high}), reproducible from {@code seed}. */
     public static Tensor randomUniform(Arena arena, long seed, float low, float high, long... shape) {
+        if (!Float.isFinite(low)) throw new IllegalArgumentException("low must be finite, got " + low);
+        if (!Float.isFinite(high)) throw new IllegalArgumentException("high must be finite, got " + high);
         if (!(low < high)) throw new IllegalArgumentException("low must be < high, got low=" + low + " high=" + high);
         Tensor t = zeros(arena, shape);
         SplittableRandom random = new SplittableRandom(seed);
@@ -156,6 +159,81 @@ public final class Tensor {
     public MemorySegment storageWithHeader() {
         checkAlive();
         return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + data.byteSize());
+    }
+
+    /**
+     * True when some element of this tensor and some element of {@code other} are the same memory,
+     * so that writing one changes the other. Views of different allocations never overlap. Exact
+     * for the views this class makes (slices, selects, transposes, reshapes of an allocation):
+     * two disjoint views of one buffer, e.g. two heads, or the two halves of the channels, answer
+     * false even when they interleave. Costs nothing unless the two address ranges intersect, then
+     * a merge of their contiguous runs.
+     */
+    public boolean overlaps(Tensor other) {
+        if (other == null) throw new NullPointerException("other");
+        checkAlive();
+        other.checkAlive();
+        if (data.address() != other.data.address() || data.byteSize() != other.data.byteSize()) return false;
+        long[] a = firstAndLast(), b = other.firstAndLast();
+        if (a[1] < b[0] || b[1] < a[0]) return false;
+        Runs ra = new Runs(this), rb = new Runs(other);
+        while (ra.hasRun() && rb.hasRun()) {   // both in increasing address order
+            if (ra.end() < rb.start()) ra.next();
+            else if (rb.end() < ra.start()) rb.next();
+            else return true;
+        }
+        return false;
+    }
+
+    /** Element indices of the first and the last element (strides are never negative). */
+    private long[] firstAndLast() {
+        long last = offset;
+        for (int d = 0; d < shape.length; d++) last += (shape[d] - 1) * strides[d];
+        return new long[] {offset, last};
+    }
+
+    /**
+     * The tensor's elements as runs of consecutive element indices, in increasing order: the run
+     * dimension is a unit-stride one (else runs are single elements), the others are visited from
+     * the largest stride to the smallest. Views of one row-major allocation keep every stride at
+     * least the extent it spans below it, so this order is increasing and the runs are disjoint.
+     */
+    private static final class Runs {
+        private final long[] extent, stride, index;
+        private final long runLength;
+        private long base;
+        private boolean more = true;
+
+        Runs(Tensor t) {
+            int runDim = -1;
+            for (int d = t.shape.length - 1; d >= 0; d--) {
+                if (t.strides[d] == 1 && t.shape[d] > 1) { runDim = d; break; }
+            }
+            runLength = runDim < 0 ? 1 : t.shape[runDim];
+            Integer[] dims = new Integer[t.shape.length];
+            int count = 0;
+            for (int d = 0; d < t.shape.length; d++) if (d != runDim && t.shape[d] > 1) dims[count++] = d;
+            Integer[] outer = Arrays.copyOf(dims, count);
+            Arrays.sort(outer, (x, y) -> Long.compare(t.strides[y], t.strides[x]));
+            extent = new long[count];
+            stride = new long[count];
+            index = new long[count];
+            for (int i = 0; i < count; i++) { extent[i] = t.shape[outer[i]]; stride[i] = t.strides[outer[i]]; }
+            base = t.offset;
+        }
+
+        boolean hasRun() { return more; }
+        long start() { return base; }
+        long end() { return base + runLength - 1; }
+
+        void next() {
+            for (int i = index.length - 1; i >= 0; i--) {
+                if (++index[i] < extent[i]) { base += stride[i]; return; }
+                base -= (extent[i] - 1) * stride[i];
+                index[i] = 0;
+            }
+            more = false;
+        }
     }
 
     /** True while the arena that owns the memory is open. */

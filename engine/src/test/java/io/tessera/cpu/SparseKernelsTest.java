@@ -34,4 +34,37 @@ class SparseKernelsTest {
             }
         }
     }
+
+    /**
+     * The SIMD dot product is the fixed-order computation its javadoc describes, bit for bit:
+     * per-lane FMA accumulation, the pairwise lane tree, then the scalar tail. reduceLanes(ADD)
+     * failed this (its order is the implementation's choice and changes with the JIT tier).
+     */
+    @RepeatedTest(200)
+    void simdDotIsTheFixedOrderSumBitForBit(RepetitionInfo info) {
+        SplittableRandom random = new SplittableRandom(1000 + info.getCurrentRepetition());
+        int n = random.nextInt(1, 300), lanes = VectorConfig.FLOATS.length();
+        try (Arena arena = Arena.ofConfined()) {
+            // Magnitudes spread over many binades, so that a different summation order shows in the bits.
+            float[] xs = new float[n], ys = new float[n];
+            for (int c = 0; c < n; c++) {
+                xs[c] = (float) (random.nextGaussian() * Math.scalb(1.0, random.nextInt(-12, 13)));
+                ys[c] = (float) random.nextGaussian();
+            }
+            Tensor a = Tensor.of(arena, xs, n), b = Tensor.of(arena, ys, n);
+            float[] acc = new float[lanes];
+            int c = 0;
+            for (; c + lanes <= n; c += lanes) for (int l = 0; l < lanes; l++) acc[l] = Math.fma(xs[c + l], ys[c + l], acc[l]);
+            for (int half = lanes / 2; half >= 1; half /= 2) {
+                float[] next = new float[lanes];
+                for (int l = 0; l < lanes; l++) next[l] = acc[l] + acc[(l + half) % lanes];
+                acc = next;
+            }
+            float expected = acc[0], tail = 0;
+            for (; c < n; c++) tail += xs[c] * ys[c];
+            expected += tail;
+            assertThat(Float.floatToRawIntBits(SimdSparseKernels.dot(a.segment(), 0, b.segment(), 0, n)))
+                    .as("n=%d lanes=%d", n, lanes).isEqualTo(Float.floatToRawIntBits(expected));
+        }
+    }
 }

@@ -77,7 +77,7 @@ class TensorizedProperties {
         try (Arena arena = Arena.ofShared()) {
             TensorizedAttention t = TensorizedAttention.random(8, 4, 2, 2, 2, 3, 1);
             Tensor x = Tensor.zeros(arena, 7, 4);
-            assertThatThrownBy(() -> t.forward(x, x, x, Tensor.zeros(arena, 7, 3))).hasMessageContaining("inputs must be [n=8, modelDim=4], got [7, 4]");
+            assertThatThrownBy(() -> t.forward(x, x, x, Tensor.zeros(arena, 7, 3))).hasMessageContaining("xq must be [n=8, modelDim=4], got [7, 4]");
         }
     }
 }

@@ -13,7 +13,7 @@ public final class ConvolutionVariants implements VariantProvider {
     @Override
     public List<VariantInfo> variants() {
         return List.of(new VariantInfo("causal-conv", "convolution", "van den Oord et al. 2016 (WaveNet); Poli et al. 2023 (Hyena)",
-                "direct O(n·K·D); FFT O(n log n·D)",
+                "direct O(n·K·D); FFT O(n log² n·D) (causal divide and conquer)",
                 AccuracyContract.ownDefinition("equals attention with the fixed Toeplitz matrix A[i][j] = w[(i−j)/dilation] in float64; FFT path equals the direct path within 8·log2(2n)·ε·Σ|w|·max|x|")));
     }
 }

@@ -4,7 +4,12 @@ package io.tessera.variant.conv;
 final class Fft {
     private Fft() {}
 
-    static int paddedLength(int minimum) {
+    /** Largest transform length: arrays of doubles of this length are still allocatable. */
+    static final int MAX_LENGTH = 1 << 30;
+
+    /** The smallest power of two ≥ {@code minimum}; throws (instead of doubling past int) above {@link #MAX_LENGTH}. */
+    static int paddedLength(long minimum) {
+        if (minimum > MAX_LENGTH) throw new IllegalArgumentException("an FFT of length " + minimum + " exceeds the largest supported length " + MAX_LENGTH);
         int p = 1;
         while (p < minimum) p <<= 1;
         return p;

@@ -5,6 +5,7 @@ import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.util.List;
 
@@ -22,7 +23,9 @@ public final class ChainedAttention {
     private final int axialRows, axialCols;   // 0 unless built by axial()
 
     private ChainedAttention(List<Pattern> steps, Backend backend, int axialRows, int axialCols) {
-        if (steps == null || steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
+        if (steps == null) throw new NullPointerException("steps");
+        if (steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
+        for (int i = 0; i < steps.size(); i++) if (steps.get(i) == null) throw new NullPointerException("steps[" + i + "]");
         this.steps = List.copyOf(steps);
         this.backend = backend;
         this.axialRows = axialRows;
@@ -51,8 +54,7 @@ public final class ChainedAttention {
     public List<Pattern> steps() { return steps; }
 
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        s.checkOutput("out", out, s.outputShape());
+        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("chained attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
         if (s.heads() != s.kvHeads()) throw new IllegalArgumentException("chained attention needs heads == kvHeads, got heads=" + s.heads() + ", kvHeads=" + s.kvHeads());
         if (axialRows > 0 && (long) axialRows * axialCols != s.qLen()) {

@@ -5,18 +5,17 @@ import io.tessera.tensor.Tensor;
 
 /**
  * A positive feature map φ with softmax-free attention {@code out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j)}.
+ * Each feature is a fixed function of one pre-activation u: {@code e^u} for exponential maps
+ * (FAVOR+, where u is the exponent) and {@code elu(u) + 1} otherwise; {@link FeatureAttention}
+ * evaluates it scaled, in the log domain, so that it neither underflows nor overflows.
  */
 interface FeatureMap {
     /** Feature count m for head dim d. */
     int features(int headDim);
 
-    /**
-     * Writes φ of the rows of {@code x} ([rows, D] view) into {@code dst} ([rows, m], contiguous).
-     * {@code keyShift} is subtracted inside the exponent of exponential maps (a numerical
-     * stabilizer shared by all keys of a head); others ignore it.
-     */
-    void apply(Backend backend, Tensor x, boolean query, float keyShift, Tensor dst);
+    /** True when φ = e^u (u is the log of the feature), false when φ = elu(u) + 1. */
+    boolean exponential();
 
-    /** The stabilizer for the keys of one head (the max exponent over them), or 0 when unused; scratch is [chunk, m]. */
-    default float keyShift(Backend backend, Tensor keys, Tensor scratch) { return 0f; }
+    /** Writes the pre-activations of the rows of {@code x} ([rows, D] view) into {@code dst} ([rows, m], contiguous). */
+    void preActivations(Backend backend, Tensor x, Tensor dst);
 }

@@ -2,6 +2,7 @@ package io.tessera.variant.kernelized;
 
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 
 /**
  * Performer attention with FAVOR+ (Choromanski et al. 2021): softmax attention approximated by
@@ -51,6 +52,7 @@ public final class Performer {
     }
 
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor((int) q.size(3)), causal, q, k, v, out);
+        int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
+        FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);
     }
 }

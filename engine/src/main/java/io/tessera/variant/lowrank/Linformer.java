@@ -3,7 +3,9 @@ package io.tessera.variant.lowrank;
 import io.tessera.attention.Attention;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 
@@ -57,8 +59,9 @@ public final class Linformer {
         if (e.rank() != 3 || !Arrays.equals(e.shape(), f.shape())) {
             throw new IllegalArgumentException("e and f must both be [count, k, n]; got e " + Arrays.toString(e.shape()) + ", f " + Arrays.toString(f.shape()));
         }
-        int count = (int) e.size(0);
-        return new Linformer((int) e.size(2), (int) e.size(1), count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, e, f, null);
+        int count = Shapes.checkedInt("e count (dim 0)", e.size(0));
+        int k = Shapes.checkedInt("e projected length k (dim 1)", e.size(1)), n = Shapes.checkedInt("e sequence length n (dim 2)", e.size(2));
+        return new Linformer(n, k, count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, e, f, null);
     }
 
     private static void check(int n, int k, int kvHeads, Sharing sharing) {
@@ -67,6 +70,11 @@ public final class Linformer {
         if (k > n) throw new IllegalArgumentException("projected length k=" + k + " exceeds n=" + n + ": a Linformer projection must shorten the sequence; use dense attention or supply your own k×n matrices");
         if (kvHeads < 1) throw new IllegalArgumentException("kvHeads must be >= 1, got " + kvHeads);
         if (sharing == null) throw new NullPointerException("sharing");
+        long count = sharing == Sharing.HEADWISE ? 1 : kvHeads;
+        if ((long) k * n > (Integer.MAX_VALUE - 8) / count) {
+            throw new IllegalArgumentException("the projections would hold " + (sharing == Sharing.HEADWISE ? "" : "kvHeads=" + kvHeads + " × ") + "k=" + k + " × n=" + n
+                    + " entries each, more than " + (Integer.MAX_VALUE - 8) + "; shorten k or n");
+        }
     }
 
     public Linformer on(Backend backend) {
@@ -80,7 +88,7 @@ public final class Linformer {
 
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, keys, values);
+        AttentionShape s = Checks.attention(q, "keys", keys, "values", values, out);
         if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
         if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
             throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());

@@ -3,6 +3,7 @@ package io.tessera.variant.lowrank;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -39,8 +40,7 @@ public final class Nystromformer {
     }
 
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        s.checkOutput("out", out, s.outputShape());
+        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (landmarks > Math.min(s.qLen(), s.kvLen())) {
             throw new IllegalArgumentException("landmarks m=" + landmarks + " exceeds the sequence (qLen=" + s.qLen() + ", kvLen=" + s.kvLen() + ")");
         }
@@ -50,7 +50,7 @@ public final class Nystromformer {
         try (Arena arena = Arena.ofShared()) {
             Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d);
             Tensor f = Tensor.zeros(arena, s.qLen(), m), a = Tensor.zeros(arena, m, m), bm = Tensor.zeros(arena, m, s.kvLen());
-            Tensor z = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
+            Tensor z = Tensor.zeros(arena, m, m), zBest = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
             Tensor bv = Tensor.zeros(arena, m, dv), zbv = Tensor.zeros(arena, m, dv);
             for (int b = 0; b < s.batch(); b++) {
                 for (int h = 0; h < s.heads(); h++) {
@@ -63,7 +63,7 @@ public final class Nystromformer {
                     softmaxRows(f);
                     softmaxRows(a);
                     softmaxRows(bm);
-                    pseudoInverse(be, a, z, az, t1, t2);
+                    pseudoInverse(be, a, z, az, t1, t2, zBest);
                     be.gemm(bm, false, vh, false, bv, 1f, 0f);
                     be.gemm(z, false, bv, false, zbv, 1f, 0f);
                     be.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
@@ -103,8 +103,14 @@ public final class Nystromformer {
         }
     }
 
-    /** The paper's iteration for A⁺ (Razavi et al. 2014), into z. */
-    private void pseudoInverse(Backend be, Tensor a, Tensor z, Tensor az, Tensor t1, Tensor t2) {
+    /**
+     * The paper's iteration for A⁺ (Razavi et al. 2014), into z, stopped early when it no longer
+     * helps: before each step the residual ‖A·Z·A − A‖_F is measured, and when it is not smaller
+     * than the previous one (or not finite) the previous Z is kept. In exact arithmetic the residual
+     * falls monotonically; in float32 on nearly rank-deficient A it reaches rounding level and then
+     * the iteration amplifies the rounding in the near-null directions until Z overflows to NaN.
+     */
+    private void pseudoInverse(Backend be, Tensor a, Tensor z, Tensor az, Tensor t1, Tensor t2, Tensor best) {
         int m = (int) a.size(0);
         float[] values = a.toArray();
         double maxRow = 0, maxCol = 0;
@@ -116,8 +122,18 @@ public final class Nystromformer {
         }
         z.copyFrom(a.transpose(0, 1));
         scale(z, (float) (1 / (maxRow * maxCol)));
-        for (int it = 0; it < iterations; it++) {
+        double previous = Double.POSITIVE_INFINITY;
+        for (int it = 0; ; it++) {
             be.gemm(a, false, z, false, az, 1f, 0f);              // AZ
+            be.gemm(az, false, a, false, t2, 1f, 0f);             // AZA
+            double residual = distance(t2, values);
+            if (!(residual < previous)) {                          // no progress, or NaN: keep the last good Z
+                if (it > 0) z.copyFrom(best);                      // (a NaN A from NaN inputs keeps its NaN Z₀)
+                return;
+            }
+            previous = residual;
+            best.copyFrom(z);
+            if (it == iterations) return;
             identityMinus(7f, az, t1);                             // 7I − AZ
             be.gemm(az, false, t1, false, t2, 1f, 0f);             // AZ(7I − AZ)
             identityMinus(15f, t2, t1);                            // 15I − AZ(7I − AZ)
@@ -126,6 +142,14 @@ public final class Nystromformer {
             be.gemm(z, false, t1, false, t2, 0.25f, 0f);           // ¼ Z(13I − …)
             z.copyFrom(t2);
         }
+    }
+
+    /** ‖x − a‖_F in float64, with a given row-major. */
+    private static double distance(Tensor x, float[] a) {
+        float[] values = x.toArray();
+        double sum = 0;
+        for (int i = 0; i < values.length; i++) { double d = (double) values[i] - a[i]; sum += d * d; }
+        return Math.sqrt(sum);
     }
 
     private static void identityMinus(float c, Tensor x, Tensor dst) {

@@ -8,6 +8,7 @@ import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.Backend;
 import io.tessera.cpu.SparseKernels;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -56,6 +57,13 @@ public final class SparseAttention {
      */
     public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (pattern == null) throw new NullPointerException("pattern");
+        Checks.attention(q, "k", k, "v", v, out);
+        if (lse != null) {
+            Checks.disjoint("lse", lse, "q", q);
+            Checks.disjoint("lse", lse, "k", k);
+            Checks.disjoint("lse", lse, "v", v);
+            Checks.disjoint("lse", lse, "out", out);
+        }
         AttentionGeometry g = AttentionGeometry.checked(q, k, v, scale, out, lse);
         AttentionShape s = g.shape();
         if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {

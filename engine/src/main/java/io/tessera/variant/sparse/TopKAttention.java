@@ -4,6 +4,7 @@ import io.tessera.layout.CsrMatrix;
 
 import io.tessera.backend.AttentionShape;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.internal.Checks;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -27,9 +28,9 @@ public final class TopKAttention {
     public static TopKAttention withK(int k) { return new TopKAttention(k); }
 
     public void forward(Tensor q, Tensor keys, Tensor v, Tensor out) {
-        AttentionShape s = AttentionShape.of(q, keys, v);
+        AttentionShape s = Checks.attention(q, "keys", keys, "v", v, out);
         if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
-        s.checkOutput("out", out, s.outputShape());
+        Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
         float scale = s.defaultScale();
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
@@ -45,7 +46,7 @@ public final class TopKAttention {
     /** The top-k keys of every query row, as a CSR pattern (columns sorted). */
     CsrMatrix select(Tensor q, Tensor keys, float scale) {
         int rows = (int) q.size(0), n = (int) keys.size(0), d = (int) q.size(1);
-        int[] offsets = new int[rows + 1], cols = new int[rows * k];
+        int[] offsets = new int[rows + 1], cols = new int[Checks.intProduct("the top-k pattern's qLen·k", rows, k)];
         float[] scores = new float[n];
         long[] ranked = new long[n];
         MemorySegment qs = q.segment(), ks = keys.segment();

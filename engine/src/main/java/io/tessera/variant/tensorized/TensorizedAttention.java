@@ -80,15 +80,20 @@ public final class TensorizedAttention {
 
     /** xq, xk, xv [n, modelDim] → out [n, outDim]. */
     public void forward(Tensor xq, Tensor xk, Tensor xv, Tensor out) {
-        for (Tensor x : new Tensor[] {xq, xk, xv}) {
-            if (x == null) throw new NullPointerException("input");
+        String[] names = {"xq", "xk", "xv"};
+        Tensor[] inputs = {xq, xk, xv};
+        for (int i = 0; i < 3; i++) {
+            Tensor x = inputs[i];
+            if (x == null) throw new NullPointerException(names[i]);
             if (x.rank() != 2 || x.size(0) != n || x.size(1) != modelDim) {
-                throw new IllegalArgumentException("inputs must be [n=" + n + ", modelDim=" + modelDim + "], got " + Arrays.toString(x.shape()));
+                throw new IllegalArgumentException(names[i] + " must be [n=" + n + ", modelDim=" + modelDim + "], got " + Arrays.toString(x.shape()));
             }
         }
-        if (out == null || out.rank() != 2 || out.size(0) != n || out.size(1) != outDim) {
-            throw new IllegalArgumentException("out must be [" + n + ", " + outDim + "], got " + (out == null ? "null" : Arrays.toString(out.shape())));
+        if (out == null) throw new NullPointerException("out");
+        if (out.rank() != 2 || out.size(0) != n || out.size(1) != outDim) {
+            throw new IllegalArgumentException("out must be [" + n + ", " + outDim + "], got " + Arrays.toString(out.shape()));
         }
+        // out may be the memory of an input: the inputs are fully read (projected into scratch) before out is written.
         Backend be = backend != null ? backend : Backend.best();
         try (Arena arena = Arena.ofShared()) {
             Tensor q = project(be, arena, xq, aq, bq), k = project(be, arena, xk, ak, bk), v = project(be, arena, xv, av, bv);

@@ -22,9 +22,9 @@ class RandomFeaturesTest {
             double sum = 0, sumSq = 0;
             for (int s = 0; s < draws; s++) {
                 RandomFeatures phi = new RandomFeatures(m, d, false, 1000 + s);
-                // Shift 0 on both sides: the plain estimator φ(q)·φ(k), no stabilizer.
-                phi.apply(Backend.named("scalar"), q, false, 0f, fq);
-                phi.apply(Backend.named("scalar"), k, false, 0f, fk);
+                // The plain estimator φ(q)·φ(k), no stabilizer.
+                phi.features(Backend.named("scalar"), q, fq);
+                phi.features(Backend.named("scalar"), k, fk);
                 double est = 0;
                 for (int f = 0; f < m; f++) est += (double) fq.get(0, f) * fk.get(0, f);
                 sum += est;

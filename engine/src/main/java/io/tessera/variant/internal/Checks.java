@@ -1,0 +1,70 @@
+package io.tessera.variant.internal;
+
+import io.tessera.backend.AttentionShape;
+import io.tessera.tensor.Tensor;
+
+/**
+ * Argument checks shared by the variant entry points (not exported): every bad argument is
+ * reported by its parameter name before any work starts, never as a JVM-made exception from the
+ * inside of a kernel.
+ */
+public final class Checks {
+    private Checks() {}
+
+    /** Throws {@code NullPointerException(name)} when {@code value} is null. */
+    public static <T> T notNull(String name, T value) {
+        if (value == null) throw new NullPointerException(name);
+        return value;
+    }
+
+    /** The variants read rows as contiguous runs: a view whose last dimension is strided is rejected by name. */
+    public static void unitInnerStride(String name, Tensor t) {
+        if (!t.hasUnitInnerStride()) {
+            throw new IllegalArgumentException(name + " must have a unit-stride last dimension, got " + t + "; call contiguous(arena) first");
+        }
+    }
+
+    /** An output may not share memory with an input: the variants read inputs after writing outputs. */
+    public static void disjoint(String outName, Tensor out, String inName, Tensor in) {
+        if (out.overlaps(in)) {
+            throw new IllegalArgumentException(outName + " shares memory with " + inName + " (" + outName + " " + out + ", " + inName + " " + in
+                    + "); writing " + outName + " would change " + inName + " while it is read: pass a separate output tensor");
+        }
+    }
+
+    /**
+     * The checks of a q/k/v → out call, in order: nulls by name, unit-stride rows by name, the
+     * shapes ({@link AttentionShape#of}), the output's shape, and that out shares no memory with
+     * any input.
+     */
+    public static AttentionShape attention(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out) {
+        notNull("q", q);
+        notNull(kName, k);
+        notNull(vName, v);
+        notNull("out", out);
+        for (int i = 0; i < 3; i++) {
+            Tensor t = i == 0 ? q : i == 1 ? k : v;
+            if (t.rank() == 4) unitInnerStride(i == 0 ? "q" : i == 1 ? kName : vName, t);
+        }
+        AttentionShape s = AttentionShape.of(q, k, v);
+        s.checkOutput("out", out, s.outputShape());
+        disjoint("out", out, "q", q);
+        disjoint("out", out, kName, k);
+        disjoint("out", out, vName, v);
+        return s;
+    }
+
+    /** {@code a · b} for sizes, or an exception naming both factors when it does not fit an int array. */
+    public static int intProduct(String what, long a, long b) {
+        long p;
+        try {
+            p = Math.multiplyExact(a, b);
+        } catch (ArithmeticException e) {
+            p = Long.MAX_VALUE;
+        }
+        if (p > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(what + " = " + a + "·" + b + " entries exceeds what a Java array holds (" + (Integer.MAX_VALUE - 8) + ")");
+        }
+        return (int) p;
+    }
+}
