@@ -33,7 +33,25 @@ public record AttentionGeometry(
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
         s.checkOutput("out", out, s.outputShape());
         if (lse != null) s.checkOutput("lse", lse, s.lseShape());
+        Tensor[] read = {q, k, v};
+        String[] readNames = {"q", "k", "v"};
+        for (int i = 0; i < read.length; i++) {
+            requireDisjoint("out", out, readNames[i], read[i]);
+            if (lse != null) requireDisjoint("lse", lse, readNames[i], read[i]);
+        }
+        if (lse != null) requireDisjoint("lse", lse, "out", out);
         return of(s, scale, q, k, v, out, lse);
+    }
+
+    /**
+     * Outputs are written while inputs are still read (and by several threads): an output that
+     * shares an element with an input or another output is rejected by name, never computed wrong.
+     */
+    static void requireDisjoint(String writtenName, Tensor written, String otherName, Tensor other) {
+        if (written.overlaps(other)) {
+            throw new IllegalArgumentException(writtenName + " shares memory with " + otherName + " (" + written + " and " + other
+                    + "): an output must not overlap an input or another output; write into a separate tensor");
+        }
     }
 
     static AttentionGeometry of(AttentionShape s, float scale, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {

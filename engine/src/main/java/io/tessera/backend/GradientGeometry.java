@@ -39,8 +39,8 @@ public record GradientGeometry(
         Tensor[] read = {q, k, v, out, lse, dOut};
         String[] readNames = {"q", "k", "v", "out", "lse", "dOut"};
         for (int i = 0; i < written.length; i++) {
-            for (int j = i + 1; j < written.length; j++) Overlap.requireDisjoint(writtenNames[i], written[i], writtenNames[j], written[j]);
-            for (int j = 0; j < read.length; j++) Overlap.requireDisjoint(writtenNames[i], written[i], readNames[j], read[j]);
+            for (int j = i + 1; j < written.length; j++) AttentionGeometry.requireDisjoint(writtenNames[i], written[i], writtenNames[j], written[j]);
+            for (int j = 0; j < read.length; j++) AttentionGeometry.requireDisjoint(writtenNames[i], written[i], readNames[j], read[j]);
         }
         return new GradientGeometry(g,
                 dOut.offset(), dOut.stride(0), dOut.stride(1), dOut.stride(2),

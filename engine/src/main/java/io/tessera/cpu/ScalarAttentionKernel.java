@@ -171,12 +171,7 @@ final class ScalarAttentionKernel {
     static void headGradients(AttentionCall c, int b, int hk) {
         GradientGeometry gg = c.gg;
         int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim();
-        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
-            for (int i = 0; i < c.g.shape().qLen(); i++) {
-                long row = gg.dqBase(b, h) + (long) i * gg.dqRow();
-                for (int x = 0; x < d; x++) c.dq.setAtIndex(FLOAT, row + x, 0f);
-            }
-        }
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, c.g.shape().qLen());
         for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
     }
 
@@ -296,6 +291,17 @@ final class ScalarAttentionKernel {
             float sum = 0f;
             for (int x = 0; x < dv; x++) sum = Math.fma(dO[r * dv + x], c.out.getAtIndex(FLOAT, oRow + x), sum);
             delta[r] = sum;
+        }
+    }
+
+    /** Zeroes {@code rows} rows of {@code width} floats, {@code rowStride} apart (one bulk fill when they are contiguous). */
+    static void zeroRows(MemorySegment dst, long base, long rowStride, int width, int rows) {
+        if (rowStride == width) {
+            dst.asSlice(base * Float.BYTES, (long) rows * width * Float.BYTES).fill((byte) 0);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            for (int x = 0; x < width; x++) dst.setAtIndex(FLOAT, base + r * rowStride + x, 0f);
         }
     }
 

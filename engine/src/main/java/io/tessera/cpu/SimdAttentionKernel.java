@@ -610,9 +610,7 @@ final class SimdAttentionKernel {
     static void headGradients(AttentionCall c, int b, int hk) {
         GradientGeometry gg = c.gg;
         int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
-        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
-            for (int i = 0; i < qLen; i++) c.dq.asSlice((gg.dqBase(b, h) + (long) i * gg.dqRow()) * Float.BYTES, (long) d * Float.BYTES).fill((byte) 0);
-        }
+        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) ScalarAttentionKernel.zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, qLen);
         for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
     }
 

@@ -257,6 +257,10 @@ class GradientProperties {
                         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("dq shares memory with q");
                 assertThatThrownBy(() -> dense.backward(q, k, v, out, lse, dOut, dq, dk, dk))
                         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("dk shares memory with dv");
+                assertThatThrownBy(() -> dense.forward(q, k, v, q))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("out shares memory with q");
+                assertThatThrownBy(() -> dense.forwardWithLse(q, k, v, out, out.reshape(512).slice(0, 0, 32).reshape(1, 4, 8)))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("lse shares memory with out");
             }
         }
     }

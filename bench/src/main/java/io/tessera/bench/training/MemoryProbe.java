@@ -12,12 +12,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * Peak extra memory of one training step, run in a JVM of its own so nothing else is resident:
- * inputs, outputs and gradients are allocated and touched, then one step warms up (JIT, scratch,
- * the library's caches), then the kernel's peak-RSS counter is reset and a second step runs.
- * Printed: {@code VmHWM(second step) − VmRSS(after allocating the tensors)} in bytes, i.e. what a
- * steady training step holds beyond its tensors (retained scratch and caches included), or −1
- * where Linux's counters are not available.
+ * Peak extra memory of one training step, run in a JVM of its own so nothing else is resident: one
+ * step on a small input of the same pattern warms up the code (JIT compilation, the library's
+ * one-time initialisation, Tessera's per-thread scratch, which depends on block sizes and head
+ * dimension, not on n), then the real inputs, outputs and gradients are allocated and touched, the
+ * kernel's peak-RSS counter is reset, and one step runs. Printed: {@code VmHWM − VmRSS} before
+ * the step, in bytes: everything the step holds at its peak beyond its tensors (Tessera's per-thread
+ * scratch, a few hundred KiB, is already resident and not counted), or −1 where Linux's counters
+ * are not available.
  *
  * <p>Usage: {@code MemoryProbe ENGINE PATTERN N THREADS} with ENGINE {@code tessera} or a peer id.
  */
@@ -26,39 +28,43 @@ public final class MemoryProbe {
 
     public static void main(String[] args) throws Exception {
         String engine = args[0], pattern = args[1];
-        int n = Integer.parseInt(args[2]), threads = Integer.parseInt(args[3]), h = AttentionBenchmark.HEADS, d = 64;
+        int n = Integer.parseInt(args[2]), threads = Integer.parseInt(args[3]);
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 2, 1f, 1, h, n, d);
-            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, h, n, d), dOut = Tensor.randomNormal(arena, 4, 1f, 1, h, n, d);
-            Runnable step;
-            if (engine.equals("tessera")) {
-                Tensor out = Tensor.zeros(arena, 1, h, n, d), lse = Tensor.zeros(arena, 1, h, n);
-                Tensor dq = Tensor.zeros(arena, 1, h, n, d), dk = Tensor.zeros(arena, 1, h, n, d), dv = Tensor.zeros(arena, 1, h, n, d);
-                Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(Backend.named("simd").withThreads(threads));
-                step = () -> {
-                    attention.forwardWithLse(q, k, v, out, lse);
-                    attention.backward(q, k, v, out, lse, dOut, dq, dk, dv);
-                };
-            } else {
-                TrainingPeer peer = TrainingSection.trainingPeer(PeerBenchmark.find(engine));
-                peer.prepare(h, n, d, q.toArray(), k.toArray(), v.toArray(), PeerBenchmark.mask(pattern, n), threads);
-                peer.prepareGradient(dOut.toArray());
-                step = () -> {
-                    try {
-                        peer.step();
-                    } catch (Exception e) {
-                        throw new IllegalStateException(e);
-                    }
-                };
-            }
+            step(arena, engine, pattern, Math.min(n, 256), threads).run();   // warm-up
+            Runnable step = step(arena, engine, pattern, n, threads);
             System.gc();
-            long before = status("VmRSS");
-            step.run();
             boolean reset = resetPeak();
+            long before = status("VmRSS");
             step.run();
             long peak = status("VmHWM");
             System.out.println(before < 0 || peak < 0 || !reset ? -1 : Math.max(0, peak - before));
         }
+    }
+
+    /** Allocates and touches the step's tensors; the returned step allocates nothing of them. */
+    private static Runnable step(Arena arena, String engine, String pattern, int n, int threads) throws Exception {
+        int h = AttentionBenchmark.HEADS, d = 64;
+        Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 2, 1f, 1, h, n, d);
+        Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, h, n, d), dOut = Tensor.randomNormal(arena, 4, 1f, 1, h, n, d);
+        if (engine.equals("tessera")) {
+            Tensor out = Tensor.zeros(arena, 1, h, n, d), lse = Tensor.zeros(arena, 1, h, n);
+            Tensor dq = Tensor.zeros(arena, 1, h, n, d), dk = Tensor.zeros(arena, 1, h, n, d), dv = Tensor.zeros(arena, 1, h, n, d);
+            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(Backend.named("simd").withThreads(threads));
+            return () -> {
+                attention.forwardWithLse(q, k, v, out, lse);
+                attention.backward(q, k, v, out, lse, dOut, dq, dk, dv);
+            };
+        }
+        TrainingPeer peer = TrainingSection.trainingPeer(PeerBenchmark.find(engine));
+        peer.prepare(h, n, d, q.toArray(), k.toArray(), v.toArray(), PeerBenchmark.mask(pattern, n), threads);
+        peer.prepareGradient(dOut.toArray());
+        return () -> {
+            try {
+                peer.step();
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        };
     }
 
     /** Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0). */
