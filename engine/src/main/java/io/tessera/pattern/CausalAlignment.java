@@ -7,6 +7,10 @@ package io.tessera.pattern;
  * {@link #BOTTOM_RIGHT}: the last query is aligned with the last key, query {@code i} sees keys
  * {@code j <= i + (kvLen - qLen)}: the convention for decoding with a KV cache (FlashAttention 2.1+,
  * PyTorch's {@code causal_lower_right}). The two agree when {@code qLen == kvLen}.
+ *
+ * <p>In a {@link Pattern} the alignment places the queries for every rule, not only causal: query
+ * {@code i} sits at position {@code i + diagonalShift(qLen, kvLen)} (see the Positions section of
+ * {@link Pattern}).
  */
 public enum CausalAlignment {
     TOP_LEFT,

@@ -351,7 +351,12 @@ final class Patterns {
             int k = runsStarted - 1;
             return before[k] + Math.min((long) last[k] + 1, x) - first[k];
         }
-        private boolean contains(long x) { return countBelow(x + 1) > countBelow(x); }
+        private boolean contains(int x) {
+            int r = Arrays.binarySearch(first, x);
+            if (r >= 0) return true;
+            int k = -r - 2;   // the last run starting before x
+            return k >= 0 && x <= last[k];
+        }
         private long countIn(long from, long to) { return countBelow(to) - countBelow(from); }
         public boolean allows(int i, int j, Frame f) { return (rows && contains(f.pos(i))) || (columns && contains(j)); }
         public TileKind classify(int i0, int i1, int j0, int j1, Frame f) {

@@ -26,7 +26,8 @@ class PatternLimitsTest {
         assertThat(layout.partialTiles()).isZero();
         assertThat(layout.allowedPairs()).isEqualTo(300L * 200);
         BlockLayout dilated = assertTimeoutPreemptively(BOUNDED, () -> PatternCompiler.compile(Pattern.dilatedWindow(Integer.MAX_VALUE, 3), 300, 200, 32, 32));
-        PatternProperties.checkLayout(Pattern.dilatedWindow(Integer.MAX_VALUE, 3), 300, 200, 32, 32);
+        // Regenerating PARTIAL masks (what kernels do on every call) is bounded too.
+        assertTimeoutPreemptively(BOUNDED, () -> PatternProperties.checkLayout(Pattern.dilatedWindow(Integer.MAX_VALUE, 3), 300, 200, 32, 32));
         long expected = 0;
         for (int i = 0; i < 300; i++) for (int j = 0; j < 200; j++) if ((i - j) % 3 == 0) expected++;
         assertThat(dilated.allowedPairs()).isEqualTo(expected);
@@ -55,31 +56,50 @@ class PatternLimitsTest {
     }
 
     @Test
-    void parametersThatOverflowAreRejectedNamingThem() {
+    void bigBirdGlobalBlocksThatOverflowAreRejectedNamingThem() {
         assertThatThrownBy(() -> Pattern.bigBird(1 << 16, 3, 1 << 16, 0, 0)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("globalBlocks=65536 of block size 65536 make 4294967296 global tokens, more than the largest sequence length 2147483647");
-        assertThatThrownBy(() -> Pattern.documents(Integer.MAX_VALUE, 1)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessage("document lengths[0..1] sum to 2147483648, more than the largest sequence length 2147483647");
         // BigBird's global block is one run: no int per global token is allocated.
         assertThat(Pattern.bigBird(1 << 15, 3, 1 << 15, 0, 0).toString()).contains("globalTokens[0..1073741823]");
     }
 
     @Test
-    void hugeBlockSizesAreHonouredOrRejectedUpFront() {
-        // A random block larger than the keys: one block, so every key (was a negative array size).
+    void documentLengthsThatOverflowAreRejectedNamingThem() {
+        assertThatThrownBy(() -> Pattern.documents(Integer.MAX_VALUE, 1)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("document lengths[0..1] sum to 2147483648, more than the largest sequence length 2147483647");
+    }
+
+    @Test
+    void aRandomBlockLargerThanTheKeysIsOneBlockOfEveryKey() {
         BlockLayout random = PatternCompiler.compile(Pattern.randomBlocks(Integer.MAX_VALUE, 1, 3, false), 10, 10, 4, 4);
         assertThat(random.partialTiles()).isZero();
         assertThat(random.allowedPairs()).isEqualTo(100);
-        // Block sizes far beyond the lengths: scratch is sized by the lengths, and block ends do not overflow.
-        BlockLayout prefix = assertTimeoutPreemptively(BOUNDED, () -> PatternCompiler.compile(Pattern.keyPrefix(1), Integer.MAX_VALUE, 1, (1 << 30) + 1, Integer.MAX_VALUE));
+        assertThat(keysOf(Pattern.randomBlocks(Integer.MAX_VALUE, 1, 3, true), 10, 10, 9)).hasSize(10);
+    }
+
+    @Test
+    void blockSizesFarBeyondTheLengthsCostWhatTheTilesCost() {
+        // Scratch is sized by the lengths, not the block sizes, and block ends do not overflow.
+        BlockLayout prefix = assertTimeoutPreemptively(BOUNDED, () -> PatternCompiler.compile(Pattern.causal(), Integer.MAX_VALUE, 1, (1 << 30) + 1, Integer.MAX_VALUE));
         assertThat(prefix.qBlocks()).isEqualTo(2);
         assertThat(prefix.colIndices()).containsExactly(0, 0);
         assertThat(prefix.kinds()).containsExactly(TileKind.FULL.code(), TileKind.FULL.code());
+    }
+
+    @Test
+    void aStoredTileTooLargeForOneArrayIsRefusedUpFront() {
         // A predicate stores its masks: a tile too large for one array is refused before anything is evaluated.
         assertThatThrownBy(() -> PatternCompiler.compile(Pattern.predicate("diagonal", (i, j) -> i == j), 1 << 20, 1 << 20, 1 << 20, 1 << 20))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("predicate(diagonal) stores the masks of its PARTIAL tiles, and a 1048576 x 1048576 tile (qLen=1048576, kvLen=1048576,"
                         + " blockQ=1048576, blockKV=1048576) needs 17179869184 mask words, more than one array holds; use smaller blocks");
+    }
+
+    static java.util.List<Integer> keysOf(Pattern p, int qLen, int kvLen, int i) {
+        var rule = p.predicate(qLen, kvLen);
+        var keys = new java.util.ArrayList<Integer>();
+        for (int j = 0; j < kvLen; j++) if (rule.allows(i, j)) keys.add(j);
+        return keys;
     }
 
     @Test
