@@ -1,7 +1,10 @@
 package io.tessera.variant.conv;
 
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -29,7 +32,7 @@ import java.util.Map;
  * <p>x and out may be any views with the same shape (strided, transposed); out must not share
  * memory with x.
  */
-public final class CausalConvolution {
+public final class CausalConvolution implements AttentionOperator {
     public enum Path { AUTO, DIRECT, FFT }
 
     /** Taps above which the FFT path wins (direct costs K per output, FFT ~ 4·log2(2N) per level). */
@@ -74,6 +77,30 @@ public final class CausalConvolution {
     /** The path AUTO takes, and why. */
     public String explain() {
         return kernelSize() > FFT_THRESHOLD_TAPS ? "FFT: " + kernelSize() + " taps > " + FFT_THRESHOLD_TAPS : "direct: " + kernelSize() + " taps <= " + FFT_THRESHOLD_TAPS;
+    }
+
+    /**
+     * As an attention operator: the fixed causal Toeplitz matrix applied to the values, so
+     * {@code out = conv(v)} on the path {@link Path#AUTO} picks. q and k carry no information here;
+     * they fix the geometry as for any attention call, which must have qLen = kvLen and heads = kvHeads.
+     */
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("causal convolution needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        if (s.heads() != s.kvHeads()) throw new IllegalArgumentException("causal convolution needs heads == kvHeads, got heads=" + s.heads() + ", kvHeads=" + s.kvHeads());
+        if (out == null) throw new NullPointerException("out");
+        forward(v, out, Path.AUTO);
+    }
+
+    /**
+     * This convolution: it runs as plain Java loops (direct) or a double-precision FFT on the calling
+     * thread whatever the backend, because no backend offers a convolution kernel yet.
+     */
+    @Override
+    public CausalConvolution on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return this;
     }
 
     /** x [B, H, N, D] → out of the same shape; any strides; out must not share memory with x. */
