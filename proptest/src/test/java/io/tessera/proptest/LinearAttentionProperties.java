@@ -1,5 +1,6 @@
 package io.tessera.proptest;
 
+import io.tessera.reference.Tolerance;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -57,7 +58,7 @@ class LinearAttentionProperties {
             // Positive weights: numerator and denominator are sums of n·D positive fp32 products,
             // each off by ≤ (n+D)·ε relatively, so the ratio is off by ≤ 2(n+D)·ε·max|v|.
             double tolerance = 8 * (nk + c.headDim()) * 0x1p-24 * maxV + 1e-5;
-            assertThat(OracleComparison.maxAbsError(out, reference(q, k, v, causal))).isLessThanOrEqualTo(tolerance);
+            assertThat(Tolerance.maxError(out, reference(q, k, v, causal))).isLessThanOrEqualTo(tolerance);
         }
     }
 

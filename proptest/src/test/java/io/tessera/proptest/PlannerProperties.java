@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.tessera.pattern.Pattern;
 import io.tessera.planner.Planner;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitrary;
@@ -31,7 +32,7 @@ class PlannerProperties {
             plan.forward(q, k, v, out);
             var mask = p.asMask(c.qLen(), c.kvLen());
             DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN), naive = DenseReference.naiveFloat32(q, k, v, mask, Double.NaN);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).as(plan.explain()).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).as(plan.explain()).isLessThanOrEqualTo(Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
             // The choice is the cheapest candidate.
             for (Planner.Candidate other : plan.candidates()) assertThat(plan.chosen().estimatedMs()).isLessThanOrEqualTo(other.estimatedMs());
         }
