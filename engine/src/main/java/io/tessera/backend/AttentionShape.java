@@ -34,10 +34,10 @@ public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kv
     }
 
     /** Query heads per key/value head. */
-    public int groupSize() { return heads / kvHeads; }
+    public int queryHeadsPerKvHead() { return heads / kvHeads; }
 
     /** The key/value head a query head reads. */
-    public int kvHeadOf(int head) { return head / groupSize(); }
+    public int kvHeadOf(int head) { return head / queryHeadsPerKvHead(); }
 
     /** The output shape {@code [B, H, Nq, Dv]}. */
     public long[] outputShape() { return new long[] {batch, heads, qLen, valueDim}; }

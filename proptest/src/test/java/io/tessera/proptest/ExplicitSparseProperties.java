@@ -67,7 +67,7 @@ class ExplicitSparseProperties {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen(), c.valueDim());
             TopKAttention.withK(kk).forward(q, k, v, out);
-            int group = c.heads() / c.kvHeads();
+            int queryHeadsPerKvHead = c.heads() / c.kvHeads();
             double scale = 1 / Math.sqrt(c.headDim());
             // Re-derive the choice from float64 scores: the kernel's choice must be a top-k up to fp32 rounding of the scores.
             double[][][][] scores = new double[c.batch()][c.heads()][c.qLen()][c.kvLen()];
@@ -75,7 +75,7 @@ class ExplicitSparseProperties {
             for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) for (int i = 0; i < c.qLen(); i++) for (int j = 0; j < c.kvLen(); j++) {
                 double dot = 0, abs = 0;
                 for (int x = 0; x < c.headDim(); x++) {
-                    double t = (double) q.get(b, h, i, x) * k.get(b, h / group, j, x);
+                    double t = (double) q.get(b, h, i, x) * k.get(b, h / queryHeadsPerKvHead, j, x);
                     dot += t;
                     abs += Math.abs(t);
                 }

@@ -123,10 +123,10 @@ final class DevicePlans {
             throw new IllegalArgumentException("the tornado attention kernel supports head dims up to " + AttentionKernel.MAX_HEAD_DIM
                     + " (its local memory is sized at compile time), got headDim=" + s.headDim() + ", valueDim=" + s.valueDim());
         }
-        long groups = (long) s.batch() * s.heads() * layouts.first().qBlocks();
-        int workGroup = Math.min(AttentionKernel.MAX_GROUP, layouts.first().blockQ());
-        if (groups * workGroup > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("attention grid of " + groups + " work-groups × " + workGroup + " exceeds int indexing");
+        long workGroups = (long) s.batch() * s.heads() * layouts.first().qBlocks();
+        int workGroup = Math.min(AttentionKernel.MAX_WORK_GROUP, layouts.first().blockQ());
+        if (workGroups * workGroup > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("attention grid of " + workGroups + " work-workGroups × " + workGroup + " exceeds int indexing");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
         Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage, pins(storage));
