@@ -94,6 +94,20 @@ class ArchitectureTest {
                 .check(engine);
     }
 
+    @Test
+    void everyExportedPackageIsDocumented() throws Exception {
+        List<String> exported = new ArrayList<>();
+        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("src/main/java/module-info.java"))) {
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("^\\s*exports\\s+([\\w.]+)\\s*;").matcher(line);
+            if (m.find()) exported.add(m.group(1));
+        }
+        org.assertj.core.api.Assertions.assertThat(exported).contains("io.tessera.tensor", "io.tessera.variant");
+        for (String p : exported) {
+            org.assertj.core.api.Assertions.assertThat(engine.containPackage(p) && engine.getPackage(p).tryGetPackageInfo().isPresent())
+                    .as("package-info.java with a package comment for exported package %s", p).isTrue();
+        }
+    }
+
     /** Classes of {@code io.tessera.<name>} (not its sub-packages) depend on no io.tessera package but {@code allowed}. */
     private static ArchRule layer(String name, String... allowed) {
         List<String> packages = new ArrayList<>(List.of("io.tessera." + name));
