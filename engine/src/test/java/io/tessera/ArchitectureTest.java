@@ -23,6 +23,7 @@ import org.junit.jupiter.api.Test;
  * tensor → layout → pattern → backend → cpu (internal; reached only through ServiceLoader)
  *                                     → reference (the float64 oracle)
  *                                     → variant (the operator interface and registry)
+ *                                     → variant.internal (argument checks shared by the families)
  *                                       → attention → variant.* families → planner
  * </pre>
  */
@@ -82,8 +83,13 @@ class ArchitectureTest {
     @Test
     void variantFamiliesAreIndependentOfEachOther() {
         for (String family : List.of("kernelized", "lowrank", "factorized", "sparse", "conv", "tensorized")) {
-            layer("variant." + family, "tensor", "layout", "pattern", "backend", "variant", "attention").check(engine);
+            layer("variant." + family, "tensor", "layout", "pattern", "backend", "variant", "variant.internal", "attention").check(engine);
         }
+    }
+
+    @Test
+    void sharedVariantChecksSitBelowTheFamilies() {
+        layer("variant.internal", "tensor", "layout", "pattern", "backend").check(engine);
     }
 
     @Test
