@@ -16,6 +16,7 @@ import io.tessera.bench.report.LayoutImages;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
@@ -246,33 +247,19 @@ public final class MainJob {
                 Pattern pattern = AttentionBenchmark.pattern(p);
                 MaskFunction mask = pattern.asMask(n, n);
                 DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
-                double tolerance = exactTolerance(q, k, v, mask, oracle);
+                double tolerance = Tolerance.exact(q, k, v, mask, Double.NaN, oracle).output();
                 for (Backend b : Backend.available()) {
                     AttentionResult r = Attention.sparse(AttentionBenchmark.spec(p)).on(b).forwardWithLse(arena, q, k, v);
-                    checks.add(new OracleCheck("Tessera " + b.name(), p, n, maxError(r.output().toArray(), oracle.output()), tolerance));
+                    checks.add(new OracleCheck("Tessera " + b.name(), p, n, Tolerance.maxError(r.output(), oracle.output()), tolerance));
                 }
                 for (Peer peer : peers) {
                     peer.prepare(h, n, d, q.toArray(), k.toArray(), v.toArray(), PeerBenchmark.mask(p, n), threads);
                     peer.run();
-                    checks.add(new OracleCheck(peer.name(), p, n, maxError(peer.output(), oracle.output()), tolerance));
+                    checks.add(new OracleCheck(peer.name(), p, n, Tolerance.maxError(peer.output(), oracle.output()), tolerance));
                 }
             }
         }
         return checks;
-    }
-
-    /** The EXACT contract's tolerance on this input: 10× the naive fp32 computation's error + 1e-5. */
-    public static double exactTolerance(Tensor q, Tensor k, Tensor v, MaskFunction mask, DenseReference.Result oracle) {
-        double[] naive = DenseReference.naiveFloat32(q, k, v, mask, Double.NaN).output();
-        double worst = 0;
-        for (int i = 0; i < naive.length; i++) worst = Math.max(worst, Math.abs(naive[i] - oracle.output()[i]));
-        return 10 * worst + 1e-5;
-    }
-
-    public static double maxError(float[] got, double[] ref) {
-        double worst = 0;
-        for (int i = 0; i < ref.length; i++) worst = Math.max(worst, Float.isNaN(got[i]) ? Double.POSITIVE_INFINITY : Math.abs(got[i] - ref[i]));
-        return worst;
     }
 
     static Map<String, Path> layoutPictures(Path out, List<String> patterns) throws Exception {

@@ -1,6 +1,6 @@
 package io.tessera.backend;
 
-import io.tessera.backend.AttentionShape;
+import io.tessera.layout.CsrMatrix;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.tensor.Tensor;
 
@@ -23,6 +23,21 @@ public record AttentionGeometry(
         if (layouts == null) throw new NullPointerException("layouts");
         AttentionGeometry g = checked(q, k, v, scale, out, lse);
         layouts.check(g.shape().heads(), g.shape().qLen(), g.shape().kvLen());
+        return g;
+    }
+
+    /**
+     * Validates an explicit sparse call ({@link SparseAttentionDevice#sparseAttention}), naming the
+     * offending argument: the attention arguments as every backend checks them, and a pattern with
+     * one row per query and one column per key.
+     */
+    public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        if (pattern == null) throw new NullPointerException("pattern");
+        AttentionGeometry g = checked(q, k, v, scale, out, lse);
+        AttentionShape s = g.shape();
+        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
+            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        }
         return g;
     }
 

@@ -34,10 +34,19 @@ public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kv
     }
 
     /** Query heads per key/value head. */
-    public int groupSize() { return heads / kvHeads; }
+    public int queryHeadsPerKvHead() { return heads / kvHeads; }
+
+    /**
+     * The old name of {@link #queryHeadsPerKvHead()} ("group" also names SIMD lane groups,
+     * work-groups and convolution groups).
+     *
+     * @deprecated kept only until the attention kernels, being rewritten, call {@link #queryHeadsPerKvHead()}
+     */
+    @Deprecated(forRemoval = true)
+    public int groupSize() { return queryHeadsPerKvHead(); }
 
     /** The key/value head a query head reads. */
-    public int kvHeadOf(int head) { return head / groupSize(); }
+    public int kvHeadOf(int head) { return head / queryHeadsPerKvHead(); }
 
     /** The output shape {@code [B, H, Nq, Dv]}. */
     public long[] outputShape() { return new long[] {batch, heads, qLen, valueDim}; }

@@ -33,7 +33,7 @@ final class AttentionSchedule {
      * number of tiles in the key block's column, summed over the query heads of {@code hk}.
      */
     static int[] heavyFirstKeyMajor(AttentionCall c) {
-        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().groupSize();
+        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().queryHeadsPerKvHead();
         int kvBlocks = c.layouts.first().kvBlocks();
         long[] keyed = new long[itemCount(batch, kvHeads, kvBlocks)];
         for (int b = 0, i = 0; b < batch; b++) {
@@ -53,7 +53,7 @@ final class AttentionSchedule {
      * tiles of their query heads.
      */
     static int[] heavyFirstHeads(AttentionCall c) {
-        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().groupSize();
+        int kvHeads = c.g.shape().kvHeads(), batch = c.g.shape().batch(), perKv = c.g.shape().queryHeadsPerKvHead();
         long[] keyed = new long[itemCount(batch, kvHeads, 1)];
         for (int b = 0, i = 0; b < batch; b++) {
             for (int hk = 0; hk < kvHeads; hk++, i++) {

@@ -1,9 +1,12 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.Backend;
+import io.tessera.backend.SparseAttentionDevice;
+import io.tessera.layout.CsrMatrix;
+import io.tessera.tensor.Tensor;
 
 /** Plain Java loops: the readable reference backend. Single-threaded unless asked otherwise. */
-public final class ScalarBackend extends CpuBackend {
+public final class ScalarBackend extends CpuBackend implements SparseAttentionDevice {
     public ScalarBackend() { this(1); }
 
     public ScalarBackend(int threads) { super(threads); }
@@ -52,4 +55,9 @@ public final class ScalarBackend extends CpuBackend {
     @Override public int preferredBlockQ() { return 64; }
 
     @Override public int preferredBlockKV() { return 64; }
+
+    @Override
+    public void sparseAttention(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        CpuSparseAttention.forward(threads, q, k, v, pattern, scale, out, lse);
+    }
 }

@@ -1,13 +1,16 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.Backend;
+import io.tessera.backend.SparseAttentionDevice;
+import io.tessera.layout.CsrMatrix;
+import io.tessera.tensor.Tensor;
 
 /**
  * The Vector API backend, multi-threaded over (batch, head, query block). This class names no
  * Vector API type in its signatures, so it can be loaded (and report itself unavailable) on a JVM
  * started without {@code --add-modules jdk.incubator.vector}.
  */
-public final class SimdBackend extends CpuBackend {
+public final class SimdBackend extends CpuBackend implements SparseAttentionDevice {
     public SimdBackend() { this(Runtime.getRuntime().availableProcessors()); }
 
     public SimdBackend(int threads) { super(threads); }
@@ -66,4 +69,9 @@ public final class SimdBackend extends CpuBackend {
      * but turned BigBird's 64-blocks into PARTIAL tiles.
      */
     @Override public int preferredBlockKV() { return 64; }
+
+    @Override
+    public void sparseAttention(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        CpuSparseAttention.forward(threads, q, k, v, pattern, scale, out, lse);
+    }
 }

@@ -9,6 +9,7 @@ import io.tessera.backend.Backend;
 import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.layout.BsrMatrix;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
@@ -46,14 +47,14 @@ class ExplicitSparseProperties {
             SparseAttention.forward(q, k, v, csr, scale, out, lse);
             DenseReference.Result oracle = DenseReference.attention(q, k, v, p.asMask(c.qLen(), c.kvLen()), scale);
             DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v, p.asMask(c.qLen(), c.kvLen()), scale);
-            double tolerance = OracleComparison.outputTolerance(naive, oracle);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(tolerance);
-            assertThat(OracleComparison.maxAbsError(lse, oracle.logSumExp())).isLessThanOrEqualTo(OracleComparison.lseTolerance(naive, oracle));
+            double tolerance = Tolerance.exact(q, k, v, scale, naive, oracle).output();
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(tolerance);
+            assertThat(Tolerance.maxError(lse, oracle.logSumExp())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, scale, naive, oracle).logSumExp());
             AttentionResult fused = Attention.sparse(p).on(Backend.named("simd")).forwardWithLse(arena, q, k, v);
             double[] fusedOut = new double[(int) fused.output().elementCount()];
             float[] f = fused.output().toArray();
             for (int i = 0; i < f.length; i++) fusedOut[i] = f[i];
-            assertThat(OracleComparison.maxAbsError(out, fusedOut)).isLessThanOrEqualTo(2 * tolerance);
+            assertThat(Tolerance.maxError(out, fusedOut)).isLessThanOrEqualTo(2 * tolerance);
             // The BSR view of the same layout allows the same pairs.
             BsrMatrix bsr = BsrMatrix.fromLayout(layout);
             assertThat(bsr.blocks()).isEqualTo(layout.tileCount());
@@ -66,7 +67,7 @@ class ExplicitSparseProperties {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen(), c.valueDim());
             TopKAttention.withK(kk).forward(q, k, v, out);
-            int group = c.heads() / c.kvHeads();
+            int queryHeadsPerKvHead = c.heads() / c.kvHeads();
             double scale = 1 / Math.sqrt(c.headDim());
             // Re-derive the choice from float64 scores: the kernel's choice must be a top-k up to fp32 rounding of the scores.
             double[][][][] scores = new double[c.batch()][c.heads()][c.qLen()][c.kvLen()];
@@ -74,7 +75,7 @@ class ExplicitSparseProperties {
             for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) for (int i = 0; i < c.qLen(); i++) for (int j = 0; j < c.kvLen(); j++) {
                 double dot = 0, abs = 0;
                 for (int x = 0; x < c.headDim(); x++) {
-                    double t = (double) q.get(b, h, i, x) * k.get(b, h / group, j, x);
+                    double t = (double) q.get(b, h, i, x) * k.get(b, h / queryHeadsPerKvHead, j, x);
                     dot += t;
                     abs += Math.abs(t);
                 }
@@ -97,7 +98,7 @@ class ExplicitSparseProperties {
                     (b, h, i, j) -> chosen.contains((((long) b * c.heads() + h) * c.qLen() + i) * c.kvLen() + j), scale);
             DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v,
                     (b, h, i, j) -> chosen.contains((((long) b * c.heads() + h) * c.qLen() + i) * c.kvLen() + j), scale);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, scale, naive, oracle).output());
         }
     }
 
@@ -107,7 +108,7 @@ class ExplicitSparseProperties {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen(), c.valueDim());
             TopKAttention.withK(c.kvLen()).forward(q, k, v, out);
             DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
         }
     }
 

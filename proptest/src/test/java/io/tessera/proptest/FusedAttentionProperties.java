@@ -15,6 +15,7 @@ import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.PatternCompiler;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
@@ -132,7 +133,7 @@ class FusedAttentionProperties {
             float[] a = scalar.output().toArray(), b = simd.output().toArray();
             double worst = 0;
             for (int i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-            assertThat(worst).isLessThanOrEqualTo(2 * OracleComparison.outputTolerance(naive, oracle));
+            assertThat(worst).isLessThanOrEqualTo(2 * Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
         }
     }
 
@@ -192,11 +193,10 @@ class FusedAttentionProperties {
         double scale = 1.0 / Math.sqrt(q.size(3));
         DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, scale);
         DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v, mask, scale);
-        double tolerance = Math.max(OracleComparison.outputTolerance(naive, oracle),
-                OracleComparison.scoreRoundingBound(q, k, v, scale) + OracleComparison.FLOOR);
-        assertThat(OracleComparison.maxAbsError(r.output(), oracle.output()))
-                .as("output error of %s", attn).isLessThanOrEqualTo(tolerance);
-        assertThat(OracleComparison.maxAbsError(r.logSumExp(), oracle.logSumExp()))
-                .as("LSE error of %s", attn).isLessThanOrEqualTo(OracleComparison.lseTolerance(naive, oracle));
+        Tolerance tolerance = Tolerance.exact(q, k, v, scale, naive, oracle);
+        assertThat(Tolerance.maxError(r.output(), oracle.output()))
+                .as("output error of %s", attn).isLessThanOrEqualTo(tolerance.output());
+        assertThat(Tolerance.maxError(r.logSumExp(), oracle.logSumExp()))
+                .as("LSE error of %s", attn).isLessThanOrEqualTo(tolerance.logSumExp());
     }
 }

@@ -15,6 +15,7 @@ import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.proptest.FusedAttentionProperties.MaskKind;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;
@@ -280,11 +281,11 @@ class GradientProperties {
         double sc = Float.isNaN(scale) ? (float) (1.0 / Math.sqrt(q.size(3))) : scale;
         DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, mask, sc);
         DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, mask, sc);
-        assertThat(OracleComparison.maxAbsError(g.dq(), oracle.dq())).as("dq error of %s", attn)
-                .isLessThanOrEqualTo(OracleComparison.gradientTolerance(naive.dq(), oracle.dq()));
-        assertThat(OracleComparison.maxAbsError(g.dk(), oracle.dk())).as("dk error of %s", attn)
-                .isLessThanOrEqualTo(OracleComparison.gradientTolerance(naive.dk(), oracle.dk()));
-        assertThat(OracleComparison.maxAbsError(g.dv(), oracle.dv())).as("dv error of %s", attn)
-                .isLessThanOrEqualTo(OracleComparison.gradientTolerance(naive.dv(), oracle.dv()));
+        assertThat(Tolerance.maxError(g.dq(), oracle.dq())).as("dq error of %s", attn)
+                .isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
+        assertThat(Tolerance.maxError(g.dk(), oracle.dk())).as("dk error of %s", attn)
+                .isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
+        assertThat(Tolerance.maxError(g.dv(), oracle.dv())).as("dv error of %s", attn)
+                .isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
     }
 }

@@ -1,5 +1,6 @@
 package io.tessera.proptest;
 
+import io.tessera.reference.Tolerance;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -28,16 +29,16 @@ class LinearAttentionProperties {
     /** out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j), over j ≤ i when causal. */
     static double[] reference(Tensor q, Tensor k, Tensor v, boolean causal) {
         int bs = (int) q.size(0), hs = (int) q.size(1), n = (int) q.size(2), nk = (int) k.size(2), d = (int) q.size(3), dv = (int) v.size(3);
-        int group = hs / (int) k.size(1);
+        int queryHeadsPerKvHead = hs / (int) k.size(1);
         double[] out = new double[bs * hs * n * dv];
         for (int b = 0; b < bs; b++) for (int h = 0; h < hs; h++) for (int i = 0; i < n; i++) {
             double den = 0;
             double[] num = new double[dv];
             for (int j = 0; j < (causal ? i + 1 : nk); j++) {
                 double w = 0;
-                for (int c = 0; c < d; c++) w += phi(q.get(b, h, i, c)) * phi(k.get(b, h / group, j, c));
+                for (int c = 0; c < d; c++) w += phi(q.get(b, h, i, c)) * phi(k.get(b, h / queryHeadsPerKvHead, j, c));
                 den += w;
-                for (int c = 0; c < dv; c++) num[c] += w * v.get(b, h / group, j, c);
+                for (int c = 0; c < dv; c++) num[c] += w * v.get(b, h / queryHeadsPerKvHead, j, c);
             }
             for (int c = 0; c < dv; c++) out[((b * hs + h) * n + i) * dv + c] = num[c] / den;
         }
@@ -57,7 +58,7 @@ class LinearAttentionProperties {
             // Positive weights: numerator and denominator are sums of n·D positive fp32 products,
             // each off by ≤ (n+D)·ε relatively, so the ratio is off by ≤ 2(n+D)·ε·max|v|.
             double tolerance = 8 * (nk + c.headDim()) * 0x1p-24 * maxV + 1e-5;
-            assertThat(OracleComparison.maxAbsError(out, reference(q, k, v, causal))).isLessThanOrEqualTo(tolerance);
+            assertThat(Tolerance.maxError(out, reference(q, k, v, causal))).isLessThanOrEqualTo(tolerance);
         }
     }
 

@@ -7,6 +7,7 @@ import io.tessera.backend.Backend;
 import io.tessera.variant.lowrank.Linformer;
 import io.tessera.variant.lowrank.Nystromformer;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;
@@ -33,7 +34,7 @@ class LowRankProperties {
             for (int i = 0; i < n; i++) identity.set(1f, 0, i, i);
             Linformer.of(identity, identity).on(Backend.named(backend)).forward(q, k, v, out);
             DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
         }
     }
 
@@ -45,7 +46,7 @@ class LowRankProperties {
         for (int s = 0; s < seeds; s++) {
             Tensor out = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2), v.size(3));
             Linformer.random((int) keys.size(2), k, (int) keys.size(1), Linformer.Sharing.PER_HEAD, s).forward(q, keys, v, out);
-            total += OracleComparison.maxAbsError(out, dense);
+            total += Tolerance.maxError(out, dense);
         }
         return total / seeds;
     }
@@ -82,7 +83,7 @@ class LowRankProperties {
             Tensor q = Tensor.randomNormal(arena, seed, 2f, 1, 1, n, d), k = q;
             Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 1, n, d), out = Tensor.zeros(arena, 1, 1, n, d);
             Nystromformer.withLandmarks(n).iterations(40).on(Backend.named(backend)).forward(q, k, v, out);
-            assertThat(OracleComparison.maxAbsError(out, DenseReference.attention(q, k, v).output())).isLessThanOrEqualTo(1e-3);
+            assertThat(Tolerance.maxError(out, DenseReference.attention(q, k, v).output())).isLessThanOrEqualTo(1e-3);
         }
     }
 
@@ -97,7 +98,7 @@ class LowRankProperties {
             for (int i = 0; i < 3; i++) {
                 Tensor out = Tensor.zeros(arena, 1, 2, 64, 8);
                 Nystromformer.withLandmarks(landmarks[i]).iterations(30).forward(q, k, v, out);
-                errors[i] = OracleComparison.maxAbsError(out, dense);
+                errors[i] = Tolerance.maxError(out, dense);
             }
             assertThat(errors[2]).as("errors for m = 4, 16, 64: %s", java.util.Arrays.toString(errors)).isLessThan(errors[0]);
         }

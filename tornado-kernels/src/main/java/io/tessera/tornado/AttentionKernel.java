@@ -18,7 +18,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * so one compiled kernel serves every shape.
  *
  * <p>Limits fixed at compile time because local arrays need constant sizes: head and value dims up
- * to {@link #MAX_HEAD_DIM}, work-groups up to {@link #MAX_GROUP} items. Any block sizes work:
+ * to {@link #MAX_HEAD_DIM}, work-groups up to {@link #MAX_WORK_GROUP} items. Any block sizes work:
  * blocks taller than the group take several row slots.
  */
 final class AttentionKernel {
@@ -26,7 +26,7 @@ final class AttentionKernel {
 
     static final int CHUNK = 16;
     static final int MAX_HEAD_DIM = 256;
-    static final int MAX_GROUP = 64;
+    static final int MAX_WORK_GROUP = 64;
 
     // Indices into params after the common geometry (DeviceGeometry).
     static final int BLOCK_Q = DeviceGeometry.COMMON, BLOCK_KV = BLOCK_Q + 1, Q_BLOCKS = BLOCK_Q + 2;
@@ -45,7 +45,7 @@ final class AttentionKernel {
                           IntArray params, FloatArray scale, IntArray rowStart, IntArray cols, IntArray maskStart, IntArray maskBits) {
         float[] kChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
         float[] vChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
-        float[] probs = ctx.allocateFloatLocalArray(MAX_GROUP * CHUNK);
+        float[] probs = ctx.allocateFloatLocalArray(MAX_WORK_GROUP * CHUNK);
 
         int heads = params.get(DeviceGeometry.HEADS), qLen = params.get(DeviceGeometry.Q_LEN), kvLen = params.get(DeviceGeometry.KV_LEN);
         int d = params.get(DeviceGeometry.HEAD_DIM), dv = params.get(DeviceGeometry.VALUE_DIM);
@@ -59,7 +59,7 @@ final class AttentionKernel {
         int bh = group / qBlocks;
         int b = bh / heads;
         int h = bh % heads;
-        int hk = h / params.get(DeviceGeometry.GROUP_SIZE);
+        int hk = h / params.get(DeviceGeometry.QUERY_HEADS_PER_KV_HEAD);
         int qBase = params.get(DeviceGeometry.Q_OFF) + b * params.get(DeviceGeometry.Q_B) + h * params.get(DeviceGeometry.Q_H);
         int kBase = params.get(DeviceGeometry.K_OFF) + b * params.get(DeviceGeometry.K_B) + hk * params.get(DeviceGeometry.K_H);
         int vBase = params.get(DeviceGeometry.V_OFF) + b * params.get(DeviceGeometry.V_B) + hk * params.get(DeviceGeometry.V_H);

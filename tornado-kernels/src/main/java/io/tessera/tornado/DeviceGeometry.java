@@ -11,7 +11,7 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 final class DeviceGeometry {
     private DeviceGeometry() {}
 
-    static final int BATCH = 0, HEADS = 1, GROUP_SIZE = 2, Q_LEN = 3, KV_LEN = 4, HEAD_DIM = 5, VALUE_DIM = 6, HAS_LSE = 7;
+    static final int BATCH = 0, HEADS = 1, QUERY_HEADS_PER_KV_HEAD = 2, Q_LEN = 3, KV_LEN = 4, HEAD_DIM = 5, VALUE_DIM = 6, HAS_LSE = 7;
     static final int Q_OFF = 8, Q_B = 9, Q_H = 10, Q_ROW = 11;
     static final int K_OFF = 12, K_B = 13, K_H = 14, K_ROW = 15;
     static final int V_OFF = 16, V_B = 17, V_H = 18, V_ROW = 19;
@@ -25,7 +25,7 @@ final class DeviceGeometry {
         IntArray p = new IntArray(COMMON + extra);
         p.set(BATCH, s.batch());
         p.set(HEADS, s.heads());
-        p.set(GROUP_SIZE, s.groupSize());
+        p.set(QUERY_HEADS_PER_KV_HEAD, s.queryHeadsPerKvHead());
         p.set(Q_LEN, s.qLen());
         p.set(KV_LEN, s.kvLen());
         p.set(HEAD_DIM, s.headDim());

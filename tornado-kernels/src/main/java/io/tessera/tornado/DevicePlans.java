@@ -123,10 +123,10 @@ final class DevicePlans {
             throw new IllegalArgumentException("the tornado attention kernel supports head dims up to " + AttentionKernel.MAX_HEAD_DIM
                     + " (its local memory is sized at compile time), got headDim=" + s.headDim() + ", valueDim=" + s.valueDim());
         }
-        long groups = (long) s.batch() * s.heads() * layouts.first().qBlocks();
-        int workGroup = Math.min(AttentionKernel.MAX_GROUP, layouts.first().blockQ());
-        if (groups * workGroup > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("attention grid of " + groups + " work-groups × " + workGroup + " exceeds int indexing");
+        long workGroups = (long) s.batch() * s.heads() * layouts.first().qBlocks();
+        int workGroup = Math.min(AttentionKernel.MAX_WORK_GROUP, layouts.first().blockQ());
+        if (workGroups * workGroup > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("attention grid of " + workGroups + " work-groups × " + workGroup + " exceeds int indexing");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
         Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage, pins(storage));
@@ -143,7 +143,7 @@ final class DevicePlans {
                     .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
                             dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
-            WorkerGrid grid = new WorkerGrid1D((int) (groups * workGroup));
+            WorkerGrid grid = new WorkerGrid1D((int) (workGroups * workGroup));
             grid.setLocalWork(workGroup, 1, 1);
             return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params);
         });

@@ -18,7 +18,7 @@ final class SparseKernel {
     static final int NON_ZEROS = DeviceGeometry.COMMON;
     static final int EXTRA_PARAMS = 1;
 
-    /** values[bh·nnz + e] = scale · q[b, h, row(e)] · k[b, h/group, col(e)]. */
+    /** values[bh·nnz + e] = scale · q[b, h, row(e)] · k[b, h/queryHeadsPerKvHead, col(e)]. */
     static void sddmm(KernelContext ctx, FloatArray q, FloatArray k, IntArray params, FloatArray scale,
                       IntArray entryRows, IntArray cols, FloatArray values) {
         int nnz = params.get(NON_ZEROS), heads = params.get(DeviceGeometry.HEADS);
@@ -29,7 +29,7 @@ final class SparseKernel {
             int bh = id / nnz;
             int b = bh / heads;
             int h = bh % heads;
-            int hk = h / params.get(DeviceGeometry.GROUP_SIZE);
+            int hk = h / params.get(DeviceGeometry.QUERY_HEADS_PER_KV_HEAD);
             int d = params.get(DeviceGeometry.HEAD_DIM);
             int qAt = params.get(DeviceGeometry.Q_OFF) + b * params.get(DeviceGeometry.Q_B) + h * params.get(DeviceGeometry.Q_H)
                     + entryRows.get(e) * params.get(DeviceGeometry.Q_ROW);
@@ -43,7 +43,7 @@ final class SparseKernel {
         }
     }
 
-    /** out[b, h, r] = Σ_e softmax(values of row r)_e · v[b, h/group, col(e)]; empty rows give 0 and LSE −∞. */
+    /** out[b, h, r] = Σ_e softmax(values of row r)_e · v[b, h/queryHeadsPerKvHead, col(e)]; empty rows give 0 and LSE −∞. */
     static void softmaxSpmm(KernelContext ctx, FloatArray v, FloatArray out, FloatArray lse, IntArray params,
                             IntArray rowOffsets, IntArray cols, FloatArray values) {
         int heads = params.get(DeviceGeometry.HEADS), qLen = params.get(DeviceGeometry.Q_LEN);
@@ -54,7 +54,7 @@ final class SparseKernel {
             int bh = id / qLen;
             int b = bh / heads;
             int h = bh % heads;
-            int hk = h / params.get(DeviceGeometry.GROUP_SIZE);
+            int hk = h / params.get(DeviceGeometry.QUERY_HEADS_PER_KV_HEAD);
             int dv = params.get(DeviceGeometry.VALUE_DIM);
             int base = bh * params.get(NON_ZEROS);
             int first = rowOffsets.get(r);

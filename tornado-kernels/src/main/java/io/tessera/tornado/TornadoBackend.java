@@ -87,7 +87,7 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
     }
 
     /** One work-group per query block: as tall as the largest group the kernel's local arrays hold. */
-    @Override public int preferredBlockQ() { return AttentionKernel.MAX_GROUP; }
+    @Override public int preferredBlockQ() { return AttentionKernel.MAX_WORK_GROUP; }
 
     @Override public int preferredBlockKV() { return 64; }
 

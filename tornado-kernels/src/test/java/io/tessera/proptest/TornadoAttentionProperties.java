@@ -11,6 +11,7 @@ import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.tensor.Tensor;
@@ -96,8 +97,8 @@ class TornadoAttentionProperties {
             ranOnDevice("sparse");
             MaskFunction mask = pattern.asMask(c.qLen(), c.kvLen());
             DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, scale), naive = DenseReference.naiveFloat32(q, k, v, mask, scale);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
-            assertThat(OracleComparison.maxAbsError(lse, oracle.logSumExp())).isLessThanOrEqualTo(OracleComparison.lseTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, scale, naive, oracle).output());
+            assertThat(Tolerance.maxError(lse, oracle.logSumExp())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, scale, naive, oracle).logSumExp());
         }
     }
 
@@ -113,7 +114,7 @@ class TornadoAttentionProperties {
             Linformer.of(identity, identity).on(tornado()).forward(q, k, v, out);
             ranOnDevice("attention");
             DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
-            assertThat(OracleComparison.maxAbsError(out, oracle.output())).isLessThanOrEqualTo(OracleComparison.outputTolerance(naive, oracle));
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
         }
     }
 

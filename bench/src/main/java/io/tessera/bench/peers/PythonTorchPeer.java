@@ -6,6 +6,7 @@ import io.tessera.bench.report.Measurement;
 import io.tessera.bench.report.OracleCheck;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
@@ -75,7 +76,7 @@ public final class PythonTorchPeer {
                 MaskFunction mask = AttentionBenchmark.pattern(patterns.get(p)).asMask(n, n);
                 DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
                 oracles[p] = oracle.output();
-                tolerances[p] = MainJob.exactTolerance(q, k, v, mask, oracle);
+                tolerances[p] = Tolerance.exact(q, k, v, mask, Double.NaN, oracle).output();
             }
         }
         request.append(",\"cases\":[");
@@ -103,7 +104,7 @@ public final class PythonTorchPeer {
 
         for (int c = 0; c < patterns.size(); c++) {
             float[] out = floats(section(reply, "\"" + patterns.get(c) + "\": ["));
-            checks.add(new OracleCheck(label, patterns.get(c), n, MainJob.maxError(out, oracles[c]), tolerances[c]));
+            checks.add(new OracleCheck(label, patterns.get(c), n, Tolerance.maxError(out, oracles[c]), tolerances[c]));
         }
         List<Measurement> ms = new ArrayList<>();
         Matcher m = Pattern.compile("\\{\"pattern\": \"(\\w+)\", \"n\": (\\d+), \"headDim\": (\\d+), \"heads\": \\d+, \"threads\": (\\d+), \"repeats\": \\d+, \"ms\": ([0-9.eE+-]+), \"msMin\": ([0-9.eE+-]+), \"msMax\": ([0-9.eE+-]+)\\}").matcher(reply);

@@ -10,6 +10,7 @@ import io.tessera.bench.peers.PeerBenchmark;
 import io.tessera.bench.peers.TrainingPeer;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
@@ -131,7 +132,7 @@ public final class TrainingSection {
                 MaskFunction mask = AttentionBenchmark.pattern(p).asMask(n, n);
                 DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, mask, Double.NaN);
                 DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, mask, Double.NaN);
-                double tolerance = 10 * maxError(naive, oracle) + 1e-5 * magnitude(oracle);
+                double tolerance = Tolerance.gradient(all(naive), all(oracle));   // the rule over dq, dk and dv together
                 for (Backend b : Backend.available()) {
                     Attention attn = Attention.sparse(AttentionBenchmark.spec(p)).on(b);
                     AttentionResult r = attn.forwardWithLse(arena, q, k, v);
@@ -153,21 +154,17 @@ public final class TrainingSection {
     private static double maxError(float[][] got, DenseReference.Gradients oracle) {
         double[][] ref = {oracle.dq(), oracle.dk(), oracle.dv()};
         double worst = 0;
-        for (int t = 0; t < 3; t++) worst = Math.max(worst, io.tessera.bench.MainJob.maxError(got[t], ref[t]));
+        for (int t = 0; t < 3; t++) worst = Math.max(worst, Tolerance.maxError(got[t], ref[t]));
         return worst;
     }
 
-    private static double maxError(DenseReference.Gradients naive, DenseReference.Gradients oracle) {
-        double[][] a = {naive.dq(), naive.dk(), naive.dv()}, b = {oracle.dq(), oracle.dk(), oracle.dv()};
-        double worst = 0;
-        for (int t = 0; t < 3; t++) for (int i = 0; i < a[t].length; i++) worst = Math.max(worst, Math.abs(a[t][i] - b[t][i]));
-        return worst;
-    }
-
-    private static double magnitude(DenseReference.Gradients oracle) {
-        double m = 1;
-        for (double[] g : new double[][] {oracle.dq(), oracle.dk(), oracle.dv()}) for (double x : g) m = Math.max(m, Math.abs(x));
-        return m;
+    /** dq, dk and dv end to end. */
+    private static double[] all(DenseReference.Gradients g) {
+        double[] all = new double[g.dq().length + g.dk().length + g.dv().length];
+        System.arraycopy(g.dq(), 0, all, 0, g.dq().length);
+        System.arraycopy(g.dk(), 0, all, g.dq().length, g.dk().length);
+        System.arraycopy(g.dv(), 0, all, g.dq().length + g.dk().length, g.dv().length);
+        return all;
     }
 
     static String mib(long bytes) {

@@ -1,8 +1,8 @@
 package io.tessera.bench.variants;
 
-import io.tessera.variant.kernelized.LinearAttention;
-import io.tessera.variant.kernelized.Performer;
-import io.tessera.variant.lowrank.Linformer;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.VariantInfo;
+import io.tessera.variant.VariantRegistry;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.concurrent.TimeUnit;
@@ -21,7 +21,8 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * The linear-time variants over sequence length (B=1, H=8, D=64, k = m = 256): time should grow
+ * The linear-time variants over sequence length (B=1, H=8, D=64), each in the configuration
+ * {@link VariantRegistry} hands out (Linformer k = 256, Performer m = 256): time should grow
  * linearly in n (log-log slope ≈ 1), where dense attention grows quadratically.
  */
 @State(Scope.Benchmark)
@@ -31,7 +32,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 3)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx8g"})
 public class LinearVariantsBenchmark {
-    @Param({"linformer", "performer", "linear"})
+    @Param({"linformer", "performer", "linear-attention"})
     public String variant;
     @Param({"4096", "16384", "65536"})
     public int n;
@@ -47,21 +48,10 @@ public class LinearVariantsBenchmark {
         k = Tensor.randomNormal(arena, 2, 1f, 1, 8, n, 64);
         v = Tensor.randomNormal(arena, 3, 1f, 1, 8, n, 64);
         out = Tensor.zeros(arena, 1, 8, n, 64);
-        call = switch (variant) {
-            case "linformer" -> {
-                Linformer l = Linformer.random(n, 256, 8, Linformer.Sharing.PER_HEAD, 7);
-                yield () -> l.forward(q, k, v, out);
-            }
-            case "performer" -> {
-                Performer p = Performer.withFeatures(256);
-                yield () -> p.forward(q, k, v, out);
-            }
-            case "linear" -> {
-                LinearAttention la = LinearAttention.bidirectional();
-                yield () -> la.forward(q, k, v, out);
-            }
-            default -> throw new IllegalArgumentException(variant);
-        };
+        // The registry's default configuration of each variant (k = m = 256 for Linformer and the Performer).
+        VariantInfo.Configured configured = VariantRegistry.named(variant).create(1, 8, n, 64);
+        AttentionOperator op = configured.operator();
+        call = () -> op.forward(q, k, v, out);
     }
 
     @TearDown(Level.Trial)

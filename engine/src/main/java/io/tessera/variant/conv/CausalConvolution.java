@@ -1,7 +1,10 @@
 package io.tessera.variant.conv;
 
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -16,7 +19,8 @@ import java.util.Map;
  * the fixed lower-triangular Toeplitz matrix A[i][j] = w[(i−j)/dilation] on the taps.
  *
  * <p>Two paths: direct, O(N·K·D); and FFT, O(N log² N · D), for long filters. {@link Path#AUTO}
- * takes the FFT path when the filter has more taps than {@link #FFT_THRESHOLD_TAPS}.
+ * takes the FFT path when the filter has more taps than {@link #fftThresholdTaps()}, the crossover
+ * measured on this machine at first use.
  *
  * <p>Causality holds on both paths exactly: {@code out[i]} is computed from {@code x[j], j ≤ i}
  * only, so changing a later input (to NaN, ±∞ or a huge value) leaves every earlier output
@@ -28,12 +32,18 @@ import java.util.Map;
  *
  * <p>x and out may be any views with the same shape (strided, transposed); out must not share
  * memory with x.
+ *
+ * <p>"Groups" here are convolution channel groups (channels sharing one filter), not attention
+ * heads or SIMD lanes.
  */
-public final class CausalConvolution {
+public final class CausalConvolution implements AttentionOperator {
     public enum Path { AUTO, DIRECT, FFT }
 
-    /** Taps above which the FFT path wins (direct costs K per output, FFT ~ 4·log2(2N) per level). */
-    public static final int FFT_THRESHOLD_TAPS = 48;
+    /**
+     * Taps above which {@link Path#AUTO} takes the FFT path (direct costs K per output, FFT ~ 4·log2(2N) per level):
+     * measured at N = 1024 on this machine once per JVM (about 0.1 s), or {@code -Dtessera.conv.fftThresholdTaps}.
+     */
+    public static int fftThresholdTaps() { return FftCrossover.thresholdTaps(); }
 
     /** Ranges at most this long are summed directly inside the FFT path. */
     static final int DIRECT_RANGE = 64;
@@ -68,12 +78,38 @@ public final class CausalConvolution {
     }
 
     public int kernelSize() { return weights[0].length; }
+    /** Channel groups: the channels c with c / (D/groups) = g share filter g. */
     public int groups() { return weights.length; }
     public int dilation() { return dilation; }
 
     /** The path AUTO takes, and why. */
     public String explain() {
-        return kernelSize() > FFT_THRESHOLD_TAPS ? "FFT: " + kernelSize() + " taps > " + FFT_THRESHOLD_TAPS : "direct: " + kernelSize() + " taps <= " + FFT_THRESHOLD_TAPS;
+        int threshold = fftThresholdTaps();
+        return kernelSize() > threshold ? "FFT: " + kernelSize() + " taps > " + threshold : "direct: " + kernelSize() + " taps <= " + threshold;
+    }
+
+    /**
+     * As an attention operator: the fixed causal Toeplitz matrix applied to the values, so
+     * {@code out = conv(v)} on the path {@link Path#AUTO} picks. q and k carry no information here;
+     * they fix the geometry as for any attention call, which must have qLen = kvLen and heads = kvHeads.
+     */
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("causal convolution needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        if (s.heads() != s.kvHeads()) throw new IllegalArgumentException("causal convolution needs heads == kvHeads, got heads=" + s.heads() + ", kvHeads=" + s.kvHeads());
+        if (out == null) throw new NullPointerException("out");
+        forward(v, out, Path.AUTO);
+    }
+
+    /**
+     * This convolution: it runs as plain Java loops (direct) or a double-precision FFT on the calling
+     * thread whatever the backend, because no backend offers a convolution kernel yet.
+     */
+    @Override
+    public CausalConvolution on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return this;
     }
 
     /** x [B, H, N, D] → out of the same shape; any strides; out must not share memory with x. */
@@ -88,7 +124,7 @@ public final class CausalConvolution {
         if (length > Integer.MAX_VALUE) throw new IllegalArgumentException("sequence length " + length + " exceeds int indexing");
         if (channelCount > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("channels=" + channelCount + " exceeds int indexing");
         Checks.disjoint("out", out, "x", x);
-        boolean fft = path == Path.FFT || (path == Path.AUTO && kernelSize() > FFT_THRESHOLD_TAPS);
+        boolean fft = path == Path.FFT || (path == Path.AUTO && kernelSize() > fftThresholdTaps());
         FilterSpectra spectra = fft ? new FilterSpectra((int) length) : null;
         for (int b = 0; b < x.size(0); b++) {
             for (int h = 0; h < x.size(1); h++) {

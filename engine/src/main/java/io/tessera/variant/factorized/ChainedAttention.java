@@ -6,6 +6,7 @@ import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.util.List;
 
@@ -17,12 +18,17 @@ import java.util.List;
  * 2019, axial attention: rows, then columns), at the cost of the sparse ones.
  * Needs qLen = kvLen and H = Hkv (a step's output becomes the next step's values).
  */
-public final class ChainedAttention {
+public final class ChainedAttention implements AttentionOperator.Scaled {
     private final List<Pattern> steps;
     private final Backend backend;
     private final int axialRows, axialCols;   // 0 unless built by axial()
+    private final float scale;                // NaN: 1/√D
 
     private ChainedAttention(List<Pattern> steps, Backend backend, int axialRows, int axialCols) {
+        this(steps, backend, axialRows, axialCols, Float.NaN);
+    }
+
+    private ChainedAttention(List<Pattern> steps, Backend backend, int axialRows, int axialCols, float scale) {
         if (steps == null) throw new NullPointerException("steps");
         if (steps.isEmpty()) throw new IllegalArgumentException("steps must list at least one pattern");
         for (int i = 0; i < steps.size(); i++) if (steps.get(i) == null) throw new NullPointerException("steps[" + i + "]");
@@ -30,6 +36,7 @@ public final class ChainedAttention {
         this.backend = backend;
         this.axialRows = axialRows;
         this.axialCols = axialCols;
+        this.scale = scale;
     }
 
     public static ChainedAttention of(List<Pattern> steps) { return new ChainedAttention(steps, null, 0, 0); }
@@ -46,13 +53,22 @@ public final class ChainedAttention {
         return new ChainedAttention(List.of(Pattern.blockLocal(cols), Pattern.stride(cols)), null, rows, cols);
     }
 
+    @Override
     public ChainedAttention on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new ChainedAttention(steps, backend, axialRows, axialCols);
+        return new ChainedAttention(steps, backend, axialRows, axialCols, scale);
+    }
+
+    /** The same chain with softmax scale {@code scale} in every step instead of 1/√D. */
+    @Override
+    public ChainedAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new ChainedAttention(steps, backend, axialRows, axialCols, scale);
     }
 
     public List<Pattern> steps() { return steps; }
 
+    @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (s.qLen() != s.kvLen()) throw new IllegalArgumentException("chained attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
@@ -65,7 +81,8 @@ public final class ChainedAttention {
             Tensor values = v, next = steps.size() > 1 ? Tensor.zeros(arena, out.shape()) : out, spare = steps.size() > 2 ? Tensor.zeros(arena, out.shape()) : null;
             for (int step = 0; step < steps.size(); step++) {
                 Tensor target = step == steps.size() - 1 ? out : next;
-                Attention.sparse(steps.get(step)).on(be).forward(q, k, values, target);
+                Attention attention = Attention.sparse(steps.get(step)).on(be);
+                (Float.isNaN(scale) ? attention : attention.withScale(scale)).forward(q, k, values, target);
                 values = target;
                 if (spare != null) { Tensor t = next; next = spare; spare = t; }
             }

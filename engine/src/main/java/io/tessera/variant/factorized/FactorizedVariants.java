@@ -16,8 +16,14 @@ public final class FactorizedVariants implements VariantProvider {
     public List<VariantInfo> variants() {
         return List.of(
                 new VariantInfo("factorized", "factorized", "Child et al. 2019, Generating Long Sequences with Sparse Transformers",
-                        "O(n·√n·D) for stride √n (two sparse steps)", AccuracyContract.ownDefinition(CONTRACT)),
+                        "O(n·√n·D) for stride √n (two sparse steps)", AccuracyContract.ownDefinition(CONTRACT),
+                        (batch, heads, n, d) -> VariantInfo.Configured.attention(ChainedAttention.sparseTransformer((int) Math.ceil(Math.sqrt(n)), true), batch, heads, n, d)),
                 new VariantInfo("axial", "factorized", "Ho et al. 2019, Axial Attention in Multidimensional Transformers",
-                        "O(n·(r+c)·D) for an r×c layout", AccuracyContract.ownDefinition(CONTRACT)));
+                        "O(n·(r+c)·D) for an r×c layout", AccuracyContract.ownDefinition(CONTRACT),
+                        (batch, heads, n, d) -> {
+                            int cols = (int) Math.sqrt(n);
+                            while (n % cols != 0) cols--;   // the widest grid with cols ≤ √n that tiles n
+                            return VariantInfo.Configured.attention(ChainedAttention.axial(n / cols, cols), batch, heads, n, d);
+                        }));
     }
 }

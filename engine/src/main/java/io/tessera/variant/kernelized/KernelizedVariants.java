@@ -15,9 +15,11 @@ public final class KernelizedVariants implements VariantProvider {
         return List.of(
                 new VariantInfo("linear-attention", "kernelized", "Katharopoulos et al. 2020, Transformers are RNNs",
                         "O(n·D·Dv) time, O(D·Dv) state; causal by prefix sums",
-                        AccuracyContract.ownDefinition("equals φ(Q)φ(K)ᵀ row-normalized times V (causal: masked), φ = elu+1, computed densely in float64, within (n+D)·8ε·max|v| + 1e-5")),
+                        AccuracyContract.ownDefinition("equals φ(Q)φ(K)ᵀ row-normalized times V (causal: masked), φ = elu+1, computed densely in float64, within (n+D)·8ε·max|v| + 1e-5"),
+                        (batch, heads, n, d) -> VariantInfo.Configured.attention(LinearAttention.bidirectional(), batch, heads, n, d)),
                 new VariantInfo("performer", "kernelized", "Choromanski et al. 2021, Rethinking Attention with Performers (FAVOR+)",
                         "O(n·m·(D+Dv)) time, O(m·Dv) state; causal by prefix sums",
-                        AccuracyContract.approximation("unbiased estimate of exp(qᵀk/√D); mean error vs dense over seeds shrinks ~1/√m (m=1024 at most half of m=64); causal equals the bidirectional formula on each prefix")));
+                        AccuracyContract.approximation("unbiased estimate of exp(qᵀk/√D); mean error vs dense over seeds shrinks ~1/√m (m=1024 at most half of m=64); causal equals the bidirectional formula on each prefix"),
+                        (batch, heads, n, d) -> VariantInfo.Configured.attention(Performer.withFeatures(256), batch, heads, n, d)));
     }
 }

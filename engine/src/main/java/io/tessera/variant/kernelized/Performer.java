@@ -3,6 +3,7 @@ package io.tessera.variant.kernelized;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 
 /**
  * Performer attention with FAVOR+ (Choromanski et al. 2021): softmax attention approximated by
@@ -10,7 +11,7 @@ import io.tessera.variant.internal.Checks;
  * bidirectional or causal (prefix sums). Features are drawn once per head dim from the seed and
  * kept; {@link #redraw} draws new ones.
  */
-public final class Performer {
+public final class Performer implements AttentionOperator {
     private final int features;
     private final boolean orthogonal, causal;
     private final long seed;
@@ -36,6 +37,7 @@ public final class Performer {
     /** The same Performer with features redrawn from {@code seed}. */
     public Performer redraw(long seed) { return new Performer(features, orthogonal, causal, seed, backend); }
 
+    @Override
     public Performer on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
         return new Performer(features, orthogonal, causal, seed, backend);
@@ -51,6 +53,7 @@ public final class Performer {
         return f;
     }
 
+    @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
         FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);

@@ -6,6 +6,7 @@ import io.tessera.backend.Backend;
 import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 
@@ -18,7 +19,7 @@ import java.util.Arrays;
  * seeded Johnson–Lindenstrauss projection (entries N(0, 1/k)) or user-supplied matrices.
  * Bidirectional only (projecting along the sequence mixes future positions).
  */
-public final class Linformer {
+public final class Linformer implements AttentionOperator.Scaled {
     /** How projection matrices are shared (the paper's §4 options). */
     public enum Sharing { PER_HEAD, KEY_VALUE, HEADWISE }
 
@@ -26,16 +27,22 @@ public final class Linformer {
     private final Sharing sharing;
     private final Tensor e, f;   // [kvHeads or 1, k, n]
     private final Backend backend;
+    private final float scale;   // NaN: 1/√D
     /** Dense attention over the k projected positions; kept so its compiled layout is cached across calls. */
     private final Attention dense = Attention.dense();
 
     private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend) {
+        this(n, k, sharing, e, f, backend, Float.NaN);
+    }
+
+    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend, float scale) {
         this.n = n;
         this.k = k;
         this.sharing = sharing;
         this.e = e;
         this.f = f;
         this.backend = backend;
+        this.scale = scale;
     }
 
     /**
@@ -77,9 +84,17 @@ public final class Linformer {
         }
     }
 
+    @Override
     public Linformer on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new Linformer(n, k, sharing, e, f, backend);
+        return new Linformer(n, k, sharing, e, f, backend, scale);
+    }
+
+    /** The same Linformer with softmax scale {@code scale} over the projected positions instead of 1/√D. */
+    @Override
+    public Linformer withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new Linformer(n, k, sharing, e, f, backend, scale);
     }
 
     public int projectedLength() { return k; }
@@ -87,6 +102,7 @@ public final class Linformer {
     public Sharing sharing() { return sharing; }
 
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
+    @Override
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
         AttentionShape s = Checks.attention(q, "keys", keys, "values", values, out);
         if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
@@ -104,7 +120,7 @@ public final class Linformer {
                     be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
                 }
             }
-            dense.on(be).forward(q, kp, vp, out);
+            (Float.isNaN(scale) ? dense.on(be) : dense.on(be).withScale(scale)).forward(q, kp, vp, out);
         }
     }
 }

@@ -4,6 +4,7 @@ import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -15,30 +16,45 @@ import java.lang.foreign.ValueLayout;
  * Z ← ¼·Z(13I − AZ(15I − AZ(7I − AZ))) from Z₀ = Aᵀ/(‖A‖₁‖A‖∞). O(n·m·D + m³·iterations).
  * Segments are as even as the lengths allow: segment s covers [⌊s·n/m⌋, ⌊(s+1)·n/m⌋).
  */
-public final class Nystromformer {
+public final class Nystromformer implements AttentionOperator.Scaled {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int landmarks, iterations;
     private final Backend backend;
+    private final float scale;   // NaN: 1/√D
 
     private Nystromformer(int landmarks, int iterations, Backend backend) {
+        this(landmarks, iterations, backend, Float.NaN);
+    }
+
+    private Nystromformer(int landmarks, int iterations, Backend backend, float scale) {
         if (landmarks < 1) throw new IllegalArgumentException("landmarks m must be >= 1, got " + landmarks);
         if (iterations < 1) throw new IllegalArgumentException("pseudo-inverse iterations must be >= 1, got " + iterations);
         this.landmarks = landmarks;
         this.iterations = iterations;
         this.backend = backend;
+        this.scale = scale;
     }
 
     /** m landmarks, 6 pseudo-inverse iterations (the paper's default). */
     public static Nystromformer withLandmarks(int m) { return new Nystromformer(m, 6, null); }
 
-    public Nystromformer iterations(int iterations) { return new Nystromformer(landmarks, iterations, backend); }
+    public Nystromformer iterations(int iterations) { return new Nystromformer(landmarks, iterations, backend, scale); }
 
+    @Override
     public Nystromformer on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new Nystromformer(landmarks, iterations, backend);
+        return new Nystromformer(landmarks, iterations, backend, scale);
     }
 
+    /** The same approximation of {@code softmax(scale·QKᵀ)V} (all three softmaxes) instead of scale 1/√D. */
+    @Override
+    public Nystromformer withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new Nystromformer(landmarks, iterations, backend, scale);
+    }
+
+    @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         if (landmarks > Math.min(s.qLen(), s.kvLen())) {
@@ -46,7 +62,7 @@ public final class Nystromformer {
         }
         Backend be = backend != null ? backend : Backend.best();
         int m = landmarks, d = s.headDim(), dv = s.valueDim();
-        float scale = s.defaultScale();
+        float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
         try (Arena arena = Arena.ofShared()) {
             Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d);
             Tensor f = Tensor.zeros(arena, s.qLen(), m), a = Tensor.zeros(arena, m, m), bm = Tensor.zeros(arena, m, s.kvLen());

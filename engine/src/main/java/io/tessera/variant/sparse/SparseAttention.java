@@ -1,59 +1,98 @@
 package io.tessera.variant.sparse;
 
+import io.tessera.backend.AttentionGeometry;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
 import io.tessera.backend.SparseAttentionDevice;
 import io.tessera.layout.CsrMatrix;
-
-import io.tessera.backend.AttentionShape;
-import io.tessera.backend.AttentionGeometry;
-import io.tessera.backend.Backend;
-import io.tessera.cpu.SparseKernels;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 
 /**
  * Attention on an explicit sparse pattern: SDDMM (scores only at the CSR's entries), row softmax
  * in place, SpMM with V. For irregular and content-based sparsity, where tiles would be mostly
  * empty; structured patterns are faster through the fused block kernel. O(nnz·D) per head.
+ * The backend runs it ({@link SparseAttentionDevice}: the CPU backends over their worker threads,
+ * the tornado backend on its device).
+ *
+ * <pre>{@code
+ * SparseAttention attn = SparseAttention.of(CsrMatrix.fromLayout(pattern.compile(n, n, 64, 64)));
+ * attn.on(Backend.named("scalar")).withScale(0.125f).forwardWithLse(q, k, v, out, lse);
+ * }</pre>
  */
-public final class SparseAttention {
-    private SparseAttention() {}
+public final class SparseAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
+    private final CsrMatrix pattern;
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
 
-    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private SparseAttention(CsrMatrix pattern, Backend backend, float scale) {
+        this.pattern = pattern;
+        this.backend = backend;
+        this.scale = scale;
+    }
 
-    /** One pattern for every (batch, head): out and lse ([B,H,Nq] or null) as in the fused kernel. */
+    /** Attention over the entries of {@code pattern} ({@code [Nq, Nkv]}), the same for every (batch, head). */
+    public static SparseAttention of(CsrMatrix pattern) {
+        if (pattern == null) throw new NullPointerException("pattern");
+        return new SparseAttention(pattern, null, Float.NaN);
+    }
+
+    @Override
+    public SparseAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new SparseAttention(pattern, backend, scale);
+    }
+
+    @Override
+    public SparseAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new SparseAttention(pattern, backend, scale);
+    }
+
+    public CsrMatrix pattern() { return pattern; }
+
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        run(q, k, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, k, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        float sc = Float.isNaN(scale) ? AttentionShape.of(q, k, v).defaultScale() : scale;
+        forward(backend != null ? backend : Backend.best(), q, k, v, pattern, sc, out, lse);
+    }
+
+    /** One pattern for every (batch, head) on the best backend: out and lse ([B,H,Nq] or null) as in the fused kernel. */
     public static void forward(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
-        AttentionShape s = checked(q, k, v, pattern, scale, out, lse).shape();
-        CsrMatrix work = pattern.withFreshValues();
-        for (int b = 0; b < s.batch(); b++) {
-            for (int h = 0; h < s.heads(); h++) {
-                int hk = s.kvHeadOf(h);
-                sddmm(q.select(0, b).select(0, h), k.select(0, b).select(0, hk), scale, work);
-                Tensor lseRow = lse == null ? null : lse.select(0, b).select(0, h);
-                softmaxRows(work, lseRow);
-                spmm(work, v.select(0, b).select(0, hk), out.select(0, b).select(0, h));
-            }
-        }
+        forward(Backend.best(), q, k, v, pattern, scale, out, lse);
     }
 
     /**
-     * The same on {@code backend}: a backend that implements {@link SparseAttentionDevice} (the
-     * tornado backend) runs the SDDMM and SpMM kernels on its device, any other gets the CPU path.
+     * The same on {@code backend} when it implements {@link SparseAttentionDevice} (the engine's CPU
+     * backends and the tornado backend do); on another backend, on the best available backend that does.
      */
     public static void forward(Backend backend, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (backend == null) throw new NullPointerException("backend");
-        if (backend instanceof SparseAttentionDevice device) {
-            device.sparseAttention(q, k, v, pattern, scale, out, lse);
-        } else {
-            forward(q, k, v, pattern, scale, out, lse);
-        }
+        checked(q, k, v, pattern, scale, out, lse);
+        device(backend).sparseAttention(q, k, v, pattern, scale, out, lse);
+    }
+
+    static SparseAttentionDevice device(Backend backend) {
+        if (backend instanceof SparseAttentionDevice device) return device;
+        for (Backend b : Backend.available()) if (b instanceof SparseAttentionDevice device) return device;
+        throw new IllegalStateException("no available backend runs the explicit sparse path (SparseAttentionDevice); backend " + backend.name() + " does not");
     }
 
     /**
      * Validates an explicit sparse call, naming the offending argument: the attention arguments as
-     * every backend checks them, and a pattern with one row per query and one column per key.
-     * {@link SparseAttentionDevice} implementations call it on the arguments they receive.
+     * every backend checks them, and a pattern with one row per query and one column per key
+     * ({@link AttentionGeometry#checked(Tensor, Tensor, Tensor, CsrMatrix, float, Tensor, Tensor)}).
      */
     public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (pattern == null) throw new NullPointerException("pattern");
@@ -64,56 +103,6 @@ public final class SparseAttention {
             Checks.disjoint("lse", lse, "v", v);
             Checks.disjoint("lse", lse, "out", out);
         }
-        AttentionGeometry g = AttentionGeometry.checked(q, k, v, scale, out, lse);
-        AttentionShape s = g.shape();
-        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
-            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
-        }
-        return g;
-    }
-
-    /** values[e] = scale · q[row(e)] · k[col(e)]. */
-    public static void sddmm(Tensor q, Tensor k, float scale, CsrMatrix m) {
-        int d = (int) q.size(1);
-        MemorySegment qs = q.segment(), ks = k.segment();
-        int[] offsets = m.rowOffsets(), cols = m.colIndices();
-        float[] values = m.values();
-        for (int r = 0; r < m.rows(); r++) {
-            long qr = q.offset() + r * q.stride(0);
-            for (int e = offsets[r]; e < offsets[r + 1]; e++) {
-                values[e] = scale * SparseKernels.dot(qs, qr, ks, k.offset() + cols[e] * k.stride(0), d);
-            }
-        }
-    }
-
-    /** Softmax of each row's values in place; empty rows stay empty with LSE −∞. */
-    public static void softmaxRows(CsrMatrix m, Tensor lse) {
-        int[] offsets = m.rowOffsets();
-        float[] values = m.values();
-        for (int r = 0; r < m.rows(); r++) {
-            float max = Float.NEGATIVE_INFINITY;
-            for (int e = offsets[r]; e < offsets[r + 1]; e++) max = Math.max(max, values[e]);
-            float sum = 0;
-            for (int e = offsets[r]; e < offsets[r + 1]; e++) sum += values[e] = (float) Math.exp(values[e] - max);
-            for (int e = offsets[r]; e < offsets[r + 1]; e++) values[e] /= sum;
-            if (lse != null) lse.set(sum > 0 ? max + (float) Math.log(sum) : Float.NEGATIVE_INFINITY, r);
-        }
-    }
-
-    /** out[r] = Σ_e values[e] · v[col(e)]; empty rows give 0. */
-    public static void spmm(CsrMatrix m, Tensor v, Tensor out) {
-        int dv = (int) v.size(1);
-        MemorySegment vs = v.segment(), os = out.segment();
-        int[] offsets = m.rowOffsets(), cols = m.colIndices();
-        float[] values = m.values();
-        float[] acc = new float[dv];
-        for (int r = 0; r < m.rows(); r++) {
-            java.util.Arrays.fill(acc, 0f);
-            for (int e = offsets[r]; e < offsets[r + 1]; e++) {
-                SparseKernels.axpy(values[e], vs, v.offset() + cols[e] * v.stride(0), acc, dv);
-            }
-            long or = out.offset() + r * out.stride(0);
-            for (int c = 0; c < dv; c++) os.setAtIndex(FLOAT, or + c, acc[c]);
-        }
+        return AttentionGeometry.checked(q, k, v, pattern, scale, out, lse);
     }
 }

@@ -1,8 +1,11 @@
 package io.tessera.variant.sparse;
 
 import io.tessera.layout.CsrMatrix;
-
+import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.backend.SparseAttentionDevice;
+import io.tessera.variant.AttentionOperator;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import java.lang.foreign.MemorySegment;
@@ -15,32 +18,76 @@ import java.util.Arrays;
  * softmax over those only. The pattern is chosen from the scores, so it runs on the explicit
  * sparse path: a CSR per head, SDDMM, softmax, SpMM.
  */
-public final class TopKAttention {
+public final class TopKAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int k;
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
 
     private TopKAttention(int k) {
+        this(k, null, Float.NaN);
+    }
+
+    private TopKAttention(int k, Backend backend, float scale) {
         if (k < 1) throw new IllegalArgumentException("top-k k must be >= 1, got " + k);
         this.k = k;
+        this.backend = backend;
+        this.scale = scale;
     }
 
     public static TopKAttention withK(int k) { return new TopKAttention(k); }
 
+    /** The same top-k attention with its sparse SDDMM/softmax/SpMM on {@code backend}; the selection runs on the CPU. */
+    @Override
+    public TopKAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new TopKAttention(k, backend, scale);
+    }
+
+    /** Selection and softmax both on {@code scale·q·k} instead of the default 1/√D. */
+    @Override
+    public TopKAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new TopKAttention(k, backend, scale);
+    }
+
+    @Override
     public void forward(Tensor q, Tensor keys, Tensor v, Tensor out) {
+        run(q, keys, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor keys, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, keys, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor keys, Tensor v, Tensor out, Tensor lse) {
         AttentionShape s = Checks.attention(q, "keys", keys, "v", v, out);
         if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
         Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
-        float scale = s.defaultScale();
+        if (lse != null) {
+            Checks.disjoint("lse", lse, "q", q);
+            Checks.disjoint("lse", lse, "keys", keys);
+            Checks.disjoint("lse", lse, "v", v);
+            Checks.disjoint("lse", lse, "out", out);
+        }
+        float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
+        AttentionGeometry.checked(q, keys, v, scale, out, lse);
+        SparseAttentionDevice device = SparseAttention.device(backend != null ? backend : Backend.best());
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
-                Tensor qh = q.select(0, b).select(0, h), kh = keys.select(0, b).select(0, s.kvHeadOf(h));
-                CsrMatrix chosen = select(qh, kh, scale);
-                SparseAttention.sddmm(qh, kh, scale, chosen);
-                SparseAttention.softmaxRows(chosen, null);
-                SparseAttention.spmm(chosen, v.select(0, b).select(0, s.kvHeadOf(h)), out.select(0, b).select(0, h));
+                int hk = s.kvHeadOf(h);
+                CsrMatrix chosen = select(q.select(0, b).select(0, h), keys.select(0, b).select(0, hk), scale);
+                // One (batch, head) as a [1, 1, n, d] call: each head has its own pattern.
+                device.sparseAttention(head(q, b, h), head(keys, b, hk), head(v, b, hk), chosen, scale, head(out, b, h), lse == null ? null : lse.slice(0, b, b + 1).slice(1, h, h + 1));
             }
         }
+    }
+
+    private static Tensor head(Tensor t, int b, int h) {
+        return t.slice(0, b, b + 1).slice(1, h, h + 1);
     }
 
     /** The top-k keys of every query row, as a CSR pattern (columns sorted). */

@@ -2,6 +2,7 @@ package io.tessera.variant.tensorized;
 
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 
@@ -18,7 +19,7 @@ import java.util.Arrays;
  * {@code Y = (Q·diag(ḡ))·Z} and {@code Z[r, c] = Σ_{b,e} K[b,r]·V[e,r]·W_O[b·n+e, c]}, all GEMMs:
  * O(n·d·S + R·n²·C) time, O(R·n²) scratch — W_O itself has n²·C entries, so n stays moderate.
  */
-public final class TensorizedAttention {
+public final class TensorizedAttention implements AttentionOperator {
     private final int n, modelDim, rank, cpRank, blocks, outDim;
     private final Tensor aq, bq, ak, bk, av, bv;   // CP factors: A [modelDim, S], B [R, S]
     private final float[][] cores;                  // [blocks][rank]
@@ -66,6 +67,7 @@ public final class TensorizedAttention {
         if (v < 1) throw new IllegalArgumentException(name + " must be >= 1, got " + v);
     }
 
+    @Override
     public TensorizedAttention on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
         return new TensorizedAttention(n, modelDim, rank, cpRank, blocks, outDim, new Tensor[] {aq, bq, ak, bk, av, bv}, cores, wo, backend);
@@ -78,7 +80,20 @@ public final class TensorizedAttention {
     public int blocks() { return blocks; }
     public int rank() { return rank; }
 
+    /** {@code [n, outDim]}, for inputs xq, xk, xv of shape {@code [n, modelDim]} (checked). */
+    @Override
+    public long[] outputShape(Tensor xq, Tensor xk, Tensor xv) {
+        for (Tensor x : new Tensor[] {xq, xk, xv}) {
+            if (x == null) throw new NullPointerException("input");
+            if (x.rank() != 2 || x.size(0) != n || x.size(1) != modelDim) {
+                throw new IllegalArgumentException("inputs must be [n=" + n + ", modelDim=" + modelDim + "], got " + Arrays.toString(x.shape()));
+            }
+        }
+        return new long[] {n, outDim};
+    }
+
     /** xq, xk, xv [n, modelDim] → out [n, outDim]. */
+    @Override
     public void forward(Tensor xq, Tensor xk, Tensor xv, Tensor out) {
         String[] names = {"xq", "xk", "xv"};
         Tensor[] inputs = {xq, xk, xv};

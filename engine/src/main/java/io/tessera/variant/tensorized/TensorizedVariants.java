@@ -14,6 +14,11 @@ public final class TensorizedVariants implements VariantProvider {
     public List<VariantInfo> variants() {
         return List.of(new VariantInfo("tensorized", "low-rank tensor decomposition", "Ma et al. 2019, A Tensorized Transformer for Language Modeling",
                 "O(n·d·S + R·n²·C)",
-                AccuracyContract.ownDefinition("a different function from softmax attention: equals SplitConcat(mean_p Σ_r g_p[r] Q_r∘K_r∘V_r)·W_O evaluated by an explicit float64 einsum, within 8(R·n² + d + S)·ε·Σ|terms|")));
+                AccuracyContract.ownDefinition("a different function from softmax attention: equals SplitConcat(mean_p Σ_r g_p[r] Q_r∘K_r∘V_r)·W_O evaluated by an explicit float64 einsum, within 8(R·n² + d + S)·ε·Σ|terms|"),
+                (batch, heads, n, d) -> {
+                    // One sequence of n positions with model dimension d in, d out: inputs [n, d].
+                    long[] shape = {n, d};
+                    return new VariantInfo.Configured(TensorizedAttention.random(n, d, 4, 4, 2, d, 7), shape, shape, shape);
+                }));
     }
 }

@@ -1,0 +1,60 @@
+package io.tessera.variant;
+
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+
+/**
+ * What every attention variant is to a caller: a configured, immutable operator from
+ * {@code (q, k, v)} to an output, run on a backend.
+ *
+ * <pre>{@code
+ * AttentionOperator op = Performer.withFeatures(256).on(Backend.named("scalar"));
+ * Tensor out = op.forward(arena, q, k, v);     // a new tensor of arena
+ * op.forward(q, k, v, out);                    // into a caller tensor: no output allocation
+ * }</pre>
+ *
+ * Operators whose function has a softmax scale implement {@link Scaled}; those whose function
+ * defines a per-row log-sum-exp implement {@link WithLse}. {@link VariantRegistry} hands out a
+ * default-configured operator of every registered variant ({@link VariantInfo#create}).
+ */
+public interface AttentionOperator {
+
+    /** Writes the output for {@code q, k, v} into {@code out}, whose shape is {@link #outputShape}. */
+    void forward(Tensor q, Tensor k, Tensor v, Tensor out);
+
+    /** The output for {@code q, k, v} in a new tensor of {@code arena}. */
+    default Tensor forward(Arena arena, Tensor q, Tensor k, Tensor v) {
+        if (arena == null) throw new NullPointerException("arena");
+        Tensor out = Tensor.zeros(arena, outputShape(q, k, v));
+        forward(q, k, v, out);
+        return out;
+    }
+
+    /**
+     * The shape {@link #forward} writes for these inputs: {@code [B, H, Nq, Dv]} for attention over
+     * q {@code [B, H, Nq, D]} and v {@code [B, Hkv, Nkv, Dv]}; validates the inputs as forward does.
+     */
+    default long[] outputShape(Tensor q, Tensor k, Tensor v) {
+        return AttentionShape.of(q, k, v).outputShape();
+    }
+
+    /** The same operator running its products on {@code backend} (default: {@link Backend#best()}). */
+    AttentionOperator on(Backend backend);
+
+    /** An operator whose function contains a softmax {@code softmax(scale·q·k)}, scale 1/√D unless set. */
+    interface Scaled extends AttentionOperator {
+        /** The same operator with softmax scale {@code scale} (finite) instead of 1/√D. */
+        Scaled withScale(float scale);
+    }
+
+    /** An operator that also gives the log-sum-exp of each output row's softmax. */
+    interface WithLse extends AttentionOperator {
+        /**
+         * The output into {@code out} and each row's log-sum-exp into {@code lse} ({@code [B, H, Nq]};
+         * −∞ for a row that attends no key, whose output is 0).
+         */
+        void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse);
+    }
+}

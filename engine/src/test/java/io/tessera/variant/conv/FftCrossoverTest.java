@@ -1,0 +1,37 @@
+package io.tessera.variant.conv;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import org.junit.jupiter.api.Test;
+
+/** The FFT crossover: measured quickly, fixed by the property, bad values named. */
+class FftCrossoverTest {
+
+    @Test
+    void measuredWellUnderASecondAndWithinTheCostModel() {
+        long start = System.nanoTime();
+        int taps = FftCrossover.resolve(null);
+        System.out.println("measured FFT crossover: " + taps + " taps");
+        double seconds = (System.nanoTime() - start) / 1e9;
+        assertThat(seconds).isLessThan(1.0);
+        // FFT at N = 1024 costs ~4·log2(2048) = 44 multiply-adds per output against 1 per tap: a crossover
+        // between a few taps and a few hundred (the reference machine's was 48).
+        assertThat(taps).isBetween(2, 1000);
+    }
+
+    @Test
+    void thePropertyFixesIt() {
+        assertThat(FftCrossover.resolve(" 17 ")).isEqualTo(17);
+        assertThat(FftCrossover.resolve("0")).isZero();
+        assertThatThrownBy(() -> FftCrossover.resolve("many")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("tessera.conv.fftThresholdTaps must be a number of taps >= 0, got 'many'");
+        assertThatThrownBy(() -> FftCrossover.resolve("-1")).hasMessage("tessera.conv.fftThresholdTaps must be a number of taps >= 0, got '-1'");
+    }
+
+    @Test
+    void explainNamesTheMeasuredThreshold() {
+        CausalConvolution conv = CausalConvolution.of(new float[][] {{1f, 0.5f}}, 1);
+        assertThat(conv.explain()).isEqualTo("direct: 2 taps <= " + CausalConvolution.fftThresholdTaps());
+    }
+}
