@@ -36,6 +36,7 @@ import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.Result;
 import org.openjdk.jmh.results.RunResult;
 import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 import org.openjdk.jmh.runner.options.TimeValue;
@@ -277,7 +278,7 @@ public final class MainJob {
         List<String> forkArgs = new ArrayList<>(Quiet.forkFlags());
         if (c.backend().equals("tornado")) forkArgs.add("@" + tornadoArgfile());
         jmh.jvmArgsAppend(forkArgs.toArray(String[]::new));
-        RunResult run = new Runner(jmh.build()).runSingle();
+        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
         Result<?> primary = run.getPrimaryResult();
         // JMH names the secondary result "gc.alloc.rate.norm" (older versions prefix a "·").
         Result<?> alloc = run.getSecondaryResults().getOrDefault("gc.alloc.rate.norm", run.getSecondaryResults().get("·gc.alloc.rate.norm"));

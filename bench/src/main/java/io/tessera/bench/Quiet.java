@@ -22,9 +22,10 @@ import java.util.logging.LogManager;
  *   <li>{@code java.util.logging} at WARNING in this JVM and the forks, through a configuration file:
  *       Tessera's {@code System.Logger} messages and, through the slf4j-jdk14 binding of the peers
  *       build, DJL's SLF4J messages (which otherwise print "No SLF4J providers were found");</li>
- *   <li>the JVM's "Using incubator modules: jdk.incubator.vector" notice, which no flag turns off: the
- *       forks' standard error reaches the console through this JVM's {@link System#err}, where that one
- *       exact line is dropped (the launcher filters this JVM's own).</li>
+ *   <li>the JVM's "Using incubator modules: jdk.incubator.vector" notice, which no flag turns off: JMH
+ *       copies the forks' standard output and error to its output stream, which for the main job is
+ *       {@link #forkOutput()}, where that one exact line is dropped (the launcher filters this JVM's
+ *       own; {@link #install()} does the same for this JVM's {@link System#err}).</li>
  * </ul>
  */
 final class Quiet {
@@ -40,6 +41,13 @@ final class Quiet {
             """;
 
     private static Path loggingConfig;
+    private static PrintStream forkOutput;
+
+    /** Where JMH prints what its forks write: standard output, without the incubator notice. */
+    static synchronized PrintStream forkOutput() {
+        if (forkOutput == null) forkOutput = new LineFilter(System.out);
+        return forkOutput;
+    }
 
     /** The JVM flags every fork gets. */
     static synchronized List<String> forkFlags() {

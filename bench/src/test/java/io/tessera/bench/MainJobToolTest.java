@@ -120,7 +120,7 @@ class MainJobToolTest {
         assertThat(changes.get(2).a().label()).isEqualTo("ONNX Runtime \"1.29\"");
         assertThat(changes.get(0).ratio()).isCloseTo(0.9, within(1e-12));
         String table = Compare.table("a", "b", changes);
-        assertThat(table).contains("| Tessera simd | dense | n=1024 | 2T | 20.000 ± 0.500 | 18.000 ± 0.500 | 0.900 | **faster** (-10.0 %) |")
+        assertThat(table).contains("| Tessera simd · dense · n=1024 · 2T | 20.000 ± 0.500 | 18.000 ± 0.500 | 0.900 | **faster** (-10.0 %) |")
                 .contains("**slower** (+14.0 %)").contains("within noise").contains("only in A").contains("only in B")
                 .contains("5 cases: 1 faster, 1 within noise, 1 slower, 1 only in a, 1 only in b");
     }

@@ -20,7 +20,7 @@ public final class Compare {
 
     /** One measured case as read back from a {@code results.csv}. */
     public record Row(String engine, String label, String pattern, int n, int threads, double ms, double msError) {
-        String key() { return label + " | " + pattern + " | n=" + n + " | " + threads + "T"; }
+        String key() { return label + " · " + pattern + " · n=" + n + " · " + threads + "T"; }
     }
 
     /** What happened to a case between run A and run B. */
