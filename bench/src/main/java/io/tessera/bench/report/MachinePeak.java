@@ -36,14 +36,22 @@ public record MachinePeak(int threads, double fmaGflops, double triadGBytesPerS,
 
     /** Measures with {@code threads} threads (the whole measurement takes about a second or two). */
     public static MachinePeak measure(int threads) throws Exception {
+        return measure(threads, FMA_ROUNDS, TRIAD_LENGTH, REPEATS);
+    }
+
+    /** The same at other sizes (the tests use small ones: the numbers are then rough). */
+    public static MachinePeak measure(int threads, int fmaRounds, int triadLength, int repeats) throws Exception {
         if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        if (fmaRounds < 1) throw new IllegalArgumentException("fmaRounds must be >= 1, got " + fmaRounds);
+        if (triadLength < threads) throw new IllegalArgumentException("triadLength must be >= threads (" + threads + "), got " + triadLength);
+        if (repeats < 1) throw new IllegalArgumentException("repeats must be >= 1, got " + repeats);
         ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "tessera-peak");
             t.setDaemon(true);
             return t;
         });
         try {
-            return new MachinePeak(threads, fma(pool, threads), triad(pool, threads), SPECIES.vectorBitSize());
+            return new MachinePeak(threads, fma(pool, threads, fmaRounds, repeats), triad(pool, threads, triadLength, repeats), SPECIES.vectorBitSize());
         } finally {
             pool.shutdownNow();
         }
@@ -55,14 +63,14 @@ public record MachinePeak(int threads, double fmaGflops, double triadGBytesPerS,
                 fmaGflops, vectorBits, threads, threads == 1 ? "" : "s", triadGBytesPerS, threads, threads == 1 ? "" : "s");
     }
 
-    private static double fma(ExecutorService pool, int threads) throws Exception {
+    private static double fma(ExecutorService pool, int threads, int rounds, int repeats) throws Exception {
         double best = 0;
-        fmaRounds(FMA_ROUNDS / 8);   // JIT warm-up on this thread before the timed runs
-        for (int r = 0; r < REPEATS; r++) {
+        fmaRounds(Math.max(1, rounds / 8));   // JIT warm-up on this thread before the timed runs
+        for (int r = 0; r < repeats; r++) {
             long t0 = System.nanoTime();
-            runAll(pool, threads, i -> fmaRounds(FMA_ROUNDS));
+            runAll(pool, threads, i -> fmaRounds(rounds));
             double seconds = (System.nanoTime() - t0) * 1e-9;
-            double flops = 2.0 * SPECIES.length() * CHAINS * (double) FMA_ROUNDS * threads;
+            double flops = 2.0 * SPECIES.length() * CHAINS * (double) rounds * threads;
             best = Math.max(best, flops / seconds * 1e-9);
         }
         return best;
@@ -82,20 +90,22 @@ public record MachinePeak(int threads, double fmaGflops, double triadGBytesPerS,
         return sum.lane(0);
     }
 
-    private static double triad(ExecutorService pool, int threads) throws Exception {
-        float[] a = new float[TRIAD_LENGTH], b = new float[TRIAD_LENGTH], c = new float[TRIAD_LENGTH];
+    private static double triad(ExecutorService pool, int threads, int length, int repeats) throws Exception {
+        float[] a = new float[length], b = new float[length], c = new float[length];
         java.util.Arrays.fill(b, 1f);
         java.util.Arrays.fill(c, 2f);
-        int chunk = Math.ceilDiv(TRIAD_LENGTH, threads);
-        runAll(pool, threads, t -> triadRange(a, b, c, 0.5f, t * chunk, Math.min(TRIAD_LENGTH, (t + 1) * chunk)));   // warm-up, first touch
+        int chunk = Math.ceilDiv(length, threads);
+        runAll(pool, threads, t -> triadRange(a, b, c, 0.5f, Math.min(length, t * chunk), Math.min(length, (t + 1) * chunk)));   // warm-up, first touch
         double best = 0;
-        for (int r = 0; r < REPEATS; r++) {
+        for (int r = 0; r < repeats; r++) {
             long t0 = System.nanoTime();
-            runAll(pool, threads, t -> triadRange(a, b, c, 0.5f, t * chunk, Math.min(TRIAD_LENGTH, (t + 1) * chunk)));
+            runAll(pool, threads, t -> triadRange(a, b, c, 0.5f, Math.min(length, t * chunk), Math.min(length, (t + 1) * chunk)));
             double seconds = (System.nanoTime() - t0) * 1e-9;
-            best = Math.max(best, 3.0 * Float.BYTES * TRIAD_LENGTH / seconds * 1e-9);
+            best = Math.max(best, 3.0 * Float.BYTES * length / seconds * 1e-9);
         }
-        if (a[TRIAD_LENGTH - 1] != 2f) throw new IllegalStateException("triad computed " + a[TRIAD_LENGTH - 1] + ", expected 2");
+        for (int i = 0; i < length; i++) {
+            if (a[i] != 2f) throw new IllegalStateException("triad computed a[" + i + "] = " + a[i] + ", expected 1 + 0.5·2 = 2");
+        }
         return best;
     }
 
