@@ -28,7 +28,7 @@ import java.util.logging.LogManager;
  *       own; {@link #install()} does the same for this JVM's {@link System#err}).</li>
  * </ul>
  */
-final class Quiet {
+public final class Quiet {
     private Quiet() {}
 
     static final String INCUBATOR_NOTICE = "WARNING: Using incubator modules: jdk.incubator.vector";
@@ -44,13 +44,13 @@ final class Quiet {
     private static PrintStream forkOutput;
 
     /** Where JMH prints what its forks write: standard output, without the incubator notice. */
-    static synchronized PrintStream forkOutput() {
+    public static synchronized PrintStream forkOutput() {
         if (forkOutput == null) forkOutput = new LineFilter(System.out);
         return forkOutput;
     }
 
     /** The JVM flags every fork gets. */
-    static synchronized List<String> forkFlags() {
+    public static synchronized List<String> forkFlags() {
         return List.of("--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "--sun-misc-unsafe-memory-access=allow", "-Djava.util.logging.config.file=" + loggingConfig());
     }

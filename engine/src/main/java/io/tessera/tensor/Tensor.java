@@ -96,8 +96,10 @@ public final class Tensor {
      * <p>Checked up front, each with an {@link IllegalArgumentException} naming the value: the segment
      * is native (off-heap; a {@code float[]} goes through {@link #of}), writable, its address is a
      * multiple of 4 bytes (64 is faster but not required), strides are non-negative (positive along
-     * dimensions longer than 1: no negative or overlapping-by-broadcast layouts) and every element the
-     * shape and strides reach lies inside the segment.
+     * dimensions longer than 1) and give every element its own address (taken from the smallest up,
+     * each stride exceeds the reach of the smaller ones, as in any row-major, column-major, padded or
+     * permuted layout: no broadcast or self-overlapping views), and every element the shape and
+     * strides reach lies inside the segment.
      *
      * <p>The CPU backends use the memory in place. The TornadoVM backend cannot: it wraps a tensor's
      * storage in place only when {@value #HEADER_BYTES} bytes in front of it are free for its array
@@ -139,6 +141,21 @@ public final class Tensor {
                 throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
                         + " reaches an element index beyond what a long can count");
             }
+        }
+        // Every element at its own address, and layouts the overlap test can walk in address order:
+        // taken from the smallest stride up, each stride must exceed the reach of the ones below it.
+        Integer[] order = new Integer[s.length];
+        for (int d = 0; d < s.length; d++) order[d] = d;
+        Arrays.sort(order, (x, y) -> Long.compare(strides[x], strides[y]));
+        long reach = 0;   // largest element offset the dimensions below can produce
+        for (int d : order) {
+            if (s[d] == 1) continue;
+            if (strides[d] <= reach) {
+                throw new IllegalArgumentException("strides " + Arrays.toString(strides) + " make elements of shape " + Arrays.toString(s)
+                        + " share memory: strides[" + d + "]=" + strides[d] + " is not larger than " + reach
+                        + ", the reach of the dimensions with smaller strides; each element needs its own address");
+            }
+            reach += (s[d] - 1) * strides[d];   // cannot overflow: bounded by lastElement, checked above
         }
         long available = segment.byteSize() / Float.BYTES;
         if (lastElement >= available) {
@@ -272,8 +289,10 @@ public final class Tensor {
 
     /**
      * True when some element of this tensor and some element of {@code other} are the same memory,
-     * so that writing one changes the other. Views of different allocations never overlap. Exact
-     * for the views this class makes (slices, selects, transposes, reshapes of an allocation):
+     * so that writing one changes the other. Views of different allocations never overlap; wrapped
+     * tensors are compared by address, so two wraps of one buffer are checked like views. Exact
+     * for the views this class makes (slices, selects, transposes, reshapes of an allocation) and
+     * for every wrapped layout (whose strides {@code wrap} requires to nest):
      * two disjoint views of one buffer, e.g. two heads, or the two halves of the channels, answer
      * false even when they interleave. Costs nothing unless the two address ranges intersect, then
      * a merge of their contiguous runs.
@@ -282,13 +301,18 @@ public final class Tensor {
         if (other == null) throw new NullPointerException("other");
         checkAlive();
         other.checkAlive();
-        if (data.address() != other.data.address() || data.byteSize() != other.data.byteSize()) return false;
+        // Compared as byte addresses, not element indices: wrapped tensors (Tensor.wrap) over one
+        // memory region may start at different addresses, and Tessera's own allocations never share bytes.
+        long baseA = data.address(), baseB = other.data.address();
         long[] a = firstAndLast(), b = other.firstAndLast();
-        if (a[1] < b[0] || b[1] < a[0]) return false;
+        if (baseA + a[1] * Float.BYTES + (Float.BYTES - 1) < baseB + b[0] * Float.BYTES
+                || baseB + b[1] * Float.BYTES + (Float.BYTES - 1) < baseA + a[0] * Float.BYTES) return false;
         Runs ra = new Runs(this), rb = new Runs(other);
         while (ra.hasRun() && rb.hasRun()) {   // both in increasing address order
-            if (ra.end() < rb.start()) ra.next();
-            else if (rb.end() < ra.start()) rb.next();
+            long aStart = baseA + ra.start() * Float.BYTES, aEnd = baseA + ra.end() * Float.BYTES + (Float.BYTES - 1);
+            long bStart = baseB + rb.start() * Float.BYTES, bEnd = baseB + rb.end() * Float.BYTES + (Float.BYTES - 1);
+            if (aEnd < bStart) ra.next();
+            else if (bEnd < aStart) rb.next();
             else return true;
         }
         return false;

@@ -77,6 +77,10 @@ class TensorWrapTest {
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("strides[0]=-2 must be >= 1");
             assertThatThrownBy(() -> Tensor.wrap(foreign, new long[] {2, 2}, new long[] {0, 1}))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("strides[0]=0 must be >= 1");
+            assertThatThrownBy(() -> Tensor.wrap(foreign, new long[] {2, 2}, new long[] {1, 1}))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("share memory").hasMessageContaining("strides[1]=1 is not larger than 1");
+            assertThatThrownBy(() -> Tensor.wrap(foreign, new long[] {3, 2}, new long[] {2, 3}))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("strides[1]=3 is not larger than 4");
             assertThatThrownBy(() -> Tensor.wrap(foreign, new long[] {2, 2}, new long[] {1}))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("has 1 entries but shape [2, 2] has rank 2");
             assertThatThrownBy(() -> Tensor.wrap(foreign, new long[] {3, 2}, new long[] {Long.MAX_VALUE / 2 + 1, 1}))
@@ -107,6 +111,27 @@ class TensorWrapTest {
             assertThat(copy.hasHeaderSlot()).isTrue();
             assertThat(copy.storageWithHeader().byteSize()).isEqualTo(Tensor.HEADER_BYTES + 64 * Float.BYTES);
             assertThat(Tensor.zeros(arena, 3).hasHeaderSlot()).isTrue();
+        }
+    }
+
+    /** Wraps of one memory region at different start addresses are compared by address, like views. */
+    @Test
+    void overlapSeesWrapsOfOneRegion() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment region = arena.allocate(64 * Float.BYTES, 64);
+            Tensor first = Tensor.wrap(region, 8);
+            assertThat(first.overlaps(Tensor.wrap(region.asSlice(7 * Float.BYTES), 8))).isTrue();    // share element 7
+            assertThat(first.overlaps(Tensor.wrap(region.asSlice(8 * Float.BYTES), 8))).isFalse();   // adjacent
+            Tensor evens = Tensor.wrap(region, new long[] {16}, new long[] {2});
+            Tensor odds = Tensor.wrap(region.asSlice(Float.BYTES), new long[] {16}, new long[] {2});
+            assertThat(evens.overlaps(odds)).isFalse();                                              // interleaved
+            assertThat(evens.overlaps(Tensor.wrap(region.asSlice(2 * Float.BYTES), new long[] {4}, new long[] {8}))).isTrue();
+            assertThat(first.overlaps(Tensor.zeros(arena, 8))).isFalse();
+            // A view of a wrap and another wrap of the same bytes.
+            Tensor grid = Tensor.wrap(region, 8, 8);
+            assertThat(grid.select(0, 3).overlaps(Tensor.wrap(region.asSlice(24 * Float.BYTES), 8))).isTrue();
+            assertThat(grid.select(1, 3).overlaps(odds)).isTrue();    // column 3 holds odd elements 3, 11, …
+            assertThat(grid.select(1, 2).overlaps(odds)).isFalse();
         }
     }
 
