@@ -7,6 +7,8 @@ import io.tessera.bench.training.TrainingSection;
 import io.tessera.bench.peers.Peer;
 import io.tessera.bench.peers.PeerBenchmark;
 import io.tessera.bench.peers.PythonTorchPeer;
+import io.tessera.bench.report.Compare;
+import io.tessera.bench.report.MachinePeak;
 import io.tessera.bench.report.Measurement;
 import io.tessera.bench.report.OracleCheck;
 import io.tessera.bench.report.Report;
@@ -35,6 +37,7 @@ import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.Result;
 import org.openjdk.jmh.results.RunResult;
 import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 import org.openjdk.jmh.runner.options.TimeValue;
@@ -50,23 +53,32 @@ public final class MainJob {
     private MainJob() {}
 
     static final String USAGE = """
-            usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N] [--no-training | --training-only]
-              --quick      representative subset, ~5 minutes on 2 cores (default)
-              --full       every pattern at n = 512 … 16384, 1 and all threads, D = 64 and 128
-              --out DIR    report directory (default: bench-report)
-              --no-peers   measure Tessera only
-              --threads N  threads for Tessera and peers (default: all processors)
+            usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N] [--only REGEX]
+                                   [--no-training | --training-only]
+                   ./tessera bench --compare A B
+              --quick          representative subset, ~5 minutes on 2 cores (default)
+              --full           every pattern at n = 512 … 16384, 1 and all threads, D = 64 and 128
+              --out DIR        report directory (default: bench-report)
+              --no-peers       measure Tessera only
+              --threads N      threads for Tessera and peers (default: all processors)
+              --only REGEX     only the forward cases whose progress-line name matches, e.g.
+                               'simd dense n=1024' (the training section is then skipped)
               --no-training    skip the training-step section (forward + backward)
               --training-only  run only the training-step section
+              --compare A B    compare two reports (directories or results.csv files), flagging
+                               changes beyond JMH's measured error; runs nothing
             Any JMH option works directly on bench/target/benchmarks.jar (java -jar … -h).""";
 
-    /** Parsed command line. */
-    public record Options(boolean full, Path out, boolean peers, int threads, boolean forward, boolean training) {}
+    /** Parsed command line; {@code only} is null for every case, {@code compare} null unless comparing. */
+    public record Options(boolean full, Path out, boolean peers, int threads, boolean forward, boolean training,
+                          java.util.regex.Pattern only, List<Path> compare) {}
 
     public static Options parse(String[] args) {
         boolean full = false, peers = true, forward = true, training = true;
         Path out = Path.of("bench-report");
         int threads = Runtime.getRuntime().availableProcessors();
+        java.util.regex.Pattern only = null;
+        List<Path> compare = null;
         for (int a = 0; a < args.length; a++) {
             switch (args[a]) {
                 case "--quick" -> full = false;
@@ -75,6 +87,15 @@ public final class MainJob {
                 case "--no-training" -> training = false;
                 case "--training-only" -> forward = false;
                 case "--out" -> out = Path.of(value(args, ++a, "--out"));
+                case "--only" -> {
+                    String regex = value(args, ++a, "--only");
+                    try {
+                        only = java.util.regex.Pattern.compile(regex);
+                    } catch (java.util.regex.PatternSyntaxException e) {
+                        throw new IllegalArgumentException("--only '" + regex + "' is not a regular expression: " + e.getDescription());
+                    }
+                }
+                case "--compare" -> compare = List.of(Path.of(value(args, ++a, "--compare")), Path.of(value(args, ++a, "--compare (second report)")));
                 case "--threads" -> {
                     threads = Integer.parseInt(value(args, ++a, "--threads"));
                     if (threads < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
@@ -86,7 +107,7 @@ public final class MainJob {
                 default -> throw new IllegalArgumentException("unknown option '" + args[a] + "'\n" + USAGE);
             }
         }
-        return new Options(full, out, peers, threads, forward, training);
+        return new Options(full, out, peers, threads, forward, training, only, compare);
     }
 
     private static String value(String[] args, int a, String option) {
@@ -95,55 +116,114 @@ public final class MainJob {
     }
 
     /** One configuration to measure. */
-    record Case(String engine, String backend, String pattern, int n, int headDim, int threads) {}
+    record Case(String engine, String backend, String pattern, int n, int headDim, int threads) {
+        /** The name on the progress line, which {@code --only} matches. */
+        String name() {
+            return String.format(Locale.ROOT, "%s %s n=%d D=%d %dT", engine.equals("tessera") ? "tessera " + backend : engine, pattern, n, headDim, threads);
+        }
+    }
 
     public static void main(String[] args) throws Exception {
-        Options options = parse(args);
+        Options options;
+        try {
+            options = parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("tessera bench: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        if (options.compare() != null) {
+            Path a = options.compare().get(0), b = options.compare().get(1);
+            System.out.print(Compare.table(a.toString(), b.toString(), Compare.compare(Compare.read(a), Compare.read(b))));
+            return;
+        }
+        Quiet.install();
         Instant start = Instant.now();
         List<String> notes = new ArrayList<>();
         List<Peer> peers = options.peers() ? availablePeers(notes) : List.of();
         if (!options.peers()) notes.add("peers skipped (--no-peers)");
         PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
 
-        if (options.training()) {
+        if (options.training() && options.only() == null) {
             String training = TrainingSection.run(options.out(), options.full(), options.threads(), peers, notes);
             System.out.println();
             System.out.println(training);
-            if (!options.forward()) {
-                for (Peer p : peers) p.close();
-                return;
-            }
+        } else if (options.training()) {
+            notes.add("training section skipped: --only selects forward cases");
         }
-        List<Case> cases = matrix(options, peers);
+        if (!options.forward()) {
+            for (Peer p : peers) p.close();
+            return;
+        }
+        List<Case> cases = select(matrix(options, peers), options.only());
+        List<PythonTorchPeer.TorchCase> torchCases = torch == null ? List.of() : selectTorch(torchCases(options), options.only());
+        if (cases.isEmpty() && torchCases.isEmpty()) {
+            System.err.println("tessera bench: --only '" + options.only() + "' matches no case; names look like '" + matrix(options, peers).getFirst().name() + "'");
+            System.exit(2);
+        }
+        if (options.only() != null) notes.add("only the cases matching --only '" + options.only() + "'");
+        Map<Integer, MachinePeak> peaks = new java.util.TreeMap<>();
+        for (int t : cases.stream().map(Case::threads).distinct().sorted().toList()) {
+            MachinePeak peak = MachinePeak.measure(t);
+            peaks.put(t, peak);
+            System.out.println("machine: " + peak);
+        }
+        System.out.print("checking every engine against the float64 oracle ... ");
+        System.out.flush();
         List<OracleCheck> checks = oracleChecks(peers, options.threads());
+        System.out.println(checks.stream().allMatch(OracleCheck::passed) ? "all " + checks.size() + " within tolerance"
+                : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)");
         List<Measurement> results = new ArrayList<>();
-        int done = 0;
+        Progress progress = new Progress(cases.size(), plannedSeconds(options.full()));
         for (Case c : cases) {
-            System.out.printf(Locale.ROOT, "[%2d/%d] %-12s %-7s %-10s n=%-5d D=%d threads=%d ... ", ++done, cases.size(), c.engine(), c.backend(), c.pattern(), c.n(), c.headDim(), c.threads());
+            System.out.print(progress.start(c.name()));
             System.out.flush();
             try {
                 Measurement m = measure(c, options.full(), peers);
                 results.add(m);
-                System.out.printf(Locale.ROOT, "%9.2f ms  %6.1f GFLOP/s%n", m.msPerCall(), m.gflops());
+                MachinePeak peak = peaks.get(c.threads());
+                System.out.println(progress.done(String.format(Locale.ROOT, "%9.2f ms ±%5.2f  %6.1f GFLOP/s %s", m.msPerCall(), m.msError(), m.gflops(),
+                        peak == null ? "" : String.format(Locale.ROOT, "%5.1f%% of peak", 100 * m.gflops() / peak.fmaGflops()))));
             } catch (Exception e) {
-                System.out.println("failed: " + e.getMessage());
-                notes.add("failed: " + c + ": " + e.getMessage());
+                System.out.println(progress.done("failed"));
+                System.err.println("  " + c.name() + " failed: " + describe(e));
+                notes.add("failed: " + c.name() + ": " + describe(e));
             }
         }
-        if (torch != null) {
-            for (Measurement m : torch.measure(torchCases(options), notes, checks)) {
+        if (!torchCases.isEmpty()) {
+            for (Measurement m : torch.measure(torchCases, notes, checks)) {
                 results.add(m);
                 System.out.printf(Locale.ROOT, "[torch ] %-10s n=%-5d threads=%d %9.2f ms  %6.1f GFLOP/s%n", m.pattern(), m.n(), m.threads(), m.msPerCall(), m.gflops());
             }
         }
         Map<String, Path> pictures = layoutPictures(options.out(), patterns(options.full()));
-        Report report = new Report(results, checks, notes, environment(options, start), pictures);
+        Report report = new Report(results, checks, notes, environment(options, start), pictures, peaks);
         report.write(options.out());
         System.out.println();
         System.out.println(report.resultsTable());
         if (!report.ratios().isEmpty()) System.out.println(report.ratioTable());
         System.out.printf("report: %s (report.md, index.html) in %d s%n", options.out().toAbsolutePath().resolve("index.html"), Duration.between(start, Instant.now()).toSeconds());
         for (Peer p : peers) p.close();
+    }
+
+    static List<Case> select(List<Case> cases, java.util.regex.Pattern only) {
+        return only == null ? cases : cases.stream().filter(c -> only.matcher(c.name()).find()).toList();
+    }
+
+    static List<PythonTorchPeer.TorchCase> selectTorch(List<PythonTorchPeer.TorchCase> cases, java.util.regex.Pattern only) {
+        if (only == null) return cases;
+        return cases.stream().filter(c -> only.matcher(String.format(Locale.ROOT, "torch %s n=%d D=%d %dT", c.pattern(), c.n(), c.headDim(), c.threads())).find()).toList();
+    }
+
+    /** Seconds a case is planned to take: JMH's warm-up and measurement time plus about 2 s to start and set up the fork. */
+    static double plannedSeconds(boolean full) {
+        return full ? 3 * 1 + 5 * 2 + 2 : 2 * 1 + 3 * 1 + 2;
+    }
+
+    private static String describe(Throwable e) {
+        StringBuilder sb = new StringBuilder(String.valueOf(e.getMessage()));
+        for (Throwable c = e.getCause(); c != null && c != c.getCause(); c = c.getCause()) sb.append(" <- ").append(c);
+        return sb.toString();
     }
 
     static List<String> patterns(boolean full) {
@@ -195,9 +275,11 @@ public final class MainJob {
                 .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", c.backend());
         else jmh.param("peer", c.engine());
-        // Options replace the @Fork arguments rather than adding to them, so both are repeated here.
-        if (c.backend().equals("tornado")) jmh.jvmArgsAppend("--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "@" + tornadoArgfile());
-        RunResult run = new Runner(jmh.build()).runSingle();
+        // Options replace the @Fork arguments rather than adding to them, so all are repeated here.
+        List<String> forkArgs = new ArrayList<>(Quiet.forkFlags());
+        if (c.backend().equals("tornado")) forkArgs.add("@" + tornadoArgfile());
+        jmh.jvmArgsAppend(forkArgs.toArray(String[]::new));
+        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
         Result<?> primary = run.getPrimaryResult();
         // JMH names the secondary result "gc.alloc.rate.norm" (older versions prefix a "·").
         Result<?> alloc = run.getSecondaryResults().getOrDefault("gc.alloc.rate.norm", run.getSecondaryResults().get("·gc.alloc.rate.norm"));

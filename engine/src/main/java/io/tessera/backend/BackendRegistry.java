@@ -10,10 +10,14 @@ import java.util.ServiceLoader;
 final class BackendRegistry {
     private BackendRegistry() {}
 
-    private static final System.Logger LOG = System.getLogger("io.tessera.kernel");
+    private static final System.Logger LOG = System.getLogger("io.tessera.backend");
 
     private static final class Holder {
         static final List<Backend> ALL = load();
+    }
+
+    /** Separate from {@link Holder}: the pick (and its log line) happens only when a caller asks for it. */
+    private static final class BestHolder {
         static final Backend BEST = pickBest();
     }
 
@@ -38,7 +42,8 @@ final class BackendRegistry {
             else if (!b.isAvailable()) why.append("; ").append(b.name()).append(": ").append(b.description());
         }
         if (best == null) throw new IllegalStateException("no attention backend is available" + why);
-        LOG.log(Level.INFO, "Tessera backend: " + best.name() + " (" + best.description() + ")" + (why.isEmpty() ? "" : "; not used" + why));
+        // Logged only here, where the backend is picked automatically; Backend.named says nothing.
+        LOG.log(Level.INFO, "Tessera backend (picked automatically): " + best.name() + " (" + best.description() + ")" + (why.isEmpty() ? "" : "; not used" + why));
         return best;
     }
 
@@ -46,7 +51,7 @@ final class BackendRegistry {
         return Holder.ALL.stream().filter(Backend::isAvailable).toList();
     }
 
-    static Backend best() { return Holder.BEST; }
+    static Backend best() { return BestHolder.BEST; }
 
     static Backend named(String name) {
         for (Backend b : Holder.ALL) {

@@ -14,12 +14,12 @@ public final class SparseKernels {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final boolean SIMD = SimdBackend.vectorApiPresent();
 
-    /** Σ_c a[aOff + c] · b[bOff + c] for c < n. */
+    /** {@code Σ_c a[aOff + c] · b[bOff + c]} for {@code c < n}. */
     public static float dot(MemorySegment a, long aOff, MemorySegment b, long bOff, int n) {
         return SIMD ? SimdSparseKernels.dot(a, aOff, b, bOff, n) : scalarDot(a, aOff, b, bOff, n);
     }
 
-    /** acc[c] += p · v[vOff + c] for c < n. */
+    /** {@code acc[c] += p · v[vOff + c]} for {@code c < n}. */
     public static void axpy(float p, MemorySegment v, long vOff, float[] acc, int n) {
         if (SIMD) SimdSparseKernels.axpy(p, v, vOff, acc, n);
         else scalarAxpy(p, v, vOff, acc, n);

@@ -85,7 +85,7 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
     /** Columns j with j mod period ≥ period − width: the "fixed" summary head of the Sparse Transformer. */
     static Pattern summaryColumns(int period, int width) { return new Patterns.SummaryColumns(period, width); }
 
-    /** Keys j < length, for every query. */
+    /** Keys {@code j < length}, for every query. */
     static Pattern keyPrefix(int length) { return new Patterns.KeyPrefix(length); }
 
     /** Listed positions attend everywhere and are attended by everyone (Longformer, BigBird). */

@@ -3,6 +3,8 @@ package io.tessera.tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
@@ -18,6 +20,12 @@ import java.util.SplittableRandom;
  * bytes free right before it, so that a TornadoVM native array (which stores a header of that
  * size in front of its data) can wrap the very same memory without a copy; see
  * {@link #segmentWithHeader()}.
+ *
+ * <p>A tensor can also {@linkplain #wrap(MemorySegment, long[], long[]) wrap} memory another library
+ * owns (a direct {@link FloatBuffer}, an ONNX Runtime or DJL buffer, a mapped {@code .npy} file)
+ * without copying. Such a tensor has no header slot ({@link #hasHeaderSlot()} is false): the CPU
+ * backends use it in place, while a device backend that needs the slot (TornadoVM) rejects it with
+ * an {@link IllegalStateException} saying to copy it with {@link #contiguous(Arena)} first.
  */
 public final class Tensor {
     /** Size of the header TornadoVM native arrays keep before their data. */
@@ -28,7 +36,7 @@ public final class Tensor {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final MemorySegment data;     // from the first element of the allocation to its end
-    private final MemorySegment allocation;
+    private final MemorySegment allocation; // null for wrapped memory: no header slot in front of it
     private final long offset;            // in elements, from the start of data
     private final long[] shape;
     private final long[] strides;         // in elements
@@ -67,6 +75,122 @@ public final class Tensor {
         Tensor t = zeros(arena, s);
         MemorySegment.copy(values, 0, t.data, ValueLayout.JAVA_FLOAT, 0, values.length);
         return t;
+    }
+
+    /**
+     * A row-major tensor over memory someone else allocated, without copying; see
+     * {@link #wrap(MemorySegment, long[], long[])}.
+     */
+    public static Tensor wrap(MemorySegment segment, long... shape) {
+        long[] s = Shapes.checkShape("shape", shape);
+        Shapes.elementCount("shape", s);
+        return wrap(segment, s, Shapes.rowMajorStrides(s));
+    }
+
+    /**
+     * A tensor over memory someone else allocated, without copying: element {@code (i0, …, ik)} is the
+     * float at byte {@code 4·Σ i·stride} of {@code segment}, in native byte order. Reads and writes go
+     * straight to that memory, which must stay valid while the tensor is used (its lifetime is the
+     * segment's: a closed arena makes later use throw {@link IllegalStateException}).
+     *
+     * <p>Checked up front, each with an {@link IllegalArgumentException} naming the value: the segment
+     * is native (off-heap; a {@code float[]} goes through {@link #of}), writable, its address is a
+     * multiple of 4 bytes (64 is faster but not required), strides are non-negative (positive along
+     * dimensions longer than 1) and give every element its own address (taken from the smallest up,
+     * each stride exceeds the reach of the smaller ones, as in any row-major, column-major, padded or
+     * permuted layout: no broadcast or self-overlapping views), and every element the shape and
+     * strides reach lies inside the segment.
+     *
+     * <p>The CPU backends use the memory in place. The TornadoVM backend cannot: it wraps a tensor's
+     * storage in place only when {@value #HEADER_BYTES} bytes in front of it are free for its array
+     * header, which a wrapped segment does not have ({@link #hasHeaderSlot()} is false and
+     * {@link #storageWithHeader()} throws {@link IllegalStateException}). It rejects wrapped tensors;
+     * copy one with {@link #contiguous(Arena)} to run it on the device.
+     */
+    public static Tensor wrap(MemorySegment segment, long[] shape, long[] strides) {
+        if (segment == null) throw new NullPointerException("segment");
+        long[] s = Shapes.checkShape("shape", shape);
+        if (strides == null) throw new NullPointerException("strides");
+        if (strides.length != s.length) {
+            throw new IllegalArgumentException("strides " + Arrays.toString(strides) + " has " + strides.length
+                    + " entries but shape " + Arrays.toString(s) + " has rank " + s.length);
+        }
+        Shapes.elementCount("shape", s);
+        if (!segment.isNative()) {
+            throw new IllegalArgumentException("segment " + segment + " is on the Java heap; Tensor.wrap needs native memory "
+                    + "(the kernels read it with the Vector API): copy a float[] with Tensor.of(arena, values, shape)");
+        }
+        if (segment.isReadOnly()) {
+            throw new IllegalArgumentException("segment " + segment + " is read-only; Tensor.wrap needs writable memory "
+                    + "(a tensor may be an output): copy it with Tensor.zeros(arena, shape) and copyFrom");
+        }
+        if (segment.address() % Float.BYTES != 0) {
+            throw new IllegalArgumentException("segment address 0x" + Long.toHexString(segment.address())
+                    + " is not a multiple of " + Float.BYTES + " bytes (float alignment)");
+        }
+        long lastElement = 0;   // element index of the last element the shape and strides reach
+        for (int d = 0; d < s.length; d++) {
+            long minStride = s[d] == 1 ? 0 : 1;
+            if (strides[d] < minStride) {
+                throw new IllegalArgumentException("strides[" + d + "]=" + strides[d] + " must be >= " + minStride
+                        + " for shape[" + d + "]=" + s[d] + " in strides " + Arrays.toString(strides));
+            }
+            try {
+                lastElement = Math.addExact(lastElement, Math.multiplyExact(s[d] - 1, strides[d]));
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
+                        + " reaches an element index beyond what a long can count");
+            }
+        }
+        // Every element at its own address, and layouts the overlap test can walk in address order:
+        // taken from the smallest stride up, each stride must exceed the reach of the ones below it.
+        Integer[] order = new Integer[s.length];
+        for (int d = 0; d < s.length; d++) order[d] = d;
+        Arrays.sort(order, (x, y) -> Long.compare(strides[x], strides[y]));
+        long reach = 0;   // largest element offset the dimensions below can produce
+        for (int d : order) {
+            if (s[d] == 1) continue;
+            if (strides[d] <= reach) {
+                throw new IllegalArgumentException("strides " + Arrays.toString(strides) + " make elements of shape " + Arrays.toString(s)
+                        + " share memory: strides[" + d + "]=" + strides[d] + " is not larger than " + reach
+                        + ", the reach of the dimensions with smaller strides; each element needs its own address");
+            }
+            reach += (s[d] - 1) * strides[d];   // cannot overflow: bounded by lastElement, checked above
+        }
+        long available = segment.byteSize() / Float.BYTES;
+        if (lastElement >= available) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
+                    + " reaches element " + lastElement + " but the segment holds " + available + " floats ("
+                    + segment.byteSize() + " bytes)");
+        }
+        return new Tensor(null, segment, 0, s, strides.clone());
+    }
+
+    /**
+     * A tensor over a direct {@link FloatBuffer}'s elements from its position to its limit, without
+     * copying; row-major when {@code strides} is omitted. The buffer must be in native byte order
+     * ({@link ByteOrder#nativeOrder()}; a {@code ByteBuffer.asFloatBuffer()} view inherits the byte
+     * buffer's order, which is big-endian unless set) and stays reachable while the tensor is. Same
+     * checks and same TornadoVM caveat as {@link #wrap(MemorySegment, long[], long[])}.
+     */
+    public static Tensor wrap(FloatBuffer buffer, long... shape) {
+        long[] s = Shapes.checkShape("shape", shape);
+        Shapes.elementCount("shape", s);
+        return wrap(buffer, s, Shapes.rowMajorStrides(s));
+    }
+
+    /** A strided tensor over a direct {@link FloatBuffer}; see {@link #wrap(FloatBuffer, long...)}. */
+    public static Tensor wrap(FloatBuffer buffer, long[] shape, long[] strides) {
+        if (buffer == null) throw new NullPointerException("buffer");
+        if (!buffer.isDirect()) {
+            throw new IllegalArgumentException("buffer is a heap FloatBuffer; Tensor.wrap needs a direct one "
+                    + "(ByteBuffer.allocateDirect(n).order(ByteOrder.nativeOrder()).asFloatBuffer()), or copy its array with Tensor.of");
+        }
+        if (buffer.order() != ByteOrder.nativeOrder()) {
+            throw new IllegalArgumentException("buffer byte order is " + buffer.order() + " but the kernels read "
+                    + ByteOrder.nativeOrder() + "; set .order(ByteOrder.nativeOrder()) on the ByteBuffer before asFloatBuffer()");
+        }
+        return wrap(MemorySegment.ofBuffer(buffer), shape, strides);
     }
 
     /** Standard normal entries scaled by {@code stddev}, reproducible from {@code seed}. */
@@ -144,6 +268,7 @@ public final class Tensor {
      */
     public MemorySegment segmentWithHeader() {
         checkAlive();
+        checkHeaderSlot("segmentWithHeader");
         if (offset != 0 || !isContiguous()) {
             throw new IllegalStateException("segmentWithHeader needs a contiguous tensor at offset 0, got " + this);
         }
@@ -158,13 +283,16 @@ public final class Tensor {
      */
     public MemorySegment storageWithHeader() {
         checkAlive();
+        checkHeaderSlot("storageWithHeader");
         return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + data.byteSize());
     }
 
     /**
      * True when some element of this tensor and some element of {@code other} are the same memory,
-     * so that writing one changes the other. Views of different allocations never overlap. Exact
-     * for the views this class makes (slices, selects, transposes, reshapes of an allocation):
+     * so that writing one changes the other. Views of different allocations never overlap; wrapped
+     * tensors are compared by address, so two wraps of one buffer are checked like views. Exact
+     * for the views this class makes (slices, selects, transposes, reshapes of an allocation) and
+     * for every wrapped layout (whose strides {@code wrap} requires to nest):
      * two disjoint views of one buffer, e.g. two heads, or the two halves of the channels, answer
      * false even when they interleave. Costs nothing unless the two address ranges intersect, then
      * a merge of their contiguous runs.
@@ -173,13 +301,18 @@ public final class Tensor {
         if (other == null) throw new NullPointerException("other");
         checkAlive();
         other.checkAlive();
-        if (data.address() != other.data.address() || data.byteSize() != other.data.byteSize()) return false;
+        // Compared as byte addresses, not element indices: wrapped tensors (Tensor.wrap) over one
+        // memory region may start at different addresses, and Tessera's own allocations never share bytes.
+        long baseA = data.address(), baseB = other.data.address();
         long[] a = firstAndLast(), b = other.firstAndLast();
-        if (a[1] < b[0] || b[1] < a[0]) return false;
+        if (baseA + a[1] * Float.BYTES + (Float.BYTES - 1) < baseB + b[0] * Float.BYTES
+                || baseB + b[1] * Float.BYTES + (Float.BYTES - 1) < baseA + a[0] * Float.BYTES) return false;
         Runs ra = new Runs(this), rb = new Runs(other);
         while (ra.hasRun() && rb.hasRun()) {   // both in increasing address order
-            if (ra.end() < rb.start()) ra.next();
-            else if (rb.end() < ra.start()) rb.next();
+            long aStart = baseA + ra.start() * Float.BYTES, aEnd = baseA + ra.end() * Float.BYTES + (Float.BYTES - 1);
+            long bStart = baseB + rb.start() * Float.BYTES, bEnd = baseB + rb.end() * Float.BYTES + (Float.BYTES - 1);
+            if (aEnd < bStart) ra.next();
+            else if (bEnd < aStart) rb.next();
             else return true;
         }
         return false;
@@ -235,6 +368,12 @@ public final class Tensor {
             more = false;
         }
     }
+
+    /**
+     * True when the {@value #HEADER_BYTES} bytes before the storage are Tessera's to use (every
+     * allocation made here); false for memory taken over with {@code wrap}.
+     */
+    public boolean hasHeaderSlot() { return allocation != null; }
 
     /** True while the arena that owns the memory is open. */
     public boolean isAlive() { return data.scope().isAlive(); }
@@ -401,6 +540,13 @@ public final class Tensor {
     private void checkAlive() {
         if (!data.scope().isAlive()) {
             throw new IllegalStateException("tensor " + Arrays.toString(shape) + " used after its arena was closed");
+        }
+    }
+
+    private void checkHeaderSlot(String method) {
+        if (allocation == null) {
+            throw new IllegalStateException(method + ": tensor " + this + " wraps memory allocated elsewhere (Tensor.wrap), which has no "
+                    + HEADER_BYTES + "-byte header slot in front of it for a device array; copy it with contiguous(arena) first");
         }
     }
 

@@ -287,7 +287,9 @@ final class DevicePlans {
 
     /**
      * The tensor's whole storage as a TornadoVM array, in place: its header slot is where TornadoVM
-     * keeps the element count. Views of one storage share one array.
+     * keeps the element count. Views of one storage share one array. A tensor over foreign memory
+     * ({@code Tensor.wrap}) has no header slot: {@code storageWithHeader()} rejects it with an
+     * IllegalStateException telling the caller to copy it with {@code contiguous(arena)}.
      */
     private static FloatArray wrap(Tensor t, Map<MemorySegment, FloatArray> wrapped) {
         MemorySegment storage = t.storageWithHeader();

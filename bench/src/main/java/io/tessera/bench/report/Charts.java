@@ -15,6 +15,11 @@ import org.jfree.chart.axis.CategoryLabelPositions;
 import org.jfree.chart.axis.LogAxis;
 import org.jfree.chart.axis.NumberAxis;
 import org.jfree.chart.plot.CategoryPlot;
+import org.jfree.chart.plot.ValueMarker;
+import org.jfree.chart.renderer.category.BarRenderer;
+import org.jfree.chart.ui.Layer;
+import org.jfree.chart.ui.RectangleAnchor;
+import org.jfree.chart.ui.TextAnchor;
 import org.jfree.chart.plot.PlotOrientation;
 import org.jfree.chart.plot.XYPlot;
 import org.jfree.chart.renderer.xy.XYLineAndShapeRenderer;
@@ -55,14 +60,37 @@ public final class Charts {
         ChartUtils.saveChartAsPNG(file.toFile(), chart, WIDTH, HEIGHT);
     }
 
-    /** A grouped bar chart: category → series → value. */
-    public static void bars(String title, String valueAxis, Map<String, Map<String, Double>> values, Path file) throws IOException {
+    /**
+     * Speed-ups as grouped bars on a log axis, growing up or down from a marked 1× line: ratios near 1
+     * (the interesting ones) stay visible next to a 100× bar, and slower-than reads as a bar going down.
+     */
+    public static void speedups(String title, String valueAxis, Map<String, Map<String, Double>> values, Path file) throws IOException {
         DefaultCategoryDataset data = new DefaultCategoryDataset();
-        values.forEach((category, bySeries) -> bySeries.forEach((s, v) -> data.addValue(v, s, category)));
+        double min = 1, max = 1;
+        for (Map.Entry<String, Map<String, Double>> e : values.entrySet()) {
+            for (Map.Entry<String, Double> s : e.getValue().entrySet()) {
+                double v = s.getValue();
+                if (!(v > 0) || Double.isInfinite(v)) continue;   // a log axis cannot show 0, NaN or ∞
+                data.addValue(v, s.getKey(), e.getKey());
+                min = Math.min(min, v);
+                max = Math.max(max, v);
+            }
+        }
         JFreeChart chart = ChartFactory.createBarChart(title, null, valueAxis, data, PlotOrientation.VERTICAL, true, false, false);
         CategoryPlot plot = chart.getCategoryPlot();
-        plot.getRangeAxis().setLowerBound(0);
-        // Case names ("window256 n=4096") are longer than a bar group is wide: slant them.
+        LogAxis axis = new LogAxis(valueAxis);
+        axis.setBase(10);
+        axis.setNumberFormatOverride(new DecimalFormat("0.##'×'"));
+        axis.setRange(min / 1.5, max * 1.5);
+        plot.setRangeAxis(axis);
+        BarRenderer renderer = (BarRenderer) plot.getRenderer();
+        renderer.setBase(1);   // bars start at 1×, not at 0 (which a log axis does not have)
+        renderer.setShadowVisible(false);
+        ValueMarker one = new ValueMarker(1, Color.BLACK, new BasicStroke(1.5f));
+        one.setLabel("1×");
+        one.setLabelAnchor(RectangleAnchor.TOP_LEFT);
+        one.setLabelTextAnchor(TextAnchor.BOTTOM_LEFT);
+        plot.addRangeMarker(one, Layer.FOREGROUND);
         plot.getDomainAxis().setCategoryLabelPositions(CategoryLabelPositions.UP_45);
         style(chart);
         ChartUtils.saveChartAsPNG(file.toFile(), chart, WIDTH, HEIGHT);

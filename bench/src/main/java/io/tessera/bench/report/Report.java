@@ -23,14 +23,38 @@ public final class Report {
     private final List<String> notes;
     private final Map<String, String> environment;
     private final Map<String, Path> layoutPictures;
+    private final Map<Integer, MachinePeak> peaks;
 
     public Report(List<Measurement> measurements, List<OracleCheck> checks, List<String> notes,
                   Map<String, String> environment, Map<String, Path> layoutPictures) {
+        this(measurements, checks, notes, environment, layoutPictures, Map.of());
+    }
+
+    /** With the machine's measured peaks by thread count: the tables then give each case's efficiency. */
+    public Report(List<Measurement> measurements, List<OracleCheck> checks, List<String> notes,
+                  Map<String, String> environment, Map<String, Path> layoutPictures, Map<Integer, MachinePeak> peaks) {
         this.measurements = List.copyOf(measurements);
         this.checks = List.copyOf(checks);
         this.notes = List.copyOf(notes);
         this.environment = new LinkedHashMap<>(environment);
         this.layoutPictures = new LinkedHashMap<>(layoutPictures);
+        this.peaks = new TreeMap<>(peaks);
+    }
+
+    /**
+     * Achieved effective GFLOP/s over the FMA peak measured at the same thread count, or NaN when no
+     * peak was measured at that count.
+     */
+    public double efficiency(Measurement m) {
+        MachinePeak peak = peaks.get(m.threads());
+        return peak == null ? Double.NaN : m.gflops() / peak.fmaGflops();
+    }
+
+    /** The machine section's lines: the environment, then each measured peak. */
+    public Map<String, String> machine() {
+        Map<String, String> lines = new LinkedHashMap<>(environment);
+        peaks.forEach((threads, peak) -> lines.put("measured peak, " + threads + (threads == 1 ? " thread" : " threads"), peak.toString()));
+        return lines;
     }
 
     /** A comparison row: Tessera's time and a peer's on the same case. */
@@ -75,14 +99,14 @@ public final class Report {
         Map<String, Map<String, Double>> speedups = speedupOverDense();
         if (!speedups.isEmpty()) {
             charts.put("Speed-up over dense attention (Tessera SIMD)", dir.resolve("charts/speedup-over-dense.png"));
-            Charts.bars("Speed-up over dense (time dense / time pattern)", "× faster than dense", speedups, charts.get("Speed-up over dense attention (Tessera SIMD)"));
+            Charts.speedups("Speed-up over dense (time dense / time pattern)", "× faster than dense (log scale)", speedups, charts.get("Speed-up over dense attention (Tessera SIMD)"));
         }
         List<Ratio> ratios = ratios();
         if (!ratios.isEmpty()) {
             Map<String, Map<String, Double>> byCase = new LinkedHashMap<>();
             for (Ratio r : ratios) byCase.computeIfAbsent(r.pattern() + " n=" + r.n(), k -> new LinkedHashMap<>()).put(r.peer(), r.speedup());
             charts.put("Tessera speed-up over peers", dir.resolve("charts/speedup-over-peers.png"));
-            Charts.bars("Tessera SIMD speed-up over peers (peer time / Tessera time)", "× faster than the peer", byCase, charts.get("Tessera speed-up over peers"));
+            Charts.speedups("Tessera SIMD speed-up over peers (peer time / Tessera time)", "× faster than the peer (log scale; below 1× the peer is faster)", byCase, charts.get("Tessera speed-up over peers"));
         }
         Map<String, Map<Integer, Double>> memory = new LinkedHashMap<>();
         for (Measurement m : measurements) {
@@ -100,10 +124,10 @@ public final class Report {
     }
 
     private String csv() {
-        StringBuilder sb = new StringBuilder("engine,label,pattern,n,threads,ms_per_call,ms_error,gflops,heap_bytes_per_call\n");
+        StringBuilder sb = new StringBuilder("engine,label,pattern,n,threads,ms_per_call,ms_error,gflops,heap_bytes_per_call,efficiency\n");
         for (Measurement m : measurements) {
-            sb.append(String.format(Locale.ROOT, "%s,\"%s\",%s,%d,%d,%.4f,%.4f,%.2f,%.0f%n", m.engine(), m.engineLabel(), m.pattern(), m.n(), m.threads(),
-                    m.msPerCall(), m.msError(), m.gflops(), m.heapBytesPerCall()));
+            sb.append(String.format(Locale.ROOT, "%s,\"%s\",%s,%d,%d,%.4f,%.4f,%.2f,%.0f,%.4f%n", m.engine(), m.engineLabel().replace("\"", "\"\""), m.pattern(), m.n(), m.threads(),
+                    m.msPerCall(), m.msError(), m.gflops(), m.heapBytesPerCall(), efficiency(m)));
         }
         return sb.toString();
     }
@@ -111,10 +135,10 @@ public final class Report {
     // ---------------------------------------------------------------- Markdown
 
     public String resultsTable() {
-        StringBuilder sb = new StringBuilder("| engine | pattern | n | threads | ms / call | ± | GFLOP/s | heap / call |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+        StringBuilder sb = new StringBuilder("| engine | pattern | n | threads | ms / call | ± | GFLOP/s | % of FMA peak | heap / call |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (Measurement m : measurements) {
-            sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %.2f | %.2f | %.1f | %s |%n", m.engineLabel(), m.pattern(), m.n(), m.threads(),
-                    m.msPerCall(), m.msError(), m.gflops(), bytes(m.heapBytesPerCall())));
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %.2f | %.2f | %.1f | %s | %s |%n", m.engineLabel(), m.pattern(), m.n(), m.threads(),
+                    m.msPerCall(), m.msError(), m.gflops(), percent(efficiency(m)), bytes(m.heapBytesPerCall())));
         }
         return sb.toString();
     }
@@ -137,8 +161,10 @@ public final class Report {
 
     private String markdown(Map<String, Path> charts, Path dir) {
         StringBuilder sb = new StringBuilder("# Tessera benchmark report\n\n");
-        environment.forEach((k, v) -> sb.append("- **").append(k).append("**: ").append(v).append('\n'));
-        sb.append("\n## Results\n\nEffective GFLOP/s count only the pairs each pattern allows (4·pairs·D·H), for Tessera and peers alike.\n\n").append(resultsTable());
+        sb.append("## Machine\n\n");
+        machine().forEach((k, v) -> sb.append("- **").append(k).append("**: ").append(v).append('\n'));
+        sb.append("\n## Results\n\nEffective GFLOP/s count only the pairs each pattern allows (4·pairs·D·H), for Tessera and peers alike; "
+                + "\"% of FMA peak\" divides them by the float32 FMA peak measured at the same thread count in this run.\n\n").append(resultsTable());
         if (!ratios().isEmpty()) sb.append("\n## Tessera against peers (same shapes, same run)\n\n").append(ratioTable());
         if (!checks.isEmpty()) sb.append("\n## Outputs checked against the float64 oracle\n\n").append(checkTable());
         sb.append("\n## Charts\n\n");
@@ -161,8 +187,8 @@ public final class Report {
                 + "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
                 + "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
                 + "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}</style></head><body>");
-        sb.append("<h1>Tessera benchmark report</h1><ul>");
-        environment.forEach((k, v) -> sb.append("<li><b>").append(escape(k)).append("</b>: ").append(escape(v)).append("</li>"));
+        sb.append("<h1>Tessera benchmark report</h1><h2>Machine</h2><ul>");
+        machine().forEach((k, v) -> sb.append("<li><b>").append(escape(k)).append("</b>: ").append(escape(v)).append("</li>"));
         sb.append("</ul><h2>Results</h2>").append(htmlTable(resultsTable()));
         if (!ratios().isEmpty()) sb.append("<h2>Tessera against peers</h2>").append(htmlTable(ratioTable()));
         if (!checks.isEmpty()) sb.append("<h2>Outputs checked against the float64 oracle</h2>").append(htmlTable(checkTable()));
@@ -200,6 +226,10 @@ public final class Report {
 
     static String escape(String s) {
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
+    }
+
+    static String percent(double fraction) {
+        return Double.isNaN(fraction) ? "n/a" : String.format(Locale.ROOT, "%.1f %%", 100 * fraction);
     }
 
     static String bytes(double b) {

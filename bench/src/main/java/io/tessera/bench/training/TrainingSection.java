@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Locale;
 import org.openjdk.jmh.results.RunResult;
 import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 import org.openjdk.jmh.runner.options.TimeValue;
@@ -98,7 +99,8 @@ public final class TrainingSection {
                 .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", "simd");
         else jmh.param("peer", engine);
-        RunResult run = new Runner(jmh.build()).runSingle();
+        jmh.jvmArgsAppend(io.tessera.bench.Quiet.forkFlags().toArray(String[]::new));   // no JVM notices per fork
+        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(io.tessera.bench.Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
         double ms = run.getPrimaryResult().getScore();
         double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
         return new Row(engine, label, pattern, n, threads, ms, run.getPrimaryResult().getScoreError(), flops / (ms * 1e6),
