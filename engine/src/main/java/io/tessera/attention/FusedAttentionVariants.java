@@ -18,16 +18,19 @@ public final class FusedAttentionVariants implements VariantProvider {
     static final String EXACT = "max-abs error vs the float64 masked oracle within Tolerance.exact (the larger of 10× the naive fp32 error"
             + " on the same input and the score-rounding bound, + 1e-5); LSE likewise; fully masked rows give 0 and LSE −∞";
 
+    static final VariantInfo.Gradients BACKWARD = VariantInfo.Gradients.backward(
+            "Attention.backward: FlashAttention-2 recomputation through the same fused kernel and layouts; EXACT against float64 gradients");
+
     @Override
     public List<VariantInfo> variants() {
         return List.of(
                 new VariantInfo("dense", "fused block-sparse", "Vaswani et al. 2017; schedule: Dao et al. 2022 (FlashAttention)",
                         "O(n²·d) time, O(threads·tile) extra memory", AccuracyContract.exact(EXACT),
-                        (batch, heads, n, d) -> VariantInfo.Configured.attention(new Operator(Attention.dense()), batch, heads, n, d)),
+                        (batch, heads, n, d) -> VariantInfo.Configured.attention(new Operator(Attention.dense()), batch, heads, n, d), BACKWARD),
                 new VariantInfo("block-sparse", "fused block-sparse", "Child et al. 2019; Zaheer et al. 2020; FlexAttention block masks (Dong et al. 2024)",
                         "O(allowed tiles·tile²·d) time, O(threads·tile) extra memory", AccuracyContract.exact(EXACT),
                         (batch, heads, n, d) -> VariantInfo.Configured.attention(
-                                new Operator(Attention.sparse(Pattern.slidingWindow(Math.max(1, n / 8)).or(Pattern.globalTokens(0)))), batch, heads, n, d)));
+                                new Operator(Attention.sparse(Pattern.slidingWindow(Math.max(1, n / 8)).or(Pattern.globalTokens(0)))), batch, heads, n, d), BACKWARD));
     }
 
     /** {@link Attention} as an {@link AttentionOperator}: every method is Attention's own. */

@@ -9,12 +9,35 @@ package io.tessera.variant;
  * @param complexity time complexity in n (sequence), d (head dim) and the variant's parameters
  * @param contract   what it promises against dense attention
  * @param factory    builds a default-configured operator and the inputs it takes (see {@link #create})
+ * @param gradients  whether it has a backward pass, and how (or why not)
  */
-public record VariantInfo(String name, String family, String paper, String complexity, AccuracyContract contract, Factory factory) {
+public record VariantInfo(String name, String family, String paper, String complexity, AccuracyContract contract, Factory factory,
+                          Gradients gradients) {
     public VariantInfo {
         if (name == null || !name.matches("[a-z0-9][a-z0-9-]*")) throw new IllegalArgumentException("name must be a lower-case id, got " + name);
         if (contract == null) throw new NullPointerException("contract");
         if (factory == null) throw new NullPointerException("factory");
+        if (gradients == null) throw new NullPointerException("gradients");
+    }
+
+    /** A variant without a backward pass yet. */
+    public VariantInfo(String name, String family, String paper, String complexity, AccuracyContract contract, Factory factory) {
+        this(name, family, paper, complexity, contract, factory, Gradients.forwardOnly("no backward pass implemented yet"));
+    }
+
+    /**
+     * Whether a variant can be trained through: {@code available} with where the backward pass is
+     * (the property suite fails unless a gradient property class covers it), or forward-only with
+     * the reason.
+     */
+    public record Gradients(boolean available, String note) {
+        public Gradients {
+            if (note == null || note.isBlank()) throw new IllegalArgumentException("note must say where the backward pass is, or why there is none");
+        }
+
+        public static Gradients backward(String where) { return new Gradients(true, where); }
+
+        public static Gradients forwardOnly(String reason) { return new Gradients(false, reason); }
     }
 
     /**

@@ -29,6 +29,13 @@ class ExamplesTest {
     }
 
     @Test
+    void trainingThroughSparseAttentionLowersTheLoss() {
+        double[] loss = TrainingStep.run(out, 256, 30);
+        assertThat(loss[1]).as("loss after 30 steps vs before").isLessThan(0.5 * loss[0]);
+        assertThat(printed()).contains("step   0  loss").contains("step  30  loss");
+    }
+
+    @Test
     void customPatternIsDrawnPrintedAndRun() {
         double error = CustomPattern.run(out, 192);
         assertThat(error).isLessThan(1e-4);

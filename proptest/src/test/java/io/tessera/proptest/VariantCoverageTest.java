@@ -46,6 +46,28 @@ class VariantCoverageTest {
         }
     }
 
+    /** Variant name → the property class that checks its gradients. A variant that claims a backward pass needs one. */
+    static final Map<String, Class<?>> GRADIENT_PROPERTIES = new TreeMap<>(Map.ofEntries(
+            Map.entry("dense", GradientProperties.class),
+            Map.entry("block-sparse", GradientProperties.class)));
+
+    @Test
+    void everyVariantWithABackwardPassHasGradientProperties() {
+        for (VariantInfo info : VariantRegistry.all()) {
+            if (!info.gradients().available()) {
+                assertThat(GRADIENT_PROPERTIES).as("variant '%s' is forward-only (%s) but has gradient properties listed", info.name(), info.gradients().note())
+                        .doesNotContainKey(info.name());
+                continue;
+            }
+            assertThat(GRADIENT_PROPERTIES)
+                    .as("variant '%s' claims a backward pass (%s) but no property class checks its gradients", info.name(), info.gradients().note())
+                    .containsKey(info.name());
+            assertThat(Arrays.stream(GRADIENT_PROPERTIES.get(info.name()).getDeclaredMethods()).filter(VariantCoverageTest::isProperty).count())
+                    .as("%s must declare jqwik @Property methods for the gradients of '%s'", GRADIENT_PROPERTIES.get(info.name()).getSimpleName(), info.name())
+                    .isPositive();
+        }
+    }
+
     @Test
     void noStaleEntries() {
         for (String name : CONTRACT_PROPERTIES.keySet()) {

@@ -9,12 +9,11 @@ import org.junit.jupiter.api.Test;
 class FftCrossoverTest {
 
     @Test
-    void measuredWellUnderASecondAndWithinTheCostModel() {
+    void measuredWithinTheCostModel() {
+        // How long the measurement takes is a benchmark's business, not a test's (CI machines are shared).
         long start = System.nanoTime();
         int taps = FftCrossover.resolve(null);
-        System.out.println("measured FFT crossover: " + taps + " taps");
-        double seconds = (System.nanoTime() - start) / 1e9;
-        assertThat(seconds).isLessThan(1.0);
+        System.out.printf("measured FFT crossover: %d taps in %.2f s%n", taps, (System.nanoTime() - start) / 1e9);
         // FFT at N = 1024 costs ~4·log2(2048) = 44 multiply-adds per output against 1 per tap: a crossover
         // between a few taps and a few hundred (the reference machine's was 48).
         assertThat(taps).isBetween(2, 1000);
