@@ -75,6 +75,7 @@ class CausalConvolutionProperties {
             assertThatThrownBy(() -> CausalConvolution.of(new float[][] {{1f}, {1f}}, 1).forward(x, Tensor.zeros(arena, 1, 1, 4, 5), CausalConvolution.Path.AUTO))
                     .hasMessage("groups=2 must divide channels=5");
         }
-        assertThat(CausalConvolution.of(new float[][] {new float[100]}, 1).explain()).startsWith("FFT");
+        assertThat(CausalConvolution.of(new float[][] {new float[CausalConvolution.FFT_THRESHOLD_TAPS + 1]}, 1).explain()).startsWith("FFT");
+        assertThat(CausalConvolution.of(new float[][] {new float[CausalConvolution.FFT_THRESHOLD_TAPS]}, 1).explain()).startsWith("direct");
     }
 }
