@@ -76,5 +76,6 @@ class CausalConvolutionProperties {
                     .hasMessage("groups=2 must divide channels=5");
         }
         assertThat(CausalConvolution.of(new float[][] {new float[CausalConvolution.fftThresholdTaps() + 1]}, 1).explain()).startsWith("FFT");
+        assertThat(CausalConvolution.of(new float[][] {new float[CausalConvolution.fftThresholdTaps()]}, 1).explain()).startsWith("direct");
     }
 }

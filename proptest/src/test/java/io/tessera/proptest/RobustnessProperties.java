@@ -80,13 +80,11 @@ class RobustnessProperties {
                         default -> ChainedAttention.sparseTransformer(a, b % 2 == 0).forward(q, k, v, out);
                     }
                 } catch (IllegalArgumentException | NullPointerException | IndexOutOfBoundsException e) {
-                    assertThat(e.getMessage()).as("%s", e).isNotBlank();
-                    assertThat(e.getClass().getName()).isNotEqualTo("java.lang.ArithmeticException");
-                    for (StackTraceElement frame : e.getStackTrace()) {
-                        // Thrown by a check of ours, not by the JVM inside a kernel.
-                        if (frame.getClassName().startsWith("io.tessera")) return;
+                    // Thrown by a check of ours (top frame in Tessera, a message), not by the JVM or a segment inside a kernel.
+                    if (e instanceof ArrayIndexOutOfBoundsException || (e instanceof NullPointerException && String.valueOf(e.getMessage()).contains("because"))
+                            || e.getMessage() == null || e.getMessage().isBlank() || !e.getStackTrace()[0].getClassName().startsWith("io.tessera")) {
+                        throw new AssertionError("not a clear error of Tessera's own: " + e, e);
                     }
-                    throw new AssertionError("exception not thrown by Tessera code", e);
                 } catch (OutOfMemoryError e) {   // a size not rejected up front (and an Error would end the whole run)
                     throw new AssertionError("ran out of memory instead of rejecting a size up front", e);
                 }

@@ -231,10 +231,10 @@ public final class CausalConvolution implements AttentionOperator {
         }
         int mid = (lo + hi) >>> 1;
         causal(in, acc, lo, mid, g, span, spectra, nonFinite);
-        // Inputs of the left half within reach of the right half, into the right half's outputs.
-        int from = (int) Math.max(lo, mid - span + 1);
-        if (from < mid) {
-            int inputs = mid - from, lastLag = hi - 1 - from;
+        // Inputs of the left half within reach of the right half, into the right-half outputs they reach.
+        int from = (int) Math.max(lo, mid - span + 1), to = (int) Math.min(hi, mid + span - 1);
+        if (from < mid && mid < to) {
+            int inputs = mid - from, lastLag = to - 1 - from;
             int size = Fft.paddedLength(lastLag + 1L);   // lags 1 … lastLag are read, none wraps
             double[][] filter = spectra.of(size);
             double[] re = new double[size], im = new double[size];
@@ -250,12 +250,12 @@ public final class CausalConvolution implements AttentionOperator {
             }
             Fft.transform(re, im, true);
             // Output i gets Σ_j in[j]·w(i − j) = re[i − from]; i − from < size, and every lag i − j ≥ 1 (no wrap).
-            for (int i = mid; i < hi; i++) acc[i] += re[i - from];
+            for (int i = mid; i < to; i++) acc[i] += re[i - from];
             for (int e = first; e < end; e++) {
                 int j = nonFinite[e];
                 for (int t = 0; t < spectra.taps; t++) {
                     long i = j + (long) t * dilation;
-                    if (i >= hi) break;
+                    if (i >= to) break;
                     if (i >= mid) acc[(int) i] += w[t] * in[j];
                 }
             }

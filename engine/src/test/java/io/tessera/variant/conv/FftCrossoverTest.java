@@ -14,9 +14,9 @@ class FftCrossoverTest {
         long start = System.nanoTime();
         int taps = FftCrossover.resolve(null);
         System.out.printf("measured FFT crossover: %d taps in %.2f s%n", taps, (System.nanoTime() - start) / 1e9);
-        // FFT at N = 1024 costs ~4·log2(2048) = 44 multiply-adds per output against 1 per tap: a crossover
-        // between a few taps and a few hundred (the reference machine's was 48).
-        assertThat(taps).isBetween(2, 1000);
+        // The causal FFT path costs ~4·log2(2N) multiply-adds per output and level against 1 per tap: a
+        // crossover between a few taps and a few thousand (measured here between 256 and 1,024).
+        assertThat(taps).isBetween(2, 8192);
     }
 
     @Test
