@@ -73,6 +73,14 @@ final class SimdAttentionKernel {
         float[] dqRun = new float[0];   // [group][D][GROUP]   dq of the block so far, transposed
         float[] dkAcc = new float[0];   // [blockKV][DPad]     dk rows of the key block
         float[] dvAcc = new float[0];   // [blockKV][DvPad]    dv rows of the key block
+        // The packed query block a backward tile reads: the buffers above, or a block of the head cache.
+        float[] curQT, curQPad, curDOT, curDORows, curLse2, curDelta;
+        int curQTOff, curQPadOff, curDOTOff, curDORowsOff, curStatOff;
+        boolean curQFinite, curDOFinite;
+        // Single pass: every query block of a key/value head's query heads, packed once.
+        float[] headQT = new float[0], headQPad = new float[0], headDOT = new float[0], headDORows = new float[0];
+        float[] headLse2 = new float[0], headDelta = new float[0];
+        boolean[] headQFinite = new boolean[0], headDOFinite = new boolean[0];
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
@@ -568,8 +576,7 @@ final class SimdAttentionKernel {
         s.ensureBackward(d, dv, lay.blockQ(), blockKV);
         int q0 = qBlock * lay.blockQ(), rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
         int groups = (rows + GROUP - 1) / GROUP, hk = g.shape().kvHeadOf(h);
-        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
-        packGradientRows(c, b, h, q0, rows, s);
+        packBlock(c, b, h, q0, rows, s);
         Arrays.fill(s.dqRun, 0, groups * d * GROUP, 0f);
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
@@ -611,7 +618,74 @@ final class SimdAttentionKernel {
         GradientGeometry gg = c.gg;
         int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) ScalarAttentionKernel.zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, qLen);
-        for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
+        boolean cached = packHead(c, b, hk);
+        for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true, cached);
+    }
+
+    /** Per-thread memory the single pass may spend to pack each query block once per head instead of once per tile. */
+    private static final long HEAD_CACHE_BYTES = 16L << 20;
+
+    /**
+     * Packs every query block of the query heads of {@code hk} once (the single pass visits each of
+     * them once per key block of its row); false, packing nothing, when that would take more than
+     * {@link #HEAD_CACHE_BYTES}: then each tile packs its block itself, the same values either way.
+     */
+    private static boolean packHead(AttentionCall c, int b, int hk) {
+        AttentionGeometry g = c.g;
+        BlockLayout first = c.layouts.first();
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), perKv = g.shape().groupSize(), blockQ = first.blockQ();
+        int lanesPerBlock = (blockQ + GROUP - 1) / GROUP * GROUP, blocks = perKv * first.qBlocks();
+        long lanes = (long) blocks * lanesPerBlock, floats = lanes * (d + padded(d) + dv + padded(dv) + 2);
+        if (floats * Float.BYTES > HEAD_CACHE_BYTES) return false;
+        Scratch s = SCRATCH.get();
+        s.ensure(d, dv, blockQ, first.blockKV(), first.maskWordsPerRow());
+        s.ensureBackward(d, dv, blockQ, first.blockKV());
+        if (s.headQT.length < lanes * d) s.headQT = new float[(int) lanes * d];
+        if (s.headQPad.length < lanes * padded(d)) s.headQPad = new float[(int) lanes * padded(d)];
+        if (s.headDOT.length < lanes * dv) s.headDOT = new float[(int) lanes * dv];
+        if (s.headDORows.length < lanes * padded(dv)) s.headDORows = new float[(int) lanes * padded(dv)];
+        if (s.headLse2.length < lanes) { s.headLse2 = new float[(int) lanes]; s.headDelta = new float[(int) lanes]; }
+        if (s.headQFinite.length < blocks) { s.headQFinite = new boolean[blocks]; s.headDOFinite = new boolean[blocks]; }
+        for (int hi = 0; hi < perKv; hi++) {
+            for (int qb = 0; qb < first.qBlocks(); qb++) {
+                int q0 = qb * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0), used = (rows + GROUP - 1) / GROUP * GROUP;
+                int slot = hi * first.qBlocks() + qb, lane0 = slot * lanesPerBlock;
+                packBlock(c, b, hk * perKv + hi, q0, rows, s);
+                System.arraycopy(s.qT, 0, s.headQT, lane0 * d, used * d);
+                System.arraycopy(s.qPadded, 0, s.headQPad, lane0 * padded(d), used * padded(d));
+                System.arraycopy(s.dOT, 0, s.headDOT, lane0 * dv, used * dv);
+                System.arraycopy(s.dOrows, 0, s.headDORows, lane0 * padded(dv), used * padded(dv));
+                System.arraycopy(s.lse2, 0, s.headLse2, lane0, used);
+                System.arraycopy(s.delta, 0, s.headDelta, lane0, used);
+                s.headQFinite[slot] = s.curQFinite;
+                s.headDOFinite[slot] = s.curDOFinite;
+            }
+        }
+        return true;
+    }
+
+    /** Points the tile's inputs at block {@code slot} of the head cache. */
+    private static void useCachedBlock(Scratch s, int slot, int blockQ, int d, int dv) {
+        int lane0 = slot * ((blockQ + GROUP - 1) / GROUP * GROUP);
+        s.curQT = s.headQT; s.curQTOff = lane0 * d;
+        s.curQPad = s.headQPad; s.curQPadOff = lane0 * padded(d);
+        s.curDOT = s.headDOT; s.curDOTOff = lane0 * dv;
+        s.curDORows = s.headDORows; s.curDORowsOff = lane0 * padded(dv);
+        s.curLse2 = s.headLse2; s.curDelta = s.headDelta; s.curStatOff = lane0;
+        s.curQFinite = s.headQFinite[slot];
+        s.curDOFinite = s.headDOFinite[slot];
+    }
+
+    /** Packs one query block of head h into the per-tile buffers and points the tile's inputs at them. */
+    private static void packBlock(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
+        AttentionGeometry g = c.g;
+        int d = g.shape().headDim(), lanes = (rows + GROUP - 1) / GROUP * GROUP;
+        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+        padRows(s.qRows, d, lanes, s.qPadded, padded(d));
+        s.curQFinite = allFinite(s.qRows, rows * d);
+        s.curDOFinite = packGradientRows(c, b, h, q0, rows, s);
+        s.curQT = s.qT; s.curQPad = s.qPadded; s.curDOT = s.dOT; s.curDORows = s.dOrows; s.curLse2 = s.lse2; s.curDelta = s.delta;
+        s.curQTOff = s.curQPadOff = s.curDOTOff = s.curDORowsOff = s.curStatOff = 0;
     }
 
     /**
@@ -620,6 +694,11 @@ final class SimdAttentionKernel {
      * caller zeroed).
      */
     static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock, boolean addDq) {
+        keyBlockGradients(c, b, hk, kvBlock, addDq, false);
+    }
+
+    /** With {@code headCached}, the query blocks come packed from {@link #packHead}. */
+    private static void keyBlockGradients(AttentionCall c, int b, int hk, int kvBlock, boolean addDq, boolean headCached) {
         AttentionGeometry g = c.g;
         GradientGeometry gg = c.gg;
         BlockLayout first = c.layouts.first();
@@ -643,10 +722,8 @@ final class SimdAttentionKernel {
                 int groups = (rows + GROUP - 1) / GROUP;
                 boolean partial = kinds[t] == TileKind.PARTIAL.code();
                 if (partial) lay.fillTileMask(t, s.rowMask);
-                packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
-                padRows(s.qRows, d, groups * GROUP, s.qPadded, dPad);
-                boolean queriesFinite = allFinite(s.qRows, rows * d);
-                boolean gradientsFinite = packGradientRows(c, b, h, q0, rows, s);
+                if (headCached) useCachedBlock(s, (h - hk * perKv) * first.qBlocks() + rowIndices[e], blockQ, d, dv);
+                else packBlock(c, b, h, q0, rows, s);
                 if (addDq) Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
                 for (int grp = 0; grp < groups; grp++) {
                     int from = 0, count = n;
@@ -656,8 +733,8 @@ final class SimdAttentionKernel {
                         count = s.keyTo - from;
                     }
                     scoreGradients(s, grp, from, count, d, dv, partial);
-                    accumulateKeyRows(gradientsFinite, s.sT, from, count, s.dOrows, grp * GROUP * dvPad, dvPad, s.dvAcc);
-                    accumulateKeyRows(queriesFinite, s.dsT, from, count, s.qPadded, grp * GROUP * dPad, dPad, s.dkAcc);
+                    accumulateKeyRows(s.curDOFinite, s.sT, from, count, s.curDORows, s.curDORowsOff + grp * GROUP * dvPad, dvPad, s.dvAcc);
+                    accumulateKeyRows(s.curQFinite, s.dsT, from, count, s.curQPad, s.curQPadOff + grp * GROUP * dPad, dPad, s.dkAcc);
                     if (addDq) accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
                 }
                 if (addDq) addTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
@@ -673,13 +750,13 @@ final class SimdAttentionKernel {
      * attend contributes nothing even if its value row holds a NaN).
      */
     private static void scoreGradients(Scratch s, int grp, int from, int count, int d, int dv, boolean partial) {
-        scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+        scores(s.kTile, from * d, count, d, s.curQT, s.curQTOff + grp * d * GROUP, s.sT);
         if (partial) maskScores(s, from, count);
-        scores(s.vTile, from * dv, count, dv, s.dOT, grp * dv * GROUP, s.dsT);
+        scores(s.vTile, from * dv, count, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsT);
         float[] sT = s.sT, dsT = s.dsT;
         for (int v = 0; v < 2; v++) {
-            int lane0 = v * L, state = grp * GROUP + lane0;
-            FloatVector lse = FloatVector.fromArray(F, s.lse2, state), delta = FloatVector.fromArray(F, s.delta, state);
+            int lane0 = v * L, state = s.curStatOff + grp * GROUP + lane0;
+            FloatVector lse = FloatVector.fromArray(F, s.curLse2, state), delta = FloatVector.fromArray(F, s.curDelta, state);
             for (int j = 0; j < count; j++) {
                 int o = j * GROUP + lane0;
                 FloatVector x = FloatVector.fromArray(F, sT, o).sub(lse);
