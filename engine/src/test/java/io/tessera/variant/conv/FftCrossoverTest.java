@@ -9,15 +9,22 @@ import org.junit.jupiter.api.Test;
 class FftCrossoverTest {
 
     @Test
-    void measuredWellUnderASecondAndWithinTheCostModel() {
+    void firstUseTakesWellUnderASecond() {
         long start = System.nanoTime();
         int taps = FftCrossover.resolve(null);
-        System.out.println("measured FFT crossover: " + taps + " taps");
-        double seconds = (System.nanoTime() - start) / 1e9;
-        assertThat(seconds).isLessThan(1.0);
-        // FFT at N = 1024 costs ~4·log2(2048) = 44 multiply-adds per output against 1 per tap: a crossover
-        // between a few taps and a few hundred (the reference machine's was 48).
-        assertThat(taps).isBetween(2, 1000);
+        assertThat((System.nanoTime() - start) / 1e9).isLessThan(1.0);
+        assertThat(taps).isPositive();
+    }
+
+    @Test
+    void onceTheJitHasCompiledBothPathsTheMeasurementSettlesWithinTheCostModel() {
+        java.util.OptionalInt taps = java.util.OptionalInt.empty();
+        for (int attempt = 0; attempt < 40 && taps.isEmpty(); attempt++) taps = FftCrossover.measure();   // each attempt also warms
+        assertThat(taps).as("settled within 40 attempts of 0.3 s").isPresent();
+        System.out.println("measured FFT crossover: " + taps.getAsInt() + " taps (reference machine: " + FftCrossover.REFERENCE_TAPS + ")");
+        // FFT at N = 512 costs ~4·log2(1024) = 40 multiply-adds per output and level against 1 per tap:
+        // a crossover between a few taps and a thousand.
+        assertThat(taps.getAsInt()).isBetween(2, 1000);
     }
 
     @Test
