@@ -41,7 +41,7 @@ public final class CausalConvolution implements AttentionOperator {
 
     /**
      * Taps above which {@link Path#AUTO} takes the FFT path (direct costs K per output, FFT ~ 4·log2(2N) per level):
-     * measured at N = 1024 on this machine once per JVM (about 0.1 s), or {@code -Dtessera.conv.fftThresholdTaps}.
+     * measured at N = 512 on this machine once per JVM (0.3 s), or {@code -Dtessera.conv.fftThresholdTaps}.
      */
     public static int fftThresholdTaps() { return FftCrossover.thresholdTaps(); }
 

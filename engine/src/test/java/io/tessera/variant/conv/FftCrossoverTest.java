@@ -9,14 +9,23 @@ import org.junit.jupiter.api.Test;
 class FftCrossoverTest {
 
     @Test
-    void measuredWithinTheCostModel() {
-        // How long the measurement takes is a benchmark's business, not a test's (CI machines are shared).
+    void firstUseGivesACrossover() {
+        // How long first use takes is a benchmark's business, not a test's (CI machines are shared).
         long start = System.nanoTime();
         int taps = FftCrossover.resolve(null);
-        System.out.printf("measured FFT crossover: %d taps in %.2f s%n", taps, (System.nanoTime() - start) / 1e9);
-        // The causal FFT path costs ~4·log2(2N) multiply-adds per output and level against 1 per tap: a
-        // crossover between a few taps and a few thousand (measured here between 256 and 1,024).
-        assertThat(taps).isBetween(2, 8192);
+        System.out.printf("first-use FFT crossover: %d taps in %.2f s%n", taps, (System.nanoTime() - start) / 1e9);
+        assertThat(taps).isPositive();
+    }
+
+    @Test
+    void onceTheJitHasCompiledBothPathsTheMeasurementSettlesWithinTheCostModel() {
+        java.util.OptionalInt taps = java.util.OptionalInt.empty();
+        for (int attempt = 0; attempt < 40 && taps.isEmpty(); attempt++) taps = FftCrossover.measure();   // each attempt also warms
+        assertThat(taps).as("settled within 40 attempts of 0.3 s").isPresent();
+        System.out.println("measured FFT crossover: " + taps.getAsInt() + " taps (reference machine: " + FftCrossover.REFERENCE_TAPS + ")");
+        // The causal FFT path at N = 512 costs ~4·log2(1024) = 40 multiply-adds per output and level against
+        // 1 per tap: a crossover between a few taps and a few thousand.
+        assertThat(taps.getAsInt()).isBetween(2, 8192);
     }
 
     @Test
