@@ -36,15 +36,6 @@ public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kv
     /** Query heads per key/value head. */
     public int queryHeadsPerKvHead() { return heads / kvHeads; }
 
-    /**
-     * The old name of {@link #queryHeadsPerKvHead()} ("group" also names SIMD lane groups,
-     * work-groups and convolution groups).
-     *
-     * @deprecated kept only until the attention kernels, being rewritten, call {@link #queryHeadsPerKvHead()}
-     */
-    @Deprecated(forRemoval = true)
-    public int groupSize() { return queryHeadsPerKvHead(); }
-
     /** The key/value head a query head reads. */
     public int kvHeadOf(int head) { return head / queryHeadsPerKvHead(); }
 

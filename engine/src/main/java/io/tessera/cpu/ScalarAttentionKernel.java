@@ -170,7 +170,7 @@ final class ScalarAttentionKernel {
      */
     static void headGradients(AttentionCall c, int b, int hk) {
         GradientGeometry gg = c.gg;
-        int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim();
+        int perKv = c.g.shape().queryHeadsPerKvHead(), d = c.g.shape().headDim();
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, c.g.shape().qLen());
         for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true);
     }
@@ -185,7 +185,7 @@ final class ScalarAttentionKernel {
         GradientGeometry gg = c.gg;
         BlockLayout first = c.layouts.first();
         int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
-        int words = first.maskWordsPerRow(), perKv = g.shape().groupSize();
+        int words = first.maskWordsPerRow(), perKv = g.shape().queryHeadsPerKvHead();
         Scratch s = SCRATCH.get();
         s.ensure(d, dv, blockQ, blockKV, words);
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);

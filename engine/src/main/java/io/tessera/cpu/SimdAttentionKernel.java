@@ -616,7 +616,7 @@ final class SimdAttentionKernel {
      */
     static void headGradients(AttentionCall c, int b, int hk) {
         GradientGeometry gg = c.gg;
-        int perKv = c.g.shape().groupSize(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
+        int perKv = c.g.shape().queryHeadsPerKvHead(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) ScalarAttentionKernel.zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, qLen);
         boolean cached = packHead(c, b, hk);
         for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true, cached);
@@ -633,7 +633,7 @@ final class SimdAttentionKernel {
     private static boolean packHead(AttentionCall c, int b, int hk) {
         AttentionGeometry g = c.g;
         BlockLayout first = c.layouts.first();
-        int d = g.shape().headDim(), dv = g.shape().valueDim(), perKv = g.shape().groupSize(), blockQ = first.blockQ();
+        int d = g.shape().headDim(), dv = g.shape().valueDim(), perKv = g.shape().queryHeadsPerKvHead(), blockQ = first.blockQ();
         int lanesPerBlock = (blockQ + GROUP - 1) / GROUP * GROUP, blocks = perKv * first.qBlocks();
         long lanes = (long) blocks * lanesPerBlock, floats = lanes * (d + padded(d) + dv + padded(dv) + 2);
         if (floats * Float.BYTES > HEAD_CACHE_BYTES) return false;
@@ -703,7 +703,7 @@ final class SimdAttentionKernel {
         GradientGeometry gg = c.gg;
         BlockLayout first = c.layouts.first();
         int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
-        int dPad = padded(d), dvPad = padded(dv), perKv = g.shape().groupSize();
+        int dPad = padded(d), dvPad = padded(dv), perKv = g.shape().queryHeadsPerKvHead();
         Scratch s = SCRATCH.get();
         s.ensure(d, dv, blockQ, blockKV, first.maskWordsPerRow());
         s.ensureBackward(d, dv, blockQ, blockKV);
