@@ -7,7 +7,11 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.LayoutSpec;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -149,6 +153,121 @@ public final class Attention {
     private void run(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
         backend().attention(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, out, lse);
+    }
+
+    /**
+     * Combines attention results computed over disjoint key sets into the result over their union,
+     * in new tensors of {@code arena}; see {@link #merge(List, Tensor, Tensor)}.
+     */
+    public static AttentionResult merge(Arena arena, List<AttentionResult> partials) {
+        if (arena == null) throw new NullPointerException("arena");
+        long[] outShape = checkPartials(partials);
+        long[] lseShape = Arrays.copyOf(outShape, 3);
+        Tensor out = Tensor.zeros(arena, outShape), lse = Tensor.zeros(arena, lseShape);
+        merge(partials, out, lse);
+        return new AttentionResult(out, lse);
+    }
+
+    /**
+     * Combines attention results computed over disjoint key sets (split-KV, pages of a KV cache,
+     * shards of a sequence on other machines) into the result over their union, written into
+     * {@code out} {@code [B,H,Nq,Dv]} and {@code lse} {@code [B,H,Nq]}: per row,
+     * {@code lse = log Σ_p exp(lse_p)} and {@code out = Σ_p exp(lse_p − lse) · out_p}, evaluated in
+     * float64 after subtracting the largest {@code lse_p} so nothing overflows. A partial whose row
+     * LSE is −∞ (no key of its set was allowed) contributes nothing, whatever its output holds; a
+     * row that is −∞ in every partial gives output 0 and LSE −∞. Partials are combined in list
+     * order, so the result is deterministic. {@code out} and {@code lse} must not share memory with
+     * each other or with any partial.
+     */
+    public static void merge(List<AttentionResult> partials, Tensor out, Tensor lse) {
+        long[] outShape = checkPartials(partials);
+        if (out == null) throw new NullPointerException("out");
+        if (lse == null) throw new NullPointerException("lse");
+        if (!Arrays.equals(out.shape(), outShape)) {
+            throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be the partials' output shape " + Arrays.toString(outShape));
+        }
+        long[] lseShape = Arrays.copyOf(outShape, 3);
+        if (!Arrays.equals(lse.shape(), lseShape)) {
+            throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(lseShape));
+        }
+        if (out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
+        for (int p = 0; p < partials.size(); p++) {
+            AttentionResult r = partials.get(p);
+            if (out.overlaps(r.output()) || out.overlaps(r.logSumExp())) throw new IllegalArgumentException("out shares memory with partials[" + p + "]");
+            if (lse.overlaps(r.output()) || lse.overlaps(r.logSumExp())) throw new IllegalArgumentException("lse shares memory with partials[" + p + "]");
+        }
+        int count = partials.size();
+        MemorySegment[] outs = new MemorySegment[count], lses = new MemorySegment[count];
+        long[][] outStrides = new long[count][], lseStrides = new long[count][];
+        long[] outOffsets = new long[count], lseOffsets = new long[count];
+        for (int p = 0; p < count; p++) {
+            Tensor o = partials.get(p).output(), l = partials.get(p).logSumExp();
+            outs[p] = o.segment(); outStrides[p] = o.strides(); outOffsets[p] = o.offset();
+            lses[p] = l.segment(); lseStrides[p] = l.strides(); lseOffsets[p] = l.offset();
+        }
+        MemorySegment dst = out.segment(), dstLse = lse.segment();
+        long[] ds = out.strides(), ls = lse.strides();
+        long batch = outShape[0], heads = outShape[1], rows = outShape[2], dv = outShape[3];
+        double[] weight = new double[count], acc = new double[(int) Math.min(dv, Integer.MAX_VALUE - 8)];
+        for (long b = 0; b < batch; b++) for (long h = 0; h < heads; h++) for (long i = 0; i < rows; i++) {
+            double max = Double.NEGATIVE_INFINITY;
+            boolean nan = false;
+            for (int p = 0; p < count; p++) {
+                long[] st = lseStrides[p];
+                double x = lses[p].getAtIndex(FLOAT, lseOffsets[p] + b * st[0] + h * st[1] + i * st[2]);
+                weight[p] = x;
+                if (Double.isNaN(x)) nan = true; else if (x > max) max = x;
+            }
+            long dstBase = out.offset() + b * ds[0] + h * ds[1] + i * ds[2];
+            long lseIndex = lse.offset() + b * ls[0] + h * ls[1] + i * ls[2];
+            if (nan || max == Double.NEGATIVE_INFINITY) {   // garbage in stays visible; no key anywhere gives 0 and −∞
+                float fill = nan ? Float.NaN : 0f;
+                for (long d = 0; d < dv; d++) dst.setAtIndex(FLOAT, dstBase + d * ds[3], fill);
+                dstLse.setAtIndex(FLOAT, lseIndex, nan ? Float.NaN : Float.NEGATIVE_INFINITY);
+                continue;
+            }
+            double sum = 0;
+            for (int p = 0; p < count; p++) {
+                weight[p] = weight[p] == Double.NEGATIVE_INFINITY ? 0 : Math.exp(weight[p] - max);
+                sum += weight[p];
+            }
+            Arrays.fill(acc, 0);
+            for (int p = 0; p < count; p++) {
+                if (weight[p] == 0) continue;   // an empty (or negligible) key set: its output is never read
+                double w = weight[p] / sum;
+                long[] st = outStrides[p];
+                long base = outOffsets[p] + b * st[0] + h * st[1] + i * st[2];
+                for (int d = 0; d < dv; d++) acc[d] += w * outs[p].getAtIndex(FLOAT, base + d * st[3]);
+            }
+            for (int d = 0; d < dv; d++) dst.setAtIndex(FLOAT, dstBase + d * ds[3], (float) acc[d]);
+            dstLse.setAtIndex(FLOAT, lseIndex, (float) (max + Math.log(sum)));
+        }
+    }
+
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    /** Validates the partials by name and returns their common output shape. */
+    private static long[] checkPartials(List<AttentionResult> partials) {
+        if (partials == null) throw new NullPointerException("partials");
+        if (partials.isEmpty()) throw new IllegalArgumentException("partials must hold at least one result");
+        long[] shape = null;
+        for (int p = 0; p < partials.size(); p++) {
+            AttentionResult r = partials.get(p);
+            if (r == null) throw new NullPointerException("partials[" + p + "]");
+            if (r.output() == null) throw new NullPointerException("partials[" + p + "].output");
+            if (r.logSumExp() == null) throw new NullPointerException("partials[" + p + "].logSumExp");
+            long[] o = r.output().shape(), l = r.logSumExp().shape();
+            if (o.length != 4) throw new IllegalArgumentException("partials[" + p + "].output must be rank 4 [batch, heads, qLen, valueDim], got " + Arrays.toString(o));
+            if (shape == null) shape = o;
+            else if (!Arrays.equals(o, shape)) {
+                throw new IllegalArgumentException("partials[" + p + "].output shape " + Arrays.toString(o) + " differs from partials[0]'s " + Arrays.toString(shape));
+            }
+            if (!Arrays.equals(l, Arrays.copyOf(o, 3))) {
+                throw new IllegalArgumentException("partials[" + p + "].logSumExp shape " + Arrays.toString(l) + " must be " + Arrays.toString(Arrays.copyOf(o, 3)));
+            }
+        }
+        if (shape[3] > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("valueDim=" + shape[3] + " is too large to merge");
+        return shape;
     }
 
     @Override
