@@ -16,6 +16,7 @@ module io.tessera.engine {
     exports io.tessera.layout;
     exports io.tessera.backend;
     exports io.tessera.attention;
+    exports io.tessera.cache;
     exports io.tessera.reference;
     exports io.tessera.variant;
     exports io.tessera.variant.kernelized;

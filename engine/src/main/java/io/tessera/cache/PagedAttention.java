@@ -1,0 +1,218 @@
+package io.tessera.cache;
+
+import io.tessera.backend.Backend;
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.layout.TileKind;
+import io.tessera.pattern.CausalAlignment;
+import io.tessera.pattern.Pattern;
+import io.tessera.pattern.PatternCompiler;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Attention of a few new queries of a sequence (decoding: 1; speculative decoding: up to ~16)
+ * against that sequence's keys and values in a {@link KvCache}, restricted to a pattern:
+ *
+ * <pre>{@code
+ * PagedAttention decode = PagedAttention.of(Pattern.causal().and(Pattern.slidingWindow(4096, 0)));
+ * cache.append(seq, kNew, vNew);                  // the new tokens' keys and values first
+ * decode.forward(cache, seq, q, out, lse);        // q [1, H, qLen, D], H a multiple of kvHeads
+ * }</pre>
+ *
+ * <p>Positions: the queries are the last {@code qLen} tokens of the sequence, so the pattern is
+ * aligned {@link CausalAlignment#BOTTOM_RIGHT bottom-right} over the live length (query {@code i}
+ * is at position {@code length − qLen + i}); a pattern that names top-left is rejected.
+ *
+ * <p>How: the pattern is classified over the live length with one tile per page
+ * ({@code PatternCompiler} at blocks {@code qLen × pageSize}: O(pages the queries reach) for
+ * structured patterns, no recompilation of anything else), pages no query can attend are skipped
+ * (a sliding window reads only the pages of its window), each other page is attended by the fused
+ * kernel directly on its view in the pool, and the per-page results are merged by log-sum-exp in
+ * float64, in page order (deterministic). The live length is a call parameter: nothing is cached
+ * per length, and the buffers are allocated once per (heads, qLen) by the cache.
+ */
+public final class PagedAttention {
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final int DENSE_LAYOUTS = 256;
+
+    private final Pattern pattern;   // aligned bottom-right
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
+    private final Map<DenseKey, HeadLayouts> denseLayouts;   // FULL pages, per (qLen, tokens in page, pageSize)
+
+    private record DenseKey(int qLen, int tokens, int pageSize) {}
+
+    private PagedAttention(Pattern pattern, Backend backend, float scale, Map<DenseKey, HeadLayouts> denseLayouts) {
+        this.pattern = pattern;
+        this.backend = backend;
+        this.scale = scale;
+        this.denseLayouts = denseLayouts;
+    }
+
+    /** Decoding restricted to {@code pattern}, placed bottom-right (see Positions above). */
+    public static PagedAttention of(Pattern pattern) {
+        if (pattern == null) throw new NullPointerException("pattern");
+        return new PagedAttention(pattern.aligned(CausalAlignment.BOTTOM_RIGHT), null, Float.NaN,
+                java.util.Collections.synchronizedMap(new LinkedHashMap<>(16, 0.75f, true) {
+                    @Override
+                    protected boolean removeEldestEntry(Map.Entry<DenseKey, HeadLayouts> eldest) { return size() > DENSE_LAYOUTS; }
+                }));
+    }
+
+    /** Full attention over the cached tokens (every query sees every cached key). */
+    public static PagedAttention dense() { return of(Pattern.full()); }
+
+    /** The same decoding on another backend. */
+    public PagedAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new PagedAttention(pattern, backend, scale, denseLayouts);
+    }
+
+    /** The same decoding with softmax scale {@code scale} instead of 1/√D. */
+    public PagedAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new PagedAttention(pattern, backend, scale, denseLayouts);
+    }
+
+    public Pattern pattern() { return pattern; }
+
+    public Backend backend() { return backend != null ? backend : Backend.best(); }
+
+    /** Output {@code [1, H, qLen, valueDim]} in a new tensor of {@code arena}. */
+    public Tensor forward(Arena arena, KvCache cache, int sequence, Tensor q) {
+        if (arena == null) throw new NullPointerException("arena");
+        if (cache == null) throw new NullPointerException("cache");
+        if (q == null) throw new NullPointerException("q");
+        Tensor out = Tensor.zeros(arena, 1, q.size(1), q.size(2), cache.valueDim());
+        forward(cache, sequence, q, out, null);
+        return out;
+    }
+
+    /**
+     * Attends the queries {@code q} {@code [1, H, qLen, headDim]} — the last {@code qLen} tokens of
+     * {@code sequence}, already appended to the cache — to the sequence's cached keys and values,
+     * writing {@code out} {@code [1, H, qLen, valueDim]} and, unless null, {@code lse}
+     * {@code [1, H, qLen]}. Rows that attend no key get output 0 and LSE −∞. Returns the number of
+     * pages read.
+     */
+    public int forward(KvCache cache, int sequence, Tensor q, Tensor out, Tensor lse) {
+        if (cache == null) throw new NullPointerException("cache");
+        cache.checkSequence(sequence);
+        int length = cache.length(sequence);
+        if (length == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
+        if (q == null) throw new NullPointerException("q");
+        if (out == null) throw new NullPointerException("out");
+        long[] qs = q.shape();
+        if (qs.length != 4 || qs[0] != 1 || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("q must be [1, heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
+        }
+        int heads = (int) qs[1], qLen = (int) qs[2], valueDim = cache.valueDim();
+        long[] outShape = {1, heads, qLen, valueDim};
+        if (!Arrays.equals(out.shape(), outShape)) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(outShape));
+        if (lse != null && !Arrays.equals(lse.shape(), new long[] {1, heads, qLen})) {
+            throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be [1, " + heads + ", " + qLen + "]");
+        }
+        if (!q.hasUnitInnerStride()) throw new IllegalArgumentException("q must have a unit-stride last dimension, got " + q + "; call contiguous(arena) first");
+        for (Tensor written : lse == null ? new Tensor[] {out} : new Tensor[] {out, lse}) {
+            String name = written == out ? "out" : "lse";
+            if (written.overlaps(q)) throw new IllegalArgumentException(name + " shares memory with q");
+            if (written.overlaps(cache.keyStorage()) || written.overlaps(cache.valueStorage())) throw new IllegalArgumentException(name + " shares memory with the cache");
+        }
+        if (lse != null && out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
+
+        Backend be = backend();
+        float sc = Float.isNaN(scale) ? (float) (1.0 / Math.sqrt(cache.headDim())) : scale;
+        int pageSize = cache.pageSize();
+        // One query block × one tile per page: which pages the queries reach, and how.
+        BlockLayout pages = PatternCompiler.compile(pattern, qLen, length, qLen, pageSize);
+        DecodeScratch s = cache.scratch(heads, qLen);
+        Arrays.fill(s.max, Double.NEGATIVE_INFINITY);
+        Arrays.fill(s.sum, 0);
+        Arrays.fill(s.acc, 0);
+        int[] table = cache.pageTable(sequence);
+        int[] cols = pages.colIndices();
+        int first = pages.rowOffsets()[0], end = pages.rowOffsets()[1];
+        long[] mask = null;
+        for (int t = first; t < end; t++) {
+            int page = cols[t];
+            int tokens = Math.min(pageSize, length - page * pageSize);
+            long start = (long) table[page] * pageSize;
+            HeadLayouts layout;
+            if (pages.kind(t) == TileKind.FULL) {
+                layout = denseLayouts.computeIfAbsent(new DenseKey(qLen, tokens, pageSize),
+                        key -> HeadLayouts.shared(BlockLayout.dense(qLen, tokens, qLen, pageSize)));
+            } else {
+                if (mask == null) mask = new long[qLen * pages.maskWordsPerRow()];
+                pages.fillTileMask(t, mask);
+                layout = HeadLayouts.shared(pageLayout(mask.clone(), pages.maskWordsPerRow(), qLen, tokens, pageSize, page));
+            }
+            be.attention(q, cache.keyStorage().slice(2, start, start + tokens), cache.valueStorage().slice(2, start, start + tokens),
+                    layout, sc, s.pageOut, s.pageLse);
+            accumulate(s, heads * qLen, valueDim);
+        }
+        finish(s, heads, qLen, valueDim, out, lse);
+        return end - first;
+    }
+
+    /** One PARTIAL tile covering a page: its mask, taken from the tile of the whole-length layout. */
+    private static BlockLayout pageLayout(long[] mask, int words, int qLen, int tokens, int pageSize, int page) {
+        return BlockLayout.fromCsr("page " + page, qLen, tokens, qLen, pageSize, new int[] {0, 1}, new int[] {0}, new byte[] {TileKind.PARTIAL.code()},
+                (tile, q0, rows, kv0, cols, dst, off, wordsPerRow) -> {
+                    for (int r = 0; r < rows; r++) {
+                        Arrays.fill(dst, off + r * wordsPerRow, off + (r + 1) * wordsPerRow, 0L);
+                        for (int c = 0; c < cols; c++) {
+                            int key = kv0 + c;
+                            if ((mask[(q0 + r) * words + (key >>> 6)] & (1L << key)) != 0) dst[off + r * wordsPerRow + (c >>> 6)] |= 1L << c;
+                        }
+                    }
+                });
+    }
+
+    /** Folds the page's partial result into the running float64 merge (online log-sum-exp). */
+    private static void accumulate(DecodeScratch s, int rows, int valueDim) {
+        MemorySegment out = s.pageOut.segment(), lse = s.pageLse.segment();
+        for (int r = 0; r < rows; r++) {
+            double l = lse.getAtIndex(FLOAT, r);
+            if (l == Double.NEGATIVE_INFINITY) continue;   // no key of this page for this row: its output is not read
+            int base = r * valueDim;
+            if (l > s.max[r]) {
+                double rescale = Math.exp(s.max[r] - l);   // 0 when this is the row's first page
+                for (int d = 0; d < valueDim; d++) s.acc[base + d] *= rescale;
+                s.sum[r] *= rescale;
+                s.max[r] = l;
+            }
+            double w = Math.exp(l - s.max[r]);
+            s.sum[r] += w;
+            long src = (long) r * valueDim;
+            for (int d = 0; d < valueDim; d++) s.acc[base + d] += w * out.getAtIndex(FLOAT, src + d);
+        }
+    }
+
+    private static void finish(DecodeScratch s, int heads, int qLen, int valueDim, Tensor out, Tensor lse) {
+        MemorySegment o = out.segment();
+        long[] os = out.strides();
+        MemorySegment l = lse == null ? null : lse.segment();
+        long[] ls = lse == null ? null : lse.strides();
+        for (int h = 0; h < heads; h++) {
+            for (int i = 0; i < qLen; i++) {
+                int r = h * qLen + i;
+                boolean empty = s.sum[r] == 0 && s.max[r] == Double.NEGATIVE_INFINITY;
+                double inv = empty ? 0 : 1 / s.sum[r];
+                long base = out.offset() + h * os[1] + i * os[2];
+                for (int d = 0; d < valueDim; d++) o.setAtIndex(FLOAT, base + d * os[3], empty ? 0f : (float) (s.acc[r * valueDim + d] * inv));
+                if (l != null) l.setAtIndex(FLOAT, lse.offset() + h * ls[1] + i * ls[2], empty ? Float.NEGATIVE_INFINITY : (float) (s.max[r] + Math.log(s.sum[r])));
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "PagedAttention[" + pattern + (backend != null ? ", " + backend.name() : "") + (Float.isNaN(scale) ? "" : ", scale=" + scale) + "]";
+    }
+}
