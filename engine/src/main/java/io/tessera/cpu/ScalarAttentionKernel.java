@@ -131,7 +131,7 @@ final class ScalarAttentionKernel {
             if (partial) lay.fillTileMask(t, s.mask);
             for (int r = 0; r < rows; r++) {
                 if (partial && rowIsEmpty(s.mask, r, words)) continue;
-                tileDq(c, g, b, hk, kv0, n, partial, s, r, words);
+                tileGradients(c, g, b, hk, kv0, n, partial, s, r, words, true);
                 // dq += scale · (this tile's contribution), tile by tile as the single-pass schedule adds them.
                 for (int x = 0; x < d; x++) s.acc[r * d + x] = s.dqTile[x] * g.scale() + s.acc[r * d + x];
             }
@@ -144,10 +144,11 @@ final class ScalarAttentionKernel {
     }
 
     /**
-     * Row r's dq contribution from one tile, Σ_j dS_j · k_j (unscaled), into {@code s.dqTile}; with
-     * the probabilities and score gradients of the tile's keys left in {@code s.e} and {@code s.ds}.
+     * Row r's probabilities and score gradients for one tile's keys, into {@code s.e} and {@code s.ds},
+     * and with {@code withDq} its dq contribution Σ_j dS_j · k_j (unscaled) into {@code s.dqTile}.
      */
-    private static void tileDq(AttentionCall c, AttentionGeometry g, int b, int hk, int kv0, int n, boolean partial, Scratch s, int r, int words) {
+    private static void tileGradients(AttentionCall c, AttentionGeometry g, int b, int hk, int kv0, int n, boolean partial, Scratch s, int r, int words,
+                                      boolean withDq) {
         int d = g.shape().headDim(), dv = g.shape().valueDim();
         Arrays.fill(s.dqTile, 0, d, 0f);
         for (int j = 0; j < n; j++) {
@@ -159,7 +160,7 @@ final class ScalarAttentionKernel {
             float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
             s.e[j] = s.probability;
             s.ds[j] = ds;
-            if (ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.dqTile, 0, d);
+            if (withDq && ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.dqTile, 0, d);
         }
     }
 
@@ -203,7 +204,7 @@ final class ScalarAttentionKernel {
                 loadGradientRows(c, b, h, q0, rows, s);
                 for (int r = 0; r < rows; r++) {
                     if (partial && rowIsEmpty(s.mask, r, words)) continue;
-                    tileDq(c, g, b, hk, kv0, n, partial, s, r, words);
+                    tileGradients(c, g, b, hk, kv0, n, partial, s, r, words, addDq);
                     for (int j = 0; j < n; j++) {
                         float p = s.e[j], ds = s.ds[j];
                         if (p != 0f) {
