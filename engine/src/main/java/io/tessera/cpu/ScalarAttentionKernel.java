@@ -321,14 +321,18 @@ final class ScalarAttentionKernel {
      * exponent bits; results below 2^−126 flush to 0. See SimdAttentionKernel's EXP2 coefficients.
      */
     static float exp2(float x) {
-        float k = Math.max((x + ROUND_MAGIC) - ROUND_MAGIC, -126f);
+        float k = Math.max((x + ROUND_MAGIC) - ROUND_MAGIC, EXP2_UNDERFLOW);
         float f = x - k;
         float poly = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, EXP2_P0, EXP2_P1), f, EXP2_P2), f, EXP2_P3), f, EXP2_P4), f, EXP2_P5);
         float scale = Float.intBitsToFloat(((int) k + 127) << 23);
-        return x < -126f ? 0f : Math.fma(f, poly, 1f) * scale;
+        return x < EXP2_UNDERFLOW ? 0f : Math.fma(f, poly, 1f) * scale;
     }
 
-    private static final float ROUND_MAGIC = 12582912f;
+    /** 1.5·2^23: adding it rounds a float to an integer. */
+    static final float ROUND_MAGIC = 12582912f;
+    /** Below this, 2^x is smaller than the smallest normal float and flushes to 0. */
+    static final float EXP2_UNDERFLOW = -126f;
+    /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½. */
     static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
     static final float EXP2_P3 = 5.550332471162809e-2f, EXP2_P4 = 2.402264791363012e-1f, EXP2_P5 = 6.931472028550421e-1f;
 }

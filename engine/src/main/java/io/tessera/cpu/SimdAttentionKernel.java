@@ -382,7 +382,7 @@ final class SimdAttentionKernel {
                 int o = j * GROUP + lane0;
                 FloatVector x = FloatVector.fromArray(F, sT, o).sub(shift);
                 // 2^x, see EXP2_P0: x = k + f with k = round(x), |f| ≤ ½; 2^f by polynomial, 2^k from bits; −∞ → 0.
-                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
                 FloatVector f = x.sub(k);
                 FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
                 FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
@@ -405,10 +405,11 @@ final class SimdAttentionKernel {
         }
     }
 
-    private static final float LOG2E = 1.44269504088896341f;
-    private static final float LN2 = 0.6931471805599453f;
-    private static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer
-    private static final float EXP2_UNDERFLOW = -126f;   // below this 2^x < the smallest normal float
+    // The constants of the base-2 softmax live with the scalar twin, so the two kernels cannot drift apart.
+    private static final float LOG2E = ScalarAttentionKernel.LOG2E;
+    private static final float LN2 = ScalarAttentionKernel.LN2;
+    private static final float ROUND_MAGIC = ScalarAttentionKernel.ROUND_MAGIC;   // 1.5·2^23: adding it rounds to an integer
+    private static final float EXP2_UNDERFLOW = ScalarAttentionKernel.EXP2_UNDERFLOW;   // below this 2^x < the smallest normal float
     private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
 
     /*
@@ -419,9 +420,9 @@ final class SimdAttentionKernel {
      * because the queries carry log2(e) (packQueries): no Cody–Waite reduction is needed, x − round(x)
      * is exact. 2^f = 1 + f·P(f) on |f| ≤ ½ with Cephes' exp2f minimax coefficients.
      */
-    private static final FloatVector EXP2_P0 = FloatVector.broadcast(F, 1.535336188319500e-4f), EXP2_P1 = FloatVector.broadcast(F, 1.339887440266574e-3f);
-    private static final FloatVector EXP2_P2 = FloatVector.broadcast(F, 9.618437357674640e-3f), EXP2_P3 = FloatVector.broadcast(F, 5.550332471162809e-2f);
-    private static final FloatVector EXP2_P4 = FloatVector.broadcast(F, 2.402264791363012e-1f), EXP2_P5 = FloatVector.broadcast(F, 6.931472028550421e-1f);
+    private static final FloatVector EXP2_P0 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P0), EXP2_P1 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P1);
+    private static final FloatVector EXP2_P2 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P2), EXP2_P3 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P3);
+    private static final FloatVector EXP2_P4 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P4), EXP2_P5 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P5);
 
     /**
      * oT[oOff + i·GROUP + lane] += Σ_j v[vOff + j·dv + i] · sT[j][lane]. Each loaded pair of probability
@@ -761,7 +762,7 @@ final class SimdAttentionKernel {
                 int o = j * GROUP + lane0;
                 FloatVector x = FloatVector.fromArray(F, sT, o).sub(lse);
                 // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0 up to rounding, −∞ for masked keys.
-                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(-126f);
+                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
                 FloatVector f = x.sub(k);
                 FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
                 FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
