@@ -80,10 +80,10 @@ final class ScalarAttentionKernel {
                 for (int j = 0; j < n; j++) {
                     float score = allowed(partial, s.mask, r, words, j) ? score(c, g, b, hk, kv0 + j, s.q, r * d, d) : Float.NEGATIVE_INFINITY;
                     s.e[j] = score;
-                    tileMax = Math.max(tileMax, score);
+                    tileMax = larger(tileMax, score);
                 }
                 // Online softmax step: a row that has seen only masked keys subtracts 0, so 2^(−∞ − (−∞)) never occurs.
-                float mOld = s.m[r], mNew = Math.max(mOld, tileMax), shift = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
+                float mOld = s.m[r], mNew = larger(mOld, tileMax), shift = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
                 float total = 0f;
                 for (int j = 0; j < n; j++) {
                     s.e[j] = exp2(s.e[j] - shift);
@@ -316,22 +316,37 @@ final class ScalarAttentionKernel {
     }
 
     /**
-     * 2^x for x ≤ 0 (−∞ gives exactly 0) with the SIMD kernel's polynomial, operation for operation:
-     * x = k + f, k = round(x) clamped at −126, 2^f = 1 + f·P(f) by fused multiply-adds, 2^k from the
-     * exponent bits; results below 2^−126 flush to 0. See SimdAttentionKernel's EXP2 coefficients.
+     * The running max as the SIMD kernel takes it (a compare and a blend): {@code candidate} if it is
+     * greater, else {@code max}. A NaN score is passed over here (Math.max would propagate it, and
+     * costs five instructions per vector on x86); it still reaches its row's output through 2^x.
      */
-    static float exp2(float x) {
-        float k = Math.max((x + ROUND_MAGIC) - ROUND_MAGIC, EXP2_UNDERFLOW);
-        float f = x - k;
-        float poly = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, EXP2_P0, EXP2_P1), f, EXP2_P2), f, EXP2_P3), f, EXP2_P4), f, EXP2_P5);
-        float scale = Float.intBitsToFloat(((int) k + 127) << 23);
-        return x < EXP2_UNDERFLOW ? 0f : Math.fma(f, poly, 1f) * scale;
+    static float larger(float max, float candidate) {
+        return candidate > max ? candidate : max;
     }
 
-    /** 1.5·2^23: adding it rounds a float to an integer. */
+    /**
+     * 2^x for x ≤ 0 (−∞ gives exactly 0) with the SIMD kernel's polynomial, operation for operation:
+     * x clamped below at −127, x = k + f with k = round(x) (adding 1.5·2^23 rounds, and leaves k in
+     * the low bits of the sum), 2^f = 1 + f·P(f) by fused multiply-adds, 2^k by shifting k into the
+     * exponent field. At k = −127 the exponent field is 0 and the product is exactly 0, so every x
+     * below −126.5 gives 0 with no compare; between −126.5 and −126 the result is subnormal. A NaN
+     * stays NaN. See SimdAttentionKernel's EXP2 coefficients.
+     */
+    static float exp2(float x) {
+        float clamped = x < EXP2_MIN_ARGUMENT ? EXP2_MIN_ARGUMENT : x;
+        float rounded = clamped + ROUND_MAGIC;
+        float f = clamped - (rounded - ROUND_MAGIC);
+        float poly = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, EXP2_P0, EXP2_P1), f, EXP2_P2), f, EXP2_P3), f, EXP2_P4), f, EXP2_P5);
+        float scale = Float.intBitsToFloat((Float.floatToRawIntBits(rounded) << 23) + EXPONENT_BIAS_BITS);
+        return Math.fma(f, poly, 1f) * scale;
+    }
+
+    /** 1.5·2^23: adding it rounds a float in (−2^22, 2^22) to an integer k, and the sum's low bits hold k. */
     static final float ROUND_MAGIC = 12582912f;
-    /** Below this, 2^x is smaller than the smallest normal float and flushes to 0. */
-    static final float EXP2_UNDERFLOW = -126f;
+    /** 2^x clamps x here: k = −127 puts 0 into the exponent field, so the result is exactly 0. */
+    static final float EXP2_MIN_ARGUMENT = -127f;
+    /** The float exponent bias in place: (k << 23) + this is the bit pattern of 2^k. */
+    static final int EXPONENT_BIAS_BITS = 127 << 23;
     /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½. */
     static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
     static final float EXP2_P3 = 5.550332471162809e-2f, EXP2_P4 = 2.402264791363012e-1f, EXP2_P5 = 6.931472028550421e-1f;

@@ -50,6 +50,7 @@ final class SimdAttentionKernel {
         float[] m = new float[0];       // [group][GROUP]      running max of the scaled logits, base 2
         float[] l = new float[0];       // [group][GROUP]      running softmax denominator
         float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
+        final float[] mNew = new float[GROUP], shift = new float[GROUP], total = new float[GROUP];   // softmaxStep's vectors between its methods
         float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
         float[] vTile = new float[0];   // [blockKV+STEP][Dv]  values of the current tile, then stale rows
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
@@ -353,70 +354,147 @@ final class SimdAttentionKernel {
      * Online softmax over one tile for one lane group: new running max, probabilities in
      * place of the scores, rescaled running sum and output. A lane that has seen only masked keys
      * keeps max −∞ and subtracts 0 instead, so exp(−∞ − (−∞)) never produces NaN.
+     *
+     * <p>Three methods, with vectors passed between them through the small arrays {@code mNew},
+     * {@code shift} and {@code total}: C2 inlines a Vector API operation as a chain of small methods,
+     * and one method holding the whole step ran out of its inlining budget and boxed a vector per
+     * operation (16 MB per call at n = 512).
      */
     private static void softmaxStep(Scratch s, int grp, int n, int dv) {
         float[] sT = s.sT, oT = s.oT;
-        for (int v = 0; v < 2; v++) {
-            int lane0 = v * L, state = grp * GROUP + lane0;
-            // Four running maxima: one chain of n dependent max operations waited on latency.
-            FloatVector max0 = FloatVector.broadcast(F, NEG_INF), max1 = max0, max2 = max0, max3 = max0;
-            int key = 0;
-            for (; key + 4 <= n; key += 4) {
-                int o = key * GROUP + lane0;
-                max0 = max0.max(FloatVector.fromArray(F, sT, o));
-                max1 = max1.max(FloatVector.fromArray(F, sT, o + GROUP));
-                max2 = max2.max(FloatVector.fromArray(F, sT, o + 2 * GROUP));
-                max3 = max3.max(FloatVector.fromArray(F, sT, o + 3 * GROUP));
-            }
-            for (; key < n; key++) max0 = max0.max(FloatVector.fromArray(F, sT, key * GROUP + lane0));
-            FloatVector max = max0.max(max1).max(max2.max(max3));
-            FloatVector mOld = FloatVector.fromArray(F, s.m, state);
-            FloatVector mNew = mOld.max(max);
-            FloatVector shift = mNew.blend(0f, mNew.eq(NEG_INF));
-            // Row n carries mOld, so one 2^x loop over n+1 rows yields the probabilities and the
-            // rescale factor α = 2^(mOld − shift). The 2^x is written out inside the loop on
-            // purpose: as a separate method C2 declined to inline it and every call boxed a vector.
-            mOld.intoArray(sT, n * GROUP + lane0);
-            FloatVector total = FloatVector.zero(F);
-            for (int j = 0; j <= n; j++) {
-                int o = j * GROUP + lane0;
-                FloatVector x = FloatVector.fromArray(F, sT, o).sub(shift);
-                // 2^x, see EXP2_P0: x = k + f with k = round(x), |f| ≤ ½; 2^f by polynomial, 2^k from bits; −∞ → 0.
-                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
-                FloatVector f = x.sub(k);
-                FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
-                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-                FloatVector e = f.fma(poly, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
-                e.intoArray(sT, o);
-                total = total.add(e);
-            }
-            FloatVector alpha = FloatVector.fromArray(F, sT, n * GROUP + lane0);
-            FloatVector sum = total.sub(alpha);
-            alpha.fma(FloatVector.fromArray(F, s.l, state), sum).intoArray(s.l, state);
-            mNew.intoArray(s.m, state);
-            if (alpha.compare(VectorOperators.NE, 1f).anyTrue()) {
-                int base = grp * dv * GROUP + lane0;
-                for (int i = 0; i < dv; i++) {
-                    int o = base + i * GROUP;
-                    FloatVector.fromArray(F, oT, o).mul(alpha).intoArray(oT, o);
-                }
+        int state = grp * GROUP;
+        runningMax(sT, n, s.m, state, s.mNew);
+        FloatVector mOldA = FloatVector.fromArray(F, s.m, state), mOldB = FloatVector.fromArray(F, s.m, state + L);
+        FloatVector mNewA = FloatVector.fromArray(F, s.mNew, 0), mNewB = FloatVector.fromArray(F, s.mNew, L);
+        mNewA.blend(0f, mNewA.eq(NEG_INF)).intoArray(s.shift, 0);
+        mNewB.blend(0f, mNewB.eq(NEG_INF)).intoArray(s.shift, L);
+        // Row n carries mOld, so one 2^x pass over n+1 rows yields the probabilities and the
+        // rescale factor α = 2^(mOld − shift). When n+1 is odd, row n+1 (scratch) holds −∞: its
+        // 2^x is 0 and adding 0 leaves each sum's bits as they are.
+        mOldA.intoArray(sT, n * GROUP);
+        mOldB.intoArray(sT, n * GROUP + L);
+        if ((n & 1) == 0) {
+            NEG_INF_VECTOR.intoArray(sT, (n + 1) * GROUP);
+            NEG_INF_VECTOR.intoArray(sT, (n + 1) * GROUP + L);
+        }
+        exp2Rows(sT, n + 1, s.shift, s.total);
+        FloatVector alphaA = FloatVector.fromArray(F, sT, n * GROUP), alphaB = FloatVector.fromArray(F, sT, n * GROUP + L);
+        alphaA.fma(FloatVector.fromArray(F, s.l, state), FloatVector.fromArray(F, s.total, 0).sub(alphaA)).intoArray(s.l, state);
+        alphaB.fma(FloatVector.fromArray(F, s.l, state + L), FloatVector.fromArray(F, s.total, L).sub(alphaB)).intoArray(s.l, state + L);
+        mNewA.intoArray(s.m, state);
+        mNewB.intoArray(s.m, state + L);
+        if (alphaA.compare(VectorOperators.NE, 1f).anyTrue() || alphaB.compare(VectorOperators.NE, 1f).anyTrue()) {
+            int base = grp * dv * GROUP;
+            for (int i = 0; i < dv; i++) {   // a lane whose α is 1 is multiplied by 1: its bits stay
+                int o = base + i * GROUP;
+                FloatVector.fromArray(F, oT, o).mul(alphaA).intoArray(oT, o);
+                FloatVector.fromArray(F, oT, o + L).mul(alphaB).intoArray(oT, o + L);
             }
         }
+    }
+
+    /**
+     * mNew[lane] = the larger of m[state + lane] and the scores of keys [0, n) in that lane, with
+     * ScalarAttentionKernel.larger's semantics (m.blend(x, x > m): a NaN is passed over; Java's max,
+     * which propagates it, costs five instructions per vector on x86 to this one compare and blend).
+     * Eight running maxima, so no chain of dependent blends waits on latency.
+     */
+    private static void runningMax(float[] sT, int n, float[] m, int state, float[] mNew) {
+        // Broadcast here, not a static final vector: a loop phi fed by a constant box keeps C2 from
+        // scalarizing the loop's vectors (it boxed one per blend).
+        FloatVector maxA0 = FloatVector.broadcast(F, NEG_INF), maxA1 = maxA0, maxA2 = maxA0, maxA3 = maxA0;
+        FloatVector maxB0 = maxA0, maxB1 = maxA0, maxB2 = maxA0, maxB3 = maxA0;
+        int key = 0;
+        for (; key + 4 <= n; key += 4) {
+            int o = key * GROUP;
+            FloatVector a0 = FloatVector.fromArray(F, sT, o), b0 = FloatVector.fromArray(F, sT, o + L);
+            FloatVector a1 = FloatVector.fromArray(F, sT, o + GROUP), b1 = FloatVector.fromArray(F, sT, o + GROUP + L);
+            FloatVector a2 = FloatVector.fromArray(F, sT, o + 2 * GROUP), b2 = FloatVector.fromArray(F, sT, o + 2 * GROUP + L);
+            FloatVector a3 = FloatVector.fromArray(F, sT, o + 3 * GROUP), b3 = FloatVector.fromArray(F, sT, o + 3 * GROUP + L);
+            maxA0 = maxA0.blend(a0, a0.compare(VectorOperators.GT, maxA0));
+            maxB0 = maxB0.blend(b0, b0.compare(VectorOperators.GT, maxB0));
+            maxA1 = maxA1.blend(a1, a1.compare(VectorOperators.GT, maxA1));
+            maxB1 = maxB1.blend(b1, b1.compare(VectorOperators.GT, maxB1));
+            maxA2 = maxA2.blend(a2, a2.compare(VectorOperators.GT, maxA2));
+            maxB2 = maxB2.blend(b2, b2.compare(VectorOperators.GT, maxB2));
+            maxA3 = maxA3.blend(a3, a3.compare(VectorOperators.GT, maxA3));
+            maxB3 = maxB3.blend(b3, b3.compare(VectorOperators.GT, maxB3));
+        }
+        for (; key < n; key++) {
+            FloatVector a0 = FloatVector.fromArray(F, sT, key * GROUP), b0 = FloatVector.fromArray(F, sT, key * GROUP + L);
+            maxA0 = maxA0.blend(a0, a0.compare(VectorOperators.GT, maxA0));
+            maxB0 = maxB0.blend(b0, b0.compare(VectorOperators.GT, maxB0));
+        }
+        maxA0 = maxA0.blend(maxA1, maxA1.compare(VectorOperators.GT, maxA0));
+        maxA2 = maxA2.blend(maxA3, maxA3.compare(VectorOperators.GT, maxA2));
+        maxA0 = maxA0.blend(maxA2, maxA2.compare(VectorOperators.GT, maxA0));
+        maxB0 = maxB0.blend(maxB1, maxB1.compare(VectorOperators.GT, maxB0));
+        maxB2 = maxB2.blend(maxB3, maxB3.compare(VectorOperators.GT, maxB2));
+        maxB0 = maxB0.blend(maxB2, maxB2.compare(VectorOperators.GT, maxB0));
+        FloatVector mA = FloatVector.fromArray(F, m, state), mB = FloatVector.fromArray(F, m, state + L);
+        mA.blend(maxA0, maxA0.compare(VectorOperators.GT, mA)).intoArray(mNew, 0);
+        mB.blend(maxB0, maxB0.compare(VectorOperators.GT, mB)).intoArray(mNew, L);
+    }
+
+    /**
+     * sT[j][lane] = 2^(sT[j][lane] − shift[lane]) for rows j < rows (even), and total[lane] = the
+     * sum of those, one chain per vector in row order (the scalar twin's order). Both vectors of a
+     * lane group go through one loop, two rows per iteration: four independent 2^x in flight. One
+     * at a time, the chain of six dependent FMAs filled the FP scheduler with waiting operations and
+     * a 2^x cost 19 cycles per vector on Zen 3; this way, with the clamp and 2^k below, under 10.
+     * The 2^x is written out on purpose: as a method of its own C2 declined to inline it and every
+     * call boxed a vector.
+     */
+    private static void exp2Rows(float[] sT, int rows, float[] shift, float[] total) {
+        FloatVector shiftA = FloatVector.fromArray(F, shift, 0), shiftB = FloatVector.fromArray(F, shift, L);
+        FloatVector totalA = FloatVector.zero(F), totalB = totalA;
+        for (int j = 0; j < rows; j += 2) {
+            int o = j * GROUP;
+            // 2^x, see EXP2_P0 and ScalarAttentionKernel.exp2: clamp at −127, k = round(x) in the low
+            // bits of x + 1.5·2^23, f = x − k, 2^f by polynomial, 2^k shifted into the exponent field.
+            FloatVector x0 = FloatVector.fromArray(F, sT, o).sub(shiftA), x1 = FloatVector.fromArray(F, sT, o + L).sub(shiftB);
+            FloatVector x2 = FloatVector.fromArray(F, sT, o + GROUP).sub(shiftA), x3 = FloatVector.fromArray(F, sT, o + GROUP + L).sub(shiftB);
+            x0 = x0.blend(EXP2_MIN_ARGUMENT, x0.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+            x1 = x1.blend(EXP2_MIN_ARGUMENT, x1.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+            x2 = x2.blend(EXP2_MIN_ARGUMENT, x2.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+            x3 = x3.blend(EXP2_MIN_ARGUMENT, x3.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+            FloatVector r0 = x0.add(ROUND_MAGIC), r1 = x1.add(ROUND_MAGIC), r2 = x2.add(ROUND_MAGIC), r3 = x3.add(ROUND_MAGIC);
+            FloatVector f0 = x0.sub(r0.sub(ROUND_MAGIC)), f1 = x1.sub(r1.sub(ROUND_MAGIC));
+            FloatVector f2 = x2.sub(r2.sub(ROUND_MAGIC)), f3 = x3.sub(r3.sub(ROUND_MAGIC));
+            FloatVector p0 = f0.fma(EXP2_P0, EXP2_P1), p1 = f1.fma(EXP2_P0, EXP2_P1), p2 = f2.fma(EXP2_P0, EXP2_P1), p3 = f3.fma(EXP2_P0, EXP2_P1);
+            p0 = p0.fma(f0, EXP2_P2); p1 = p1.fma(f1, EXP2_P2); p2 = p2.fma(f2, EXP2_P2); p3 = p3.fma(f3, EXP2_P2);
+            p0 = p0.fma(f0, EXP2_P3); p1 = p1.fma(f1, EXP2_P3); p2 = p2.fma(f2, EXP2_P3); p3 = p3.fma(f3, EXP2_P3);
+            p0 = p0.fma(f0, EXP2_P4); p1 = p1.fma(f1, EXP2_P4); p2 = p2.fma(f2, EXP2_P4); p3 = p3.fma(f3, EXP2_P4);
+            p0 = p0.fma(f0, EXP2_P5); p1 = p1.fma(f1, EXP2_P5); p2 = p2.fma(f2, EXP2_P5); p3 = p3.fma(f3, EXP2_P5);
+            FloatVector e0 = f0.fma(p0, ONE).mul(r0.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+            FloatVector e1 = f1.fma(p1, ONE).mul(r1.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+            FloatVector e2 = f2.fma(p2, ONE).mul(r2.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+            FloatVector e3 = f3.fma(p3, ONE).mul(r3.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+            e0.intoArray(sT, o);
+            e1.intoArray(sT, o + L);
+            e2.intoArray(sT, o + GROUP);
+            e3.intoArray(sT, o + GROUP + L);
+            totalA = totalA.add(e0).add(e2);
+            totalB = totalB.add(e1).add(e3);
+        }
+        totalA.intoArray(total, 0);
+        totalB.intoArray(total, L);
     }
 
     // The constants of the base-2 softmax live with the scalar twin, so the two kernels cannot drift apart.
     private static final float LOG2E = ScalarAttentionKernel.LOG2E;
     private static final float LN2 = ScalarAttentionKernel.LN2;
     private static final float ROUND_MAGIC = ScalarAttentionKernel.ROUND_MAGIC;   // 1.5·2^23: adding it rounds to an integer
-    private static final float EXP2_UNDERFLOW = ScalarAttentionKernel.EXP2_UNDERFLOW;   // below this 2^x < the smallest normal float
+    private static final float EXP2_MIN_ARGUMENT = ScalarAttentionKernel.EXP2_MIN_ARGUMENT;   // 2^x clamps x here; the result is 0
+    private static final int EXPONENT_BIAS_BITS = ScalarAttentionKernel.EXPONENT_BIAS_BITS;
+    private static final FloatVector NEG_INF_VECTOR = FloatVector.broadcast(F, NEG_INF);
     private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
 
     /*
      * 2^x in softmaxStep, for x ≤ 0 (−∞ gives exactly 0), relative error ~2e-7. Not lanewise(EXP):
      * that is an SVML stub once C2 compiles the kernel but a per-lane Math.exp before, and the two
      * differ in the last bit, which would make results depend on which thread ran compiled code
-     * first. Built from add/mul/fma/shift only, this is bit-identical at every JIT tier. Base 2
+     * first. Built from add/mul/fma/shift/compare/blend only, this is bit-identical at every JIT tier. Base 2
      * because the queries carry log2(e) (packQueries): no Cody–Waite reduction is needed, x − round(x)
      * is exact. 2^f = 1 + f·P(f) on |f| ≤ ½ with Cephes' exp2f minimax coefficients.
      */
@@ -545,11 +623,20 @@ final class SimdAttentionKernel {
 
     /** Whether a[0..n) holds no NaN and no infinity: x·0 is 0 for finite x and NaN otherwise. */
     static boolean allFinite(float[] a, int n) {
-        FloatVector acc = FloatVector.zero(F);
+        // Four chains: with one, each add waited on the last and the check of a tile's values cost
+        // a tenth of the tile's attention for one query block.
+        FloatVector acc0 = FloatVector.zero(F), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         int i = 0;
-        for (int bound = F.loopBound(n); i < bound; i += L) acc = acc.add(FloatVector.fromArray(F, a, i).mul(0f));
+        for (int bound = n - 4 * L; i <= bound; i += 4 * L) {
+            acc0 = acc0.add(FloatVector.fromArray(F, a, i).mul(0f));
+            acc1 = acc1.add(FloatVector.fromArray(F, a, i + L).mul(0f));
+            acc2 = acc2.add(FloatVector.fromArray(F, a, i + 2 * L).mul(0f));
+            acc3 = acc3.add(FloatVector.fromArray(F, a, i + 3 * L).mul(0f));
+        }
+        for (int bound = F.loopBound(n); i < bound; i += L) acc0 = acc0.add(FloatVector.fromArray(F, a, i).mul(0f));
         float tail = 0f;
         for (; i < n; i++) tail += a[i] * 0f;
+        FloatVector acc = acc0.add(acc1).add(acc2.add(acc3));
         return !acc.compare(VectorOperators.NE, acc).anyTrue() && tail == tail;
     }
 
@@ -762,12 +849,11 @@ final class SimdAttentionKernel {
                 int o = j * GROUP + lane0;
                 FloatVector x = FloatVector.fromArray(F, sT, o).sub(lse);
                 // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0 up to rounding, −∞ for masked keys.
-                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
-                FloatVector f = x.sub(k);
+                x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+                FloatVector rounded = x.add(ROUND_MAGIC);
+                FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
                 FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
-                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-                FloatVector p = f.fma(poly, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+                FloatVector p = f.fma(poly, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
                 p.intoArray(sT, o);
                 FloatVector.fromArray(F, dsT, o).sub(delta).mul(p).blend(0f, p.eq(0f)).intoArray(dsT, o);
             }
