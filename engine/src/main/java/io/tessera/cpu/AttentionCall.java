@@ -17,6 +17,14 @@ final class AttentionCall {
     final HeadLayouts layouts;
     final GradientGeometry gg;               // null: forward
     final MemorySegment dOut, dq, dk, dv;
+    /**
+     * Forward calls: per (batch, key/value head, key block) whether the block's value rows are all
+     * finite (1), not (2) or not yet known (0), filled by the SIMD kernel the first time any query
+     * block meets the key block, so the check runs once per block and call instead of once per
+     * query block. Threads racing on an entry write the same value. Null when not used.
+     */
+    final byte[] valueBlockFinite;
+    private final int keyBlocks;
 
     private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
                           GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
@@ -32,6 +40,18 @@ final class AttentionCall {
         this.dq = dq == null ? null : dq.segment();
         this.dk = dk == null ? null : dk.segment();
         this.dv = dv == null ? null : dv.segment();
+        int blockKV = layouts.first().blockKV(), kvLen = g.shape().kvLen();
+        this.keyBlocks = (kvLen + blockKV - 1) / blockKV;
+        long entries = (long) g.shape().batch() * g.shape().kvHeads() * keyBlocks;
+        this.valueBlockFinite = gg == null && entries <= MAX_VALUE_BLOCK_ENTRIES ? new byte[(int) entries] : null;
+    }
+
+    /** Above this many (batch, head, key block) entries the kernels check each tile as they load it. */
+    private static final long MAX_VALUE_BLOCK_ENTRIES = 1 << 16;
+
+    /** Index into valueBlockFinite. */
+    int valueBlock(int b, int hk, int kvBlock) {
+        return (b * g.shape().kvHeads() + hk) * keyBlocks + kvBlock;
     }
 
     /** A forward call; validates every argument, naming the offending one. */

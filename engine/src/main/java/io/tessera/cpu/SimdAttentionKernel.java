@@ -151,7 +151,7 @@ final class SimdAttentionKernel {
             if (partial) lay.fillTileMask(t, s.rowMask);
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
-            boolean valuesFinite = allFinite(s.vTile, n * dv);
+            boolean valuesFinite = valuesFinite(c, b, hk, cols[t], s.vTile, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
                 if (partial) {
@@ -619,6 +619,19 @@ final class SimdAttentionKernel {
             a.intoArray(oT, o);
             b.intoArray(oT, o + L);
         }
+    }
+
+    /** Whether the value rows of key block {@code kvBlock}, just copied to {@code vTile}, are all finite; checked once per call. */
+    private static boolean valuesFinite(AttentionCall c, int b, int hk, int kvBlock, float[] vTile, int count) {
+        byte[] known = c.valueBlockFinite;
+        if (known == null) return allFinite(vTile, count);
+        int entry = c.valueBlock(b, hk, kvBlock);
+        byte state = known[entry];
+        if (state == 0) {
+            state = allFinite(vTile, count) ? (byte) 1 : (byte) 2;
+            known[entry] = state;
+        }
+        return state == 1;
     }
 
     /** Whether a[0..n) holds no NaN and no infinity: x·0 is 0 for finite x and NaN otherwise. */
