@@ -2,6 +2,7 @@ package io.tessera.cpu;
 
 import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.GradientGeometry;
+import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -25,6 +26,8 @@ final class AttentionCall {
      */
     final byte[] valueBlockFinite;
     private final int keyBlocks;
+    /** The first (batch, head, query row), in that order, whose scores overflowed float32; MAX_VALUE: none. */
+    private final java.util.concurrent.atomic.AtomicLong firstOverflow = new java.util.concurrent.atomic.AtomicLong(Long.MAX_VALUE);
 
     private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
                           GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
@@ -48,6 +51,64 @@ final class AttentionCall {
 
     /** Above this many (batch, head, key block) entries the kernels check each tile as they load it. */
     private static final long MAX_VALUE_BLOCK_ENTRIES = 1 << 16;
+
+    /**
+     * Judges a finished row whose softmax sum is not positive; true when the row must read NaN.
+     * A NaN sum with a running max of +∞ means a score reached +∞; a sum of 0 on a row that has
+     * allowed keys means every allowed score reached −∞. If the row's query and every key it may
+     * attend are finite, q·k·scale left float32's range: the row is recorded and the call throws
+     * when it ends ({@link #throwIfScoresOverflowed}). If one of them is infinite, that is garbage
+     * in the row's own inputs and the row reads NaN, like a NaN input, with LSE NaN: −∞ stays the
+     * mark of a fully masked row, and garbage in other rows never turns into an error here. Rare:
+     * the kernels call this only for rows whose sum is not positive.
+     */
+    boolean rowIsUndefined(int b, int h, int row, float sum, float max, BlockLayout layout) {
+        boolean scoresLeftRange;
+        if (sum != sum) scoresLeftRange = max == Float.POSITIVE_INFINITY;
+        else if (sum == 0f) scoresLeftRange = layout.rowHasAllowedKey(row);
+        else return false;
+        if (scoresLeftRange && rowInputsFinite(b, h, row, layout)) {
+            long code = ((long) b * g.shape().heads() + h) * g.shape().qLen() + row;
+            firstOverflow.accumulateAndGet(code, Math::min);
+        }
+        return sum != sum || scoresLeftRange;
+    }
+
+    /** Whether query row {@code row} of (b, h) and every key row it may attend hold only finite values. */
+    private boolean rowInputsFinite(int b, int h, int row, BlockLayout layout) {
+        int d = g.shape().headDim(), hk = g.shape().kvHeadOf(h);
+        if (!finite(q, g.qBase(b, h) + (long) row * g.qRow(), d)) return false;
+        int blockQ = layout.blockQ(), blockKV = layout.blockKV(), words = layout.maskWordsPerRow(), kvLen = g.shape().kvLen();
+        int[] offsets = layout.rowOffsets(), cols = layout.colIndices();
+        long[] mask = new long[blockQ * words];
+        int qBlock = row / blockQ, r = row % blockQ;
+        for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
+            layout.fillTileMask(t, mask);
+            int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
+            for (int j = 0; j < n; j++) {
+                if ((mask[r * words + (j >>> 6)] & (1L << j)) != 0 && !finite(k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), d)) return false;
+            }
+        }
+        return true;
+    }
+
+    private static boolean finite(MemorySegment segment, long index, int count) {
+        for (int i = 0; i < count; i++) {
+            if (!Float.isFinite(segment.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, index + i))) return false;
+        }
+        return true;
+    }
+
+    /** Throws, naming the first row, when rowIsUndefined found scores that left float32's range. */
+    void throwIfScoresOverflowed() {
+        long code = firstOverflow.get();
+        if (code == Long.MAX_VALUE) return;
+        int qLen = g.shape().qLen(), heads = g.shape().heads();
+        long row = code % qLen, bh = code / qLen;
+        throw new ArithmeticException("attention scores overflowed float32 at batch " + bh / heads + ", head " + bh % heads + ", query row " + row
+                + ": q·k·scale (scale " + g.scale() + ") reached ±∞ for an allowed key, so the softmax is undefined in float32."
+                + " Either |q|·|k|·scale exceeds 3.4e38 (scale q or k down) or q/k holds an infinity");
+    }
 
     /** Index into valueBlockFinite. */
     int valueBlock(int b, int hk, int kvBlock) {

@@ -46,6 +46,7 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
             int qBlock = item % qBlocks, bh = item / qBlocks;
             attentionItem(call, bh / heads, bh % heads, qBlock);
         }, call.segments());
+        call.throwIfScoresOverflowed();
     }
 
     /**

@@ -103,12 +103,25 @@ final class ScalarAttentionKernel {
         }
         for (int r = 0; r < rows; r++) {
             long oRow = g.oBase(b, h) + (long) (q0 + r) * g.oRow();
-            float sum = s.l[r], inv = sum > 0 ? 1f / sum : 0f;
+            float sum = s.l[r];
+            if (!(sum > 0) && c.rowIsUndefined(b, h, q0 + r, sum, s.m[r], lay)) sum = Float.NaN;
+            float inv = inverseOfSum(sum);
             for (int x = 0; x < dv; x++) c.out.setAtIndex(FLOAT, oRow + x, s.acc[r * dv + x] * inv);
-            if (c.lse != null) {
-                c.lse.setAtIndex(FLOAT, g.lBase(b, h) + (long) (q0 + r) * g.lRow(), sum > 0 ? s.m[r] * LN2 + (float) Math.log(sum) : Float.NEGATIVE_INFINITY);
-            }
+            if (c.lse != null) c.lse.setAtIndex(FLOAT, g.lBase(b, h) + (long) (q0 + r) * g.lRow(), logSumExp(s.m[r], sum));
         }
+    }
+
+    /** 1/sum for a row's softmax sum: 0 for a row with no allowed key (output 0), NaN for a NaN sum. */
+    static float inverseOfSum(float sum) {
+        return sum > 0 ? 1f / sum : sum == 0f ? 0f : Float.NaN;
+    }
+
+    /**
+     * A row's log-sum-exp from its base-2 running max and its sum: −∞ only for a row with no allowed
+     * key (sum 0), NaN for a NaN sum (a NaN input), so −∞ keeps meaning "fully masked".
+     */
+    static float logSumExp(float max2, float sum) {
+        return sum > 0 ? max2 * LN2 + (float) Math.log(sum) : sum == 0f ? Float.NEGATIVE_INFINITY : Float.NaN;
     }
 
     /** dq rows of one query block of one (batch, head): dq = scale · Σ_j dS_j · k_j. */

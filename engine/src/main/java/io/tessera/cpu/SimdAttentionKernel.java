@@ -162,12 +162,12 @@ final class SimdAttentionKernel {
                     count = s.keyTo - from;
                 }
                 scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
-                if (partial) maskScores(s, from, count);
+                if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
                 accumulateAny(valuesFinite, s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
             }
         }
-        writeRows(c, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
+        writeRows(c, b, h, q0, lay, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
                 c.lse == null ? -1 : g.lBase(b, h) + (long) q0 * g.lRow(), g.lRow(), dv, rows, s);
     }
 
@@ -313,12 +313,13 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Sets the scores of disallowed (key, lane) pairs of keys [from, from+n) to −∞, a vector compare
+     * Sets the entries of sT for disallowed (key, lane) pairs of keys [from, from+n) to {@code value}
+     * (scores to −∞ in the forward pass, probabilities to 0 in the backward pass), a vector compare
      * and blend per key and vector: against each lane's key interval, or against the key's lane
      * word (broadcast, ANDed with each lane's own bit, compared with 0). Not
      * {@code VectorMask.fromLong}: that is not intrinsified on AVX2 and boxes a mask per call.
      */
-    private static void maskScores(Scratch s, int from, int n) {
+    private static void maskScores(Scratch s, float[] sT, float value, int from, int n) {
         if (s.intervals) {
             for (int v = 0; v < 2; v++) {
                 IntVector lo = IntVector.fromArray(LANES_AS_INTS, s.firstKey, v * L);
@@ -328,7 +329,7 @@ final class SimdAttentionKernel {
                     if (key >= s.allFrom && key < s.allTo) continue;   // every lane may attend it
                     VectorMask<Float> blocked = lo.compare(VectorOperators.GT, key).or(hi.compare(VectorOperators.LT, key)).cast(F);
                     int o = j * GROUP + v * L;
-                    FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
+                    FloatVector.fromArray(F, sT, o).blend(value, blocked).intoArray(sT, o);
                 }
             }
             return;
@@ -341,7 +342,7 @@ final class SimdAttentionKernel {
                 int o = j * GROUP + v * L;
                 VectorMask<Float> blocked = IntVector.broadcast(LANES_AS_INTS, (int) (allowed >>> (v * L)))
                         .and(LANE_BIT).compare(VectorOperators.EQ, 0).cast(F);
-                FloatVector.fromArray(F, s.sT, o).blend(NEG_INF, blocked).intoArray(s.sT, o);
+                FloatVector.fromArray(F, sT, o).blend(value, blocked).intoArray(sT, o);
             }
         }
     }
@@ -483,7 +484,6 @@ final class SimdAttentionKernel {
 
     // The constants of the base-2 softmax live with the scalar twin, so the two kernels cannot drift apart.
     private static final float LOG2E = ScalarAttentionKernel.LOG2E;
-    private static final float LN2 = ScalarAttentionKernel.LN2;
     private static final float ROUND_MAGIC = ScalarAttentionKernel.ROUND_MAGIC;   // 1.5·2^23: adding it rounds to an integer
     private static final float EXP2_MIN_ARGUMENT = ScalarAttentionKernel.EXP2_MIN_ARGUMENT;   // 2^x clamps x here; the result is 0
     private static final int EXPONENT_BIAS_BITS = ScalarAttentionKernel.EXPONENT_BIAS_BITS;
@@ -852,26 +852,38 @@ final class SimdAttentionKernel {
      */
     private static void scoreGradients(Scratch s, int grp, int from, int count, int d, int dv, boolean partial) {
         scores(s.kTile, from * d, count, d, s.curQT, s.curQTOff + grp * d * GROUP, s.sT);
-        if (partial) maskScores(s, from, count);
         scores(s.vTile, from * dv, count, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsT);
         float[] sT = s.sT, dsT = s.dsT;
         for (int v = 0; v < 2; v++) {
             int lane0 = v * L, state = s.curStatOff + grp * GROUP + lane0;
-            FloatVector lse = FloatVector.fromArray(F, s.curLse2, state), delta = FloatVector.fromArray(F, s.curDelta, state);
+            FloatVector lse = FloatVector.fromArray(F, s.curLse2, state);
             for (int j = 0; j < count; j++) {
                 int o = j * GROUP + lane0;
                 FloatVector x = FloatVector.fromArray(F, sT, o).sub(lse);
-                // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0 up to rounding, −∞ for masked keys.
+                // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0 up to rounding for allowed pairs.
                 x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
                 FloatVector rounded = x.add(ROUND_MAGIC);
                 FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
                 FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
                 FloatVector p = f.fma(poly, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
                 p.intoArray(sT, o);
+            }
+        }
+        // The mask applies to the probabilities, not the scores: a disallowed pair's probability is
+        // exactly 0 whatever its score and its row's LSE hold (a NaN LSE marks a row whose own
+        // inputs were garbage; 2^(−∞ − NaN) would have let it reach keys it does not attend).
+        if (partial) maskScores(s, sT, 0f, from, count);
+        for (int v = 0; v < 2; v++) {
+            int lane0 = v * L;
+            FloatVector delta = FloatVector.fromArray(F, s.curDelta, s.curStatOff + grp * GROUP + lane0);
+            for (int j = 0; j < count; j++) {
+                int o = j * GROUP + lane0;
+                FloatVector p = FloatVector.fromArray(F, sT, o);
                 FloatVector.fromArray(F, dsT, o).sub(delta).mul(p).blend(0f, p.eq(0f)).intoArray(dsT, o);
             }
         }
     }
+
 
     /**
      * Per lane of the query block: dO rows (transposed into dOT, and zero-padded rows into dOrows),
@@ -1010,13 +1022,17 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * out[r][i] = oT[r/GROUP][i][r%GROUP] / l[r]; rows with no allowed key get 0 and LSE −∞. The
-     * running max is in base 2 (see packQueries), hence LSE = m·ln2 + ln(l).
+     * out[r][i] = oT[r/GROUP][i][r%GROUP] / l[r]; rows with no allowed key get 0 and LSE −∞, rows
+     * whose sum is NaN get NaN, and rows whose scores left float32's range are reported to the call
+     * (see AttentionCall.rowIsUndefined). The running max is in base 2 (see packQueries), hence
+     * LSE = m·ln2 + ln(l).
      */
-    private static void writeRows(AttentionCall c, long outBase, long outRow, long lseBase, long lseRow, int dv, int rows, Scratch s) {
+    private static void writeRows(AttentionCall c, int b, int h, int q0, BlockLayout lay, long outBase, long outRow, long lseBase, long lseRow,
+                                  int dv, int rows, Scratch s) {
         for (int r = 0; r < rows; r++) {
             float sum = s.l[r];
-            float inv = sum > 0 ? 1f / sum : 0f;
+            if (!(sum > 0) && c.rowIsUndefined(b, h, q0 + r, sum, s.m[r], lay)) sum = Float.NaN;
+            float inv = ScalarAttentionKernel.inverseOfSum(sum);
             long row = outBase + r * outRow;
             int o = (r / GROUP) * dv * GROUP + r % GROUP;
             int i = 0;
@@ -1025,7 +1041,7 @@ final class SimdAttentionKernel {
                         .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
             }
             for (; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
-            if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, sum > 0 ? s.m[r] * LN2 + (float) Math.log(sum) : NEG_INF);
+            if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, ScalarAttentionKernel.logSumExp(s.m[r], sum));
         }
     }
 

@@ -167,6 +167,24 @@ public final class BlockLayout {
 
     // ---------------------------------------------------------------- statistics
 
+    /**
+     * Whether query row {@code row} may attend any key: a FULL tile in its block row, or a PARTIAL
+     * one whose mask has a bit in the row. Walks the row's tiles (allocates a mask word array for
+     * PARTIAL tiles): for rare checks, not for kernels' inner loops.
+     */
+    public boolean rowHasAllowedKey(int row) {
+        if (row < 0 || row >= qLen) throw new IndexOutOfBoundsException("row " + row + " outside [0, " + qLen + ")");
+        int qBlock = row / blockQ, r = row % blockQ, words = maskWordsPerRow();
+        long[] mask = null;
+        for (int t = rowOffsets[qBlock]; t < rowOffsets[qBlock + 1]; t++) {
+            if (kinds[t] != TileKind.PARTIAL.code()) return true;
+            if (mask == null) mask = new long[blockQ * words];
+            fillTileMask(t, mask);
+            for (int w = 0; w < words; w++) if (mask[r * words + w] != 0) return true;
+        }
+        return false;
+    }
+
     /** Number of (query, key) pairs the layout allows, exactly (masks of PARTIAL tiles are counted). */
     public long allowedPairs() {
         long cached = allowedPairs;

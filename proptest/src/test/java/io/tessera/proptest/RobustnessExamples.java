@@ -4,6 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
+import io.tessera.attention.Attention;
+import io.tessera.attention.AttentionResult;
+import io.tessera.backend.Backend;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.BsrMatrix;
 import io.tessera.layout.CsrMatrix;
@@ -77,6 +80,46 @@ class RobustnessExamples {
     }
 
     // ------------------------------------------------------------ overflow and underflow
+
+    /**
+     * Finite inputs whose scores leave float32's range: +∞ scores gave all-NaN rows with LSE −∞
+     * (the fully-masked value), all −∞ scores gave output 0 with LSE −∞ as if the row were masked.
+     * Now the call says so, naming the first such row, on every backend; NaN or infinite values in a
+     * row's own inputs give a NaN row with LSE NaN rather than −∞, and masked rows keep 0 and −∞.
+     */
+    @Example
+    void fusedScoresThatOverflowFloat32AreAClearError() {
+        for (String backend : new String[] {"scalar", "simd"}) {
+            for (float keySign : new float[] {1f, -1f}) {   // +∞ scores, or every score −∞
+                try (Arena arena = Arena.ofConfined()) {
+                    int n = 37, d = 8, row = 21;
+                    Tensor q = Tensor.randomNormal(arena, 31, 1f, 1, 2, n, d), k = Tensor.randomNormal(arena, 32, 1f, 1, 2, n, d);
+                    Tensor v = Tensor.randomNormal(arena, 33, 1f, 1, 2, n, d);
+                    for (int c = 0; c < d; c++) q.set(1e20f, 0, 1, row, c);
+                    for (int j = 0; j < n; j++) for (int c = 0; c < d; c++) k.set(keySign * Math.abs(k.get(0, 1, j, c)) * 1e20f + keySign, 0, 1, j, c);
+                    Attention attention = Attention.dense().on(Backend.named(backend));
+                    assertThatThrownBy(() -> attention.forwardWithLse(arena, q, k, v))
+                            .as("%s, key sign %s", backend, keySign)
+                            .isInstanceOf(ArithmeticException.class)
+                            .hasMessageContaining("overflowed float32 at batch 0, head 1, query row " + row);
+                }
+            }
+            try (Arena arena = Arena.ofConfined()) {
+                int n = 37, d = 8;
+                Tensor q = Tensor.randomNormal(arena, 31, 1f, 1, 1, n, d), k = Tensor.randomNormal(arena, 32, 1f, 1, 1, n, d);
+                Tensor v = Tensor.randomNormal(arena, 33, 1f, 1, 1, n, d);
+                q.set(Float.NaN, 0, 0, 5, 3);
+                for (int c = 0; c < d; c++) q.set(Float.POSITIVE_INFINITY, 0, 0, 6, c);   // garbage in the row's own query: NaN, not an error
+                AttentionResult r = Attention.sparse(Pattern.causal()).on(Backend.named(backend)).forwardWithLse(arena, q, k, v);
+                assertThat(r.logSumExp().get(0, 0, 5)).as("%s: LSE of a row with a NaN query", backend).isNaN();
+                assertThat(r.output().get(0, 0, 5, 0)).as("%s: output of a row with a NaN query", backend).isNaN();
+                assertThat(r.logSumExp().get(0, 0, 6)).as("%s: LSE of a row with an infinite query", backend).isNaN();
+                assertThat(r.output().get(0, 0, 6, 0)).as("%s: output of a row with an infinite query", backend).isNaN();
+                assertThat(r.logSumExp().get(0, 0, 4)).as("%s: LSE of a clean row", backend).isFinite();
+                assertThat(r.logSumExp().get(0, 0, 7)).as("%s: LSE of a clean row", backend).isFinite();
+            }
+        }
+    }
 
     /** φ = elu+1 of inputs near −120 is ~1e-52: fine in float64, 0 in float32 (0/0 before the fix). */
     @Example
