@@ -80,7 +80,7 @@ final class AttentionCall {
         if (!finite(q, g.qBase(b, h) + (long) row * g.qRow(), d)) return false;
         int blockQ = layout.blockQ(), blockKV = layout.blockKV(), words = layout.maskWordsPerRow(), kvLen = g.shape().kvLen();
         int[] offsets = layout.rowOffsets(), cols = layout.colIndices();
-        long[] mask = new long[blockQ * words];
+        long[] mask = new long[layout.rowsPerBlock() * words];
         int qBlock = row / blockQ, r = row % blockQ;
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             layout.fillTileMask(t, mask);

@@ -61,7 +61,7 @@ final class ScalarAttentionKernel {
         int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
         int blockQ = lay.blockQ(), blockKV = lay.blockKV(), words = lay.maskWordsPerRow();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, blockQ, blockKV, words);
+        s.ensure(d, dv, lay.rowsPerBlock(), lay.keysPerBlock(), words);
         int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
         loadQueries(c, b, h, q0, rows, s);
         Arrays.fill(s.m, 0, rows, Float.NEGATIVE_INFINITY);
@@ -131,7 +131,7 @@ final class ScalarAttentionKernel {
         int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
         int blockQ = lay.blockQ(), blockKV = lay.blockKV(), words = lay.maskWordsPerRow();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, blockQ, blockKV, words);
+        s.ensure(d, dv, lay.rowsPerBlock(), lay.keysPerBlock(), words);
         int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
         loadQueries(c, b, h, q0, rows, s);
         loadGradientRows(c, b, h, q0, rows, s);
@@ -201,7 +201,7 @@ final class ScalarAttentionKernel {
         int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
         int words = first.maskWordsPerRow(), perKv = g.shape().queryHeadsPerKvHead();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, blockQ, blockKV, words);
+        s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), words);
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
         Arrays.fill(s.dk, 0, n * d, 0f);
         Arrays.fill(s.dv, 0, n * dv, 0f);

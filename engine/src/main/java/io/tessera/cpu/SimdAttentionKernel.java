@@ -130,7 +130,7 @@ final class SimdAttentionKernel {
         int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen();
         int blockKV = lay.blockKV();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, lay.blockQ(), blockKV, lay.maskWordsPerRow());
+        s.ensure(d, dv, lay.rowsPerBlock(), lay.keysPerBlock(), lay.maskWordsPerRow());
         int q0 = qBlock * lay.blockQ();
         int rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
         int groups = (rows + GROUP - 1) / GROUP;
@@ -673,8 +673,8 @@ final class SimdAttentionKernel {
         BlockLayout lay = c.layouts.forHead(h);
         int d = g.shape().headDim(), dv = g.shape().valueDim(), kvLen = g.shape().kvLen(), blockKV = lay.blockKV();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, lay.blockQ(), blockKV, lay.maskWordsPerRow());
-        s.ensureBackward(d, dv, lay.blockQ(), blockKV);
+        s.ensure(d, dv, lay.rowsPerBlock(), lay.keysPerBlock(), lay.maskWordsPerRow());
+        s.ensureBackward(d, dv, lay.rowsPerBlock(), lay.keysPerBlock());
         int q0 = qBlock * lay.blockQ(), rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
         int groups = (rows + GROUP - 1) / GROUP, hk = g.shape().kvHeadOf(h);
         packBlock(c, b, h, q0, rows, s);
@@ -735,12 +735,12 @@ final class SimdAttentionKernel {
         AttentionGeometry g = c.g;
         BlockLayout first = c.layouts.first();
         int d = g.shape().headDim(), dv = g.shape().valueDim(), perKv = g.shape().queryHeadsPerKvHead(), blockQ = first.blockQ();
-        int lanesPerBlock = (blockQ + GROUP - 1) / GROUP * GROUP, blocks = perKv * first.qBlocks();
+        int lanesPerBlock = (first.rowsPerBlock() + GROUP - 1) / GROUP * GROUP, blocks = perKv * first.qBlocks();
         long lanes = (long) blocks * lanesPerBlock, floats = lanes * (d + padded(d) + dv + padded(dv) + 2);
         if (floats * Float.BYTES > HEAD_CACHE_BYTES) return false;
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, blockQ, first.blockKV(), first.maskWordsPerRow());
-        s.ensureBackward(d, dv, blockQ, first.blockKV());
+        s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
+        s.ensureBackward(d, dv, first.rowsPerBlock(), first.keysPerBlock());
         if (s.headQT.length < lanes * d) s.headQT = new float[(int) lanes * d];
         if (s.headQPad.length < lanes * padded(d)) s.headQPad = new float[(int) lanes * padded(d)];
         if (s.headDOT.length < lanes * dv) s.headDOT = new float[(int) lanes * dv];
@@ -765,9 +765,9 @@ final class SimdAttentionKernel {
         return true;
     }
 
-    /** Points the tile's inputs at block {@code slot} of the head cache. */
-    private static void useCachedBlock(Scratch s, int slot, int blockQ, int d, int dv) {
-        int lane0 = slot * ((blockQ + GROUP - 1) / GROUP * GROUP);
+    /** Points the tile's inputs at block {@code slot} of the head cache (blocks of rowsPerBlock rows, packHead's slots). */
+    private static void useCachedBlock(Scratch s, int slot, int rowsPerBlock, int d, int dv) {
+        int lane0 = slot * ((rowsPerBlock + GROUP - 1) / GROUP * GROUP);
         s.curQT = s.headQT; s.curQTOff = lane0 * d;
         s.curQPad = s.headQPad; s.curQPadOff = lane0 * padded(d);
         s.curDOT = s.headDOT; s.curDOTOff = lane0 * dv;
@@ -806,8 +806,8 @@ final class SimdAttentionKernel {
         int d = g.shape().headDim(), dv = g.shape().valueDim(), blockQ = first.blockQ(), blockKV = first.blockKV();
         int dPad = padded(d), dvPad = padded(dv), perKv = g.shape().queryHeadsPerKvHead();
         Scratch s = SCRATCH.get();
-        s.ensure(d, dv, blockQ, blockKV, first.maskWordsPerRow());
-        s.ensureBackward(d, dv, blockQ, blockKV);
+        s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
+        s.ensureBackward(d, dv, first.rowsPerBlock(), first.keysPerBlock());
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
         copyRows(c.k, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
         copyRows(c.v, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
@@ -823,7 +823,7 @@ final class SimdAttentionKernel {
                 int groups = (rows + GROUP - 1) / GROUP;
                 boolean partial = kinds[t] == TileKind.PARTIAL.code();
                 if (partial) lay.fillTileMask(t, s.rowMask);
-                if (headCached) useCachedBlock(s, (h - hk * perKv) * first.qBlocks() + rowIndices[e], blockQ, d, dv);
+                if (headCached) useCachedBlock(s, (h - hk * perKv) * first.qBlocks() + rowIndices[e], first.rowsPerBlock(), d, dv);
                 else packBlock(c, b, h, q0, rows, s);
                 if (addDq) Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
                 for (int grp = 0; grp < groups; grp++) {

@@ -111,7 +111,13 @@ public final class BlockLayout {
     public int qBlocks() { return qBlocks; }
     public int kvBlocks() { return kvBlocks; }
     /** Words per tile row in a mask written by {@link #fillTileMask}. */
-    public int maskWordsPerRow() { return ceilDiv(blockKV, 64); }
+    public int maskWordsPerRow() { return ceilDiv(keysPerBlock(), 64); }
+
+    /** The most query rows a block holds: blockQ, or qLen when that is smaller (scratch sizes use this, not blockQ). */
+    public int rowsPerBlock() { return Math.min(blockQ, qLen); }
+
+    /** The most keys a block holds: blockKV, or kvLen when that is smaller. */
+    public int keysPerBlock() { return Math.min(blockKV, kvLen); }
 
     /** CSR row pointers, length {@code qBlocks()+1}: tiles of query block r are [rowOffsets[r], rowOffsets[r+1]). */
     public int[] rowOffsets() { return rowOffsets; }
@@ -145,14 +151,19 @@ public final class BlockLayout {
 
     /**
      * Writes the element mask of {@code tile} (see {@link TileMaskSource#fill}) into {@code dst}, which
-     * needs {@code blockQ() * maskWordsPerRow()} words. FULL tiles get every valid bit set.
+     * needs {@code maskWordsPerRow()} words for each of the tile's query rows (at most
+     * {@link #rowsPerBlock()} rows); words up to {@code blockQ() * maskWordsPerRow()} that dst has
+     * beyond them are cleared. FULL tiles get every valid bit set.
      */
     public void fillTileMask(int tile, long[] dst) {
         int r = rowOf(tile), c = colIndices[tile];
         int q0 = r * blockQ, rows = Math.min(blockQ, qLen - q0);
         int kv0 = c * blockKV, cols = Math.min(blockKV, kvLen - kv0);
         int words = maskWordsPerRow();
-        Arrays.fill(dst, 0, blockQ * words, 0L);
+        if (dst.length < (long) rows * words) {
+            throw new IllegalArgumentException("dst holds " + dst.length + " words, tile " + tile + " needs " + rows + " rows × " + words + " words");
+        }
+        Arrays.fill(dst, 0, (int) Math.min(dst.length, (long) blockQ * words), 0L);
         if (kinds[tile] == TileKind.FULL.code()) {
             for (int i = 0; i < rows; i++) {
                 for (int w = 0; w < words; w++) {
@@ -178,7 +189,7 @@ public final class BlockLayout {
         long[] mask = null;
         for (int t = rowOffsets[qBlock]; t < rowOffsets[qBlock + 1]; t++) {
             if (kinds[t] != TileKind.PARTIAL.code()) return true;
-            if (mask == null) mask = new long[blockQ * words];
+            if (mask == null) mask = new long[rowsPerBlock() * words];
             fillTileMask(t, mask);
             for (int w = 0; w < words; w++) if (mask[r * words + w] != 0) return true;
         }
@@ -190,7 +201,7 @@ public final class BlockLayout {
         long cached = allowedPairs;
         if (cached >= 0) return cached;
         long total = 0;
-        long[] scratch = new long[blockQ * maskWordsPerRow()];
+        long[] scratch = new long[rowsPerBlock() * maskWordsPerRow()];
         for (int t = 0; t < colIndices.length; t++) {
             if (kinds[t] == TileKind.FULL.code()) {
                 total += tileArea(t);

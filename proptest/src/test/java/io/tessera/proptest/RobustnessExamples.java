@@ -278,6 +278,47 @@ class RobustnessExamples {
         }
     }
 
+    // ------------------------------------------------------------ memory held after a call
+
+    /**
+     * Block sizes far beyond the lengths: per-thread scratch was sized by the requested blocks (one
+     * call with 2^20-row blocks left hundreds of MiB held by the pool threads). Now it is sized by
+     * the rows and keys a block actually holds, forward and backward, on both backends, and the
+     * result is the one the default blocks give.
+     */
+    @Example
+    void hugeBlockSizesAllocateOnlyWhatTheRowsNeed() {
+        com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        for (String backend : new String[] {"scalar", "simd"}) {
+            try (Arena arena = Arena.ofConfined()) {
+                int n = 50, d = 8;
+                Tensor q = Tensor.randomNormal(arena, 41, 1f, 1, 2, n, d), k = Tensor.randomNormal(arena, 42, 1f, 1, 2, n, d);
+                Tensor v = Tensor.randomNormal(arena, 43, 1f, 1, 2, n, d), dOut = Tensor.randomNormal(arena, 44, 1f, 1, 2, n, d);
+                Attention usual = Attention.sparse(Pattern.causal()).on(Backend.named(backend).withThreads(1));
+                Attention huge = usual.withBlockSizes(1 << 20, 1 << 20);
+                AttentionResult expected = null, got = null;
+                long[] allocated = new long[2];
+                for (int round = 0; round < 2; round++) {   // round 0 warms up: the JIT and the layout caches allocate
+                    for (int which = 0; which < 2; which++) {
+                        Attention attention = which == 0 ? usual : huge;
+                        long before = threads.getCurrentThreadAllocatedBytes();
+                        AttentionResult r = attention.forwardWithLse(arena, q, k, v);
+                        attention.backward(arena, q, k, v, r.output(), r.logSumExp(), dOut);
+                        allocated[which] = threads.getCurrentThreadAllocatedBytes() - before;
+                        if (which == 0) expected = r; else got = r;
+                    }
+                }
+                // Relative to the usual blocks: at an emulated vector width the Vector API allocates per operation.
+                assertThat(allocated[1]).as("%s: bytes allocated with 2^20-row blocks vs %d with the usual ones, n = 50", backend, allocated[0])
+                        .isLessThan(2 * allocated[0] + (1L << 20));
+                float[] want = expected.output().toArray(), have = got.output().toArray();
+                for (int i = 0; i < want.length; i++) {
+                    assertThat((double) have[i]).as("%s output %d", backend, i).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5));
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------ hangs and integer overflow
 
     /** (taps − 1)·dilation overflowed int and the FFT length doubled past 2^30 to 0, for ever. */
