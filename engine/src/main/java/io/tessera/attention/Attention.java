@@ -5,10 +5,13 @@ import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.LayoutSpec;
+import io.tessera.pattern.Pattern;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -23,7 +26,10 @@ import java.util.Map;
  * attn.on(Backend.named("scalar")).forward(q, k, v, out);
  * }</pre>
  *
- * Immutable: {@link #on}, {@link #withScale} and {@link #withBlockSizes} return new instances that
+ * With {@link #withScoreMod} every score is changed before the softmax (ALiBi, relative-position
+ * bias, soft-capping, any function: FlexAttention's score_mod), forward and backward.
+ *
+ * <p>Immutable: {@link #on}, {@link #withScale}, {@link #withScoreMod} and {@link #withBlockSizes} return new instances that
  * share the compiled-layout cache. Layouts are compiled for each call's lengths at the backend's
  * preferred block sizes and cached, so repeated calls never recompile.
  */
@@ -35,10 +41,16 @@ public final class Attention {
     private final float scale;           // NaN: 1/√D
     private final int blockQ, blockKV;   // 0: the backend's preference
     private final Map<LayoutKey, HeadLayouts> cache;
+    private final ScoreMod mod;          // null: none; aligned like the pattern
 
     private record LayoutKey(int heads, int qLen, int kvLen, int blockQ, int blockKV) {}
 
     private Attention(LayoutSpec spec, Backend backend, float scale, int blockQ, int blockKV, Map<LayoutKey, HeadLayouts> cache) {
+        this(spec, backend, scale, blockQ, blockKV, cache, null);
+    }
+
+    private Attention(LayoutSpec spec, Backend backend, float scale, int blockQ, int blockKV, Map<LayoutKey, HeadLayouts> cache, ScoreMod mod) {
+        this.mod = mod;
         this.spec = spec;
         this.backend = backend;
         this.scale = scale;
@@ -70,21 +82,42 @@ public final class Attention {
     /** The same attention on another backend. */
     public Attention on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new Attention(spec, backend, scale, blockQ, blockKV, cache);
+        return new Attention(spec, backend, scale, blockQ, blockKV, cache, mod);
     }
 
     /** The same attention with softmax scale {@code scale} instead of 1/√D. */
     public Attention withScale(float scale) {
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        return new Attention(spec, backend, scale, blockQ, blockKV, cache);
+        return new Attention(spec, backend, scale, blockQ, blockKV, cache, mod);
     }
 
     /** The same attention compiled at explicit block sizes (any sizes ≥ 1 work on every backend). */
     public Attention withBlockSizes(int blockQ, int blockKV) {
         if (blockQ < 1) throw new IllegalArgumentException("blockQ must be >= 1, got " + blockQ);
         if (blockKV < 1) throw new IllegalArgumentException("blockKV must be >= 1, got " + blockKV);
-        return new Attention(spec, backend, scale, blockQ, blockKV, cache);
+        return new Attention(spec, backend, scale, blockQ, blockKV, cache, mod);
     }
+
+    /**
+     * The same attention with every score changed by {@code mod} before the softmax (null: none),
+     * in the fused kernel of the scalar and SIMD backends. Its relative positions follow the
+     * pattern's alignment (a modifier that names another is rejected); with a layout spec that is
+     * not a {@link Pattern} (per-head patterns, a fixed layout) they are top-left unless the
+     * modifier names one ({@link ScoreMod#aligned}).
+     */
+    public Attention withScoreMod(ScoreMod mod) {
+        ScoreMod aligned = mod;
+        if (mod != null && spec instanceof Pattern p && p.alignment() != null) {
+            if (mod.alignment() != null && mod.alignment() != p.alignment()) {
+                throw new IllegalArgumentException("score modifier " + mod + " is aligned " + mod.alignment() + " but the pattern " + p + " is " + p.alignment());
+            }
+            aligned = mod.aligned(p.alignment());
+        }
+        return new Attention(spec, backend, scale, blockQ, blockKV, cache, aligned);
+    }
+
+    /** The score modifier, or null. */
+    public ScoreMod scoreMod() { return mod; }
 
     public Backend backend() { return backend != null ? backend : Backend.best(); }
 
@@ -136,8 +169,31 @@ public final class Attention {
         if (arena == null) throw new NullPointerException("arena");
         AttentionShape s = AttentionShape.of(q, k, v);
         Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
-        backward(q, k, v, out, lse, dOut, dq, dk, dv);
-        return new AttentionGradients(dq, dk, dv);
+        List<Tensor> dParameters = new ArrayList<>();
+        if (mod != null) for (Tensor p : mod.parameters()) dParameters.add(Tensor.zeros(arena, p.shape()));
+        AttentionGradients g = new AttentionGradients(dq, dk, dv, dParameters);
+        backward(q, k, v, out, lse, dOut, g);
+        return g;
+    }
+
+    /**
+     * The backward pass into caller tensors (overwritten), including the gradients of the score
+     * modifier's learnable tensors ({@link AttentionGradients#scoreModGradients}, shaped like
+     * {@link ScoreMod#parameters}).
+     */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, AttentionGradients into) {
+        if (into == null) throw new NullPointerException("into");
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        HeadLayouts lay = layouts(s.heads(), s.qLen(), s.kvLen());
+        if (mod == null) {
+            if (!into.scoreModGradients().isEmpty()) {
+                throw new IllegalArgumentException("into.scoreModGradients must be empty without a score modifier, got " + into.scoreModGradients().size());
+            }
+            backend().attentionBackward(q, k, v, lay, sc, out, lse, dOut, into.dq(), into.dk(), into.dv());
+        } else {
+            backend().attentionBackward(q, k, v, lay, sc, mod, out, lse, dOut, into.dq(), into.dk(), into.dv(), into.scoreModGradients());
+        }
     }
 
     /**
@@ -145,6 +201,13 @@ public final class Attention {
      * {@code dv} must not share memory with each other or with any input.
      */
     public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (mod != null && !mod.parameters().isEmpty()) {
+            throw new IllegalStateException("score modifier " + mod + " has learnable tensors: use backward(q, k, v, out, lse, dOut, AttentionGradients) for their gradients too");
+        }
+        if (mod != null) {
+            backward(q, k, v, out, lse, dOut, new AttentionGradients(dq, dk, dv));
+            return;
+        }
         AttentionShape s = AttentionShape.of(q, k, v);
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
         backend().attentionBackward(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, out, lse, dOut, dq, dk, dv);
@@ -152,6 +215,10 @@ public final class Attention {
 
     private void run(AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        if (mod != null) {
+            backend().attention(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, mod, out, lse);
+            return;
+        }
         backend().attention(q, k, v, layouts(s.heads(), s.qLen(), s.kvLen()), sc, out, lse);
     }
 
@@ -272,6 +339,7 @@ public final class Attention {
 
     @Override
     public String toString() {
-        return "Attention[" + spec + (backend != null ? ", " + backend.name() : "") + (Float.isNaN(scale) ? "" : ", scale=" + scale) + "]";
+        return "Attention[" + spec + (backend != null ? ", " + backend.name() : "") + (Float.isNaN(scale) ? "" : ", scale=" + scale)
+                + (mod == null ? "" : ", " + mod) + "]";
     }
 }

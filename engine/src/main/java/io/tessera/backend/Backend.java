@@ -1,6 +1,7 @@
 package io.tessera.backend;
 
 import io.tessera.layout.HeadLayouts;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
 
 /**
@@ -68,6 +69,34 @@ public interface Backend {
     default void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
                                    Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         throw new UnsupportedOperationException("backend '" + name() + "' has no attention backward pass; use the 'simd' or 'scalar' backend");
+    }
+
+    /**
+     * {@link #attention} with a score modifier applied to every score before the softmax (null: none).
+     * Backends that cannot run modifiers reject them here, naming the backend.
+     */
+    default void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse) {
+        if (mod == null) {
+            attention(q, k, v, layouts, scale, out, lse);
+            return;
+        }
+        throw new UnsupportedOperationException("backend '" + name() + "' does not run score modifiers (got " + mod + "); use the 'simd' or 'scalar' backend");
+    }
+
+    /**
+     * {@link #attentionBackward} through a score modifier (null: none): also writes the gradients of
+     * the modifier's learnable tensors into {@code dParameters}, one per {@link ScoreMod#parameters}
+     * entry and shaped like it (overwritten), deterministically for any thread count.
+     *
+     * @throws UnsupportedOperationException if this backend cannot, or the modifier declares no derivative
+     */
+    default void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse,
+                                   Tensor dOut, Tensor dq, Tensor dk, Tensor dv, java.util.List<Tensor> dParameters) {
+        if (mod == null) {
+            attentionBackward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
+            return;
+        }
+        throw new UnsupportedOperationException("backend '" + name() + "' does not run score modifiers (got " + mod + "); use the 'simd' or 'scalar' backend");
     }
 
     /**

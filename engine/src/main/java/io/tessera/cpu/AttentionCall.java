@@ -4,6 +4,7 @@ import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 
@@ -28,6 +29,15 @@ final class AttentionCall {
     private final int keyBlocks;
     /** The first (batch, head, query row), in that order, whose scores overflowed float32; MAX_VALUE: none. */
     private final java.util.concurrent.atomic.AtomicLong firstOverflow = new java.util.concurrent.atomic.AtomicLong(Long.MAX_VALUE);
+    /** The score modifier at this call's sizes, or null (then nothing below is used). */
+    ScoreMod.Plan mods;
+    /**
+     * Backward with learnable modifier tables: each key-major item's partial sums of each table's
+     * gradient, [table step][batch][kv head][key block][query head of it][bucket]; partialBase[step]
+     * is where a table step's block starts (−1: not learnable).
+     */
+    float[] modPartials;
+    int[] partialBase;
 
     private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
                           GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
@@ -126,6 +136,34 @@ final class AttentionCall {
                                   Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         GradientGeometry gg = GradientGeometry.checked(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
         return new AttentionCall(gg.forward(), q, k, v, out, lse, layouts, gg, dOut, dq, dk, dv);
+    }
+
+    /** This call with a score modifier (null: none) planned for {@code queryPadding} padded query rows. */
+    AttentionCall withMods(ScoreMod mod, int queryPadding) {
+        if (mod == null) return this;
+        mods = mod.plan(g.shape().heads(), g.shape().qLen(), g.shape().kvLen(), queryPadding);
+        if (gg == null || mods.parameterCount() == 0) return this;
+        int steps = mods.steps();
+        partialBase = new int[steps];
+        long total = 0, perBucket = (long) g.shape().batch() * g.shape().heads() * layouts.first().kvBlocks();
+        for (int st = 0; st < steps; st++) {
+            partialBase[st] = -1;
+            if (mods.parameter(st) < 0) continue;
+            partialBase[st] = (int) Math.min(total, Integer.MAX_VALUE);
+            total += perBucket * mods.bucketCount(st);
+        }
+        if (total > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("the bias tables' per-item gradient sums need " + total + " floats (batch x heads x key blocks x buckets): too many");
+        }
+        modPartials = new float[(int) total];
+        return this;
+    }
+
+    /** Where a key-major item's partial sums of step {@code step}'s table start, for query head {@code hi} of kv head {@code hk}. */
+    int partialOffset(int step, int b, int hk, int kvBlock, int hi) {
+        int kvHeads = g.shape().kvHeads(), perKv = g.shape().queryHeadsPerKvHead(), kvBlocks = layouts.first().kvBlocks();
+        long item = (((long) b * kvHeads + hk) * kvBlocks + kvBlock) * perKv + hi;
+        return (int) (partialBase[step] + item * mods.bucketCount(step));
     }
 
     /** Every segment the call reads or writes (for the worker pool's confinement check). */

@@ -3,7 +3,9 @@ package io.tessera.cpu;
 import io.tessera.backend.Backend;
 
 import io.tessera.layout.HeadLayouts;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
+import java.util.List;
 
 /**
  * What the scalar and SIMD backends share: validation, the heavy-first schedule and the worker
@@ -36,9 +38,21 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
 
     abstract int gemmItems(GemmCall call);
 
+    /** Query rows past qLen the kernel may read modifier tables at (a SIMD kernel's padded lanes). */
+    abstract int queryPadding();
+
     @Override
     public final void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
-        AttentionCall call = AttentionCall.of(q, k, v, layouts, scale, out, lse);
+        forward(AttentionCall.of(q, k, v, layouts, scale, out, lse));
+    }
+
+    @Override
+    public final void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse) {
+        forward(AttentionCall.of(q, k, v, layouts, scale, out, lse).withMods(mod, queryPadding()));
+    }
+
+    private void forward(AttentionCall call) {
+        HeadLayouts layouts = call.layouts;
         int heads = call.g.shape().heads(), qBlocks = layouts.first().qBlocks();
         int[] items = AttentionSchedule.heavyFirst(call);
         run(items.length, i -> {
@@ -60,7 +74,71 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
     @Override
     public final void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
                                         Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        backward(AttentionCall.backward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv));
+    }
+
+    /**
+     * The backward pass through a score modifier. A learnable table's gradient is summed without
+     * atomics: every key-major item (batch, kv head, key block), whichever schedule runs it, adds
+     * its scores' gradients into its own partial sums, rows then keys in order, in both kernels;
+     * the partials are then added here in (batch, key block) order, the same for any thread count.
+     */
+    @Override
+    public final void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse,
+                                        Tensor dOut, Tensor dq, Tensor dk, Tensor dv, List<Tensor> dParameters) {
         AttentionCall call = AttentionCall.backward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
+        if (mod == null) {
+            if (dParameters != null && !dParameters.isEmpty()) throw new IllegalArgumentException("dParameters must be empty without a score modifier, got " + dParameters.size());
+            backward(call);
+            return;
+        }
+        if (!mod.differentiable()) {
+            throw new UnsupportedOperationException("score modifier " + mod + " has a function that declares no derivative; give one with ScoreMod.of(name, function, derivative)");
+        }
+        List<Tensor> params = mod.parameters();
+        if (dParameters == null) throw new NullPointerException("dParameters");
+        if (dParameters.size() != params.size()) {
+            throw new IllegalArgumentException("dParameters must hold " + params.size() + " tensors (one per ScoreMod.parameters() entry), got " + dParameters.size());
+        }
+        Tensor[] touched = {q, k, v, out, lse, dOut, dq, dk, dv};
+        String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
+        for (int p = 0; p < params.size(); p++) {
+            Tensor d = dParameters.get(p);
+            if (d == null) throw new NullPointerException("dParameters[" + p + "]");
+            if (!java.util.Arrays.equals(d.shape(), params.get(p).shape())) {
+                throw new IllegalArgumentException("dParameters[" + p + "] shape " + java.util.Arrays.toString(d.shape()) + " must be the table's "
+                        + java.util.Arrays.toString(params.get(p).shape()));
+            }
+            for (int t = 0; t < touched.length; t++) {
+                if (d.overlaps(touched[t])) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with " + names[t]);
+            }
+            for (int o = 0; o < p; o++) {
+                if (d.overlaps(dParameters.get(o))) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with dParameters[" + o + "]");
+            }
+        }
+        call.withMods(mod, queryPadding());
+        backward(call);
+        ScoreMod.Plan plan = call.mods;
+        int batch = call.g.shape().batch(), heads = call.g.shape().heads(), perKv = call.g.shape().queryHeadsPerKvHead();
+        int kvBlocks = layouts.first().kvBlocks();
+        for (int st = 0; st < plan.steps(); st++) {
+            int p = plan.parameter(st);
+            if (p < 0) continue;
+            Tensor d = dParameters.get(p);
+            for (int h = 0; h < heads; h++) {
+                for (int bucket = 0; bucket < plan.bucketCount(st); bucket++) {
+                    float sum = 0f;
+                    for (int b = 0; b < batch; b++) {
+                        for (int kb = 0; kb < kvBlocks; kb++) sum += call.modPartials[call.partialOffset(st, b, h / perKv, kb, h % perKv) + bucket];
+                    }
+                    d.set(sum, h, bucket);
+                }
+            }
+        }
+    }
+
+    private void backward(AttentionCall call) {
+        HeadLayouts layouts = call.layouts;
         int heads = call.g.shape().heads(), kvHeads = call.g.shape().kvHeads();
         long pairs = (long) call.g.shape().batch() * kvHeads;
         if (threads == 1 || pairs >= 2L * threads) {

@@ -4,6 +4,7 @@ import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
+import io.tessera.pattern.ScoreMod;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -37,6 +38,12 @@ final class ScalarAttentionKernel {
         float probability;               // P of the last scoreGradient call
         float[] dk = new float[0], dv = new float[0];      // [blockKV][D], [blockKV][Dv]
         long[] mask = new long[0];
+        // Score modifiers (see modified): the call's plan, null when it has none, and where the block sits.
+        ScoreMod.Plan mods;
+        int modBatch, modHead, modRow0, modKvLen;
+        float[] modDerivatives = new float[0];   // [slot] d(step output)/d(step input) of the last modified score
+        float[] modPartials;                     // a key-major item's table-gradient partial sums, or null
+        int[] modPartialOff = new int[0];        // [step] where its table's partial sums start
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int width = Math.max(d, dv);
@@ -64,6 +71,7 @@ final class ScalarAttentionKernel {
         s.ensure(d, dv, lay.rowsPerBlock(), lay.keysPerBlock(), words);
         int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
         loadQueries(c, b, h, q0, rows, s);
+        bindMods(s, c, b, h, q0);
         Arrays.fill(s.m, 0, rows, Float.NEGATIVE_INFINITY);
         Arrays.fill(s.l, 0, rows, 0f);
         Arrays.fill(s.acc, 0, rows * dv, 0f);
@@ -78,7 +86,7 @@ final class ScalarAttentionKernel {
                 // Scores in base 2, masked to −∞, and their max.
                 float tileMax = Float.NEGATIVE_INFINITY;
                 for (int j = 0; j < n; j++) {
-                    float score = allowed(partial, s.mask, r, words, j) ? score(c, g, b, hk, kv0 + j, s.q, r * d, d) : Float.NEGATIVE_INFINITY;
+                    float score = allowed(partial, s.mask, r, words, j) ? modified(s, r, kv0 + j, score(c, g, b, hk, kv0 + j, s.q, r * d, d)) : Float.NEGATIVE_INFINITY;
                     s.e[j] = score;
                     tileMax = larger(tileMax, score);
                 }
@@ -135,6 +143,7 @@ final class ScalarAttentionKernel {
         int hk = g.shape().kvHeadOf(h), q0 = qBlock * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
         loadQueries(c, b, h, q0, rows, s);
         loadGradientRows(c, b, h, q0, rows, s);
+        bindMods(s, c, b, h, q0);
         Arrays.fill(s.acc, 0, rows * d, 0f);
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
@@ -205,14 +214,17 @@ final class ScalarAttentionKernel {
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
         Arrays.fill(s.dk, 0, n * d, 0f);
         Arrays.fill(s.dv, 0, n * dv, 0f);
+        bindMods(s, c, b, hk * perKv, 0);
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
             BlockLayout lay = c.layouts.forHead(h);
             int[] colOffsets = lay.colOffsets(), rowIndices = lay.rowIndices(), tiles = lay.transposedTiles();
             byte[] kinds = lay.kinds();
+            if (s.mods != null) bindKeyItem(s, c, b, h, hk, kvBlock);
             for (int e = colOffsets[kvBlock]; e < colOffsets[kvBlock + 1]; e++) {
                 int t = tiles[e], q0 = rowIndices[e] * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
                 boolean partial = kinds[t] == TileKind.PARTIAL.code();
                 if (partial) lay.fillTileMask(t, s.mask);
+                s.modRow0 = q0;
                 loadQueries(c, b, h, q0, rows, s);
                 loadGradientRows(c, b, h, q0, rows, s);
                 for (int r = 0; r < rows; r++) {
@@ -246,12 +258,12 @@ final class ScalarAttentionKernel {
      * dS = P·(dP − delta), and 0 wherever P is 0; P is left in {@code s.probability}.
      */
     private static float scoreGradient(AttentionCall c, AttentionGeometry g, int b, int hk, int key, Scratch s, int r, int d, int dv) {
-        float p = exp2(score(c, g, b, hk, key, s.q, r * d, d) - s.lse2[r]);
+        float p = exp2(modified(s, r, key, score(c, g, b, hk, key, s.q, r * d, d)) - s.lse2[r]);
         s.probability = p;
         long vRow = g.vBase(b, hk) + (long) key * g.vRow();
         float dp = 0f;
         for (int x = 0; x < dv; x++) dp = Math.fma(s.dO[r * dv + x], c.v.getAtIndex(FLOAT, vRow + x), dp);
-        return p == 0f ? 0f : (dp - s.delta[r]) * p;
+        return modifiedGradient(s, r, key, p, p == 0f ? 0f : (dp - s.delta[r]) * p);
     }
 
     /** The base-2 score of query row {@code r} (pre-scaled, in {@code q}) and a key: fma in dimension order. */
@@ -363,4 +375,106 @@ final class ScalarAttentionKernel {
     /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½. */
     static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
     static final float EXP2_P3 = 5.550332471162809e-2f, EXP2_P4 = 2.402264791363012e-1f, EXP2_P5 = 6.931472028550421e-1f;
+
+    // ------------------------------------------------------------------ score modifiers
+
+    static final double LN2_D = 0.6931471805599453, LOG2E_D = 1.4426950408889634;
+
+    /** Points the scratch at the call's modifier (or none) for one work item whose query block starts at raw row {@code row0}. */
+    private static void bindMods(Scratch s, AttentionCall c, int b, int h, int row0) {
+        s.mods = c.mods;
+        if (c.mods == null) return;
+        s.modBatch = b;
+        s.modHead = h;
+        s.modRow0 = row0;
+        s.modKvLen = c.g.shape().kvLen();
+        s.modPartials = null;
+        if (s.modDerivatives.length < c.mods.derivativeSlots()) s.modDerivatives = new float[c.mods.derivativeSlots()];
+    }
+
+    /** A key-major item's query head h: where its tables' gradient partial sums go. */
+    private static void bindKeyItem(Scratch s, AttentionCall c, int b, int h, int hk, int kvBlock) {
+        s.modHead = h;
+        if (c.modPartials == null) return;
+        s.modPartials = c.modPartials;
+        int steps = c.mods.steps(), perKv = c.g.shape().queryHeadsPerKvHead();
+        if (s.modPartialOff.length < steps) s.modPartialOff = new int[steps];
+        for (int st = 0; st < steps; st++) {
+            if (c.mods.parameter(st) >= 0) s.modPartialOff[st] = c.partialOffset(st, b, hk, kvBlock, h - hk * perKv);
+        }
+    }
+
+    /**
+     * The base-2 score of block row r and key {@code key} after the call's modifiers (unchanged
+     * without), step by step as SimdAttentionKernel.modifyScores: biases added, soft-capping by
+     * {@link #tanh}, a function given the natural-unit score in float64; each nonlinear step's
+     * derivative is kept in {@code s.modDerivatives} for {@link #modifiedGradient}.
+     */
+    private static float modified(Scratch s, int r, int key, float score) {
+        ScoreMod.Plan plan = s.mods;
+        if (plan == null) return score;
+        int i = s.modRow0 + r, h = s.modHead;
+        for (int st = 0; st < plan.steps(); st++) {
+            int kind = plan.kind(st);
+            if (kind == ScoreMod.Plan.DISTANCE) {
+                score = score + plan.row(st, h)[i - key + s.modKvLen - 1];
+            } else if (kind == ScoreMod.Plan.KEY) {
+                score = score + plan.row(st, h)[key];
+            } else if (kind == ScoreMod.Plan.SOFT_CAP) {
+                float t = tanh(score * plan.inverseCap(st));
+                s.modDerivatives[plan.derivativeSlot(st)] = Math.fma(-t, t, 1f);
+                score = t * plan.cap(st);
+            } else {
+                double natural = score * LN2_D;
+                ScoreMod.Function derivative = plan.derivative(st);
+                if (derivative != null) s.modDerivatives[plan.derivativeSlot(st)] = (float) derivative.apply(s.modBatch, h, i, key, natural);
+                score = (float) (plan.function(st).apply(s.modBatch, h, i, key, natural) * LOG2E_D);
+            }
+        }
+        return score;
+    }
+
+    /**
+     * dS of the unmodified score from dS of the modified one (probability {@code p}), last step
+     * first: times each nonlinear step's derivative where p ≠ 0; a learnable table's gradient added
+     * into the item's partial sums (rows, then keys, in order: the SIMD kernel's order).
+     */
+    private static float modifiedGradient(Scratch s, int r, int key, float p, float ds) {
+        ScoreMod.Plan plan = s.mods;
+        if (plan == null) return ds;
+        for (int st = plan.steps() - 1; st >= 0; st--) {
+            int slot = plan.derivativeSlot(st);
+            if (slot >= 0) {
+                if (p != 0f) ds = ds * s.modDerivatives[slot];
+            } else if (s.modPartials != null && plan.parameter(st) >= 0 && ds != 0f) {
+                s.modPartials[s.modPartialOff[st] + plan.buckets(st)[s.modRow0 + r - key + s.modKvLen - 1]] += ds;
+            }
+        }
+        return ds;
+    }
+
+    /**
+     * tanh for soft-capping, the same operations as SimdAttentionKernel.softCap: Cephes' tanhf odd
+     * polynomial y + y³·P(y²) for |y| &lt; 0.625 (about 1 ulp), else (1 − u)/(1 + u) with
+     * u = 2^(−2|y|·log2 e) ≤ 0.29 from {@link #exp2} (no cancellation; ±∞ gives ±1), sign restored.
+     * Built from fma, mul, add and one correctly rounded division: the same bits at every JIT tier.
+     */
+    static float tanh(float y) {
+        float z = y * y;
+        float poly = Math.fma(Math.fma(Math.fma(Math.fma(TANH_P0, z, TANH_P1), z, TANH_P2), z, TANH_P3), z, TANH_P4);
+        float small = Math.fma(poly * z, y, y);
+        float a = Math.abs(y);
+        float u = exp2(a * TANH_EXP2);
+        float large = (1f - u) / (1f + u);
+        float t = y < 0f ? -large : large;
+        return a < TANH_SMALL ? small : t;
+    }
+
+    /** Below this |y|, tanh uses the polynomial (Cephes' tanhf). */
+    static final float TANH_SMALL = 0.625f;
+    /** −2·log2(e): e^(−2a) = 2^(a·TANH_EXP2). */
+    static final float TANH_EXP2 = -2.8853900817779268f;
+    /** Cephes' tanhf coefficients: tanh(y) = y + y·z·P(z), z = y², on |y| &lt; 0.625. */
+    static final float TANH_P0 = -5.70498872745e-3f, TANH_P1 = 2.06390887954e-2f, TANH_P2 = -5.37397155531e-2f;
+    static final float TANH_P3 = 1.33314422036e-1f, TANH_P4 = -3.33332819422e-1f;
 }

@@ -42,6 +42,9 @@ public final class ScalarBackend extends CpuBackend implements SparseAttentionDe
     }
 
     @Override
+    int queryPadding() { return 0; }
+
+    @Override
     void gemmItem(GemmCall call, int item) {
         int from = item * SCALAR_GEMM_ROWS;
         ScalarGemm.rows(call, from, Math.min(call.m(), from + SCALAR_GEMM_ROWS));

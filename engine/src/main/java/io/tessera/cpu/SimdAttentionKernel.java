@@ -5,6 +5,7 @@ import io.tessera.backend.GradientGeometry;
 
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
+import io.tessera.pattern.ScoreMod;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -82,6 +83,12 @@ final class SimdAttentionKernel {
         float[] headQT = new float[0], headQPad = new float[0], headDOT = new float[0], headDORows = new float[0];
         float[] headLse2 = new float[0], headDelta = new float[0];
         boolean[] headQFinite = new boolean[0], headDOFinite = new boolean[0];
+        // Score modifiers (see modifyScores): the call's plan, null when it has none, and where the tile sits.
+        ScoreMod.Plan mods;
+        int modBatch, modHead, modRow0, modRows, modKey0, modQLen, modKvLen, modStride;
+        float[] modDerivatives = new float[0];   // [slot][blockKV+STEP][GROUP] d(step output)/d(step input)
+        float[] modPartials;                     // a key-major item's table-gradient partial sums, or null
+        int[] modPartialOff = new int[0];        // [step] where its table's partial sums start
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
@@ -135,6 +142,7 @@ final class SimdAttentionKernel {
         int rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
         int groups = (rows + GROUP - 1) / GROUP;
         int hk = g.shape().kvHeadOf(h);
+        bindMods(s, c, b, h, q0, rows);
 
         packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
         Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
@@ -149,6 +157,7 @@ final class SimdAttentionKernel {
             int n = Math.min(blockKV, kvLen - kv0);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.rowMask);
+            s.modKey0 = kv0;
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             boolean valuesFinite = valuesFinite(c, b, hk, cols[t], s.vTile, n * dv);
@@ -162,6 +171,7 @@ final class SimdAttentionKernel {
                     count = s.keyTo - from;
                 }
                 scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
                 accumulateAny(valuesFinite, s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
@@ -677,6 +687,7 @@ final class SimdAttentionKernel {
         s.ensureBackward(d, dv, lay.rowsPerBlock(), lay.keysPerBlock());
         int q0 = qBlock * lay.blockQ(), rows = Math.min(lay.blockQ(), g.shape().qLen() - q0);
         int groups = (rows + GROUP - 1) / GROUP, hk = g.shape().kvHeadOf(h);
+        bindMods(s, c, b, h, q0, rows);
         packBlock(c, b, h, q0, rows, s);
         Arrays.fill(s.dqRun, 0, groups * d * GROUP, 0f);
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
@@ -686,6 +697,7 @@ final class SimdAttentionKernel {
             int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.rowMask);
+            s.modKey0 = kv0;
             copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             boolean keysFinite = allFinite(s.kTile, n * d);
@@ -814,15 +826,20 @@ final class SimdAttentionKernel {
         boolean keysFinite = allFinite(s.kTile, n * d);
         Arrays.fill(s.dkAcc, 0, n * dPad, 0f);
         Arrays.fill(s.dvAcc, 0, n * dvPad, 0f);
+        bindMods(s, c, b, hk * perKv, 0, 0);
+        s.modKey0 = kv0;
         for (int h = hk * perKv; h < (hk + 1) * perKv; h++) {
             BlockLayout lay = c.layouts.forHead(h);
             int[] colOffsets = lay.colOffsets(), rowIndices = lay.rowIndices(), tiles = lay.transposedTiles();
             byte[] kinds = lay.kinds();
+            if (s.mods != null) bindKeyItem(s, c, b, h, hk, kvBlock);
             for (int e = colOffsets[kvBlock]; e < colOffsets[kvBlock + 1]; e++) {
                 int t = tiles[e], q0 = rowIndices[e] * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0);
                 int groups = (rows + GROUP - 1) / GROUP;
                 boolean partial = kinds[t] == TileKind.PARTIAL.code();
                 if (partial) lay.fillTileMask(t, s.rowMask);
+                s.modRow0 = q0;
+                s.modRows = rows;
                 if (headCached) useCachedBlock(s, (h - hk * perKv) * first.qBlocks() + rowIndices[e], first.rowsPerBlock(), d, dv);
                 else packBlock(c, b, h, q0, rows, s);
                 if (addDq) Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
@@ -852,6 +869,7 @@ final class SimdAttentionKernel {
      */
     private static void scoreGradients(Scratch s, int grp, int from, int count, int d, int dv, boolean partial) {
         scores(s.kTile, from * d, count, d, s.curQT, s.curQTOff + grp * d * GROUP, s.sT);
+        if (s.mods != null) modifyScores(s, grp, from, count, partial, true);
         scores(s.vTile, from * dv, count, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsT);
         float[] sT = s.sT, dsT = s.dsT;
         for (int v = 0; v < 2; v++) {
@@ -882,6 +900,7 @@ final class SimdAttentionKernel {
                 FloatVector.fromArray(F, dsT, o).sub(delta).mul(p).blend(0f, p.eq(0f)).intoArray(dsT, o);
             }
         }
+        if (s.mods != null) modifyScoreGradients(s, grp, from, count);
     }
 
 
@@ -1049,5 +1068,186 @@ final class SimdAttentionKernel {
     private static final int[] OUTPUT_ROW = new int[L];
     static {
         for (int k = 0; k < L; k++) OUTPUT_ROW[k] = k * GROUP;
+    }
+
+    // ------------------------------------------------------------------ score modifiers
+
+    /*
+     * A score modifier is one more step on the score tile, between the QKᵀ micro-kernel and the
+     * masking and softmax (modifyScores), and in the backward pass one more step on dS before it
+     * feeds dq and dk (modifyScoreGradients). Without a modifier neither runs: the tile walk is
+     * unchanged. Everything is in the kernel's base-2 units (ScoreMod converts biases and caps once
+     * per call), and each step is the scalar twin's operation for operation.
+     */
+
+    /** Points the scratch at the call's modifier (or none) for one work item whose query block is rows [row0, row0+rows). */
+    private static void bindMods(Scratch s, AttentionCall c, int b, int h, int row0, int rows) {
+        s.mods = c.mods;
+        if (c.mods == null) return;
+        s.modBatch = b;
+        s.modHead = h;
+        s.modRow0 = row0;
+        s.modRows = rows;
+        s.modQLen = c.g.shape().qLen();
+        s.modKvLen = c.g.shape().kvLen();
+        s.modStride = s.sT.length;
+        s.modPartials = null;
+        int need = c.mods.derivativeSlots() * s.modStride;
+        if (s.modDerivatives.length < need) s.modDerivatives = new float[need];
+    }
+
+    /** A key-major item's query head h: where its tables' gradient partial sums go. */
+    private static void bindKeyItem(Scratch s, AttentionCall c, int b, int h, int hk, int kvBlock) {
+        s.modHead = h;
+        if (c.modPartials == null) return;
+        s.modPartials = c.modPartials;
+        int steps = c.mods.steps(), perKv = c.g.shape().queryHeadsPerKvHead();
+        if (s.modPartialOff.length < steps) s.modPartialOff = new int[steps];
+        for (int st = 0; st < steps; st++) {
+            if (c.mods.parameter(st) >= 0) s.modPartialOff[st] = c.partialOffset(st, b, hk, kvBlock, h - hk * perKv);
+        }
+    }
+
+    /**
+     * Applies the call's modifiers, in order, to sT[j][lane] for keys [from, from+count) of the tile
+     * (raw key modKey0 + from + j) and the lanes of group grp (raw query row modRow0 + grp·GROUP +
+     * lane). Distance biases (ALiBi, relative tables) are one unaligned vector load per key: the
+     * table is indexed by i − j, so a key's lanes are consecutive entries. Key biases are one
+     * broadcast per key. Soft-capping is a vector tanh; with {@code derivatives} it keeps 1 − tanh²
+     * per score for the backward pass. A function runs element by element, only on pairs some lane
+     * may attend. Masked pairs are overwritten by maskScores afterwards.
+     */
+    private static void modifyScores(Scratch s, int grp, int from, int count, boolean partial, boolean derivatives) {
+        ScoreMod.Plan plan = s.mods;
+        float[] sT = s.sT;
+        int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from, h = s.modHead;
+        for (int st = 0; st < plan.steps(); st++) {
+            int kind = plan.kind(st);
+            if (kind == ScoreMod.Plan.DISTANCE) {
+                float[] row = plan.row(st, h);
+                int base = row0 - key0 + s.modKvLen - 1;
+                for (int j = 0; j < count; j++) {
+                    int o = j * GROUP;
+                    FloatVector.fromArray(F, sT, o).add(FloatVector.fromArray(F, row, base - j)).intoArray(sT, o);
+                    FloatVector.fromArray(F, sT, o + L).add(FloatVector.fromArray(F, row, base - j + L)).intoArray(sT, o + L);
+                }
+            } else if (kind == ScoreMod.Plan.KEY) {
+                float[] row = plan.row(st, h);
+                for (int j = 0; j < count; j++) {
+                    int o = j * GROUP;
+                    FloatVector bias = FloatVector.broadcast(F, row[key0 + j]);
+                    FloatVector.fromArray(F, sT, o).add(bias).intoArray(sT, o);
+                    FloatVector.fromArray(F, sT, o + L).add(bias).intoArray(sT, o + L);
+                }
+            } else if (kind == ScoreMod.Plan.SOFT_CAP) {
+                softCap(sT, count, plan.cap(st), plan.inverseCap(st), derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
+            } else {
+                applyFunction(s, plan, st, grp, from, count, partial, derivatives);
+            }
+        }
+    }
+
+    /**
+     * sT[j][·] = cap·tanh(sT[j][·]/cap) for j < count, and 1 − tanh² into deriv (if not null) at
+     * {@code dOff}. tanh(y): Cephes' tanhf odd polynomial for |y| &lt; 0.625, else
+     * (1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) from the softmax's own 2^x, sign restored; both
+     * computed, one blended in. The scalar twin's tanh does the same operations.
+     */
+    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
+        FloatVector capV = FloatVector.broadcast(F, cap), inv = FloatVector.broadcast(F, inverseCap);
+        for (int j = 0; j < count; j++) {
+            for (int v = 0; v < 2; v++) {
+                int o = j * GROUP + v * L;
+                FloatVector y = FloatVector.fromArray(F, sT, o).mul(inv);
+                FloatVector z = y.mul(y);
+                FloatVector poly = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4);
+                FloatVector small = poly.mul(z).fma(y, y);
+                FloatVector a = y.abs();
+                FloatVector x = a.mul(TANH_EXP2);
+                // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0.
+                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
+                FloatVector f = x.sub(k);
+                FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
+                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
+                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+                FloatVector u = f.fma(ep, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+                FloatVector large = ONE.sub(u).div(ONE.add(u));
+                FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f))
+                        .blend(small, a.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL));
+                t.mul(capV).intoArray(sT, o);
+                if (deriv != null) t.neg().fma(t, ONE).intoArray(deriv, dOff + o);
+            }
+        }
+    }
+
+    private static final FloatVector TANH_P0 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P0), TANH_P1 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P1);
+    private static final FloatVector TANH_P2 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P2), TANH_P3 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P3);
+    private static final FloatVector TANH_P4 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P4);
+    private static final float TANH_EXP2 = ScalarAttentionKernel.TANH_EXP2;
+
+    /**
+     * A user function on the pairs of the group that some lane may attend (padded lanes and
+     * masked pairs are skipped: the function never sees a pair the pattern excludes), one call per
+     * score, in the scalar twin's units and order (derivative first).
+     */
+    private static void applyFunction(Scratch s, ScoreMod.Plan plan, int st, int grp, int from, int count, boolean partial, boolean derivatives) {
+        ScoreMod.Function fn = plan.function(st), derivative = derivatives ? plan.derivative(st) : null;
+        float[] sT = s.sT, deriv = s.modDerivatives;
+        int dOff = plan.derivativeSlot(st) * s.modStride, row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
+        for (int j = 0; j < count; j++) {
+            for (int lane = 0; lane < GROUP; lane++) {
+                int o = j * GROUP + lane, i = row0 + lane;
+                if (grp * GROUP + lane >= s.modRows || (partial && !laneAllows(s, from + j, lane))) {
+                    if (derivatives) deriv[dOff + o] = 1f;
+                    continue;
+                }
+                double natural = sT[o] * ScalarAttentionKernel.LN2_D;
+                if (derivative != null) deriv[dOff + o] = (float) derivative.apply(s.modBatch, s.modHead, i, key0 + j, natural);
+                sT[o] = (float) (fn.apply(s.modBatch, s.modHead, i, key0 + j, natural) * ScalarAttentionKernel.LOG2E_D);
+            }
+        }
+    }
+
+    /** Whether lane {@code lane} may attend key {@code key} of the tile (after laneMasks). */
+    private static boolean laneAllows(Scratch s, int key, int lane) {
+        if (s.intervals) return key >= s.firstKey[lane] && key <= s.lastKey[lane];
+        return lane < 64 && ((s.laneMask[key] >>> lane) & 1L) != 0;
+    }
+
+    /**
+     * The backward pass through the modifiers, last step first, on dS of keys [from, from+count) of
+     * group grp (sT holds the probabilities): a nonlinear step multiplies by its kept derivative
+     * (0 wherever the probability is 0, so nothing from a pair not attended leaks in); a learnable
+     * table adds the gradient reaching it into the item's partial sums, lane by lane, key by key
+     * (the order of the scalar twin's rows and keys).
+     */
+    private static void modifyScoreGradients(Scratch s, int grp, int from, int count) {
+        ScoreMod.Plan plan = s.mods;
+        float[] sT = s.sT, dsT = s.dsT;
+        for (int st = plan.steps() - 1; st >= 0; st--) {
+            int slot = plan.derivativeSlot(st);
+            if (slot >= 0) {
+                int dOff = slot * s.modStride;
+                for (int j = 0; j < count; j++) {
+                    for (int v = 0; v < 2; v++) {
+                        int o = j * GROUP + v * L;
+                        FloatVector p = FloatVector.fromArray(F, sT, o);
+                        FloatVector.fromArray(F, dsT, o).mul(FloatVector.fromArray(F, s.modDerivatives, dOff + o)).blend(0f, p.eq(0f)).intoArray(dsT, o);
+                    }
+                }
+            } else if (s.modPartials != null && plan.parameter(st) >= 0) {
+                int[] buckets = plan.buckets(st);
+                float[] partials = s.modPartials;
+                int off = s.modPartialOff[st], row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
+                int lanes = Math.min(GROUP, s.modRows - grp * GROUP);
+                for (int lane = 0; lane < lanes; lane++) {
+                    int base = row0 + lane - key0 + s.modKvLen - 1;
+                    for (int j = 0; j < count; j++) {
+                        float g = dsT[j * GROUP + lane];
+                        if (g != 0f) partials[off + buckets[base - j]] += g;
+                    }
+                }
+            }
+        }
     }
 }

@@ -55,6 +55,9 @@ public final class SimdBackend extends CpuBackend implements SparseAttentionDevi
     }
 
     @Override
+    int queryPadding() { return SimdAttentionKernel.GROUP; }
+
+    @Override
     void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
 
     @Override

@@ -194,6 +194,9 @@ public sealed interface Pattern extends LayoutSpec permits Patterns.Full, Patter
      */
     default Pattern aligned(CausalAlignment alignment) { return new Patterns.Aligned(this, alignment); }
 
+    /** The alignment this pattern names ({@code causal(alignment)}, {@link #aligned}), or null: top-left. */
+    default CausalAlignment alignment() { return ((Node) this).explicitAlignment(); }
+
     /** The exact element rule at these lengths: may query index i attend to key index j? */
     default ElementPredicate predicate(int qLen, int kvLen) {
         if (qLen < 1) throw new IllegalArgumentException("qLen must be >= 1, got " + qLen);

@@ -2,7 +2,10 @@ package io.tessera.reference;
 
 import io.tessera.backend.AttentionShape;
 import io.tessera.pattern.MaskFunction;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The float64 oracle every variant and backend is tested against:
@@ -35,8 +38,17 @@ public final class DenseReference {
      * Masked attention. {@code scale} NaN means 1/√D.
      */
     public static Result attention(Tensor q, Tensor k, Tensor v, MaskFunction mask, double scale) {
+        return attention(q, k, v, mask, scale, null);
+    }
+
+    /**
+     * Masked attention with a score modifier (null: none) applied to each allowed score
+     * {@code scale·q·k} in float64, natural units (its float64 specification, {@link ScoreMod.Plan#apply}).
+     */
+    public static Result attention(Tensor q, Tensor k, Tensor v, MaskFunction mask, double scale, ScoreMod mod) {
         if (mask == null) throw new NullPointerException("mask");
         AttentionShape s = AttentionShape.of(q, k, v);
+        ScoreMod.Plan plan = mod == null ? null : mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
         if (!Double.isNaN(scale) && !(Double.isFinite(scale))) throw new IllegalArgumentException("scale must be finite, got " + scale);
         double sc = Double.isNaN(scale) ? 1.0 / Math.sqrt(s.headDim()) : scale;
         long outSize = (long) s.batch() * s.heads() * s.qLen();
@@ -66,7 +78,7 @@ public final class DenseReference {
                         }
                         double dot = 0;
                         for (int d = 0; d < s.headDim(); d++) dot += qi[d] * kRows[j][d];
-                        scores[j] = dot * sc;
+                        scores[j] = modified(plan, b, h, i, j, dot * sc);
                         max = Math.max(max, scores[j]);
                     }
                     int row = (b * s.heads() + h) * s.qLen() + i;
@@ -98,7 +110,13 @@ public final class DenseReference {
      * attention" that fp32 kernels are allowed a small multiple of. Same shape of result.
      */
     public static Result naiveFloat32(Tensor q, Tensor k, Tensor v, MaskFunction mask, double scale) {
+        return naiveFloat32(q, k, v, mask, scale, null);
+    }
+
+    /** {@link #naiveFloat32} with a score modifier, each step's result rounded to float. */
+    public static Result naiveFloat32(Tensor q, Tensor k, Tensor v, MaskFunction mask, double scale, ScoreMod mod) {
         AttentionShape s = AttentionShape.of(q, k, v);
+        ScoreMod.Plan plan = mod == null ? null : mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
         float sc = (float) (Double.isNaN(scale) ? 1.0 / Math.sqrt(s.headDim()) : scale);
         int rows = s.batch() * s.heads() * s.qLen();
         double[] out = new double[rows * s.valueDim()];
@@ -114,6 +132,7 @@ public final class DenseReference {
                         float dot = 0;
                         for (int d = 0; d < s.headDim(); d++) dot += q.get(b, h, i, d) * k.get(b, hk, j, d);
                         scores[j] = dot * sc;
+                        if (plan != null) for (int st = 0; st < plan.steps(); st++) scores[j] = (float) plan.apply(st, b, h, i, j, scores[j]);
                         max = Math.max(max, scores[j]);
                     }
                     int row = (b * s.heads() + h) * s.qLen() + i;
@@ -140,7 +159,11 @@ public final class DenseReference {
      * {@code [B,Hkv,Nkv,Dv]}, row-major, for a loss whose gradient with respect to the output is
      * {@code dOut}.
      */
-    public record Gradients(AttentionShape shape, double[] dq, double[] dk, double[] dv) {}
+    public record Gradients(AttentionShape shape, double[] dq, double[] dk, double[] dv, List<double[]> dParameters) {
+        public Gradients(AttentionShape shape, double[] dq, double[] dk, double[] dv) {
+            this(shape, dq, dk, dv, List.of());
+        }
+    }
 
     /**
      * Analytic gradients of masked attention in float64: with P = softmax(scale·QKᵀ + mask),
@@ -150,7 +173,17 @@ public final class DenseReference {
      * kernel's output. {@code scale} NaN means 1/√D.
      */
     public static Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale) {
-        return gradients(q, k, v, dOut, mask, scale, false);
+        return gradients(q, k, v, dOut, mask, scale, null, false);
+    }
+
+    /**
+     * The same gradients through a score modifier (null: none): dS of each score is carried back
+     * through the modifier's steps, last first (times each step's derivative), and a learnable
+     * table's gradient, {@code dParameters} (row-major, shaped like {@link ScoreMod#parameters}),
+     * sums the gradient reaching each of its entries.
+     */
+    public static Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale, ScoreMod mod) {
+        return gradients(q, k, v, dOut, mask, scale, mod, false);
     }
 
     /**
@@ -158,10 +191,20 @@ public final class DenseReference {
      * sums): the error budget of an fp32 backward pass, as {@link #naiveFloat32} is the forward's.
      */
     public static Gradients naiveFloat32Gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale) {
-        return gradients(q, k, v, dOut, mask, scale, true);
+        return gradients(q, k, v, dOut, mask, scale, null, true);
     }
 
-    private static Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale, boolean float32) {
+    /** {@link #naiveFloat32Gradients} through a score modifier. */
+    public static Gradients naiveFloat32Gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale, ScoreMod mod) {
+        return gradients(q, k, v, dOut, mask, scale, mod, true);
+    }
+
+    private static double modified(ScoreMod.Plan plan, int b, int h, int i, int j, double score) {
+        if (plan != null) for (int st = 0; st < plan.steps(); st++) score = plan.apply(st, b, h, i, j, score);
+        return score;
+    }
+
+    private static Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, MaskFunction mask, double scale, ScoreMod mod, boolean float32) {
         if (mask == null) throw new NullPointerException("mask");
         if (dOut == null) throw new NullPointerException("dOut");
         AttentionShape s = AttentionShape.of(q, k, v);
@@ -178,6 +221,11 @@ public final class DenseReference {
         double[] dk = new double[s.batch() * s.kvHeads() * nkv * d];
         double[] dvOut = new double[s.batch() * s.kvHeads() * nkv * dv];
         double[] p = new double[nkv], dp = new double[nkv], o = new double[dv];
+        ScoreMod.Plan plan = mod == null ? null : mod.plan(s.heads(), nq, nkv, 0);
+        int steps = plan == null ? 0 : plan.steps();
+        double[][] inputs = new double[steps][nkv];   // each step's input score, per key of the row
+        List<double[]> dParameters = new ArrayList<>();
+        if (mod != null) for (Tensor t : mod.parameters()) dParameters.add(new double[Math.toIntExact(t.elementCount())]);
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
@@ -189,6 +237,10 @@ public final class DenseReference {
                         double dot = 0;
                         for (int x = 0; x < d; x++) dot = round(float32, dot + round(float32, (double) q.get(b, h, i, x) * k.get(b, hk, j, x)));
                         p[j] = round(float32, dot * sc);
+                        for (int st = 0; st < steps; st++) {
+                            inputs[st][j] = p[j];
+                            p[j] = round(float32, plan.apply(st, b, h, i, j, p[j]));
+                        }
                         max = Math.max(max, p[j]);
                     }
                     if (max == Double.NEGATIVE_INFINITY) continue;   // fully masked: zero gradients
@@ -216,6 +268,14 @@ public final class DenseReference {
                     for (int j = 0; j < nkv; j++) {
                         if (p[j] == 0) continue;
                         double ds = round(float32, p[j] * round(float32, dp[j] - delta));
+                        for (int st = steps - 1; st >= 0; st--) {
+                            int param = plan.parameter(st);
+                            if (param >= 0) {
+                                int at = h * plan.bucketCount(st) + plan.bucket(st, i, j);
+                                dParameters.get(param)[at] = round(float32, dParameters.get(param)[at] + ds);
+                            }
+                            ds = round(float32, ds * plan.derivative(st, b, h, i, j, inputs[st][j]));
+                        }
                         int kRow = ((b * s.kvHeads() + hk) * nkv + j) * d, vRow = ((b * s.kvHeads() + hk) * nkv + j) * dv;
                         for (int x = 0; x < d; x++) {
                             dq[qRow + x] = round(float32, dq[qRow + x] + round(float32, round(float32, ds * sc) * k.get(b, hk, j, x)));
@@ -226,7 +286,7 @@ public final class DenseReference {
                 }
             }
         }
-        return new Gradients(s, dq, dk, dvOut);
+        return new Gradients(s, dq, dk, dvOut, dParameters);
     }
 
     private static double round(boolean float32, double x) {
