@@ -136,15 +136,17 @@ class GradientProperties {
 
     /**
      * The scalar kernel is the SIMD kernel's twin: same tile walk, same base-2 softmax and 2^x, every
-     * sum in the same order with fused multiply-adds. Forward and backward agree float for float
-     * (a zero's sign may differ), at every vector width the suite runs under.
+     * sum in the same order with fused multiply-adds, score modifiers (tanh included) applied with
+     * the same operations. Forward and backward, a bias table's gradient included, agree float for
+     * float (a zero's sign may differ), at every vector width the suite runs under.
      */
-    @Property(tries = 80)
-    void scalarAndSimdKernelsAreTwins(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind,
+    @Property(tries = 120)
+    void scalarAndSimdKernelsAreTwins(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind, @ForAll("modsOrNone") ScoreModProperties.ModKind modKind,
                                       @ForAll @IntRange(min = 1, max = 40) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), dOut = dOut(arena, c);
-            Attention attn = Attention.sparse(spec(kind.name(), predicate(kind, c.qLen(), c.kvLen(), c.seed()))).withBlockSizes(blockQ, blockKV);
+            Attention attn = Attention.sparse(spec(kind.name(), predicate(kind, c.qLen(), c.kvLen(), c.seed()))).withBlockSizes(blockQ, blockKV)
+                    .withScoreMod(modKind == null ? null : ScoreModProperties.mod(modKind, arena, c, c.seed()));
             Attention scalar = attn.on(Backend.named("scalar")), simd = attn.on(Backend.named("simd"));
             AttentionResult a = scalar.forwardWithLse(arena, q, k, v), b = simd.forwardWithLse(arena, q, k, v);
             assertSameFloats("output", a.output(), b.output());
@@ -154,7 +156,16 @@ class GradientProperties {
             assertSameFloats("dq", ga.dq(), gb.dq());
             assertSameFloats("dk", ga.dk(), gb.dk());
             assertSameFloats("dv", ga.dv(), gb.dv());
+            for (int p = 0; p < ga.scoreModGradients().size(); p++) {
+                assertSameFloats("table " + p + " gradient", ga.scoreModGradients().get(p), gb.scoreModGradients().get(p));
+            }
         }
+    }
+
+    /** No modifier (null) half the time, else any of them. */
+    @Provide
+    Arbitrary<ScoreModProperties.ModKind> modsOrNone() {
+        return Arbitraries.of(ScoreModProperties.ModKind.class).injectNull(0.5);
     }
 
     private static void assertSameFloats(String what, Tensor expected, Tensor actual) {
