@@ -1151,7 +1151,8 @@ final class SimdAttentionKernel {
      * sT[j][·] = cap·tanh(sT[j][·]/cap) for j < count, and 1 − tanh² into deriv (if not null) at
      * {@code dOff}. tanh(y): Cephes' tanhf odd polynomial for |y| &lt; 0.625, else
      * (1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) from the softmax's own 2^x, sign restored; both
-     * computed, one blended in. The scalar twin's tanh does the same operations.
+     * computed and one blended in, unless every lane is in the polynomial's range (the usual case
+     * for caps like Gemma 2's 50). The scalar twin's tanh does the same operations per lane.
      */
     private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector capV = FloatVector.broadcast(F, cap), inv = FloatVector.broadcast(F, inverseCap);
@@ -1163,6 +1164,12 @@ final class SimdAttentionKernel {
                 FloatVector poly = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4);
                 FloatVector small = poly.mul(z).fma(y, y);
                 FloatVector a = y.abs();
+                VectorMask<Float> isSmall = a.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL);
+                if (isSmall.allTrue()) {   // the usual case (|s| < 0.625·cap): the blend below would pick these lanes anyway
+                    small.mul(capV).intoArray(sT, o);
+                    if (deriv != null) small.neg().fma(small, ONE).intoArray(deriv, dOff + o);
+                    continue;
+                }
                 FloatVector x = a.mul(TANH_EXP2);
                 // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0.
                 FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
@@ -1172,8 +1179,7 @@ final class SimdAttentionKernel {
                         .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
                 FloatVector u = f.fma(ep, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
                 FloatVector large = ONE.sub(u).div(ONE.add(u));
-                FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f))
-                        .blend(small, a.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL));
+                FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).blend(small, isSmall);
                 t.mul(capV).intoArray(sT, o);
                 if (deriv != null) t.neg().fma(t, ONE).intoArray(deriv, dOff + o);
             }
