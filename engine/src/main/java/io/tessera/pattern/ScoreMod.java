@@ -160,9 +160,10 @@ public final class ScoreMod {
     }
 
     /**
-     * Any modifier, run element by element on every backend that takes modifiers (about 5 to 20
-     * times slower than the built-ins in the SIMD kernel, see the README). Forward only: the
-     * backward pass rejects it; give its derivative with {@link #of(String, Function, Function)}.
+     * Any modifier, run element by element on every backend that takes modifiers (ALiBi written
+     * this way measured 1.3–1.5× the unmodified SIMD kernel at D = 64, the built-in 0.9–1.1×; see
+     * the README). Forward only: the backward pass rejects it; give its derivative with
+     * {@link #of(String, Function, Function)}.
      */
     public static ScoreMod of(String name, Function function) {
         return custom(name, function, null);
@@ -225,10 +226,9 @@ public final class ScoreMod {
 
     @Override
     public String toString() {
-        StringBuilder b = new StringBuilder();
-        for (Step s : steps) b.append(b.isEmpty() ? "" : ".then(").append(s).append(b.isEmpty() ? "" : ")");
-        String body = steps.size() == 1 ? steps.get(0).toString() : b.toString();
-        return alignment == null ? body : body + ".aligned(" + alignment + ")";
+        StringBuilder body = new StringBuilder(steps.get(0).toString());
+        for (int i = 1; i < steps.size(); i++) body.append(".then(").append(steps.get(i)).append(')');
+        return alignment == null ? body.toString() : body + ".aligned(" + alignment + ")";
     }
 
     // ---------------------------------------------------------------- steps

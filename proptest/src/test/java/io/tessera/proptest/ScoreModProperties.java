@@ -294,6 +294,27 @@ class ScoreModProperties {
         }
     }
 
+    /** The README's example, at small sizes: a learnable T5 table then soft-capping, its gradient, and ALiBi. */
+    @Example
+    void readmeExampleRuns() {
+        int heads = 4;
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, heads, 40, 16), k = Tensor.randomNormal(arena, 2, 1f, 1, heads, 40, 16);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, heads, 40, 16), dOut = Tensor.randomNormal(arena, 4, 1f, 1, heads, 40, 16);
+            Tensor table = Tensor.randomNormal(arena, 7, 0.1f, heads, 32);                 // learnable [heads, buckets]
+            ScoreMod mod = ScoreMod.relativeBias(table, ScoreMod.t5Buckets(32, false, 128)).then(ScoreMod.softCap(50f));
+            Attention attn = Attention.sparse(Pattern.causal()).withScoreMod(mod);
+            AttentionResult fwd = attn.forwardWithLse(arena, q, k, v);
+            AttentionGradients g = attn.backward(arena, q, k, v, fwd.output(), fwd.logSumExp(), dOut);
+            Tensor dTable = g.scoreModGradients().get(0);                                  // one per mod.parameters() entry
+            assertThat(dTable.shape()).containsExactly(heads, 32);
+            assertThat(mod.parameters()).containsExactly(table);
+            Attention alibi = Attention.sparse(Pattern.causal()).withScoreMod(ScoreMod.alibi(ScoreMod.alibiSlopes(heads)));
+            assertThat(alibi.forward(arena, q, k, v).shape()).containsExactly(1, heads, 40, 16);
+            assertThat(mod.toString()).isEqualTo("relativeBias(4x32).then(softCap(50.0))");
+        }
+    }
+
     @Example
     void alibiSlopesAreTheReferenceOnes() {
         // Press et al.'s get_slopes: 8 heads → 1/2 … 1/256; 12 heads → the 8-head slopes, then every other 16-head slope.
