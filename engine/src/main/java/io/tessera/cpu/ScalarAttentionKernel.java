@@ -416,7 +416,9 @@ final class ScalarAttentionKernel {
         int i = s.modRow0 + r, h = s.modHead;
         for (int st = 0; st < plan.steps(); st++) {
             int kind = plan.kind(st);
-            if (kind == ScoreMod.Plan.DISTANCE) {
+            if (kind == ScoreMod.Plan.LINEAR) {
+                score = Math.fma((float) (key - i - plan.queryOffset()), plan.slope(st, h), score);
+            } else if (kind == ScoreMod.Plan.DISTANCE) {
                 score = score + plan.row(st, h)[i - key + s.modKvLen - 1];
             } else if (kind == ScoreMod.Plan.KEY) {
                 score = score + plan.row(st, h)[key];

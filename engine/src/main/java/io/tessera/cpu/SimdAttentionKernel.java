@@ -1111,7 +1111,7 @@ final class SimdAttentionKernel {
     /**
      * Applies the call's modifiers, in order, to sT[j][lane] for keys [from, from+count) of the tile
      * (raw key modKey0 + from + j) and the lanes of group grp (raw query row modRow0 + grp·GROUP +
-     * lane). Distance biases (ALiBi, relative tables) are one unaligned vector load per key: the
+     * lane). ALiBi is an int distance per lane, converted and fused-multiply-added (no table). Relative tables are one unaligned vector load per key: the
      * table is indexed by i − j, so a key's lanes are consecutive entries. Key biases are one
      * broadcast per key. Soft-capping is a vector tanh; with {@code derivatives} it keeps 1 − tanh²
      * per score for the backward pass. A function runs element by element, only on pairs some lane
@@ -1123,7 +1123,17 @@ final class SimdAttentionKernel {
         int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from, h = s.modHead;
         for (int st = 0; st < plan.steps(); st++) {
             int kind = plan.kind(st);
-            if (kind == ScoreMod.Plan.DISTANCE) {
+            if (kind == ScoreMod.Plan.LINEAR) {
+                FloatVector slope = FloatVector.broadcast(F, plan.slope(st, h));
+                int c0 = key0 - row0 - plan.queryOffset();   // j − p of lane 0 and key 0; fits an int (the plan checks qLen + kvLen)
+                for (int j = 0; j < count; j++) {
+                    for (int v = 0; v < 2; v++) {
+                        int o = j * GROUP + v * L;
+                        FloatVector distance = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 + j - v * L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
+                        distance.fma(slope, FloatVector.fromArray(F, sT, o)).intoArray(sT, o);
+                    }
+                }
+            } else if (kind == ScoreMod.Plan.DISTANCE) {
                 float[] row = plan.row(st, h);
                 int base = row0 - key0 + s.modKvLen - 1;
                 for (int j = 0; j < count; j++) {
@@ -1185,6 +1195,9 @@ final class SimdAttentionKernel {
             }
         }
     }
+
+    /** Lane i holds i. */
+    private static final IntVector LANE_INDEX = IntVector.zero(VectorConfig.INTS).addIndex(1);
 
     private static final FloatVector TANH_P0 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P0), TANH_P1 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P1);
     private static final FloatVector TANH_P2 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P2), TANH_P3 = FloatVector.broadcast(F, ScalarAttentionKernel.TANH_P3);

@@ -28,11 +28,16 @@ import java.util.function.IntUnaryOperator;
  * <h2>What the kernels compute</h2>
  * The fused kernels work in base 2 with the scale and log2(e) folded into the queries, so a
  * kernel score is {@code s₂ = log2(e)·s}. Biases are therefore converted once per call, in float64,
- * to {@code log2(e)·bias} and rounded to float (one rounding, as the fp32 scores themselves);
+ * to {@code log2(e)·bias} and rounded to float (one rounding, as the fp32 scores themselves); ALiBi
+ * keeps no table: {@code log2(e)·slope} is rounded once and the kernels fma it with the distance
+ * {@code j − p}, an int converted to float (exact below 2^24);
  * soft-capping is the same function in base 2 with cap {@code log2(e)·cap}; a {@link Function}
  * gets {@code s₂·ln 2} in float64 and its result is multiplied back by log2(e). tanh is Tessera's
  * own (Cephes' odd polynomial below |x| = 0.625, (1 − 2^(−2x·log2 e))/(1 + 2^(−2x·log2 e)) above,
  * with the kernel's own 2^x), identical in the scalar and SIMD kernels and at every JIT tier.
+ *
+ * <p>A relative-position table is expanded per call to one float per query head and relative
+ * position (H·(qLen + kvLen) floats) so the SIMD kernel loads a key's lanes as one vector.
  *
  * <p>Immutable; the float arrays and tensors given to factories are read at each call, so a
  * learnable table updated in place between steps is seen by the next call.
@@ -274,8 +279,12 @@ public final class ScoreMod {
      * index {@code i − j + kvLen − 1}; key tables hold {@code log2(e)·bias} of key j at index j.
      */
     public static final class Plan {
-        /** Step kinds. */
-        public static final int DISTANCE = 0, KEY = 1, SOFT_CAP = 2, FUNCTION = 3;
+        /**
+         * Step kinds: LINEAR adds slope(h)·(j − p) (ALiBi, no table: the kernels compute the
+         * distance j − i − offset as an int, convert it to float and fma); DISTANCE adds a table
+         * entry per i − j; KEY one per key; SOFT_CAP and FUNCTION are nonlinear.
+         */
+        public static final int DISTANCE = 0, KEY = 1, SOFT_CAP = 2, FUNCTION = 3, LINEAR = 4;
 
         private final ScoreMod mod;
         private final int heads, qLen, kvLen;
@@ -316,12 +325,10 @@ public final class ScoreMod {
                         if (a.slopes.length != heads) {
                             throw new IllegalArgumentException("alibi has " + a.slopes.length + " slopes but the call has " + heads + " query heads");
                         }
-                        kinds[st] = DISTANCE;
-                        rows[st] = new float[heads][checkedLength(distances, "the ALiBi distance table")];
-                        for (int h = 0; h < heads; h++) {
-                            float[] row = rows[st][h];
-                            for (int idx = 0; idx < row.length; idx++) row[idx] = (float) (LOG2E * a.slopes[h] * relative(idx));
-                        }
+                        checkedLength(distances, "ALiBi's relative positions");
+                        kinds[st] = LINEAR;
+                        rows[st] = new float[][] {new float[heads]};
+                        for (int h = 0; h < heads; h++) rows[st][0][h] = (float) (LOG2E * a.slopes[h]);
                     }
                     case RelativeBias r -> {
                         if (r.table.size(0) != heads) {
@@ -398,6 +405,12 @@ public final class ScoreMod {
 
         /** DISTANCE: head h's table over i − j + kvLen − 1; KEY: head h's biases over keys; base 2. */
         public float[] row(int step, int head) { return rows[step][head]; }
+
+        /** LINEAR: log2(e)·slope of query head {@code head}, rounded once. */
+        public float slope(int step, int head) { return rows[step][0][head]; }
+
+        /** Query i sits at position i + queryOffset() (0 top-left, kvLen − qLen bottom-right). */
+        public int queryOffset() { return (int) offset; }
 
         /** SOFT_CAP: log2(e)·cap. */
         public float cap(int step) { return cap2[step]; }
