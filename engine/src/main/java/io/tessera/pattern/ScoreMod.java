@@ -166,7 +166,7 @@ public final class ScoreMod {
 
     /**
      * Any modifier, run element by element on every backend that takes modifiers (ALiBi written
-     * this way measured 1.3–1.5× the unmodified SIMD kernel at D = 64, the built-in 0.9–1.1×; see
+     * this way measured 1.2–1.5× the unmodified SIMD kernel at D = 64, the built-in 0.9–1.1×; see
      * the README). Forward only: the backward pass rejects it; give its derivative with
      * {@link #of(String, Function, Function)}.
      */
