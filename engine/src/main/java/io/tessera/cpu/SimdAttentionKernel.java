@@ -1181,13 +1181,12 @@ final class SimdAttentionKernel {
                     continue;
                 }
                 FloatVector x = a.mul(TANH_EXP2);
-                // 2^x exactly as in softmaxStep (see EXP2_P0); x ≤ 0.
-                FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
-                FloatVector f = x.sub(k);
+                // 2^x exactly as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0); x ≤ 0.
+                x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+                FloatVector rounded = x.add(ROUND_MAGIC);
+                FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
                 FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-                FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
-                        .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-                FloatVector u = f.fma(ep, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+                FloatVector u = f.fma(ep, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
                 FloatVector large = ONE.sub(u).div(ONE.add(u));
                 FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).blend(small, isSmall);
                 t.mul(capV).intoArray(sT, o);
