@@ -65,7 +65,8 @@ final class AttentionCall {
     /**
      * Judges a finished row whose softmax sum is not positive; true when the row must read NaN.
      * A NaN sum with a running max of +∞ means a score reached +∞; a sum of 0 on a row that has
-     * allowed keys means every allowed score reached −∞. If the row's query and every key it may
+     * allowed keys means every allowed score reached −∞ (unless a score modifier is present: one may
+     * return −∞ to mask, as FlexAttention's score_mod may, and the row is then fully masked). If the row's query and every key it may
      * attend are finite, q·k·scale left float32's range: the row is recorded and the call throws
      * when it ends ({@link #throwIfScoresOverflowed}). If one of them is infinite, that is garbage
      * in the row's own inputs and the row reads NaN, like a NaN input, with LSE NaN: −∞ stays the
@@ -75,7 +76,7 @@ final class AttentionCall {
     boolean rowIsUndefined(int b, int h, int row, float sum, float max, BlockLayout layout) {
         boolean scoresLeftRange;
         if (sum != sum) scoresLeftRange = max == Float.POSITIVE_INFINITY;
-        else if (sum == 0f) scoresLeftRange = layout.rowHasAllowedKey(row);
+        else if (sum == 0f) scoresLeftRange = mods == null && layout.rowHasAllowedKey(row);   // a modifier may mask with −∞
         else return false;
         if (scoresLeftRange && rowInputsFinite(b, h, row, layout)) {
             long code = ((long) b * g.shape().heads() + h) * g.shape().qLen() + row;
