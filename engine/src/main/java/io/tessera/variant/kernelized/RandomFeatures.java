@@ -91,6 +91,25 @@ final class RandomFeatures implements FeatureMap {
         }
     }
 
+    /**
+     * u_f = ω_f·x − ‖x‖²/(2√D) (ω pre-multiplied by D^(−1/4)), so ∂u_f/∂x = ω_f − x/√D and
+     * dx = du·ω − x·(Σ_f du_f)/√D: one GEMM and a row correction.
+     */
+    @Override
+    public void preActivationsBackward(Backend backend, Tensor x, Tensor du, Tensor dx, boolean accumulate) {
+        backend.gemm(du, false, omega, false, dx, 1f, accumulate ? 1f : 0f);
+        MemorySegment src = x.segment(), g = du.segment(), out = dx.segment();
+        double invSqrtD = 1 / Math.sqrt(headDim);
+        for (int r = 0; r < x.size(0); r++) {
+            long gr = du.offset() + r * du.stride(0);
+            double sum = 0;
+            for (int f = 0; f < m; f++) sum += g.getAtIndex(FLOAT, gr + f);
+            float factor = (float) (sum * invSqrtD);
+            long xr = x.offset() + r * x.stride(0), o = dx.offset() + r * dx.stride(0);
+            for (int c = 0; c < headDim; c++) out.setAtIndex(FLOAT, o + c, out.getAtIndex(FLOAT, o + c) - factor * src.getAtIndex(FLOAT, xr + c));
+        }
+    }
+
     /** The plain features φ(x)_f = exp(ωᵢᵀx' − ‖x'‖²/2)/√m, unscaled (for tests of the estimator). */
     void features(Backend backend, Tensor x, Tensor dst) {
         preActivations(backend, x, dst);

@@ -1,0 +1,206 @@
+package io.tessera.proptest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.backend.Backend;
+import io.tessera.reference.Tolerance;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.kernelized.LinearAttention;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+/**
+ * The backward pass of linear attention against the analytic gradients of its quadratic definition
+ * in float64 (themselves checked against central differences), with the EXACT gradient rule:
+ * within 10× the error of the same gradients computed naively in fp32, plus a floor relative to
+ * the gradient's size ({@link Tolerance#gradient}). Bidirectional and causal, grouped-query heads,
+ * qLen ≠ kvLen, sequences longer than a chunk (128) and causal chunks cut by huge keys; thread-count
+ * bit identity; causality of dq; bad inputs.
+ */
+class LinearAttentionGradientProperties {
+
+    @Provide
+    Arbitrary<AttentionCase> cases() { return AttentionCase.cases(300, 300, 9); }
+
+    @Provide
+    Arbitrary<AttentionCase> smallCases() { return AttentionCase.cases(6, 6, 3); }
+
+    @Provide
+    Arbitrary<String> backends() { return Arbitraries.of("scalar", "simd"); }
+
+    static double phi(double x) { return x > 0 ? x + 1 : Math.exp(x); }
+
+    static double phiDerivative(double x) { return x > 0 ? 1 : Math.exp(x); }
+
+    private static double round(boolean float32, double x) { return float32 ? (float) x : x; }
+
+    /**
+     * Analytic gradients of out_i = Σ_j w_ij v_j / Σ_j w_ij, w_ij = φ(q_i)·φ(k_j) (j ≤ i when causal)
+     * for L = Σ dOut ∘ out: ∂L/∂w_ij = dOut_i·(v_j − out_i)/den_i, then through φ; ∂L/∂v_j = Σ_i
+     * w_ij/den_i · dOut_i. In float64, or naively in fp32 (every operation rounded) for the error
+     * budget. Grouped-query heads sum dk and dv over the query heads sharing a key/value head.
+     */
+    static GradientOracles.Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, boolean float32) {
+        int bs = (int) q.size(0), hs = (int) q.size(1), hkv = (int) k.size(1), n = (int) q.size(2), nk = (int) k.size(2);
+        int d = (int) q.size(3), dv = (int) v.size(3), group = hs / hkv;
+        double[] dq = new double[bs * hs * n * d], dk = new double[bs * hkv * nk * d], dvOut = new double[bs * hkv * nk * dv];
+        double[] w = new double[nk], pq = new double[d], out = new double[dv];
+        for (int b = 0; b < bs; b++) for (int h = 0; h < hs; h++) {
+            int hk = h / group;
+            for (int i = 0; i < n; i++) {
+                int keys = causal ? i + 1 : nk;
+                for (int c = 0; c < d; c++) pq[c] = round(float32, phi(q.get(b, h, i, c)));
+                double den = 0;
+                java.util.Arrays.fill(out, 0);
+                for (int j = 0; j < keys; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < d; c++) dot = round(float32, dot + round(float32, pq[c] * round(float32, phi(k.get(b, hk, j, c)))));
+                    w[j] = dot;
+                    den = round(float32, den + dot);
+                    for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] + round(float32, dot * v.get(b, hk, j, c)));
+                }
+                for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] / den);
+                double gOut = 0;
+                for (int c = 0; c < dv; c++) gOut = round(float32, gOut + round(float32, dOut.get(b, h, i, c) * out[c]));
+                int qRow = ((b * hs + h) * n + i) * d;
+                for (int j = 0; j < keys; j++) {
+                    double gv = 0;
+                    for (int c = 0; c < dv; c++) gv = round(float32, gv + round(float32, dOut.get(b, h, i, c) * v.get(b, hk, j, c)));
+                    double dw = round(float32, round(float32, gv - gOut) / den);
+                    int kRow = ((b * hkv + hk) * nk + j) * d, vRow = ((b * hkv + hk) * nk + j) * dv;
+                    for (int c = 0; c < d; c++) {
+                        double kc = k.get(b, hk, j, c);
+                        dq[qRow + c] = round(float32, dq[qRow + c] + round(float32, dw * round(float32, phi(kc))));
+                        dk[kRow + c] = round(float32, dk[kRow + c] + round(float32, round(float32, dw * pq[c]) * round(float32, phiDerivative(kc))));
+                    }
+                    double p = round(float32, w[j] / den);
+                    for (int c = 0; c < dv; c++) dvOut[vRow + c] = round(float32, dvOut[vRow + c] + round(float32, p * dOut.get(b, h, i, c)));
+                }
+                for (int c = 0; c < d; c++) dq[qRow + c] = round(float32, dq[qRow + c] * round(float32, phiDerivative(q.get(b, h, i, c))));
+            }
+        }
+        return new GradientOracles.Gradients(dq, dk, dvOut);
+    }
+
+    /** The analytic float64 gradients are the derivative of Σ dOut ∘ (the float64 definition). */
+    @Property(tries = 25)
+    void oracleGradientsAreTheDerivative(@ForAll("smallCases") AttentionCase c, @ForAll boolean causal) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = keys(arena, c, causal), v = values(arena, c, causal), dOut = GradientOracles.dOut(arena, c);
+            GradientOracles.Gradients g = gradients(q, k, v, dOut, causal, false);
+            GradientOracles.Forward f = () -> LinearAttentionProperties.reference(q, k, v, causal);
+            GradientOracles.checkFiniteDifferences("dq", q, g.dq(), f, dOut);
+            GradientOracles.checkFiniteDifferences("dk", k, g.dk(), f, dOut);
+            GradientOracles.checkFiniteDifferences("dv", v, g.dv(), f, dOut);
+        }
+    }
+
+    @Property(tries = 80)
+    void matchesTheGradientOracle(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = keys(arena, c, causal), v = values(arena, c, causal), dOut = GradientOracles.dOut(arena, c);
+            check(arena, op(causal).on(Backend.named(backend)), q, k, v, dOut, causal);
+        }
+    }
+
+    /**
+     * Keys far apart in size: a causal chunk ends before a key whose features exceed its shift by
+     * e^20, so these inputs run many short chunks whose shifts differ by up to e^40 (the backward
+     * pass carries dS and dz down across them).
+     */
+    @Property(tries = 30)
+    void causalChunksCutByHugeKeysMatchTheOracle(@ForAll @IntRange(min = 2, max = 200) int n, @ForAll @IntRange(min = 1, max = 4) int d,
+                                                @ForAll long seed, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, seed, 1f, 1, 2, n, d), k = Tensor.randomNormal(arena, seed + 1, 1f, 1, 1, n, d);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, 1, 1, n, 3), dOut = Tensor.randomNormal(arena, seed + 3, 1f, 1, 2, n, 3);
+            java.util.SplittableRandom random = new java.util.SplittableRandom(seed);
+            for (int j = 0; j < n; j++) if (random.nextInt(5) == 0) k.set((float) Math.exp(random.nextDouble(3, 9)), 0, 0, j, random.nextInt(d));
+            check(arena, LinearAttention.causal().on(Backend.named(backend)), q, k, v, dOut, true);
+        }
+    }
+
+    /** No atomics, one order for every sum: the same bits for 1, 2 and 3 threads. */
+    @Property(tries = 30)
+    void gradientsAreBitIdenticalForAnyThreadCount(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = keys(arena, c, causal), v = values(arena, c, causal), dOut = GradientOracles.dOut(arena, c);
+            Backend be = Backend.named(backend);
+            GradientOracles.assertBitIdenticalForThreads(arena, op(causal), be, q, k, v, dOut);
+        }
+    }
+
+    /**
+     * Causal: the gradient of row i's query depends on positions ≤ i only. NaN, ±∞ and huge values
+     * in keys, values, queries and loss gradients from position p on leave dq of every earlier row
+     * bit-identical.
+     */
+    @Property(tries = 40)
+    void causalQueryGradientsNeverSeeLaterPositions(@ForAll("cases") AttentionCase c, @ForAll("backends") String backend, @ForAll @IntRange(min = 1, max = 299) int cut) {
+        int n = c.qLen();
+        if (cut >= n) return;
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = keys(arena, c, true), v = values(arena, c, true), dOut = GradientOracles.dOut(arena, c);
+            LinearAttention op = LinearAttention.causal().on(Backend.named(backend));
+            Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+            op.backward(q, k, v, dOut, dq, dk, dv);
+            float[] clean = dq.toArray();
+            float[] poison = {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e30f, -1e30f};
+            for (int b = 0; b < c.batch(); b++) for (int i = cut; i < n; i++) {
+                for (int h = 0; h < c.kvHeads(); h++) {
+                    k.set(poison[i % 5], b, h, i, i % c.headDim());
+                    v.set(poison[(i + 1) % 5], b, h, i, i % c.valueDim());
+                }
+                for (int h = 0; h < c.heads(); h++) {
+                    q.set(poison[(i + 2) % 5], b, h, i, 0);
+                    dOut.set(poison[(i + 3) % 5], b, h, i, 0);
+                }
+            }
+            op.backward(q, k, v, dOut, dq, dk, dv);
+            float[] dirty = dq.toArray();
+            int d = c.headDim();
+            for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) for (int i = 0; i < cut; i++) for (int x = 0; x < d; x++) {
+                int at = ((b * c.heads() + h) * n + i) * d + x;
+                assertThat(dirty[at]).as("dq[%d,%d,%d,%d] with positions >= %d poisoned", b, h, i, x, cut).isEqualTo(clean[at]);
+            }
+        }
+    }
+
+    @Example
+    void badInputsNameTheParameter() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 2, 8, 4), k = Tensor.randomNormal(arena, 2, 1f, 1, 1, 8, 4), v = Tensor.randomNormal(arena, 3, 1f, 1, 1, 8, 3);
+            Tensor dOut = Tensor.zeros(arena, 1, 2, 8, 3), dq = Tensor.zeros(arena, 1, 2, 8, 4), dk = Tensor.zeros(arena, 1, 1, 8, 4), dv = Tensor.zeros(arena, 1, 1, 8, 3);
+            GradientOracles.assertRejectsBadGradientArguments(arena, LinearAttention.bidirectional(), q, k, v, dOut, dq, dk, dv);
+            Tensor shortK = Tensor.zeros(arena, 1, 1, 7, 4), shortV = Tensor.zeros(arena, 1, 1, 7, 3);
+            assertThatThrownBy(() -> LinearAttention.causal().backward(q, shortK, shortV, dOut, dq, Tensor.zeros(arena, 1, 1, 7, 4), Tensor.zeros(arena, 1, 1, 7, 3)))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("causal linear attention needs qLen == kvLen, got qLen=8, kvLen=7");
+        }
+    }
+
+    private static LinearAttention op(boolean causal) { return causal ? LinearAttention.causal() : LinearAttention.bidirectional(); }
+
+    private static Tensor keys(Arena arena, AttentionCase c, boolean causal) {
+        return Tensor.randomNormal(arena, c.seed() + 1, 1f, c.batch(), c.kvHeads(), causal ? c.qLen() : c.kvLen(), c.headDim());
+    }
+
+    private static Tensor values(Arena arena, AttentionCase c, boolean causal) {
+        return Tensor.randomNormal(arena, c.seed() + 2, 1f, c.batch(), c.kvHeads(), causal ? c.qLen() : c.kvLen(), c.valueDim());
+    }
+
+    private static void check(Arena arena, LinearAttention op, Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal) {
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        dq.fill(Float.NaN);   // overwritten, never read
+        dk.fill(Float.NaN);
+        dv.fill(Float.NaN);
+        op.backward(q, k, v, dOut, dq, dk, dv);
+        GradientOracles.assertWithinExactRule(op.toString(), dq, dk, dv, gradients(q, k, v, dOut, causal, false), gradients(q, k, v, dOut, causal, true));
+    }
+}
