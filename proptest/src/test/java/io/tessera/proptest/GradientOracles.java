@@ -72,6 +72,22 @@ final class GradientOracles {
         assertThat(Tolerance.maxError(dv, oracle.dv())).as("dv error of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
     }
 
+    /**
+     * The EXACT rule with an a-priori term: each gradient within max(10× the naive fp32 error,
+     * gamma·max Σ|terms|) + the floor, {@code absolute} holding the sums of the terms' magnitudes.
+     */
+    static void assertWithinExactRule(String what, Tensor dq, Tensor dk, Tensor dv, Gradients oracle, Gradients naive, Gradients absolute, double gamma) {
+        String[] names = {"dq", "dk", "dv"};
+        Tensor[] got = {dq, dk, dv};
+        double[][] ref = {oracle.dq(), oracle.dk(), oracle.dv()}, naiveValues = {naive.dq(), naive.dk(), naive.dv()}, abs = {absolute.dq(), absolute.dk(), absolute.dv()};
+        for (int t = 0; t < 3; t++) {
+            double largest = 0;
+            for (double x : abs[t]) largest = Math.max(largest, Math.abs(x));
+            double tolerance = Math.max(Tolerance.gradient(naiveValues[t], ref[t]), gamma * largest + Tolerance.gradient(ref[t], ref[t]));
+            assertThat(Tolerance.maxError(got[t], ref[t])).as("%s error of %s", names[t], what).isLessThanOrEqualTo(tolerance);
+        }
+    }
+
     /** The same gradient bits for 1, 2 and 3 threads of {@code backend}. */
     static void assertBitIdenticalForThreads(Arena arena, AttentionOperator.Differentiable op, Backend backend, Tensor q, Tensor k, Tensor v, Tensor dOut) {
         float[][] expected = null;
@@ -108,5 +124,112 @@ final class GradientOracles {
         Tensor strided = wide.reshape(q.size(0), q.size(1), q.size(2), q.size(3), 2).select(4, 0);
         assertThatThrownBy(() -> op.backward(q, k, v, dOut, strided, dk, dv))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("dq must have a unit-stride last dimension");
+    }
+
+    private static double round(boolean float32, double x) { return float32 ? (float) x : x; }
+
+    /** Rows × columns of head (b, h) of a rank-4 tensor's row-major values. */
+    static double[][] head(float[] values, long[] shape, int b, int h) {
+        int rows = (int) shape[2], cols = (int) shape[3];
+        double[][] m = new double[rows][cols];
+        int base = (int) (((long) b * shape[1] + h) * rows * cols);
+        for (int i = 0; i < rows; i++) for (int c = 0; c < cols; c++) m[i][c] = values[base + i * cols + c];
+        return m;
+    }
+
+    /** Writes (adds) a head matrix into a row-major rank-4 array. */
+    static void addHead(double[] target, long[] shape, int b, int h, double[][] m) {
+        int rows = (int) shape[2], cols = (int) shape[3];
+        int base = (int) (((long) b * shape[1] + h) * rows * cols);
+        for (int i = 0; i < rows; i++) for (int c = 0; c < cols; c++) target[base + i * cols + c] += m[i][c];
+    }
+
+    /**
+     * Softmax attention of one head, {@code softmax(scale·q·kᵀ + mask)·v} ({@code allowed} null: no
+     * mask), in float64 or naively in fp32 (every operation rounded); rows that attend nothing give 0.
+     */
+    static double[][] attention(double[][] q, double[][] k, double[][] v, boolean[][] allowed, double scale, boolean float32) {
+        int n = q.length, dv = v.length == 0 ? 0 : v[0].length;
+        double[][] out = new double[n][dv];
+        for (int i = 0; i < n; i++) {
+            double[] p = probabilities(q, k, i, allowed, scale, float32);
+            if (p == null) continue;
+            for (int j = 0; j < k.length; j++) {
+                if (p[j] == 0) continue;
+                for (int c = 0; c < dv; c++) out[i][c] = round(float32, out[i][c] + round(float32, p[j] * v[j][c]));
+            }
+        }
+        return out;
+    }
+
+    /** Row i's softmax weights, or null when the row attends nothing. */
+    private static double[] probabilities(double[][] q, double[][] k, int i, boolean[][] allowed, double scale, boolean float32) {
+        int m = k.length, d = q[i].length;
+        double[] p = new double[m];
+        double max = Double.NEGATIVE_INFINITY;
+        for (int j = 0; j < m; j++) {
+            if (allowed != null && !allowed[i][j]) { p[j] = Double.NEGATIVE_INFINITY; continue; }
+            double dot = 0;
+            for (int c = 0; c < d; c++) dot = round(float32, dot + round(float32, q[i][c] * k[j][c]));
+            p[j] = round(float32, dot * scale);
+            max = Math.max(max, p[j]);
+        }
+        if (max == Double.NEGATIVE_INFINITY) return null;
+        double sum = 0;
+        for (int j = 0; j < m; j++) {
+            p[j] = p[j] == Double.NEGATIVE_INFINITY ? 0 : round(float32, Math.exp(p[j] - max));
+            sum = round(float32, sum + p[j]);
+        }
+        for (int j = 0; j < m; j++) p[j] = round(float32, p[j] / sum);
+        return p;
+    }
+
+    /**
+     * The analytic gradients of {@link #attention} for loss gradient g: dv_j = Σ_i p_ij g_i,
+     * ds_ij = p_ij (g_i·v_j − g_i·o_i), dq_i = scale Σ_j ds_ij k_j, dk_j = scale Σ_i ds_ij q_i; rows
+     * that attend nothing contribute nothing. Returns {dq, dk, dv}.
+     */
+    static double[][][] attentionGradients(double[][] q, double[][] k, double[][] v, double[][] g, boolean[][] allowed, double scale, boolean float32) {
+        int n = q.length, m = k.length, d = q[0].length, dv = v[0].length;
+        double[][] dq = new double[n][d], dk = new double[m][d], dvOut = new double[m][dv];
+        double[] o = new double[dv];
+        for (int i = 0; i < n; i++) {
+            double[] p = probabilities(q, k, i, allowed, scale, float32);
+            if (p == null) continue;
+            java.util.Arrays.fill(o, 0);
+            for (int j = 0; j < m; j++) {
+                if (p[j] == 0) continue;
+                for (int c = 0; c < dv; c++) o[c] = round(float32, o[c] + round(float32, p[j] * v[j][c]));
+            }
+            double delta = 0;
+            for (int c = 0; c < dv; c++) delta = round(float32, delta + round(float32, g[i][c] * o[c]));
+            for (int j = 0; j < m; j++) {
+                if (p[j] == 0) continue;
+                double dp = 0;
+                for (int c = 0; c < dv; c++) dp = round(float32, dp + round(float32, g[i][c] * v[j][c]));
+                double ds = round(float32, round(float32, p[j] * round(float32, dp - delta)) * scale);
+                for (int c = 0; c < d; c++) {
+                    dq[i][c] = round(float32, dq[i][c] + round(float32, ds * k[j][c]));
+                    dk[j][c] = round(float32, dk[j][c] + round(float32, ds * q[i][c]));
+                }
+                for (int c = 0; c < dv; c++) dvOut[j][c] = round(float32, dvOut[j][c] + round(float32, p[j] * g[i][c]));
+            }
+        }
+        return new double[][][] {dq, dk, dvOut};
+    }
+
+    /** a·b (rows of a times columns of b), in float64 or naively in fp32; {@code transposeA}: aᵀ·b. */
+    static double[][] product(double[][] a, boolean transposeA, double[][] b, boolean transposeB, boolean float32) {
+        int rows = transposeA ? a[0].length : a.length, inner = transposeA ? a.length : a[0].length, cols = transposeB ? b.length : b[0].length;
+        double[][] c = new double[rows][cols];
+        for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) {
+            double sum = 0;
+            for (int p = 0; p < inner; p++) {
+                double x = transposeA ? a[p][i] : a[i][p], y = transposeB ? b[j][p] : b[p][j];
+                sum = round(float32, sum + round(float32, x * y));
+            }
+            c[i][j] = sum;
+        }
+        return c;
     }
 }

@@ -20,14 +20,17 @@ import net.jqwik.api.constraints.IntRange;
  * The backward pass of linear attention against the analytic gradients of its quadratic definition
  * in float64 (themselves checked against central differences), with the EXACT gradient rule:
  * within 10× the error of the same gradients computed naively in fp32, plus a floor relative to
- * the gradient's size ({@link Tolerance#gradient}). Bidirectional and causal, grouped-query heads,
+ * the gradient's size ({@link Tolerance#gradient}), or within the a-priori rounding bound of any
+ * summation order, 2(Nq + Nkv + D + Dv)·2⁻²⁴·Σ|terms|, when that is larger: gradients whose true
+ * value cancels to ~0 (kvLen = 1: out = v₀ whatever q and k are) come out of the naive loop exact
+ * by luck of its order, not of its accuracy. Bidirectional and causal, grouped-query heads,
  * qLen ≠ kvLen, sequences longer than a chunk (128) and causal chunks cut by huge keys; thread-count
  * bit identity; causality of dq; bad inputs.
  */
 class LinearAttentionGradientProperties {
 
     @Provide
-    Arbitrary<AttentionCase> cases() { return AttentionCase.cases(300, 300, 9); }
+    Arbitrary<AttentionCase> cases() { return AttentionCase.cases(160, 160, 9); }
 
     @Provide
     Arbitrary<AttentionCase> smallCases() { return AttentionCase.cases(6, 6, 3); }
@@ -48,42 +51,59 @@ class LinearAttentionGradientProperties {
      * budget. Grouped-query heads sum dk and dv over the query heads sharing a key/value head.
      */
     static GradientOracles.Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, boolean float32) {
+        return gradients(q, k, v, dOut, causal, float32, false);
+    }
+
+    /**
+     * The same sums with every term replaced by its magnitude (and g·(v_j − out_i) by
+     * |g|·|v_j| + |g·out_i|): what the a-priori rounding bound of any summation order scales with.
+     */
+    static GradientOracles.Gradients absoluteTerms(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal) {
+        return gradients(q, k, v, dOut, causal, false, true);
+    }
+
+    private static GradientOracles.Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, boolean float32, boolean absolute) {
         int bs = (int) q.size(0), hs = (int) q.size(1), hkv = (int) k.size(1), n = (int) q.size(2), nk = (int) k.size(2);
         int d = (int) q.size(3), dv = (int) v.size(3), group = hs / hkv;
+        float[] qa = q.toArray(), ka = k.toArray(), va = v.toArray(), ga = dOut.toArray();
         double[] dq = new double[bs * hs * n * d], dk = new double[bs * hkv * nk * d], dvOut = new double[bs * hkv * nk * dv];
         double[] w = new double[nk], pq = new double[d], out = new double[dv];
         for (int b = 0; b < bs; b++) for (int h = 0; h < hs; h++) {
             int hk = h / group;
             for (int i = 0; i < n; i++) {
-                int keys = causal ? i + 1 : nk;
-                for (int c = 0; c < d; c++) pq[c] = round(float32, phi(q.get(b, h, i, c)));
+                int keys = causal ? i + 1 : nk, qRow = ((b * hs + h) * n + i) * d, gRow = ((b * hs + h) * n + i) * dv;
+                for (int c = 0; c < d; c++) pq[c] = round(float32, phi(qa[qRow + c]));
                 double den = 0;
                 java.util.Arrays.fill(out, 0);
                 for (int j = 0; j < keys; j++) {
+                    int kRow = ((b * hkv + hk) * nk + j) * d, vRow = ((b * hkv + hk) * nk + j) * dv;
                     double dot = 0;
-                    for (int c = 0; c < d; c++) dot = round(float32, dot + round(float32, pq[c] * round(float32, phi(k.get(b, hk, j, c)))));
+                    for (int c = 0; c < d; c++) dot = round(float32, dot + round(float32, pq[c] * round(float32, phi(ka[kRow + c]))));
                     w[j] = dot;
                     den = round(float32, den + dot);
-                    for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] + round(float32, dot * v.get(b, hk, j, c)));
+                    for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] + round(float32, dot * va[vRow + c]));
                 }
                 for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] / den);
                 double gOut = 0;
-                for (int c = 0; c < dv; c++) gOut = round(float32, gOut + round(float32, dOut.get(b, h, i, c) * out[c]));
-                int qRow = ((b * hs + h) * n + i) * d;
+                for (int c = 0; c < dv; c++) gOut = round(float32, gOut + round(float32, ga[gRow + c] * out[c]));
                 for (int j = 0; j < keys; j++) {
-                    double gv = 0;
-                    for (int c = 0; c < dv; c++) gv = round(float32, gv + round(float32, dOut.get(b, h, i, c) * v.get(b, hk, j, c)));
-                    double dw = round(float32, round(float32, gv - gOut) / den);
                     int kRow = ((b * hkv + hk) * nk + j) * d, vRow = ((b * hkv + hk) * nk + j) * dv;
+                    double gv = 0;
+                    for (int c = 0; c < dv; c++) gv = round(float32, gv + round(float32, ga[gRow + c] * va[vRow + c]));
+                    if (absolute) {
+                        gv = 0;
+                        for (int c = 0; c < dv; c++) gv += Math.abs(ga[gRow + c] * va[vRow + c]) + Math.abs(ga[gRow + c] * out[c]);
+                    }
+                    double dw = absolute ? gv / den : round(float32, round(float32, gv - gOut) / den);
                     for (int c = 0; c < d; c++) {
-                        double kc = k.get(b, hk, j, c);
+                        double kc = ka[kRow + c];
                         dq[qRow + c] = round(float32, dq[qRow + c] + round(float32, dw * round(float32, phi(kc))));
                         dk[kRow + c] = round(float32, dk[kRow + c] + round(float32, round(float32, dw * pq[c]) * round(float32, phiDerivative(kc))));
                     }
                     double p = round(float32, w[j] / den);
-                    for (int c = 0; c < dv; c++) dvOut[vRow + c] = round(float32, dvOut[vRow + c] + round(float32, p * dOut.get(b, h, i, c)));
+                    for (int c = 0; c < dv; c++) dvOut[vRow + c] = round(float32, dvOut[vRow + c] + round(float32, p * (absolute ? Math.abs(ga[gRow + c]) : ga[gRow + c])));
                 }
-                for (int c = 0; c < d; c++) dq[qRow + c] = round(float32, dq[qRow + c] * round(float32, phiDerivative(q.get(b, h, i, c))));
+                for (int c = 0; c < d; c++) dq[qRow + c] = round(float32, dq[qRow + c] * round(float32, phiDerivative(qa[qRow + c])));
             }
         }
         return new GradientOracles.Gradients(dq, dk, dvOut);
@@ -102,7 +122,7 @@ class LinearAttentionGradientProperties {
         }
     }
 
-    @Property(tries = 80)
+    @Property(tries = 60)
     void matchesTheGradientOracle(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend) {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = keys(arena, c, causal), v = values(arena, c, causal), dOut = GradientOracles.dOut(arena, c);
@@ -128,7 +148,7 @@ class LinearAttentionGradientProperties {
     }
 
     /** No atomics, one order for every sum: the same bits for 1, 2 and 3 threads. */
-    @Property(tries = 30)
+    @Property(tries = 20)
     void gradientsAreBitIdenticalForAnyThreadCount(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend) {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = keys(arena, c, causal), v = values(arena, c, causal), dOut = GradientOracles.dOut(arena, c);
@@ -142,8 +162,8 @@ class LinearAttentionGradientProperties {
      * in keys, values, queries and loss gradients from position p on leave dq of every earlier row
      * bit-identical.
      */
-    @Property(tries = 40)
-    void causalQueryGradientsNeverSeeLaterPositions(@ForAll("cases") AttentionCase c, @ForAll("backends") String backend, @ForAll @IntRange(min = 1, max = 299) int cut) {
+    @Property(tries = 30)
+    void causalQueryGradientsNeverSeeLaterPositions(@ForAll("cases") AttentionCase c, @ForAll("backends") String backend, @ForAll @IntRange(min = 1, max = 159) int cut) {
         int n = c.qLen();
         if (cut >= n) return;
         try (Arena arena = Arena.ofShared()) {
@@ -201,6 +221,9 @@ class LinearAttentionGradientProperties {
         dk.fill(Float.NaN);
         dv.fill(Float.NaN);
         op.backward(q, k, v, dOut, dq, dk, dv);
-        GradientOracles.assertWithinExactRule(op.toString(), dq, dk, dv, gradients(q, k, v, dOut, causal, false), gradients(q, k, v, dOut, causal, true));
+        // Sums run over the queries, the keys and the feature and value dimensions.
+        double gamma = 2 * (q.size(2) + k.size(2) + q.size(3) + v.size(3)) * 0x1p-24;
+        GradientOracles.assertWithinExactRule(op.toString(), dq, dk, dv, gradients(q, k, v, dOut, causal, false), gradients(q, k, v, dOut, causal, true),
+                absoluteTerms(q, k, v, dOut, causal), gamma);
     }
 }

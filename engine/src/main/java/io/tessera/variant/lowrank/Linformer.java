@@ -18,8 +18,12 @@ import java.util.Arrays;
  * sharing across layers is passing the same instance to several layers. Initialization is a
  * seeded Johnson–Lindenstrauss projection (entries N(0, 1/k)) or user-supplied matrices.
  * Bidirectional only (projecting along the sequence mixes future positions).
+ *
+ * <p>Trainable: {@link #backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)}
+ * gives the gradients with respect to q, k, v and the projections E and F ({@link #keyProjection()},
+ * {@link #valueProjection()}: the live matrices, which a training step may update in place).
  */
-public final class Linformer implements AttentionOperator.Scaled {
+public final class Linformer implements AttentionOperator.Scaled, AttentionOperator.Differentiable {
     /** How projection matrices are shared (the paper's §4 options). */
     public enum Sharing { PER_HEAD, KEY_VALUE, HEADWISE }
 
@@ -101,26 +105,123 @@ public final class Linformer implements AttentionOperator.Scaled {
 
     public Sharing sharing() { return sharing; }
 
+    /**
+     * The key projection E, {@code [count, k, n]} (count 1: shared by every head), itself (not a
+     * copy): the same tensor as {@link #valueProjection()} when keys and values share it.
+     */
+    public Tensor keyProjection() { return e; }
+
+    /** The value projection F, {@code [count, k, n]}, itself (not a copy). */
+    public Tensor valueProjection() { return f; }
+
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     @Override
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
         AttentionShape s = Checks.attention(q, "keys", keys, "values", values, out);
-        if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
-        if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
-            throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());
-        }
+        checkCall(s);
         Backend be = backend != null ? backend : Backend.best();
         try (Arena scratch = Arena.ofShared()) {
             Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
             Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
+            project(be, s, keys, values, kp, vp);
+            attention(be).forward(q, kp, vp, out);
+        }
+    }
+
+    /**
+     * The gradients with respect to q, k and v (the projections held fixed); see
+     * {@link #backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)}.
+     */
+    @Override
+    public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
+        checkCall(s);
+        run(s, q, keys, values, dOut, dq, dk, dv, null, null);
+    }
+
+    /**
+     * The gradients of {@link #forward} for {@code dOut = ∂L/∂out}: with K' = E·K, V' = F·V and the
+     * fused kernel's backward pass over the k projected positions giving dq, dK' and dV',
+     * {@code dk = Eᵀ·dK'}, {@code dv = Fᵀ·dV'}, {@code dE = Σ dK'·Kᵀ} and {@code dF = Σ dV'·Vᵀ} summed
+     * over the batch (and over the key/value heads when one pair serves every head). {@code dE} is the
+     * gradient through the keys and {@code dF} through the values: when one matrix serves both
+     * ({@link Sharing#KEY_VALUE}, {@link Sharing#HEADWISE}, or the same tensor passed twice to
+     * {@link #of}), its gradient is {@code dE + dF}. All of them overwritten; dE and dF shaped like
+     * {@link #keyProjection()} and {@link #valueProjection()}; no output may share memory with
+     * another or with any input or projection. Every sum has one order: bit-identical for any
+     * thread count. Extra memory: the projected keys, values and their gradients, the output and
+     * log-sum-exp the kernel's backward pass recomputes from.
+     */
+    public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
+        checkCall(s);
+        Checks.notNull("dE", dE);
+        Checks.notNull("dF", dF);
+        s.checkOutput("dE", dE, e.shape());
+        s.checkOutput("dF", dF, f.shape());
+        Tensor[] others = {q, keys, values, dOut, dq, dk, dv, e, f};
+        String[] names = {"q", "keys", "values", "dOut", "dq", "dk", "dv", "e (the key projection)", "f (the value projection)"};
+        for (int i = 0; i < others.length; i++) {
+            Checks.disjoint("dE", dE, names[i], others[i]);
+            Checks.disjoint("dF", dF, names[i], others[i]);
+        }
+        Checks.disjoint("dE", dE, "dF", dF);
+        for (int i = 4; i < 7; i++) {
+            Checks.disjoint(names[i], others[i], "e (the key projection)", e);
+            Checks.disjoint(names[i], others[i], "f (the value projection)", f);
+        }
+        run(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
+    }
+
+    private void checkCall(AttentionShape s) {
+        if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
+        if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
+            throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());
+        }
+    }
+
+    private Attention attention(Backend be) {
+        return Float.isNaN(scale) ? dense.on(be) : dense.on(be).withScale(scale);
+    }
+
+    /** K' = E·K and V' = F·V per batch and key/value head. */
+    private void project(Backend be, AttentionShape s, Tensor keys, Tensor values, Tensor kp, Tensor vp) {
+        for (int b = 0; b < s.batch(); b++) {
+            for (int h = 0; h < s.kvHeads(); h++) {
+                int p = e.size(0) == 1 ? 0 : h;
+                be.gemm(e.select(0, p), false, keys.select(0, b).select(0, h), false, kp.select(0, b).select(0, h), 1f, 0f);
+                be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
+            }
+        }
+    }
+
+    /** The backward pass; dE and dF null when the projections' gradients are not wanted. */
+    private void run(AttentionShape s, Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        Backend be = backend != null ? backend : Backend.best();
+        try (Arena scratch = Arena.ofShared()) {
+            Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
+            Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
+            Tensor dkp = Tensor.zeros(scratch, kp.shape()), dvp = Tensor.zeros(scratch, vp.shape());
+            Tensor out = Tensor.zeros(scratch, s.outputShape()), lse = Tensor.zeros(scratch, s.lseShape());
+            project(be, s, keys, values, kp, vp);
+            Attention attention = attention(be);
+            attention.forwardWithLse(q, kp, vp, out, lse);
+            attention.backward(q, kp, vp, out, lse, dOut, dq, dkp, dvp);
+            if (dE != null) {
+                dE.fill(0f);
+                dF.fill(0f);
+            }
             for (int b = 0; b < s.batch(); b++) {
                 for (int h = 0; h < s.kvHeads(); h++) {
                     int p = e.size(0) == 1 ? 0 : h;
-                    be.gemm(e.select(0, p), false, keys.select(0, b).select(0, h), false, kp.select(0, b).select(0, h), 1f, 0f);
-                    be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
+                    Tensor dkpHead = dkp.select(0, b).select(0, h), dvpHead = dvp.select(0, b).select(0, h);
+                    be.gemm(e.select(0, p), true, dkpHead, false, dk.select(0, b).select(0, h), 1f, 0f);
+                    be.gemm(f.select(0, p), true, dvpHead, false, dv.select(0, b).select(0, h), 1f, 0f);
+                    if (dE == null) continue;
+                    be.gemm(dkpHead, false, keys.select(0, b).select(0, h), true, dE.select(0, p), 1f, 1f);
+                    be.gemm(dvpHead, false, values.select(0, b).select(0, h), true, dF.select(0, p), 1f, 1f);
                 }
             }
-            (Float.isNaN(scale) ? dense.on(be) : dense.on(be).withScale(scale)).forward(q, kp, vp, out);
         }
     }
 }
