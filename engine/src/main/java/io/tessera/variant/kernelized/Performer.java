@@ -9,11 +9,9 @@ import io.tessera.variant.AttentionOperator;
  * Performer attention with FAVOR+ (Choromanski et al. 2021): softmax attention approximated by
  * m positive (optionally orthogonal) random features in O(n·m·Dv) time and O(m·Dv) state;
  * bidirectional or causal (prefix sums). Features are drawn once per head dim from the seed and
- * kept; {@link #redraw} draws new ones. {@link #backward} differentiates this estimator with
- * its features held fixed (the gradients of the function {@link #forward} computes, not of softmax
- * attention).
+ * kept; {@link #redraw} draws new ones.
  */
-public final class Performer implements AttentionOperator.Differentiable {
+public final class Performer implements AttentionOperator {
     private final int features;
     private final boolean orthogonal, causal;
     private final long seed;
@@ -59,15 +57,5 @@ public final class Performer implements AttentionOperator.Differentiable {
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
         FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);
-    }
-
-    /**
-     * The gradients of {@link #forward} with respect to q, k and v, the random features held fixed;
-     * see {@link AttentionOperator.Differentiable#backward}.
-     */
-    @Override
-    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
-        int headDim = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv).headDim();
-        FeatureAttention.backward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, dOut, dq, dk, dv);
     }
 }
