@@ -38,75 +38,12 @@ class LinearAttentionGradientProperties {
     @Provide
     Arbitrary<String> backends() { return Arbitraries.of("scalar", "simd"); }
 
-    static double phi(double x) { return x > 0 ? x + 1 : Math.exp(x); }
-
-    static double phiDerivative(double x) { return x > 0 ? 1 : Math.exp(x); }
-
-    private static double round(boolean float32, double x) { return float32 ? (float) x : x; }
-
-    /**
-     * Analytic gradients of out_i = Σ_j w_ij v_j / Σ_j w_ij, w_ij = φ(q_i)·φ(k_j) (j ≤ i when causal)
-     * for L = Σ dOut ∘ out: ∂L/∂w_ij = dOut_i·(v_j − out_i)/den_i, then through φ; ∂L/∂v_j = Σ_i
-     * w_ij/den_i · dOut_i. In float64, or naively in fp32 (every operation rounded) for the error
-     * budget. Grouped-query heads sum dk and dv over the query heads sharing a key/value head.
-     */
     static GradientOracles.Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, boolean float32) {
-        return gradients(q, k, v, dOut, causal, float32, false);
+        return FeatureAttentionOracle.gradients(FeatureAttentionOracle.ELU, q, k, v, dOut, causal, float32, false);
     }
 
-    /**
-     * The same sums with every term replaced by its magnitude (and g·(v_j − out_i) by
-     * |g|·|v_j| + |g·out_i|): what the a-priori rounding bound of any summation order scales with.
-     */
     static GradientOracles.Gradients absoluteTerms(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal) {
-        return gradients(q, k, v, dOut, causal, false, true);
-    }
-
-    private static GradientOracles.Gradients gradients(Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, boolean float32, boolean absolute) {
-        int bs = (int) q.size(0), hs = (int) q.size(1), hkv = (int) k.size(1), n = (int) q.size(2), nk = (int) k.size(2);
-        int d = (int) q.size(3), dv = (int) v.size(3), group = hs / hkv;
-        float[] qa = q.toArray(), ka = k.toArray(), va = v.toArray(), ga = dOut.toArray();
-        double[] dq = new double[bs * hs * n * d], dk = new double[bs * hkv * nk * d], dvOut = new double[bs * hkv * nk * dv];
-        double[] w = new double[nk], pq = new double[d], out = new double[dv];
-        for (int b = 0; b < bs; b++) for (int h = 0; h < hs; h++) {
-            int hk = h / group;
-            for (int i = 0; i < n; i++) {
-                int keys = causal ? i + 1 : nk, qRow = ((b * hs + h) * n + i) * d, gRow = ((b * hs + h) * n + i) * dv;
-                for (int c = 0; c < d; c++) pq[c] = round(float32, phi(qa[qRow + c]));
-                double den = 0;
-                java.util.Arrays.fill(out, 0);
-                for (int j = 0; j < keys; j++) {
-                    int kRow = ((b * hkv + hk) * nk + j) * d, vRow = ((b * hkv + hk) * nk + j) * dv;
-                    double dot = 0;
-                    for (int c = 0; c < d; c++) dot = round(float32, dot + round(float32, pq[c] * round(float32, phi(ka[kRow + c]))));
-                    w[j] = dot;
-                    den = round(float32, den + dot);
-                    for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] + round(float32, dot * va[vRow + c]));
-                }
-                for (int c = 0; c < dv; c++) out[c] = round(float32, out[c] / den);
-                double gOut = 0;
-                for (int c = 0; c < dv; c++) gOut = round(float32, gOut + round(float32, ga[gRow + c] * out[c]));
-                for (int j = 0; j < keys; j++) {
-                    int kRow = ((b * hkv + hk) * nk + j) * d, vRow = ((b * hkv + hk) * nk + j) * dv;
-                    double gv = 0;
-                    for (int c = 0; c < dv; c++) gv = round(float32, gv + round(float32, ga[gRow + c] * va[vRow + c]));
-                    if (absolute) {
-                        gv = 0;
-                        for (int c = 0; c < dv; c++) gv += Math.abs(ga[gRow + c] * va[vRow + c]) + Math.abs(ga[gRow + c] * out[c]);
-                    }
-                    double dw = absolute ? gv / den : round(float32, round(float32, gv - gOut) / den);
-                    for (int c = 0; c < d; c++) {
-                        double kc = ka[kRow + c];
-                        dq[qRow + c] = round(float32, dq[qRow + c] + round(float32, dw * round(float32, phi(kc))));
-                        dk[kRow + c] = round(float32, dk[kRow + c] + round(float32, round(float32, dw * pq[c]) * round(float32, phiDerivative(kc))));
-                    }
-                    double p = round(float32, w[j] / den);
-                    for (int c = 0; c < dv; c++) dvOut[vRow + c] = round(float32, dvOut[vRow + c] + round(float32, p * (absolute ? Math.abs(ga[gRow + c]) : ga[gRow + c])));
-                }
-                for (int c = 0; c < d; c++) dq[qRow + c] = round(float32, dq[qRow + c] * round(float32, phiDerivative(qa[qRow + c])));
-            }
-        }
-        return new GradientOracles.Gradients(dq, dk, dvOut);
+        return FeatureAttentionOracle.gradients(FeatureAttentionOracle.ELU, q, k, v, dOut, causal, false, true);
     }
 
     /** The analytic float64 gradients are the derivative of Σ dOut ∘ (the float64 definition). */

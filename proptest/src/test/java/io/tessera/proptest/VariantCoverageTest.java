@@ -52,6 +52,7 @@ class VariantCoverageTest {
             Map.entry("dense", GradientProperties.class),
             Map.entry("block-sparse", GradientProperties.class),
             Map.entry("linear-attention", LinearAttentionGradientProperties.class),
+            Map.entry("performer", PerformerGradientProperties.class),
             Map.entry("linformer", LinformerGradientProperties.class),
             Map.entry("factorized", ChainedAttentionGradientProperties.class),
             Map.entry("axial", ChainedAttentionGradientProperties.class)));

@@ -66,6 +66,9 @@ final class RandomFeatures implements FeatureMap {
 
     int headDim() { return headDim; }
 
+    /** ω, [m, D], pre-multiplied by D^(−1/4). */
+    Tensor omega() { return omega; }
+
     @Override public int features(int d) {
         if (d != headDim) throw new IllegalArgumentException("features were drawn for headDim=" + headDim + ", input has headDim=" + d);
         return m;
