@@ -29,38 +29,88 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
 
     private final int n, k;
     private final Sharing sharing;
-    private final Tensor e, f;   // [kvHeads or 1, k, n]
+    private final Projections projections;   // E and F, [kvHeads or 1, k, n]
     private final Backend backend;
     private final float scale;   // NaN: 1/√D
     /** Dense attention over the k projected positions; kept so its compiled layout is cached across calls. */
     private final Attention dense = Attention.dense();
 
-    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend) {
-        this(n, k, sharing, e, f, backend, Float.NaN);
+    private Linformer(int n, int k, Sharing sharing, Projections projections, Backend backend) {
+        this(n, k, sharing, projections, backend, Float.NaN);
     }
 
-    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend, float scale) {
+    private Linformer(int n, int k, Sharing sharing, Projections projections, Backend backend, float scale) {
         this.n = n;
         this.k = k;
         this.sharing = sharing;
-        this.e = e;
-        this.f = f;
+        this.projections = projections;
         this.backend = backend;
         this.scale = scale;
     }
 
     /**
+     * E and F, given or drawn from a seed on first use: a call needs k·n·count entries and does
+     * at least that much work with them, so drawing then costs no more than the call itself, while
+     * building a Linformer costs nothing whatever k·n is. Shared by the instances {@link #on} and
+     * {@link #withScale} derive, so they all use (and train) the same matrices.
+     */
+    private static final class Projections {
+        final int count, k, n;
+        private final boolean separate;
+        private final long seed;
+        private Tensor f;
+        private volatile Tensor e;   // written last: a non-null e means f is set too
+
+        Projections(Tensor e, Tensor f) {
+            this.count = (int) e.size(0);
+            this.k = (int) e.size(1);
+            this.n = (int) e.size(2);
+            this.separate = e != f;
+            this.seed = 0;
+            this.f = f;
+            this.e = e;
+        }
+
+        Projections(int count, int k, int n, boolean separate, long seed) {
+            this.count = count;
+            this.k = k;
+            this.n = n;
+            this.separate = separate;
+            this.seed = seed;
+        }
+
+        Tensor e() {
+            Tensor drawn = e;
+            if (drawn != null) return drawn;
+            synchronized (this) {
+                if (e == null) {
+                    // Seeded JL projections (entries N(0, 1/k)), freed with the Linformer instances that share them.
+                    Arena arena = Arena.ofAuto();
+                    float std = (float) (1 / Math.sqrt(k));
+                    Tensor first = Tensor.randomNormal(arena, seed, std, count, k, n);
+                    f = separate ? Tensor.randomNormal(arena, seed + 1, std, count, k, n) : first;
+                    e = first;
+                }
+                return e;
+            }
+        }
+
+        Tensor f() {
+            e();
+            return f;
+        }
+    }
+
+    /**
      * Seeded JL projections for sequences of length {@code n} projected to {@code k} positions, for
-     * {@code kvHeads} key/value heads. The matrices live in an automatic arena (freed with this object).
+     * {@code kvHeads} key/value heads. The matrices are drawn on first use (the first call, or
+     * {@link #keyProjection()}) in an automatic arena (freed with this object and the instances
+     * derived from it): building one allocates nothing.
      */
     public static Linformer random(int n, int k, int kvHeads, Sharing sharing, long seed) {
         check(n, k, kvHeads, sharing);
-        Arena arena = Arena.ofAuto();
         int count = sharing == Sharing.HEADWISE ? 1 : kvHeads;
-        float std = (float) (1 / Math.sqrt(k));
-        Tensor e = Tensor.randomNormal(arena, seed, std, count, k, n);
-        Tensor f = sharing == Sharing.PER_HEAD ? Tensor.randomNormal(arena, seed + 1, std, count, k, n) : e;
-        return new Linformer(n, k, sharing, e, f, null);
+        return new Linformer(n, k, sharing, new Projections(count, k, n, sharing == Sharing.PER_HEAD, seed), null);
     }
 
     /** User-supplied projections: {@code e} and {@code f} of shape [count, k, n] with count 1 (shared by heads) or kvHeads. */
@@ -72,7 +122,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
         }
         int count = Shapes.checkedInt("e count (dim 0)", e.size(0));
         int k = Shapes.checkedInt("e projected length k (dim 1)", e.size(1)), n = Shapes.checkedInt("e sequence length n (dim 2)", e.size(2));
-        return new Linformer(n, k, count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, e, f, null);
+        return new Linformer(n, k, count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, new Projections(e, f), null);
     }
 
     private static void check(int n, int k, int kvHeads, Sharing sharing) {
@@ -91,14 +141,14 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
     @Override
     public Linformer on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new Linformer(n, k, sharing, e, f, backend, scale);
+        return new Linformer(n, k, sharing, projections, backend, scale);
     }
 
     /** The same Linformer with softmax scale {@code scale} over the projected positions instead of 1/√D. */
     @Override
     public Linformer withScale(float scale) {
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        return new Linformer(n, k, sharing, e, f, backend, scale);
+        return new Linformer(n, k, sharing, projections, backend, scale);
     }
 
     public int projectedLength() { return k; }
@@ -109,10 +159,10 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
      * The key projection E, {@code [count, k, n]} (count 1: shared by every head), itself (not a
      * copy): the same tensor as {@link #valueProjection()} when keys and values share it.
      */
-    public Tensor keyProjection() { return e; }
+    public Tensor keyProjection() { return projections.e(); }
 
     /** The value projection F, {@code [count, k, n]}, itself (not a copy). */
-    public Tensor valueProjection() { return f; }
+    public Tensor valueProjection() { return projections.f(); }
 
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     @Override
@@ -157,8 +207,10 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
         checkCall(s);
         Checks.notNull("dE", dE);
         Checks.notNull("dF", dF);
-        s.checkOutput("dE", dE, e.shape());
-        s.checkOutput("dF", dF, f.shape());
+        long[] projectionShape = {projections.count, k, n};
+        s.checkOutput("dE", dE, projectionShape);
+        s.checkOutput("dF", dF, projectionShape);
+        Tensor e = projections.e(), f = projections.f();
         Tensor[] others = {q, keys, values, dOut, dq, dk, dv, e, f};
         String[] names = {"q", "keys", "values", "dOut", "dq", "dk", "dv", "e (the key projection)", "f (the value projection)"};
         for (int i = 0; i < others.length; i++) {
@@ -175,8 +227,8 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
 
     private void checkCall(AttentionShape s) {
         if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
-        if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
-            throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());
+        if (projections.count != 1 && projections.count != s.kvHeads()) {
+            throw new IllegalArgumentException("projections exist for " + projections.count + " heads, the call has kvHeads=" + s.kvHeads());
         }
     }
 
@@ -186,6 +238,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
 
     /** K' = E·K and V' = F·V per batch and key/value head. */
     private void project(Backend be, AttentionShape s, Tensor keys, Tensor values, Tensor kp, Tensor vp) {
+        Tensor e = projections.e(), f = projections.f();
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.kvHeads(); h++) {
                 int p = e.size(0) == 1 ? 0 : h;
@@ -198,6 +251,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
     /** The backward pass; dE and dF null when the projections' gradients are not wanted. */
     private void run(AttentionShape s, Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
         Backend be = backend != null ? backend : Backend.best();
+        Tensor e = projections.e(), f = projections.f();
         try (Arena scratch = Arena.ofShared()) {
             Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
             Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
