@@ -54,6 +54,7 @@ class VariantCoverageTest {
             Map.entry("linear-attention", LinearAttentionGradientProperties.class),
             Map.entry("performer", PerformerGradientProperties.class),
             Map.entry("linformer", LinformerGradientProperties.class),
+            Map.entry("nystrom", NystromGradientProperties.class),
             Map.entry("factorized", ChainedAttentionGradientProperties.class),
             Map.entry("axial", ChainedAttentionGradientProperties.class)));
 

@@ -22,6 +22,8 @@ public final class LowRankVariants implements VariantProvider {
                 new VariantInfo("nystrom", "low-rank", "Xiong et al. 2021, Nyströmformer",
                         "O(n·m·D + m³·iterations) time",
                         AccuracyContract.approximation("with m = n landmarks and enough pseudo-inverse iterations equals dense attention within 1e-3; the error decreases as m grows"),
-                        (batch, heads, n, d) -> VariantInfo.Configured.attention(Nystromformer.withLandmarks(Math.min(n, 16)), batch, heads, n, d)));
+                        (batch, heads, n, d) -> VariantInfo.Configured.attention(Nystromformer.withLandmarks(Math.min(n, 16)), batch, heads, n, d),
+                        VariantInfo.Gradients.backward("Nystromformer.backward: the exact gradients of the computation its forward runs (the pseudo-inverse"
+                                + " iterations it ran, differentiated step by step), on Backend.gemm; EXACT (10× naive fp32) against float64 gradients of that computation")));
     }
 }
