@@ -1,5 +1,6 @@
 package io.tessera.attention;
 
+import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
@@ -34,11 +35,22 @@ public final class FusedAttentionVariants implements VariantProvider {
     }
 
     /** {@link Attention} as an {@link AttentionOperator}: every method is Attention's own. */
-    record Operator(Attention attention) implements AttentionOperator.Scaled, AttentionOperator.WithLse {
+    record Operator(Attention attention) implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable {
         @Override public void forward(Tensor q, Tensor k, Tensor v, Tensor out) { attention.forward(q, k, v, out); }
         @Override public Tensor forward(Arena arena, Tensor q, Tensor k, Tensor v) { return attention.forward(arena, q, k, v); }
         @Override public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) { attention.forwardWithLse(q, k, v, out, lse); }
         @Override public Operator on(Backend backend) { return new Operator(attention.on(backend)); }
+
+        /** Recomputes the output and log-sum-exp, then {@link Attention#backward}. */
+        @Override
+        public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+            AttentionShape s = AttentionShape.of(q, k, v);
+            try (Arena arena = Arena.ofShared()) {
+                Tensor out = Tensor.zeros(arena, s.outputShape()), lse = Tensor.zeros(arena, s.lseShape());
+                attention.forwardWithLse(q, k, v, out, lse);
+                attention.backward(q, k, v, out, lse, dOut, dq, dk, dv);
+            }
+        }
         @Override public Operator withScale(float scale) { return new Operator(attention.withScale(scale)); }
         @Override public String toString() { return attention.toString(); }
     }

@@ -16,7 +16,8 @@ import java.lang.foreign.Arena;
  * }</pre>
  *
  * Operators whose function has a softmax scale implement {@link Scaled}; those whose function
- * defines a per-row log-sum-exp implement {@link WithLse}. {@link VariantRegistry} hands out a
+ * defines a per-row log-sum-exp implement {@link WithLse}; those with a backward pass implement
+ * {@link Differentiable}. {@link VariantRegistry} hands out a
  * default-configured operator of every registered variant ({@link VariantInfo#create}).
  */
 public interface AttentionOperator {
@@ -56,5 +57,22 @@ public interface AttentionOperator {
          * −∞ for a row that attends no key, whose output is 0).
          */
         void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse);
+    }
+
+    /**
+     * An operator that can be trained through: the gradients of a loss {@code L} with respect to
+     * q, k and v, given {@code dOut = ∂L/∂out}. What the forward pass computed is recomputed from
+     * the inputs (nothing is kept between calls), so the gradients belong to exactly the function
+     * {@link #forward} evaluates. Deterministic: bit-identical for any thread count.
+     */
+    interface Differentiable extends AttentionOperator {
+        /**
+         * Writes {@code ∂L/∂q}, {@code ∂L/∂k}, {@code ∂L/∂v} into {@code dq}, {@code dk}, {@code dv}
+         * (shaped like q, k, v; overwritten, not accumulated into) for {@code dOut} shaped like the
+         * output. With grouped-query heads, dk and dv sum over the query heads sharing a key/value
+         * head. The gradients must not share memory with each other or with any input; every
+         * argument is checked, by name, before any work.
+         */
+        void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv);
     }
 }

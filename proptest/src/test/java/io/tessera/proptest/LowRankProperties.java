@@ -73,6 +73,36 @@ class LowRankProperties {
         }
     }
 
+    /**
+     * Building a seeded Linformer allocates nothing, whatever k·n is: the projections are drawn on
+     * first use (a call needs them and does at least k·n work with them). A call of the wrong length
+     * is rejected without drawing; instances derived by withScale and on share the same matrices.
+     */
+    @Example
+    void linformerDrawsItsProjectionsOnFirstUse() {
+        java.lang.management.BufferPoolMXBean direct = java.lang.management.ManagementFactory.getPlatformMXBeans(java.lang.management.BufferPoolMXBean.class)
+                .stream().filter(p -> p.getName().equals("direct")).findFirst().orElseThrow();
+        long before = direct.getMemoryUsed();
+        // Drawn up front, these would be 2 heads × 2 matrices × 2^10 × 2^13 floats = 128 MiB.
+        Linformer big = Linformer.random(1 << 13, 1 << 10, 2, Linformer.Sharing.PER_HEAD, 1);
+        assertThat(direct.getMemoryUsed() - before).as("native memory taken by building the Linformer").isLessThan(1 << 20);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor x = Tensor.zeros(arena, 1, 2, 16, 4);
+            assertThatThrownBy(() -> big.forward(x, x, x, Tensor.zeros(arena, 1, 2, 16, 4))).hasMessageContaining("projects sequences of n=8192, kv length is 16");
+            assertThat(direct.getMemoryUsed() - before).as("native memory after a rejected call").isLessThan(1 << 20);
+            Linformer small = Linformer.random(16, 4, 2, Linformer.Sharing.PER_HEAD, 3);
+            Tensor q = Tensor.randomNormal(arena, 5, 1f, 1, 2, 16, 4), out = Tensor.zeros(arena, 1, 2, 16, 4), again = Tensor.zeros(arena, 1, 2, 16, 4);
+            small.withScale(0.5f).forward(q, q.contiguous(arena), q.contiguous(arena), out);
+            assertThat(small.on(Backend.named("scalar")).keyProjection()).isSameAs(small.keyProjection());
+            assertThat(small.valueProjection()).isNotSameAs(small.keyProjection());
+            // The matrices are the seed's: a second Linformer with the same seed draws the same ones.
+            Linformer twin = Linformer.random(16, 4, 2, Linformer.Sharing.PER_HEAD, 3);
+            twin.withScale(0.5f).forward(q, q.contiguous(arena), q.contiguous(arena), again);
+            assertThat(again.toArray()).isEqualTo(out.toArray());
+            assertThat(twin.keyProjection().toArray()).isEqualTo(small.keyProjection().toArray());
+        }
+    }
+
     @Property(tries = 20)
     void nystromWithEveryTokenALandmarkIsDenseAttention(@ForAll @IntRange(min = 1, max = 12) int n, @ForAll @IntRange(min = 4, max = 8) int d,
                                                          @ForAll long seed, @ForAll("backends") String backend) {

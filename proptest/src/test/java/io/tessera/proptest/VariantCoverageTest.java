@@ -2,6 +2,7 @@ package io.tessera.proptest;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.VariantInfo;
 import io.tessera.variant.VariantRegistry;
 import java.lang.reflect.Method;
@@ -49,7 +50,13 @@ class VariantCoverageTest {
     /** Variant name → the property class that checks its gradients. A variant that claims a backward pass needs one. */
     static final Map<String, Class<?>> GRADIENT_PROPERTIES = new TreeMap<>(Map.ofEntries(
             Map.entry("dense", GradientProperties.class),
-            Map.entry("block-sparse", GradientProperties.class)));
+            Map.entry("block-sparse", GradientProperties.class),
+            Map.entry("linear-attention", LinearAttentionGradientProperties.class),
+            Map.entry("performer", PerformerGradientProperties.class),
+            Map.entry("linformer", LinformerGradientProperties.class),
+            Map.entry("nystrom", NystromGradientProperties.class),
+            Map.entry("factorized", ChainedAttentionGradientProperties.class),
+            Map.entry("axial", ChainedAttentionGradientProperties.class)));
 
     @Test
     void everyVariantWithABackwardPassHasGradientProperties() {
@@ -65,6 +72,16 @@ class VariantCoverageTest {
             assertThat(Arrays.stream(GRADIENT_PROPERTIES.get(info.name()).getDeclaredMethods()).filter(VariantCoverageTest::isProperty).count())
                     .as("%s must declare jqwik @Property methods for the gradients of '%s'", GRADIENT_PROPERTIES.get(info.name()).getSimpleName(), info.name())
                     .isPositive();
+        }
+    }
+
+    /** A claimed backward pass is reachable the way every variant is used: its operator is Differentiable. */
+    @Test
+    void everyVariantWithABackwardPassHasADifferentiableOperator() {
+        for (VariantInfo info : VariantRegistry.all()) {
+            boolean differentiable = info.create(1, 2, 8, 4).operator() instanceof AttentionOperator.Differentiable;
+            assertThat(differentiable).as("variant '%s' says gradients available=%s (%s), its operator implements Differentiable=%s",
+                    info.name(), info.gradients().available(), info.gradients().note(), differentiable).isEqualTo(info.gradients().available());
         }
     }
 

@@ -54,6 +54,30 @@ public final class Checks {
         return s;
     }
 
+    /**
+     * The checks of a backward call, in order: nulls by name, unit-stride rows by name, the forward
+     * shapes, {@code dOut} shaped like the output and each gradient like its input, and that no
+     * gradient shares memory with another or with any input (gradients are written while the
+     * inputs are still read).
+     */
+    public static AttentionShape backward(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        String[] names = {"q", kName, vName, "dOut", "dq", "d" + kName, "d" + vName};
+        Tensor[] all = {q, k, v, dOut, dq, dk, dv};
+        for (int i = 0; i < all.length; i++) notNull(names[i], all[i]);
+        for (int i = 0; i < all.length; i++) if (all[i].rank() == 4) unitInnerStride(names[i], all[i]);
+        AttentionShape s = AttentionShape.of(q, k, v);
+        s.checkOutput("dOut", dOut, s.outputShape());
+        s.checkOutput("dq", dq, q.shape());
+        s.checkOutput(names[5], dk, k.shape());
+        s.checkOutput(names[6], dv, v.shape());
+        for (int w = 4; w < all.length; w++) {
+            for (int other = 0; other < all.length; other++) {
+                if (other != w && (other < 4 || other > w)) disjoint(names[w], all[w], names[other], all[other]);
+            }
+        }
+        return s;
+    }
+
     /** {@code a · b} for sizes, or an exception naming both factors when it does not fit an int array. */
     public static int intProduct(String what, long a, long b) {
         long p;

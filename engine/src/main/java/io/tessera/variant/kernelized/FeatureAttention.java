@@ -7,7 +7,9 @@ import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * The linear-time core shared by linear attention and the Performer: with a positive feature map
@@ -97,7 +99,7 @@ final class FeatureAttention {
                         // The chunk's shift: the keys before it and its first key, nothing later.
                         System.arraycopy(sigma, 0, chunkSigma, 0, m);
                         raiseToRowMaxima(u, 1, exponential, chunkSigma);
-                        rows = fittingRows(u, rows, exponential, chunkSigma, vh, c0);
+                        rows = fittingRows(u, rows, exponential, chunkSigma, vh, c0, false);
                         rescaleState(state, z, sigma, chunkSigma);
                         Tensor f = keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
                         scaledKeyFeatures(u, rows, exponential, sigma, f);
@@ -124,6 +126,340 @@ final class FeatureAttention {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * The gradients of {@link #forward} for {@code dOut = ∂L/∂out}, recomputing the forward's
+     * features and state. With a = g/den' and b = (g·out)/den' per query row (g = dOut, den' the
+     * scaled denominator), and W, F the scaled query and key features of the forward:
+     * {@code ∂L/∂W = a·S'ᵀ − b·z'ᵀ} (plus, when causal, the in-chunk term tril(a·Vᵀ − b)·F),
+     * {@code ∂L/∂F_j = V_j·dSᵀ + dz} with {@code dS = Σ_i W_iᵀ a_i}, {@code dz = −Σ_i b_i W_i} over the
+     * queries that attend key j, {@code ∂L/∂v_j = dSᵀ F_j}; the shifts cancel exactly as in the
+     * forward, and ∂W/∂u = W·(log φ)'(u) (the same for F) takes the features back to the
+     * pre-activations, then {@link FeatureMap#preActivationsBackward} to q and k.
+     *
+     * <p>Bidirectional: per key/value head, one pass builds the state, one pass over each query
+     * head's rows gives dq and sums dS, dz, one pass over the keys gives dk, dv. Causal: the same
+     * chunks for every query head sharing the key/value head (cut like the forward's, and also
+     * before a key whose pre-activations are NaN); a pass forward through the chunks gives dq (each
+     * row from the state before its chunk and the keys of its chunk up to itself, nothing later), a
+     * pass backward through them gives dk and dv, carrying dS and dz from later chunks down to each
+     * chunk's shift (factors e^(σ_c − σ_later) ≤ 1). Every product is a {@link Backend#gemm} and
+     * every sum has one order, so the gradients are bit-identical for any thread count.
+     * Memory: O(chunk² + chunk·m + m·Dv) per call, O(qLen) row scalars and one shift vector of m
+     * doubles per causal chunk.
+     */
+    static void backward(Backend backend, FeatureMap phi, boolean causal, Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv);
+        if (causal && s.qLen() != s.kvLen()) {
+            throw new IllegalArgumentException("causal linear attention needs qLen == kvLen, got qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        }
+        int m = phi.features(s.headDim()), valueDim = s.valueDim();
+        Checks.intProduct("the feature state m·valueDim", m, valueDim);
+        Checks.intProduct("a chunk's features " + CHUNK + "·m", CHUNK, m);
+        try (Arena arena = Arena.ofShared()) {
+            Scratch w = new Scratch(arena, m, valueDim, s.qLen());
+            for (int b = 0; b < s.batch(); b++) {
+                for (int hk = 0; hk < s.kvHeads(); hk++) {
+                    Tensor kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
+                    Tensor dkh = dk.select(0, b).select(0, hk), dvh = dv.select(0, b).select(0, hk);
+                    int firstHead = hk * s.queryHeadsPerKvHead(), lastHead = firstHead + s.queryHeadsPerKvHead();
+                    if (!causal) {
+                        bidirectionalBackward(backend, phi, w, q.select(0, b), kh, vh, dOut.select(0, b), dq.select(0, b), dkh, dvh, firstHead, lastHead);
+                        continue;
+                    }
+                    List<Chunk> chunks = causalChunks(backend, phi, w, kh, vh);
+                    dkh.fill(0f);
+                    dvh.fill(0f);
+                    for (int h = firstHead; h < lastHead; h++) {
+                        Tensor qh = q.select(0, b).select(0, h), gh = dOut.select(0, b).select(0, h);
+                        causalQueryGradients(backend, phi, w, chunks, qh, kh, vh, gh, dq.select(0, b).select(0, h));
+                        causalKeyGradients(backend, phi, w, chunks, qh, kh, vh, gh, dkh, dvh);
+                    }
+                }
+            }
+        }
+    }
+
+    /** Per-call buffers of the backward pass. */
+    private static final class Scratch {
+        final int m;
+        final Tensor state, z, zColumn, dState, dz;
+        final Tensor keyU, keyF, queryU, queryW, dFeatures, a, negB, num, den, scores, dScores, ones;
+        final double[] sigma;
+        final float[] rowDen, rowNegB;   // per query row of the current head: den' and −b
+
+        Scratch(Arena arena, int m, int valueDim, int qLen) {
+            this.m = m;
+            state = Tensor.zeros(arena, m, valueDim);
+            z = Tensor.zeros(arena, 1, m);
+            zColumn = Tensor.zeros(arena, m, 1);
+            dState = Tensor.zeros(arena, m, valueDim);
+            dz = Tensor.zeros(arena, 1, m);
+            keyU = Tensor.zeros(arena, CHUNK, m);
+            keyF = Tensor.zeros(arena, CHUNK, m);
+            queryU = Tensor.zeros(arena, CHUNK, m);
+            queryW = Tensor.zeros(arena, CHUNK, m);
+            dFeatures = Tensor.zeros(arena, CHUNK, m);
+            a = Tensor.zeros(arena, CHUNK, valueDim);
+            negB = Tensor.zeros(arena, CHUNK, 1);
+            num = Tensor.zeros(arena, CHUNK, valueDim);
+            den = Tensor.zeros(arena, CHUNK, 1);
+            scores = Tensor.zeros(arena, CHUNK, CHUNK);
+            dScores = Tensor.zeros(arena, CHUNK, CHUNK);
+            ones = Tensor.zeros(arena, 1, CHUNK);
+            ones.fill(1f);
+            sigma = new double[m];
+            rowDen = new float[qLen];
+            rowNegB = new float[qLen];
+        }
+
+        Tensor onesRow(int rows) { return ones.slice(1, 0, rows); }
+
+        Tensor onesColumn(int rows) { return ones.slice(1, 0, rows).transpose(0, 1); }
+    }
+
+    private static void bidirectionalBackward(Backend be, FeatureMap phi, Scratch w, Tensor qb, Tensor kh, Tensor vh, Tensor gb, Tensor dqb,
+                                              Tensor dkh, Tensor dvh, int firstHead, int lastHead) {
+        boolean exponential = phi.exponential();
+        int kvLen = (int) kh.size(0), qLen = (int) qb.size(1);
+        // The forward's state: σ over every key, then S' = Σ F_jᵀ v_j and z' = Σ F_j.
+        Arrays.fill(w.sigma, Double.NEGATIVE_INFINITY);
+        for (int c0 = 0; c0 < kvLen; c0 += CHUNK) {
+            int rows = Math.min(CHUNK, kvLen - c0);
+            Tensor u = w.keyU.slice(0, 0, rows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
+            raiseToRowMaxima(u, rows, exponential, w.sigma);
+        }
+        w.state.fill(0f);
+        w.z.fill(0f);
+        for (int c0 = 0; c0 < kvLen; c0 += CHUNK) {
+            int rows = Math.min(CHUNK, kvLen - c0);
+            Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
+            scaledKeyFeatures(u, rows, exponential, w.sigma, f);
+            be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
+            be.gemm(w.onesRow(rows), false, f, false, w.z, 1f, 1f);
+        }
+        w.zColumn.copyFrom(w.z.transpose(0, 1));
+        // dq of every query head of the group; dS and dz summed over all of their rows.
+        w.dState.fill(0f);
+        w.dz.fill(0f);
+        for (int h = firstHead; h < lastHead; h++) {
+            Tensor qh = qb.select(0, h), gh = gb.select(0, h), dqh = dqb.select(0, h);
+            for (int c0 = 0; c0 < qLen; c0 += CHUNK) {
+                int rows = Math.min(CHUNK, qLen - c0);
+                Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), n = w.num.slice(0, 0, rows), d = w.den.slice(0, 0, rows);
+                Tensor a = w.a.slice(0, 0, rows), negB = w.negB.slice(0, 0, rows), dW = w.dFeatures.slice(0, 0, rows);
+                Tensor qc = qh.slice(0, c0, c0 + rows);
+                phi.preActivations(be, qc, u);
+                queryWeights(w.queryU, rows, exponential, w.sigma, wq);
+                be.gemm(wq, false, w.state, false, n, 1f, 0f);
+                be.gemm(wq, false, w.zColumn, false, d, 1f, 0f);
+                rowGradients(gh.slice(0, c0, c0 + rows), n, d, a, negB, w, c0);
+                be.gemm(a, false, w.state, true, dW, 1f, 0f);
+                be.gemm(negB, false, w.z, false, dW, 1f, 1f);
+                toPreActivations(dW, wq, u, rows, exponential);
+                phi.preActivationsBackward(be, qc, dW, dqh.slice(0, c0, c0 + rows), false);
+                be.gemm(wq, true, a, false, w.dState, 1f, 1f);
+                be.gemm(negB, true, wq, false, w.dz, 1f, 1f);
+            }
+        }
+        // dk and dv: every key is attended by every query.
+        for (int c0 = 0; c0 < kvLen; c0 += CHUNK) {
+            int rows = Math.min(CHUNK, kvLen - c0);
+            Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows), dF = w.dFeatures.slice(0, 0, rows);
+            Tensor kc = kh.slice(0, c0, c0 + rows), vc = vh.slice(0, c0, c0 + rows);
+            phi.preActivations(be, kc, u);
+            scaledKeyFeatures(u, rows, exponential, w.sigma, f);
+            be.gemm(vc, false, w.dState, true, dF, 1f, 0f);
+            be.gemm(w.onesColumn(rows), false, w.dz, false, dF, 1f, 1f);
+            be.gemm(f, false, w.dState, false, dvh.slice(0, c0, c0 + rows), 1f, 0f);
+            toPreActivations(dF, f, u, rows, exponential);
+            phi.preActivationsBackward(be, kc, dF, dkh.slice(0, c0, c0 + rows), false);
+        }
+    }
+
+    /** One causal chunk: its rows and the shift σ its key and query features use. */
+    private record Chunk(int start, int rows, double[] shift) {}
+
+    /**
+     * The causal chunks of one key/value head (they depend on its keys and values only): a chunk's
+     * shift is the largest log-feature of the keys before it and its first key; it ends as
+     * {@link #fittingRows} says.
+     */
+    private static List<Chunk> causalChunks(Backend be, FeatureMap phi, Scratch w, Tensor kh, Tensor vh) {
+        boolean exponential = phi.exponential();
+        int n = (int) kh.size(0);
+        List<Chunk> chunks = new ArrayList<>();
+        Arrays.fill(w.sigma, Double.NEGATIVE_INFINITY);
+        for (int c0 = 0; c0 < n; ) {
+            int rows = Math.min(CHUNK, n - c0);
+            Tensor u = w.keyU.slice(0, 0, rows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
+            double[] shift = w.sigma.clone();
+            raiseToRowMaxima(u, 1, exponential, shift);
+            rows = fittingRows(u, rows, exponential, shift, vh, c0, true);
+            chunks.add(new Chunk(c0, rows, shift));
+            System.arraycopy(shift, 0, w.sigma, 0, w.m);
+            raiseToRowMaxima(u, rows, exponential, w.sigma);
+            c0 += rows;
+        }
+        return chunks;
+    }
+
+    /**
+     * dq of one causal query head, forward through the chunks; also keeps each row's den' and −b
+     * for {@link #causalKeyGradients}.
+     */
+    private static void causalQueryGradients(Backend be, FeatureMap phi, Scratch w, List<Chunk> chunks, Tensor qh, Tensor kh, Tensor vh, Tensor gh, Tensor dqh) {
+        boolean exponential = phi.exponential();
+        w.state.fill(0f);
+        w.z.fill(0f);
+        Arrays.fill(w.sigma, Double.NEGATIVE_INFINITY);
+        for (Chunk chunk : chunks) {
+            int c0 = chunk.start(), rows = chunk.rows();
+            Tensor uk = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), uk);
+            rescaleState(w.state, w.z, w.sigma, chunk.shift());
+            scaledKeyFeatures(uk, rows, exponential, w.sigma, f);
+            Tensor uq = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), qc = qh.slice(0, c0, c0 + rows);
+            phi.preActivations(be, qc, uq);
+            queryWeights(w.queryU, rows, exponential, w.sigma, wq);
+            // The forward's numerator and denominator: the state before the chunk, then tril(W Fᵀ).
+            Tensor n = w.num.slice(0, 0, rows), d = w.den.slice(0, 0, rows), p = square(w.scores, rows), dp = square(w.dScores, rows);
+            w.zColumn.copyFrom(w.z.transpose(0, 1));
+            be.gemm(wq, false, w.state, false, n, 1f, 0f);
+            be.gemm(wq, false, w.zColumn, false, d, 1f, 0f);
+            be.gemm(wq, false, f, true, p, 1f, 0f);
+            keepLowerTriangle(p);
+            be.gemm(p, false, vc, false, n, 1f, 1f);
+            be.gemm(p, false, w.onesColumn(rows), false, d, 1f, 1f);
+            Tensor a = w.a.slice(0, 0, rows), negB = w.negB.slice(0, 0, rows), dW = w.dFeatures.slice(0, 0, rows);
+            rowGradients(gh.slice(0, c0, c0 + rows), n, d, a, negB, w, c0);
+            inChunkScoreGradients(be, w, a, negB, vc, dp, rows);
+            be.gemm(a, false, w.state, true, dW, 1f, 0f);
+            be.gemm(negB, false, w.z, false, dW, 1f, 1f);
+            be.gemm(dp, false, f, false, dW, 1f, 1f);
+            toPreActivations(dW, wq, uq, rows, exponential);
+            phi.preActivationsBackward(be, qc, dW, dqh.slice(0, c0, c0 + rows), false);
+            // Fold the chunk into the state, at its shift.
+            be.gemm(f, true, vc, false, w.state, 1f, 1f);
+            be.gemm(w.onesRow(rows), false, f, false, w.z, 1f, 1f);
+        }
+    }
+
+    /**
+     * dk and dv of one causal query head, added to {@code dkh} and {@code dvh}: backward through
+     * the chunks, dS and dz hold what the queries of later chunks send to the keys before them.
+     */
+    private static void causalKeyGradients(Backend be, FeatureMap phi, Scratch w, List<Chunk> chunks, Tensor qh, Tensor kh, Tensor vh, Tensor gh,
+                                           Tensor dkh, Tensor dvh) {
+        boolean exponential = phi.exponential();
+        w.dState.fill(0f);
+        w.dz.fill(0f);
+        for (int c = chunks.size() - 1; c >= 0; c--) {
+            Chunk chunk = chunks.get(c);
+            int c0 = chunk.start(), rows = chunk.rows();
+            if (c < chunks.size() - 1) shiftDown(w.dState, w.dz, chunks.get(c + 1).shift(), chunk.shift());
+            Tensor uk = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows), kc = kh.slice(0, c0, c0 + rows), vc = vh.slice(0, c0, c0 + rows);
+            phi.preActivations(be, kc, uk);
+            scaledKeyFeatures(uk, rows, exponential, chunk.shift(), f);
+            Tensor uq = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows);
+            phi.preActivations(be, qh.slice(0, c0, c0 + rows), uq);
+            queryWeights(w.queryU, rows, exponential, chunk.shift(), wq);
+            Tensor a = w.a.slice(0, 0, rows), negB = w.negB.slice(0, 0, rows), p = square(w.scores, rows), dp = square(w.dScores, rows);
+            storedRowGradients(gh.slice(0, c0, c0 + rows), w, c0, a, negB);
+            be.gemm(wq, false, f, true, p, 1f, 0f);
+            keepLowerTriangle(p);
+            inChunkScoreGradients(be, w, a, negB, vc, dp, rows);
+            Tensor dF = w.dFeatures.slice(0, 0, rows), dvc = dvh.slice(0, c0, c0 + rows);
+            be.gemm(dp, true, wq, false, dF, 1f, 0f);
+            be.gemm(vc, false, w.dState, true, dF, 1f, 1f);
+            be.gemm(w.onesColumn(rows), false, w.dz, false, dF, 1f, 1f);
+            be.gemm(p, true, a, false, dvc, 1f, 1f);
+            be.gemm(f, false, w.dState, false, dvc, 1f, 1f);
+            toPreActivations(dF, f, uk, rows, exponential);
+            phi.preActivationsBackward(be, kc, dF, dkh.slice(0, c0, c0 + rows), true);
+            // This chunk's queries attend every earlier key.
+            be.gemm(wq, true, a, false, w.dState, 1f, 1f);
+            be.gemm(negB, true, wq, false, w.dz, 1f, 1f);
+        }
+    }
+
+    private static Tensor square(Tensor t, int rows) { return t.slice(0, 0, rows).slice(1, 0, rows); }
+
+    /** dP = tril(a·Vᵀ − b·1ᵀ): the gradient of the in-chunk scores W Fᵀ (zero above the diagonal). */
+    private static void inChunkScoreGradients(Backend be, Scratch w, Tensor a, Tensor negB, Tensor vc, Tensor dp, int rows) {
+        be.gemm(a, false, vc, true, dp, 1f, 0f);
+        be.gemm(negB, false, w.onesRow(rows), false, dp, 1f, 1f);
+        keepLowerTriangle(dp);
+    }
+
+    /**
+     * Per query row, from the forward's num' and den' and the loss gradient g: a = g/den',
+     * −b = −(g·out)/den' with out = num'/den' as the forward computes it; den' and −b are kept.
+     */
+    private static void rowGradients(Tensor g, Tensor num, Tensor den, Tensor a, Tensor negB, Scratch w, int first) {
+        int rows = (int) num.size(0), dv = (int) num.size(1);
+        MemorySegment gs = g.segment(), ns = num.segment(), ds = den.segment(), as = a.segment(), bs = negB.segment();
+        for (int r = 0; r < rows; r++) {
+            float d = ds.getAtIndex(FLOAT, den.offset() + r * den.stride(0)), inv = 1f / d;
+            long gr = g.offset() + r * g.stride(0), nr = num.offset() + r * num.stride(0), ar = a.offset() + r * a.stride(0);
+            double dot = 0;
+            for (int c = 0; c < dv; c++) {
+                float gc = gs.getAtIndex(FLOAT, gr + c);
+                dot += (double) gc * (ns.getAtIndex(FLOAT, nr + c) * inv);
+                as.setAtIndex(FLOAT, ar + c, gc * inv);
+            }
+            float negativeB = (float) (-dot * inv);
+            bs.setAtIndex(FLOAT, negB.offset() + r * negB.stride(0), negativeB);
+            w.rowDen[first + r] = d;
+            w.rowNegB[first + r] = negativeB;
+        }
+    }
+
+    /** a and −b of {@link #rowGradients} again, from the kept den' and −b. */
+    private static void storedRowGradients(Tensor g, Scratch w, int first, Tensor a, Tensor negB) {
+        int rows = (int) a.size(0), dv = (int) a.size(1);
+        MemorySegment gs = g.segment(), as = a.segment(), bs = negB.segment();
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / w.rowDen[first + r];
+            long gr = g.offset() + r * g.stride(0), ar = a.offset() + r * a.stride(0);
+            for (int c = 0; c < dv; c++) as.setAtIndex(FLOAT, ar + c, gs.getAtIndex(FLOAT, gr + c) * inv);
+            bs.setAtIndex(FLOAT, negB.offset() + r * negB.stride(0), w.rowNegB[first + r]);
+        }
+    }
+
+    /**
+     * grad ∘= features·(log φ)'(u), in place: from the gradient of scaled features to that of
+     * their pre-activations ((log φ)' is 1 for e^u and for elu+1 at u ≤ 0, 1/(1+u) above).
+     */
+    private static void toPreActivations(Tensor grad, Tensor features, Tensor u, int rows, boolean exponential) {
+        MemorySegment gs = grad.segment(), fs = features.segment(), us = u.segment();
+        int m = (int) grad.size(1);
+        for (int r = 0; r < rows; r++) {
+            long g = grad.offset() + r * grad.stride(0), fr = features.offset() + r * features.stride(0), ur = u.offset() + r * u.stride(0);
+            for (int f = 0; f < m; f++) {
+                float x = us.getAtIndex(FLOAT, ur + f), weight = fs.getAtIndex(FLOAT, fr + f);
+                if (!exponential && x > 0) weight /= 1f + x;
+                gs.setAtIndex(FLOAT, g + f, gs.getAtIndex(FLOAT, g + f) * weight);
+            }
+        }
+    }
+
+    /** Moves dS and dz from a later chunk's shift {@code from} to an earlier chunk's (not larger) shift {@code to}. */
+    private static void shiftDown(Tensor dState, Tensor dz, double[] from, double[] to) {
+        MemorySegment st = dState.segment(), zs = dz.segment();
+        int dv = (int) dState.size(1);
+        for (int f = 0; f < from.length; f++) {
+            if (Double.compare(from[f], to[f]) == 0) continue;
+            float factor = to[f] == Double.NEGATIVE_INFINITY ? 0f : (float) Math.exp(to[f] - from[f]);
+            long row = dState.offset() + (long) f * dState.stride(0);
+            for (int c = 0; c < dv; c++) st.setAtIndex(FLOAT, row + c, st.getAtIndex(FLOAT, row + c) * factor);
+            long zf = dz.offset() + f;
+            zs.setAtIndex(FLOAT, zf, zs.getAtIndex(FLOAT, zf) * factor);
         }
     }
 
@@ -157,9 +493,11 @@ final class FeatureAttention {
     /**
      * How many leading rows of the tentative chunk may share its shift: row 0 always; a later row
      * only while its log-features are within {@link #MARGIN} of the shift (or the shift is
-     * already NaN: every later row then attends a NaN key) and its value row is finite.
+     * already NaN: every later row then attends a NaN key) and its value row is finite; with
+     * {@code cutBeforeNaNKeys} (the backward pass, whose in-chunk products multiply masked zeros by
+     * later key features too) also only while its pre-activations are not NaN.
      */
-    private static int fittingRows(Tensor u, int rows, boolean exponential, double[] shift, Tensor v, int first) {
+    private static int fittingRows(Tensor u, int rows, boolean exponential, double[] shift, Tensor v, int first, boolean cutBeforeNaNKeys) {
         MemorySegment seg = u.segment(), vs = v.segment();
         int m = shift.length, dv = (int) v.size(1);
         double[] limit = new double[m];   // log φ(u) > shift + MARGIN ⇔ u > limit (log φ is increasing)
@@ -170,7 +508,8 @@ final class FeatureAttention {
         for (int r = 1; r < rows; r++) {
             long o = u.offset() + r * u.stride(0);
             for (int f = 0; f < m; f++) {
-                if (seg.getAtIndex(FLOAT, o + f) > limit[f]) return r;
+                float x = seg.getAtIndex(FLOAT, o + f);
+                if (x > limit[f] || (cutBeforeNaNKeys && x != x)) return r;
             }
             long vr = v.offset() + (long) (first + r) * v.stride(0);
             for (int c = 0; c < dv; c++) if (!Float.isFinite(vs.getAtIndex(FLOAT, vr + c))) return r;

@@ -18,4 +18,11 @@ interface FeatureMap {
 
     /** Writes the pre-activations of the rows of {@code x} ([rows, D] view) into {@code dst} ([rows, m], contiguous). */
     void preActivations(Backend backend, Tensor x, Tensor dst);
+
+    /**
+     * The backward pass of {@link #preActivations}: {@code dx = (∂u/∂x)ᵀ du} for the rows of
+     * {@code x} ([rows, D] view), given {@code du} ([rows, m]); written into {@code dx} ([rows, D],
+     * unit-stride rows), or added to it when {@code accumulate}.
+     */
+    void preActivationsBackward(Backend backend, Tensor x, Tensor du, Tensor dx, boolean accumulate);
 }

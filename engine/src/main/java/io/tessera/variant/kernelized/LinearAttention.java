@@ -8,8 +8,10 @@ import io.tessera.variant.AttentionOperator;
  * Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs"): softmax replaced by the
  * kernel φ(q)·φ(k) with φ(x) = elu(x) + 1, in O(n·D·Dv) time; causal through prefix sums.
  * A different function from softmax attention: its contract is its own quadratic definition.
+ * {@link #backward} gives the exact gradients of that function (every input row is attended, so
+ * there are no fully masked rows; causal: dq of row i depends on positions ≤ i only).
  */
-public final class LinearAttention implements AttentionOperator {
+public final class LinearAttention implements AttentionOperator.Differentiable {
     private final boolean causal;
     private final Backend backend;
 
@@ -34,5 +36,14 @@ public final class LinearAttention implements AttentionOperator {
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         FeatureAttention.forward(backend != null ? backend : Backend.best(), new EluFeatureMap(), causal, q, k, v, out);
+    }
+
+    /**
+     * The gradients of {@link #forward}, recomputed from q, k, v in the same O(n·D·Dv) time (two
+     * passes over the chunks when causal); see {@link AttentionOperator.Differentiable#backward}.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        FeatureAttention.backward(backend != null ? backend : Backend.best(), new EluFeatureMap(), causal, q, k, v, dOut, dq, dk, dv);
     }
 }

@@ -2,6 +2,7 @@ package io.tessera.variant.kernelized;
 
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
 import io.tessera.variant.internal.Checks;
 import io.tessera.variant.AttentionOperator;
 
@@ -9,9 +10,10 @@ import io.tessera.variant.AttentionOperator;
  * Performer attention with FAVOR+ (Choromanski et al. 2021): softmax attention approximated by
  * m positive (optionally orthogonal) random features in O(n·m·Dv) time and O(m·Dv) state;
  * bidirectional or causal (prefix sums). Features are drawn once per head dim from the seed and
- * kept; {@link #redraw} draws new ones.
+ * kept; {@link #redraw} draws new ones. {@link #backward} differentiates the function
+ * {@link #forward} computes (this estimator, its features held fixed), not softmax attention.
  */
-public final class Performer implements AttentionOperator {
+public final class Performer implements AttentionOperator.Differentiable {
     private final int features;
     private final boolean orthogonal, causal;
     private final long seed;
@@ -45,6 +47,17 @@ public final class Performer implements AttentionOperator {
 
     public int features() { return features; }
 
+    /**
+     * A copy, in {@code arena}, of the random projection this Performer uses for head dim
+     * {@code headDim}: {@code [m, headDim]}, row f = ω_f·D^(−1/4), so that feature f of a row x is
+     * {@code exp(row_f·x − ‖x‖²/(2√D))/√m} (before the stabilizing shifts, which cancel).
+     */
+    public Tensor projection(Arena arena, int headDim) {
+        if (arena == null) throw new NullPointerException("arena");
+        if (headDim < 1) throw new IllegalArgumentException("headDim must be >= 1, got " + headDim);
+        return featuresFor(headDim).omega().contiguous(arena);
+    }
+
     RandomFeatures featuresFor(int headDim) {
         RandomFeatures f = drawn;
         if (f == null || f.headDim() != headDim) {
@@ -57,5 +70,16 @@ public final class Performer implements AttentionOperator {
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
         FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);
+    }
+
+    /**
+     * The gradients of {@link #forward} with respect to q, k and v, the random features held fixed,
+     * recomputed in O(n·m·(D+Dv)); see {@link AttentionOperator.Differentiable#backward}. Causal:
+     * dq of row i depends on positions ≤ i only.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        int headDim = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv).headDim();
+        FeatureAttention.backward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, dOut, dq, dk, dv);
     }
 }

@@ -66,6 +66,9 @@ final class RandomFeatures implements FeatureMap {
 
     int headDim() { return headDim; }
 
+    /** ω, [m, D], pre-multiplied by D^(−1/4). */
+    Tensor omega() { return omega; }
+
     @Override public int features(int d) {
         if (d != headDim) throw new IllegalArgumentException("features were drawn for headDim=" + headDim + ", input has headDim=" + d);
         return m;
@@ -88,6 +91,25 @@ final class RandomFeatures implements FeatureMap {
             float half = (float) (0.5 * sq / Math.sqrt(headDim));   // ‖x'‖²/2 with x' = x·D^(-1/4)
             long o = dst.offset() + r * dst.stride(0);
             for (int f = 0; f < m; f++) out.setAtIndex(FLOAT, o + f, out.getAtIndex(FLOAT, o + f) - half);
+        }
+    }
+
+    /**
+     * u_f = ω_f·x − ‖x‖²/(2√D) (ω pre-multiplied by D^(−1/4)), so ∂u_f/∂x = ω_f − x/√D and
+     * dx = du·ω − x·(Σ_f du_f)/√D: one GEMM and a row correction.
+     */
+    @Override
+    public void preActivationsBackward(Backend backend, Tensor x, Tensor du, Tensor dx, boolean accumulate) {
+        backend.gemm(du, false, omega, false, dx, 1f, accumulate ? 1f : 0f);
+        MemorySegment src = x.segment(), g = du.segment(), out = dx.segment();
+        double invSqrtD = 1 / Math.sqrt(headDim);
+        for (int r = 0; r < x.size(0); r++) {
+            long gr = du.offset() + r * du.stride(0);
+            double sum = 0;
+            for (int f = 0; f < m; f++) sum += g.getAtIndex(FLOAT, gr + f);
+            float factor = (float) (sum * invSqrtD);
+            long xr = x.offset() + r * x.stride(0), o = dx.offset() + r * dx.stride(0);
+            for (int c = 0; c < headDim; c++) out.setAtIndex(FLOAT, o + c, out.getAtIndex(FLOAT, o + c) - factor * src.getAtIndex(FLOAT, xr + c));
         }
     }
 

@@ -18,45 +18,99 @@ import java.util.Arrays;
  * sharing across layers is passing the same instance to several layers. Initialization is a
  * seeded Johnson–Lindenstrauss projection (entries N(0, 1/k)) or user-supplied matrices.
  * Bidirectional only (projecting along the sequence mixes future positions).
+ *
+ * <p>Trainable: {@link #backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)}
+ * gives the gradients with respect to q, k, v and the projections E and F ({@link #keyProjection()},
+ * {@link #valueProjection()}: the live matrices, which a training step may update in place).
  */
-public final class Linformer implements AttentionOperator.Scaled {
+public final class Linformer implements AttentionOperator.Scaled, AttentionOperator.Differentiable {
     /** How projection matrices are shared (the paper's §4 options). */
     public enum Sharing { PER_HEAD, KEY_VALUE, HEADWISE }
 
     private final int n, k;
     private final Sharing sharing;
-    private final Tensor e, f;   // [kvHeads or 1, k, n]
+    private final Projections projections;   // E and F, [kvHeads or 1, k, n]
     private final Backend backend;
     private final float scale;   // NaN: 1/√D
     /** Dense attention over the k projected positions; kept so its compiled layout is cached across calls. */
     private final Attention dense = Attention.dense();
 
-    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend) {
-        this(n, k, sharing, e, f, backend, Float.NaN);
+    private Linformer(int n, int k, Sharing sharing, Projections projections, Backend backend) {
+        this(n, k, sharing, projections, backend, Float.NaN);
     }
 
-    private Linformer(int n, int k, Sharing sharing, Tensor e, Tensor f, Backend backend, float scale) {
+    private Linformer(int n, int k, Sharing sharing, Projections projections, Backend backend, float scale) {
         this.n = n;
         this.k = k;
         this.sharing = sharing;
-        this.e = e;
-        this.f = f;
+        this.projections = projections;
         this.backend = backend;
         this.scale = scale;
     }
 
     /**
+     * E and F, given or drawn from a seed on first use: a call needs k·n·count entries and does
+     * at least that much work with them, so drawing then costs no more than the call itself, while
+     * building a Linformer costs nothing whatever k·n is. Shared by the instances {@link #on} and
+     * {@link #withScale} derive, so they all use (and train) the same matrices.
+     */
+    private static final class Projections {
+        final int count, k, n;
+        private final boolean separate;
+        private final long seed;
+        private Tensor f;
+        private volatile Tensor e;   // written last: a non-null e means f is set too
+
+        Projections(Tensor e, Tensor f) {
+            this.count = (int) e.size(0);
+            this.k = (int) e.size(1);
+            this.n = (int) e.size(2);
+            this.separate = e != f;
+            this.seed = 0;
+            this.f = f;
+            this.e = e;
+        }
+
+        Projections(int count, int k, int n, boolean separate, long seed) {
+            this.count = count;
+            this.k = k;
+            this.n = n;
+            this.separate = separate;
+            this.seed = seed;
+        }
+
+        Tensor e() {
+            Tensor drawn = e;
+            if (drawn != null) return drawn;
+            synchronized (this) {
+                if (e == null) {
+                    // Seeded JL projections (entries N(0, 1/k)), freed with the Linformer instances that share them.
+                    Arena arena = Arena.ofAuto();
+                    float std = (float) (1 / Math.sqrt(k));
+                    Tensor first = Tensor.randomNormal(arena, seed, std, count, k, n);
+                    f = separate ? Tensor.randomNormal(arena, seed + 1, std, count, k, n) : first;
+                    e = first;
+                }
+                return e;
+            }
+        }
+
+        Tensor f() {
+            e();
+            return f;
+        }
+    }
+
+    /**
      * Seeded JL projections for sequences of length {@code n} projected to {@code k} positions, for
-     * {@code kvHeads} key/value heads. The matrices live in an automatic arena (freed with this object).
+     * {@code kvHeads} key/value heads. The matrices are drawn on first use (the first call, or
+     * {@link #keyProjection()}) in an automatic arena (freed with this object and the instances
+     * derived from it): building one allocates nothing.
      */
     public static Linformer random(int n, int k, int kvHeads, Sharing sharing, long seed) {
         check(n, k, kvHeads, sharing);
-        Arena arena = Arena.ofAuto();
         int count = sharing == Sharing.HEADWISE ? 1 : kvHeads;
-        float std = (float) (1 / Math.sqrt(k));
-        Tensor e = Tensor.randomNormal(arena, seed, std, count, k, n);
-        Tensor f = sharing == Sharing.PER_HEAD ? Tensor.randomNormal(arena, seed + 1, std, count, k, n) : e;
-        return new Linformer(n, k, sharing, e, f, null);
+        return new Linformer(n, k, sharing, new Projections(count, k, n, sharing == Sharing.PER_HEAD, seed), null);
     }
 
     /** User-supplied projections: {@code e} and {@code f} of shape [count, k, n] with count 1 (shared by heads) or kvHeads. */
@@ -68,7 +122,7 @@ public final class Linformer implements AttentionOperator.Scaled {
         }
         int count = Shapes.checkedInt("e count (dim 0)", e.size(0));
         int k = Shapes.checkedInt("e projected length k (dim 1)", e.size(1)), n = Shapes.checkedInt("e sequence length n (dim 2)", e.size(2));
-        return new Linformer(n, k, count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, e, f, null);
+        return new Linformer(n, k, count == 1 ? Sharing.HEADWISE : Sharing.PER_HEAD, new Projections(e, f), null);
     }
 
     private static void check(int n, int k, int kvHeads, Sharing sharing) {
@@ -87,40 +141,141 @@ public final class Linformer implements AttentionOperator.Scaled {
     @Override
     public Linformer on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new Linformer(n, k, sharing, e, f, backend, scale);
+        return new Linformer(n, k, sharing, projections, backend, scale);
     }
 
     /** The same Linformer with softmax scale {@code scale} over the projected positions instead of 1/√D. */
     @Override
     public Linformer withScale(float scale) {
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        return new Linformer(n, k, sharing, e, f, backend, scale);
+        return new Linformer(n, k, sharing, projections, backend, scale);
     }
 
     public int projectedLength() { return k; }
 
     public Sharing sharing() { return sharing; }
 
+    /**
+     * The key projection E, {@code [count, k, n]} (count 1: shared by every head), itself (not a
+     * copy): the same tensor as {@link #valueProjection()} when keys and values share it.
+     */
+    public Tensor keyProjection() { return projections.e(); }
+
+    /** The value projection F, {@code [count, k, n]}, itself (not a copy). */
+    public Tensor valueProjection() { return projections.f(); }
+
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     @Override
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
         AttentionShape s = Checks.attention(q, "keys", keys, "values", values, out);
-        if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
-        if (e.size(0) != 1 && e.size(0) != s.kvHeads()) {
-            throw new IllegalArgumentException("projections exist for " + e.size(0) + " heads, the call has kvHeads=" + s.kvHeads());
-        }
+        checkCall(s);
         Backend be = backend != null ? backend : Backend.best();
         try (Arena scratch = Arena.ofShared()) {
             Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
             Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
+            project(be, s, keys, values, kp, vp);
+            attention(be).forward(q, kp, vp, out);
+        }
+    }
+
+    /**
+     * The gradients with respect to q, k and v (the projections held fixed); see
+     * {@link #backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)}.
+     */
+    @Override
+    public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
+        checkCall(s);
+        run(s, q, keys, values, dOut, dq, dk, dv, null, null);
+    }
+
+    /**
+     * The gradients of {@link #forward} for {@code dOut = ∂L/∂out}: with K' = E·K, V' = F·V and the
+     * fused kernel's backward pass over the k projected positions giving dq, dK' and dV',
+     * {@code dk = Eᵀ·dK'}, {@code dv = Fᵀ·dV'}, {@code dE = Σ dK'·Kᵀ} and {@code dF = Σ dV'·Vᵀ} summed
+     * over the batch (and over the key/value heads when one pair serves every head). {@code dE} is the
+     * gradient through the keys and {@code dF} through the values: when one matrix serves both
+     * ({@link Sharing#KEY_VALUE}, {@link Sharing#HEADWISE}, or the same tensor passed twice to
+     * {@link #of}), its gradient is {@code dE + dF}. All of them overwritten; dE and dF shaped like
+     * {@link #keyProjection()} and {@link #valueProjection()}; no output may share memory with
+     * another or with any input or projection. Every sum has one order: bit-identical for any
+     * thread count. Extra memory: the projected keys, values and their gradients, the output and
+     * log-sum-exp the kernel's backward pass recomputes from.
+     */
+    public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
+        checkCall(s);
+        Checks.notNull("dE", dE);
+        Checks.notNull("dF", dF);
+        long[] projectionShape = {projections.count, k, n};
+        s.checkOutput("dE", dE, projectionShape);
+        s.checkOutput("dF", dF, projectionShape);
+        Tensor e = projections.e(), f = projections.f();
+        Tensor[] others = {q, keys, values, dOut, dq, dk, dv, e, f};
+        String[] names = {"q", "keys", "values", "dOut", "dq", "dk", "dv", "e (the key projection)", "f (the value projection)"};
+        for (int i = 0; i < others.length; i++) {
+            Checks.disjoint("dE", dE, names[i], others[i]);
+            Checks.disjoint("dF", dF, names[i], others[i]);
+        }
+        Checks.disjoint("dE", dE, "dF", dF);
+        for (int i = 4; i < 7; i++) {
+            Checks.disjoint(names[i], others[i], "e (the key projection)", e);
+            Checks.disjoint(names[i], others[i], "f (the value projection)", f);
+        }
+        run(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
+    }
+
+    private void checkCall(AttentionShape s) {
+        if (s.kvLen() != n) throw new IllegalArgumentException("this Linformer projects sequences of n=" + n + ", kv length is " + s.kvLen());
+        if (projections.count != 1 && projections.count != s.kvHeads()) {
+            throw new IllegalArgumentException("projections exist for " + projections.count + " heads, the call has kvHeads=" + s.kvHeads());
+        }
+    }
+
+    private Attention attention(Backend be) {
+        return Float.isNaN(scale) ? dense.on(be) : dense.on(be).withScale(scale);
+    }
+
+    /** K' = E·K and V' = F·V per batch and key/value head. */
+    private void project(Backend be, AttentionShape s, Tensor keys, Tensor values, Tensor kp, Tensor vp) {
+        Tensor e = projections.e(), f = projections.f();
+        for (int b = 0; b < s.batch(); b++) {
+            for (int h = 0; h < s.kvHeads(); h++) {
+                int p = e.size(0) == 1 ? 0 : h;
+                be.gemm(e.select(0, p), false, keys.select(0, b).select(0, h), false, kp.select(0, b).select(0, h), 1f, 0f);
+                be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
+            }
+        }
+    }
+
+    /** The backward pass; dE and dF null when the projections' gradients are not wanted. */
+    private void run(AttentionShape s, Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        Backend be = backend != null ? backend : Backend.best();
+        Tensor e = projections.e(), f = projections.f();
+        try (Arena scratch = Arena.ofShared()) {
+            Tensor kp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.headDim());
+            Tensor vp = Tensor.zeros(scratch, s.batch(), s.kvHeads(), k, s.valueDim());
+            Tensor dkp = Tensor.zeros(scratch, kp.shape()), dvp = Tensor.zeros(scratch, vp.shape());
+            Tensor out = Tensor.zeros(scratch, s.outputShape()), lse = Tensor.zeros(scratch, s.lseShape());
+            project(be, s, keys, values, kp, vp);
+            Attention attention = attention(be);
+            attention.forwardWithLse(q, kp, vp, out, lse);
+            attention.backward(q, kp, vp, out, lse, dOut, dq, dkp, dvp);
+            if (dE != null) {
+                dE.fill(0f);
+                dF.fill(0f);
+            }
             for (int b = 0; b < s.batch(); b++) {
                 for (int h = 0; h < s.kvHeads(); h++) {
                     int p = e.size(0) == 1 ? 0 : h;
-                    be.gemm(e.select(0, p), false, keys.select(0, b).select(0, h), false, kp.select(0, b).select(0, h), 1f, 0f);
-                    be.gemm(f.select(0, p), false, values.select(0, b).select(0, h), false, vp.select(0, b).select(0, h), 1f, 0f);
+                    Tensor dkpHead = dkp.select(0, b).select(0, h), dvpHead = dvp.select(0, b).select(0, h);
+                    be.gemm(e.select(0, p), true, dkpHead, false, dk.select(0, b).select(0, h), 1f, 0f);
+                    be.gemm(f.select(0, p), true, dvpHead, false, dv.select(0, b).select(0, h), 1f, 0f);
+                    if (dE == null) continue;
+                    be.gemm(dkpHead, false, keys.select(0, b).select(0, h), true, dE.select(0, p), 1f, 1f);
+                    be.gemm(dvpHead, false, values.select(0, b).select(0, h), true, dF.select(0, p), 1f, 1f);
                 }
             }
-            (Float.isNaN(scale) ? dense.on(be) : dense.on(be).withScale(scale)).forward(q, kp, vp, out);
         }
     }
 }

@@ -15,8 +15,10 @@ import java.lang.foreign.ValueLayout;
  * B = softmax(Q̃ Kᵀ), and A⁺ comes from the paper's iterative Moore–Penrose scheme
  * Z ← ¼·Z(13I − AZ(15I − AZ(7I − AZ))) from Z₀ = Aᵀ/(‖A‖₁‖A‖∞). O(n·m·D + m³·iterations).
  * Segments are as even as the lengths allow: segment s covers [⌊s·n/m⌋, ⌊(s+1)·n/m⌋).
+ * {@link #backward} differentiates exactly this computation (the iterations the forward ran, its
+ * initial scaling included), not softmax attention.
  */
-public final class Nystromformer implements AttentionOperator.Scaled {
+public final class Nystromformer implements AttentionOperator.Scaled, AttentionOperator.Differentiable {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final int landmarks, iterations;
@@ -57,9 +59,7 @@ public final class Nystromformer implements AttentionOperator.Scaled {
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
-        if (landmarks > Math.min(s.qLen(), s.kvLen())) {
-            throw new IllegalArgumentException("landmarks m=" + landmarks + " exceeds the sequence (qLen=" + s.qLen() + ", kvLen=" + s.kvLen() + ")");
-        }
+        checkLandmarks(s);
         Backend be = backend != null ? backend : Backend.best();
         int m = landmarks, d = s.headDim(), dv = s.valueDim();
         float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
@@ -79,11 +79,174 @@ public final class Nystromformer implements AttentionOperator.Scaled {
                     softmaxRows(f);
                     softmaxRows(a);
                     softmaxRows(bm);
-                    pseudoInverse(be, a, z, az, t1, t2, zBest);
+                    pseudoInverse(be, a, z, az, t1, t2, zBest, null);
                     be.gemm(bm, false, vh, false, bv, 1f, 0f);
                     be.gemm(z, false, bv, false, zbv, 1f, 0f);
                     be.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
                 }
+            }
+        }
+    }
+
+    private void checkLandmarks(AttentionShape s) {
+        if (landmarks > Math.min(s.qLen(), s.kvLen())) {
+            throw new IllegalArgumentException("landmarks m=" + landmarks + " exceeds the sequence (qLen=" + s.qLen() + ", kvLen=" + s.kvLen() + ")");
+        }
+    }
+
+    /**
+     * The gradients of {@link #forward}, recomputing it per head and keeping the pseudo-inverse's
+     * iterates Z_0 … Z_T (T the iterations the forward ran): with out = F·Z·(B·V),
+     * dF = dOut·(Z·B·V)ᵀ, dZ = Fᵀ·dOut·(B·V)ᵀ, dB = Zᵀ·Fᵀ·dOut·Vᵀ, dV = Bᵀ·Zᵀ·Fᵀ·dOut; dZ goes back
+     * through each step Z' = ¼·Z(13I − X(15I − X(7I − X))), X = AZ, and through Z_0 = Aᵀ/(‖A‖₁‖A‖∞)
+     * (the norms differentiated at their largest row and column) to dA; then the three row softmaxes,
+     * their score products and the segment means. Every product is a {@link Backend#gemm}; dk and dv
+     * sum over the query heads of a key/value head in head order: bit-identical for any thread count.
+     * Memory: the forward's O(n·m) plus (iterations + 1)·m² floats.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv);
+        checkLandmarks(s);
+        Backend be = backend != null ? backend : Backend.best();
+        int m = landmarks, d = s.headDim(), valueDim = s.valueDim(), n = s.qLen(), nk = s.kvLen();
+        float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
+        Checks.intProduct("the pseudo-inverse's iterates (iterations+1)·m²", (long) iterations + 1, (long) m * m);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d), dqL = Tensor.zeros(arena, m, d), dkL = Tensor.zeros(arena, m, d);
+            Tensor f = Tensor.zeros(arena, n, m), a = Tensor.zeros(arena, m, m), bm = Tensor.zeros(arena, m, nk);
+            Tensor dF = Tensor.zeros(arena, n, m), dA = Tensor.zeros(arena, m, m), dB = Tensor.zeros(arena, m, nk);
+            Tensor z = Tensor.zeros(arena, m, m), zBest = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
+            Tensor history = Tensor.zeros(arena, iterations + 1, m, m);
+            Tensor bv = Tensor.zeros(arena, m, valueDim), zbv = Tensor.zeros(arena, m, valueDim), dZbv = Tensor.zeros(arena, m, valueDim), dBv = Tensor.zeros(arena, m, valueDim);
+            Tensor[] work = new Tensor[8];
+            for (int i = 0; i < work.length; i++) work[i] = Tensor.zeros(arena, m, m);
+            for (int b = 0; b < s.batch(); b++) {
+                for (int hk = 0; hk < s.kvHeads(); hk++) {
+                    Tensor kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
+                    Tensor dkh = dk.select(0, b).select(0, hk), dvh = dv.select(0, b).select(0, hk);
+                    dkh.fill(0f);
+                    dvh.fill(0f);
+                    segmentMeans(kh, m, kL);
+                    for (int h = hk * s.queryHeadsPerKvHead(); h < (hk + 1) * s.queryHeadsPerKvHead(); h++) {
+                        Tensor qh = q.select(0, b).select(0, h), g = dOut.select(0, b).select(0, h), dqh = dq.select(0, b).select(0, h);
+                        // The forward, keeping the iterates.
+                        segmentMeans(qh, m, qL);
+                        be.gemm(qh, false, kL, true, f, scale, 0f);
+                        be.gemm(qL, false, kL, true, a, scale, 0f);
+                        be.gemm(qL, false, kh, true, bm, scale, 0f);
+                        softmaxRows(f);
+                        softmaxRows(a);
+                        softmaxRows(bm);
+                        int steps = pseudoInverse(be, a, z, az, t1, t2, zBest, history);
+                        be.gemm(bm, false, vh, false, bv, 1f, 0f);
+                        be.gemm(z, false, bv, false, zbv, 1f, 0f);
+                        // out = F·(Z·(B·V)).
+                        be.gemm(g, false, zbv, true, dF, 1f, 0f);
+                        be.gemm(f, true, g, false, dZbv, 1f, 0f);
+                        Tensor dZ = work[0];
+                        be.gemm(dZbv, false, bv, true, dZ, 1f, 0f);
+                        be.gemm(z, true, dZbv, false, dBv, 1f, 0f);
+                        be.gemm(dBv, false, vh, true, dB, 1f, 0f);
+                        be.gemm(bm, true, dBv, false, dvh, 1f, 1f);
+                        pseudoInverseBackward(be, a, history, steps, dZ, dA, work);
+                        softmaxRowsBackward(f, dF);
+                        softmaxRowsBackward(a, dA);
+                        softmaxRowsBackward(bm, dB);
+                        // Scores F = s·q·kLᵀ, A = s·qL·kLᵀ, B = s·qL·kᵀ.
+                        be.gemm(dF, false, kL, false, dqh, scale, 0f);
+                        be.gemm(dF, true, qh, false, dkL, scale, 0f);
+                        be.gemm(dA, true, qL, false, dkL, scale, 1f);
+                        be.gemm(dA, false, kL, false, dqL, scale, 0f);
+                        be.gemm(dB, false, kh, false, dqL, scale, 1f);
+                        be.gemm(dB, true, qL, false, dkh, scale, 1f);
+                        segmentMeansBackward(dqL, m, dqh);
+                        segmentMeansBackward(dkL, m, dkh);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * dA (overwritten) from G = ∂L/∂Z_T back through the recorded iterates history[0 … steps]:
+     * per step, with X = A·Z_t, P1 = 7I − X, P2 = 15I − X·P1, P3 = 13I − X·P2, Z_{t+1} = ¼·Z_t·P3.
+     */
+    private static void pseudoInverseBackward(Backend be, Tensor a, Tensor history, int steps, Tensor g, Tensor dA, Tensor[] work) {
+        Tensor x = work[1], p1 = work[2], p2 = work[3], p3 = work[4], dX = work[5], dP = work[6], dZ = work[7];
+        dA.fill(0f);
+        for (int t = steps - 1; t >= 0; t--) {
+            Tensor zt = history.select(0, t);
+            be.gemm(a, false, zt, false, x, 1f, 0f);
+            identityMinus(7f, x, p1);
+            be.gemm(x, false, p1, false, p3, 1f, 0f);     // X·P1 (p3 as scratch)
+            identityMinus(15f, p3, p2);
+            be.gemm(x, false, p2, false, dX, 1f, 0f);     // X·P2 (dX as scratch)
+            identityMinus(13f, dX, p3);
+            be.gemm(g, false, p3, true, dZ, 0.25f, 0f);   // dZ_t = ¼·G·P3ᵀ
+            be.gemm(zt, true, g, false, dP, 0.25f, 0f);   // dP3 = ¼·Z_tᵀ·G
+            be.gemm(dP, false, p2, true, dX, -1f, 0f);    // dX = −dP3·P2ᵀ
+            be.gemm(x, true, dP, false, p3, -1f, 0f);     // dP2 = −Xᵀ·dP3 (into p3, no longer needed)
+            be.gemm(p3, false, p1, true, dX, -1f, 1f);    // dX −= dP2·P1ᵀ
+            be.gemm(x, true, p3, false, dP, -1f, 0f);     // dP1 = −Xᵀ·dP2
+            subtract(dX, dP);                             // dX −= dP1
+            be.gemm(dX, false, zt, true, dA, 1f, 1f);     // dA += dX·Z_tᵀ
+            be.gemm(a, true, dX, false, dZ, 1f, 1f);      // dZ_t += Aᵀ·dX
+            g.copyFrom(dZ);
+        }
+        // Z_0 = c·Aᵀ, c = 1/(R·C) with R the largest row sum and C the largest column sum of |A|.
+        int m = (int) a.size(0);
+        float[] values = a.toArray(), grad = g.toArray();
+        double maxRow = -1, maxCol = -1, gamma = 0;
+        int row = 0, col = 0;
+        for (int r = 0; r < m; r++) {
+            double rs = 0, cs = 0;
+            for (int c = 0; c < m; c++) { rs += Math.abs(values[r * m + c]); cs += Math.abs(values[c * m + r]); }
+            if (rs > maxRow) { maxRow = rs; row = r; }
+            if (cs > maxCol) { maxCol = cs; col = r; }
+        }
+        for (int i = 0; i < m; i++) for (int j = 0; j < m; j++) gamma += (double) grad[i * m + j] * values[j * m + i];   // ⟨G, Aᵀ⟩ = ∂L/∂c
+        double c = 1 / (maxRow * maxCol);
+        MemorySegment out = dA.segment();
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < m; j++) {
+                double add = c * grad[j * m + i];                                                  // from c·Aᵀ
+                if (i == row) add -= c / maxRow * gamma * Math.signum(values[i * m + j]);          // ∂c/∂R · ∂R/∂A
+                if (j == col) add -= c / maxCol * gamma * Math.signum(values[i * m + j]);          // ∂c/∂C · ∂C/∂A
+                long at = dA.offset() + (long) i * m + j;
+                out.setAtIndex(FLOAT, at, (float) (out.getAtIndex(FLOAT, at) + add));
+            }
+        }
+    }
+
+    private static void subtract(Tensor dst, Tensor x) {
+        MemorySegment d = dst.segment(), s = x.segment();
+        for (long i = 0, n = dst.elementCount(); i < n; i++) d.setAtIndex(FLOAT, dst.offset() + i, d.getAtIndex(FLOAT, dst.offset() + i) - s.getAtIndex(FLOAT, x.offset() + i));
+    }
+
+    /** grad ← P ∘ (grad − rowsum(grad ∘ P)) in place: the softmax's backward, P its output. */
+    static void softmaxRowsBackward(Tensor p, Tensor grad) {
+        int rows = (int) p.size(0), cols = (int) p.size(1);
+        MemorySegment ps = p.segment(), gs = grad.segment();
+        for (int r = 0; r < rows; r++) {
+            long po = p.offset() + r * p.stride(0), go = grad.offset() + r * grad.stride(0);
+            double dot = 0;
+            for (int c = 0; c < cols; c++) dot += (double) gs.getAtIndex(FLOAT, go + c) * ps.getAtIndex(FLOAT, po + c);
+            float delta = (float) dot;
+            for (int c = 0; c < cols; c++) gs.setAtIndex(FLOAT, go + c, ps.getAtIndex(FLOAT, po + c) * (gs.getAtIndex(FLOAT, go + c) - delta));
+        }
+    }
+
+    /** dx[r] += dMeans[segment of r] / (length of that segment): the backward of {@link #segmentMeans}. */
+    static void segmentMeansBackward(Tensor dMeans, int m, Tensor dx) {
+        int n = (int) dx.size(0), d = (int) dx.size(1);
+        MemorySegment src = dMeans.segment(), out = dx.segment();
+        for (int sgm = 0; sgm < m; sgm++) {
+            int from = (int) ((long) sgm * n / m), to = (int) ((long) (sgm + 1) * n / m);
+            float inv = 1f / (to - from);
+            for (int r = from; r < to; r++) {
+                long o = dx.offset() + r * dx.stride(0);
+                for (int c = 0; c < d; c++) out.setAtIndex(FLOAT, o + c, out.getAtIndex(FLOAT, o + c) + src.getAtIndex(FLOAT, dMeans.offset() + (long) sgm * d + c) * inv);
             }
         }
     }
@@ -126,7 +289,7 @@ public final class Nystromformer implements AttentionOperator.Scaled {
      * falls monotonically; in float32 on nearly rank-deficient A it reaches rounding level and then
      * the iteration amplifies the rounding in the near-null directions until Z overflows to NaN.
      */
-    private void pseudoInverse(Backend be, Tensor a, Tensor z, Tensor az, Tensor t1, Tensor t2, Tensor best) {
+    private int pseudoInverse(Backend be, Tensor a, Tensor z, Tensor az, Tensor t1, Tensor t2, Tensor best, Tensor history) {
         int m = (int) a.size(0);
         float[] values = a.toArray();
         double maxRow = 0, maxCol = 0;
@@ -140,16 +303,17 @@ public final class Nystromformer implements AttentionOperator.Scaled {
         scale(z, (float) (1 / (maxRow * maxCol)));
         double previous = Double.POSITIVE_INFINITY;
         for (int it = 0; ; it++) {
+            if (history != null) history.select(0, it).copyFrom(z);   // Z_it, for the backward pass
             be.gemm(a, false, z, false, az, 1f, 0f);              // AZ
             be.gemm(az, false, a, false, t2, 1f, 0f);             // AZA
             double residual = distance(t2, values);
             if (!(residual < previous)) {                          // no progress, or NaN: keep the last good Z
                 if (it > 0) z.copyFrom(best);                      // (a NaN A from NaN inputs keeps its NaN Z₀)
-                return;
+                return Math.max(0, it - 1);
             }
             previous = residual;
             best.copyFrom(z);
-            if (it == iterations) return;
+            if (it == iterations) return it;
             identityMinus(7f, az, t1);                             // 7I − AZ
             be.gemm(az, false, t1, false, t2, 1f, 0f);             // AZ(7I − AZ)
             identityMinus(15f, t2, t1);                            // 15I − AZ(7I − AZ)

@@ -35,4 +35,39 @@ class RandomFeaturesTest {
             assertThat(Math.abs(mean - exact)).as("mean %s, exact %s, standard error %s", mean, exact, stdError).isLessThanOrEqualTo(4 * stdError);
         }
     }
+
+    /**
+     * The pre-activations' backward pass (what a Performer backward needs on top of the feature core
+     * linear attention shares) is the transpose of their derivative: Σ_f du_f ∂u_f/∂x, with the
+     * derivative taken by central differences of the pre-activations in float64 from their fp32 values.
+     */
+    @Test
+    void preActivationsBackwardIsTheTransposedDerivative() {
+        int d = 5, m = 7, rows = 3;
+        try (Arena arena = Arena.ofConfined()) {
+            RandomFeatures phi = new RandomFeatures(m, d, true, 42);
+            Tensor x = Tensor.randomNormal(arena, 3, 1f, rows, d), du = Tensor.randomNormal(arena, 4, 1f, rows, m);
+            Tensor dx = Tensor.zeros(arena, rows, d), u = Tensor.zeros(arena, rows, m);
+            for (String name : new String[] {"scalar", "simd"}) {
+                Backend be = Backend.named(name);
+                dx.fill(1f);   // accumulate adds to what is there
+                phi.preActivationsBackward(be, x, du, dx, true);
+                for (int r = 0; r < rows; r++) for (int c = 0; c < d; c++) {
+                    float original = x.get(r, c);
+                    double h = 0x1p-6;
+                    x.set((float) (original + h), r, c);
+                    phi.preActivations(be, x, u);
+                    double plus = 0;
+                    for (int f = 0; f < m; f++) plus += (double) du.get(r, f) * u.get(r, f);
+                    x.set((float) (original - h), r, c);
+                    phi.preActivations(be, x, u);
+                    double minus = 0;
+                    for (int f = 0; f < m; f++) minus += (double) du.get(r, f) * u.get(r, f);
+                    x.set(original, r, c);
+                    // u is quadratic in x: central differences are exact up to the fp32 rounding of u.
+                    assertThat((double) dx.get(r, c) - 1).as("%s dx[%d][%d]", name, r, c).isCloseTo((plus - minus) / (2 * h), org.assertj.core.data.Offset.offset(2e-3));
+                }
+            }
+        }
+    }
 }
