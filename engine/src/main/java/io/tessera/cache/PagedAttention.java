@@ -1,6 +1,7 @@
 package io.tessera.cache;
 
 import io.tessera.backend.Backend;
+import io.tessera.backend.PagedAttentionDevice;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.TileKind;
@@ -131,6 +132,77 @@ public final class PagedAttention {
         int pageSize = cache.pageSize();
         // One query block × one tile per page: which pages the queries reach, and how.
         BlockLayout pages = PatternCompiler.compile(pattern, qLen, length, qLen, pageSize);
+        if (be instanceof PagedAttentionDevice device) {
+            device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, new int[][] {cache.pageTable(sequence)},
+                    new BlockLayout[] {pages}, sc, out, lse);
+            return pages.tileCount();
+        }
+        return perPage(be, cache, sequence, pages, q, sc, out, lse);
+    }
+
+    /**
+     * One decode step for a batch of sequences of different lengths: {@code q}
+     * {@code [B, H, qLen, headDim]} holds the last {@code qLen} tokens of each sequence
+     * {@code sequences[b]} (appended already), {@code out} {@code [B, H, qLen, valueDim]} and, unless
+     * null, {@code lse} {@code [B, H, qLen]} receive the results; each sequence attends its own live
+     * length. On a backend with a decode kernel (scalar, simd) the whole batch is one call whose
+     * work items (split of a sequence's pages × key/value head) run in parallel. Returns the number
+     * of pages read.
+     */
+    public int forward(KvCache cache, int[] sequences, Tensor q, Tensor out, Tensor lse) {
+        if (cache == null) throw new NullPointerException("cache");
+        if (sequences == null) throw new NullPointerException("sequences");
+        if (q == null) throw new NullPointerException("q");
+        if (out == null) throw new NullPointerException("out");
+        int batch = sequences.length;
+        if (batch == 0) throw new IllegalArgumentException("sequences is empty");
+        for (int b = 0; b < batch; b++) {
+            cache.checkSequence(sequences[b]);
+            if (cache.length(sequences[b]) == 0) throw new IllegalArgumentException("sequence " + sequences[b] + " (sequences[" + b + "]) has no cached tokens; append its keys and values first");
+        }
+        long[] qs = q.shape();
+        if (qs.length != 4 || qs[0] != batch || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("q must be [B=" + batch + ", heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
+        }
+        int heads = (int) qs[1], qLen = (int) qs[2], valueDim = cache.valueDim();
+        long[] outShape = {batch, heads, qLen, valueDim};
+        if (!Arrays.equals(out.shape(), outShape)) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(outShape));
+        if (lse != null && !Arrays.equals(lse.shape(), new long[] {batch, heads, qLen})) {
+            throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be [" + batch + ", " + heads + ", " + qLen + "]");
+        }
+        if (!q.hasUnitInnerStride()) throw new IllegalArgumentException("q must have a unit-stride last dimension, got " + q + "; call contiguous(arena) first");
+        for (Tensor written : lse == null ? new Tensor[] {out} : new Tensor[] {out, lse}) {
+            String name = written == out ? "out" : "lse";
+            if (written.overlaps(q)) throw new IllegalArgumentException(name + " shares memory with q");
+            if (written.overlaps(cache.keyStorage()) || written.overlaps(cache.valueStorage())) throw new IllegalArgumentException(name + " shares memory with the cache");
+        }
+        if (lse != null && out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
+        Backend be = backend();
+        float sc = Float.isNaN(scale) ? (float) (1.0 / Math.sqrt(cache.headDim())) : scale;
+        int pageSize = cache.pageSize(), read = 0;
+        BlockLayout[] layouts = new BlockLayout[batch];
+        int[][] tables = new int[batch][];
+        for (int b = 0; b < batch; b++) {
+            layouts[b] = PatternCompiler.compile(pattern, qLen, cache.length(sequences[b]), qLen, pageSize);
+            tables[b] = cache.pageTable(sequences[b]);
+            read += layouts[b].tileCount();
+        }
+        if (be instanceof PagedAttentionDevice device) {
+            device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, tables, layouts, sc, out, lse);
+            return read;
+        }
+        for (int b = 0; b < batch; b++) {
+            perPage(be, cache, sequences[b], layouts[b], q.slice(0, b, b + 1), sc, out.slice(0, b, b + 1), lse == null ? null : lse.slice(0, b, b + 1));
+        }
+        return read;
+    }
+
+    /**
+     * Backends without a decode kernel: the fused kernel on each page's view in the pool, the
+     * per-page results merged by log-sum-exp in float64, in page order (deterministic).
+     */
+    private int perPage(Backend be, KvCache cache, int sequence, BlockLayout pages, Tensor q, float sc, Tensor out, Tensor lse) {
+        int heads = (int) q.size(1), qLen = (int) q.size(2), valueDim = cache.valueDim(), pageSize = cache.pageSize(), length = cache.length(sequence);
         DecodeScratch s = cache.scratch(heads, qLen);
         Arrays.fill(s.max, Double.NEGATIVE_INFINITY);
         Arrays.fill(s.sum, 0);

@@ -1,7 +1,8 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.Backend;
-
+import io.tessera.backend.PagedAttentionDevice;
+import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
@@ -11,7 +12,7 @@ import java.util.List;
  * What the scalar and SIMD backends share: validation, the heavy-first schedule and the worker
  * pool. Subclasses supply the two per-item kernels.
  */
-abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdBackend {
+abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permits ScalarBackend, SimdBackend {
     protected final int threads;
 
     protected CpuBackend(int threads) {
@@ -32,6 +33,9 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
 
     /** Backward pass: dq, dk and dv of one (batch, key/value head) in a single pass over its key blocks. */
     abstract void headGradients(AttentionCall call, int b, int hk);
+
+    /** Decode: one (split, key/value head) item of a paged-attention call. */
+    abstract void decodeItem(DecodeCall call, int item);
 
     /** Computes one GEMM work item. */
     abstract void gemmItem(GemmCall call, int item);
@@ -158,6 +162,21 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
                 queryBlockGradients(call, bh / heads, bh % heads, qBlock);
             }
         }, call.segments());
+    }
+
+    /**
+     * Split-KV decode: every (split, key/value head) item in parallel, each into its own partial
+     * slot, then every (sequence, key/value head) combines its splits in split order. The splits
+     * are fixed by the page size, so the result is the same for any thread count.
+     */
+    @Override
+    public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+                                     float scale, Tensor out, Tensor lse) {
+        DecodeCall call = DecodeCall.of(q, keyPool, valuePool, pageSize, pageTables, layouts, scale, out, lse);
+        java.lang.foreign.MemorySegment[] touched = call.segments();
+        run(call.items(), item -> decodeItem(call, item), touched);
+        int kvHeads = call.kvHeads;
+        run(Math.multiplyExact(call.batch, kvHeads), i -> call.combine(i / kvHeads, i % kvHeads), touched);
     }
 
     @Override

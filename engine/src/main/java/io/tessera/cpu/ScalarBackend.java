@@ -45,6 +45,9 @@ public final class ScalarBackend extends CpuBackend implements SparseAttentionDe
     int queryPadding() { return 0; }
 
     @Override
+    void decodeItem(DecodeCall call, int item) { ScalarDecodeKernel.item(call, item); }
+
+    @Override
     void gemmItem(GemmCall call, int item) {
         int from = item * SCALAR_GEMM_ROWS;
         ScalarGemm.rows(call, from, Math.min(call.m(), from + SCALAR_GEMM_ROWS));

@@ -195,7 +195,7 @@ final class SimdAttentionKernel {
      * in bulk, then transposed by gathering one dimension of L rows per vector: element by element
      * the transposition cost as much as the scores of a whole sliding-window block.
      */
-    private static void packTransposed(MemorySegment src, long base, long rowStride, int width, int rows, float multiplier,
+    static void packTransposed(MemorySegment src, long base, long rowStride, int width, int rows, float multiplier,
                                        float[] rowsCopy, float[] dst, int[] column) {
         int padded = (rows + GROUP - 1) / GROUP * GROUP;
         copyRows(src, base, rowStride, rows, width, rowsCopy);

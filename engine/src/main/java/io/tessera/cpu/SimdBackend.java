@@ -58,6 +58,9 @@ public final class SimdBackend extends CpuBackend implements SparseAttentionDevi
     int queryPadding() { return SimdAttentionKernel.GROUP; }
 
     @Override
+    void decodeItem(DecodeCall call, int item) { SimdDecodeKernel.item(call, item); }
+
+    @Override
     void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
 
     @Override

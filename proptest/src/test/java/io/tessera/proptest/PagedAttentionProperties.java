@@ -65,7 +65,10 @@ class PagedAttentionProperties {
     /** The keys and values of every sequence as the oracle sees them, and the cache they were appended to. */
     record Filled(KvCache cache, Tensor[] keys, Tensor[] values) {}
 
-    static Filled fill(Arena arena, Setup s, int slackPages) {
+    static Filled fill(Arena arena, Setup s, int slackPages) { return fill(arena, s, slackPages, false); }
+
+    /** With {@code poisoned}, every pool slot holds NaN before the appends: free pages and the tails of last pages stay NaN. */
+    static Filled fill(Arena arena, Setup s, int slackPages, boolean poisoned) {
         SplittableRandom r = new SplittableRandom(s.seed());
         int[] lengths = new int[s.sequences()];
         int pages = slackPages;
@@ -74,6 +77,10 @@ class PagedAttentionProperties {
             pages += (lengths[i] + s.pageSize() - 1) / s.pageSize();
         }
         KvCache cache = KvCache.allocate(arena, s.sequences(), pages, s.pageSize(), s.kvHeads(), s.headDim(), s.valueDim());
+        if (poisoned) {
+            cache.keyStorage().fill(Float.NaN);
+            cache.valueStorage().fill(Float.NaN);
+        }
         Tensor[] keys = new Tensor[lengths.length], values = new Tensor[lengths.length];
         int[] done = new int[lengths.length];
         for (int i = 0; i < lengths.length; i++) {

@@ -1,0 +1,257 @@
+package io.tessera.proptest;
+
+import static io.tessera.proptest.PagedAttentionProperties.fill;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.backend.Backend;
+import io.tessera.backend.PagedAttentionDevice;
+import io.tessera.cache.KvCache;
+import io.tessera.cache.PagedAttention;
+import io.tessera.layout.HeadLayouts;
+import io.tessera.pattern.MaskFunction;
+import io.tessera.pattern.Pattern;
+import io.tessera.proptest.PagedAttentionProperties.Filled;
+import io.tessera.proptest.PagedAttentionProperties.Setup;
+import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.management.ManagementFactory;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Combinators;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+
+/**
+ * The decode kernel ({@link PagedAttentionDevice} of the scalar and SIMD backends, reached through
+ * {@link PagedAttention}): caches long enough to be cut into several splits (512 keys each), batches
+ * of sequences of different lengths, grouped-query heads and patterns placed bottom-right, against
+ * the float64 oracle over each sequence's cache contents; NaN everywhere else in the pool; the same
+ * bits for any thread count and from both kernels.
+ */
+class DecodeKernelProperties {
+
+    /** Up to 1,600 tokens per sequence (4 splits), pages from 1 token to larger than a split. */
+    @Provide
+    Arbitrary<Setup> longSetups() {
+        return Combinators.combine(
+                Arbitraries.integers().between(1, 3), Arbitraries.integers().between(1, 3), Arbitraries.of(1, 2, 4),
+                Arbitraries.of(1, 5, 8, 16, 19), Arbitraries.of(1, 3, 16, 35, 64),
+                Arbitraries.of(1, 7, 16, 64, 100, 600), Arbitraries.integers().between(1, 1600),
+                Arbitraries.integers().between(1, 16).edgeCases(c -> c.includeOnly(1)))
+            .as((seqs, kvh, g, d, dv, p, len, qLen) -> new Setup(seqs, kvh, g, d, dv, p, len, qLen, 0))
+            .flatMap(s -> Arbitraries.longs().map(seed -> new Setup(s.sequences(), s.kvHeads(), s.group(), s.headDim(), s.valueDim(), s.pageSize(), s.maxLength(), s.qLen(), seed)));
+    }
+
+    /** Mistral's window, StreamingLLM's sinks + window, causal, full, a strided and a block-local pattern. */
+    @Provide
+    Arbitrary<Pattern> patterns() {
+        Arbitrary<Integer> w = Arbitraries.integers().between(0, 700);
+        return Arbitraries.oneOf(
+                Arbitraries.just(Pattern.full()),
+                Arbitraries.just(Pattern.causal()),
+                w.map(x -> Pattern.causal().and(Pattern.slidingWindow(x, 0))),
+                Combinators.combine(w, Arbitraries.integers().between(1, 4)).as((x, sinks) -> Pattern.causal().and(Pattern.slidingWindow(x, 0).or(Pattern.keyPrefix(sinks)))),
+                Arbitraries.integers().between(1, 5).map(x -> Pattern.causal().and(Pattern.stride(x))),
+                Arbitraries.integers().between(1, 90).map(x -> Pattern.causal().and(Pattern.blockLocal(x))));
+    }
+
+    @Provide
+    Arbitrary<Backend> backends() {
+        return Arbitraries.of(Backend.named("scalar"), Backend.named("simd"), Backend.named("simd").withThreads(1), new PerPage(Backend.named("simd")));
+    }
+
+    /**
+     * One batched call over every sequence of the cache (pages interleaved in a pool whose unused
+     * slots hold NaN) equals the float64 oracle over each sequence's keys and values, and the
+     * outputs are finite: no NaN from a free page or a page's unused tail reaches them.
+     */
+    @Property(tries = 60)
+    void batchedDecodeEqualsTheOracle(@ForAll("longSetups") Setup s, @ForAll("patterns") Pattern pattern, @ForAll("backends") Backend backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Filled f = fill(arena, s, 2, true);
+            PagedAttention decode = PagedAttention.of(pattern).on(backend);
+            int[] sequences = new int[s.sequences()];
+            for (int b = 0; b < sequences.length; b++) sequences[b] = sequences.length - 1 - b;   // any order
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 30, 1f, sequences.length, s.heads(), s.qLen(), s.headDim());
+            Tensor out = Tensor.zeros(arena, sequences.length, s.heads(), s.qLen(), s.valueDim());
+            Tensor lse = Tensor.zeros(arena, sequences.length, s.heads(), s.qLen());
+            decode.forward(f.cache(), sequences, q, out, lse);
+            double scale = 1.0 / Math.sqrt(s.headDim());
+            for (int b = 0; b < sequences.length; b++) {
+                int seq = sequences[b], length = f.cache().length(seq);
+                Tensor qb = q.slice(0, b, b + 1), ob = out.slice(0, b, b + 1), lb = lse.slice(0, b, b + 1);
+                MaskFunction mask = decode.pattern().asMask(s.qLen(), length);
+                Tensor k = f.keys()[seq], v = f.values()[seq];
+                DenseReference.Result oracle = DenseReference.attention(qb, k, v, mask, scale);
+                Tolerance tolerance = Tolerance.exact(qb, k, v, scale, DenseReference.naiveFloat32(qb, k, v, mask, scale), oracle);
+                for (float x : ob.toArray()) assertThat(x).as("output of sequence %d", seq).isFinite();
+                assertThat(Tolerance.maxError(ob, oracle.output())).as("output of sequence %d (length %d) under %s", seq, length, decode)
+                        .isLessThanOrEqualTo(tolerance.output());
+                assertThat(Tolerance.maxError(lb, oracle.logSumExp())).as("LSE of sequence %d (length %d) under %s", seq, length, decode)
+                        .isLessThanOrEqualTo(tolerance.logSumExp());
+            }
+        }
+    }
+
+    /**
+     * A query's output depends only on the tokens it attends: after every key and value the pattern
+     * excludes for all query rows of the sequence (and every slot of other sequences and free pages)
+     * is set to NaN or ±∞, the output and LSE are bit-identical.
+     */
+    @Property(tries = 40)
+    void poisonOutsideTheAttendedTokensNeverLeaksIn(@ForAll("longSetups") Setup s, @ForAll("patterns") Pattern pattern, @ForAll("backends") Backend backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Filled f = fill(arena, s, 1, true);
+            KvCache cache = f.cache();
+            PagedAttention decode = PagedAttention.of(pattern).on(backend);
+            int seq = (int) Math.floorMod(s.seed(), (long) s.sequences()), length = cache.length(seq);
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 7, 1f, 1, s.heads(), s.qLen(), s.headDim());
+            Tensor clean = decode.forward(arena, cache, seq, q);
+            Tensor cleanLse = Tensor.zeros(arena, 1, s.heads(), s.qLen());
+            decode.forward(cache, seq, q, Tensor.zeros(arena, 1, s.heads(), s.qLen(), s.valueDim()), cleanLse);
+            MaskFunction mask = decode.pattern().asMask(s.qLen(), length);
+            boolean[] attended = new boolean[(int) cache.keyStorage().size(2)];
+            for (int t = 0; t < length; t++) {
+                boolean any = false;
+                for (int i = 0; i < s.qLen() && !any; i++) any = mask.allowed(0, 0, i, t);
+                if (any) attended[cache.page(seq, t / s.pageSize()) * s.pageSize() + t % s.pageSize()] = true;
+            }
+            float[] poison = {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY};
+            for (int slot = 0; slot < attended.length; slot++) {
+                if (attended[slot]) continue;
+                for (int h = 0; h < s.kvHeads(); h++) {
+                    cache.keyStorage().slice(2, slot, slot + 1).slice(1, h, h + 1).fill(poison[(slot + h) % 3]);
+                    cache.valueStorage().slice(2, slot, slot + 1).slice(1, h, h + 1).fill(poison[(slot + h + 1) % 3]);
+                }
+            }
+            Tensor dirty = decode.forward(arena, cache, seq, q);
+            Tensor dirtyLse = Tensor.zeros(arena, 1, s.heads(), s.qLen());
+            decode.forward(cache, seq, q, Tensor.zeros(arena, 1, s.heads(), s.qLen(), s.valueDim()), dirtyLse);
+            assertThat(dirty.toArray()).containsExactly(clean.toArray());
+            assertThat(dirtyLse.toArray()).containsExactly(cleanLse.toArray());
+        }
+    }
+
+    /**
+     * Split-KV is deterministic: the splits are fixed by the page size and combined in order, so a
+     * batched step gives the same bits with 1, 2 or 3 threads; and the scalar kernel is the SIMD
+     * kernel's twin (same tile walk, base-2 softmax, 2^x, interleaved sums and fma order), float for
+     * float, at every vector width the suite runs under.
+     */
+    @Property(tries = 40)
+    void bitIdenticalForAnyThreadCountAndBetweenTheTwins(@ForAll("longSetups") Setup s, @ForAll("patterns") Pattern pattern) {
+        try (Arena arena = Arena.ofShared()) {
+            Filled f = fill(arena, s, 1, true);
+            int[] sequences = new int[s.sequences()];
+            for (int b = 0; b < sequences.length; b++) sequences[b] = b;
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 5, 1f, sequences.length, s.heads(), s.qLen(), s.headDim());
+            float[][] reference = step(arena, f.cache(), sequences, q, pattern, Backend.named("simd").withThreads(1));
+            for (Backend be : new Backend[] {Backend.named("simd").withThreads(2), Backend.named("simd").withThreads(3),
+                                             Backend.named("scalar").withThreads(1), Backend.named("scalar").withThreads(2)}) {
+                float[][] got = step(arena, f.cache(), sequences, q, pattern, be);
+                assertSameFloats("output, " + be, reference[0], got[0]);
+                assertSameFloats("lse, " + be, reference[1], got[1]);
+            }
+        }
+    }
+
+    private static float[][] step(Arena arena, KvCache cache, int[] sequences, Tensor q, Pattern pattern, Backend backend) {
+        Tensor out = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2), cache.valueDim()), lse = Tensor.zeros(arena, q.size(0), q.size(1), q.size(2));
+        PagedAttention.of(pattern).on(backend).forward(cache, sequences, q, out, lse);
+        return new float[][] {out.toArray(), lse.toArray()};
+    }
+
+    private static void assertSameFloats(String what, float[] expected, float[] actual) {
+        for (int i = 0; i < expected.length; i++) {
+            if (!(expected[i] == actual[i] || (Float.isNaN(expected[i]) && Float.isNaN(actual[i])))) {
+                throw new AssertionError(what + "[" + i + "]: " + expected[i] + " vs " + actual[i]);
+            }
+        }
+    }
+
+    /**
+     * Nothing per token is allocated but O(pages) bookkeeping: a warmed-up decode step over a cache
+     * of 4096 tokens in 256 pages allocates (on the calling thread, single-threaded backend so every
+     * allocation is counted) less than 1 KiB plus 48 bytes per page read: the pattern's page layout
+     * for the live length (its CSR arrays and transposed index, about 38 bytes per page); the
+     * kernel's buffers and the partial outputs are reused, so the kernel itself allocates nothing. (Not checked for the SIMD
+     * backend at a vector width the CPU does not have: the Vector API then emulates it with objects.)
+     */
+    @Example
+    void aDecodeStepAllocatesOnlyPageBookkeeping() {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        try (Arena arena = Arena.ofShared()) {
+            int kvHeads = 2, heads = 8, d = 64, length = 4096, pageSize = 16;
+            KvCache cache = KvCache.allocate(arena, 1, length / pageSize, pageSize, kvHeads, d, d);
+            cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, kvHeads, length, d), Tensor.randomNormal(arena, 2, 1f, 1, kvHeads, length, d));
+            Tensor q = Tensor.randomNormal(arena, 3, 1f, 1, heads, 1, d), out = Tensor.zeros(arena, 1, heads, 1, d);
+            for (String backend : new String[] {"simd", "scalar"}) {
+                for (Pattern pattern : new Pattern[] {Pattern.full(), Pattern.causal().and(Pattern.slidingWindow(1000, 0))}) {
+                    PagedAttention decode = PagedAttention.of(pattern).on(Backend.named(backend).withThreads(1));
+                    int pages = 0;
+                    for (int i = 0; i < 20; i++) pages = decode.forward(cache, 0, q, out, null);
+                    int steps = 10;
+                    long before = threads.getCurrentThreadAllocatedBytes();
+                    for (int i = 0; i < steps; i++) decode.forward(cache, 0, q, out, null);
+                    long perStep = (threads.getCurrentThreadAllocatedBytes() - before) / steps;
+                    System.out.printf("decode step, %s, %s, %d pages read: %d bytes allocated%n", backend, pattern, pages, perStep);
+                    // A vector width wider than the CPU's is emulated in Java, one object per vector operation.
+                    if (Backend.named(backend).description().contains("emulated")) continue;
+                    assertThat(perStep).as("bytes allocated per step, %s, %s", backend, pattern).isLessThan(1024 + 48L * pages);
+                }
+            }
+        }
+    }
+
+    @Example
+    void badCallsOfTheDecodeKernelAreRejectedByName() {
+        try (Arena arena = Arena.ofShared()) {
+            KvCache cache = KvCache.allocate(arena, 2, 4, 4, 2, 3, 5);
+            cache.append(0, Tensor.zeros(arena, 1, 2, 6, 3), Tensor.zeros(arena, 1, 2, 6, 5));
+            PagedAttention decode = PagedAttention.dense();
+            Tensor q = Tensor.zeros(arena, 2, 4, 1, 3), out = Tensor.zeros(arena, 2, 4, 1, 5);
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 1}, q, out, null)).hasMessageContaining("sequence 1 (sequences[1]) has no cached tokens");
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 2}, q, out, null)).hasMessage("sequence=2 is not in [0, 2)");
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {}, q, out, null)).hasMessage("sequences is empty");
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q, out, null)).hasMessageContaining("q must be [B=1");
+            PagedAttentionDevice device = (PagedAttentionDevice) Backend.named("simd");
+            var layout = io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 4);
+            Tensor q1 = Tensor.zeros(arena, 1, 4, 1, 3), out1 = Tensor.zeros(arena, 1, 4, 1, 5);
+            var layouts = new io.tessera.layout.BlockLayout[] {layout};
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 9}}, layouts, 1f, out1, null))
+                    .hasMessage("pageTables[0][1]=9 is not a page of the pool [0, 4)");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0}}, layouts, 1f, out1, null))
+                    .hasMessageContaining("pageTables[0] has 1 pages but layouts[0] spans 6 tokens = 2 pages");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 3, new int[][] {{0, 1}}, layouts, 1f, out1, null))
+                    .hasMessageContaining("is not a whole number of pages of pageSize=3");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, Float.NaN, out1, null))
+                    .hasMessage("scale must be finite, got NaN");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, 1f, Tensor.zeros(arena, 1, 4, 1, 4), null))
+                    .hasMessageContaining("out shape [1, 4, 1, 4] must be [1, 4, 1, 5]");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}},
+                    new io.tessera.layout.BlockLayout[] {io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 2)}, 1f, out1, null))
+                    .hasMessageContaining("layouts[0] must have qLen=1 in one query block and key blocks of pageSize=4");
+        }
+    }
+
+    /** The simd backend without its decode kernel: PagedAttention's per-page path (what backends without one get). */
+    record PerPage(Backend inner) implements Backend {
+        @Override public String name() { return "per-page " + inner.name(); }
+        @Override public String description() { return inner.description(); }
+        @Override public boolean isAvailable() { return inner.isAvailable(); }
+        @Override public int priority() { return -1; }
+        @Override public int preferredBlockQ() { return inner.preferredBlockQ(); }
+        @Override public int preferredBlockKV() { return inner.preferredBlockKV(); }
+        @Override public Backend withThreads(int threads) { return new PerPage(inner.withThreads(threads)); }
+        @Override public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
+            inner.attention(q, k, v, layouts, scale, out, lse);
+        }
+        @Override public void gemm(Tensor a, boolean ta, Tensor b, boolean tb, Tensor c, float alpha, float beta) { inner.gemm(a, ta, b, tb, c, alpha, beta); }
+        @Override public String toString() { return name(); }
+    }
+}
