@@ -3,9 +3,15 @@ package io.tessera.bench.decode;
 import io.tessera.backend.Backend;
 import io.tessera.cache.KvCache;
 import io.tessera.cache.PagedAttention;
+import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
+import io.tessera.reference.DenseReference;
+import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -23,24 +29,32 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * One decode step against a paged KV cache (issue #13's shape): fp32, D = 128, 32 query heads over
- * 8 KV heads, batch 1, one new query, cache length 4096 or 32,768, dense or a sliding window of 4096.
- * The cache is filled in setup; a step reads {@code 2 · 8 · min(length, window) · 128 · 4} bytes of
- * K/V (divide by the time for GB/s).
+ * 8 KV heads, batch 1 to 4 sequences of the same cache length, one new query each, dense or a
+ * sliding window of 4096 (Mistral's: causal, the query and the 4095 keys before it). A step reads
+ * {@link #kvBytes} bytes of K/V; {@link DecodeReport} divides by the time for GB/s and compares with
+ * the STREAM triad of {@code MachinePeak} measured in the same run.
+ *
+ * <p>{@code backend} is a Tessera backend ({@code simd}, {@code scalar}) or a {@link DecodePeer} id
+ * ({@code djl-sdpa}: PyTorch's SDPA through DJL, with {@code -Ppeers}) on the same keys, values and
+ * queries. Setup checks the output of the first sequence's first KV head group against the float64
+ * oracle and fails the trial when it is outside the tolerance.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 2)
 @Measurement(iterations = 5, time = 2)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+@Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"})
 public class DecodeBenchmark {
-    public static final int HEAD_DIM = 128, HEADS = 32, KV_HEADS = 8;
+    public static final int HEAD_DIM = 128, HEADS = 32, KV_HEADS = 8, WINDOW = 4096;
 
-    @Param({"4096", "32768"})
+    @Param({"1", "4"})
+    public int batch;
+    @Param({"4096", "32768", "65536"})
     public int cacheLength;
     @Param({"dense", "window4096"})
     public String pattern;
-    @Param({"16", "256"})
+    @Param({"16"})
     public int pageSize;
     @Param({"simd"})
     public String backend;
@@ -50,36 +64,103 @@ public class DecodeBenchmark {
     private Arena arena;
     private KvCache cache;
     private PagedAttention decode;
+    private DecodePeer peer;
     private Tensor q, out;
+    private int[] sequences;
+
+    /** Bytes of K and V one step reads: every sequence's attended keys, K and V, fp32. */
+    public static long kvBytes(int batch, int cacheLength, String pattern) {
+        long keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
+        return 2L * batch * KV_HEADS * keys * HEAD_DIM * Float.BYTES;
+    }
+
+    static Pattern pattern(String name) {
+        return switch (name) {
+            case "dense" -> Pattern.full();
+            case "window4096" -> Pattern.causal().and(Pattern.slidingWindow(WINDOW - 1, 0));
+            default -> throw new IllegalArgumentException("unknown pattern '" + name + "' (dense, window4096)");
+        };
+    }
 
     @Setup(Level.Trial)
-    public void setup() {
+    public void setup() throws Exception {
         arena = Arena.ofShared();
-        cache = KvCache.allocate(arena, 1, (cacheLength + pageSize - 1) / pageSize, pageSize, KV_HEADS, HEAD_DIM, HEAD_DIM);
+        // Sequences appended one after the other: each one's pages are consecutive, so the oracle
+        // and the peer can read it as one view; the kernel still goes through the page table.
+        cache = KvCache.allocate(arena, batch, batch * ((cacheLength + pageSize - 1) / pageSize), pageSize, KV_HEADS, HEAD_DIM, HEAD_DIM);
         int chunk = 1024;
-        for (int done = 0; done < cacheLength; done += chunk) {
-            int n = Math.min(chunk, cacheLength - done);
-            cache.append(0, Tensor.randomNormal(arena, 1 + done, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(arena, 2 + done, 1f, 1, KV_HEADS, n, HEAD_DIM));
+        for (int b = 0; b < batch; b++) {
+            for (int done = 0; done < cacheLength; done += chunk) {
+                int n = Math.min(chunk, cacheLength - done);
+                long seed = 1000L * b + done;
+                cache.append(b, Tensor.randomNormal(arena, 1 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(arena, 2 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM));
+            }
         }
-        Pattern p = switch (pattern) {
-            case "dense" -> Pattern.full();
-            case "window4096" -> Pattern.causal().and(Pattern.slidingWindow(4095, 0));
-            default -> throw new IllegalArgumentException("unknown pattern '" + pattern + "'");
-        };
-        decode = PagedAttention.of(p).on(Backend.named(backend).withThreads(threads));
-        q = Tensor.randomNormal(arena, 3, 1f, 1, HEADS, 1, HEAD_DIM);
-        out = Tensor.zeros(arena, 1, HEADS, 1, HEAD_DIM);
-        decode.forward(cache, 0, q, out, null);   // buffers and dense page layouts outside the measurement
+        sequences = new int[batch];
+        for (int b = 0; b < batch; b++) sequences[b] = b;
+        Pattern p = pattern(pattern);
+        q = Tensor.randomNormal(arena, 3, 1f, batch, HEADS, 1, HEAD_DIM);
+        out = Tensor.zeros(arena, batch, HEADS, 1, HEAD_DIM);
+        float[] result;
+        if (backend.equals("simd") || backend.equals("scalar")) {
+            decode = PagedAttention.of(p).on(Backend.named(backend).withThreads(threads));
+            decode.forward(cache, sequences, q, out, null);   // buffers outside the measurement
+            result = out.toArray();
+        } else {
+            peer = DecodePeer.find(backend);
+            String why = peer.unavailableReason();
+            if (why != null) throw new IllegalStateException(peer.id() + " cannot run here: " + why);
+            int keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
+            peer.prepare(batch, HEADS, KV_HEADS, keys, HEAD_DIM, buffer(q), lastKeys(true, keys), lastKeys(false, keys), threads);
+            peer.step();
+            result = peer.output();
+        }
+        checkAgainstTheOracle(p, result);
+    }
+
+    /** [batch, KV_HEADS, keys, D] of the last {@code keys} tokens of every sequence, as a peer takes them. */
+    private FloatBuffer lastKeys(boolean keysNotValues, int keys) {
+        long floats = (long) batch * KV_HEADS * keys * HEAD_DIM;
+        if (floats * Float.BYTES > Integer.MAX_VALUE) throw new IllegalArgumentException("batch " + batch + " × " + keys + " keys is too large for one buffer");
+        FloatBuffer dst = ByteBuffer.allocateDirect((int) (floats * Float.BYTES)).order(ByteOrder.nativeOrder()).asFloatBuffer();
+        for (int b = 0; b < batch; b++) {
+            Tensor all = (keysNotValues ? cache.keys(b) : cache.values(b)).orElseThrow().slice(2, cacheLength - keys, cacheLength);
+            dst.put(all.contiguous(arena).toArray());
+        }
+        return dst.flip();
+    }
+
+    private static FloatBuffer buffer(Tensor t) { return FloatBuffer.wrap(t.toArray()); }
+
+    /** Sequence 0, the query heads of KV head 0, against the float64 oracle over its cache. */
+    private void checkAgainstTheOracle(Pattern p, float[] result) {
+        int group = HEADS / KV_HEADS;
+        Tensor q0 = q.slice(0, 0, 1).slice(1, 0, group);
+        Tensor k0 = cache.keys(0).orElseThrow().slice(1, 0, 1), v0 = cache.values(0).orElseThrow().slice(1, 0, 1);
+        MaskFunction mask = p.aligned(io.tessera.pattern.CausalAlignment.BOTTOM_RIGHT).asMask(1, cacheLength);
+        double scale = 1 / Math.sqrt(HEAD_DIM);
+        DenseReference.Result oracle = DenseReference.attention(q0, k0, v0, mask, scale);
+        Tolerance tolerance = Tolerance.exact(q0, k0, v0, scale, DenseReference.naiveFloat32(q0, k0, v0, mask, scale), oracle);
+        float[] got = java.util.Arrays.copyOf(result, group * HEAD_DIM);   // [0, 0..group, 0, :] leads the output
+        double error = Tolerance.maxError(got, oracle.output());
+        if (!(error <= tolerance.output())) {
+            throw new IllegalStateException(backend + " decode output is off the float64 oracle by " + error + " (tolerance " + tolerance.output() + ")");
+        }
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() {
+    public void tearDown() throws Exception {
+        if (peer != null) peer.close();
         arena.close();
     }
 
     @Benchmark
-    public Tensor step() {
-        decode.forward(cache, 0, q, out, null);
+    public Object step() throws Exception {
+        if (peer != null) {
+            peer.step();
+            return peer;
+        }
+        decode.forward(cache, sequences, q, out, null);
         return out;
     }
 }

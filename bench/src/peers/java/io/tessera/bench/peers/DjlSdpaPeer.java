@@ -182,7 +182,7 @@ public final class DjlSdpaPeer implements TrainingPeer {
      * A TorchScript archive: the module object pickled (class {@code __torch__.SDPA}, its two
      * attributes), its source, no constants, format version 3, stored uncompressed as PyTorch writes it.
      */
-    private static void writeModule(Path file, String className, String source) throws IOException {
+    static void writeModule(Path file, String className, String source) throws IOException {
         String root = className.toLowerCase(java.util.Locale.ROOT);
         try (OutputStream os = Files.newOutputStream(file); ZipOutputStream zip = new ZipOutputStream(os)) {
             store(zip, root + "/data.pkl", modulePickle(className));

@@ -1,0 +1,89 @@
+package io.tessera.bench.peers;
+
+import ai.djl.Model;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Block;
+import ai.djl.training.ParameterStore;
+import io.tessera.bench.decode.DecodePeer;
+import java.nio.FloatBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * PyTorch 2.7.1's {@code scaled_dot_product_attention} for one decode step through DJL 0.36: one
+ * query per sequence against contiguous {@code [B, Hkv, keys, D]} keys and values, grouped-query
+ * heads by {@code enable_gqa=True} (K/V are not repeated per query head). Run as TorchScript, as
+ * {@link DjlSdpaPeer} does.
+ */
+public final class DjlSdpaDecodePeer implements DecodePeer {
+    private static final String SOURCE = """
+            class SDPADecode(Module):
+              __parameters__ = []
+              __buffers__ = []
+              training : bool
+              _is_full_backward_hook : Optional[bool]
+              def forward(self: __torch__.SDPADecode,
+                q: Tensor,
+                k: Tensor,
+                v: Tensor) -> Tensor:
+                _0 = torch.scaled_dot_product_attention(q, k, v, None, 0., False, scale=None, enable_gqa=True)
+                return _0
+            """;
+
+    private Model model;
+    private Block block;
+    private NDManager manager;
+    private NDArray q, k, v, out;
+
+    @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (scaled_dot_product_attention, enable_gqa)"; }
+
+    @Override public String id() { return "djl-sdpa"; }
+
+    @Override
+    public String unavailableReason() {
+        try {
+            DjlPyTorchPeer.configureOffline(Runtime.getRuntime().availableProcessors());
+            Engine.getEngine("PyTorch");
+            return null;
+        } catch (Throwable t) {
+            return "PyTorch through DJL did not load: " + t;
+        }
+    }
+
+    @Override
+    public void prepare(int batch, int heads, int kvHeads, int keys, int headDim, FloatBuffer qa, FloatBuffer ka, FloatBuffer va, int threads) throws Exception {
+        close();
+        DjlPyTorchPeer.useThreads(threads);
+        Path dir = Files.createTempDirectory("tessera-sdpa-decode");
+        DjlSdpaPeer.writeModule(dir.resolve("sdpadecode.pt"), "SDPADecode", SOURCE);
+        model = Model.newInstance("sdpadecode", "PyTorch");
+        model.load(dir, "sdpadecode");
+        block = model.getBlock();
+        manager = Engine.getEngine("PyTorch").newBaseManager();
+        q = manager.create(qa, new Shape(batch, heads, 1, headDim));
+        k = manager.create(ka, new Shape(batch, kvHeads, keys, headDim));
+        v = manager.create(va, new Shape(batch, kvHeads, keys, headDim));
+    }
+
+    @Override
+    public void step() {
+        if (out != null) out.close();
+        out = block.forward(new ParameterStore(manager, false), new NDList(q, k, v), false).singletonOrThrow();
+    }
+
+    @Override
+    public float[] output() { return out.toFloatArray(); }
+
+    @Override
+    public void close() {
+        if (manager != null) manager.close();
+        if (model != null) model.close();
+        manager = null;
+        model = null;
+        out = null;
+    }
+}

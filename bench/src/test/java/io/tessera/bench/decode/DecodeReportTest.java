@@ -1,0 +1,32 @@
+package io.tessera.bench.decode;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.tessera.bench.report.MachinePeak;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The decode report's arithmetic: K/V bytes per step, GB/s, share of the triad, speed-up over a peer. */
+class DecodeReportTest {
+
+    @Test
+    void bytesPerStepCountKeysAndValuesOfTheAttendedTokensOfEverySequence() {
+        assertThat(DecodeBenchmark.kvBytes(1, 4096, "dense")).isEqualTo(2L * 8 * 4096 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(4, 65536, "dense")).isEqualTo(2L * 4 * 8 * 65536 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(2, 65536, "window4096")).isEqualTo(2L * 2 * 8 * 4096 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(1, 1000, "window4096")).isEqualTo(2L * 8 * 1000 * 128 * 4);
+        assertThatThrownBy(() -> DecodeBenchmark.pattern("causal")).hasMessageContaining("unknown pattern 'causal'");
+    }
+
+    @Test
+    void theTableShowsBandwidthItsShareOfTheTriadAndTheSpeedUpOverPeers() {
+        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", 16, 2, 1000, 10);
+        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", 16, 2, 3000, 30);
+        assertThat(simd.gigabytesPerSecond()).isEqualTo(2.0 * 8 * 4096 * 128 * 4 / 1e6);   // 33.55 GB/s
+        String table = DecodeReport.table(List.of(simd, torch), Map.of(2, new MachinePeak(2, 100, 67.108864, 256)));
+        assertThat(table).contains("33.55").contains("50%").contains("3.00× vs djl-sdpa");
+        assertThat(table.lines().filter(l -> l.startsWith("djl-sdpa")).findFirst().orElseThrow()).doesNotContain("×");
+    }
+}
