@@ -36,6 +36,15 @@ class ExamplesTest {
     }
 
     @Test
+    void decodeLoopMatchesAttentionOverTheWholeSequences() {
+        double difference = DecodeLoop.run(out, 300, 40);
+        assertThat(difference).isLessThan(1e-5);
+        // Step 0 reads the pages of each query's window of 257 keys (positions 44–300, 0–151, 51–307 in pages of 16): 17 + 10 + 17.
+        assertThat(printed()).contains("step   0: lengths 301, 152, 308; 44 pages read").contains("step  39: lengths 340, 191, 347;")
+                .contains("max |decode − attention over the whole sequences|");
+    }
+
+    @Test
     void customPatternIsDrawnPrintedAndRun() {
         double error = CustomPattern.run(out, 192);
         assertThat(error).isLessThan(1e-4);
