@@ -32,11 +32,13 @@ import java.util.Map;
  *
  * <p>How: the pattern is classified over the live length with one tile per page
  * ({@code PatternCompiler} at blocks {@code qLen × pageSize}: O(pages the queries reach) for
- * structured patterns, no recompilation of anything else), pages no query can attend are skipped
- * (a sliding window reads only the pages of its window), each other page is attended by the fused
- * kernel directly on its view in the pool, and the per-page results are merged by log-sum-exp in
- * float64, in page order (deterministic). The live length is a call parameter: nothing is cached
- * per length, and the buffers are allocated once per (heads, qLen) by the cache.
+ * structured patterns, no recompilation of anything else); pages no query can attend are skipped
+ * (a sliding window reads only the pages of its window). On a backend with a decode kernel
+ * ({@link PagedAttentionDevice}: scalar, simd) the reached pages are read in place through the page
+ * table, split-KV across threads with a deterministic log-sum-exp combine; on other backends each
+ * reached page is attended by the fused kernel on its view in the pool and the per-page results are
+ * merged by log-sum-exp in float64, in page order. The live length is a call parameter: nothing is
+ * cached per length, and buffers are reused across steps.
  */
 public final class PagedAttention {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
