@@ -124,8 +124,8 @@ final class SimdDecodeKernel {
     /**
      * The online softmax step of row r over its chunk's scores p[pRow, pRow + width): chunk max,
      * probabilities in place, sum into the running sum and rescaled output, exactly as the scalar
-     * twin. The 2^x is written out inline, as in the fused kernel's softmaxStep (as a method, C2
-     * declined to inline it and boxed a vector per call).
+     * twin. The 2^x is written out inline, as in the fused kernel (as a method, C2 declined to
+     * inline it and boxed a vector per call).
      */
     private static void softmaxRow(Scratch s, int r, int pRow, int width, int dv) {
         float[] p = s.p;
@@ -139,13 +139,13 @@ final class SimdDecodeKernel {
         Arrays.fill(s.partial, 0f);
         for (int j = 0; j < width; j += L) {
             FloatVector x = FloatVector.fromArray(F, p, pRow + j).sub(shiftV);
-            // 2^x as in SimdAttentionKernel.softmaxStep: x = k + f, k = round(x), 2^f by polynomial, 2^k from bits; −∞ → 0.
-            FloatVector k = x.add(ROUND_MAGIC).sub(ROUND_MAGIC).max(EXP2_UNDERFLOW);
-            FloatVector f = x.sub(k);
+            // 2^x exactly as SimdAttentionKernel's and ScalarAttentionKernel.exp2: clamp at −127, k = round(x)
+            // in the low bits of x + 1.5·2^23, f = x − k, 2^f by polynomial, 2^k shifted into the exponent field.
+            x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+            FloatVector rounded = x.add(ROUND_MAGIC);
+            FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
             FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-            FloatVector scale = k.convert(VectorOperators.F2I, 0).reinterpretAsInts()
-                    .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-            FloatVector e = f.fma(poly, ONE).mul(scale).blend(0f, x.compare(VectorOperators.LT, EXP2_UNDERFLOW));
+            FloatVector e = f.fma(poly, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
             e.intoArray(p, pRow + j);
             int part = j & (PARTIALS - 1);   // key j + lane goes to partial (j + lane) mod 16
             FloatVector.fromArray(F, s.partial, part).add(e).intoArray(s.partial, part);
@@ -205,7 +205,8 @@ final class SimdDecodeKernel {
 
     // The base-2 softmax constants of the fused kernels, from the scalar twin.
     private static final float ROUND_MAGIC = ScalarAttentionKernel.ROUND_MAGIC;
-    private static final float EXP2_UNDERFLOW = ScalarAttentionKernel.EXP2_UNDERFLOW;
+    private static final float EXP2_MIN_ARGUMENT = ScalarAttentionKernel.EXP2_MIN_ARGUMENT;
+    private static final int EXPONENT_BIAS_BITS = ScalarAttentionKernel.EXPONENT_BIAS_BITS;
     private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
     private static final FloatVector EXP2_P0 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P0), EXP2_P1 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P1);
     private static final FloatVector EXP2_P2 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P2), EXP2_P3 = FloatVector.broadcast(F, ScalarAttentionKernel.EXP2_P3);
