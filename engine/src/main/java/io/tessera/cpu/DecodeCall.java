@@ -76,6 +76,7 @@ final class DecodeCall {
         Buffers buf = BUFFERS.get();
         long runCount = 0;
         for (BlockLayout lay : layouts) runCount += lay.tileCount();   // an upper bound: at most one run per tile
+        if (runCount > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("decode call too large: " + runCount + " pages to read in the batch");
         if (buf.runSeq.length < runCount) {
             int size = (int) runCount;
             buf.runSeq = new int[size]; buf.runFrom = new int[size]; buf.runTo = new int[size];
