@@ -108,6 +108,8 @@ public final class PagedAttention {
         if (length == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
         if (q == null) throw new NullPointerException("q");
         if (out == null) throw new NullPointerException("out");
+        io.tessera.tensor.Shapes.requireF32("out", out, "PagedAttention (it merges the pages' results in float32)");
+        io.tessera.tensor.Shapes.requireF32("lse", lse, "PagedAttention (the log-sum-exp is always F32)");
         long[] qs = q.shape();
         if (qs.length != 4 || qs[0] != 1 || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("q must be [1, heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));

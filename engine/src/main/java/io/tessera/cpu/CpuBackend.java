@@ -162,7 +162,7 @@ abstract sealed class CpuBackend implements Backend permits ScalarBackend, SimdB
 
     @Override
     public final void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
-        GemmCall call = GemmCall.of(a, transposeA, b, transposeB, c, alpha, beta);
+        GemmCall call = GemmCall.ofHalfStorage(a, transposeA, b, transposeB, c, alpha, beta);
         run(gemmItems(call), item -> gemmItem(call, item), call.a(), call.b(), call.c());
     }
 
