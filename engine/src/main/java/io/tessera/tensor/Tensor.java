@@ -187,7 +187,7 @@ public final class Tensor {
         long available = segment.byteSize() / type.byteSize();
         if (lastElement >= available) {
             throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
-                    + " reaches element " + lastElement + " but the segment holds " + available + " " + type + " elements ("
+                    + " reaches element " + lastElement + " but the segment holds " + available + (type == ElementType.F32 ? " floats (" : " " + type + " elements (")
                     + segment.byteSize() + " bytes)");
         }
         return new Tensor(null, segment, 0, s, strides.clone(), type);

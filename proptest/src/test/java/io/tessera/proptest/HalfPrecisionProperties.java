@@ -11,6 +11,8 @@ import io.tessera.attention.AttentionGradients;
 import io.tessera.attention.AttentionResult;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.cache.KvCache;
+import io.tessera.cache.PagedAttention;
 import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
@@ -177,6 +179,49 @@ class HalfPrecisionProperties {
                 double error = Tolerance.maxError(r.output(), oracle.output());
                 assertThat(error).as("%s: error over %d bf16 keys", be.name(), n).isLessThan(1e-4);
             }
+        }
+    }
+
+    @Provide
+    Arbitrary<PagedAttentionProperties.Setup> cacheSetups() { return new PagedAttentionProperties().setups(); }
+
+    @Provide
+    Arbitrary<Pattern> cachePatterns() { return new PagedAttentionProperties().patterns(); }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Decoding against a half-precision KV cache: appended float32 tokens are rounded once into the
+     * cache, and paged attention over them (F32 or half queries) is within the EXACT contract of the
+     * oracle on the rounded keys and values.
+     */
+    @Property(tries = 80)
+    void decodeWithAHalfCacheMatchesTheOracleOnTheRoundedTokens(@ForAll("cacheSetups") PagedAttentionProperties.Setup s,
+                                                                @ForAll("cachePatterns") Pattern pattern, @ForAll("backends") String backend,
+                                                                @ForAll("halfTypes") ElementType type, @ForAll boolean halfQueries) {
+        try (Arena arena = Arena.ofShared()) {
+            int length = 1 + (int) Math.floorMod(s.seed(), (long) s.maxLength());
+            KvCache cache = KvCache.allocate(arena, type, 1, (length + s.pageSize() - 1) / s.pageSize(), s.pageSize(), s.kvHeads(), s.headDim(), s.valueDim());
+            Tensor k = Tensor.randomNormal(arena, s.seed() + 1, 1f, 1, s.kvHeads(), length, s.headDim());
+            Tensor v = Tensor.randomNormal(arena, s.seed() + 2, 1f, 1, s.kvHeads(), length, s.valueDim());
+            int half = length / 2;
+            if (half > 0) cache.append(0, k.slice(2, 0, half), v.slice(2, 0, half));
+            cache.append(0, k.slice(2, half, length), v.slice(2, half, length));
+            assertThat(cache.keyStorage().type()).isEqualTo(type);
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 3, 1f, 1, s.heads(), s.qLen(), s.headDim()).to(arena, halfQueries ? type : ElementType.F32);
+            Tensor out = Tensor.zeros(arena, 1, s.heads(), s.qLen(), s.valueDim()), lse = Tensor.zeros(arena, 1, s.heads(), s.qLen());
+            PagedAttention decode = PagedAttention.of(pattern).on(Backend.named(backend));
+            decode.forward(cache, 0, q, out, lse);
+            Tensor kRounded = k.to(arena, type), vRounded = v.to(arena, type);
+            double scale = 1.0 / Math.sqrt(s.headDim());
+            MaskFunction m = decode.pattern().asMask(s.qLen(), length);
+            DenseReference.Result oracle = DenseReference.attention(q, kRounded, vRounded, m, scale);
+            DenseReference.Result naive = DenseReference.naiveFloat32(q, kRounded, vRounded, m, scale);
+            Tolerance tolerance = Tolerance.exact(q, kRounded, vRounded, scale, naive, oracle);
+            assertThat(Tolerance.maxError(out, oracle.output())).as("output under %s with a %s cache", decode, type).isLessThanOrEqualTo(tolerance.output());
+            assertThat(Tolerance.maxError(lse, oracle.logSumExp())).as("LSE under %s with a %s cache", decode, type).isLessThanOrEqualTo(tolerance.logSumExp());
+            assertThat(cache.keyStorage().segment().byteSize()).isEqualTo(2L * s.kvHeads() * cache.pages() * s.pageSize() * s.headDim());
         }
     }
 
