@@ -195,17 +195,19 @@ class GradientProperties {
     /**
      * A query's gradients, and a key's, depend only on the pairs the pattern allows: NaN and
      * infinities in keys, values, queries and loss gradients of rows outside the pairs leave every
-     * other gradient exactly as with zeros there.
+     * other gradient exactly as with zeros there, in every storage (NaN and ±∞ exist in both half types).
      */
     @Property(tries = 60)
     void garbageOutsideTheAllowedPairsNeverLeaksIn(@ForAll("cases") AttentionCase c, @ForAll("backends") String backend,
-                                                   @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV) {
+                                                   @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV,
+                                                   @ForAll HalfPrecisionProperties.Storage storage) {
         // Rows i < half attend keys j < half; rows i ≥ half attend keys j ≥ half (two documents).
         int qHalf = (c.qLen() + 1) / 2, kvHalf = (c.kvLen() + 1) / 2;
         if (qHalf == c.qLen() || kvHalf == c.kvLen()) return;   // needs two non-empty documents
         ElementPredicate twoDocuments = (i, j) -> (i < qHalf) == (j < kvHalf);
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), dOut = dOut(arena, c);
+            Tensor q = c.q(arena).to(arena, storage.q), k = c.k(arena).to(arena, storage.k), v = c.v(arena).to(arena, storage.v);
+            Tensor dOut = dOut(arena, c).to(arena, storage.v);
             Attention attn = Attention.sparse(spec("two documents", twoDocuments)).on(Backend.named(backend)).withBlockSizes(blockQ, blockKV);
             AttentionResult clean = attn.forwardWithLse(arena, q, k, v);
             AttentionGradients cleanGrads = attn.backward(arena, q, k, v, clean.output(), clean.logSumExp(), dOut);
