@@ -238,6 +238,34 @@ class HalfPrecisionProperties {
         }
     }
 
+    /**
+     * bfloat16 has float32's range, so finite bf16 inputs can overflow float32 scores: the call says
+     * so naming the first row, as for F32; a NaN or infinity in a row's own bf16 query gives a NaN
+     * row (the finiteness check reads the inputs in their own type).
+     */
+    @Example
+    void bfloat16ScoresThatOverflowFloat32AreAClearError() {
+        for (String backend : new String[] {"scalar", "simd"}) {
+            try (Arena arena = Arena.ofConfined()) {
+                int n = 37, d = 8, row = 21;
+                Tensor q = Tensor.randomNormal(arena, 31, 1f, 1, 2, n, d), k = Tensor.randomNormal(arena, 32, 1f, 1, 2, n, d);
+                Tensor v = Tensor.randomNormal(arena, 33, 1f, 1, 2, n, d).to(arena, ElementType.BF16);
+                for (int c = 0; c < d; c++) q.set(1e20f, 0, 1, row, c);
+                for (int j = 0; j < n; j++) for (int c = 0; c < d; c++) k.set(Math.abs(k.get(0, 1, j, c)) * 1e20f + 1f, 0, 1, j, c);
+                Tensor qb = q.to(arena, ElementType.BF16), kb = k.to(arena, ElementType.BF16);
+                Attention attention = Attention.dense().on(Backend.named(backend));
+                assertThatThrownBy(() -> attention.forwardWithLse(arena, qb, kb, v)).as(backend)
+                        .isInstanceOf(ArithmeticException.class).hasMessageContaining("overflowed float32 at batch 0, head 1, query row " + row);
+                Tensor clean = Tensor.randomNormal(arena, 34, 1f, 1, 1, n, d).to(arena, ElementType.BF16);
+                clean.set(Float.NaN, 0, 0, 5, 3);
+                Tensor keys = Tensor.randomNormal(arena, 35, 1f, 1, 1, n, d).to(arena, ElementType.BF16);
+                AttentionResult r = Attention.sparse(Pattern.causal()).on(Backend.named(backend)).forwardWithLse(arena, clean, keys, keys);
+                assertThat(r.logSumExp().get(0, 0, 5)).as("%s: LSE of a row with a NaN bf16 query", backend).isNaN();
+                assertThat(r.logSumExp().get(0, 0, 4)).as("%s: LSE of a clean row", backend).isFinite();
+            }
+        }
+    }
+
     @Example
     void unsupportedTypesAreRejectedByName() {
         try (Arena arena = Arena.ofShared()) {
