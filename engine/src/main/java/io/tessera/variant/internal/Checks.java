@@ -68,7 +68,7 @@ public final class Checks {
     }
 
     /**
-     * The checks of a backward call, in order: nulls by name, unit-stride rows by name, the forward
+     * The checks of a backward call, in order: nulls by name, element types (F32) by name, unit-stride rows by name, the forward
      * shapes, {@code dOut} shaped like the output and each gradient like its input, and that no
      * gradient shares memory with another or with any input (gradients are written while the
      * inputs are still read).
@@ -77,6 +77,7 @@ public final class Checks {
         String[] names = {"q", kName, vName, "dOut", "dq", "d" + kName, "d" + vName};
         Tensor[] all = {q, k, v, dOut, dq, dk, dv};
         for (int i = 0; i < all.length; i++) notNull(names[i], all[i]);
+        for (int i = 0; i < all.length; i++) float32(names[i], all[i]);
         for (int i = 0; i < all.length; i++) if (all[i].rank() == 4) unitInnerStride(names[i], all[i]);
         AttentionShape s = AttentionShape.of(q, k, v);
         s.checkOutput("dOut", dOut, s.outputShape());
