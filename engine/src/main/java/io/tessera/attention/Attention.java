@@ -7,6 +7,7 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.LayoutSpec;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -258,6 +259,13 @@ public final class Attention {
             throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(lseShape));
         }
         if (out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
+        String merging = "Attention.merge";
+        Shapes.requireF32("out", out, merging);
+        Shapes.requireF32("lse", lse, merging);
+        for (int p = 0; p < partials.size(); p++) {
+            Shapes.requireF32("partials[" + p + "].output", partials.get(p).output(), merging);
+            Shapes.requireF32("partials[" + p + "].logSumExp", partials.get(p).logSumExp(), merging);
+        }
         for (int p = 0; p < partials.size(); p++) {
             AttentionResult r = partials.get(p);
             if (out.overlaps(r.output()) || out.overlaps(r.logSumExp())) throw new IllegalArgumentException("out shares memory with partials[" + p + "]");

@@ -2,6 +2,8 @@ package io.tessera.backend;
 
 import io.tessera.layout.CsrMatrix;
 import io.tessera.layout.HeadLayouts;
+import io.tessera.tensor.ElementType;
+import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 
 /**
@@ -18,10 +20,30 @@ public record AttentionGeometry(
         long oOff, long oB, long oH, long oRow,
         long lOff, long lB, long lH, long lRow) {
 
-    /** Validates every argument of {@link Backend#attention}, naming the offending one. */
+    /**
+     * Validates every argument of {@link Backend#attention} for a kernel that reads and writes
+     * float32 only, naming the offending one (a half-precision tensor included).
+     */
     public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
         if (layouts == null) throw new NullPointerException("layouts");
         AttentionGeometry g = checked(q, k, v, scale, out, lse);
+        layouts.check(g.shape().heads(), g.shape().qLen(), g.shape().kvLen());
+        return g;
+    }
+
+    /**
+     * Validates every argument of {@link Backend#attention} for a kernel with half-precision storage
+     * (the CPU backends): q, k, v and out may each be {@link ElementType#F32}, {@code BF16} or
+     * {@code F16} (the kernel widens on reading, accumulates in float32 and rounds once on writing);
+     * lse must be F32, and is rejected by name otherwise.
+     */
+    public static AttentionGeometry checkedHalfStorage(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
+        if (layouts == null) throw new NullPointerException("layouts");
+        AttentionGeometry g = checkedAnyType(q, k, v, scale, out, lse);
+        if (lse != null && lse.type() != ElementType.F32) {
+            throw new IllegalArgumentException("lse has element type " + lse.type() + " but the log-sum-exp is always F32 (a half type would lose"
+                    + " the precision the backward pass and merges need); pass an F32 tensor");
+        }
         layouts.check(g.shape().heads(), g.shape().qLen(), g.shape().kvLen());
         return g;
     }
@@ -41,8 +63,19 @@ public record AttentionGeometry(
         return g;
     }
 
-    /** Validates q, k, v, scale, out and lse (null allowed) of an attention call without a layout. */
+    /** Validates q, k, v, scale, out and lse (null allowed, all float32) of an attention call without a layout. */
     public static AttentionGeometry checked(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
+        AttentionGeometry g = checkedAnyType(q, k, v, scale, out, lse);
+        String kernel = "this attention kernel (half-precision storage runs on the 'simd' and 'scalar' backends' Attention and Backend.attention)";
+        Shapes.requireF32("q", q, kernel);
+        Shapes.requireF32("k", k, kernel);
+        Shapes.requireF32("v", v, kernel);
+        Shapes.requireF32("out", out, kernel);
+        Shapes.requireF32("lse", lse, kernel);
+        return g;
+    }
+
+    private static AttentionGeometry checkedAnyType(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
         AttentionShape s = AttentionShape.of(q, k, v);
         if (out == null) throw new NullPointerException("out");
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);

@@ -1,6 +1,7 @@
 package io.tessera.backend;
 
 import io.tessera.layout.HeadLayouts;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 
 /**
@@ -20,17 +21,27 @@ public record GradientGeometry(
      * Validates every argument of {@link Backend#attentionBackward}, naming the offending one: the
      * forward's checks, {@code lse} required, gradient shapes, unit inner strides, and gradients that
      * share no memory with each other or with any input (they are written while inputs are read).
+     * q, k, v, out and dOut may be stored in any {@link ElementType}; lse and the gradients dq, dk,
+     * dv must be F32 (dq is summed tile by tile in its own memory, which must not be half precision).
      */
     public static GradientGeometry checked(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
                                            Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         if (lse == null) throw new NullPointerException("lse (the backward pass recomputes probabilities from it)");
-        AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
+        AttentionGeometry g = AttentionGeometry.checkedHalfStorage(q, k, v, layouts, scale, out, lse);
         AttentionShape s = g.shape();
         if (dOut == null) throw new NullPointerException("dOut");
         if (dq == null) throw new NullPointerException("dq");
         if (dk == null) throw new NullPointerException("dk");
         if (dv == null) throw new NullPointerException("dv");
         s.checkOutput("dOut", dOut, s.outputShape());
+        Tensor[] gradients = {dq, dk, dv};
+        String[] gradientNames = {"dq", "dk", "dv"};
+        for (int i = 0; i < gradients.length; i++) {
+            if (gradients[i].type() != ElementType.F32) {
+                throw new IllegalArgumentException(gradientNames[i] + " has element type " + gradients[i].type() + " but gradients are written as F32"
+                        + " (dq is accumulated tile by tile in place; half precision there would drift): pass an F32 tensor and convert with to(arena, type)");
+            }
+        }
         s.checkOutput("dq", dq, q.shape());
         s.checkOutput("dk", dk, k.shape());
         s.checkOutput("dv", dv, v.shape());

@@ -1,5 +1,6 @@
 package io.tessera.cache;
 
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
@@ -43,7 +44,7 @@ public final class KvCache {
     private int freeCount;
     private final java.util.Map<Long, DecodeScratch> scratch = new java.util.HashMap<>();
 
-    private KvCache(Arena arena, int sequences, int pages, int pageSize, int kvHeads, int headDim, int valueDim) {
+    private KvCache(Arena arena, ElementType type, int sequences, int pages, int pageSize, int kvHeads, int headDim, int valueDim) {
         this.arena = arena;
         this.sequences = sequences;
         this.pages = pages;
@@ -52,8 +53,8 @@ public final class KvCache {
         this.headDim = headDim;
         this.valueDim = valueDim;
         long tokens = (long) pages * pageSize;
-        this.keys = Tensor.zeros(arena, 1, kvHeads, tokens, headDim);
-        this.values = Tensor.zeros(arena, 1, kvHeads, tokens, valueDim);
+        this.keys = Tensor.zeros(arena, type, 1, kvHeads, tokens, headDim);
+        this.values = Tensor.zeros(arena, type, 1, kvHeads, tokens, valueDim);
         this.pageTables = new int[sequences][];
         this.pageCounts = new int[sequences];
         this.lengths = new int[sequences];
@@ -67,7 +68,17 @@ public final class KvCache {
      * pages of {@code pageSize} tokens, all memory allocated now from {@code arena}.
      */
     public static KvCache allocate(Arena arena, int sequences, int pages, int pageSize, int kvHeads, int headDim, int valueDim) {
+        return allocate(arena, ElementType.F32, sequences, pages, pageSize, kvHeads, headDim, valueDim);
+    }
+
+    /**
+     * A cache storing keys and values as {@code type}: {@link ElementType#BF16} or {@code F16} halve
+     * the memory per cached token and the bytes a decode step reads; appended tokens are rounded to
+     * the type (nearest, ties to even) and attention over them still accumulates in float32.
+     */
+    public static KvCache allocate(Arena arena, ElementType type, int sequences, int pages, int pageSize, int kvHeads, int headDim, int valueDim) {
         if (arena == null) throw new NullPointerException("arena");
+        if (type == null) throw new NullPointerException("type");
         positive("sequences", sequences);
         positive("pages", pages);
         positive("pageSize", pageSize);
@@ -78,7 +89,7 @@ public final class KvCache {
         if (tokens > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("pages=" + pages + " × pageSize=" + pageSize + " = " + tokens + " tokens, more than the largest key length " + Integer.MAX_VALUE);
         }
-        return new KvCache(arena, sequences, pages, pageSize, kvHeads, headDim, valueDim);
+        return new KvCache(arena, type, sequences, pages, pageSize, kvHeads, headDim, valueDim);
     }
 
     // ---------------------------------------------------------------- geometry

@@ -8,6 +8,7 @@ import io.tessera.layout.TileKind;
 import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.PatternCompiler;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -111,6 +112,8 @@ public final class PagedAttention {
         if (length == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
         if (q == null) throw new NullPointerException("q");
         if (out == null) throw new NullPointerException("out");
+        io.tessera.tensor.Shapes.requireF32("out", out, "PagedAttention (it merges the pages' results in float32)");
+        io.tessera.tensor.Shapes.requireF32("lse", lse, "PagedAttention (the log-sum-exp is always F32)");
         long[] qs = q.shape();
         if (qs.length != 4 || qs[0] != 1 || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("q must be [1, heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
@@ -134,7 +137,7 @@ public final class PagedAttention {
         int pageSize = cache.pageSize();
         // One query block × one tile per page: which pages the queries reach, and how.
         BlockLayout pages = PatternCompiler.compile(pattern, qLen, length, qLen, pageSize);
-        if (be instanceof PagedAttentionDevice device) {
+        if (be instanceof PagedAttentionDevice device && decodeKernelReads(q, cache)) {
             device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, new int[][] {cache.pageTable(sequence)},
                     new BlockLayout[] {pages}, sc, out, lse);
             return pages.tileCount();
@@ -189,7 +192,7 @@ public final class PagedAttention {
             tables[b] = cache.pageTable(sequences[b]);
             read += layouts[b].tileCount();
         }
-        if (be instanceof PagedAttentionDevice device) {
+        if (be instanceof PagedAttentionDevice device && decodeKernelReads(q, cache)) {
             device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, tables, layouts, sc, out, lse);
             return read;
         }
@@ -200,7 +203,16 @@ public final class PagedAttention {
     }
 
     /**
-     * Backends without a decode kernel: the fused kernel on each page's view in the pool, the
+     * Whether the decode kernel reads this call's storage: float32 queries and cache. A half-precision
+     * cache (BF16/F16) goes through the fused kernel page by page, which widens half rows as it packs
+     * them; the decode kernel reads pages in place as floats.
+     */
+    private static boolean decodeKernelReads(Tensor q, KvCache cache) {
+        return q.type() == ElementType.F32 && cache.keyStorage().type() == ElementType.F32 && cache.valueStorage().type() == ElementType.F32;
+    }
+
+    /**
+     * Backends without a decode kernel (and half-precision caches): the fused kernel on each page's view in the pool, the
      * per-page results merged by log-sum-exp in float64, in page order (deterministic).
      */
     private int perPage(Backend be, KvCache cache, int sequence, BlockLayout pages, Tensor q, float sc, Tensor out, Tensor lse) {

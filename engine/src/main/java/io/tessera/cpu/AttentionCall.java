@@ -5,13 +5,15 @@ import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 
 /**
  * One validated attention call, forward or backward: the segments, the geometry and the layouts.
  * Built once per call by the backends; the kernels read its fields. The gradient fields are null
- * for a forward call.
+ * for a forward call. q, k, v, out and dOut carry their element types (the kernels widen them while
+ * packing and round the output when writing it); lse, dq, dk and dv are always float32.
  */
 final class AttentionCall {
     final AttentionGeometry g;
@@ -38,6 +40,7 @@ final class AttentionCall {
      */
     float[] modPartials;
     int[] partialBase;
+    final ElementType qType, kType, vType, outType, dOutType;   // dOutType is F32 in a forward call
 
     private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
                           GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
@@ -57,6 +60,11 @@ final class AttentionCall {
         this.keyBlocks = (kvLen + blockKV - 1) / blockKV;
         long entries = (long) g.shape().batch() * g.shape().kvHeads() * keyBlocks;
         this.valueBlockFinite = gg == null && entries <= MAX_VALUE_BLOCK_ENTRIES ? new byte[(int) entries] : null;
+        this.qType = q.type();
+        this.kType = k.type();
+        this.vType = v.type();
+        this.outType = out.type();
+        this.dOutType = dOut == null ? ElementType.F32 : dOut.type();
     }
 
     /** Above this many (batch, head, key block) entries the kernels check each tile as they load it. */
@@ -88,7 +96,7 @@ final class AttentionCall {
     /** Whether query row {@code row} of (b, h) and every key row it may attend hold only finite values. */
     private boolean rowInputsFinite(int b, int h, int row, BlockLayout layout) {
         int d = g.shape().headDim(), hk = g.shape().kvHeadOf(h);
-        if (!finite(q, g.qBase(b, h) + (long) row * g.qRow(), d)) return false;
+        if (!finite(q, qType, g.qBase(b, h) + (long) row * g.qRow(), d)) return false;
         int blockQ = layout.blockQ(), blockKV = layout.blockKV(), words = layout.maskWordsPerRow(), kvLen = g.shape().kvLen();
         int[] offsets = layout.rowOffsets(), cols = layout.colIndices();
         long[] mask = new long[layout.rowsPerBlock() * words];
@@ -97,15 +105,15 @@ final class AttentionCall {
             layout.fillTileMask(t, mask);
             int kv0 = cols[t] * blockKV, n = Math.min(blockKV, kvLen - kv0);
             for (int j = 0; j < n; j++) {
-                if ((mask[r * words + (j >>> 6)] & (1L << j)) != 0 && !finite(k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), d)) return false;
+                if ((mask[r * words + (j >>> 6)] & (1L << j)) != 0 && !finite(k, kType, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), d)) return false;
             }
         }
         return true;
     }
 
-    private static boolean finite(MemorySegment segment, long index, int count) {
+    private static boolean finite(MemorySegment segment, ElementType type, long index, int count) {
         for (int i = 0; i < count; i++) {
-            if (!Float.isFinite(segment.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, index + i))) return false;
+            if (!Float.isFinite(type.get(segment, index + i))) return false;
         }
         return true;
     }
@@ -128,7 +136,7 @@ final class AttentionCall {
 
     /** A forward call; validates every argument, naming the offending one. */
     static AttentionCall of(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
-        AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
+        AttentionGeometry g = AttentionGeometry.checkedHalfStorage(q, k, v, layouts, scale, out, lse);
         return new AttentionCall(g, q, k, v, out, lse, layouts, null, null, null, null, null);
     }
 

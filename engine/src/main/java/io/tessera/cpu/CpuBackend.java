@@ -181,7 +181,7 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
 
     @Override
     public final void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
-        GemmCall call = GemmCall.of(a, transposeA, b, transposeB, c, alpha, beta);
+        GemmCall call = GemmCall.ofHalfStorage(a, transposeA, b, transposeB, c, alpha, beta);
         run(gemmItems(call), item -> gemmItem(call, item), call.a(), call.b(), call.c());
     }
 

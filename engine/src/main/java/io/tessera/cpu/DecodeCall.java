@@ -137,6 +137,12 @@ final class DecodeCall {
         if (!Arrays.equals(out.shape(), new long[] {batch, heads, qLen, dv})) {
             throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen, dv}));
         }
+        for (Tensor t : new Tensor[] {q, keyPool, valuePool, out, lse}) {
+            if (t != null && t.type() != io.tessera.tensor.ElementType.F32) {
+                String name = t == q ? "q" : t == keyPool ? "keyPool" : t == valuePool ? "valuePool" : t == out ? "out" : "lse";
+                throw new IllegalArgumentException(name + " is " + t.type() + ": the decode kernel reads float32 pages in place (a half-precision cache runs page by page through the fused kernel)");
+            }
+        }
         if (lse != null && !Arrays.equals(lse.shape(), new long[] {batch, heads, qLen})) {
             throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen}));
         }

@@ -5,6 +5,7 @@ import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
 import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -16,7 +17,10 @@ import java.util.Arrays;
  * with the queries pre-scaled by scale·log2(e), same polynomial 2^x, and every sum taken in the
  * same order with fused multiply-adds, so the two produce the same floats (up to the sign of a
  * zero) and a randomized test compares them exactly. A key a row does not attend contributes
- * nothing, NaN or not: its probability is 0 and zero multipliers are skipped.
+ * nothing, NaN or not: its probability is 0 and zero multipliers are skipped. Half-precision
+ * inputs are widened element by element as they are read ({@link ElementType#get}: exact, so the
+ * same floats as the SIMD kernel's widening while packing), and a half-precision output is rounded
+ * once, when it is stored.
  */
 final class ScalarAttentionKernel {
     private ScalarAttentionKernel() {}
@@ -105,7 +109,7 @@ final class ScalarAttentionKernel {
                 int acc = r * dv;
                 if (alpha != 1f) for (int x = 0; x < dv; x++) s.acc[acc + x] *= alpha;
                 for (int j = 0; j < n; j++) {
-                    if (s.e[j] != 0f) addScaledRow(s.e[j], c.v, g.vBase(b, hk) + (long) (kv0 + j) * g.vRow(), s.acc, acc, dv);
+                    if (s.e[j] != 0f) addScaledRow(s.e[j], c.v, c.vType, g.vBase(b, hk) + (long) (kv0 + j) * g.vRow(), s.acc, acc, dv);
                 }
             }
         }
@@ -114,7 +118,7 @@ final class ScalarAttentionKernel {
             float sum = s.l[r];
             if (!(sum > 0) && c.rowIsUndefined(b, h, q0 + r, sum, s.m[r], lay)) sum = Float.NaN;
             float inv = inverseOfSum(sum);
-            for (int x = 0; x < dv; x++) c.out.setAtIndex(FLOAT, oRow + x, s.acc[r * dv + x] * inv);
+            for (int x = 0; x < dv; x++) c.outType.set(c.out, oRow + x, s.acc[r * dv + x] * inv);
             if (c.lse != null) c.lse.setAtIndex(FLOAT, g.lBase(b, h) + (long) (q0 + r) * g.lRow(), logSumExp(s.m[r], sum));
         }
     }
@@ -182,7 +186,7 @@ final class ScalarAttentionKernel {
             float ds = scoreGradient(c, g, b, hk, kv0 + j, s, r, d, dv);
             s.e[j] = s.probability;
             s.ds[j] = ds;
-            if (withDq && ds != 0f) addScaledRow(ds, c.k, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.dqTile, 0, d);
+            if (withDq && ds != 0f) addScaledRow(ds, c.k, c.kType, g.kBase(b, hk) + (long) (kv0 + j) * g.kRow(), s.dqTile, 0, d);
         }
     }
 
@@ -262,7 +266,7 @@ final class ScalarAttentionKernel {
         s.probability = p;
         long vRow = g.vBase(b, hk) + (long) key * g.vRow();
         float dp = 0f;
-        for (int x = 0; x < dv; x++) dp = Math.fma(s.dO[r * dv + x], c.v.getAtIndex(FLOAT, vRow + x), dp);
+        for (int x = 0; x < dv; x++) dp = Math.fma(s.dO[r * dv + x], c.vType.get(c.v, vRow + x), dp);
         return modifiedGradient(s, r, key, p, p == 0f ? 0f : (dp - s.delta[r]) * p);
     }
 
@@ -270,12 +274,12 @@ final class ScalarAttentionKernel {
     private static float score(AttentionCall c, AttentionGeometry g, int b, int hk, int key, float[] q, int qOff, int d) {
         long kRow = g.kBase(b, hk) + (long) key * g.kRow();
         float dot = 0f;
-        for (int x = 0; x < d; x++) dot = Math.fma(q[qOff + x], c.k.getAtIndex(FLOAT, kRow + x), dot);
+        for (int x = 0; x < d; x++) dot = Math.fma(q[qOff + x], c.kType.get(c.k, kRow + x), dot);
         return dot;
     }
 
-    private static void addScaledRow(float p, MemorySegment src, long row, float[] acc, int accOff, int width) {
-        for (int x = 0; x < width; x++) acc[accOff + x] = Math.fma(p, src.getAtIndex(FLOAT, row + x), acc[accOff + x]);
+    private static void addScaledRow(float p, MemorySegment src, ElementType type, long row, float[] acc, int accOff, int width) {
+        for (int x = 0; x < width; x++) acc[accOff + x] = Math.fma(p, type.get(src, row + x), acc[accOff + x]);
     }
 
     private static void loadQueries(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
@@ -285,7 +289,7 @@ final class ScalarAttentionKernel {
         for (int r = 0; r < rows; r++) {
             long qRow = g.qBase(b, h) + (long) (q0 + r) * g.qRow();
             for (int x = 0; x < d; x++) {
-                float value = c.q.getAtIndex(FLOAT, qRow + x);
+                float value = c.qType.get(c.q, qRow + x);
                 s.qRaw[r * d + x] = value;
                 s.q[r * d + x] = value * qScale;
             }
@@ -297,7 +301,7 @@ final class ScalarAttentionKernel {
         int dv = c.g.shape().valueDim();
         for (int r = 0; r < rows; r++) {
             long row = gg.dOBase(b, h) + (long) (q0 + r) * gg.dORow();
-            for (int x = 0; x < dv; x++) s.dO[r * dv + x] = c.dOut.getAtIndex(FLOAT, row + x);
+            for (int x = 0; x < dv; x++) s.dO[r * dv + x] = c.dOutType.get(c.dOut, row + x);
         }
         rowStatistics(c, b, h, q0, rows, s.dO, s.lse2, s.delta);
     }
@@ -315,7 +319,7 @@ final class ScalarAttentionKernel {
             lse2[r] = lse == Float.NEGATIVE_INFINITY ? Float.POSITIVE_INFINITY : lse * LOG2E;
             long oRow = g.oBase(b, h) + (long) (q0 + r) * g.oRow();
             float sum = 0f;
-            for (int x = 0; x < dv; x++) sum = Math.fma(dO[r * dv + x], c.out.getAtIndex(FLOAT, oRow + x), sum);
+            for (int x = 0; x < dv; x++) sum = Math.fma(dO[r * dv + x], c.outType.get(c.out, oRow + x), sum);
             delta[r] = sum;
         }
     }

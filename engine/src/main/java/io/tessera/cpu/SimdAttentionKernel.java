@@ -6,6 +6,7 @@ import io.tessera.backend.GradientGeometry;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
 import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -144,7 +145,7 @@ final class SimdAttentionKernel {
         int hk = g.shape().kvHeadOf(h);
         bindMods(s, c, b, h, q0, rows);
 
-        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+        packQueries(c.q, c.qType, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
         Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
         Arrays.fill(s.m, 0, groups * GROUP, NEG_INF);
         Arrays.fill(s.l, 0, groups * GROUP, 0f);
@@ -158,8 +159,8 @@ final class SimdAttentionKernel {
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.rowMask);
             s.modKey0 = kv0;
-            copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
-            copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+            copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             boolean valuesFinite = valuesFinite(c, b, hk, cols[t], s.vTile, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
@@ -185,8 +186,8 @@ final class SimdAttentionKernel {
      * qT[group][i][lane] = scale · log2(e) · q[group·GROUP + lane][i]; padded lanes are zero. The
      * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x.
      */
-    private static void packQueries(MemorySegment q, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
-        packTransposed(q, base, rowStride, d, rows, softmaxScale * LOG2E, s.qRows, s.qT, s.columnOfD);
+    private static void packQueries(MemorySegment q, ElementType type, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
+        packTransposed(q, type, base, rowStride, d, rows, softmaxScale * LOG2E, s.qRows, s.qT, s.columnOfD);
     }
 
     /**
@@ -195,10 +196,10 @@ final class SimdAttentionKernel {
      * in bulk, then transposed by gathering one dimension of L rows per vector: element by element
      * the transposition cost as much as the scores of a whole sliding-window block.
      */
-    static void packTransposed(MemorySegment src, long base, long rowStride, int width, int rows, float multiplier,
+    static void packTransposed(MemorySegment src, ElementType type, long base, long rowStride, int width, int rows, float multiplier,
                                        float[] rowsCopy, float[] dst, int[] column) {
         int padded = (rows + GROUP - 1) / GROUP * GROUP;
-        copyRows(src, base, rowStride, rows, width, rowsCopy);
+        copyRows(src, type, base, rowStride, rows, width, rowsCopy);
         Arrays.fill(rowsCopy, rows * width, padded * width, 0f);
         FloatVector scale = FloatVector.broadcast(F, multiplier);
         for (int r0 = 0; r0 < padded; r0 += L) {
@@ -211,10 +212,13 @@ final class SimdAttentionKernel {
 
     /**
      * Heap copy of a tile's rows: one bulk copy, after which the micro-kernels' broadcasts come from
-     * an array (a segment read costs a bounds and a liveness check each).
+     * an array (a segment read costs a bounds and a liveness check each). Half-precision rows are
+     * widened to float32 on the way ({@link HalfRows}), so everything after this sees floats.
      */
-    private static void copyRows(MemorySegment src, long base, long rowStride, int n, int width, float[] dst) {
-        if (rowStride == width) {
+    private static void copyRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] dst) {
+        if (type != ElementType.F32) {
+            HalfRows.widenRows(src, type, base, rowStride, n, width, dst);
+        } else if (rowStride == width) {
             MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
         } else {
             for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, j * width, width);
@@ -698,8 +702,8 @@ final class SimdAttentionKernel {
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.rowMask);
             s.modKey0 = kv0;
-            copyRows(c.k, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
-            copyRows(c.v, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+            copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             boolean keysFinite = allFinite(s.kTile, n * d);
             Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
             for (int grp = 0; grp < groups; grp++) {
@@ -793,7 +797,7 @@ final class SimdAttentionKernel {
     private static void packBlock(AttentionCall c, int b, int h, int q0, int rows, Scratch s) {
         AttentionGeometry g = c.g;
         int d = g.shape().headDim(), lanes = (rows + GROUP - 1) / GROUP * GROUP;
-        packQueries(c.q, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
+        packQueries(c.q, c.qType, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
         padRows(s.qRows, d, lanes, s.qPadded, padded(d));
         s.curQFinite = allFinite(s.qRows, rows * d);
         s.curDOFinite = packGradientRows(c, b, h, q0, rows, s);
@@ -821,8 +825,8 @@ final class SimdAttentionKernel {
         s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
         s.ensureBackward(d, dv, first.rowsPerBlock(), first.keysPerBlock());
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
-        copyRows(c.k, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
-        copyRows(c.v, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+        copyRows(c.k, c.kType, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+        copyRows(c.v, c.vType, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
         boolean keysFinite = allFinite(s.kTile, n * d);
         Arrays.fill(s.dkAcc, 0, n * dPad, 0f);
         Arrays.fill(s.dvAcc, 0, n * dvPad, 0f);
@@ -913,7 +917,7 @@ final class SimdAttentionKernel {
         AttentionGeometry g = c.g;
         GradientGeometry gg = c.gg;
         int dv = g.shape().valueDim(), lanes = (rows + GROUP - 1) / GROUP * GROUP;
-        packTransposed(c.dOut, gg.dOBase(b, h) + (long) q0 * gg.dORow(), gg.dORow(), dv, rows, 1f, s.dORaw, s.dOT, s.columnOfDv);
+        packTransposed(c.dOut, c.dOutType, gg.dOBase(b, h) + (long) q0 * gg.dORow(), gg.dORow(), dv, rows, 1f, s.dORaw, s.dOT, s.columnOfDv);
         padRows(s.dORaw, dv, lanes, s.dOrows, padded(dv));
         ScalarAttentionKernel.rowStatistics(c, b, h, q0, rows, s.dORaw, s.lse2, s.delta);
         Arrays.fill(s.lse2, rows, lanes, Float.POSITIVE_INFINITY);
@@ -1055,11 +1059,11 @@ final class SimdAttentionKernel {
             long row = outBase + r * outRow;
             int o = (r / GROUP) * dv * GROUP + r % GROUP;
             int i = 0;
-            for (; i + L <= dv; i += L) {
+            for (; c.outType == ElementType.F32 && i + L <= dv; i += L) {   // a half output takes the element loop: each value rounded as stored
                 FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
                         .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
             }
-            for (; i < dv; i++) c.out.setAtIndex(FLOAT, row + i, s.oT[o + i * GROUP] * inv);
+            for (; i < dv; i++) c.outType.set(c.out, row + i, s.oT[o + i * GROUP] * inv);
             if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, ScalarAttentionKernel.logSumExp(s.m[r], sum));
         }
     }

@@ -98,7 +98,7 @@ final class SimdDecodeKernel {
                 int n = Math.min(CHUNK, tokens - c0), groups = (n + GROUP - 1) / GROUP;
                 long chunkBits = n == 64 ? -1L : (1L << n) - 1;
                 // Keys in lanes: transpose the chunk once, then score every row against each lane group.
-                SimdAttentionKernel.packTransposed(c.k, c.keyRow(hk, slot0 + c0), c.kT, d, n, 1f, s.kRows, s.kT, s.columnOfD);
+                SimdAttentionKernel.packTransposed(c.k, io.tessera.tensor.ElementType.F32, c.keyRow(hk, slot0 + c0), c.kT, d, n, 1f, s.kRows, s.kT, s.columnOfD);
                 for (int grp = 0; grp < groups; grp++) {
                     SimdAttentionKernel.scores(s.qRows, 0, rows, d, s.kT, grp * d * GROUP, s.sT);
                     for (int r = 0; r < rows; r++) System.arraycopy(s.sT, r * GROUP, s.p, r * CHUNK + grp * GROUP, GROUP);

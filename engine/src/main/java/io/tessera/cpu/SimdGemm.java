@@ -1,5 +1,6 @@
 package io.tessera.cpu;
 
+import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -11,7 +12,9 @@ import jdk.incubator.vector.VectorSpecies;
  * GEMM on the Vector API. op(b) is packed, {@link #KC} rows at a time, into a panel of
  * {@link #PANEL} = 2 vectors of columns (zero-padded), so the micro-kernel is the same for every
  * transpose and stride: broadcast 6 elements of op(a), FMA into 6×2 accumulators — 15 registers,
- * because AVX2 has 16 (a 4×4 blocking spills there).
+ * because AVX2 has 16 (a 4×4 blocking spills there). Half-precision operands are widened to float32
+ * while packing: b in its panel, a in a per-item copy of its rows (see {@link #widenRows}), so the
+ * micro-kernel only ever sees floats.
  */
 final class SimdGemm {
     private SimdGemm() {}
@@ -28,6 +31,7 @@ final class SimdGemm {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
     private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[KC * PANEL]);
+    private static final ThreadLocal<float[]> WIDENED_A = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * KC]);
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 
@@ -44,19 +48,42 @@ final class SimdGemm {
             int kc = Math.min(KC, g.k() - k0);
             pack(g, k0, kc, j0, cols, packed);
             boolean first = k0 == 0;
+            GemmCall rowsOfA = g.aType() == ElementType.F32 ? g : widenRows(g, i0, i1, k0, kc);
             int i = i0;
-            for (; i + ROWS <= i1; i += ROWS) block6(g, packed, kc, k0, i, j0, first, m0, m1);
-            for (; i < i1; i++) block1(g, packed, kc, k0, i, j0, first, m0, m1);
+            for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
+            for (; i < i1; i++) block1(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
         }
     }
 
     private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+        ElementType type = g.bType();
         for (int p = 0; p < kc; p++) {
             long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
             int o = p * PANEL;
-            for (int j = 0; j < cols; j++) packed[o + j] = g.b().getAtIndex(FLOAT, row + j * g.bCol());
+            if (type == ElementType.F32) {
+                for (int j = 0; j < cols; j++) packed[o + j] = g.b().getAtIndex(FLOAT, row + j * g.bCol());
+            } else {
+                for (int j = 0; j < cols; j++) packed[o + j] = type.get(g.b(), row + j * g.bCol());
+            }
             for (int j = cols; j < PANEL; j++) packed[o + j] = 0f;
         }
+    }
+
+    /**
+     * The same call with a replaced by a float32 heap copy of rows [i0, i1) and depths [k0, k0+kc) of
+     * op(a) (widened exactly), laid out so that the micro-kernels' index arithmetic
+     * {@code aOff + i·aRow + k·aCol} lands in it unchanged.
+     */
+    private static GemmCall widenRows(GemmCall g, int i0, int i1, int k0, int kc) {
+        float[] rows = WIDENED_A.get();
+        ElementType type = g.aType();
+        for (int i = i0; i < i1; i++) {
+            long from = g.aOff() + i * g.aRow() + k0 * g.aCol();
+            int to = (i - i0) * kc;
+            for (int p = 0; p < kc; p++) rows[to + p] = type.get(g.a(), from + p * g.aCol());
+        }
+        return new GemmCall(MemorySegment.ofArray(rows), -((long) i0 * kc + k0), kc, 1, g.b(), g.bOff(), g.bRow(), g.bCol(),
+                g.c(), g.cOff(), g.cRow(), g.m(), g.n(), g.k(), g.alpha(), g.beta(), ElementType.F32, g.bType());
     }
 
     private static void block6(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {

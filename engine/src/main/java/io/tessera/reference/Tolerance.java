@@ -1,6 +1,7 @@
 package io.tessera.reference;
 
 import io.tessera.pattern.MaskFunction;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 
@@ -67,6 +68,19 @@ public record Tolerance(double output, double logSumExp) {
             }
         }
         return Math.expm1(2 * worstGamma) * maxV;
+    }
+
+    /**
+     * The EXACT contract of one output element stored in {@code type}: the float32 result is within
+     * {@code tolerance} of the oracle {@code reference} (the kernels accumulate in float32 whatever the
+     * storage), and rounding it to the type once moves it by at most half an ulp: the unit roundoff
+     * times its magnitude (≤ |reference| + tolerance), or half the smallest subnormal spacing of the
+     * type below its normal range (float16: 2^−25). Inputs are compared on the same (rounded) values.
+     */
+    public static double stored(ElementType type, double tolerance, double reference) {
+        if (type == ElementType.F32) return tolerance;
+        double halfSubnormalSpacing = type == ElementType.F16 ? 0x1p-25 : 0x1p-134;
+        return tolerance + type.unitRoundoff() * (Math.abs(reference) + tolerance) + halfSubnormalSpacing;
     }
 
     /** Whether an output error and an LSE error (NaN when not measured) are within this tolerance. */

@@ -15,18 +15,20 @@ import java.util.regex.Pattern;
 
 /**
  * NumPy's {@code .npy} files, the format Python users exchange arrays in: little-endian float32
- * ({@code '<f4'}) and float64 ({@code '<f8'}), C (row-major) or Fortran (column-major) order, format
+ * ({@code '<f4'}), float64 ({@code '<f8'}) and float16 ({@code '<f2'}, read into and written from
+ * {@link ElementType#F16} tensors; NumPy has no bfloat16, so a {@link ElementType#BF16} tensor is
+ * written as float32, exactly), C (row-major) or Fortran (column-major) order, format
  * versions 1 to 3. Anything else (big-endian, integers, structured or object dtypes, 0-d or empty
  * arrays) is refused with an {@link IllegalArgumentException} naming the file and the header field.
  *
- * <p>{@link #read} copies into a Tessera allocation; {@link #map} wraps a float32 file in place.
+ * <p>{@link #read} copies into a Tessera allocation; {@link #map} wraps a float32 or float16 file in place.
  */
 public final class Npy {
     private Npy() {}
 
     /** Element type of a {@code .npy} file. */
     public enum DType {
-        FLOAT32("<f4", 4), FLOAT64("<f8", 8);
+        FLOAT32("<f4", 4), FLOAT64("<f8", 8), FLOAT16("<f2", 2);
 
         final String descr;
         final int bytes;
@@ -61,6 +63,7 @@ public final class Npy {
     private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
     private static final ValueLayout.OfFloat F4 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfDouble F8 = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort F2 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat NATIVE = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final Pattern DESCR = Pattern.compile("'descr'\\s*:\\s*'([^']*)'");
     private static final Pattern FORTRAN = Pattern.compile("'fortran_order'\\s*:\\s*(True|False)");
@@ -81,8 +84,9 @@ public final class Npy {
     }
 
     /**
-     * A row-major tensor in {@code arena} holding the array in {@code file}. Float64 elements are
-     * rounded to the nearest float32 (the tensor's only element type); a Fortran-order array is
+     * A row-major tensor in {@code arena} holding the array in {@code file}: float16 files give an
+     * {@link ElementType#F16} tensor, float32 and float64 files a float32 one (float64 elements
+     * rounded to the nearest float32); a Fortran-order array is
      * transposed into row-major memory, so {@code get(i, j)} is NumPy's {@code a[i, j]} either way.
      */
     public static Tensor read(Arena arena, Path file) throws IOException {
@@ -93,7 +97,7 @@ public final class Npy {
             MemorySegment bytes = channel.map(FileChannel.MapMode.READ_ONLY, 0, channel.size(), mapping);
             Header h = parseHeader(file, bytes);
             long[] shape = h.shape;
-            Tensor t = Tensor.zeros(arena, shape);
+            Tensor t = Tensor.zeros(arena, h.dtype == DType.FLOAT16 ? ElementType.F16 : ElementType.F32, shape);
             MemorySegment dst = t.segment();
             long n = h.elementCount();
             if (h.order == Order.C && h.dtype == DType.FLOAT32) {
@@ -105,6 +109,11 @@ public final class Npy {
             long[] index = new long[shape.length];
             long dstIndex = 0;
             for (long i = 0; i < n; i++) {
+                if (h.dtype == DType.FLOAT16) {   // copied as bits: no rounding, NaN payloads kept
+                    dst.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, dstIndex, bytes.get(F2, h.dataOffset + i * 2));
+                    dstIndex = advance(index, shape, dstStrides, dstIndex, h.order);
+                    continue;
+                }
                 float value = h.dtype == DType.FLOAT32
                         ? bytes.get(F4, h.dataOffset + i * 4)
                         : (float) bytes.get(F8, h.dataOffset + i * 8);
@@ -116,7 +125,8 @@ public final class Npy {
     }
 
     /**
-     * The float32 array in {@code file} as a tensor over the file's pages, without copying: a C-order
+     * The float32 (or float16: an {@link ElementType#F16} tensor) array in {@code file} as a tensor
+     * over the file's pages, without copying: a C-order
      * file gives a row-major tensor, a Fortran-order file a column-major one (same {@code get(i, j)}).
      * The mapping is private (copy-on-write): writes to the tensor are never written back to the file,
      * but the file must be opened for writing to map it that way. The mapping lives until {@code arena}
@@ -132,25 +142,31 @@ public final class Npy {
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
             MemorySegment bytes = channel.map(FileChannel.MapMode.PRIVATE, 0, channel.size(), arena);
             Header h = parseHeader(file, bytes);
-            if (h.dtype != DType.FLOAT32) {
+            if (h.dtype == DType.FLOAT64) {
                 throw new IllegalArgumentException(file + ": descr '" + h.dtype.descr + "' cannot be used in place by a float32 tensor; use Npy.read, which rounds to float32");
             }
             long[] shape = h.shape;
             long[] strides = h.order == Order.C ? Shapes.rowMajorStrides(shape) : columnMajorStrides(shape);
-            return Tensor.wrap(bytes.asSlice(h.dataOffset, h.elementCount() * 4), shape, strides);
+            ElementType type = h.dtype == DType.FLOAT16 ? ElementType.F16 : ElementType.F32;
+            return Tensor.wrap(bytes.asSlice(h.dataOffset, h.elementCount() * h.dtype.bytes), type, shape, strides);
         }
     }
 
     // ---------------------------------------------------------------- writing
 
-    /** Writes {@code tensor} (any strides) as a C-order float32 {@code .npy} file. */
+    /**
+     * Writes {@code tensor} (any strides) as a C-order {@code .npy} file of its own element type:
+     * float16 for an {@link ElementType#F16} tensor, float32 otherwise (bfloat16 widens exactly).
+     */
     public static void write(Path file, Tensor tensor) throws IOException {
-        write(file, tensor, DType.FLOAT32, Order.C);
+        if (tensor == null) throw new NullPointerException("tensor");
+        write(file, tensor, tensor.type() == ElementType.F16 ? DType.FLOAT16 : DType.FLOAT32, Order.C);
     }
 
     /**
      * Writes {@code tensor} (any strides) to {@code file} as a format-1.0 {@code .npy} (2.0 when the
      * header needs more than 65535 bytes) of the given element type and order, replacing the file.
+     * Elements are widened exactly or rounded to nearest, ties to even ({@code FLOAT16} of a float32 tensor).
      */
     public static void write(Path file, Tensor tensor, DType dtype, Order order) throws IOException {
         if (file == null) throw new NullPointerException("file");
@@ -177,9 +193,11 @@ public final class Npy {
             long[] index = new long[shape.length];
             long srcIndex = tensor.offset();
             long at = header.length;
+            ElementType type = tensor.type();
             for (long i = 0; i < n; i++) {
-                float value = src.getAtIndex(NATIVE, srcIndex);
+                float value = type.get(src, srcIndex);
                 if (dtype == DType.FLOAT32) out.set(F4, at, value);
+                else if (dtype == DType.FLOAT16) out.set(F2, at, Float.floatToFloat16(value));
                 else out.set(F8, at, value);
                 at += dtype.bytes;
                 srcIndex = advance(index, shape, strides, srcIndex, order);
@@ -249,9 +267,10 @@ public final class Npy {
         DType dtype = switch (descr) {
             case "<f4" -> DType.FLOAT32;
             case "<f8" -> DType.FLOAT64;
-            case ">f4", ">f8" -> throw new IllegalArgumentException(file + ": descr '" + descr
-                    + "' is big-endian; only little-endian '<f4' and '<f8' are supported (numpy: a.astype('<f4'))");
-            default -> throw new IllegalArgumentException(file + ": descr '" + descr + "' is not supported; only '<f4' (float32) and '<f8' (float64) are");
+            case "<f2" -> DType.FLOAT16;
+            case ">f4", ">f8", ">f2" -> throw new IllegalArgumentException(file + ": descr '" + descr
+                    + "' is big-endian; only little-endian '<f4', '<f8' and '<f2' are supported (numpy: a.astype('<f4'))");
+            default -> throw new IllegalArgumentException(file + ": descr '" + descr + "' is not supported; only '<f4' (float32), '<f8' (float64) and '<f2' (float16) are");
         };
         Order order = group(file, FORTRAN, dict, "fortran_order").equals("True") ? Order.FORTRAN : Order.C;
         String dims = group(file, SHAPE, dict, "shape").strip();

@@ -29,11 +29,23 @@ public final class Shapes {
         return n;
     }
 
-    static long bytes(String name, long[] shape, long count) {
-        if (count > (Long.MAX_VALUE - Tensor.ALIGNMENT) / Float.BYTES) {
+    static long bytes(String name, long[] shape, long count, int elementBytes) {
+        if (count > (Long.MAX_VALUE - Tensor.ALIGNMENT) / elementBytes) {
             throw new IllegalArgumentException(name + " " + Arrays.toString(shape) + " needs more bytes than a long can count");
         }
-        return count * Float.BYTES;
+        return count * elementBytes;
+    }
+
+    /**
+     * Checks that {@code t} stores float32, for an operation ({@code operation}, e.g. "Linformer")
+     * that reads or writes its memory as floats: a half-precision tensor is rejected naming the
+     * parameter, its type and the conversion that helps, never read as the wrong bits.
+     */
+    public static void requireF32(String name, Tensor t, String operation) {
+        if (t != null && t.type() != ElementType.F32) {
+            throw new IllegalArgumentException(name + " has element type " + t.type() + " but " + operation
+                    + " supports only F32 tensors; convert it with " + name + ".to(arena, ElementType.F32)");
+        }
     }
 
     /** Row-major element strides for {@code shape}. */

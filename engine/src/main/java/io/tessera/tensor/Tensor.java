@@ -9,8 +9,9 @@ import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
- * A float32 tensor of any rank over a {@link MemorySegment}: a shape, element strides and an
- * element offset into one shared allocation. Views ({@link #slice}, {@link #select},
+ * A tensor of any rank over a {@link MemorySegment}: an {@linkplain ElementType element type}
+ * (float32 unless asked otherwise; bfloat16 and float16 for half-precision storage), a shape,
+ * element strides and an element offset into one shared allocation. Views ({@link #slice}, {@link #select},
  * {@link #transpose}) share memory; {@link #contiguous} copies.
  *
  * <p>Memory belongs to the {@link Arena} the caller passes in: closing the arena ends every
@@ -40,8 +41,10 @@ public final class Tensor {
     private final long offset;            // in elements, from the start of data
     private final long[] shape;
     private final long[] strides;         // in elements
+    private final ElementType type;
 
-    private Tensor(MemorySegment allocation, MemorySegment data, long offset, long[] shape, long[] strides) {
+    private Tensor(MemorySegment allocation, MemorySegment data, long offset, long[] shape, long[] strides, ElementType type) {
+        this.type = type;
         this.allocation = allocation;
         this.data = data;
         this.offset = offset;
@@ -51,29 +54,45 @@ public final class Tensor {
 
     // ---------------------------------------------------------------- creation
 
-    /** A zero-filled contiguous (row-major) tensor allocated in {@code arena}. */
+    /** A zero-filled contiguous (row-major) float32 tensor allocated in {@code arena}. */
     public static Tensor zeros(Arena arena, long... shape) {
+        return zeros(arena, ElementType.F32, shape);
+    }
+
+    /** A zero-filled contiguous (row-major) tensor of element type {@code type} allocated in {@code arena}. */
+    public static Tensor zeros(Arena arena, ElementType type, long... shape) {
         if (arena == null) throw new NullPointerException("arena");
+        if (type == null) throw new NullPointerException("type");
         long[] s = Shapes.checkShape("shape", shape);
         long count = Shapes.elementCount("shape", s);
-        long bytes = Shapes.bytes("shape", s, count);
+        long bytes = Shapes.bytes("shape", s, count, type.byteSize());
         // ALIGNMENT bytes in front of the data: the header lives in the last HEADER_BYTES of them.
         MemorySegment allocation = arena.allocate(ALIGNMENT + bytes, ALIGNMENT);
         MemorySegment data = allocation.asSlice(ALIGNMENT, bytes);
-        return new Tensor(allocation, data, 0, s, Shapes.rowMajorStrides(s));
+        return new Tensor(allocation, data, 0, s, Shapes.rowMajorStrides(s), type);
     }
 
-    /** A contiguous tensor holding a copy of {@code values}, which must have exactly as many elements as the shape. */
+    /** A contiguous float32 tensor holding a copy of {@code values}, which must have exactly as many elements as the shape. */
     public static Tensor of(Arena arena, float[] values, long... shape) {
+        return of(arena, ElementType.F32, values, shape);
+    }
+
+    /**
+     * A contiguous tensor of element type {@code type} holding {@code values} rounded to that type
+     * (nearest, ties to even); {@code values} must have exactly as many elements as the shape.
+     */
+    public static Tensor of(Arena arena, ElementType type, float[] values, long... shape) {
         if (values == null) throw new NullPointerException("values");
+        if (type == null) throw new NullPointerException("type");
         long[] s = Shapes.checkShape("shape", shape);
         long count = Shapes.elementCount("shape", s);
         if (count != values.length) {
             throw new IllegalArgumentException("values has " + values.length + " elements but shape "
                     + Arrays.toString(s) + " needs " + count);
         }
-        Tensor t = zeros(arena, s);
-        MemorySegment.copy(values, 0, t.data, ValueLayout.JAVA_FLOAT, 0, values.length);
+        Tensor t = zeros(arena, type, s);
+        if (type == ElementType.F32) MemorySegment.copy(values, 0, t.data, ValueLayout.JAVA_FLOAT, 0, values.length);
+        else for (int i = 0; i < values.length; i++) type.set(t.data, i, values[i]);
         return t;
     }
 
@@ -87,15 +106,22 @@ public final class Tensor {
         return wrap(segment, s, Shapes.rowMajorStrides(s));
     }
 
+    /** A float32 tensor over memory someone else allocated; see {@link #wrap(MemorySegment, ElementType, long[], long[])}. */
+    public static Tensor wrap(MemorySegment segment, long[] shape, long[] strides) {
+        return wrap(segment, ElementType.F32, shape, strides);
+    }
+
     /**
      * A tensor over memory someone else allocated, without copying: element {@code (i0, …, ik)} is the
-     * float at byte {@code 4·Σ i·stride} of {@code segment}, in native byte order. Reads and writes go
+     * element of type {@code type} at byte {@code type.byteSize()·Σ i·stride} of {@code segment}, in
+     * native byte order (a NumPy or PyTorch float16 buffer is {@link ElementType#F16}, a bfloat16
+     * one {@link ElementType#BF16}). Reads and writes go
      * straight to that memory, which must stay valid while the tensor is used (its lifetime is the
      * segment's: a closed arena makes later use throw {@link IllegalStateException}).
      *
      * <p>Checked up front, each with an {@link IllegalArgumentException} naming the value: the segment
      * is native (off-heap; a {@code float[]} goes through {@link #of}), writable, its address is a
-     * multiple of 4 bytes (64 is faster but not required), strides are non-negative (positive along
+     * multiple of the element size (64 bytes is faster but not required), strides are non-negative (positive along
      * dimensions longer than 1) and give every element its own address (taken from the smallest up,
      * each stride exceeds the reach of the smaller ones, as in any row-major, column-major, padded or
      * permuted layout: no broadcast or self-overlapping views), and every element the shape and
@@ -107,8 +133,9 @@ public final class Tensor {
      * {@link #storageWithHeader()} throws {@link IllegalStateException}). It rejects wrapped tensors;
      * copy one with {@link #contiguous(Arena)} to run it on the device.
      */
-    public static Tensor wrap(MemorySegment segment, long[] shape, long[] strides) {
+    public static Tensor wrap(MemorySegment segment, ElementType type, long[] shape, long[] strides) {
         if (segment == null) throw new NullPointerException("segment");
+        if (type == null) throw new NullPointerException("type");
         long[] s = Shapes.checkShape("shape", shape);
         if (strides == null) throw new NullPointerException("strides");
         if (strides.length != s.length) {
@@ -124,9 +151,9 @@ public final class Tensor {
             throw new IllegalArgumentException("segment " + segment + " is read-only; Tensor.wrap needs writable memory "
                     + "(a tensor may be an output): copy it with Tensor.zeros(arena, shape) and copyFrom");
         }
-        if (segment.address() % Float.BYTES != 0) {
+        if (segment.address() % type.byteSize() != 0) {
             throw new IllegalArgumentException("segment address 0x" + Long.toHexString(segment.address())
-                    + " is not a multiple of " + Float.BYTES + " bytes (float alignment)");
+                    + " is not a multiple of " + type.byteSize() + " bytes (" + type + " alignment)");
         }
         long lastElement = 0;   // element index of the last element the shape and strides reach
         for (int d = 0; d < s.length; d++) {
@@ -157,13 +184,13 @@ public final class Tensor {
             }
             reach += (s[d] - 1) * strides[d];   // cannot overflow: bounded by lastElement, checked above
         }
-        long available = segment.byteSize() / Float.BYTES;
+        long available = segment.byteSize() / type.byteSize();
         if (lastElement >= available) {
             throw new IllegalArgumentException("shape " + Arrays.toString(s) + " with strides " + Arrays.toString(strides)
-                    + " reaches element " + lastElement + " but the segment holds " + available + " floats ("
+                    + " reaches element " + lastElement + " but the segment holds " + available + (type == ElementType.F32 ? " floats (" : " " + type + " elements (")
                     + segment.byteSize() + " bytes)");
         }
-        return new Tensor(null, segment, 0, s, strides.clone());
+        return new Tensor(null, segment, 0, s, strides.clone(), type);
     }
 
     /**
@@ -190,7 +217,7 @@ public final class Tensor {
             throw new IllegalArgumentException("buffer byte order is " + buffer.order() + " but the kernels read "
                     + ByteOrder.nativeOrder() + "; set .order(ByteOrder.nativeOrder()) on the ByteBuffer before asFloatBuffer()");
         }
-        return wrap(MemorySegment.ofBuffer(buffer), shape, strides);
+        return wrap(MemorySegment.ofBuffer(buffer), ElementType.F32, shape, strides);
     }
 
     /** Standard normal entries scaled by {@code stddev}, reproducible from {@code seed}. */
@@ -220,6 +247,9 @@ public final class Tensor {
     // ---------------------------------------------------------------- geometry
 
     public int rank() { return shape.length; }
+
+    /** How the elements are stored: {@link ElementType#F32} unless the tensor was made with another type. */
+    public ElementType type() { return type; }
 
     public long[] shape() { return shape.clone(); }
 
@@ -255,7 +285,8 @@ public final class Tensor {
 
     /**
      * The memory the kernels read: element {@code (i0, …, ik)} is at element index
-     * {@code offset() + Σ i·stride} of this segment. Throws if the arena is closed.
+     * {@code offset() + Σ i·stride} of this segment, that is at byte {@code type().byteSize()} times
+     * that index. Throws if the arena is closed.
      */
     public MemorySegment segment() {
         checkAlive();
@@ -272,12 +303,13 @@ public final class Tensor {
         if (offset != 0 || !isContiguous()) {
             throw new IllegalStateException("segmentWithHeader needs a contiguous tensor at offset 0, got " + this);
         }
-        return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + elementCount() * Float.BYTES);
+        return allocation.asSlice(ALIGNMENT - HEADER_BYTES, HEADER_BYTES + elementCount() * type.byteSize());
     }
 
     /**
      * The whole storage this tensor (or the tensor it is a view of) lives in, preceded by the
-     * reserved 16-byte header slot: element {@code i} of the storage is at byte {@code 16 + 4·i}, and
+     * reserved 16-byte header slot: element {@code i} of the storage is at byte
+     * {@code 16 + type().byteSize()·i}, and
      * this tensor's elements are at {@link #offset()} and {@link #strides()} within it. Lets a device
      * backend wrap any view without copying (TornadoVM's {@code FloatArray.fromSegmentShallow}).
      */
@@ -304,13 +336,14 @@ public final class Tensor {
         // Compared as byte addresses, not element indices: wrapped tensors (Tensor.wrap) over one
         // memory region may start at different addresses, and Tessera's own allocations never share bytes.
         long baseA = data.address(), baseB = other.data.address();
+        long sizeA = type.byteSize(), sizeB = other.type.byteSize();   // the two may store different element types
         long[] a = firstAndLast(), b = other.firstAndLast();
-        if (baseA + a[1] * Float.BYTES + (Float.BYTES - 1) < baseB + b[0] * Float.BYTES
-                || baseB + b[1] * Float.BYTES + (Float.BYTES - 1) < baseA + a[0] * Float.BYTES) return false;
+        if (baseA + a[1] * sizeA + (sizeA - 1) < baseB + b[0] * sizeB
+                || baseB + b[1] * sizeB + (sizeB - 1) < baseA + a[0] * sizeA) return false;
         Runs ra = new Runs(this), rb = new Runs(other);
         while (ra.hasRun() && rb.hasRun()) {   // both in increasing address order
-            long aStart = baseA + ra.start() * Float.BYTES, aEnd = baseA + ra.end() * Float.BYTES + (Float.BYTES - 1);
-            long bStart = baseB + rb.start() * Float.BYTES, bEnd = baseB + rb.end() * Float.BYTES + (Float.BYTES - 1);
+            long aStart = baseA + ra.start() * sizeA, aEnd = baseA + ra.end() * sizeA + (sizeA - 1);
+            long bStart = baseB + rb.start() * sizeB, bEnd = baseB + rb.end() * sizeB + (sizeB - 1);
             if (aEnd < bStart) ra.next();
             else if (bEnd < aStart) rb.next();
             else return true;
@@ -380,14 +413,16 @@ public final class Tensor {
 
     // ---------------------------------------------------------------- element access
 
+    /** The element at {@code index}, widened to float32 (exact). */
     public float get(long... index) {
         checkAlive();
-        return data.getAtIndex(FLOAT, elementIndex(index));
+        return type.get(data, elementIndex(index));
     }
 
+    /** Stores {@code value} at {@code index}, rounded to this tensor's type (nearest, ties to even). */
     public void set(float value, long... index) {
         checkAlive();
-        data.setAtIndex(FLOAT, elementIndex(index), value);
+        type.set(data, elementIndex(index), value);
     }
 
     /** Element index in {@link #segment()} of a multi-index, bounds-checked. */
@@ -405,7 +440,7 @@ public final class Tensor {
         return e;
     }
 
-    /** All elements in row-major order. Needs fewer than 2^31 elements. */
+    /** All elements in row-major order, widened to float32 (exact). Needs fewer than 2^31 elements. */
     public float[] toArray() {
         checkAlive();
         long n = elementCount();
@@ -413,27 +448,30 @@ public final class Tensor {
             throw new IllegalStateException("toArray: tensor " + Arrays.toString(shape) + " has " + n + " elements, more than a Java array holds");
         }
         float[] out = new float[(int) n];
-        if (isContiguous()) {
+        if (isContiguous() && type == ElementType.F32) {
             MemorySegment.copy(data, ValueLayout.JAVA_FLOAT, offset * Float.BYTES, out, 0, out.length);
         } else {
             forEachRow((row, base) -> {
                 long inner = shape[shape.length - 1], step = strides[shape.length - 1];
-                for (long j = 0; j < inner; j++) out[(int) (row * inner + j)] = data.getAtIndex(FLOAT, base + j * step);
+                for (long j = 0; j < inner; j++) out[(int) (row * inner + j)] = type.get(data, base + j * step);
             });
         }
         return out;
     }
 
-    /** Sets every element to {@code value}. */
+    /** Sets every element to {@code value} (rounded to this tensor's type). */
     public void fill(float value) {
         checkAlive();
         forEachRow((row, base) -> {
             long inner = shape[shape.length - 1], step = strides[shape.length - 1];
-            for (long j = 0; j < inner; j++) data.setAtIndex(FLOAT, base + j * step, value);
+            for (long j = 0; j < inner; j++) type.set(data, base + j * step, value);
         });
     }
 
-    /** Copies {@code source} (same shape, any strides) into this tensor. */
+    /**
+     * Copies {@code source} (same shape, any strides, any element type) into this tensor; elements
+     * of another type are converted: widened exactly, or rounded to nearest, ties to even.
+     */
     public void copyFrom(Tensor source) {
         checkAlive();
         source.checkAlive();
@@ -442,21 +480,32 @@ public final class Tensor {
         }
         long inner = shape[shape.length - 1];
         int lastDim = shape.length - 1;
-        if (hasUnitInnerStride() && source.hasUnitInnerStride()) {
-            forEachRow((row, base) -> MemorySegment.copy(source.data, (source.rowBase(row)) * Float.BYTES, data, base * Float.BYTES, inner * Float.BYTES));
+        int size = type.byteSize();
+        if (type == source.type && hasUnitInnerStride() && source.hasUnitInnerStride()) {
+            forEachRow((row, base) -> MemorySegment.copy(source.data, (source.rowBase(row)) * size, data, base * size, inner * size));
         } else {
+            ElementType from = source.type, to = type;
             forEachRow((row, base) -> {
                 long src = source.rowBase(row);
                 for (long j = 0; j < inner; j++) {
-                    data.setAtIndex(FLOAT, base + j * strides[lastDim], source.data.getAtIndex(FLOAT, src + j * source.strides[lastDim]));
+                    to.set(data, base + j * strides[lastDim], from.get(source.data, src + j * source.strides[lastDim]));
                 }
             });
         }
     }
 
-    /** A contiguous copy in {@code arena} (always a copy, even when this tensor is contiguous). */
+    /** A contiguous copy in {@code arena} of the same element type (always a copy, even when this tensor is contiguous). */
     public Tensor contiguous(Arena arena) {
-        Tensor copy = zeros(arena, shape);
+        return to(arena, type);
+    }
+
+    /**
+     * A contiguous copy in {@code arena} with element type {@code type} (always a copy): widening to
+     * float32 is exact, narrowing rounds to nearest, ties to even. {@code t.to(arena, BF16)} is how
+     * float32 weights or a float32 KV cache become half-precision storage.
+     */
+    public Tensor to(Arena arena, ElementType type) {
+        Tensor copy = zeros(arena, type, shape);
         copy.copyFrom(this);
         return copy;
     }
@@ -471,7 +520,7 @@ public final class Tensor {
         }
         long[] s = shape.clone();
         s[dim] = to - from;
-        return new Tensor(allocation, data, offset + from * strides[dim], s, strides.clone());
+        return new Tensor(allocation, data, offset + from * strides[dim], s, strides.clone(), type);
     }
 
     /** The view at {@code index} along {@code dim}, with that dimension removed (rank drops by one). */
@@ -487,7 +536,7 @@ public final class Tensor {
             s[o] = shape[d];
             st[o++] = strides[d];
         }
-        return new Tensor(allocation, data, offset + index * strides[dim], s, st);
+        return new Tensor(allocation, data, offset + index * strides[dim], s, st, type);
     }
 
     /** The view with dimensions {@code a} and {@code b} swapped. */
@@ -497,7 +546,7 @@ public final class Tensor {
         long[] s = shape.clone(), st = strides.clone();
         s[a] = shape[b]; s[b] = shape[a];
         st[a] = strides[b]; st[b] = strides[a];
-        return new Tensor(allocation, data, offset, s, st);
+        return new Tensor(allocation, data, offset, s, st, type);
     }
 
     /** A view with a new shape over the same elements; the tensor must be contiguous. */
@@ -507,12 +556,12 @@ public final class Tensor {
         if (Shapes.elementCount("newShape", s) != elementCount()) {
             throw new IllegalArgumentException("newShape " + Arrays.toString(s) + " has a different element count from " + Arrays.toString(shape));
         }
-        return new Tensor(allocation, data, offset, s, Shapes.rowMajorStrides(s));
+        return new Tensor(allocation, data, offset, s, Shapes.rowMajorStrides(s), type);
     }
 
     @Override
     public String toString() {
-        return "Tensor" + Arrays.toString(shape) + (isContiguous() ? "" : " strides=" + Arrays.toString(strides))
+        return "Tensor" + (type == ElementType.F32 ? "" : "<" + type + ">") + Arrays.toString(shape) + (isContiguous() ? "" : " strides=" + Arrays.toString(strides))
                 + (offset != 0 ? " offset=" + offset : "") + (isAlive() ? "" : " (closed)");
     }
 

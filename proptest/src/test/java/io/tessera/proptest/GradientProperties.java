@@ -9,6 +9,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionGradients;
 import io.tessera.attention.AttentionResult;
+import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.pattern.ElementPredicate;
 import io.tessera.pattern.MaskFunction;
@@ -16,6 +17,7 @@ import io.tessera.pattern.Pattern;
 import io.tessera.proptest.FusedAttentionProperties.MaskKind;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;
@@ -138,17 +140,23 @@ class GradientProperties {
      * The scalar kernel is the SIMD kernel's twin: same tile walk, same base-2 softmax and 2^x, every
      * sum in the same order with fused multiply-adds, score modifiers (tanh included) applied with
      * the same operations. Forward and backward, a bias table's gradient included, agree float for
-     * float (a zero's sign may differ), at every vector width the suite runs under.
+     * float (a zero's sign may differ), at every vector width the suite runs under, in every storage:
+     * half-precision inputs widened while packing (SIMD) or element by element (scalar), outputs
+     * rounded once to F32, BF16 or F16, and half-precision outputs and loss gradients read back by
+     * the backward pass.
      */
     @Property(tries = 120)
     void scalarAndSimdKernelsAreTwins(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind, @ForAll("modsOrNone") ScoreModProperties.ModKind modKind,
-                                      @ForAll @IntRange(min = 1, max = 40) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
+                                      @ForAll @IntRange(min = 1, max = 40) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV,
+                                      @ForAll HalfPrecisionProperties.Storage storage, @ForAll boolean f32Output) {
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), dOut = dOut(arena, c);
+            Tensor q = c.q(arena).to(arena, storage.q), k = c.k(arena).to(arena, storage.k), v = c.v(arena).to(arena, storage.v);
+            Tensor dOut = dOut(arena, c).to(arena, storage.v);
             Attention attn = Attention.sparse(spec(kind.name(), predicate(kind, c.qLen(), c.kvLen(), c.seed()))).withBlockSizes(blockQ, blockKV)
                     .withScoreMod(modKind == null ? null : ScoreModProperties.mod(modKind, arena, c, c.seed()));
             Attention scalar = attn.on(Backend.named("scalar")), simd = attn.on(Backend.named("simd"));
-            AttentionResult a = scalar.forwardWithLse(arena, q, k, v), b = simd.forwardWithLse(arena, q, k, v);
+            ElementType outType = storage.output(f32Output);
+            AttentionResult a = forwardInto(arena, scalar, q, k, v, outType), b = forwardInto(arena, simd, q, k, v, outType);
             assertSameFloats("output", a.output(), b.output());
             assertSameFloats("lse", a.logSumExp(), b.logSumExp());
             AttentionGradients ga = scalar.backward(arena, q, k, v, a.output(), a.logSumExp(), dOut);
@@ -168,6 +176,13 @@ class GradientProperties {
         return Arbitraries.of(ScoreModProperties.ModKind.class).injectNull(0.5);
     }
 
+    private static AttentionResult forwardInto(Arena arena, Attention attn, Tensor q, Tensor k, Tensor v, ElementType outType) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        Tensor out = Tensor.zeros(arena, outType, s.outputShape()), lse = Tensor.zeros(arena, s.lseShape());
+        attn.forwardWithLse(q, k, v, out, lse);
+        return new AttentionResult(out, lse);
+    }
+
     private static void assertSameFloats(String what, Tensor expected, Tensor actual) {
         float[] e = expected.toArray(), a = actual.toArray();
         for (int i = 0; i < e.length; i++) {
@@ -180,17 +195,19 @@ class GradientProperties {
     /**
      * A query's gradients, and a key's, depend only on the pairs the pattern allows: NaN and
      * infinities in keys, values, queries and loss gradients of rows outside the pairs leave every
-     * other gradient exactly as with zeros there.
+     * other gradient exactly as with zeros there, in every storage (NaN and ±∞ exist in both half types).
      */
     @Property(tries = 60)
     void garbageOutsideTheAllowedPairsNeverLeaksIn(@ForAll("cases") AttentionCase c, @ForAll("backends") String backend,
-                                                   @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV) {
+                                                   @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 40) int blockKV,
+                                                   @ForAll HalfPrecisionProperties.Storage storage) {
         // Rows i < half attend keys j < half; rows i ≥ half attend keys j ≥ half (two documents).
         int qHalf = (c.qLen() + 1) / 2, kvHalf = (c.kvLen() + 1) / 2;
         if (qHalf == c.qLen() || kvHalf == c.kvLen()) return;   // needs two non-empty documents
         ElementPredicate twoDocuments = (i, j) -> (i < qHalf) == (j < kvHalf);
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), dOut = dOut(arena, c);
+            Tensor q = c.q(arena).to(arena, storage.q), k = c.k(arena).to(arena, storage.k), v = c.v(arena).to(arena, storage.v);
+            Tensor dOut = dOut(arena, c).to(arena, storage.v);
             Attention attn = Attention.sparse(spec("two documents", twoDocuments)).on(Backend.named(backend)).withBlockSizes(blockQ, blockKV);
             AttentionResult clean = attn.forwardWithLse(arena, q, k, v);
             AttentionGradients cleanGrads = attn.backward(arena, q, k, v, clean.output(), clean.logSumExp(), dOut);

@@ -117,6 +117,8 @@ public final class CausalConvolution implements AttentionOperator {
         Checks.notNull("x", x);
         Checks.notNull("out", out);
         Checks.notNull("path", path);
+        Checks.float32("x", x);
+        Checks.float32("out", out);
         if (x.rank() != 4) throw new IllegalArgumentException("x must be rank 4 [batch, heads, seq, channels], got " + Arrays.toString(x.shape()));
         if (!Arrays.equals(x.shape(), out.shape())) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must equal x shape " + Arrays.toString(x.shape()));
         long channelCount = x.size(3), length = x.size(2);

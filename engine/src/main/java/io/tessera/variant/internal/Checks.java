@@ -1,6 +1,7 @@
 package io.tessera.variant.internal;
 
 import io.tessera.backend.AttentionShape;
+import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 
 /**
@@ -32,16 +33,28 @@ public final class Checks {
         }
     }
 
+    /** What the variants tell a caller who passes a half-precision tensor. */
+    public static final String FLOAT32_ONLY = "this attention variant (half-precision storage runs in Attention and Backend.attention/gemm)";
+
+    /** The variants read and write their tensors' memory as floats: a BF16 or F16 tensor is rejected by name. */
+    public static void float32(String name, Tensor t) {
+        Shapes.requireF32(name, t, FLOAT32_ONLY);
+    }
+
     /**
-     * The checks of a q/k/v → out call, in order: nulls by name, unit-stride rows by name, the
-     * shapes ({@link AttentionShape#of}), the output's shape, and that out shares no memory with
-     * any input.
+     * The checks of a q/k/v → out call, in order: nulls by name, element types (F32) by name,
+     * unit-stride rows by name, the shapes ({@link AttentionShape#of}), the output's shape, and that
+     * out shares no memory with any input.
      */
     public static AttentionShape attention(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out) {
         notNull("q", q);
         notNull(kName, k);
         notNull(vName, v);
         notNull("out", out);
+        float32("q", q);
+        float32(kName, k);
+        float32(vName, v);
+        float32("out", out);
         for (int i = 0; i < 3; i++) {
             Tensor t = i == 0 ? q : i == 1 ? k : v;
             if (t.rank() == 4) unitInnerStride(i == 0 ? "q" : i == 1 ? kName : vName, t);
@@ -55,7 +68,7 @@ public final class Checks {
     }
 
     /**
-     * The checks of a backward call, in order: nulls by name, unit-stride rows by name, the forward
+     * The checks of a backward call, in order: nulls by name, element types (F32) by name, unit-stride rows by name, the forward
      * shapes, {@code dOut} shaped like the output and each gradient like its input, and that no
      * gradient shares memory with another or with any input (gradients are written while the
      * inputs are still read).
@@ -64,6 +77,7 @@ public final class Checks {
         String[] names = {"q", kName, vName, "dOut", "dq", "d" + kName, "d" + vName};
         Tensor[] all = {q, k, v, dOut, dq, dk, dv};
         for (int i = 0; i < all.length; i++) notNull(names[i], all[i]);
+        for (int i = 0; i < all.length; i++) float32(names[i], all[i]);
         for (int i = 0; i < all.length; i++) if (all[i].rank() == 4) unitInnerStride(names[i], all[i]);
         AttentionShape s = AttentionShape.of(q, k, v);
         s.checkOutput("dOut", dOut, s.outputShape());
