@@ -30,7 +30,9 @@ class VariantCoverageTest {
             Map.entry("explicit-sparse", ExplicitSparseProperties.class),
             Map.entry("top-k", ExplicitSparseProperties.class),
             Map.entry("causal-conv", CausalConvolutionProperties.class),
-            Map.entry("tensorized", TensorizedProperties.class)));
+            Map.entry("tensorized", TensorizedProperties.class),
+            Map.entry("lsh", ContentSparsityProperties.class),
+            Map.entry("routing", ContentSparsityProperties.class)));
 
     @Test
     void everyRegisteredVariantHasContractProperties() {

@@ -1,0 +1,178 @@
+package io.tessera.variant.content;
+
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.Checks;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.SplittableRandom;
+
+/**
+ * Reformer's LSH attention (Kitaev et al. 2020) on the fused block-sparse kernel. Each token is
+ * hashed from its key by random rotations, {@code bucket = argmax([x·R, −x·R])} ({@code buckets}
+ * buckets, {@code hashes} independent rounds, rotations drawn from {@code seed}); per round the
+ * tokens are stably sorted by (bucket, position) and cut into chunks of {@code chunkLength}, and a
+ * query attends the keys of its chunk and of the previous chunk (the first chunk's previous is the
+ * last). A query attends the union over rounds of those keys, each key once: later rounds skip the
+ * pairs earlier rounds reached, and the rounds' results are combined exactly through their
+ * log-sum-exps. Optional rules as in the paper: {@link #causal()} (in original positions) and
+ * {@link #excludingSelf()} (a query attends its own position only when no other key is allowed).
+ *
+ * <pre>{@code
+ * LshAttention lsh = LshAttention.of(64, 2, 64, 42).causal();
+ * lsh.forward(q, k, v, out);                  // q [B,H,n,D], k/v [B,Hkv,n,D]; pass k = q/|q| for shared-QK
+ * InducedSparsity seen = lsh.induce(q, k);    // the keys each query saw, and the layout the kernel ran
+ * }</pre>
+ *
+ * A token's bucket comes from its key (per key head, so grouped query heads share it), and its query
+ * is placed where its key goes: the paper's shared-QK attention. Hashing runs on the backend's GEMM
+ * in fp32. Cost per call: O(n·D·buckets·hashes) hashing, O(n) sort per round, O(tiles) layout, then
+ * attention over about 2·chunkLength keys per query and round.
+ */
+public final class LshAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private final int buckets, hashes, chunkLength;
+    private final long seed;
+    private final boolean causal, excludeSelf;
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
+
+    private LshAttention(int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+        this.buckets = buckets;
+        this.hashes = hashes;
+        this.chunkLength = chunkLength;
+        this.seed = seed;
+        this.causal = causal;
+        this.excludeSelf = excludeSelf;
+        this.backend = backend;
+        this.scale = scale;
+    }
+
+    /**
+     * LSH attention with {@code buckets} buckets (1, or even: half as many random rotations), {@code hashes}
+     * rounds (≥ 1) and chunks of {@code chunkLength} (≥ 1), rotations drawn from {@code seed}.
+     * Not causal and attending self unless {@link #causal()} / {@link #excludingSelf()} say otherwise.
+     */
+    public static LshAttention of(int buckets, int hashes, int chunkLength, long seed) {
+        if (buckets < 1 || (buckets > 1 && buckets % 2 != 0)) throw new IllegalArgumentException("buckets must be 1 or even and >= 2, got " + buckets);
+        if (hashes < 1) throw new IllegalArgumentException("hashes must be >= 1, got " + hashes);
+        if (chunkLength < 1) throw new IllegalArgumentException("chunkLength must be >= 1, got " + chunkLength);
+        return new LshAttention(buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
+    }
+
+    /** The same attention, causal in the original positions (key j only for queries i ≥ j). */
+    public LshAttention causal() { return new LshAttention(buckets, hashes, chunkLength, seed, true, excludeSelf, backend, scale); }
+
+    /** The same attention with the paper's rule for shared-QK: a query attends itself only when no other key is allowed. */
+    public LshAttention excludingSelf() { return new LshAttention(buckets, hashes, chunkLength, seed, causal, true, backend, scale); }
+
+    @Override
+    public LshAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new LshAttention(buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+    }
+
+    @Override
+    public LshAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new LshAttention(buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+    }
+
+    public int buckets() { return buckets; }
+    public int hashes() { return hashes; }
+    public int chunkLength() { return chunkLength; }
+
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        run(q, k, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, k, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
+        InducedSparsity seen = induce(q, k);
+        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
+    }
+
+    private Backend backend() { return backend != null ? backend : Backend.best(); }
+
+    /**
+     * What hashing decides for this input, without running attention: the sorted order, the layout
+     * over it and the induced element mask (the keys {@link #forward} lets each query see).
+     */
+    public InducedSparsity induce(Tensor q, Tensor k) {
+        Checks.notNull("q", q);
+        Checks.notNull("k", k);
+        AttentionShape s = AttentionShape.of(q, k, k);
+        int n = s.qLen();
+        if (s.kvLen() != n) {
+            throw new IllegalArgumentException("LSH attention sorts shared query/key positions: qLen=" + n + " must equal kvLen=" + s.kvLen());
+        }
+        Checks.intProduct("hashes·n slots", hashes, n);
+        int half = buckets / 2, d = s.headDim();
+        int columns = buckets == 1 ? 0 : Checks.intProduct("hashes·buckets/2 rotation columns", hashes, half);
+        if (columns > 0) Checks.intProduct("the projections n·hashes·buckets/2", n, columns);
+        Backend be = backend();
+        ContentPlan[][] plans = new ContentPlan[s.batch()][s.kvHeads()];
+        try (Arena scratch = Arena.ofConfined()) {
+            Tensor rotations = columns == 0 ? null : rotations(scratch, d, columns);
+            Tensor projected = columns == 0 ? null : Tensor.zeros(scratch, n, columns);
+            int[] bucketOf = new int[hashes * n];
+            for (int b = 0; b < s.batch(); b++) {
+                for (int hk = 0; hk < s.kvHeads(); hk++) {
+                    if (columns > 0) {
+                        be.gemm(k.select(0, b).select(0, hk), false, rotations, false, projected, 1f, 0f);
+                        hash(projected, n, half, bucketOf);
+                    }
+                    plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
+                }
+            }
+        }
+        return new InducedSparsity(plans, s.heads(), s.queryHeadsPerKvHead(), s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
+    }
+
+    /** Gaussian rotations [D, hashes·buckets/2], a pure function of the seed and D. */
+    private Tensor rotations(Arena arena, int d, int columns) {
+        SplittableRandom random = new SplittableRandom(seed);
+        float[] values = new float[Checks.intProduct("the rotations D·hashes·buckets/2", d, columns)];
+        for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
+        return Tensor.of(arena, values, d, columns);
+    }
+
+    /** bucket = argmax over [y, −y] of each round's block of the projection (ties: the lower index). */
+    private void hash(Tensor projected, int n, int half, int[] bucketOf) {
+        MemorySegment p = projected.segment();
+        long base = projected.offset(), row = projected.stride(0);
+        for (int r = 0; r < hashes; r++) {
+            for (int t = 0; t < n; t++) {
+                long at = base + t * row + (long) r * half;
+                int best = 0;
+                float bestValue = p.getAtIndex(FLOAT, at);
+                for (int c = 1; c < half; c++) {
+                    float y = p.getAtIndex(FLOAT, at + c);
+                    if (y > bestValue) { bestValue = y; best = c; }
+                }
+                for (int c = 0; c < half; c++) {
+                    float y = -p.getAtIndex(FLOAT, at + c);
+                    if (y > bestValue) { bestValue = y; best = half + c; }
+                }
+                bucketOf[r * n + t] = best;
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "LshAttention[buckets=" + buckets + ", hashes=" + hashes + ", chunkLength=" + chunkLength + ", seed=" + seed
+                + (causal ? ", causal" : "") + (excludeSelf ? ", excluding self" : "") + (backend != null ? ", " + backend.name() : "") + "]";
+    }
+}
