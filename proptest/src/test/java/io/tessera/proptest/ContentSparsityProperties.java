@@ -262,6 +262,39 @@ class ContentSparsityProperties {
         }
     }
 
+    // ---------------------------------------------------------------- gradients
+
+    /** dq, dk, dv equal the float64 gradients of attention under the induced mask (multi-round, multi-cluster, GQA, causal). */
+    @Property(tries = 60)
+    void gradientsEqualTheOracleUnderTheInducedMask(@ForAll("cases") AttentionCase c0, @ForAll("lshConfigs") Lsh config, @ForAll boolean lsh,
+                                                   @ForAll @IntRange(min = 1, max = 5) int clusters, @ForAll("backends") Backend backend) {
+        AttentionCase c = selfAttention(c0);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
+            Tensor dOut = Tensor.randomNormal(arena, c.seed() + 3, 1f, c.batch(), c.heads(), c.qLen(), c.valueDim());
+            io.tessera.attention.AttentionGradients g;
+            InducedSparsity seen;
+            if (lsh) {
+                LshAttention op = config.op().on(backend);
+                op.forwardWithLse(q, k, v, out, lse);
+                g = op.backward(arena, q, k, v, out, lse, dOut);
+                seen = op.induce(q, k);
+            } else {
+                RoutingAttention op = RoutingAttention.of(RoutingCentroids.random(c.heads(), clusters, c.headDim(), config.seed())).on(backend);
+                if (config.causal()) op = op.causal();
+                op.forwardWithLse(q, k, v, out, lse);
+                g = op.backward(arena, q, k, v, out, lse, dOut);
+                seen = op.induce(q, k);
+            }
+            DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, seen, Double.NaN);
+            DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, seen, Double.NaN);
+            String what = (lsh ? config.toString() : "routing(" + clusters + ")") + " on " + backend.name();
+            assertThat(Tolerance.maxError(g.dq(), oracle.dq())).as("dq of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
+            assertThat(Tolerance.maxError(g.dk(), oracle.dk())).as("dk of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
+            assertThat(Tolerance.maxError(g.dv(), oracle.dv())).as("dv of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
+        }
+    }
+
     // ---------------------------------------------------------------- centroids, printing, bad inputs
 
     @Example
@@ -330,6 +363,10 @@ class ContentSparsityProperties {
             assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).forwardWithLse(q, q, q, out, null)).isInstanceOf(NullPointerException.class).hasMessage("lse");
             assertThatThrownBy(() -> LshAttention.of(2, 1 << 20, 8, 0).forward(Tensor.zeros(arena, 1, 1, 4096, 1), Tensor.zeros(arena, 1, 1, 4096, 1), Tensor.zeros(arena, 1, 1, 4096, 1), Tensor.zeros(arena, 1, 1, 4096, 1)))
                     .hasMessageContaining("hashes·n slots = 1048576·4096 entries exceeds what a Java array holds");
+            Tensor lse = Tensor.zeros(arena, 1, 2, 5), g = Tensor.zeros(arena, 1, 2, 5, 4), g2 = Tensor.zeros(arena, 1, 2, 5, 4);
+            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).backward(q, q, q, out, lse, out, g, g, g2)).hasMessageContaining("dq shares memory with dk");
+            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).backward(q, q, q, out, null, out, g, g2, Tensor.zeros(arena, 1, 2, 5, 4)))
+                    .isInstanceOf(NullPointerException.class).hasMessageContaining("lse");
             InducedSparsity seen = LshAttention.of(2, 1, 8, 0).induce(q, q);
             assertThatThrownBy(() -> seen.allowed(0, 2, 0, 0)).hasMessage("head h=2 outside [0, 2)");
             assertThatThrownBy(() -> seen.allowed(0, 0, 5, 0)).hasMessage("query i=5 outside [0, 5)");

@@ -51,7 +51,9 @@ class VariantCoverageTest {
     /** Variant name → the property class that checks its gradients. A variant that claims a backward pass needs one. */
     static final Map<String, Class<?>> GRADIENT_PROPERTIES = new TreeMap<>(Map.ofEntries(
             Map.entry("dense", GradientProperties.class),
-            Map.entry("block-sparse", GradientProperties.class)));
+            Map.entry("block-sparse", GradientProperties.class),
+            Map.entry("lsh", ContentSparsityProperties.class),
+            Map.entry("routing", ContentSparsityProperties.class)));
 
     @Test
     void everyVariantWithABackwardPassHasGradientProperties() {

@@ -2,6 +2,9 @@ package io.tessera.variant.content;
 
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.backend.GradientGeometry;
+import io.tessera.layout.BlockLayout;
+import io.tessera.layout.HeadLayouts;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
@@ -54,6 +57,96 @@ final class ContentAttention {
                 for (int h = 0; h < heads; h++) combine(seen.plan(b, h), os, ls, h, out, lse, b, dv);
             }
         }
+    }
+
+    /**
+     * The gradients of {@link #forward}, exact for the induced mask (the hashing or clustering is a
+     * constant of the step, as in the papers): the kernel's backward pass runs over the same slot
+     * layouts, each slot reading its original query's combined output and log-sum-exp (so its
+     * probabilities are those of the union of its query's slots), and the slot gradients are summed
+     * back into the original positions in float64, in slot order (deterministic). Every allowed pair
+     * sits in exactly one slot pair, so the sum is the gradient of attention under the induced mask.
+     */
+    static void backward(InducedSparsity seen, Backend backend, float scale, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
+                         Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        // Every argument checked by name up front, as the fused backward checks its own (one tile: O(1)).
+        GradientGeometry.checked(q, k, v, HeadLayouts.shared(BlockLayout.dense(s.qLen(), s.kvLen(), s.qLen(), s.kvLen())),
+                scale, out, lse, dOut, dq, dk, dv);
+        int heads = s.heads(), planHeads = seen.planHeads(), d = s.headDim(), dvDim = s.valueDim();
+        int slotsQ = seen.plan(0, 0).querySlots.length, slotsK = seen.plan(0, 0).keySlots.length;
+        int headsPerPlan = heads / planHeads;
+        try (Arena scratch = Arena.ofConfined()) {
+            Tensor qs = Tensor.zeros(scratch, 1, heads, slotsQ, d), ks = Tensor.zeros(scratch, 1, planHeads, slotsK, d);
+            Tensor vs = Tensor.zeros(scratch, 1, planHeads, slotsK, dvDim), os = Tensor.zeros(scratch, 1, heads, slotsQ, dvDim);
+            Tensor ls = Tensor.zeros(scratch, 1, heads, slotsQ), dos = Tensor.zeros(scratch, 1, heads, slotsQ, dvDim);
+            Tensor dqs = Tensor.zeros(scratch, 1, heads, slotsQ, d), dks = Tensor.zeros(scratch, 1, planHeads, slotsK, d);
+            Tensor dvs = Tensor.zeros(scratch, 1, planHeads, slotsK, dvDim);
+            for (int b = 0; b < s.batch(); b++) {
+                for (int h = 0; h < heads; h++) {
+                    int[] rows = seen.plan(b, h).querySlots;
+                    gather(q, b, h, rows, qs, h, d);
+                    gather(out, b, h, rows, os, h, dvDim);
+                    gatherLse(lse, b, h, rows, ls, h);
+                    gather(dOut, b, h, rows, dos, h, dvDim);
+                }
+                for (int p = 0; p < planHeads; p++) {
+                    int[] keys = seen.plan(b, p * headsPerPlan).keySlots;
+                    gather(k, b, seen.kvHeadOfPlan(p), keys, ks, p, d);
+                    gather(v, b, seen.kvHeadOfPlan(p), keys, vs, p, dvDim);
+                }
+                backend.attentionBackward(qs, ks, vs, seen.headLayouts(b), scale, os, ls, dos, dqs, dks, dvs);
+                for (int h = 0; h < heads; h++) sumQuerySlots(seen.plan(b, h), dqs, h, dq, b, d);
+                for (int hk = 0; hk < s.kvHeads(); hk++) sumKeySlots(seen, b, hk, dks, dk, d);
+                for (int hk = 0; hk < s.kvHeads(); hk++) sumKeySlots(seen, b, hk, dvs, dv, dvDim);
+            }
+        }
+    }
+
+    /** dst[b, h, i, :] = Σ over i's slots of src[0, h, slot, :], in float64 (0 for a query with no slot). */
+    private static void sumQuerySlots(ContentPlan plan, Tensor src, int h, Tensor dst, int b, int width) {
+        MemorySegment from = src.segment(), to = dst.segment();
+        long srcBase = src.offset() + h * src.stride(1), srcRow = src.stride(2);
+        long dstBase = dst.offset() + b * dst.stride(0) + h * dst.stride(1), dstRow = dst.stride(2);
+        double[] acc = new double[width];
+        for (int i = 0; i < plan.qLen; i++) {
+            java.util.Arrays.fill(acc, 0);
+            for (int c = 0, count = plan.slotCount(i); c < count; c++) {
+                long at = srcBase + plan.slot(i, c) * srcRow;
+                for (int x = 0; x < width; x++) acc[x] += from.getAtIndex(FLOAT, at + x);
+            }
+            for (int x = 0; x < width; x++) to.setAtIndex(FLOAT, dstBase + i * dstRow + x, (float) acc[x]);
+        }
+    }
+
+    /**
+     * dst[b, hk, j, :] = Σ over the plan heads reading key head hk and their key slots holding key j
+     * of src[0, p, slot, :], in float64, plan heads then slots in increasing order.
+     */
+    private static void sumKeySlots(InducedSparsity seen, int b, int hk, Tensor src, Tensor dst, int width) {
+        int planHeads = seen.planHeads(), headsPerPlan = seen.heads() / planHeads, kvLen = seen.kvLen();
+        MemorySegment from = src.segment(), to = dst.segment();
+        double[] acc = new double[Math.multiplyExact(kvLen, width)];
+        for (int p = 0; p < planHeads; p++) {
+            if (seen.kvHeadOfPlan(p) != hk) continue;
+            int[] keys = seen.plan(b, p * headsPerPlan).keySlots;
+            long base = src.offset() + p * src.stride(1), row = src.stride(2);
+            for (int t = 0; t < keys.length; t++) {
+                long at = base + t * row;
+                int j = keys[t] * width;
+                for (int x = 0; x < width; x++) acc[j + x] += from.getAtIndex(FLOAT, at + x);
+            }
+        }
+        long dstBase = dst.offset() + b * dst.stride(0) + hk * dst.stride(1), dstRow = dst.stride(2);
+        for (int j = 0; j < kvLen; j++) for (int x = 0; x < width; x++) to.setAtIndex(FLOAT, dstBase + j * dstRow + x, (float) acc[j * width + x]);
+    }
+
+    /** dst[0, head, slot] = lse[b, head, rows[slot]]. */
+    private static void gatherLse(Tensor lse, int b, int head, int[] rows, Tensor dst, int dstHead) {
+        MemorySegment from = lse.segment(), to = dst.segment();
+        long base = lse.offset() + b * lse.stride(0) + head * lse.stride(1), step = lse.stride(2);
+        long dstBase = dst.offset() + dstHead * dst.stride(1);
+        for (int slot = 0; slot < rows.length; slot++) to.setAtIndex(FLOAT, dstBase + slot, from.getAtIndex(FLOAT, base + rows[slot] * step));
     }
 
     /** dst[0, dstHead, slot, :] = src[b, srcHead, rows[slot], :]. */

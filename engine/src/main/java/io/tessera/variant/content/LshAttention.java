@@ -1,5 +1,6 @@
 package io.tessera.variant.content;
 
+import io.tessera.attention.AttentionGradients;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
@@ -101,6 +102,27 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
         AttentionShape s = ContentAttention.check(q, k, v, out, lse);
         InducedSparsity seen = induce(q, k);
         ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
+    }
+
+    /**
+     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
+     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
+     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
+     * The hashing is recomputed from q and k (the same seed gives the same buckets) and, as in the paper, is not differentiated.
+     */
+    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
+        Checks.notNull("arena", arena);
+        AttentionShape.of(q, k, v);
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        return new AttentionGradients(dq, dk, dv);
+    }
+
+    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
     }
 
     private Backend backend() { return backend != null ? backend : Backend.best(); }
