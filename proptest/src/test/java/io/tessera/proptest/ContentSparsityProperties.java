@@ -339,6 +339,7 @@ class ContentSparsityProperties {
     void badInputsNameTheParameter() {
         assertThatThrownBy(() -> LshAttention.of(3, 1, 8, 0)).hasMessage("buckets must be 1 or even and >= 2, got 3");
         assertThatThrownBy(() -> LshAttention.of(0, 1, 8, 0)).hasMessage("buckets must be 1 or even and >= 2, got 0");
+        assertThatThrownBy(() -> LshAttention.of(1 << 30, 1, 8, 0)).hasMessage("buckets must be <= 1048576, got 1073741824");
         assertThatThrownBy(() -> LshAttention.of(2, 0, 8, 0)).hasMessage("hashes must be >= 1, got 0");
         assertThatThrownBy(() -> LshAttention.of(2, 1, -1, 0)).hasMessage("chunkLength must be >= 1, got -1");
         assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).withScale(Float.NaN)).hasMessage("scale must be finite, got NaN");
@@ -367,6 +368,8 @@ class ContentSparsityProperties {
             assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).backward(q, q, q, out, lse, out, g, g, g2)).hasMessageContaining("dq shares memory with dk");
             assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).backward(q, q, q, out, null, out, g, g2, Tensor.zeros(arena, 1, 2, 5, 4)))
                     .isInstanceOf(NullPointerException.class).hasMessageContaining("lse");
+            // A chunk longer than the sequence is one chunk: nothing overflows.
+            assertThat(LshAttention.of(2, 2, Integer.MAX_VALUE, 0).induce(q, q).allowedPairs(0, 0)).isEqualTo(25);
             InducedSparsity seen = LshAttention.of(2, 1, 8, 0).induce(q, q);
             assertThatThrownBy(() -> seen.allowed(0, 2, 0, 0)).hasMessage("head h=2 outside [0, 2)");
             assertThatThrownBy(() -> seen.allowed(0, 0, 5, 0)).hasMessage("query i=5 outside [0, 5)");

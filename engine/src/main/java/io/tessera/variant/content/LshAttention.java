@@ -7,8 +7,6 @@ import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 
 /**
@@ -29,12 +27,13 @@ import java.util.SplittableRandom;
  * }</pre>
  *
  * A token's bucket comes from its key (per key head, so grouped query heads share it), and its query
- * is placed where its key goes: the paper's shared-QK attention. Hashing runs on the backend's GEMM
- * in fp32. Cost per call: O(n·D·buckets·hashes) hashing, O(n) sort per round, O(tiles) layout, then
+ * is placed where its key goes: the paper's shared-QK attention. Hashing is fp32 in a fixed order
+ * (the same buckets on every backend). Cost per call: O(n·D·buckets·hashes) hashing, O(n) sort per round, O(tiles) layout, then
  * attention over about 2·chunkLength keys per query and round.
  */
 public final class LshAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
-    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    /** Most buckets: 2^20 (a million-token sequence in chunks of one); the rotations take D·hashes·buckets/2 floats. */
+    public static final int MAX_BUCKETS = 1 << 20;
 
     private final int buckets, hashes, chunkLength;
     private final long seed;
@@ -54,12 +53,13 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
     }
 
     /**
-     * LSH attention with {@code buckets} buckets (1, or even: half as many random rotations), {@code hashes}
+     * LSH attention with {@code buckets} buckets (1, or even up to {@link #MAX_BUCKETS}: half as many random rotations), {@code hashes}
      * rounds (≥ 1) and chunks of {@code chunkLength} (≥ 1), rotations drawn from {@code seed}.
      * Not causal and attending self unless {@link #causal()} / {@link #excludingSelf()} say otherwise.
      */
     public static LshAttention of(int buckets, int hashes, int chunkLength, long seed) {
         if (buckets < 1 || (buckets > 1 && buckets % 2 != 0)) throw new IllegalArgumentException("buckets must be 1 or even and >= 2, got " + buckets);
+        if (buckets > MAX_BUCKETS) throw new IllegalArgumentException("buckets must be <= " + MAX_BUCKETS + ", got " + buckets);
         if (hashes < 1) throw new IllegalArgumentException("hashes must be >= 1, got " + hashes);
         if (chunkLength < 1) throw new IllegalArgumentException("chunkLength must be >= 1, got " + chunkLength);
         return new LshAttention(buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
@@ -145,51 +145,47 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
         if (columns > 0) Checks.intProduct("the projections n·hashes·buckets/2", n, columns);
         Backend be = backend();
         ContentPlan[][] plans = new ContentPlan[s.batch()][s.kvHeads()];
-        try (Arena scratch = Arena.ofConfined()) {
-            Tensor rotations = columns == 0 ? null : rotations(scratch, d, columns);
-            Tensor projected = columns == 0 ? null : Tensor.zeros(scratch, n, columns);
-            int[] bucketOf = new int[hashes * n];
-            for (int b = 0; b < s.batch(); b++) {
-                for (int hk = 0; hk < s.kvHeads(); hk++) {
-                    if (columns > 0) {
-                        be.gemm(k.select(0, b).select(0, hk), false, rotations, false, projected, 1f, 0f);
-                        hash(projected, n, half, bucketOf);
-                    }
-                    plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
+        float[] rotations = columns == 0 ? null : rotations(d, columns);
+        float[] transposed = columns == 0 ? null : new float[Checks.intProduct("the transposed keys n·D", n, d)];
+        float[] projected = columns == 0 ? null : new float[columns * n];
+        int[] bucketOf = new int[hashes * n];
+        for (int b = 0; b < s.batch(); b++) {
+            for (int hk = 0; hk < s.kvHeads(); hk++) {
+                if (columns > 0) {
+                    Projection.project(k, b, hk, n, false, rotations, columns, transposed, projected);
+                    for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * half, half, n, t);
                 }
+                plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
             }
         }
         return new InducedSparsity(plans, s.heads(), s.queryHeadsPerKvHead(), s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
     }
 
-    /** Gaussian rotations [D, hashes·buckets/2], a pure function of the seed and D. */
-    private Tensor rotations(Arena arena, int d, int columns) {
+    /** Gaussian rotations [D, hashes·buckets/2] (row-major), a pure function of the seed and D. */
+    private float[] rotations(int d, int columns) {
         SplittableRandom random = new SplittableRandom(seed);
         float[] values = new float[Checks.intProduct("the rotations D·hashes·buckets/2", d, columns)];
         for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
-        return Tensor.of(arena, values, d, columns);
+        return values;
     }
 
-    /** bucket = argmax over [y, −y] of each round's block of the projection (ties: the lower index). */
-    private void hash(Tensor projected, int n, int half, int[] bucketOf) {
-        MemorySegment p = projected.segment();
-        long base = projected.offset(), row = projected.stride(0);
-        for (int r = 0; r < hashes; r++) {
-            for (int t = 0; t < n; t++) {
-                long at = base + t * row + (long) r * half;
-                int best = 0;
-                float bestValue = p.getAtIndex(FLOAT, at);
-                for (int c = 1; c < half; c++) {
-                    float y = p.getAtIndex(FLOAT, at + c);
-                    if (y > bestValue) { bestValue = y; best = c; }
-                }
-                for (int c = 0; c < half; c++) {
-                    float y = -p.getAtIndex(FLOAT, at + c);
-                    if (y > bestValue) { bestValue = y; best = half + c; }
-                }
-                bucketOf[r * n + t] = best;
-            }
+    /**
+     * Token t's bucket in one round: argmax over [y, −y] of y = its projections on columns
+     * [from, from + half) of {@code projected} ([columns][n]); ties go to the lower index, and NaN
+     * never wins, so an all-NaN row is bucket 0.
+     */
+    private static int bucket(float[] projected, int from, int half, int n, int t) {
+        int best = 0;
+        float bestValue = projected[from * n + t];
+        for (int c = 1; c < half; c++) {
+            float y = projected[(from + c) * n + t];
+            if (y > bestValue) { bestValue = y; best = c; }
         }
+        for (int c = 0; c < half; c++) {
+            float y = -projected[(from + c) * n + t];
+            if (y > bestValue) { bestValue = y; best = half + c; }
+        }
+        return best;
     }
 
     @Override

@@ -72,6 +72,9 @@ final class LshPlan extends ContentPlan {
         return other;
     }
 
+    /** One past the last sorted position of chunk c (long math: (c+1)·chunk may pass Integer.MAX_VALUE). */
+    private int end(int c) { return (int) Math.min(n, (long) (c + 1) * chunk); }
+
     private int previous(int c) { return c == 0 ? chunks - 1 : c - 1; }
 
     private boolean adjacent(int queryChunk, int keyChunk) {
@@ -115,10 +118,10 @@ final class LshPlan extends ContentPlan {
         for (int s = s0; s < s1; ) {
             int r = s / n, c = (s - r * n) / chunk;
             int base = r * n;
-            out.add(base + c * chunk, base + Math.min(n, (c + 1) * chunk));
+            out.add(base + c * chunk, base + end(c));
             int p = previous(c);
-            out.add(base + p * chunk, base + Math.min(n, (p + 1) * chunk));
-            s = base + Math.min(n, (c + 1) * chunk);   // the next chunk's first slot
+            out.add(base + p * chunk, base + end(p));
+            s = base + end(c);   // the next chunk's first slot
         }
     }
 

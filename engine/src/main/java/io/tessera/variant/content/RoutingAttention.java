@@ -7,9 +7,6 @@ import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 
 /**
  * Routing attention (Roy et al. 2021, Routing Transformer; clustered attention as in Vyas et al.
@@ -28,12 +25,10 @@ import java.util.Arrays;
  * centroids.update(q, k, 0.999);              // a training step's k-means update
  * }</pre>
  *
- * Cost per call: scoring O(n·C·D) on the backend's GEMM, O(n·C) selection, O(tiles) layout, then
+ * Cost per call: scoring O(n·C·D) (fp32 in a fixed order: the same clusters on every backend), O(n·C) selection, O(tiles) layout, then
  * attention over about n/C keys per query and cluster.
  */
 public final class RoutingAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
-    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-
     private final RoutingCentroids centroids;
     private final boolean causal;
     private final Backend backend;   // null: Backend.best()
@@ -126,21 +121,18 @@ public final class RoutingAttention implements AttentionOperator.Scaled, Attenti
         float[] c = centroids.snapshot();
         Backend be = backend();
         ContentPlan[][] plans = new ContentPlan[s.batch()][s.heads()];
-        try (Arena scratch = Arena.ofConfined()) {
-            Tensor qn = Tensor.zeros(scratch, s.qLen(), d), kn = Tensor.zeros(scratch, s.kvLen(), d);
-            Tensor qScores = Tensor.zeros(scratch, s.qLen(), clusters), kScores = Tensor.zeros(scratch, s.kvLen(), clusters);
-            long[] ranked = new long[Math.max(s.qLen(), s.kvLen())];
-            for (int h = 0; h < s.heads(); h++) {
-                Tensor centroidsOfHead = Tensor.of(scratch, Arrays.copyOfRange(c, h * clusters * d, (h + 1) * clusters * d), clusters, d);
-                for (int b = 0; b < s.batch(); b++) {
-                    normalizedRows(q, b, h, qn);
-                    normalizedRows(k, b, s.kvHeadOf(h), kn);
-                    be.gemm(qn, false, centroidsOfHead, true, qScores, 1f, 0f);
-                    be.gemm(kn, false, centroidsOfHead, true, kScores, 1f, 0f);
-                    int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, ranked);
-                    int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, ranked);
-                    plans[b][h] = new RoutingPlan(s.qLen(), s.kvLen(), clusters, perQ, perK, causal, queryMembers, keyMembers);
-                }
+        float[] transposed = new float[clusters * d];
+        float[] rows = new float[Checks.intProduct("the transposed rows max(qLen, kvLen)·D", Math.max(s.qLen(), s.kvLen()), d)];
+        float[] qScores = new float[s.qLen() * clusters], kScores = new float[s.kvLen() * clusters];
+        long[] ranked = new long[Math.max(s.qLen(), s.kvLen())];
+        for (int h = 0; h < s.heads(); h++) {
+            for (int cl = 0; cl < clusters; cl++) for (int x = 0; x < d; x++) transposed[x * clusters + cl] = c[(h * clusters + cl) * d + x];
+            for (int b = 0; b < s.batch(); b++) {
+                Projection.project(q, b, h, s.qLen(), true, transposed, clusters, rows, qScores);
+                Projection.project(k, b, s.kvHeadOf(h), s.kvLen(), true, transposed, clusters, rows, kScores);
+                int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, ranked);
+                int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, ranked);
+                plans[b][h] = new RoutingPlan(s.qLen(), s.kvLen(), clusters, perQ, perK, causal, queryMembers, keyMembers);
             }
         }
         return new InducedSparsity(plans, s.heads(), 1, s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
@@ -148,36 +140,14 @@ public final class RoutingAttention implements AttentionOperator.Scaled, Attenti
 
     private static int ceilDiv(int a, int b) { return (int) (((long) a + b - 1) / b); }
 
-    /** dst[i, :] = t[b, head, i, :] / |t[b, head, i, :]| (a zero row stays zero). */
-    private static void normalizedRows(Tensor t, int b, int head, Tensor dst) {
-        MemorySegment src = t.segment(), to = dst.segment();
-        int rows = (int) dst.size(0), d = (int) dst.size(1);
-        long base = t.offset() + b * t.stride(0) + head * t.stride(1), row = t.stride(2);
-        for (int i = 0; i < rows; i++) {
-            long at = base + i * row, out = dst.offset() + i * dst.stride(0);
-            double norm = 0;
-            for (int x = 0; x < d; x++) {
-                double y = src.getAtIndex(FLOAT, at + x);
-                norm += y * y;
-            }
-            double inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-            for (int x = 0; x < d; x++) to.setAtIndex(FLOAT, out + x, (float) (src.getAtIndex(FLOAT, at + x) * inv));
-        }
-    }
-
-    /** For each cluster (a column of scores), its {@code per} best-scoring rows in increasing order; NaN scores rank last. */
-    private static int[] members(Tensor scores, int rows, int clusters, int per, long[] ranked) {
+    /** For each cluster (a row of scores [clusters][rows]), its {@code per} best-scoring rows in increasing order; NaN scores rank last. */
+    private static int[] members(float[] scores, int rows, int clusters, int per, long[] ranked) {
         int[] out = new int[clusters * per];
-        MemorySegment seg = scores.segment();
-        long base = scores.offset(), stride = scores.stride(0);
         for (int c = 0; c < clusters; c++) {
-            for (int i = 0; i < rows; i++) {
-                float score = seg.getAtIndex(FLOAT, base + i * stride + c);
-                ranked[i] = ((long) descendingKey(score) << 32) | i;
-            }
+            for (int i = 0; i < rows; i++) ranked[i] = ((long) descendingKey(scores[c * rows + i]) << 32) | i;
             selectSmallest(ranked, rows, per);
             for (int m = 0; m < per; m++) out[c * per + m] = (int) ranked[m];
-            Arrays.sort(out, c * per, (c + 1) * per);
+            java.util.Arrays.sort(out, c * per, (c + 1) * per);
         }
         return out;
     }
