@@ -33,10 +33,13 @@ import net.jqwik.api.constraints.IntRange;
  */
 class ContentSparsityProperties {
 
-    /** An LSH configuration: buckets (1 or even), rounds, chunk length, seed, causal, self rule. */
-    record Lsh(int buckets, int hashes, int chunk, long seed, boolean causal, boolean excludeSelf) {
+    /** An LSH configuration: bucket factors (one: plain buckets), rounds, chunk length, seed, causal, self rule. */
+    record Lsh(int[] factors, int hashes, int chunk, long seed, boolean causal, boolean excludeSelf) {
+        @Override
+        public String toString() { return op().toString(); }
+
         LshAttention op() {
-            LshAttention a = LshAttention.of(buckets, hashes, chunk, seed);
+            LshAttention a = factors.length == 1 ? LshAttention.of(factors[0], hashes, chunk, seed) : LshAttention.factorized(hashes, chunk, seed, factors);
             if (causal) a = a.causal();
             return excludeSelf ? a.excludingSelf() : a;
         }
@@ -44,7 +47,8 @@ class ContentSparsityProperties {
 
     @Provide
     Arbitrary<Lsh> lshConfigs() {
-        return Combinators.combine(Arbitraries.of(1, 2, 4, 8), Arbitraries.integers().between(1, 3), Arbitraries.integers().between(1, 9),
+        return Combinators.combine(Arbitraries.of(new int[] {1}, new int[] {2}, new int[] {4}, new int[] {8}, new int[] {2, 2}, new int[] {4, 2}, new int[] {2, 1, 4}),
+                Arbitraries.integers().between(1, 3), Arbitraries.integers().between(1, 9),
                 Arbitraries.longs(), Arbitraries.of(true, false), Arbitraries.of(true, false)).as(Lsh::new);
     }
 
@@ -105,7 +109,7 @@ class ContentSparsityProperties {
     @Property(tries = 80)
     void oneRoundMaskIsChunkAdjacencyInTheSortedOrder(@ForAll("cases") AttentionCase c0, @ForAll("lshConfigs") Lsh config0) {
         AttentionCase c = selfAttention(c0);
-        Lsh config = new Lsh(config0.buckets(), 1, config0.chunk(), config0.seed(), config0.causal(), config0.excludeSelf());
+        Lsh config = new Lsh(config0.factors(), 1, config0.chunk(), config0.seed(), config0.causal(), config0.excludeSelf());
         try (Arena arena = Arena.ofShared()) {
             InducedSparsity seen = config.op().induce(c.q(arena), c.k(arena));
             int n = c.qLen(), chunks = (n + config.chunk() - 1) / config.chunk();
@@ -130,6 +134,34 @@ class ContentSparsityProperties {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * The hash is angular: scaling every key by a power of two (exact in fp32) changes no bucket, while
+     * the induced masks of different seeds differ for some input (the rotations matter).
+     */
+    @Property(tries = 40)
+    void hashingDependsOnKeyDirectionsOnly(@ForAll("cases") AttentionCase c0, @ForAll("lshConfigs") Lsh config, @ForAll @IntRange(min = -3, max = 3) int log2) {
+        AttentionCase c = selfAttention(c0);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), scaled = Tensor.zeros(arena, k.shape());
+            float[] values = k.toArray();
+            for (int i = 0; i < values.length; i++) values[i] = Math.scalb(values[i], log2);
+            scaled.copyFrom(Tensor.of(arena, values, k.shape()));
+            InducedSparsity a = config.op().induce(q, k), b = config.op().induce(q, scaled);
+            for (int x = 0; x < c.batch(); x++) for (int h = 0; h < c.heads(); h++) assertThat(b.querySlots(x, h)).isEqualTo(a.querySlots(x, h));
+        }
+    }
+
+    @Example
+    void differentSeedsSortDifferently() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor k = Tensor.randomNormal(arena, 5, 1f, 1, 1, 64, 8);
+            int[] a = LshAttention.of(16, 1, 8, 1).induce(k, k).querySlots(0, 0), b = LshAttention.of(16, 1, 8, 2).induce(k, k).querySlots(0, 0);
+            assertThat(b).isNotEqualTo(a);
+            int[] f = LshAttention.factorized(1, 8, 1, 4, 4).induce(k, k).querySlots(0, 0);
+            assertThat(f).isNotEqualTo(a);
         }
     }
 
@@ -340,6 +372,10 @@ class ContentSparsityProperties {
         assertThatThrownBy(() -> LshAttention.of(3, 1, 8, 0)).hasMessage("buckets must be 1 or even and >= 2, got 3");
         assertThatThrownBy(() -> LshAttention.of(0, 1, 8, 0)).hasMessage("buckets must be 1 or even and >= 2, got 0");
         assertThatThrownBy(() -> LshAttention.of(1 << 30, 1, 8, 0)).hasMessage("buckets must be <= 1048576, got 1073741824");
+        assertThatThrownBy(() -> LshAttention.factorized(1, 8, 0, 4, 3)).hasMessage("bucketFactors[1] must be 1 or even and >= 2, got 3");
+        assertThatThrownBy(() -> LshAttention.factorized(1, 8, 0)).hasMessage("bucketFactors must list at least one factor");
+        assertThatThrownBy(() -> LshAttention.factorized(1, 8, 0, 1024, 1024, 2)).hasMessage("bucketFactors [1024, 1024, 2] make more than 1048576 buckets");
+        assertThatThrownBy(() -> LshAttention.factorized(0, 8, 0, 2, 2)).hasMessage("hashes must be >= 1, got 0");
         assertThatThrownBy(() -> LshAttention.of(2, 0, 8, 0)).hasMessage("hashes must be >= 1, got 0");
         assertThatThrownBy(() -> LshAttention.of(2, 1, -1, 0)).hasMessage("chunkLength must be >= 1, got -1");
         assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).withScale(Float.NaN)).hasMessage("scale must be finite, got NaN");

@@ -33,8 +33,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * pattern without the cache), so the build's share of the call is {@code layoutBuild / forward}.
  *
  * <p>Methods: {@code dense}; {@code window} (sliding window of radius 64: 129 keys per query);
- * {@code lsh1}, {@code lsh2}, {@code lsh4} (n/64 buckets, chunks of 64, so about 128 keys per query
- * and round; 1, 2 or 4 rounds); {@code routing} (n/128 clusters of 128 queries and keys, centroids
+ * {@code lsh1}, {@code lsh2}, {@code lsh4} (n/64 buckets factorized as 8·8 or 16·16, chunks of 64,
+ * so about 128 keys per query and round; 1, 2 or 4 rounds); {@code routing} (n/128 clusters of 128 queries and keys, centroids
  * initialized from sampled tokens and given one k-means step, as a trained model's would be).
  *
  * <p>Inputs: {@code clustered} (shared-QK tokens drawn from a mixture of n/32 Gaussian centres,
@@ -97,7 +97,9 @@ public class ContentSparsityBenchmark {
                 build = () -> PatternCompiler.compile(window, n, n, blockQ, blockKV);
             }
             case "lsh1", "lsh2", "lsh4" -> {
-                LshAttention lsh = LshAttention.of(Math.max(2, 2 * (n / CHUNK / 2)), method.charAt(3) - '0', CHUNK, 42).on(be);
+                // n/64 buckets (Reformer's choice: about one chunk per bucket), factorized into two equal-ish factors.
+                int buckets = Math.max(4, n / CHUNK), first = Math.max(2, Integer.highestOneBit((int) Math.sqrt(buckets)));
+                LshAttention lsh = LshAttention.factorized(method.charAt(3) - '0', CHUNK, 42, first, buckets / first).on(be);
                 call = () -> lsh.forward(q, k, v, out);
                 build = () -> lsh.induce(q, k);
             }

@@ -189,19 +189,19 @@ final class ContentAttention {
             double sum = 0;
             for (int c = 0; c < count; c++) {
                 double x = pl.getAtIndex(FLOAT, plBase + plan.slot(i, c));
-                if (x != Double.NEGATIVE_INFINITY) sum += Math.exp(x - max);
+                if (x != Double.NEGATIVE_INFINITY) sum += StrictMath.exp(x - max);
             }
             java.util.Arrays.fill(acc, 0);
             for (int c = 0; c < count; c++) {
                 int slot = plan.slot(i, c);
                 double x = pl.getAtIndex(FLOAT, plBase + slot);
                 if (x == Double.NEGATIVE_INFINITY) continue;   // an empty key set: its output is never read
-                double w = Math.exp(x - max) / sum;
+                double w = StrictMath.exp(x - max) / sum;
                 long src = poBase + slot * poRow;
                 for (int y = 0; y < dv; y++) acc[y] += w * po.getAtIndex(FLOAT, src + y);
             }
             for (int y = 0; y < dv; y++) dst.setAtIndex(FLOAT, o + y, (float) acc[y]);
-            if (lse != null) dstLse.setAtIndex(FLOAT, lseBase + i * lseRow, (float) (max + Math.log(sum)));
+            if (lse != null) dstLse.setAtIndex(FLOAT, lseBase + i * lseRow, (float) (max + StrictMath.log(sum)));
         }
     }
 }

@@ -28,7 +28,8 @@ import java.util.SplittableRandom;
  *
  * A token's bucket comes from its key (per key head, so grouped query heads share it), and its query
  * is placed where its key goes: the paper's shared-QK attention. Hashing is fp32 in a fixed order
- * (the same buckets on every backend). Cost per call: O(n·D·buckets·hashes) hashing, O(n) sort per round, O(tiles) layout, then
+ * (the same buckets on every backend). Cost per call: O(n·D·buckets·hashes) hashing
+ * ({@link #factorized}: O(n·D·Σfactors·hashes)), O(n) sort per round, O(tiles) layout, then
  * attention over about 2·chunkLength keys per query and round.
  */
 public final class LshAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
@@ -36,12 +37,14 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
     public static final int MAX_BUCKETS = 1 << 20;
 
     private final int buckets, hashes, chunkLength;
+    private final int[] factors;     // buckets = their product; one set of rotations each
     private final long seed;
     private final boolean causal, excludeSelf;
     private final Backend backend;   // null: Backend.best()
     private final float scale;       // NaN: 1/√D
 
-    private LshAttention(int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+    private LshAttention(int[] factors, int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+        this.factors = factors;
         this.buckets = buckets;
         this.hashes = hashes;
         this.chunkLength = chunkLength;
@@ -60,27 +63,51 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
     public static LshAttention of(int buckets, int hashes, int chunkLength, long seed) {
         if (buckets < 1 || (buckets > 1 && buckets % 2 != 0)) throw new IllegalArgumentException("buckets must be 1 or even and >= 2, got " + buckets);
         if (buckets > MAX_BUCKETS) throw new IllegalArgumentException("buckets must be <= " + MAX_BUCKETS + ", got " + buckets);
+        return checked(new int[] {buckets}, buckets, hashes, chunkLength, seed);
+    }
+
+    /**
+     * LSH attention whose buckets are factorized (the reference implementation's list of bucket
+     * counts): each factor f (1, or even) has its own f/2 random rotations per round and gives one
+     * digit, and a token's bucket is the mixed-radix number of its digits, so
+     * {@code factorized(2, 64, 42, 16, 16)} has 256 buckets for the hashing cost of 16: D·Σf/2 instead
+     * of D·Πf/2 multiply-adds per token and round.
+     */
+    public static LshAttention factorized(int hashes, int chunkLength, long seed, int... bucketFactors) {
+        if (bucketFactors == null) throw new NullPointerException("bucketFactors");
+        if (bucketFactors.length == 0) throw new IllegalArgumentException("bucketFactors must list at least one factor");
+        long product = 1;
+        for (int i = 0; i < bucketFactors.length; i++) {
+            int f = bucketFactors[i];
+            if (f < 1 || (f > 1 && f % 2 != 0)) throw new IllegalArgumentException("bucketFactors[" + i + "] must be 1 or even and >= 2, got " + f);
+            product *= f;
+            if (product > MAX_BUCKETS) throw new IllegalArgumentException("bucketFactors " + java.util.Arrays.toString(bucketFactors) + " make more than " + MAX_BUCKETS + " buckets");
+        }
+        return checked(bucketFactors.clone(), (int) product, hashes, chunkLength, seed);
+    }
+
+    private static LshAttention checked(int[] factors, int buckets, int hashes, int chunkLength, long seed) {
         if (hashes < 1) throw new IllegalArgumentException("hashes must be >= 1, got " + hashes);
         if (chunkLength < 1) throw new IllegalArgumentException("chunkLength must be >= 1, got " + chunkLength);
-        return new LshAttention(buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
     }
 
     /** The same attention, causal in the original positions (key j only for queries i ≥ j). */
-    public LshAttention causal() { return new LshAttention(buckets, hashes, chunkLength, seed, true, excludeSelf, backend, scale); }
+    public LshAttention causal() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, true, excludeSelf, backend, scale); }
 
     /** The same attention with the paper's rule for shared-QK: a query attends itself only when no other key is allowed. */
-    public LshAttention excludingSelf() { return new LshAttention(buckets, hashes, chunkLength, seed, causal, true, backend, scale); }
+    public LshAttention excludingSelf() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, true, backend, scale); }
 
     @Override
     public LshAttention on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new LshAttention(buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
     }
 
     @Override
     public LshAttention withScale(float scale) {
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        return new LshAttention(buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
     }
 
     public int buckets() { return buckets; }
@@ -140,9 +167,10 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
             throw new IllegalArgumentException("LSH attention sorts shared query/key positions: qLen=" + n + " must equal kvLen=" + s.kvLen());
         }
         Checks.intProduct("hashes·n slots", hashes, n);
-        int half = buckets / 2, d = s.headDim();
-        int columns = buckets == 1 ? 0 : Checks.intProduct("hashes·buckets/2 rotation columns", hashes, half);
-        if (columns > 0) Checks.intProduct("the projections n·hashes·buckets/2", n, columns);
+        int perRound = 0, d = s.headDim();
+        for (int f : factors) perRound += f / 2;
+        int columns = perRound == 0 ? 0 : Checks.intProduct("hashes·(rotations per round) rotation columns", hashes, perRound);
+        if (columns > 0) Checks.intProduct("the projections n·rotation columns", n, columns);
         Backend be = backend();
         ContentPlan[][] plans = new ContentPlan[s.batch()][s.kvHeads()];
         float[] rotations = columns == 0 ? null : rotations(d, columns);
@@ -153,7 +181,7 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
             for (int hk = 0; hk < s.kvHeads(); hk++) {
                 if (columns > 0) {
                     Projection.project(k, b, hk, n, false, rotations, columns, transposed, projected);
-                    for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * half, half, n, t);
+                    for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * perRound, n, t);
                 }
                 plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
             }
@@ -161,20 +189,30 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
         return new InducedSparsity(plans, s.heads(), s.queryHeadsPerKvHead(), s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
     }
 
-    /** Gaussian rotations [D, hashes·buckets/2] (row-major), a pure function of the seed and D. */
+    /** Gaussian rotations [D, columns] (row-major), a pure function of the seed and D. */
     private float[] rotations(int d, int columns) {
         SplittableRandom random = new SplittableRandom(seed);
-        float[] values = new float[Checks.intProduct("the rotations D·hashes·buckets/2", d, columns)];
+        float[] values = new float[Checks.intProduct("the rotations D·columns", d, columns)];
         for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
         return values;
     }
 
+    /** Token t's bucket in the round whose rotation columns start at {@code from}: the mixed-radix number of its factors' digits. */
+    private int bucket(float[] projected, int from, int n, int t) {
+        int bucket = 0;
+        for (int f : factors) {
+            bucket = bucket * f + (f == 1 ? 0 : digit(projected, from, f / 2, n, t));
+            from += f / 2;
+        }
+        return bucket;
+    }
+
     /**
-     * Token t's bucket in one round: argmax over [y, −y] of y = its projections on columns
+     * One factor's digit: argmax over [y, −y] of y = token t's projections on columns
      * [from, from + half) of {@code projected} ([columns][n]); ties go to the lower index, and NaN
-     * never wins, so an all-NaN row is bucket 0.
+     * never wins, so an all-NaN row gives 0.
      */
-    private static int bucket(float[] projected, int from, int half, int n, int t) {
+    private static int digit(float[] projected, int from, int half, int n, int t) {
         int best = 0;
         float bestValue = projected[from * n + t];
         for (int c = 1; c < half; c++) {
@@ -190,7 +228,7 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
 
     @Override
     public String toString() {
-        return "LshAttention[buckets=" + buckets + ", hashes=" + hashes + ", chunkLength=" + chunkLength + ", seed=" + seed
+        return "LshAttention[buckets=" + (factors.length == 1 ? String.valueOf(buckets) : buckets + " " + java.util.Arrays.toString(factors)) + ", hashes=" + hashes + ", chunkLength=" + chunkLength + ", seed=" + seed
                 + (causal ? ", causal" : "") + (excludeSelf ? ", excluding self" : "") + (backend != null ? ", " + backend.name() : "") + "]";
     }
 }
