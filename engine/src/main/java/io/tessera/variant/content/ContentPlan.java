@@ -88,15 +88,17 @@ abstract sealed class ContentPlan permits LshPlan, RoutingPlan {
 
     /** The element mask of slots [q0, q0+rows) × [kv0, kv0+cols), word by word (words past cols zero). */
     private void fillMask(int tile, int q0, int rows, int kv0, int cols, long[] dst, int dstOffset, int wordsPerRow) {
-        for (int r = 0; r < rows; r++) {
-            int s = q0 + r, base = dstOffset + r * wordsPerRow;
-            for (int w = 0; w < wordsPerRow; w++) {
-                long bits = 0;
-                for (int c = w * 64, end = Math.min(cols, c + 64); c < end; c++) {
-                    if (slotAllowed(s, kv0 + c)) bits |= 1L << c;
-                }
-                dst[base + w] = bits;
+        for (int r = 0; r < rows; r++) fillRow(q0 + r, kv0, cols, dst, dstOffset + r * wordsPerRow, wordsPerRow);
+    }
+
+    /** Row of query slot s over key slots [kv0, kv0+cols) as mask words (bit c of word c/64); plans override it to hoist per-query work. */
+    void fillRow(int s, int kv0, int cols, long[] dst, int base, int wordsPerRow) {
+        for (int w = 0; w < wordsPerRow; w++) {
+            long bits = 0;
+            for (int c = w * 64, end = Math.min(cols, c + 64); c < end; c++) {
+                if (slotAllowed(s, kv0 + c)) bits |= 1L << c;
             }
+            dst[base + w] = bits;
         }
     }
 

@@ -13,6 +13,8 @@ final class LshPlan extends ContentPlan {
     private final boolean causal, excludeSelf;
     /** Sorted position of each token in each round, [round·n + token]. */
     private final int[] position;
+    /** Chunk of each token in each round, [round·n + token] (position / chunk, kept to spare the division). */
+    private final int[] chunkOf;
     /** For the self rule: whether query i may attend some key other than itself. */
     private final boolean[] hasOther;
     private final String description;
@@ -44,6 +46,8 @@ final class LshPlan extends ContentPlan {
                 position[r * n + t] = p;
             }
         }
+        this.chunkOf = new int[rounds * n];
+        for (int x = 0; x < chunkOf.length; x++) chunkOf[x] = position[x] / chunk;
         this.hasOther = excludeSelf ? othersReachable() : null;
         this.description = "lsh(buckets=" + nBuckets + ", rounds=" + rounds + ", chunk=" + chunk + (causal ? ", causal" : "")
                 + (excludeSelf ? ", self only when alone" : "") + ") over " + rounds + "x" + n + " sorted slots";
@@ -88,7 +92,31 @@ final class LshPlan extends ContentPlan {
     }
 
     private boolean reachedInRound(int r, int i, int j) {
-        return adjacent(position[r * n + i] / chunk, position[r * n + j] / chunk);
+        return adjacent(chunkOf[r * n + i], chunkOf[r * n + j]);
+    }
+
+    /** {@link #slotAllowed} for a whole row, with the query's round, chunks and earlier-round chunks computed once. */
+    @Override
+    void fillRow(int s, int kv0, int cols, long[] dst, int base, int wordsPerRow) {
+        int r = s / n, roundStart = r * n, i = querySlots[s];
+        int own = chunkOf[roundStart + i], before = previous(own);
+        boolean selfAllowed = !excludeSelf || !hasOther[i];
+        for (int w = 0; w < wordsPerRow; w++) {
+            long bits = 0;
+            for (int c = w * 64, end = Math.min(cols, c + 64); c < end; c++) {
+                int t = kv0 + c;
+                if (t < roundStart || t >= roundStart + n) continue;
+                int j = querySlots[t];
+                int kc = chunkOf[roundStart + j];
+                if (kc != own && kc != before) continue;
+                if (causal && j > i) continue;
+                if (j == i && !selfAllowed) continue;
+                boolean earlier = false;
+                for (int e = 0; e < r && !earlier; e++) earlier = adjacent(chunkOf[e * n + i], chunkOf[e * n + j]);
+                if (!earlier) bits |= 1L << c;
+            }
+            dst[base + w] = bits;
+        }
     }
 
     @Override
