@@ -25,6 +25,7 @@ module io.tessera.engine {
     exports io.tessera.variant.sparse;
     exports io.tessera.variant.conv;
     exports io.tessera.variant.tensorized;
+    exports io.tessera.variant.content;
     exports io.tessera.planner;
     // The CPU kernels are internal; the TornadoVM backend reuses their GEMM call validation.
     exports io.tessera.cpu to io.tessera.tornado;
@@ -35,6 +36,7 @@ module io.tessera.engine {
     provides io.tessera.variant.VariantProvider with io.tessera.attention.FusedAttentionVariants,
             io.tessera.variant.kernelized.KernelizedVariants, io.tessera.variant.lowrank.LowRankVariants,
             io.tessera.variant.factorized.FactorizedVariants, io.tessera.variant.sparse.SparseVariants,
-            io.tessera.variant.conv.ConvolutionVariants, io.tessera.variant.tensorized.TensorizedVariants;
+            io.tessera.variant.conv.ConvolutionVariants, io.tessera.variant.tensorized.TensorizedVariants,
+            io.tessera.variant.content.ContentVariants;
     provides io.tessera.backend.Backend with io.tessera.cpu.SimdBackend, io.tessera.cpu.ScalarBackend;
 }

@@ -31,7 +31,9 @@ class VariantCoverageTest {
             Map.entry("explicit-sparse", ExplicitSparseProperties.class),
             Map.entry("top-k", ExplicitSparseProperties.class),
             Map.entry("causal-conv", CausalConvolutionProperties.class),
-            Map.entry("tensorized", TensorizedProperties.class)));
+            Map.entry("tensorized", TensorizedProperties.class),
+            Map.entry("lsh", ContentSparsityProperties.class),
+            Map.entry("routing", ContentSparsityProperties.class)));
 
     @Test
     void everyRegisteredVariantHasContractProperties() {
@@ -56,7 +58,9 @@ class VariantCoverageTest {
             Map.entry("linformer", LinformerGradientProperties.class),
             Map.entry("nystrom", NystromGradientProperties.class),
             Map.entry("factorized", ChainedAttentionGradientProperties.class),
-            Map.entry("axial", ChainedAttentionGradientProperties.class)));
+            Map.entry("axial", ChainedAttentionGradientProperties.class),
+            Map.entry("lsh", ContentSparsityProperties.class),
+            Map.entry("routing", ContentSparsityProperties.class)));
 
     @Test
     void everyVariantWithABackwardPassHasGradientProperties() {

@@ -1,0 +1,249 @@
+package io.tessera.variant.content;
+
+import io.tessera.attention.AttentionGradients;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.Checks;
+import java.lang.foreign.Arena;
+import java.util.SplittableRandom;
+
+/**
+ * Reformer's LSH attention (Kitaev et al. 2020) on the fused block-sparse kernel. Each token is
+ * hashed from its key by random rotations, {@code bucket = argmax([x·R, −x·R])} ({@code buckets}
+ * buckets, {@code hashes} independent rounds, rotations drawn from {@code seed}); per round the
+ * tokens are stably sorted by (bucket, position) and cut into chunks of {@code chunkLength}, and a
+ * query attends the keys of its chunk and of the previous chunk (the first chunk's previous is the
+ * last). A query attends the union over rounds of those keys, each key once: later rounds skip the
+ * pairs earlier rounds reached, and the rounds' results are combined exactly through their
+ * log-sum-exps. Optional rules as in the paper: {@link #causal()} (in original positions) and
+ * {@link #excludingSelf()} (a query attends its own position only when no other key is allowed).
+ *
+ * <pre>{@code
+ * LshAttention lsh = LshAttention.of(64, 2, 64, 42).causal();
+ * lsh.forward(q, k, v, out);                  // q [B,H,n,D], k/v [B,Hkv,n,D]; pass k = q/|q| for shared-QK
+ * InducedSparsity seen = lsh.induce(q, k);    // the keys each query saw, and the layout the kernel ran
+ * }</pre>
+ *
+ * A token's bucket comes from its key (per key head, so grouped query heads share it), and its query
+ * is placed where its key goes: the paper's shared-QK attention. Hashing is fp32 in a fixed order
+ * (the same buckets on every backend). Cost per call: O(n·D·buckets·hashes) hashing
+ * ({@link #factorized}: O(n·D·Σfactors·hashes)), O(n) sort per round, O(tiles) layout, then
+ * attention over about 2·chunkLength keys per query and round.
+ */
+public final class LshAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable {
+    /** Most buckets: 2^20 (a million-token sequence in chunks of one); the rotations take D·hashes·buckets/2 floats. */
+    public static final int MAX_BUCKETS = 1 << 20;
+
+    private final int buckets, hashes, chunkLength;
+    private final int[] factors;     // buckets = their product; one set of rotations each
+    private final long seed;
+    private final boolean causal, excludeSelf;
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
+
+    private LshAttention(int[] factors, int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+        this.factors = factors;
+        this.buckets = buckets;
+        this.hashes = hashes;
+        this.chunkLength = chunkLength;
+        this.seed = seed;
+        this.causal = causal;
+        this.excludeSelf = excludeSelf;
+        this.backend = backend;
+        this.scale = scale;
+    }
+
+    /**
+     * LSH attention with {@code buckets} buckets (1, or even up to {@link #MAX_BUCKETS}: half as many random rotations), {@code hashes}
+     * rounds (≥ 1) and chunks of {@code chunkLength} (≥ 1), rotations drawn from {@code seed}.
+     * Not causal and attending self unless {@link #causal()} / {@link #excludingSelf()} say otherwise.
+     */
+    public static LshAttention of(int buckets, int hashes, int chunkLength, long seed) {
+        if (buckets < 1 || (buckets > 1 && buckets % 2 != 0)) throw new IllegalArgumentException("buckets must be 1 or even and >= 2, got " + buckets);
+        if (buckets > MAX_BUCKETS) throw new IllegalArgumentException("buckets must be <= " + MAX_BUCKETS + ", got " + buckets);
+        return checked(new int[] {buckets}, buckets, hashes, chunkLength, seed);
+    }
+
+    /**
+     * LSH attention whose buckets are factorized (the reference implementation's list of bucket
+     * counts): each factor f (1, or even) has its own f/2 random rotations per round and gives one
+     * digit, and a token's bucket is the mixed-radix number of its digits, so
+     * {@code factorized(2, 64, 42, 16, 16)} has 256 buckets for the hashing cost of 16: D·Σf/2 instead
+     * of D·Πf/2 multiply-adds per token and round.
+     */
+    public static LshAttention factorized(int hashes, int chunkLength, long seed, int... bucketFactors) {
+        if (bucketFactors == null) throw new NullPointerException("bucketFactors");
+        if (bucketFactors.length == 0) throw new IllegalArgumentException("bucketFactors must list at least one factor");
+        long product = 1;
+        for (int i = 0; i < bucketFactors.length; i++) {
+            int f = bucketFactors[i];
+            if (f < 1 || (f > 1 && f % 2 != 0)) throw new IllegalArgumentException("bucketFactors[" + i + "] must be 1 or even and >= 2, got " + f);
+            product *= f;
+            if (product > MAX_BUCKETS) throw new IllegalArgumentException("bucketFactors " + java.util.Arrays.toString(bucketFactors) + " make more than " + MAX_BUCKETS + " buckets");
+        }
+        return checked(bucketFactors.clone(), (int) product, hashes, chunkLength, seed);
+    }
+
+    private static LshAttention checked(int[] factors, int buckets, int hashes, int chunkLength, long seed) {
+        if (hashes < 1) throw new IllegalArgumentException("hashes must be >= 1, got " + hashes);
+        if (chunkLength < 1) throw new IllegalArgumentException("chunkLength must be >= 1, got " + chunkLength);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
+    }
+
+    /** The same attention, causal in the original positions (key j only for queries i ≥ j). */
+    public LshAttention causal() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, true, excludeSelf, backend, scale); }
+
+    /** The same attention with the paper's rule for shared-QK: a query attends itself only when no other key is allowed. */
+    public LshAttention excludingSelf() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, true, backend, scale); }
+
+    @Override
+    public LshAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+    }
+
+    @Override
+    public LshAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+    }
+
+    public int buckets() { return buckets; }
+    public int hashes() { return hashes; }
+    public int chunkLength() { return chunkLength; }
+
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        run(q, k, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, k, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
+        InducedSparsity seen = induce(q, k);
+        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
+    }
+
+    /**
+     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
+     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
+     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
+     * The hashing is recomputed from q and k (the same seed gives the same buckets) and, as in the paper, is not differentiated.
+     */
+    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
+        Checks.notNull("arena", arena);
+        AttentionShape.of(q, k, v);
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        return new AttentionGradients(dq, dk, dv);
+    }
+
+    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
+    }
+
+    /**
+     * {@link AttentionOperator.Differentiable}: recomputes the forward's output and LSE (in an arena
+     * of its own, freed on return) and runs the backward above into the caller's tensors.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());
+            Tensor lse = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen());
+            forwardWithLse(q, k, v, out, lse);
+            backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        }
+    }
+
+    private Backend backend() { return backend != null ? backend : Backend.best(); }
+
+    /**
+     * What hashing decides for this input, without running attention: the sorted order, the layout
+     * over it and the induced element mask (the keys {@link #forward} lets each query see).
+     */
+    public InducedSparsity induce(Tensor q, Tensor k) {
+        Checks.notNull("q", q);
+        Checks.notNull("k", k);
+        AttentionShape s = AttentionShape.of(q, k, k);
+        int n = s.qLen();
+        if (s.kvLen() != n) {
+            throw new IllegalArgumentException("LSH attention sorts shared query/key positions: qLen=" + n + " must equal kvLen=" + s.kvLen());
+        }
+        Checks.intProduct("hashes·n slots", hashes, n);
+        int perRound = 0, d = s.headDim();
+        for (int f : factors) perRound += f / 2;
+        int columns = perRound == 0 ? 0 : Checks.intProduct("hashes·(rotations per round) rotation columns", hashes, perRound);
+        if (columns > 0) Checks.intProduct("the projections n·rotation columns", n, columns);
+        Backend be = backend();
+        ContentPlan[][] plans = new ContentPlan[s.batch()][s.kvHeads()];
+        float[] rotations = columns == 0 ? null : rotations(d, columns);
+        float[] transposed = columns == 0 ? null : new float[Checks.intProduct("the transposed keys n·D", n, d)];
+        float[] projected = columns == 0 ? null : new float[columns * n];
+        int[] bucketOf = new int[hashes * n];
+        for (int b = 0; b < s.batch(); b++) {
+            for (int hk = 0; hk < s.kvHeads(); hk++) {
+                if (columns > 0) {
+                    Projection.project(k, b, hk, n, false, rotations, columns, transposed, projected);
+                    for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * perRound, n, t);
+                }
+                plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
+            }
+        }
+        return new InducedSparsity(plans, s.heads(), s.queryHeadsPerKvHead(), s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
+    }
+
+    /** Gaussian rotations [D, columns] (row-major), a pure function of the seed and D. */
+    private float[] rotations(int d, int columns) {
+        SplittableRandom random = new SplittableRandom(seed);
+        float[] values = new float[Checks.intProduct("the rotations D·columns", d, columns)];
+        for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
+        return values;
+    }
+
+    /** Token t's bucket in the round whose rotation columns start at {@code from}: the mixed-radix number of its factors' digits. */
+    private int bucket(float[] projected, int from, int n, int t) {
+        int bucket = 0;
+        for (int f : factors) {
+            bucket = bucket * f + (f == 1 ? 0 : digit(projected, from, f / 2, n, t));
+            from += f / 2;
+        }
+        return bucket;
+    }
+
+    /**
+     * One factor's digit: argmax over [y, −y] of y = token t's projections on columns
+     * [from, from + half) of {@code projected} ([columns][n]); ties go to the lower index, and NaN
+     * never wins, so an all-NaN row gives 0.
+     */
+    private static int digit(float[] projected, int from, int half, int n, int t) {
+        int best = 0;
+        float bestValue = projected[from * n + t];
+        for (int c = 1; c < half; c++) {
+            float y = projected[(from + c) * n + t];
+            if (y > bestValue) { bestValue = y; best = c; }
+        }
+        for (int c = 0; c < half; c++) {
+            float y = -projected[(from + c) * n + t];
+            if (y > bestValue) { bestValue = y; best = half + c; }
+        }
+        return best;
+    }
+
+    @Override
+    public String toString() {
+        return "LshAttention[buckets=" + (factors.length == 1 ? String.valueOf(buckets) : buckets + " " + java.util.Arrays.toString(factors)) + ", hashes=" + hashes + ", chunkLength=" + chunkLength + ", seed=" + seed
+                + (causal ? ", causal" : "") + (excludeSelf ? ", excluding self" : "") + (backend != null ? ", " + backend.name() : "") + "]";
+    }
+}

@@ -1,0 +1,206 @@
+package io.tessera.variant.content;
+
+import io.tessera.attention.AttentionGradients;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.Checks;
+import java.lang.foreign.Arena;
+
+/**
+ * Routing attention (Roy et al. 2021, Routing Transformer; clustered attention as in Vyas et al.
+ * 2020) on the fused block-sparse kernel. Queries and keys are unit-normalized and scored against
+ * the centroids of their head ({@link RoutingCentroids}, which the user owns and trains); each of
+ * the {@code C} centroids takes its ⌈qLen/C⌉ best-scoring queries and ⌈kvLen/C⌉ best-scoring keys
+ * (ties: the lower position), so clusters are balanced and their tiles stay full. A query attends
+ * the keys of every cluster it belongs to, each key once (clusters are combined exactly through
+ * their log-sum-exps); a query no centroid picked attends nothing (output 0, LSE −∞), as in the
+ * paper, where routing heads sit beside local ones. One cluster is dense attention.
+ *
+ * <pre>{@code
+ * RoutingCentroids centroids = RoutingCentroids.random(heads, 16, headDim, 7);
+ * RoutingAttention routing = RoutingAttention.of(centroids).causal();
+ * routing.forward(q, k, v, out);
+ * centroids.update(q, k, 0.999);              // a training step's k-means update
+ * }</pre>
+ *
+ * Cost per call: scoring O(n·C·D) (fp32 in a fixed order: the same clusters on every backend), O(n·C) selection, O(tiles) layout, then
+ * attention over about n/C keys per query and cluster.
+ */
+public final class RoutingAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable {
+    private final RoutingCentroids centroids;
+    private final boolean causal;
+    private final Backend backend;   // null: Backend.best()
+    private final float scale;       // NaN: 1/√D
+
+    private RoutingAttention(RoutingCentroids centroids, boolean causal, Backend backend, float scale) {
+        this.centroids = centroids;
+        this.causal = causal;
+        this.backend = backend;
+        this.scale = scale;
+    }
+
+    /** Routing attention over these centroids (read at each call, so updates take effect at the next one). */
+    public static RoutingAttention of(RoutingCentroids centroids) {
+        return new RoutingAttention(Checks.notNull("centroids", centroids), false, null, Float.NaN);
+    }
+
+    /** The same attention, causal in the original positions (needs qLen = kvLen). */
+    public RoutingAttention causal() { return new RoutingAttention(centroids, true, backend, scale); }
+
+    @Override
+    public RoutingAttention on(Backend backend) {
+        if (backend == null) throw new NullPointerException("backend");
+        return new RoutingAttention(centroids, causal, backend, scale);
+    }
+
+    @Override
+    public RoutingAttention withScale(float scale) {
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        return new RoutingAttention(centroids, causal, backend, scale);
+    }
+
+    public RoutingCentroids centroids() { return centroids; }
+
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        run(q, k, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, k, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
+        InducedSparsity seen = induce(q, k);
+        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
+    }
+
+    /**
+     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
+     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
+     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
+     * The clustering is recomputed from q, k and the centroids as they are now, so call it before {@link RoutingCentroids#update}; as in the paper, the assignment is not differentiated (the centroids learn by k-means, not by gradient).
+     */
+    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
+        Checks.notNull("arena", arena);
+        AttentionShape.of(q, k, v);
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        return new AttentionGradients(dq, dk, dv);
+    }
+
+    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
+    }
+
+    /**
+     * {@link AttentionOperator.Differentiable}: recomputes the forward's output and LSE (in an arena
+     * of its own, freed on return) and runs the backward above into the caller's tensors.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());
+            Tensor lse = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen());
+            forwardWithLse(q, k, v, out, lse);
+            backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        }
+    }
+
+    private Backend backend() { return backend != null ? backend : Backend.best(); }
+
+    /** What clustering decides for this input with the centroids as they are now, without running attention. */
+    public InducedSparsity induce(Tensor q, Tensor k) {
+        Checks.notNull("q", q);
+        Checks.notNull("k", k);
+        AttentionShape s = AttentionShape.of(q, k, k);
+        centroids.checkFits(s);
+        if (causal && s.qLen() != s.kvLen()) {
+            throw new IllegalArgumentException("causal routing attention compares original positions: qLen=" + s.qLen() + " must equal kvLen=" + s.kvLen());
+        }
+        int clusters = centroids.clusters(), d = s.headDim();
+        int perQ = ceilDiv(s.qLen(), clusters), perK = ceilDiv(s.kvLen(), clusters);
+        Checks.intProduct("clusters·⌈qLen/clusters⌉ query slots", clusters, perQ);
+        Checks.intProduct("clusters·⌈kvLen/clusters⌉ key slots", clusters, perK);
+        Checks.intProduct("the query scores qLen·clusters", s.qLen(), clusters);
+        Checks.intProduct("the key scores kvLen·clusters", s.kvLen(), clusters);
+        float[] c = centroids.snapshot();
+        Backend be = backend();
+        ContentPlan[][] plans = new ContentPlan[s.batch()][s.heads()];
+        float[] transposed = new float[clusters * d];
+        float[] rows = new float[Checks.intProduct("the transposed rows max(qLen, kvLen)·D", Math.max(s.qLen(), s.kvLen()), d)];
+        float[] qScores = new float[s.qLen() * clusters], kScores = new float[s.kvLen() * clusters];
+        long[] ranked = new long[Math.max(s.qLen(), s.kvLen())];
+        for (int h = 0; h < s.heads(); h++) {
+            for (int cl = 0; cl < clusters; cl++) for (int x = 0; x < d; x++) transposed[x * clusters + cl] = c[(h * clusters + cl) * d + x];
+            for (int b = 0; b < s.batch(); b++) {
+                Projection.project(q, b, h, s.qLen(), true, transposed, clusters, rows, qScores);
+                Projection.project(k, b, s.kvHeadOf(h), s.kvLen(), true, transposed, clusters, rows, kScores);
+                int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, ranked);
+                int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, ranked);
+                plans[b][h] = new RoutingPlan(s.qLen(), s.kvLen(), clusters, perQ, perK, causal, queryMembers, keyMembers);
+            }
+        }
+        return new InducedSparsity(plans, s.heads(), 1, s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
+    }
+
+    private static int ceilDiv(int a, int b) { return (int) (((long) a + b - 1) / b); }
+
+    /** For each cluster (a row of scores [clusters][rows]), its {@code per} best-scoring rows in increasing order; NaN scores rank last. */
+    private static int[] members(float[] scores, int rows, int clusters, int per, long[] ranked) {
+        int[] out = new int[clusters * per];
+        for (int c = 0; c < clusters; c++) {
+            for (int i = 0; i < rows; i++) ranked[i] = ((long) descendingKey(scores[c * rows + i]) << 32) | i;
+            selectSmallest(ranked, rows, per);
+            for (int m = 0; m < per; m++) out[c * per + m] = (int) ranked[m];
+            java.util.Arrays.sort(out, c * per, (c + 1) * per);
+        }
+        return out;
+    }
+
+    /** An int whose signed order is the descending order of the score, NaN last. */
+    private static int descendingKey(float x) {
+        if (Float.isNaN(x)) return Integer.MAX_VALUE;
+        int bits = Float.floatToIntBits(x == 0f ? 0f : x);
+        int ascending = bits >= 0 ? bits : bits ^ 0x7fffffff;
+        return ~ascending;
+    }
+
+    /** Moves the {@code count} smallest of a[0, n) to a[0, count) (unordered): quickselect, O(n) expected, deterministic pivots. */
+    static void selectSmallest(long[] a, int n, int count) {
+        int lo = 0, hi = n - 1;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            long x = a[lo], y = a[mid], z = a[hi];
+            long pivot = Math.max(Math.min(x, y), Math.min(Math.max(x, y), z));   // median of three
+            int i = lo, j = hi;
+            while (i <= j) {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) {
+                    long t = a[i]; a[i] = a[j]; a[j] = t;
+                    i++;
+                    j--;
+                }
+            }
+            // [lo, j] ≤ pivot ≤ [i, hi]; keys are distinct, so the boundary is exact.
+            if (count - 1 <= j) hi = j;
+            else if (count - 1 >= i) lo = i;
+            else return;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "RoutingAttention[" + centroids + (causal ? ", causal" : "") + (backend != null ? ", " + backend.name() : "") + "]";
+    }
+}
