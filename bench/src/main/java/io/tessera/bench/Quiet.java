@@ -21,7 +21,9 @@ import java.util.logging.LogManager;
  *       flag to this JVM);</li>
  *   <li>{@code java.util.logging} at WARNING in this JVM and the forks, through a configuration file:
  *       Tessera's {@code System.Logger} messages and, through the slf4j-jdk14 binding of the peers
- *       build, DJL's SLF4J messages (which otherwise print "No SLF4J providers were found");</li>
+ *       build, DJL's SLF4J messages (which otherwise print "No SLF4J providers were found"), and DJL's
+ *       CUDA probe at SEVERE only: on a CPU-only machine it warns "Failed to detect GPU count" in every
+ *       fork that loads PyTorch;</li>
  *   <li>the JVM's "Using incubator modules: jdk.incubator.vector" notice, which no flag turns off: JMH
  *       copies the forks' standard output and error to its output stream, which for the main job is
  *       {@link #forkOutput()}, where that one exact line is dropped (the launcher filters this JVM's
@@ -38,6 +40,7 @@ public final class Quiet {
             .level = WARNING
             java.util.logging.ConsoleHandler.level = WARNING
             java.util.logging.SimpleFormatter.format = %4$s: %5$s%6$s%n
+            ai.djl.util.cuda.level = SEVERE
             """;
 
     private static Path loggingConfig;
