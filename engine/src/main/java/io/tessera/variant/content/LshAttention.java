@@ -1,12 +1,9 @@
 package io.tessera.variant.content;
 
-import io.tessera.attention.AttentionGradients;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
-import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
-import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
 
 /**
@@ -32,7 +29,7 @@ import java.util.SplittableRandom;
  * ({@link #factorized}: O(n·D·Σfactors·hashes)), O(n) sort per round, O(tiles) layout, then
  * attention over about 2·chunkLength keys per query and round.
  */
-public final class LshAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable {
+public final class LshAttention extends ContentOperator {
     /** Most buckets: 2^20 (a million-token sequence in chunks of one); the rotations take D·hashes·buckets/2 floats. */
     public static final int MAX_BUCKETS = 1 << 20;
 
@@ -40,10 +37,9 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
     private final int[] factors;     // buckets = their product; one set of rotations each
     private final long seed;
     private final boolean causal, excludeSelf;
-    private final Backend backend;   // null: Backend.best()
-    private final float scale;       // NaN: 1/√D
 
     private LshAttention(int[] factors, int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+        super(backend, scale);
         this.factors = factors;
         this.buckets = buckets;
         this.hashes = hashes;
@@ -51,8 +47,6 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
         this.seed = seed;
         this.causal = causal;
         this.excludeSelf = excludeSelf;
-        this.backend = backend;
-        this.scale = scale;
     }
 
     /**
@@ -114,65 +108,11 @@ public final class LshAttention implements AttentionOperator.Scaled, AttentionOp
     public int hashes() { return hashes; }
     public int chunkLength() { return chunkLength; }
 
-    @Override
-    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        run(q, k, v, out, null);
-    }
-
-    @Override
-    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-        if (lse == null) throw new NullPointerException("lse");
-        run(q, k, v, out, lse);
-    }
-
-    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
-        InducedSparsity seen = induce(q, k);
-        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
-    }
-
-    /**
-     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
-     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
-     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
-     * The hashing is recomputed from q and k (the same seed gives the same buckets) and, as in the paper, is not differentiated.
-     */
-    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
-        Checks.notNull("arena", arena);
-        AttentionShape.of(q, k, v);
-        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
-        backward(q, k, v, out, lse, dOut, dq, dk, dv);
-        return new AttentionGradients(dq, dk, dv);
-    }
-
-    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
-    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
-        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
-    }
-
-    /**
-     * {@link AttentionOperator.Differentiable}: recomputes the forward's output and LSE (in an arena
-     * of its own, freed on return) and runs the backward above into the caller's tensors.
-     */
-    @Override
-    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        try (Arena arena = Arena.ofShared()) {
-            Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());
-            Tensor lse = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen());
-            forwardWithLse(q, k, v, out, lse);
-            backward(q, k, v, out, lse, dOut, dq, dk, dv);
-        }
-    }
-
-    private Backend backend() { return backend != null ? backend : Backend.best(); }
-
     /**
      * What hashing decides for this input, without running attention: the sorted order, the layout
      * over it and the induced element mask (the keys {@link #forward} lets each query see).
      */
+    @Override
     public InducedSparsity induce(Tensor q, Tensor k) {
         Checks.notNull("q", q);
         Checks.notNull("k", k);

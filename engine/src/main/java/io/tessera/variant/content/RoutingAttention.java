@@ -1,12 +1,9 @@
 package io.tessera.variant.content;
 
-import io.tessera.attention.AttentionGradients;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
-import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
-import java.lang.foreign.Arena;
 
 /**
  * Routing attention (Roy et al. 2021, Routing Transformer; clustered attention as in Vyas et al.
@@ -28,17 +25,14 @@ import java.lang.foreign.Arena;
  * Cost per call: scoring O(n·C·D) (fp32 in a fixed order: the same clusters on every backend), O(n·C) selection, O(tiles) layout, then
  * attention over about n/C keys per query and cluster.
  */
-public final class RoutingAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable {
+public final class RoutingAttention extends ContentOperator {
     private final RoutingCentroids centroids;
     private final boolean causal;
-    private final Backend backend;   // null: Backend.best()
-    private final float scale;       // NaN: 1/√D
 
     private RoutingAttention(RoutingCentroids centroids, boolean causal, Backend backend, float scale) {
+        super(backend, scale);
         this.centroids = centroids;
         this.causal = causal;
-        this.backend = backend;
-        this.scale = scale;
     }
 
     /** Routing attention over these centroids (read at each call, so updates take effect at the next one). */
@@ -63,62 +57,8 @@ public final class RoutingAttention implements AttentionOperator.Scaled, Attenti
 
     public RoutingCentroids centroids() { return centroids; }
 
-    @Override
-    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
-        run(q, k, v, out, null);
-    }
-
-    @Override
-    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-        if (lse == null) throw new NullPointerException("lse");
-        run(q, k, v, out, lse);
-    }
-
-    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
-        InducedSparsity seen = induce(q, k);
-        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
-    }
-
-    /**
-     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
-     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
-     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
-     * The clustering is recomputed from q, k and the centroids as they are now, so call it before {@link RoutingCentroids#update}; as in the paper, the assignment is not differentiated (the centroids learn by k-means, not by gradient).
-     */
-    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
-        Checks.notNull("arena", arena);
-        AttentionShape.of(q, k, v);
-        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
-        backward(q, k, v, out, lse, dOut, dq, dk, dv);
-        return new AttentionGradients(dq, dk, dv);
-    }
-
-    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
-    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
-        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
-    }
-
-    /**
-     * {@link AttentionOperator.Differentiable}: recomputes the forward's output and LSE (in an arena
-     * of its own, freed on return) and runs the backward above into the caller's tensors.
-     */
-    @Override
-    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
-        AttentionShape s = AttentionShape.of(q, k, v);
-        try (Arena arena = Arena.ofShared()) {
-            Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());
-            Tensor lse = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen());
-            forwardWithLse(q, k, v, out, lse);
-            backward(q, k, v, out, lse, dOut, dq, dk, dv);
-        }
-    }
-
-    private Backend backend() { return backend != null ? backend : Backend.best(); }
-
     /** What clustering decides for this input with the centroids as they are now, without running attention. */
+    @Override
     public InducedSparsity induce(Tensor q, Tensor k) {
         Checks.notNull("q", q);
         Checks.notNull("k", k);

@@ -1,0 +1,85 @@
+package io.tessera.variant.content;
+
+import io.tessera.attention.AttentionGradients;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.Checks;
+import java.lang.foreign.Arena;
+
+/**
+ * What LSH and routing attention share once the data has decided who sees whom ({@link #induce}):
+ * the forward through the fused kernel over the induced slot layouts, and the three backward entry
+ * points through the fused backward on the same layouts. The decision itself (hashing, clustering) is
+ * recomputed from q and k at each call and, as in the papers, not differentiated.
+ */
+abstract sealed class ContentOperator implements AttentionOperator.Scaled, AttentionOperator.WithLse, AttentionOperator.Differentiable
+        permits LshAttention, RoutingAttention {
+    final Backend backend;   // null: Backend.best()
+    final float scale;       // NaN: 1/√D
+
+    ContentOperator(Backend backend, float scale) {
+        this.backend = backend;
+        this.scale = scale;
+    }
+
+    /** What the data decides for this input, without running attention: the permuted order, the layouts and the induced element mask. */
+    public abstract InducedSparsity induce(Tensor q, Tensor k);
+
+    @Override
+    public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        run(q, k, v, out, null);
+    }
+
+    @Override
+    public void forwardWithLse(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (lse == null) throw new NullPointerException("lse");
+        run(q, k, v, out, lse);
+    }
+
+    private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        AttentionShape s = ContentAttention.check(q, k, v, out, lse);
+        InducedSparsity seen = induce(q, k);
+        ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
+    }
+
+    /**
+     * The gradients with respect to q, k and v of {@link #forwardWithLse} (given its {@code out} and
+     * {@code lse} and the loss gradient {@code dOut}), in new tensors of {@code arena}: exact for
+     * the induced element mask, through the fused kernel's backward pass on the same slot layouts.
+     * The induced sparsity is recomputed from q and k (routing: with the centroids as they are now,
+     * so call it before {@link RoutingCentroids#update}).
+     */
+    public AttentionGradients backward(Arena arena, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut) {
+        Checks.notNull("arena", arena);
+        AttentionShape.of(q, k, v);
+        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
+        backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        return new AttentionGradients(dq, dk, dv);
+    }
+
+    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
+        ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
+    }
+
+    /**
+     * {@link AttentionOperator.Differentiable}: recomputes the forward's output and LSE (in an arena
+     * of its own, freed on return) and runs the backward above into the caller's tensors.
+     */
+    @Override
+    public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionShape s = AttentionShape.of(q, k, v);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());
+            Tensor lse = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen());
+            forwardWithLse(q, k, v, out, lse);
+            backward(q, k, v, out, lse, dOut, dq, dk, dv);
+        }
+    }
+
+    Backend backend() { return backend != null ? backend : Backend.best(); }
+}
