@@ -34,8 +34,10 @@ public final class MemoryProbe {
             // Warm-up until the JIT has compiled the kernels: cold Vector API code allocates a vector
             // object per operation, garbage no steady step makes.
             Runnable warm = step(arena, engine, pattern, Math.min(n, 512), threads);
-            long until = System.nanoTime() + 4_000_000_000L;
-            for (int i = 0; i < 200 && (i < 5 || System.nanoTime() < until); i++) warm.run();
+            // By time, not by count: a 200-step cap ended it after half a second at n = 512, before C2 had
+            // compiled the kernels, and the measured step's boxing garbage read as 60–110 MiB.
+            long until = System.nanoTime() + 8_000_000_000L;
+            for (int i = 0; i < 5 || System.nanoTime() < until; i++) warm.run();
             Runnable step = step(arena, engine, pattern, n, threads);
             System.gc();
             boolean reset = resetPeak();
