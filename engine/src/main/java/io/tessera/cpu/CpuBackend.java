@@ -187,7 +187,11 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
 
     private void run(int count, WorkerPool.ItemTask task, java.lang.foreign.MemorySegment... touched) {
         if (threads == 1) {
-            for (int i = 0; i < count; i++) task.run(i);
+            try {
+                for (int i = 0; i < count; i++) task.run(i);
+            } finally {
+                ThreadScratch.trimCurrentThread();
+            }
         } else {
             WorkerPool.of(threads).forEach(count, task, touched);
         }

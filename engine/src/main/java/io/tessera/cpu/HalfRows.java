@@ -31,7 +31,8 @@ final class HalfRows {
     private static final VectorSpecies<Short> SHORTS = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED;
-    private static final ThreadLocal<short[]> BITS = ThreadLocal.withInitial(() -> new short[0]);
+    /** A tile's raw fp16 bits; 16-bit elements, so its bytes are twice its length. */
+    private static final ThreadScratch<short[][]> BITS = ThreadScratch.of(() -> new short[][] {new short[0]}, b -> 2L * b[0].length);
 
     /**
      * dst[j·width + i] = the element at {@code base + j·rowStride + i} of {@code src} widened to
@@ -43,10 +44,11 @@ final class HalfRows {
             return;
         }
         if (type != ElementType.F16) throw new IllegalStateException("widenRows of " + type);
-        short[] bits = BITS.get();
+        short[][] holder = BITS.get();
+        short[] bits = holder[0];
         if (bits.length < n * width) {
             bits = new short[n * width];
-            BITS.set(bits);
+            holder[0] = bits;
         }
         if (rowStride == width) {
             MemorySegment.copy(src, SHORT, base * 2, bits, 0, n * width);

@@ -49,6 +49,11 @@ final class ScalarAttentionKernel {
         float[] modPartials;                     // a key-major item's table-gradient partial sums, or null
         int[] modPartialOff = new int[0];        // [step] where its table's partial sums start
 
+        /** What the buffers hold now (see {@link ThreadScratch}). */
+        long bytes() {
+            return ThreadScratch.bytesOf(q, qRaw, dO, acc, m, l, lse2, delta, e, ds, dqTile, dk, dv, modDerivatives) + 8L * mask.length;
+        }
+
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int width = Math.max(d, dv);
             if (q.length < blockQ * d) { q = new float[blockQ * d]; qRaw = new float[blockQ * d]; }
@@ -63,7 +68,7 @@ final class ScalarAttentionKernel {
         }
     }
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    private static final ThreadScratch<Scratch> SCRATCH = ThreadScratch.of(Scratch::new, Scratch::bytes);
 
     /** Output rows (and LSE) of one query block of one (batch, head). */
     static void queryBlock(AttentionCall c, int b, int h, int qBlock) {

@@ -113,6 +113,13 @@ final class SimdAttentionKernel {
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
         }
 
+        /** What the buffers hold now (see {@link ThreadScratch}). */
+        long bytes() {
+            return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
+                    dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, modDerivatives)
+                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length;
+        }
+
         void ensureBackward(int d, int dv, int blockQ, int blockKV) {
             int lanes = (blockQ + GROUP - 1) / GROUP * GROUP, dPad = padded(d), dvPad = padded(dv);
             if (dOT.length < lanes * dv) { dOT = new float[lanes * dv]; dORaw = new float[lanes * dv]; }
@@ -129,7 +136,7 @@ final class SimdAttentionKernel {
     /** {@code width} rounded up to whole vectors. */
     static int padded(int width) { return (width + L - 1) / L * L; }
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    private static final ThreadScratch<Scratch> SCRATCH = ThreadScratch.of(Scratch::new, Scratch::bytes);
 
     /** Computes the output rows (and LSE) of one query block of one (batch, head). */
     static void queryBlock(AttentionCall c, int b, int h, int qBlock) {

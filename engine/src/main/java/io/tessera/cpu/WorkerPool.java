@@ -61,7 +61,11 @@ final class WorkerPool {
             if (s != null && !s.isAccessibleBy(sampleWorker)) shareable = false;
         }
         if (count <= 1 || !shareable) {
-            for (int i = 0; i < count; i++) task.run(i);
+            try {
+                for (int i = 0; i < count; i++) task.run(i);
+            } finally {
+                ThreadScratch.trimCurrentThread();
+            }
             return;
         }
         AtomicInteger next = new AtomicInteger();
@@ -73,6 +77,8 @@ final class WorkerPool {
                 for (int i; (i = next.getAndIncrement()) < count && failure.get() == null; ) task.run(i);
             } catch (Throwable t) {
                 failure.compareAndSet(null, t);
+            } finally {
+                ThreadScratch.trimCurrentThread();   // this thread's share of the call is done
             }
         };
         for (int w = 0; w < helpers; w++) {
