@@ -16,6 +16,13 @@ public interface Peer extends AutoCloseable {
     /** Short stable id for benchmark parameters. */
     String id();
 
+    /**
+     * True for a fused attention kernel (one operator from inputs to output, as its library
+     * recommends for attention), false for attention spelled out in matrix products and a softmax.
+     * The quick main job measures the fused ones, the strongest peers; {@code --full} measures all.
+     */
+    default boolean fused() { return false; }
+
     /** Null when the peer can run here, else why not (shown in the report). */
     String unavailableReason();
 

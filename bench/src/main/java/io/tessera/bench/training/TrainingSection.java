@@ -76,7 +76,9 @@ public final class TrainingSection {
             System.out.printf(Locale.ROOT, "[train %2d/%d] %-12s %-10s n=%-5d threads=%d ... ", ++done, total, engine, pattern, n, threads);
             System.out.flush();
             try {
-                Row r = measure(engine, label(engine, trainers), pattern, n, threads, full, !full || n == 5000 || engine.equals("tessera") && n == 4096);
+                // Peak extra memory (a JVM of its own, ~10 s a probe): dense in quick mode, for the engines' ratio.
+                boolean withMemory = full ? n == 5000 || engine.equals("tessera") && n == 4096 : pattern.equals("dense");
+                Row r = measure(engine, label(engine, trainers), pattern, n, threads, full, withMemory);
                 rows.add(r);
                 System.out.printf(Locale.ROOT, "%9.2f ms  %6.1f GFLOP/s  extra %s%n", r.ms(), r.gflops(), mib(r.extraBytes()));
             } catch (Exception e) {
@@ -105,7 +107,7 @@ public final class TrainingSection {
                 .param("n", String.valueOf(n)).param("threads", String.valueOf(threads)).param("pattern", pattern)
                 // A step takes up to seconds: enough iterations that the JIT has finished and the error is meaningful.
                 .forks(1).warmupIterations(full ? 5 : 3).measurementIterations(full ? 6 : 3)
-                .warmupTime(TimeValue.seconds(full ? 2 : 1)).measurementTime(TimeValue.seconds(full ? 3 : 2)).verbosity(VerboseMode.SILENT);
+                .warmupTime(TimeValue.seconds(full ? 2 : 1)).measurementTime(TimeValue.seconds(full ? 3 : 1)).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", "simd");
         else jmh.param("peer", engine);
         jmh.jvmArgsAppend(io.tessera.bench.Quiet.forkFlags().toArray(String[]::new));   // no JVM notices per fork

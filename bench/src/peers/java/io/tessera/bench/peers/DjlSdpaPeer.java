@@ -95,6 +95,7 @@ public final class DjlSdpaPeer implements TrainingPeer {
     @Override public String name() { return "DJL 0.36 + PyTorch " + Engine.getEngine("PyTorch").getVersion() + " (scaled_dot_product_attention)"; }
 
     @Override public String id() { return "djl-sdpa"; }
+    @Override public boolean fused() { return true; }
 
     @Override
     public String unavailableReason() {

@@ -11,6 +11,7 @@ public final class OnnxRuntimeMhaPeer extends OnnxRuntimePeer {
     @Override public String name() { return "ONNX Runtime " + OrtEnvironment.getEnvironment().getVersion() + " (MultiHeadAttention op)"; }
 
     @Override public String id() { return "onnxruntime-mha"; }
+    @Override public boolean fused() { return true; }
 
     @Override
     protected byte[] model(int heads, int n, int headDim, float scale, boolean masked) throws Exception {
