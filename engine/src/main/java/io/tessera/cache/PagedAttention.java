@@ -35,8 +35,8 @@ import java.util.Map;
  * ({@code PatternCompiler} at blocks {@code qLen × pageSize}: O(pages the queries reach) for
  * structured patterns, no recompilation of anything else); pages no query can attend are skipped
  * (a sliding window reads only the pages of its window). On a backend with a decode kernel
- * ({@link PagedAttentionDevice}: scalar, simd) the reached pages are read in place through the page
- * table, split-KV across threads with a deterministic log-sum-exp combine; on other backends each
+ * ({@link PagedAttentionDevice}: scalar, simd) the reached pages are read through the page table
+ * (half-precision pages widened to float32 as they are read), split-KV across threads with a deterministic log-sum-exp combine; on other backends each
  * reached page is attended by the fused kernel on its view in the pool and the per-page results are
  * merged by log-sum-exp in float64, in page order. The live length is a call parameter: nothing is
  * cached per length, and buffers are reused across steps.
@@ -203,12 +203,12 @@ public final class PagedAttention {
     }
 
     /**
-     * Whether the decode kernel reads this call's storage: float32 queries and cache. A half-precision
-     * cache (BF16/F16) goes through the fused kernel page by page, which widens half rows as it packs
-     * them; the decode kernel reads pages in place as floats.
+     * Whether the decode kernel reads this call's storage: always, since it widens BF16/F16 queries,
+     * keys and values as it reads them (float32 arithmetic, so a half-precision cache moves half
+     * the bytes); kept as the one place to say otherwise for a future storage type.
      */
     private static boolean decodeKernelReads(Tensor q, KvCache cache) {
-        return q.type() == ElementType.F32 && cache.keyStorage().type() == ElementType.F32 && cache.valueStorage().type() == ElementType.F32;
+        return q != null && cache != null;
     }
 
     /**

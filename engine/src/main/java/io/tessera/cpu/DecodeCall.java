@@ -35,6 +35,7 @@ final class DecodeCall {
     final int[][] tables;
     final BlockLayout[] layouts;
     final float scale;
+    final io.tessera.tensor.ElementType qType, kType, vType;
     // The plan: runs (a split's tiles of one sequence) and their partial slots; item = run·kvHeads + hk.
     final int runs;
     final int[] runSeq, runFrom, runTo, seqRunBase;
@@ -55,6 +56,7 @@ final class DecodeCall {
         this.v = v.segment();
         this.out = out.segment();
         this.lse = lse == null ? null : lse.segment();
+        qType = q.type(); kType = k.type(); vType = v.type();
         qOff = q.offset(); qB = q.stride(0); qH = q.stride(1); qI = q.stride(2);
         kOff = k.offset(); kH = k.stride(1); kT = k.stride(2);
         vOff = v.offset(); vH = v.stride(1); vT = v.stride(2);
@@ -137,10 +139,11 @@ final class DecodeCall {
         if (!Arrays.equals(out.shape(), new long[] {batch, heads, qLen, dv})) {
             throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen, dv}));
         }
-        for (Tensor t : new Tensor[] {q, keyPool, valuePool, out, lse}) {
+        // q, keys and values in any element type (half-precision pages are widened as they are read, the
+        // arithmetic is float32); the outputs are float32.
+        for (Tensor t : new Tensor[] {out, lse}) {
             if (t != null && t.type() != io.tessera.tensor.ElementType.F32) {
-                String name = t == q ? "q" : t == keyPool ? "keyPool" : t == valuePool ? "valuePool" : t == out ? "out" : "lse";
-                throw new IllegalArgumentException(name + " is " + t.type() + ": the decode kernel reads float32 pages in place (a half-precision cache runs page by page through the fused kernel)");
+                throw new IllegalArgumentException((t == out ? "out" : "lse") + " is " + t.type() + ": the decode kernel writes float32 outputs and log-sum-exps");
             }
         }
         if (lse != null && !Arrays.equals(lse.shape(), new long[] {batch, heads, qLen})) {
@@ -193,8 +196,12 @@ final class DecodeCall {
     long valueRow(int hk, long slot) { return vOff + hk * vH + slot * vT; }
 
     /** Stores an item's partial: unnormalized output rows (dv apart in {@code o}), base-2 running max and sum. */
-    void storePartial(int item, float[] o, float[] m, float[] l) {
-        System.arraycopy(o, 0, partO, item * rows * dv, rows * dv);
+    void storePartial(int item, float[] o, float[] m, float[] l) { storePartial(item, o, dv, m, l); }
+
+    /** {@link #storePartial(int, float[], float[], float[])} with output rows {@code oStride} apart. */
+    void storePartial(int item, float[] o, int oStride, float[] m, float[] l) {
+        if (oStride == dv) System.arraycopy(o, 0, partO, item * rows * dv, rows * dv);
+        else for (int r = 0; r < rows; r++) System.arraycopy(o, r * oStride, partO, (item * rows + r) * dv, dv);
         System.arraycopy(m, 0, partM, item * rows, rows);
         System.arraycopy(l, 0, partL, item * rows, rows);
     }
