@@ -267,6 +267,12 @@ final class SimdDecodeKernel {
         for (int r0 = 0; r0 < quadRows; r0 += 4) {
             int p0 = r0 * CHUNK, p1 = p0 + CHUNK, p2 = p1 + CHUNK, p3 = p2 + CHUNK;
             float al0 = s.alpha[r0], al1 = s.alpha[r0 + 1], al2 = s.alpha[r0 + 2], al3 = s.alpha[r0 + 3];
+            // Keys every one of the 4 rows gives a nonzero probability (the common case) take the
+            // unconditional path; the others test each row.
+            long allNonzero = 0;
+            for (int j = 0; j < n; j++) {
+                if (p[p0 + j] != 0f & p[p1 + j] != 0f & p[p2 + j] != 0f & p[p3 + j] != 0f) allNonzero |= 1L << j;
+            }
             for (int x = 0; x < vPad; x += 2 * L) {
                 int o0 = r0 * vPad + x, o1 = o0 + vPad, o2 = o1 + vPad, o3 = o2 + vPad;
                 FloatVector a00 = FloatVector.fromArray(F, o, o0).mul(al0), a01 = FloatVector.fromArray(F, o, o0 + L).mul(al0);
@@ -274,17 +280,17 @@ final class SimdDecodeKernel {
                 FloatVector a20 = FloatVector.fromArray(F, o, o2).mul(al2), a21 = FloatVector.fromArray(F, o, o2 + L).mul(al2);
                 FloatVector a30 = FloatVector.fromArray(F, o, o3).mul(al3), a31 = FloatVector.fromArray(F, o, o3 + L).mul(al3);
                 for (int j = 0; j < n; j++) {
-                    float w0 = p[p0 + j], w1 = p[p1 + j], w2 = p[p2 + j], w3 = p[p3 + j];
                     int at = j * vPad + x;
                     FloatVector v0 = FloatVector.fromArray(F, v, at), v1 = FloatVector.fromArray(F, v, at + L);
-                    if (w0 != 0f & w1 != 0f & w2 != 0f & w3 != 0f) {
-                        FloatVector b0 = FloatVector.broadcast(F, w0), b1 = FloatVector.broadcast(F, w1);
-                        FloatVector b2 = FloatVector.broadcast(F, w2), b3 = FloatVector.broadcast(F, w3);
+                    if ((allNonzero & (1L << j)) != 0) {
+                        FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
+                        FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
                         a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01);
                         a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11);
                         a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21);
                         a30 = b3.fma(v0, a30); a31 = b3.fma(v1, a31);
                     } else {
+                        float w0 = p[p0 + j], w1 = p[p1 + j], w2 = p[p2 + j], w3 = p[p3 + j];
                         if (w0 != 0f) { FloatVector b0 = FloatVector.broadcast(F, w0); a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01); }
                         if (w1 != 0f) { FloatVector b1 = FloatVector.broadcast(F, w1); a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11); }
                         if (w2 != 0f) { FloatVector b2 = FloatVector.broadcast(F, w2); a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21); }
