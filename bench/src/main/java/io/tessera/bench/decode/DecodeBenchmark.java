@@ -7,6 +7,7 @@ import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.nio.ByteBuffer;
@@ -28,11 +29,13 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * One decode step against a paged KV cache (issue #13's shape): fp32, D = 128, 32 query heads over
- * 8 KV heads, batch 1 to 4 sequences of the same cache length, one new query each, dense or a
- * sliding window of 4096 (Mistral's: causal, the query and the 4095 keys before it). A step reads
- * {@link #kvBytes} bytes of K/V; {@link DecodeReport} divides by the time for GB/s and compares with
- * the STREAM triad of {@code MachinePeak} measured in the same run.
+ * One decode step against a paged KV cache (issues #13 and #14's shape): D = 128, 32 query heads over
+ * 8 KV heads, batch 1 or 8 sequences of the same cache length (4096, 32,768, 131,072), one new
+ * query each (float32), dense or a sliding window of 4096 (Mistral's: causal, the query and the 4095
+ * keys before it), the cache stored as F32, BF16 or F16. A step reads {@link #kvBytes} bytes of
+ * K/V; {@link DecodeReport} divides by the time for GB/s and compares with the STREAM triad of
+ * {@code MachinePeak} measured in the same run. (Batch 8 at 131,072 tokens holds 8.6 GB of fp32
+ * cache: select the cases a machine can hold with {@code -p}.)
  *
  * <p>{@code backend} is a Tessera backend ({@code simd}, {@code scalar}) or a {@link DecodePeer} id
  * ({@code djl-sdpa}: PyTorch's SDPA through DJL, with {@code -Ppeers}) on the same keys, values and
@@ -48,12 +51,14 @@ import org.openjdk.jmh.annotations.Warmup;
 public class DecodeBenchmark {
     public static final int HEAD_DIM = 128, HEADS = 32, KV_HEADS = 8, WINDOW = 4096;
 
-    @Param({"1", "4"})
+    @Param({"1", "8"})
     public int batch;
-    @Param({"4096", "32768", "65536"})
+    @Param({"4096", "32768", "131072"})
     public int cacheLength;
     @Param({"dense", "window4096"})
     public String pattern;
+    @Param({"F32", "BF16", "F16"})
+    public String cacheType;
     @Param({"16"})
     public int pageSize;
     @Param({"simd"})
@@ -68,10 +73,10 @@ public class DecodeBenchmark {
     private Tensor q, out;
     private int[] sequences;
 
-    /** Bytes of K and V one step reads: every sequence's attended keys, K and V, fp32. */
-    public static long kvBytes(int batch, int cacheLength, String pattern) {
+    /** Bytes of K and V one step reads: every sequence's attended keys, K and V, in the cache's type. */
+    public static long kvBytes(int batch, int cacheLength, String pattern, String cacheType) {
         long keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
-        return 2L * batch * KV_HEADS * keys * HEAD_DIM * Float.BYTES;
+        return 2L * batch * KV_HEADS * keys * HEAD_DIM * ElementType.valueOf(cacheType).byteSize();
     }
 
     static Pattern pattern(String name) {
@@ -87,13 +92,15 @@ public class DecodeBenchmark {
         arena = Arena.ofShared();
         // Sequences appended one after the other: each one's pages are consecutive, so the oracle
         // and the peer can read it as one view; the kernel still goes through the page table.
-        cache = KvCache.allocate(arena, batch, batch * ((cacheLength + pageSize - 1) / pageSize), pageSize, KV_HEADS, HEAD_DIM, HEAD_DIM);
+        cache = KvCache.allocate(arena, ElementType.valueOf(cacheType), batch, batch * ((cacheLength + pageSize - 1) / pageSize), pageSize, KV_HEADS, HEAD_DIM, HEAD_DIM);
         int chunk = 1024;
         for (int b = 0; b < batch; b++) {
             for (int done = 0; done < cacheLength; done += chunk) {
                 int n = Math.min(chunk, cacheLength - done);
                 long seed = 1000L * b + done;
-                cache.append(b, Tensor.randomNormal(arena, 1 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(arena, 2 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM));
+                try (Arena tokens = Arena.ofConfined()) {   // the appended tokens' memory is freed at once
+                    cache.append(b, Tensor.randomNormal(tokens, 1 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(tokens, 2 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM));
+                }
             }
         }
         sequences = new int[batch];
@@ -124,8 +131,11 @@ public class DecodeBenchmark {
         if (floats * Float.BYTES > Integer.MAX_VALUE) throw new IllegalArgumentException("batch " + batch + " × " + keys + " keys is too large for one buffer");
         FloatBuffer dst = ByteBuffer.allocateDirect((int) (floats * Float.BYTES)).order(ByteOrder.nativeOrder()).asFloatBuffer();
         for (int b = 0; b < batch; b++) {
+            // A half-precision cache's rounded values, widened: the peer computes in float32 on the same numbers.
             Tensor all = (keysNotValues ? cache.keys(b) : cache.values(b)).orElseThrow().slice(2, cacheLength - keys, cacheLength);
-            dst.put(all.contiguous(arena).toArray());
+            try (Arena copy = Arena.ofConfined()) {
+                dst.put(all.contiguous(copy).toArray());
+            }
         }
         return dst.flip();
     }

@@ -24,17 +24,17 @@ import org.openjdk.jmh.runner.options.TimeValue;
  * java -cp bench/target/benchmarks.jar io.tessera.bench.decode.DecodeReport \
  *     [-p name=v1,v2 ...] [--warmup N] [--iterations N] [--time SECONDS]
  * </pre>
- * {@code -p} overrides a parameter of DecodeBenchmark (batch, cacheLength, pattern, pageSize,
+ * {@code -p} overrides a parameter of DecodeBenchmark (batch, cacheLength, pattern, cacheType, pageSize,
  * backend — e.g. {@code -p backend=simd,djl-sdpa} with a {@code -Ppeers} build —, threads).
  */
 public final class DecodeReport {
     private DecodeReport() {}
 
     /** One measured case. */
-    public record Row(String backend, int batch, int cacheLength, String pattern, int pageSize, int threads, double microseconds, double error) {
-        public double gigabytesPerSecond() { return DecodeBenchmark.kvBytes(batch, cacheLength, pattern) / (microseconds * 1e3); }
+    public record Row(String backend, int batch, int cacheLength, String pattern, String cacheType, int pageSize, int threads, double microseconds, double error) {
+        public double gigabytesPerSecond() { return DecodeBenchmark.kvBytes(batch, cacheLength, pattern, cacheType) / (microseconds * 1e3); }
 
-        String key() { return batch + "/" + cacheLength + "/" + pattern + "/" + pageSize + "/" + threads; }
+        String key() { return batch + "/" + cacheLength + "/" + pattern + "/" + cacheType + "/" + pageSize + "/" + threads; }
     }
 
     public static void main(String[] args) throws Exception {
@@ -60,7 +60,7 @@ public final class DecodeReport {
         List<Row> rows = new ArrayList<>();
         for (RunResult r : results) {
             BenchmarkParams p = r.getParams();
-            rows.add(new Row(p.getParam("backend"), Integer.parseInt(p.getParam("batch")), Integer.parseInt(p.getParam("cacheLength")), p.getParam("pattern"),
+            rows.add(new Row(p.getParam("backend"), Integer.parseInt(p.getParam("batch")), Integer.parseInt(p.getParam("cacheLength")), p.getParam("pattern"), p.getParam("cacheType"),
                     Integer.parseInt(p.getParam("pageSize")), Integer.parseInt(p.getParam("threads")),
                     r.getPrimaryResult().getScore(), r.getPrimaryResult().getScoreError()));
         }
@@ -73,8 +73,8 @@ public final class DecodeReport {
     /** The table: one line per case; the speed-up column compares a Tessera backend with each peer on its case. */
     public static String table(List<Row> rows, Map<Integer, MachinePeak> peaks) {
         StringBuilder sb = new StringBuilder();
-        sb.append(String.format(Locale.ROOT, "%-9s %5s %7s %-10s %5s %7s %12s %8s %9s  %s%n",
-                "backend", "batch", "cache", "pattern", "page", "threads", "µs/step", "GB/s", "of triad", "speed-up vs peers"));
+        sb.append(String.format(Locale.ROOT, "%-9s %5s %7s %-10s %-5s %5s %7s %12s %8s %9s  %s%n",
+                "backend", "batch", "cache", "pattern", "type", "page", "threads", "µs/step", "GB/s", "of triad", "speed-up vs peers"));
         for (Row r : rows) {
             MachinePeak peak = peaks.get(r.threads());
             StringBuilder vs = new StringBuilder();
@@ -85,7 +85,7 @@ public final class DecodeReport {
                     }
                 }
             }
-            sb.append(String.format(Locale.ROOT, "%-9s %5d %7d %-10s %5d %7d %12s %8.2f %8s  %s%n", r.backend(), r.batch(), r.cacheLength(), r.pattern(), r.pageSize(),
+            sb.append(String.format(Locale.ROOT, "%-9s %5d %7d %-10s %-5s %5d %7d %12s %8.2f %8s  %s%n", r.backend(), r.batch(), r.cacheLength(), r.pattern(), r.cacheType(), r.pageSize(),
                     r.threads(), String.format(Locale.ROOT, "%.1f ±%.1f", r.microseconds(), r.error()), r.gigabytesPerSecond(),
                     peak == null ? "" : String.format(Locale.ROOT, "%.0f%%", 100 * r.gigabytesPerSecond() / peak.triadGBytesPerS()), vs.toString().trim()));
         }

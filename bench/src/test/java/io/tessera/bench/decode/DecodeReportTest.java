@@ -13,17 +13,19 @@ class DecodeReportTest {
 
     @Test
     void bytesPerStepCountKeysAndValuesOfTheAttendedTokensOfEverySequence() {
-        assertThat(DecodeBenchmark.kvBytes(1, 4096, "dense")).isEqualTo(2L * 8 * 4096 * 128 * 4);
-        assertThat(DecodeBenchmark.kvBytes(4, 65536, "dense")).isEqualTo(2L * 4 * 8 * 65536 * 128 * 4);
-        assertThat(DecodeBenchmark.kvBytes(2, 65536, "window4096")).isEqualTo(2L * 2 * 8 * 4096 * 128 * 4);
-        assertThat(DecodeBenchmark.kvBytes(1, 1000, "window4096")).isEqualTo(2L * 8 * 1000 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(1, 4096, "dense", "F32")).isEqualTo(2L * 8 * 4096 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(4, 65536, "dense", "F32")).isEqualTo(2L * 4 * 8 * 65536 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(2, 65536, "window4096", "F32")).isEqualTo(2L * 2 * 8 * 4096 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(1, 1000, "window4096", "F32")).isEqualTo(2L * 8 * 1000 * 128 * 4);
+        assertThat(DecodeBenchmark.kvBytes(1, 4096, "dense", "BF16")).isEqualTo(2L * 8 * 4096 * 128 * 2);
+        assertThat(DecodeBenchmark.kvBytes(8, 131072, "window4096", "F16")).isEqualTo(2L * 8 * 8 * 4096 * 128 * 2);
         assertThatThrownBy(() -> DecodeBenchmark.pattern("causal")).hasMessageContaining("unknown pattern 'causal'");
     }
 
     @Test
     void theTableShowsBandwidthItsShareOfTheTriadAndTheSpeedUpOverPeers() {
-        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", 16, 2, 1000, 10);
-        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", 16, 2, 3000, 30);
+        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10);
+        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", "F32", 16, 2, 3000, 30);
         assertThat(simd.gigabytesPerSecond()).isEqualTo(2.0 * 8 * 4096 * 128 * 4 / 1e6);   // 33.55 GB/s
         String table = DecodeReport.table(List.of(simd, torch), Map.of(2, new MachinePeak(2, 100, 67.108864, 256)));
         assertThat(table).contains("33.55").contains("50%").contains("3.00× vs djl-sdpa");
