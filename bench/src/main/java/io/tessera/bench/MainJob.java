@@ -151,6 +151,9 @@ public final class MainJob {
         } else if (options.training()) {
             notes.add("training section skipped: --only selects forward cases");
         }
+        if (options.forward() && options.only() == null) {   // the decode step (issues #13, #14): a few rows, see DecodeSection
+            System.out.println(io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), peers.stream().anyMatch(p -> p.id().equals("djl-sdpa")), notes));
+        }
         if (!options.forward()) {
             for (Peer p : peers) p.close();
             return;

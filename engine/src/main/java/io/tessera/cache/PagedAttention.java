@@ -212,7 +212,7 @@ public final class PagedAttention {
     }
 
     /**
-     * Backends without a decode kernel (and half-precision caches): the fused kernel on each page's view in the pool, the
+     * Backends without a decode kernel: the fused kernel on each page's view in the pool, the
      * per-page results merged by log-sum-exp in float64, in page order (deterministic).
      */
     private int perPage(Backend be, KvCache cache, int sequence, BlockLayout pages, Tensor q, float sc, Tensor out, Tensor lse) {

@@ -177,6 +177,7 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
         run(call.items(), item -> decodeItem(call, item), touched);
         int kvHeads = call.kvHeads;
         run(Math.multiplyExact(call.batch, kvHeads), i -> call.combine(i / kvHeads, i % kvHeads), touched);
+        call.throwIfScoresOverflowed();
     }
 
     @Override

@@ -40,6 +40,8 @@ final class DecodeCall {
     final int runs;
     final int[] runSeq, runFrom, runTo, seqRunBase;
     final float[] partO, partM, partL;   // per item: [rows][dv], [rows], [rows]
+    /** The first (batch, head, query row) code whose scores overflowed from finite inputs; MAX_VALUE: none. */
+    private long firstOverflow = Long.MAX_VALUE;
 
     /** Plan arrays of the calling thread, reused by its next call. */
     private static final class Buffers {
@@ -195,6 +197,58 @@ final class DecodeCall {
 
     long valueRow(int hk, long slot) { return vOff + hk * vH + slot * vT; }
 
+    /**
+     * A row whose scores left float32's range: it reads NaN (output and LSE), and when its query
+     * and every key it may attend are finite, q·k·scale overflowed: the call throws at its end
+     * ({@link #throwIfScoresOverflowed}), naming the first such (batch, head, query row) — the fused
+     * kernel's contract. With an infinite input it is garbage in the row's own inputs, NaN like a
+     * NaN input, and −∞ keeps meaning "fully masked". Rare: reached only for such rows.
+     */
+    private void undefinedRow(int b, int hk, int r, long oRow, long lIndex) {
+        for (int x = 0; x < dv; x++) out.setAtIndex(FLOAT, oRow + x, Float.NaN);
+        if (lse != null) lse.setAtIndex(FLOAT, lIndex, Float.NaN);
+        if (rowInputsFinite(b, hk, r)) {
+            long code = ((long) b * heads + hk * group + r / qLen) * qLen + r % qLen;
+            synchronized (this) {
+                firstOverflow = Math.min(firstOverflow, code);
+            }
+        }
+    }
+
+    /** Whether query row r of (b, hk) and every cached key it may attend hold only finite values. */
+    private boolean rowInputsFinite(int b, int hk, int r) {
+        long qRow = queryRow(b, hk, r);
+        for (int x = 0; x < d; x++) if (!Float.isFinite(qType.get(q, qRow + x))) return false;
+        BlockLayout lay = layouts[b];
+        int words = lay.maskWordsPerRow(), i = r % qLen;
+        int[] cols = lay.colIndices();
+        long[] mask = new long[qLen * words];
+        for (int t = lay.rowOffsets()[0]; t < lay.rowOffsets()[1]; t++) {
+            boolean partial = lay.kind(t) == io.tessera.layout.TileKind.PARTIAL;
+            if (partial) lay.fillTileMask(t, mask);
+            int page = cols[t], tokens = Math.min(pageSize, lay.kvLen() - page * pageSize);
+            for (int j = 0; j < tokens; j++) {
+                if (partial && (mask[i * words + (j >>> 6)] & (1L << j)) == 0) continue;
+                long kRow = keyRow(hk, (long) tables[b][page] * pageSize + j);
+                for (int x = 0; x < d; x++) if (!Float.isFinite(kType.get(k, kRow + x))) return false;
+            }
+        }
+        return true;
+    }
+
+    /** Throws, naming the first (batch, head, query row), when a row's scores overflowed float32 from finite inputs. */
+    void throwIfScoresOverflowed() {
+        long code;
+        synchronized (this) {
+            code = firstOverflow;
+        }
+        if (code == Long.MAX_VALUE) return;
+        long row = code % qLen, bh = code / qLen;
+        throw new ArithmeticException("attention scores overflowed float32 at batch " + bh / heads + ", head " + bh % heads + ", query row " + row
+                + ": q·k·scale (scale " + scale + ") reached ±∞ for an allowed key, so the softmax is undefined in float32."
+                + " Either |q|·|k|·scale exceeds 3.4e38 (scale q or k down) or q/k holds an infinity");
+    }
+
     /** Stores an item's partial: unnormalized output rows (dv apart in {@code o}), base-2 running max and sum. */
     void storePartial(int item, float[] o, float[] m, float[] l) { storePartial(item, o, dv, m, l); }
 
@@ -230,8 +284,16 @@ final class DecodeCall {
             long oRow = oOff + b * oB + (long) (hk * group + r / qLen) * oH + (long) (r % qLen) * oI;
             long lIndex = lOff + b * lB + (long) (hk * group + r / qLen) * lH + (long) (r % qLen) * lI;
             if (!any) {
+                if (layouts[b].rowHasAllowedKey(r % qLen)) {   // every allowed score reached −∞
+                    undefinedRow(b, hk, r, oRow, lIndex);
+                    continue;
+                }
                 for (int x = 0; x < dv; x++) out.setAtIndex(FLOAT, oRow + x, 0f);
                 if (lse != null) lse.setAtIndex(FLOAT, lIndex, Float.NEGATIVE_INFINITY);
+                continue;
+            }
+            if (max == Double.POSITIVE_INFINITY) {   // a score reached +∞
+                undefinedRow(b, hk, r, oRow, lIndex);
                 continue;
             }
             Arrays.fill(acc, 0, dv, 0.0);

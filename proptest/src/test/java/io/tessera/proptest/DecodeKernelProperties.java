@@ -15,6 +15,7 @@ import io.tessera.proptest.PagedAttentionProperties.Filled;
 import io.tessera.proptest.PagedAttentionProperties.Setup;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.management.ManagementFactory;
@@ -156,6 +157,83 @@ class DecodeKernelProperties {
                 float[][] got = step(arena, f.cache(), sequences, q, pattern, be);
                 assertSameFloats("output, " + be, reference[0], got[0]);
                 assertSameFloats("lse, " + be, reference[1], got[1]);
+            }
+        }
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * A BF16 or F16 cache is read by the decode kernel itself (widened as it is read, float32
+     * arithmetic), across several splits: within the EXACT contract of the float64 oracle on the
+     * rounded keys and values (the rounding happened once, at append; what remains is float32
+     * arithmetic, so the float32 tolerance of the same inputs applies, as in
+     * HalfPrecisionProperties), and the scalar and SIMD kernels, at 1 and 2 threads, give the same bits.
+     */
+    @Property(tries = 30)
+    void halfPrecisionCachesEqualTheOracleOnTheRoundedTokensAndTheTwinsAgree(@ForAll("longSetups") Setup s, @ForAll("patterns") Pattern pattern,
+                                                                             @ForAll("halfTypes") ElementType type) {
+        try (Arena arena = Arena.ofShared()) {
+            int length = 1 + (int) Math.floorMod(s.seed(), (long) s.maxLength());
+            KvCache cache = KvCache.allocate(arena, type, 1, (length + s.pageSize() - 1) / s.pageSize(), s.pageSize(), s.kvHeads(), s.headDim(), s.valueDim());
+            Tensor k = Tensor.randomNormal(arena, s.seed() + 1, 1f, 1, s.kvHeads(), length, s.headDim());
+            Tensor v = Tensor.randomNormal(arena, s.seed() + 2, 1f, 1, s.kvHeads(), length, s.valueDim());
+            int half = length / 2;
+            if (half > 0) cache.append(0, k.slice(2, 0, half), v.slice(2, 0, half));
+            cache.append(0, k.slice(2, half, length), v.slice(2, half, length));
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 3, 1f, 1, s.heads(), s.qLen(), s.headDim());
+            float[][] simd = step(arena, cache, new int[] {0}, q, pattern, Backend.named("simd").withThreads(2));
+            for (Backend be : new Backend[] {Backend.named("simd").withThreads(1), Backend.named("scalar").withThreads(1)}) {
+                float[][] got = step(arena, cache, new int[] {0}, q, pattern, be);
+                assertSameFloats("output, " + type + ", " + be, simd[0], got[0]);
+                assertSameFloats("lse, " + type + ", " + be, simd[1], got[1]);
+            }
+            Tensor kRounded = k.to(arena, type), vRounded = v.to(arena, type);
+            double scale = 1.0 / Math.sqrt(s.headDim());
+            MaskFunction m = PagedAttention.of(pattern).pattern().asMask(s.qLen(), length);
+            DenseReference.Result oracle = DenseReference.attention(q, kRounded, vRounded, m, scale);
+            Tolerance tolerance = Tolerance.exact(q, kRounded, vRounded, scale, DenseReference.naiveFloat32(q, kRounded, vRounded, m, scale), oracle);
+            assertThat(Tolerance.maxError(simd[0], oracle.output())).as("output with a %s cache of %d tokens", type, length).isLessThanOrEqualTo(tolerance.output());
+            assertThat(Tolerance.maxError(simd[1], oracle.logSumExp())).as("LSE with a %s cache of %d tokens", type, length).isLessThanOrEqualTo(tolerance.logSumExp());
+        }
+    }
+
+    /**
+     * The fused kernel's error contract, in the decode kernel: scores that leave float32's range
+     * from finite inputs (q·k·scale reaching +∞, or −∞ for every key a row attends, which would
+     * otherwise read as a fully masked row) throw an ArithmeticException naming the first (batch,
+     * head, query row); an infinity or NaN in a row's own query gives that row NaN output and NaN
+     * LSE while the other rows stay finite.
+     */
+    @Example
+    void scoresThatOverflowFloat32AreAClearErrorAndBadQueriesGiveNaNRows() {
+        for (String backend : new String[] {"scalar", "simd"}) {
+            for (float sign : new float[] {1f, -1f}) {
+                try (Arena arena = Arena.ofShared()) {
+                    int kvHeads = 2, heads = 4, d = 8, length = 1300, pageSize = 16;
+                    KvCache cache = KvCache.allocate(arena, 2, 2 * (length / pageSize + 1), pageSize, kvHeads, d, d);
+                    for (int seq = 0; seq < 2; seq++) {
+                        Tensor k = Tensor.randomNormal(arena, 40 + seq, 1f, 1, kvHeads, length, d);
+                        for (int j = 0; j < length; j++) for (int c = 0; c < d; c++) k.set(Math.abs(k.get(0, 1, j, c)) * 1e20f + 1f, 0, 1, j, c);
+                        cache.append(seq, k, Tensor.randomNormal(arena, 50 + seq, 1f, 1, kvHeads, length, d));
+                    }
+                    PagedAttention decode = PagedAttention.dense().on(Backend.named(backend).withThreads(2));
+                    Tensor q = Tensor.randomNormal(arena, 60, 1f, 2, heads, 2, d);
+                    for (int c = 0; c < d; c++) q.set(sign * 1e20f, 1, 3, 1, c);   // sequence 1, head 3 (KV head 1), query 1
+                    Tensor out = Tensor.zeros(arena, 2, heads, 2, d), lse = Tensor.zeros(arena, 2, heads, 2);
+                    assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 1}, q, out, lse)).as("%s, sign %s", backend, sign)
+                            .isInstanceOf(ArithmeticException.class).hasMessageContaining("overflowed float32 at batch 1, head 3, query row 1");
+                    // An infinity in that query is garbage in the row's own input: NaN, no error; a NaN likewise.
+                    q.set(Float.POSITIVE_INFINITY, 1, 3, 1, 0);
+                    q.set(Float.NaN, 0, 2, 0, 5);
+                    decode.forward(cache, new int[] {0, 1}, q, out, lse);
+                    for (int b = 0; b < 2; b++) for (int h = 0; h < heads; h++) for (int i = 0; i < 2; i++) {
+                        boolean bad = b == 1 && h == 3 && i == 1 || b == 0 && h == 2 && i == 0;
+                        assertThat(lse.get(b, h, i)).as("%s LSE (%d, %d, %d)", backend, b, h, i).matches(x -> bad ? Float.isNaN(x) : Float.isFinite(x));
+                        for (int c = 0; c < d; c++) assertThat(out.get(b, h, i, c)).as("%s output (%d, %d, %d)", backend, b, h, i).matches(x -> bad ? Float.isNaN(x) : Float.isFinite(x));
+                    }
+                }
             }
         }
     }
