@@ -34,6 +34,8 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
 
     private final int backendIndex, deviceIndex;
     private final Probe probe;
+    /** Why TornadoVM's runtime failed to start in this JVM (null: it has not failed). */
+    private static String startFailure;
 
     /** ServiceLoader constructor: the device named by {@code tessera.tornado.device}, else TornadoVM's default. */
     public TornadoBackend() {
@@ -222,8 +224,17 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
                 }
                 return new Probe(backendIndex, deviceIndex, runtime.getBackend(backendIndex).getDevice(deviceIndex), null);
             } catch (LinkageError | RuntimeException e) {
-                return new Probe(backendIndex, deviceIndex, null, whyNotStarted(e));
+                return new Probe(backendIndex, deviceIndex, null, firstStartFailure(e));
             }
+        }
+
+        /**
+         * TornadoVM's runtime initializes once per JVM: after a failed first attempt, later ones only
+         * see "Could not initialize class", without the cause. The first attempt's reason is kept.
+         */
+        private static synchronized String firstStartFailure(Throwable e) {
+            if (startFailure == null) startFailure = whyNotStarted(e);
+            return startFailure;
         }
 
         /**
