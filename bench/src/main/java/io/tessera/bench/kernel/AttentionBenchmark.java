@@ -77,8 +77,8 @@ public class AttentionBenchmark {
         v = Tensor.randomNormal(arena, 3, 1f, 1, HEADS, n, headDim);
         out = Tensor.zeros(arena, 1, HEADS, n, headDim);
         attention = Attention.sparse(spec(pattern)).on(Backend.named(backend).withThreads(threads));
-        if (backend.equals("tornado")) DeviceRowCheck.verify(attention.backend(), pattern);   // no silent fallback, and the oracle
         attention.layouts(HEADS, n, n);   // compile outside the measurement
+        if (backend.equals("tornado")) DeviceRowCheck.verify(attention, pattern, q, k, v, out);   // no silent fallback; the oracle on sampled rows
     }
 
     @TearDown(Level.Trial)
