@@ -25,8 +25,8 @@ import java.util.SplittableRandom;
  * <p>A tensor can also {@linkplain #wrap(MemorySegment, long[], long[]) wrap} memory another library
  * owns (a direct {@link FloatBuffer}, an ONNX Runtime or DJL buffer, a mapped {@code .npy} file)
  * without copying. Such a tensor has no header slot ({@link #hasHeaderSlot()} is false): the CPU
- * backends use it in place, while a device backend that needs the slot (TornadoVM) rejects it with
- * an {@link IllegalStateException} saying to copy it with {@link #contiguous(Arena)} first.
+ * backends use it in place, while a device backend that needs the slot (TornadoVM) stages it
+ * through a copy on every call (and reports the copies).
  */
 public final class Tensor {
     /** Size of the header TornadoVM native arrays keep before their data. */
@@ -130,8 +130,9 @@ public final class Tensor {
      * <p>The CPU backends use the memory in place. The TornadoVM backend cannot: it wraps a tensor's
      * storage in place only when {@value #HEADER_BYTES} bytes in front of it are free for its array
      * header, which a wrapped segment does not have ({@link #hasHeaderSlot()} is false and
-     * {@link #storageWithHeader()} throws {@link IllegalStateException}). It rejects wrapped tensors;
-     * copy one with {@link #contiguous(Arena)} to run it on the device.
+     * {@link #storageWithHeader()} throws {@link IllegalStateException}). It stages a wrapped tensor
+     * through a copy on every call ({@code DeviceRun.hostCopies} counts them); copy it once with
+     * {@link #contiguous(Arena)} to avoid that.
      */
     public static Tensor wrap(MemorySegment segment, ElementType type, long[] shape, long[] strides) {
         if (segment == null) throw new NullPointerException("segment");

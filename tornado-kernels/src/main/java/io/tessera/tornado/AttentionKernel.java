@@ -17,6 +17,12 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * All shapes, strides and the scale travel in {@code params}/{@code scale} arrays rather than scalars,
  * so one compiled kernel serves every shape.
  *
+ * <p>Score modifiers: without any, a score is {@code scale·q·k} and the softmax runs in natural
+ * units. With some, the score is taken in base 2 as the CPU kernels take it ({@code scale·log2(e)},
+ * rounded once, times {@code q·k}), the steps are applied in those units to the tables
+ * {@code ScoreMod.Plan} prepared (soft-capping with the device's tanh), and the result is converted
+ * back to natural units for the softmax.
+ *
  * <p>Limits fixed at compile time because local arrays need constant sizes: head and value dims up
  * to {@link #MAX_HEAD_DIM}, work-groups up to {@link #MAX_WORK_GROUP} items. Any block sizes work:
  * blocks taller than the group take several row slots.
@@ -33,6 +39,15 @@ final class AttentionKernel {
     static final int MASK_WORDS = BLOCK_Q + 3, WORK_GROUP = BLOCK_Q + 4;
     static final int EXTRA_PARAMS = 5;
 
+    // Score modifiers (ScoreMod.Plan, in the CPU kernels' base-2 units): mods holds the step count,
+    // the query offset of the modifier's alignment, then per step its kind and the index of its
+    // values in modValues. LINEAR: one log2(e)·slope per query head; DISTANCE: per query head a
+    // table over i − j + kvLen − 1; KEY: per query head one value per key; SOFT_CAP: log2(e)·cap
+    // and its inverse.
+    static final int MOD_STEPS = 0, MOD_QUERY_OFFSET = 1, MOD_FIRST = 2;
+    static final int MOD_LINEAR = 4, MOD_DISTANCE = 0, MOD_KEY = 1, MOD_SOFT_CAP = 2;
+    static final float LN2 = 0.6931471805599453f;
+
     /**
      * @param rowStart  per head h and query block qb, the first tile of that row of blocks at
      *                  {@code h·(qBlocks+1) + qb} (CSR row pointers of every head's layout, concatenated)
@@ -40,9 +55,13 @@ final class AttentionKernel {
      * @param maskStart first mask word of each PARTIAL tile, −1 for FULL tiles
      * @param maskBits  PARTIAL tile masks: {@code blockQ} rows of {@code MASK_WORDS} 32-bit words, bit c of a
      *                  row = that query may attend key c of the tile
+     * @param scale     the scale, then scale·log2(e) rounded once (the base-2 scale of modified scores)
+     * @param mods      the score modifier's steps (indices MOD_*); step count 0: none
+     * @param modValues the steps' values, base 2
      */
     static void attention(KernelContext ctx, FloatArray q, FloatArray k, FloatArray v, FloatArray out, FloatArray lse,
-                          IntArray params, FloatArray scale, IntArray rowStart, IntArray cols, IntArray maskStart, IntArray maskBits) {
+                          IntArray params, FloatArray scale, IntArray rowStart, IntArray cols, IntArray maskStart, IntArray maskBits,
+                          IntArray mods, FloatArray modValues) {
         float[] kChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
         float[] vChunk = ctx.allocateFloatLocalArray(CHUNK * MAX_HEAD_DIM);
         float[] probs = ctx.allocateFloatLocalArray(MAX_WORK_GROUP * CHUNK);
@@ -52,6 +71,9 @@ final class AttentionKernel {
         int blockQ = params.get(BLOCK_Q), blockKV = params.get(BLOCK_KV), qBlocks = params.get(Q_BLOCKS);
         int words = params.get(MASK_WORDS), groupSize = params.get(WORK_GROUP);
         float s = scale.get(0);
+        float s2 = scale.get(1);
+        int steps = mods.get(MOD_STEPS);
+        int queryOffset = mods.get(MOD_QUERY_OFFSET);
 
         int item = ctx.localIdx;
         int group = ctx.groupIdx;
@@ -117,6 +139,24 @@ final class AttentionKernel {
                                 dot += q.get(qRow + x) * kChunk[j * MAX_HEAD_DIM + x];
                             }
                             float score = s * dot;
+                            if (steps > 0) {
+                                int key = kv0 + c0 + j;
+                                float score2 = s2 * dot;
+                                for (int st = 0; st < steps; st++) {
+                                    int kind = mods.get(MOD_FIRST + 2 * st);
+                                    int at = mods.get(MOD_FIRST + 2 * st + 1);
+                                    if (kind == MOD_LINEAR) {
+                                        score2 = score2 + (float) (key - row - queryOffset) * modValues.get(at + h);
+                                    } else if (kind == MOD_DISTANCE) {
+                                        score2 = score2 + modValues.get(at + h * (qLen + kvLen - 1) + row - key + kvLen - 1);
+                                    } else if (kind == MOD_KEY) {
+                                        score2 = score2 + modValues.get(at + h * kvLen + key);
+                                    } else {
+                                        score2 = TornadoMath.tanh(score2 * modValues.get(at + 1)) * modValues.get(at);
+                                    }
+                                }
+                                score = score2 * LN2;
+                            }
                             if (allowed == 0) {
                                 score = Float.NEGATIVE_INFINITY;
                             }

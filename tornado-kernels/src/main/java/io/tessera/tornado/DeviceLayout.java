@@ -39,6 +39,8 @@ record DeviceLayout(IntArray rowStart, IntArray cols, IntArray maskStart, IntArr
         IntArray cols = new IntArray((int) Math.max(1, tiles));
         IntArray maskStart = new IntArray((int) Math.max(1, tiles));
         IntArray maskBits = new IntArray((int) Math.max(1, maskWords));
+        // fillTileMask writes maskWordsPerRow() 64-bit words per row, which covers min(blockKV, kvLen)
+        // keys: the device's 32-bit words past them stay 0.
         long[] rowMask = new long[blockQ * first.maskWordsPerRow()];
         int nextWord = 0;
         Map<BlockLayout, Boolean> written = new IdentityHashMap<>();
@@ -60,7 +62,7 @@ record DeviceLayout(IntArray rowStart, IntArray cols, IntArray maskStart, IntArr
                 int longsPerRow = lay.maskWordsPerRow();
                 for (int r = 0; r < blockQ; r++) {
                     for (int w = 0; w < words; w++) {
-                        long bits = rowMask[r * longsPerRow + (w >> 1)];
+                        long bits = (w >> 1) < longsPerRow ? rowMask[r * longsPerRow + (w >> 1)] : 0L;
                         maskBits.set(nextWord++, (int) ((w & 1) == 0 ? bits : bits >>> 32));
                     }
                 }

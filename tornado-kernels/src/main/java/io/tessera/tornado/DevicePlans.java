@@ -4,6 +4,7 @@ import io.tessera.backend.AttentionGeometry;
 import io.tessera.cpu.GemmCall;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.CsrMatrix;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -61,14 +62,22 @@ final class DevicePlans {
         final TornadoExecutionPlan plan;
         final List<MemorySegment> storage;
         final IntArray params;
+        final List<Staged> staged;
+        DeviceMods mods;   // the plan's modifier arrays (attention only), refilled per call
         long executions;
 
-        Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage, IntArray params) {
+        Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage, IntArray params, Wrapping arrays) {
             this.kernel = kernel;
             this.device = device;
             this.plan = plan;
             this.storage = storage;
             this.params = params;
+            this.staged = List.copyOf(arrays.staged);
+        }
+
+        Plan withMods(DeviceMods planMods) {
+            this.mods = planMods;
+            return this;
         }
 
         boolean alive() {
@@ -76,12 +85,29 @@ final class DevicePlans {
             return true;
         }
 
-        /** Runs with this call's parameters (same shape as the plan's, offsets may differ). */
-        synchronized DeviceRun execute(IntArray callParams) {
+        /**
+         * Runs with this call's parameters (same shape as the plan's, offsets may differ). Staged
+         * tensors are copied into their TornadoVM arrays first and the written ones back after; each
+         * copy is counted in the run's {@code hostCopies}.
+         */
+        synchronized DeviceRun execute(IntArray callParams) { return execute(callParams, null); }
+
+        synchronized DeviceRun execute(IntArray callParams, DeviceMods callMods) {
             for (int i = 0; i < params.getSize(); i++) params.set(i, callParams.get(i));
+            if (callMods != null) mods.fillFrom(callMods);
+            int copies = 0;
+            for (Staged s : staged) {
+                MemorySegment.copy(s.source(), 0, s.array().getSegment(), 0, s.source().byteSize());
+                copies++;
+            }
             TornadoExecutionResult result = plan.execute();
+            for (Staged s : staged) {
+                if (!s.written()) continue;
+                MemorySegment.copy(s.array().getSegment(), 0, s.source(), 0, s.source().byteSize());
+                copies++;
+            }
             TornadoProfilerResult p = result.getProfilerResult();
-            return new DeviceRun(kernel, device, p.getDeviceKernelTime(), p.getTotalBytesCopyIn(), p.getTotalBytesCopyOut(), 0, executions++ == 0);
+            return new DeviceRun(kernel, device, p.getDeviceKernelTime(), p.getTotalBytesCopyIn(), p.getTotalBytesCopyOut(), copies, executions++ == 0);
         }
 
         void close() {
@@ -99,7 +125,7 @@ final class DevicePlans {
         @Override public int hashCode() { return System.identityHashCode(o); }
     }
 
-    private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage, List<Long> pins) {}
+    private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage, List<Long> pins, List<Integer> mods) {}
 
     private record SparseKey(Same device, AttentionGeometry offsetFree, Same pattern, List<MemorySegment> storage, List<Long> pins) {}
 
@@ -111,13 +137,23 @@ final class DevicePlans {
                 0, g.vB(), g.vH(), g.vRow(), 0, g.oB(), g.oH(), g.oRow(), 0, g.lB(), g.lH(), g.lRow());
     }
 
+    /**
+     * The record of the last call on this thread, if it completed on the device. Every call clears
+     * the record before it does anything, so a call that failed or never reached the device is never
+     * judged by an earlier call's record.
+     */
     static DeviceRun lastRun() {
         DeviceRun r = LAST.get();
-        if (r == null) throw new IllegalStateException("no tornado call has run on this thread yet");
+        if (r == null) throw new IllegalStateException("the last tornado call on this thread did not complete on the device (or none has run yet)");
         return r;
     }
 
-    static void attention(TornadoDevice device, AttentionGeometry g, Tensor q, Tensor k, Tensor v, HeadLayouts layouts, Tensor out, Tensor lse) {
+    /** Forgets the previous call's record: the first thing every device call does. */
+    static void startCall() { LAST.remove(); }
+
+    /** {@code mods}: the call's score modifier at its sizes ({@code ScoreMod.plan}), or null for none. */
+    static void attention(TornadoDevice device, AttentionGeometry g, Tensor q, Tensor k, Tensor v, HeadLayouts layouts, ScoreMod.Plan mods,
+                          Tensor out, Tensor lse) {
         var s = g.shape();
         if (s.headDim() > AttentionKernel.MAX_HEAD_DIM || s.valueDim() > AttentionKernel.MAX_HEAD_DIM) {
             throw new IllegalArgumentException("the tornado attention kernel supports head dims up to " + AttentionKernel.MAX_HEAD_DIM
@@ -129,25 +165,30 @@ final class DevicePlans {
             throw new IllegalArgumentException("attention grid of " + workGroups + " work-groups × " + workGroup + " exceeds int indexing");
         }
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
-        Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage, pins(storage));
+        DeviceMods callMods = DeviceMods.of(mods, s.heads(), s.qLen(), s.kvLen());
+        Object key = new AttentionKey(new Same(device), offsetFree(g), new Same(layouts), storage, pins(storage), callMods.shape());
         Plan plan = plan(key, () -> {
-            AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
+            Wrapping w = new Wrapping();
+            AttentionArrays t = AttentionArrays.of(w, q, k, v, out, lse);
+            DeviceMods planMods = callMods.copy();
             FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
             DeviceLayout dl = DeviceLayout.of(layouts, s.heads());
             IntArray params = attentionParams(g, layouts, dl.maskWordsPerRow(), workGroup, lse != null);
-            FloatArray scale = FloatArray.fromElements(g.scale());
+            // The base-2 scale is rounded once, as the CPU kernels round theirs.
+            FloatArray scale = FloatArray.fromElements(g.scale(), g.scale() * DeviceMods.LOG2E);
             String graph = "tesseraAttention" + GRAPH_IDS.incrementAndGet();
             TaskGraph tg = inputs(new TaskGraph(graph), List.of(q, k, v), List.of(qa, ka, va), out, oa, false, lse, la)
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params, planMods.steps(), planMods.values())
                     .task("kernel", AttentionKernel::attention, new KernelContext(), qa, ka, va, oa, la, params, scale,
-                            dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits())
+                            dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits(), planMods.steps(), planMods.values())
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(oa, la));
             WorkerGrid grid = new WorkerGrid1D((int) (workGroups * workGroup));
             grid.setLocalWork(workGroup, 1, 1);
-            return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params);
+            return new Plan("attention", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params, w)
+                    .withMods(planMods);
         });
-        LAST.set(plan.execute(attentionParams(g, layouts, DeviceLayout.maskWordsPerRow(layouts.first().blockKV()), workGroup, lse != null)));
+        LAST.set(plan.execute(attentionParams(g, layouts, DeviceLayout.maskWordsPerRow(layouts.first().blockKV()), workGroup, lse != null), callMods));
     }
 
     /** Items per work-group of the one-item-per-entry and one-item-per-row kernels; grids are padded to it. */
@@ -162,7 +203,8 @@ final class DevicePlans {
         List<MemorySegment> storage = storageOf(q, k, v, out, lse);
         Object key = new SparseKey(new Same(device), offsetFree(g), new Same(pattern), storage, pins(storage));
         Plan plan = plan(key, () -> {
-            AttentionArrays t = AttentionArrays.of(q, k, v, out, lse);
+            Wrapping w = new Wrapping();
+            AttentionArrays t = AttentionArrays.of(w, q, k, v, out, lse);
             FloatArray qa = t.q(), ka = t.k(), va = t.v(), oa = t.out(), la = t.lse();
             IntArray params = sparseParams(g, pattern, lse != null);
             int[] offsets = pattern.rowOffsets(), colIndices = pattern.colIndices();
@@ -192,7 +234,7 @@ final class DevicePlans {
             GridScheduler scheduler = new GridScheduler();
             scheduler.addWorkerGrid(graph + ".sddmm", sddmmGrid);
             scheduler.addWorkerGrid(graph + ".spmm", spmmGrid);
-            return new Plan("sparse", device.getPhysicalDevice().getDeviceName(), build(tg, scheduler, device), storage, params);
+            return new Plan("sparse", device.getPhysicalDevice().getDeviceName(), build(tg, scheduler, device), storage, params, w);
         });
         LAST.set(plan.execute(sparseParams(g, pattern, lse != null)));
     }
@@ -205,8 +247,8 @@ final class DevicePlans {
         Object key = new GemmKey(new Same(device), call.m(), call.n(), call.k(), call.aRow(), call.aCol(), call.bRow(), call.bCol(), call.cRow(),
                 call.alpha(), call.beta(), storage, pins(storage));
         Plan plan = plan(key, () -> {
-            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
-            FloatArray aa = wrap(a, wrapped), ba = wrap(b, wrapped), ca = wrap(c, wrapped);
+            Wrapping w = new Wrapping();
+            FloatArray aa = w.wrap(a, false), ba = w.wrap(b, false), ca = w.wrap(c, true);
             IntArray params = gemmParams(call);
             FloatArray coefficients = FloatArray.fromElements(call.alpha(), call.beta());
             String graph = "tesseraGemm" + GRAPH_IDS.incrementAndGet();
@@ -217,7 +259,7 @@ final class DevicePlans {
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, ca);
             WorkerGrid grid = new WorkerGrid2D((int) cols, (int) rows);
             grid.setLocalWork(tile, tile, 1);
-            return new Plan("gemm", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params);
+            return new Plan("gemm", device.getPhysicalDevice().getDeviceName(), build(tg, graph, grid, device), storage, params, w);
         });
         LAST.set(plan.execute(gemmParams(call)));
     }
@@ -280,32 +322,71 @@ final class DevicePlans {
     private static List<MemorySegment> storageOf(Tensor a, Tensor b, Tensor c, Tensor d, Tensor e) {
         List<MemorySegment> all = new ArrayList<>(5);
         for (Tensor t : new Tensor[] {a, b, c, d, e}) {
-            if (t != null) all.add(t.storageWithHeader());
+            if (t != null) all.add(storage(t));
         }
         return List.copyOf(all);
     }
 
     /**
-     * The tensor's whole storage as a TornadoVM array, in place: its header slot is where TornadoVM
-     * keeps the element count. Views of one storage share one array. A tensor over foreign memory
-     * ({@code Tensor.wrap}) has no header slot: {@code storageWithHeader()} rejects it with an
-     * IllegalStateException telling the caller to copy it with {@code contiguous(arena)}.
+     * The memory a plan wraps for {@code t}: its whole storage with the header slot in front, or,
+     * for a tensor over foreign memory ({@code Tensor.wrap}, no header slot), its segment, which is
+     * staged through a TornadoVM array.
      */
-    private static FloatArray wrap(Tensor t, Map<MemorySegment, FloatArray> wrapped) {
-        MemorySegment storage = t.storageWithHeader();
-        long elements = (storage.byteSize() - Tensor.HEADER_BYTES) / Float.BYTES;
-        if (elements > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("tensor " + t + " lives in a storage of " + elements + " floats; TornadoVM arrays index with int");
+    private static MemorySegment storage(Tensor t) {
+        return t.hasHeaderSlot() ? t.storageWithHeader() : t.segment();
+    }
+
+    /** Elements of the storage {@code t} lives in (offsets and strides index into it). */
+    private static long storageElements(Tensor t) {
+        MemorySegment s = storage(t);
+        return ((t.hasHeaderSlot() ? s.byteSize() - Tensor.HEADER_BYTES : s.byteSize())) / Float.BYTES;
+    }
+
+    /** A tensor over foreign memory and the TornadoVM array it is staged through; {@code written}: copied back after each execution. */
+    private record Staged(MemorySegment source, FloatArray array, boolean written) {}
+
+    /**
+     * One plan's tensors as TornadoVM arrays. A tensor's whole storage is wrapped in place: its
+     * header slot is where TornadoVM keeps the element count, and views of one storage share one
+     * array. A tensor over foreign memory has no header slot: it is staged, that is copied into a
+     * TornadoVM array before every execution (and back after it, when the kernel writes it); the
+     * copies are counted in {@link DeviceRun#hostCopies}.
+     */
+    private static final class Wrapping {
+        final Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
+        final List<Staged> staged = new ArrayList<>();
+
+        FloatArray wrap(Tensor t, boolean written) {
+            long elements = storageElements(t);
+            if (elements > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("tensor " + t + " lives in a storage of " + elements + " floats; TornadoVM arrays index with int");
+            }
+            MemorySegment storage = storage(t);
+            FloatArray array = wrapped.get(storage);
+            if (array == null) {
+                array = t.hasHeaderSlot() ? FloatArray.fromSegmentShallow(storage) : new FloatArray((int) elements);
+                wrapped.put(storage, array);
+            }
+            if (!t.hasHeaderSlot()) {
+                boolean known = false;
+                for (int i = 0; i < staged.size(); i++) {
+                    Staged s = staged.get(i);
+                    if (s.array() == array) {
+                        known = true;
+                        if (written && !s.written()) staged.set(i, new Staged(s.source(), array, true));
+                    }
+                }
+                if (!known) staged.add(new Staged(storage, array, written));
+            }
+            return array;
         }
-        return wrapped.computeIfAbsent(storage, FloatArray::fromSegmentShallow);
     }
 
     /** An attention call's tensors as TornadoVM arrays; a dummy one-element lse when there is none. */
     private record AttentionArrays(FloatArray q, FloatArray k, FloatArray v, FloatArray out, FloatArray lse) {
-        static AttentionArrays of(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-            Map<MemorySegment, FloatArray> wrapped = new HashMap<>();
-            return new AttentionArrays(wrap(q, wrapped), wrap(k, wrapped), wrap(v, wrapped), wrap(out, wrapped),
-                    lse == null ? new FloatArray(1) : wrap(lse, wrapped));
+        static AttentionArrays of(Wrapping w, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+            return new AttentionArrays(w.wrap(q, false), w.wrap(k, false), w.wrap(v, false), w.wrap(out, true),
+                    lse == null ? new FloatArray(1) : w.wrap(lse, true));
         }
     }
 
@@ -314,11 +395,11 @@ final class DevicePlans {
      * execution only. Pinning again (after writing it) starts a new generation, hence new plans.
      */
     static void pin(Tensor t) {
-        MemorySegment storage = t.storageWithHeader();
+        MemorySegment storage = storage(t);
         PINNED.put(storage, new Pin(storage, PIN_GENERATIONS.incrementAndGet()));
     }
 
-    static void unpin(Tensor t) { PINNED.remove(t.storageWithHeader()); }
+    static void unpin(Tensor t) { PINNED.remove(storage(t)); }
 
     /** The pinned storage itself is kept: segments compare by address and size only, not by arena. */
     private record Pin(MemorySegment storage, long generation) {}
@@ -361,7 +442,7 @@ final class DevicePlans {
         for (int i = 0; i < inputArrays.size(); i++) {
             FloatArray a = inputArrays.get(i);
             if (once.contains(a) || every.contains(a)) continue;
-            boolean pinned = pinGeneration(inputTensors.get(i).storageWithHeader()) != 0 && a != outArray && a != lseArray;
+            boolean pinned = pinGeneration(storage(inputTensors.get(i))) != 0 && a != outArray && a != lseArray;
             (pinned ? once : every).add(a);
         }
         boolean sendOut = outputRead || !coversStorage(out) || inputArrays.contains(outArray);
@@ -379,7 +460,7 @@ final class DevicePlans {
     }
 
     private static boolean coversStorage(Tensor t) {
-        return t.offset() == 0 && t.isContiguous() && Tensor.HEADER_BYTES + t.elementCount() * Float.BYTES == t.storageWithHeader().byteSize();
+        return t.offset() == 0 && t.isContiguous() && t.elementCount() == storageElements(t);
     }
 
     private static Object[] distinct(FloatArray... arrays) {

@@ -7,6 +7,8 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.backend.SparseAttentionDevice;
+import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,6 +34,8 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
 
     private final int backendIndex, deviceIndex;
     private final Probe probe;
+    /** Why TornadoVM's runtime failed to start in this JVM (null: it has not failed). */
+    private static String startFailure;
 
     /** ServiceLoader constructor: the device named by {@code tessera.tornado.device}, else TornadoVM's default. */
     public TornadoBackend() {
@@ -105,12 +109,36 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
 
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
+        attention(q, k, v, layouts, scale, null, out, lse);
+    }
+
+    /**
+     * The fused kernel with a score modifier (null: none). The built-in modifiers (ALiBi, relative
+     * bias tables, soft-capping, additive biases, and their compositions) run on the device; a user
+     * function ({@code ScoreMod.of}) is rejected, naming it: the device cannot call back into Java.
+     */
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse) {
+        DevicePlans.startCall();
+        requireF32(q, k, v, out, lse);
         AttentionGeometry g = AttentionGeometry.checked(q, k, v, layouts, scale, out, lse);
-        DevicePlans.attention(device(), g, q, k, v, layouts, out, lse);
+        var s = g.shape();
+        ScoreMod.Plan mods = mod == null ? null : mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
+        DevicePlans.attention(device(), g, q, k, v, layouts, mods, out, lse);
+    }
+
+    /** The device has no backward pass, with or without a modifier: says so rather than that it runs no modifiers. */
+    @Override
+    public void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse,
+                                  Tensor dOut, Tensor dq, Tensor dk, Tensor dv, List<Tensor> dParameters) {
+        throw new UnsupportedOperationException("backend 'tornado' has no attention backward pass" + (mod == null ? "" : " (score modifier " + mod + ")")
+                + "; use the 'simd' or 'scalar' backend");
     }
 
     @Override
     public void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta) {
+        DevicePlans.startCall();
+        requireF32(a, b, c);
         GemmCall call = GemmCall.of(a, transposeA, b, transposeB, c, alpha, beta);
         DevicePlans.gemm(device(), call, a, b, c);
     }
@@ -118,8 +146,29 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
     /** The explicit sparse path (SDDMM → row softmax → SpMM) as two device kernels. */
     @Override
     public void sparseAttention(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        DevicePlans.startCall();
+        requireF32(q, k, v, out, lse);
         AttentionGeometry g = SparseAttention.checked(q, k, v, pattern, scale, out, lse);
         DevicePlans.sparse(device(), g, q, k, v, pattern, out, lse);
+    }
+
+    /**
+     * The device kernels read and write float32 ({@code FloatArray}): a BF16 or F16 tensor is
+     * rejected up front, naming it and its type. TornadoVM 5.2 has {@code HalfFloatArray} (its
+     * kernels compute in OpenCL {@code half}, which needs the device's cl_khr_fp16) and
+     * {@code BFloat16Array} (device kernels on its CUDA backend only); Tessera has no device kernel
+     * over them yet.
+     */
+    private static void requireF32(Tensor... tensors) {
+        String[] names = tensors.length == 3 ? new String[] {"a", "b", "c"} : new String[] {"q", "k", "v", "out", "lse"};
+        for (int i = 0; i < tensors.length; i++) {
+            Tensor t = tensors[i];
+            if (t != null && t.type() != ElementType.F32) {
+                throw new IllegalArgumentException(names[i] + " has element type " + t.type() + " but backend 'tornado' reads and writes F32 only"
+                        + " (its device kernels take TornadoVM FloatArrays; none takes HalfFloatArray or BFloat16Array yet): convert it with "
+                        + names[i] + ".to(arena, ElementType.F32), or use the 'simd' or 'scalar' backend, which read " + t.type() + " directly");
+            }
+        }
     }
 
     /**
@@ -137,7 +186,11 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
         for (Tensor t : tensors) DevicePlans.unpin(t);
     }
 
-    /** What the last call on this thread did on the device. */
+    /**
+     * What the last call on this thread did on the device. Every call clears the record first, so
+     * after a call that failed, or never reached the device, this throws rather than answering with
+     * an earlier call's record.
+     */
     public static DeviceRun lastRun() { return DevicePlans.lastRun(); }
 
     @Override public String toString() { return name() + " (" + description() + ")"; }
@@ -170,11 +223,42 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
                     return new Probe(backendIndex, deviceIndex, null, "no TornadoVM device " + backendIndex + ":" + deviceIndex + "; devices: " + devices());
                 }
                 return new Probe(backendIndex, deviceIndex, runtime.getBackend(backendIndex).getDevice(deviceIndex), null);
-            } catch (NoClassDefFoundError | ExceptionInInitializerError notLaunchedWithTornado) {
-                return new Probe(backendIndex, deviceIndex, null, "TornadoVM runtime not loaded (run with java @$TORNADOVM_HOME/tornado-argfile)");
-            } catch (RuntimeException e) {
-                return new Probe(backendIndex, deviceIndex, null, "TornadoVM failed to start: " + e);
+            } catch (LinkageError | RuntimeException e) {
+                return new Probe(backendIndex, deviceIndex, null, firstStartFailure(e));
             }
+        }
+
+        /**
+         * TornadoVM's runtime initializes once per JVM: after a failed first attempt, later ones only
+         * see "Could not initialize class", without the cause. The first attempt's reason is kept.
+         */
+        private static synchronized String firstStartFailure(Throwable e) {
+            if (startFailure == null) startFailure = whyNotStarted(e);
+            return startFailure;
+        }
+
+        /**
+         * Why TornadoVM did not start, blaming the right thing: its classes missing (the JVM was not
+         * started with the SDK's argfile), no OpenCL platform (no driver installed), or else the
+         * error itself, causes included.
+         */
+        static String whyNotStarted(Throwable e) {
+            try {
+                Class.forName("uk.ac.manchester.tornado.runtime.TornadoCoreRuntime", false, TornadoBackend.class.getClassLoader());
+            } catch (ClassNotFoundException | LinkageError missing) {
+                return "TornadoVM runtime not loaded (run with java @$TORNADOVM_HOME/tornado-argfile)";
+            }
+            StringBuilder causes = new StringBuilder();
+            boolean noPlatform = false;
+            for (Throwable c = e; c != null; c = c.getCause() == c ? null : c.getCause()) {
+                causes.append(causes.isEmpty() ? "" : " <- ").append(c);
+                noPlatform |= c.getMessage() != null && c.getMessage().contains("No OpenCL platforms found");
+            }
+            if (noPlatform) {
+                return "TornadoVM found no OpenCL platform: install an OpenCL driver (the GPU vendor's, or PoCL, package pocl-opencl-icd,"
+                        + " for an OpenCL CPU device; clinfo lists what is installed) (" + causes + ")";
+            }
+            return "TornadoVM failed to start: " + causes;
         }
     }
 }

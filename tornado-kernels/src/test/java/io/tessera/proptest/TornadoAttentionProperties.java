@@ -14,6 +14,7 @@ import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.tornado.DeviceRun;
 import io.tessera.tornado.TornadoBackend;
@@ -212,6 +213,81 @@ class TornadoAttentionProperties {
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pattern is 3x4 but the call has qLen=4, kvLen=4");
             assertThatThrownBy(() -> SparseAttention.forward(tornado(), x, x, x, null, 1f, Tensor.zeros(arena, 1, 1, 4, 2), null))
                     .isInstanceOf(NullPointerException.class).hasMessage("pattern");
+        }
+    }
+
+    /**
+     * Every call clears the last-run record first: after a call that never reached the device (here
+     * rejected before it), lastRun() throws instead of answering with the previous call's record.
+     */
+    @Example
+    void aCallThatNeverReachedTheDeviceLeavesNoRecord() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 1, 8, 8);
+            Attention.dense().on(tornado()).forward(arena, q, q, q);
+            ranOnDevice("attention");
+            Tensor wide = Tensor.zeros(arena, 1, 1, 8, 300);
+            assertThatThrownBy(() -> Attention.dense().on(tornado()).forward(arena, wide, wide, q)).isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(TornadoBackend::lastRun).isInstanceOf(IllegalStateException.class).hasMessageContaining("did not complete on the device");
+            Tensor a = Tensor.randomNormal(arena, 2, 1f, 4, 4), c = Tensor.zeros(arena, 4, 4);
+            tornado().gemm(a, false, a, false, c, 1f, 0f);
+            ranOnDevice("gemm");
+            Tensor half = a.to(arena, ElementType.BF16);
+            assertThatThrownBy(() -> tornado().gemm(half, false, a, false, c, 1f, 0f)).isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(TornadoBackend::lastRun).isInstanceOf(IllegalStateException.class);
+        }
+    }
+
+    /**
+     * Tensors over foreign memory (Tensor.wrap: no header slot for TornadoVM) are staged through
+     * TornadoVM arrays, and the run counts each copy: q, k and v in, out in (it is a view of a
+     * larger buffer) and out back. Results match the oracle and the rest of out's buffer is kept.
+     */
+    @Example
+    void foreignMemoryIsStagedAndEveryCopyIsCounted() {
+        try (Arena arena = Arena.ofShared()) {
+            long[] shape = {1, 2, 10, 8};
+            Tensor q = foreign(arena, Tensor.randomNormal(arena, 1, 1f, shape)), k = foreign(arena, Tensor.randomNormal(arena, 2, 1f, shape));
+            Tensor v = foreign(arena, Tensor.randomNormal(arena, 3, 1f, shape));
+            java.lang.foreign.MemorySegment buffer = arena.allocate(2 * 160 * Float.BYTES, 4);
+            Tensor both = Tensor.wrap(buffer, 2, 1, 2, 10, 8);
+            both.fill(7f);
+            Tensor out = both.select(0, 1);
+            Attention.dense().on(tornado()).forward(q, k, v, out);
+            DeviceRun run = TornadoBackend.lastRun();
+            assertThat(run.deviceKernelNanos()).isPositive();
+            assertThat(run.hostCopies()).isEqualTo(5);
+            DenseReference.Result oracle = DenseReference.attention(q, k, v), naive = DenseReference.naiveFloat32(q, k, v, (b, h, i, j) -> true, Double.NaN);
+            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, Double.NaN, naive, oracle).output());
+            for (float x : both.select(0, 0).contiguous(arena).toArray()) assertThat(x).isEqualTo(7f);
+        }
+    }
+
+    /** A copy of {@code t} in memory Tessera did not allocate (no header slot in front of it). */
+    private static Tensor foreign(Arena arena, Tensor t) {
+        java.lang.foreign.MemorySegment segment = arena.allocate(t.elementCount() * Float.BYTES, 4);
+        Tensor w = Tensor.wrap(segment, t.shape());
+        w.copyFrom(t);
+        assertThat(w.hasHeaderSlot()).isFalse();
+        return w;
+    }
+
+    /** Half-precision tensors are rejected up front by every device entry point, naming the tensor, its type and the backend. */
+    @Example
+    void halfPrecisionTensorsAreRejectedNamingTheType() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 1, 8, 8), out = Tensor.zeros(arena, 1, 1, 8, 8);
+            Tensor bf16 = q.to(arena, ElementType.BF16), f16 = q.to(arena, ElementType.F16);
+            assertThatThrownBy(() -> tornado().attention(q, bf16, q, Attention.dense().layouts(1, 8, 8), 0.5f, out, null))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("k has element type BF16 but backend 'tornado' reads and writes F32 only");
+            assertThatThrownBy(() -> Attention.dense().on(tornado()).forward(f16, q, q, out))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("q has element type F16 but backend 'tornado'");
+            Tensor a = Tensor.randomNormal(arena, 2, 1f, 4, 4), c = Tensor.zeros(arena, 4, 4);
+            assertThatThrownBy(() -> tornado().gemm(a, false, a.to(arena, ElementType.F16), false, c, 1f, 0f))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("b has element type F16 but backend 'tornado'");
+            CsrMatrix all = CsrMatrix.fromLayout(Pattern.full().compile(8, 8, 4, 4));
+            assertThatThrownBy(() -> ((TornadoBackend) tornado()).sparseAttention(q, q, bf16, all, 0.5f, out, null))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("v has element type BF16 but backend 'tornado'");
         }
     }
 

@@ -78,6 +78,7 @@ public class AttentionBenchmark {
         out = Tensor.zeros(arena, 1, HEADS, n, headDim);
         attention = Attention.sparse(spec(pattern)).on(Backend.named(backend).withThreads(threads));
         attention.layouts(HEADS, n, n);   // compile outside the measurement
+        if (backend.equals("tornado")) DeviceRowCheck.verify(attention, pattern, q, k, v, out);   // no silent fallback; the oracle on sampled rows
     }
 
     @TearDown(Level.Trial)
