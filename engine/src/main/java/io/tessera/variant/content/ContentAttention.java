@@ -38,23 +38,27 @@ final class ContentAttention {
 
     static void forward(InducedSparsity seen, Backend backend, float scale, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
         AttentionShape s = AttentionShape.of(q, k, v);
-        int heads = s.heads(), planHeads = seen.planHeads(), d = s.headDim(), dv = s.valueDim();
+        int planHeads = seen.planHeads(), group = s.heads() / planHeads, d = s.headDim(), dv = s.valueDim();
         int slotsQ = seen.plan(0, 0).querySlots.length, slotsK = seen.plan(0, 0).keySlots.length;
+        // One plan head at a time (its query heads share one layout and one gathered key/value head),
+        // so the scratch is one plan head's slots, allocated and zeroed once per call.
         try (Arena scratch = Arena.ofConfined()) {
-            Tensor qs = Tensor.zeros(scratch, 1, heads, slotsQ, d);
-            Tensor ks = Tensor.zeros(scratch, 1, planHeads, slotsK, d);
-            Tensor vs = Tensor.zeros(scratch, 1, planHeads, slotsK, dv);
-            Tensor os = Tensor.zeros(scratch, 1, heads, slotsQ, dv);
-            Tensor ls = Tensor.zeros(scratch, 1, heads, slotsQ);
+            Tensor qs = Tensor.zeros(scratch, 1, group, slotsQ, d);
+            Tensor ks = Tensor.zeros(scratch, 1, 1, slotsK, d);
+            Tensor vs = Tensor.zeros(scratch, 1, 1, slotsK, dv);
+            Tensor os = Tensor.zeros(scratch, 1, group, slotsQ, dv);
+            Tensor ls = Tensor.zeros(scratch, 1, group, slotsQ);
+            double[] acc = new double[dv];
+            float[] row = new float[dv];
             for (int b = 0; b < s.batch(); b++) {
-                for (int h = 0; h < heads; h++) gather(q, b, h, seen.plan(b, h).querySlots, qs, h, d);
                 for (int p = 0; p < planHeads; p++) {
-                    int[] keys = seen.plan(b, p * (heads / planHeads)).keySlots;
-                    gather(k, b, seen.kvHeadOfPlan(p), keys, ks, p, d);
-                    gather(v, b, seen.kvHeadOfPlan(p), keys, vs, p, dv);
+                    ContentPlan plan = seen.plan(b, p * group);
+                    for (int r = 0; r < group; r++) gather(q, b, p * group + r, plan.querySlots, qs, r, d);
+                    gather(k, b, seen.kvHeadOfPlan(p), plan.keySlots, ks, 0, d);
+                    gather(v, b, seen.kvHeadOfPlan(p), plan.keySlots, vs, 0, dv);
+                    backend.attention(qs, ks, vs, HeadLayouts.shared(seen.layout(b, p * group)), scale, os, ls);
+                    for (int r = 0; r < group; r++) combine(plan, os, ls, r, out, lse, b, p * group + r, acc, row);
                 }
-                backend.attention(qs, ks, vs, seen.headLayouts(b), scale, os, ls);
-                for (int h = 0; h < heads; h++) combine(seen.plan(b, h), os, ls, h, out, lse, b, dv);
             }
         }
     }
@@ -73,44 +77,54 @@ final class ContentAttention {
         // Every argument checked by name up front, as the fused backward checks its own (one tile: O(1)).
         GradientGeometry.checked(q, k, v, HeadLayouts.shared(BlockLayout.dense(s.qLen(), s.kvLen(), s.qLen(), s.kvLen())),
                 scale, out, lse, dOut, dq, dk, dv);
-        int heads = s.heads(), planHeads = seen.planHeads(), d = s.headDim(), dvDim = s.valueDim();
+        int planHeads = seen.planHeads(), group = s.heads() / planHeads, d = s.headDim(), dvDim = s.valueDim();
         int slotsQ = seen.plan(0, 0).querySlots.length, slotsK = seen.plan(0, 0).keySlots.length;
-        int headsPerPlan = heads / planHeads;
         try (Arena scratch = Arena.ofConfined()) {
-            Tensor qs = Tensor.zeros(scratch, 1, heads, slotsQ, d), ks = Tensor.zeros(scratch, 1, planHeads, slotsK, d);
-            Tensor vs = Tensor.zeros(scratch, 1, planHeads, slotsK, dvDim), os = Tensor.zeros(scratch, 1, heads, slotsQ, dvDim);
-            Tensor ls = Tensor.zeros(scratch, 1, heads, slotsQ), dos = Tensor.zeros(scratch, 1, heads, slotsQ, dvDim);
-            Tensor dqs = Tensor.zeros(scratch, 1, heads, slotsQ, d), dks = Tensor.zeros(scratch, 1, planHeads, slotsK, d);
-            Tensor dvs = Tensor.zeros(scratch, 1, planHeads, slotsK, dvDim);
+            Tensor qs = Tensor.zeros(scratch, 1, group, slotsQ, d), ks = Tensor.zeros(scratch, 1, 1, slotsK, d);
+            Tensor vs = Tensor.zeros(scratch, 1, 1, slotsK, dvDim), os = Tensor.zeros(scratch, 1, group, slotsQ, dvDim);
+            Tensor ls = Tensor.zeros(scratch, 1, group, slotsQ), dos = Tensor.zeros(scratch, 1, group, slotsQ, dvDim);
+            Tensor dqs = Tensor.zeros(scratch, 1, group, slotsQ, d), dks = Tensor.zeros(scratch, 1, 1, slotsK, d);
+            Tensor dvs = Tensor.zeros(scratch, 1, 1, slotsK, dvDim);
+            double[] dkAcc = new double[Math.multiplyExact(s.kvLen(), d)], dvAcc = new double[Math.multiplyExact(s.kvLen(), dvDim)];
+            double[] rowAcc = new double[Math.max(d, dvDim)];
             for (int b = 0; b < s.batch(); b++) {
-                for (int h = 0; h < heads; h++) {
-                    int[] rows = seen.plan(b, h).querySlots;
-                    gather(q, b, h, rows, qs, h, d);
-                    gather(out, b, h, rows, os, h, dvDim);
-                    gatherLse(lse, b, h, rows, ls, h);
-                    gather(dOut, b, h, rows, dos, h, dvDim);
-                }
+                // Plan heads reading one key head are consecutive: their key gradients are summed, in plan-head order, before the key head is written.
                 for (int p = 0; p < planHeads; p++) {
-                    int[] keys = seen.plan(b, p * headsPerPlan).keySlots;
-                    gather(k, b, seen.kvHeadOfPlan(p), keys, ks, p, d);
-                    gather(v, b, seen.kvHeadOfPlan(p), keys, vs, p, dvDim);
+                    int hk = seen.kvHeadOfPlan(p);
+                    if (p == 0 || seen.kvHeadOfPlan(p - 1) != hk) {
+                        java.util.Arrays.fill(dkAcc, 0);
+                        java.util.Arrays.fill(dvAcc, 0);
+                    }
+                    ContentPlan plan = seen.plan(b, p * group);
+                    for (int r = 0; r < group; r++) {
+                        int h = p * group + r;
+                        gather(q, b, h, plan.querySlots, qs, r, d);
+                        gather(out, b, h, plan.querySlots, os, r, dvDim);
+                        gatherLse(lse, b, h, plan.querySlots, ls, r);
+                        gather(dOut, b, h, plan.querySlots, dos, r, dvDim);
+                    }
+                    gather(k, b, hk, plan.keySlots, ks, 0, d);
+                    gather(v, b, hk, plan.keySlots, vs, 0, dvDim);
+                    backend.attentionBackward(qs, ks, vs, HeadLayouts.shared(seen.layout(b, p * group)), scale, os, ls, dos, dqs, dks, dvs);
+                    for (int r = 0; r < group; r++) sumQuerySlots(plan, dqs, r, dq, b, p * group + r, d, rowAcc);
+                    addKeySlots(plan.keySlots, dks, dkAcc, d);
+                    addKeySlots(plan.keySlots, dvs, dvAcc, dvDim);
+                    if (p == planHeads - 1 || seen.kvHeadOfPlan(p + 1) != hk) {
+                        store(dkAcc, dk, b, hk, s.kvLen(), d);
+                        store(dvAcc, dv, b, hk, s.kvLen(), dvDim);
+                    }
                 }
-                backend.attentionBackward(qs, ks, vs, seen.headLayouts(b), scale, os, ls, dos, dqs, dks, dvs);
-                for (int h = 0; h < heads; h++) sumQuerySlots(seen.plan(b, h), dqs, h, dq, b, d);
-                for (int hk = 0; hk < s.kvHeads(); hk++) sumKeySlots(seen, b, hk, dks, dk, d);
-                for (int hk = 0; hk < s.kvHeads(); hk++) sumKeySlots(seen, b, hk, dvs, dv, dvDim);
             }
         }
     }
 
-    /** dst[b, h, i, :] = Σ over i's slots of src[0, h, slot, :], in float64 (0 for a query with no slot). */
-    private static void sumQuerySlots(ContentPlan plan, Tensor src, int h, Tensor dst, int b, int width) {
+    /** dst[b, h, i, :] = Σ over i's slots of src[0, srcHead, slot, :], in float64 (0 for a query with no slot). */
+    private static void sumQuerySlots(ContentPlan plan, Tensor src, int srcHead, Tensor dst, int b, int h, int width, double[] acc) {
         MemorySegment from = src.segment(), to = dst.segment();
-        long srcBase = src.offset() + h * src.stride(1), srcRow = src.stride(2);
+        long srcBase = src.offset() + srcHead * src.stride(1), srcRow = src.stride(2);
         long dstBase = dst.offset() + b * dst.stride(0) + h * dst.stride(1), dstRow = dst.stride(2);
-        double[] acc = new double[width];
         for (int i = 0; i < plan.qLen; i++) {
-            java.util.Arrays.fill(acc, 0);
+            java.util.Arrays.fill(acc, 0, width, 0);
             for (int c = 0, count = plan.slotCount(i); c < count; c++) {
                 long at = srcBase + plan.slot(i, c) * srcRow;
                 for (int x = 0; x < width; x++) acc[x] += from.getAtIndex(FLOAT, at + x);
@@ -119,24 +133,20 @@ final class ContentAttention {
         }
     }
 
-    /**
-     * dst[b, hk, j, :] = Σ over the plan heads reading key head hk and their key slots holding key j
-     * of src[0, p, slot, :], in float64, plan heads then slots in increasing order.
-     */
-    private static void sumKeySlots(InducedSparsity seen, int b, int hk, Tensor src, Tensor dst, int width) {
-        int planHeads = seen.planHeads(), headsPerPlan = seen.heads() / planHeads, kvLen = seen.kvLen();
-        MemorySegment from = src.segment(), to = dst.segment();
-        double[] acc = new double[Math.multiplyExact(kvLen, width)];
-        for (int p = 0; p < planHeads; p++) {
-            if (seen.kvHeadOfPlan(p) != hk) continue;
-            int[] keys = seen.plan(b, p * headsPerPlan).keySlots;
-            long base = src.offset() + p * src.stride(1), row = src.stride(2);
-            for (int t = 0; t < keys.length; t++) {
-                long at = base + t * row;
-                int j = keys[t] * width;
-                for (int x = 0; x < width; x++) acc[j + x] += from.getAtIndex(FLOAT, at + x);
-            }
+    /** acc[keys[t]·width + x] += src[0, 0, t, x] for every key slot t, in slot order. */
+    private static void addKeySlots(int[] keys, Tensor src, double[] acc, int width) {
+        MemorySegment from = src.segment();
+        long base = src.offset(), row = src.stride(2);
+        for (int t = 0; t < keys.length; t++) {
+            long at = base + t * row;
+            int j = keys[t] * width;
+            for (int x = 0; x < width; x++) acc[j + x] += from.getAtIndex(FLOAT, at + x);
         }
+    }
+
+    /** dst[b, hk, j, x] = (float) acc[j·width + x]. */
+    private static void store(double[] acc, Tensor dst, int b, int hk, int kvLen, int width) {
+        MemorySegment to = dst.segment();
         long dstBase = dst.offset() + b * dst.stride(0) + hk * dst.stride(1), dstRow = dst.stride(2);
         for (int j = 0; j < kvLen; j++) for (int x = 0; x < width; x++) to.setAtIndex(FLOAT, dstBase + j * dstRow + x, (float) acc[j * width + x]);
     }
@@ -164,13 +174,14 @@ final class ContentAttention {
      * Each original query's output from its slots' partial outputs: lse = log Σ exp(lse_slot),
      * out = Σ exp(lse_slot − lse)·out_slot, in float64 after subtracting the largest; slots with
      * LSE −∞ contribute nothing; a query with no slot or only empty ones gets 0 and −∞.
+     * Partial results are read from head {@code srcHead} of os/ls, written to head h of out/lse.
      */
-    private static void combine(ContentPlan plan, Tensor os, Tensor ls, int h, Tensor out, Tensor lse, int b, int dv) {
+    private static void combine(ContentPlan plan, Tensor os, Tensor ls, int srcHead, Tensor out, Tensor lse, int b, int h, double[] acc, float[] row) {
+        int dv = acc.length;
         MemorySegment po = os.segment(), pl = ls.segment(), dst = out.segment(), dstLse = lse == null ? null : lse.segment();
-        long poBase = os.offset() + h * os.stride(1), poRow = os.stride(2), plBase = ls.offset() + h * ls.stride(1);
+        long poBase = os.offset() + srcHead * os.stride(1), poRow = os.stride(2), plBase = ls.offset() + srcHead * ls.stride(1);
         long outBase = out.offset() + b * out.stride(0) + h * out.stride(1), outRow = out.stride(2);
         long lseBase = lse == null ? 0 : lse.offset() + b * lse.stride(0) + h * lse.stride(1), lseRow = lse == null ? 0 : lse.stride(2);
-        double[] acc = new double[dv];
         for (int i = 0; i < plan.qLen; i++) {
             int count = plan.slotCount(i);
             double max = Double.NEGATIVE_INFINITY;
@@ -186,6 +197,11 @@ final class ContentAttention {
                 if (lse != null) dstLse.setAtIndex(FLOAT, lseBase + i * lseRow, nan ? Float.NaN : Float.NEGATIVE_INFINITY);
                 continue;
             }
+            if (count == 1) {   // one slot (one round, one cluster): its output and LSE are the query's
+                MemorySegment.copy(po, FLOAT, (poBase + plan.slot(i, 0) * poRow) * Float.BYTES, dst, FLOAT, o * Float.BYTES, dv);
+                if (lse != null) dstLse.setAtIndex(FLOAT, lseBase + i * lseRow, (float) max);
+                continue;
+            }
             double sum = 0;
             for (int c = 0; c < count; c++) {
                 double x = pl.getAtIndex(FLOAT, plBase + plan.slot(i, c));
@@ -197,10 +213,11 @@ final class ContentAttention {
                 double x = pl.getAtIndex(FLOAT, plBase + slot);
                 if (x == Double.NEGATIVE_INFINITY) continue;   // an empty key set: its output is never read
                 double w = StrictMath.exp(x - max) / sum;
-                long src = poBase + slot * poRow;
-                for (int y = 0; y < dv; y++) acc[y] += w * po.getAtIndex(FLOAT, src + y);
+                MemorySegment.copy(po, FLOAT, (poBase + slot * poRow) * Float.BYTES, row, 0, dv);
+                for (int y = 0; y < dv; y++) acc[y] += w * row[y];
             }
-            for (int y = 0; y < dv; y++) dst.setAtIndex(FLOAT, o + y, (float) acc[y]);
+            for (int y = 0; y < dv; y++) row[y] = (float) acc[y];
+            MemorySegment.copy(row, 0, dst, FLOAT, o * Float.BYTES, dv);
             if (lse != null) dstLse.setAtIndex(FLOAT, lseBase + i * lseRow, (float) (max + StrictMath.log(sum)));
         }
     }

@@ -1,7 +1,6 @@
 package io.tessera.variant.content;
 
 import io.tessera.layout.BlockLayout;
-import io.tessera.layout.HeadLayouts;
 import io.tessera.pattern.MaskFunction;
 
 /**
@@ -95,12 +94,6 @@ public final class InducedSparsity implements MaskFunction {
 
     /** The input key/value head that plan head p gathers from. */
     int kvHeadOfPlan(int p) { return p * queryHeadsPerPlan / queryHeadsPerKvHead; }
-
-    HeadLayouts headLayouts(int b) {
-        BlockLayout[] perHead = new BlockLayout[heads];
-        for (int h = 0; h < heads; h++) perHead[h] = layouts[b][h / queryHeadsPerPlan];
-        return HeadLayouts.perHead(perHead);
-    }
 
     @Override
     public String toString() {

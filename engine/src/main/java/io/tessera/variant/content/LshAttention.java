@@ -129,13 +129,13 @@ public final class LshAttention extends ContentOperator {
         Backend be = backend();
         ContentPlan[][] plans = new ContentPlan[s.batch()][s.kvHeads()];
         float[] rotations = columns == 0 ? null : rotations(d, columns);
-        float[] transposed = columns == 0 ? null : new float[Checks.intProduct("the transposed keys n·D", n, d)];
+        Projection.Scratch scratch = columns == 0 ? null : new Projection.Scratch(d, columns);
         float[] projected = columns == 0 ? null : new float[columns * n];
         int[] bucketOf = new int[hashes * n];
         for (int b = 0; b < s.batch(); b++) {
             for (int hk = 0; hk < s.kvHeads(); hk++) {
                 if (columns > 0) {
-                    Projection.project(k, b, hk, n, false, rotations, columns, transposed, projected);
+                    Projection.project(k, b, hk, n, false, rotations, columns, scratch, projected);
                     for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * perRound, n, t);
                 }
                 plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);

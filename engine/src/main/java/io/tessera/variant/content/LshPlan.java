@@ -15,6 +15,11 @@ final class LshPlan extends ContentPlan {
     private final int[] position;
     /** Chunk of each token in each round, [round·n + token] (position / chunk, kept to spare the division). */
     private final int[] chunkOf;
+    /**
+     * Chunk in each earlier round of the token at each slot, [e·rounds·n + slot] for e &lt; the
+     * slot's round: lets a mask row test "reached in an earlier round" reading memory in slot order.
+     */
+    private final int[] earlierChunk;
     /** For the self rule: whether query i may attend some key other than itself. */
     private final boolean[] hasOther;
     private final String description;
@@ -48,6 +53,10 @@ final class LshPlan extends ContentPlan {
         }
         this.chunkOf = new int[rounds * n];
         for (int x = 0; x < chunkOf.length; x++) chunkOf[x] = position[x] / chunk;
+        this.earlierChunk = new int[(rounds - 1) * rounds * n];
+        for (int e = 0; e < rounds - 1; e++) {
+            for (int slot = (e + 1) * n; slot < rounds * n; slot++) earlierChunk[e * rounds * n + slot] = chunkOf[e * n + querySlots[slot]];
+        }
         this.hasOther = excludeSelf ? othersReachable() : null;
         this.description = "lsh(buckets=" + nBuckets + ", rounds=" + rounds + ", chunk=" + chunk + (causal ? ", causal" : "")
                 + (excludeSelf ? ", self only when alone" : "") + ") over " + rounds + "x" + n + " sorted slots";
@@ -95,27 +104,35 @@ final class LshPlan extends ContentPlan {
         return adjacent(chunkOf[r * n + i], chunkOf[r * n + j]);
     }
 
-    /** {@link #slotAllowed} for a whole row, with the query's round, chunks and earlier-round chunks computed once. */
+    /**
+     * {@link #slotAllowed} for a whole row: the query's round and chunks are computed once, and the
+     * keys' chunks (this round's from the slot index, earlier rounds' from {@link #earlierChunk})
+     * are read in slot order.
+     */
     @Override
     void fillRow(int s, int kv0, int cols, long[] dst, int base, int wordsPerRow) {
-        int r = s / n, roundStart = r * n, i = querySlots[s];
-        int own = chunkOf[roundStart + i], before = previous(own);
+        int r = s / n, roundStart = r * n;
+        int own = (s - roundStart) / chunk, before = previous(own);
+        for (int w = 0; w < wordsPerRow; w++) dst[base + w] = 0;
+        markReached(s, roundStart + own * chunk, roundStart + end(own), kv0, cols, dst, base);
+        if (before != own) markReached(s, roundStart + before * chunk, roundStart + end(before), kv0, cols, dst, base);
+    }
+
+    /** Sets the bits of the key slots of [from, to) ∩ [kv0, kv0+cols) that query slot s may attend (its round's chunk rule already holds for them). */
+    private void markReached(int s, int from, int to, int kv0, int cols, long[] dst, int base) {
+        from = Math.max(from, kv0);
+        to = Math.min(to, kv0 + cols);
+        int r = s / n, i = querySlots[s], total = rounds * n;
         boolean selfAllowed = !excludeSelf || !hasOther[i];
-        for (int w = 0; w < wordsPerRow; w++) {
-            long bits = 0;
-            for (int c = w * 64, end = Math.min(cols, c + 64); c < end; c++) {
-                int t = kv0 + c;
-                if (t < roundStart || t >= roundStart + n) continue;
-                int j = querySlots[t];
-                int kc = chunkOf[roundStart + j];
-                if (kc != own && kc != before) continue;
-                if (causal && j > i) continue;
-                if (j == i && !selfAllowed) continue;
-                boolean earlier = false;
-                for (int e = 0; e < r && !earlier; e++) earlier = adjacent(chunkOf[e * n + i], chunkOf[e * n + j]);
-                if (!earlier) bits |= 1L << c;
+        for (int t = from; t < to; t++) {
+            int j = querySlots[t];
+            if ((causal && j > i) || (j == i && !selfAllowed)) continue;
+            boolean earlier = false;
+            for (int e = 0; e < r && !earlier; e++) {
+                int ce = earlierChunk[e * total + t], oe = chunkOf[e * n + i];
+                earlier = ce == oe || ce == (oe == 0 ? chunks - 1 : oe - 1);
             }
-            dst[base + w] = bits;
+            if (!earlier) dst[base + ((t - kv0) >>> 6)] |= 1L << (t - kv0);
         }
     }
 

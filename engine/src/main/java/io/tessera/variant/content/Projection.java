@@ -6,49 +6,75 @@ import java.lang.foreign.ValueLayout;
 
 /**
  * The small products that decide a plan: the rows of one (batch, head) of a tensor times a
- * D × cols matrix (LSH rotations, routing centroids). Rows are first transposed so that the inner
- * loop runs over rows, which the JIT vectorizes without changing any sum: each output is a plain
- * float sum over d in increasing order, bit-identical for every JIT tier, thread count and backend,
- * so a plan depends on the data and the seed only.
+ * D × cols matrix (LSH rotations, routing centroids). Each output is the fused multiply-add chain
+ * {@code fma(x[D−1], m[D−1], … fma(x[0], m[0], 0))} over d in increasing order, so it is the same
+ * float with the Vector API (rows in lanes, {@link ProjectionSimd}) as without it (the scalar loop
+ * below, used when the incubator module is absent), for every vector width, JIT tier, thread count
+ * and backend: a plan depends on the data and the seed only.
+ *
+ * <p>Rows are taken {@link #TILE} at a time and transposed into a D × TILE tile (in L1), so the
+ * vector kernel reads a tile row as lanes and keeps a 2-vector × 4-column block of accumulators in
+ * registers: O(rows·D·cols) multiply-adds with no pass over memory per column.
  */
 final class Projection {
     private Projection() {}
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    /** Rows per pass: one output block (cols × ROWS floats of a column) and one input row block stay in L1/L2. */
-    private static final int ROWS = 512;
+    /** Rows per tile: a multiple of two vectors of every species (128 to 512 bits). */
+    static final int TILE = 64;
+    /** The Vector API is there (and its lanes divide a tile: always, up to 1024-bit vectors). */
+    private static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent() && ProjectionSimd.fitsTile();
+
+    /** Scratch of one projection: the transposed tile and one row. */
+    static final class Scratch {
+        final float[] tile, row, ragged;
+
+        Scratch(int d, int cols) {
+            tile = new float[Math.multiplyExact(d, TILE)];
+            row = new float[d];
+            ragged = new float[Math.multiplyExact(cols, TILE)];
+        }
+    }
 
     /**
-     * {@code out[c·rows + i] = Σ_d x_i[d] · matrix[d·cols + c]} where {@code x_i} is row i of
-     * {@code t[b, head]}, scaled to unit length when {@code normalize} (zero rows stay zero).
+     * {@code out[c·rows + i] = Σ_d x_i[d] · matrix[d·cols + c]} (the fma chain above) where
+     * {@code x_i} is row i of {@code t[b, head]}, first scaled to unit length when
+     * {@code normalize} (each element times the float 1/‖x_i‖; zero rows stay zero).
      *
-     * @param transposed scratch of at least D·rows floats
-     * @param out        at least cols·rows floats
+     * @param out at least cols·rows floats
      */
-    static void project(Tensor t, int b, int head, int rows, boolean normalize, float[] matrix, int cols, float[] transposed, float[] out) {
+    static void project(Tensor t, int b, int head, int rows, boolean normalize, float[] matrix, int cols, Scratch scratch, float[] out) {
         int d = (int) t.size(3);
         MemorySegment src = t.segment();
         long base = t.offset() + b * t.stride(0) + head * t.stride(1), rowStride = t.stride(2);
-        float[] row = new float[d];
-        for (int i = 0; i < rows; i++) {
-            MemorySegment.copy(src, FLOAT, (base + i * rowStride) * Float.BYTES, row, 0, d);
-            float inv = 1f;
-            if (normalize) {
-                double norm = 0;
-                for (float x : row) norm += (double) x * x;
-                inv = norm > 0 ? (float) (1 / Math.sqrt(norm)) : 0f;
+        float[] tile = scratch.tile, row = scratch.row;
+        for (int i0 = 0; i0 < rows; i0 += TILE) {
+            int count = Math.min(TILE, rows - i0);
+            for (int r = 0; r < count; r++) {
+                MemorySegment.copy(src, FLOAT, (base + (long) (i0 + r) * rowStride) * Float.BYTES, row, 0, d);
+                float inv = 1f;
+                if (normalize) {
+                    double norm = 0;
+                    for (float x : row) norm += (double) x * x;
+                    inv = norm > 0 ? (float) (1 / Math.sqrt(norm)) : 0f;
+                }
+                for (int x = 0; x < d; x++) tile[x * TILE + r] = row[x] * inv;
             }
-            for (int x = 0; x < d; x++) transposed[x * rows + i] = row[x] * inv;
-        }
-        java.util.Arrays.fill(out, 0, cols * rows, 0f);
-        for (int i0 = 0; i0 < rows; i0 += ROWS) {
-            int i1 = Math.min(rows, i0 + ROWS);
-            for (int c = 0; c < cols; c++) {
-                int o = c * rows;
-                for (int x = 0; x < d; x++) {
-                    float m = matrix[x * cols + c];
-                    int in = x * rows;
-                    for (int i = i0; i < i1; i++) out[o + i] += m * transposed[in + i];
+            for (int r = count; r < TILE; r++) for (int x = 0; x < d; x++) tile[x * TILE + r] = 0f;
+            if (SIMD) {
+                if (count == TILE) {
+                    ProjectionSimd.tile(tile, d, matrix, cols, out, rows, i0);
+                } else {
+                    ProjectionSimd.tile(tile, d, matrix, cols, scratch.ragged, TILE, 0);
+                    for (int c = 0; c < cols; c++) System.arraycopy(scratch.ragged, c * TILE, out, c * rows + i0, count);
+                }
+            } else {
+                for (int c = 0; c < cols; c++) {
+                    for (int r = 0; r < count; r++) {
+                        float acc = 0f;
+                        for (int x = 0; x < d; x++) acc = Math.fma(tile[x * TILE + r], matrix[x * cols + c], acc);
+                        out[c * rows + i0 + r] = acc;
+                    }
                 }
             }
         }

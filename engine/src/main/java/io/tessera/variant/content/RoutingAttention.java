@@ -77,14 +77,14 @@ public final class RoutingAttention extends ContentOperator {
         Backend be = backend();
         ContentPlan[][] plans = new ContentPlan[s.batch()][s.heads()];
         float[] transposed = new float[clusters * d];
-        float[] rows = new float[Checks.intProduct("the transposed rows max(qLen, kvLen)·D", Math.max(s.qLen(), s.kvLen()), d)];
+        Projection.Scratch scratch = new Projection.Scratch(d, clusters);
         float[] qScores = new float[s.qLen() * clusters], kScores = new float[s.kvLen() * clusters];
         long[] ranked = new long[Math.max(s.qLen(), s.kvLen())];
         for (int h = 0; h < s.heads(); h++) {
             for (int cl = 0; cl < clusters; cl++) for (int x = 0; x < d; x++) transposed[x * clusters + cl] = c[(h * clusters + cl) * d + x];
             for (int b = 0; b < s.batch(); b++) {
-                Projection.project(q, b, h, s.qLen(), true, transposed, clusters, rows, qScores);
-                Projection.project(k, b, s.kvHeadOf(h), s.kvLen(), true, transposed, clusters, rows, kScores);
+                Projection.project(q, b, h, s.qLen(), true, transposed, clusters, scratch, qScores);
+                Projection.project(k, b, s.kvHeadOf(h), s.kvLen(), true, transposed, clusters, scratch, kScores);
                 int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, ranked);
                 int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, ranked);
                 plans[b][h] = new RoutingPlan(s.qLen(), s.kvLen(), clusters, perQ, perK, causal, queryMembers, keyMembers);
