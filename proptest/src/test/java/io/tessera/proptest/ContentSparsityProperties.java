@@ -165,18 +165,22 @@ class ContentSparsityProperties {
         }
     }
 
+    /** Causal alignment of a routing property: null (not causal), top-left or bottom-right. */
+    @Provide
+    Arbitrary<CausalAlignment> alignments() { return Arbitraries.of(CausalAlignment.TOP_LEFT, CausalAlignment.BOTTOM_RIGHT).injectNull(0.34); }
+
     @Property(tries = 100)
     void routingEqualsTheOracleUnderItsInducedMask(@ForAll("cases") AttentionCase c, @ForAll @IntRange(min = 1, max = 6) int clusters,
-                                                  @ForAll boolean causal, @ForAll long seed, @ForAll("backends") Backend backend) {
-        boolean isCausal = causal && c.qLen() == c.kvLen();
+                                                  @ForAll("alignments") CausalAlignment causal, @ForAll long seed, @ForAll("backends") Backend backend) {
+        boolean isCausal = causal != null;
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
             out.fill(Float.NaN);
             RoutingAttention op = RoutingAttention.of(RoutingCentroids.random(c.heads(), clusters, c.headDim(), seed)).on(backend);
-            if (isCausal) op = op.causal();
+            if (isCausal) op = op.causal(causal);
             op.forwardWithLse(q, k, v, out, lse);
             InducedSparsity seen = op.induce(q, k);
-            assertMatchesOracle(q, k, v, out, lse, seen, "routing(" + clusters + (isCausal ? ", causal" : "") + ") on " + backend.name());
+            assertMatchesOracle(q, k, v, out, lse, seen, "routing(" + clusters + (isCausal ? ", causal " + causal : "") + ") on " + backend.name());
             // Balanced clusters: each takes ⌈n/C⌉ distinct members, listed in position order.
             int perQ = (c.qLen() + clusters - 1) / clusters, perK = (c.kvLen() + clusters - 1) / clusters;
             for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) {
@@ -194,7 +198,7 @@ class ContentSparsityProperties {
                         for (int t = cl * perK; t < (cl + 1) * perK; t++) kj |= ks[t] == j;
                         shared = qi && kj;
                     }
-                    assertThat(seen.allowed(b, h, i, j)).isEqualTo(shared && (!isCausal || j <= i));
+                    assertThat(seen.allowed(b, h, i, j)).as("(%d, %d)", i, j).isEqualTo(shared && (!isCausal || causal.allows(i, j, c.qLen(), c.kvLen())));
                 }
             }
         }
@@ -215,15 +219,29 @@ class ContentSparsityProperties {
         }
     }
 
-    @Property(tries = 40)
-    void oneClusterIsDenseAttention(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll long seed) {
-        boolean isCausal = causal && c.qLen() == c.kvLen();
+    /**
+     * One cluster is dense attention, and causal routing with qLen ≠ kvLen is causal attention with the
+     * pattern compiler's positions: the float64 oracle under {@code MaskFunction.causal(alignment, ·)}
+     * (bottom-right with qLen > kvLen: the first queries see no key, output 0 and LSE −∞), and the
+     * gradients likewise.
+     */
+    @Property(tries = 60)
+    void oneClusterIsDenseAttention(@ForAll("cases") AttentionCase c, @ForAll("alignments") CausalAlignment causal, @ForAll long seed) {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
+            out.fill(Float.NaN);
             RoutingAttention op = RoutingAttention.of(RoutingCentroids.random(c.heads(), 1, c.headDim(), seed));
-            if (isCausal) op = op.causal();
+            if (causal != null) op = op.causal(causal);
             op.forwardWithLse(q, k, v, out, lse);
-            assertMatchesOracle(q, k, v, out, lse, isCausal ? MaskFunction.causal(CausalAlignment.TOP_LEFT, c.qLen(), c.kvLen()) : MaskFunction.all(), "one cluster");
+            MaskFunction mask = causal != null ? MaskFunction.causal(causal, c.qLen(), c.kvLen()) : MaskFunction.all();
+            assertMatchesOracle(q, k, v, out, lse, mask, "one cluster" + (causal != null ? ", causal " + causal : ""));
+            Tensor dOut = Tensor.randomNormal(arena, c.seed() + 5, 1f, c.batch(), c.heads(), c.qLen(), c.valueDim());
+            io.tessera.attention.AttentionGradients g = op.backward(arena, q, k, v, out, lse, dOut);
+            DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, mask, Double.NaN);
+            DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, mask, Double.NaN);
+            assertThat(Tolerance.maxError(g.dq(), oracle.dq())).as("dq").isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
+            assertThat(Tolerance.maxError(g.dk(), oracle.dk())).as("dk").isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
+            assertThat(Tolerance.maxError(g.dv(), oracle.dv())).as("dv").isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
         }
     }
 
@@ -391,8 +409,7 @@ class ContentSparsityProperties {
             Tensor q = Tensor.zeros(arena, 1, 2, 5, 4), k = Tensor.zeros(arena, 1, 2, 6, 4), out = Tensor.zeros(arena, 1, 2, 5, 4);
             assertThatThrownBy(() -> centroids.update(q, k, 1.0)).hasMessage("decay must be in [0, 1), got 1.0");
             assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).forward(q, k, k, out)).hasMessage("LSH attention sorts shared query/key positions: qLen=5 must equal kvLen=6");
-            assertThatThrownBy(() -> RoutingAttention.of(centroids).causal().forward(q, k, k, out))
-                    .hasMessage("causal routing attention compares original positions: qLen=5 must equal kvLen=6");
+            assertThatThrownBy(() -> RoutingAttention.of(centroids).causal(null)).isInstanceOf(NullPointerException.class).hasMessage("alignment");
             Tensor q3 = Tensor.zeros(arena, 1, 3, 5, 4), q8 = Tensor.zeros(arena, 1, 2, 5, 8);
             assertThatThrownBy(() -> RoutingAttention.of(centroids).induce(q3, Tensor.zeros(arena, 1, 3, 5, 4))).hasMessage("centroids have heads=2 but q has 3 heads");
             assertThatThrownBy(() -> RoutingAttention.of(centroids).induce(q8, Tensor.zeros(arena, 1, 2, 5, 8))).hasMessage("centroids have dim=4 but q and k have head dimension 8");

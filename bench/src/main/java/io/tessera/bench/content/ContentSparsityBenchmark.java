@@ -70,6 +70,55 @@ public class ContentSparsityBenchmark {
     public void setup() {
         arena = Arena.ofShared();
         Backend be = Backend.named(backend);
+        Tensor[] qkv = inputs(arena, input, n);
+        q = qkv[0];
+        k = qkv[1];
+        v = qkv[2];
+        out = Tensor.zeros(arena, 1, HEADS, n, HEAD_DIM);
+        Runs runs = configure(method, n, be, q, k, v, out);
+        call = runs.call();
+        build = runs.build();
+        call.run();
+        double[] err = errorVsDense(q, k, v, out, 7);
+        System.out.printf("%n[content] n=%d method=%s input=%s: relErr vs dense %.3e (mean over %d sampled queries x %d heads), maxAbs %.3e%n",
+                n, method, input, err[0], SAMPLED_QUERIES, HEADS, err[1]);
+    }
+
+    /** A method's whole call and its layout build alone, over fixed inputs. */
+    record Runs(Runnable call, Runnable build) {}
+
+    /** The methods of this benchmark (see the class comment), over q, k, v into out. */
+    static Runs configure(String method, int n, Backend be, Tensor q, Tensor k, Tensor v, Tensor out) {
+        int blockQ = be.preferredBlockQ(), blockKV = be.preferredBlockKV();
+        switch (method) {
+            case "dense" -> {
+                Attention dense = Attention.dense().on(be);
+                return new Runs(() -> dense.forward(q, k, v, out), () -> Pattern.full().layouts(HEADS, n, n, blockQ, blockKV));
+            }
+            case "window" -> {
+                Pattern window = Pattern.slidingWindow(CHUNK);
+                Attention sparse = Attention.sparse(window).on(be);
+                return new Runs(() -> sparse.forward(q, k, v, out), () -> PatternCompiler.compile(window, n, n, blockQ, blockKV));
+            }
+            case "lsh1", "lsh2", "lsh4" -> {
+                // n/64 buckets (Reformer's choice: about one chunk per bucket), factorized into two equal-ish factors.
+                int buckets = Math.max(4, n / CHUNK), first = Math.max(2, Integer.highestOneBit((int) Math.sqrt(buckets)));
+                LshAttention lsh = LshAttention.factorized(method.charAt(3) - '0', CHUNK, 42, first, buckets / first).on(be);
+                return new Runs(() -> lsh.forward(q, k, v, out), () -> lsh.induce(q, k));
+            }
+            case "routing" -> {
+                RoutingCentroids centroids = sampledCentroids(q, Math.max(1, n / 128), 5);
+                centroids.update(q, k, 0.5);
+                RoutingAttention routing = RoutingAttention.of(centroids).on(be);
+                return new Runs(() -> routing.forward(q, k, v, out), () -> routing.induce(q, k));
+            }
+            default -> throw new IllegalArgumentException("unknown method '" + method + "'");
+        }
+    }
+
+    /** Inputs of the benchmark: {q, k, v} for "clustered" (shared-QK mixture) or "unstructured" (independent normal). */
+    static Tensor[] inputs(Arena arena, String input, int n) {
+        Tensor q, k;
         switch (input) {
             case "clustered" -> {
                 q = mixture(arena, n, Math.max(1, n / 32), 11);
@@ -81,41 +130,7 @@ public class ContentSparsityBenchmark {
             }
             default -> throw new IllegalArgumentException("unknown input '" + input + "'");
         }
-        v = Tensor.randomNormal(arena, 13, 1f, 1, HEADS, n, HEAD_DIM);
-        out = Tensor.zeros(arena, 1, HEADS, n, HEAD_DIM);
-        int blockQ = be.preferredBlockQ(), blockKV = be.preferredBlockKV();
-        switch (method) {
-            case "dense" -> {
-                Attention dense = Attention.dense().on(be);
-                call = () -> dense.forward(q, k, v, out);
-                build = () -> Pattern.full().layouts(HEADS, n, n, blockQ, blockKV);
-            }
-            case "window" -> {
-                Pattern window = Pattern.slidingWindow(CHUNK);
-                Attention sparse = Attention.sparse(window).on(be);
-                call = () -> sparse.forward(q, k, v, out);
-                build = () -> PatternCompiler.compile(window, n, n, blockQ, blockKV);
-            }
-            case "lsh1", "lsh2", "lsh4" -> {
-                // n/64 buckets (Reformer's choice: about one chunk per bucket), factorized into two equal-ish factors.
-                int buckets = Math.max(4, n / CHUNK), first = Math.max(2, Integer.highestOneBit((int) Math.sqrt(buckets)));
-                LshAttention lsh = LshAttention.factorized(method.charAt(3) - '0', CHUNK, 42, first, buckets / first).on(be);
-                call = () -> lsh.forward(q, k, v, out);
-                build = () -> lsh.induce(q, k);
-            }
-            case "routing" -> {
-                RoutingCentroids centroids = sampledCentroids(q, Math.max(1, n / 128), 5);
-                centroids.update(q, k, 0.5);
-                RoutingAttention routing = RoutingAttention.of(centroids).on(be);
-                call = () -> routing.forward(q, k, v, out);
-                build = () -> routing.induce(q, k);
-            }
-            default -> throw new IllegalArgumentException("unknown method '" + method + "'");
-        }
-        call.run();
-        double[] err = errorVsDense(q, k, v, out, 7);
-        System.out.printf("%n[content] n=%d method=%s input=%s: relErr vs dense %.3e (mean over %d sampled queries x %d heads), maxAbs %.3e%n",
-                n, method, input, err[0], SAMPLED_QUERIES, HEADS, err[1]);
+        return new Tensor[] {q, k, Tensor.randomNormal(arena, 13, 1f, 1, HEADS, n, HEAD_DIM)};
     }
 
     @TearDown(Level.Trial)

@@ -44,6 +44,11 @@ final class Projection {
      * @param out at least cols·rows floats
      */
     static void project(Tensor t, int b, int head, int rows, boolean normalize, float[] matrix, int cols, Scratch scratch, float[] out) {
+        project(t, b, head, rows, normalize, matrix, cols, scratch, out, SIMD);
+    }
+
+    /** {@link #project} with the vector kernel or the scalar loop (they are twins: the test compares them bit for bit). */
+    static void project(Tensor t, int b, int head, int rows, boolean normalize, float[] matrix, int cols, Scratch scratch, float[] out, boolean simd) {
         int d = (int) t.size(3);
         MemorySegment src = t.segment();
         long base = t.offset() + b * t.stride(0) + head * t.stride(1), rowStride = t.stride(2);
@@ -61,7 +66,7 @@ final class Projection {
                 for (int x = 0; x < d; x++) tile[x * TILE + r] = row[x] * inv;
             }
             for (int r = count; r < TILE; r++) for (int x = 0; x < d; x++) tile[x * TILE + r] = 0f;
-            if (SIMD) {
+            if (simd) {
                 if (count == TILE) {
                     ProjectionSimd.tile(tile, d, matrix, cols, out, rows, i0);
                 } else {

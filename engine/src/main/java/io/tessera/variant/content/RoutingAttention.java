@@ -2,6 +2,7 @@ package io.tessera.variant.content;
 
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.pattern.CausalAlignment;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 
@@ -27,9 +28,9 @@ import io.tessera.variant.internal.Checks;
  */
 public final class RoutingAttention extends ContentOperator {
     private final RoutingCentroids centroids;
-    private final boolean causal;
+    private final CausalAlignment causal;   // null: not causal
 
-    private RoutingAttention(RoutingCentroids centroids, boolean causal, Backend backend, float scale) {
+    private RoutingAttention(RoutingCentroids centroids, CausalAlignment causal, Backend backend, float scale) {
         super(backend, scale);
         this.centroids = centroids;
         this.causal = causal;
@@ -37,11 +38,26 @@ public final class RoutingAttention extends ContentOperator {
 
     /** Routing attention over these centroids (read at each call, so updates take effect at the next one). */
     public static RoutingAttention of(RoutingCentroids centroids) {
-        return new RoutingAttention(Checks.notNull("centroids", centroids), false, null, Float.NaN);
+        return new RoutingAttention(Checks.notNull("centroids", centroids), null, null, Float.NaN);
     }
 
-    /** The same attention, causal in the original positions (needs qLen = kvLen). */
-    public RoutingAttention causal() { return new RoutingAttention(centroids, true, backend, scale); }
+    /**
+     * The same attention, causal in the original positions, aligned top-left (query i sees keys
+     * j ≤ i, as {@code Pattern.causal()} alone): the same as {@code causal(CausalAlignment.TOP_LEFT)}.
+     */
+    public RoutingAttention causal() { return causal(CausalAlignment.TOP_LEFT); }
+
+    /**
+     * The same attention, causal in the original positions placed as the pattern compiler places
+     * them (see {@link io.tessera.pattern.Pattern}, Positions): query i sits at position
+     * {@code i + alignment.diagonalShift(qLen, kvLen)} and sees keys j at or before it, so with
+     * {@link CausalAlignment#BOTTOM_RIGHT} the last query sees every key (chunked prefill against
+     * a cache), and queries placed before key 0 see nothing (output 0, LSE −∞).
+     */
+    public RoutingAttention causal(CausalAlignment alignment) {
+        if (alignment == null) throw new NullPointerException("alignment");
+        return new RoutingAttention(centroids, alignment, backend, scale);
+    }
 
     @Override
     public RoutingAttention on(Backend backend) {
@@ -64,9 +80,6 @@ public final class RoutingAttention extends ContentOperator {
         Checks.notNull("k", k);
         AttentionShape s = AttentionShape.of(q, k, k);
         centroids.checkFits(s);
-        if (causal && s.qLen() != s.kvLen()) {
-            throw new IllegalArgumentException("causal routing attention compares original positions: qLen=" + s.qLen() + " must equal kvLen=" + s.kvLen());
-        }
         int clusters = centroids.clusters(), d = s.headDim();
         int perQ = ceilDiv(s.qLen(), clusters), perK = ceilDiv(s.kvLen(), clusters);
         Checks.intProduct("clusters·⌈qLen/clusters⌉ query slots", clusters, perQ);
@@ -141,6 +154,6 @@ public final class RoutingAttention extends ContentOperator {
 
     @Override
     public String toString() {
-        return "RoutingAttention[" + centroids + (causal ? ", causal" : "") + (backend != null ? ", " + backend.name() : "") + "]";
+        return "RoutingAttention[" + centroids + (causal == null ? "" : causal == CausalAlignment.TOP_LEFT ? ", causal" : ", causal " + causal) + (backend != null ? ", " + backend.name() : "") + "]";
     }
 }

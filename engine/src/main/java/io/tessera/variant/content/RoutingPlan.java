@@ -13,6 +13,8 @@ package io.tessera.variant.content;
 final class RoutingPlan extends ContentPlan {
     private final int clusters, perClusterQ, perClusterK;
     private final boolean causal;
+    /** Causal: key j is visible from query i iff j ≤ i + shift (the alignment's diagonal shift). */
+    private final long shift;
     /** Per query: its clusters ascending ([qOffsets[i], qOffsets[i+1]) of qClusters) and its slot in each. */
     private final int[] qOffsets, qClusters, qSlotOf;
     /** Per key: its clusters ascending. */
@@ -25,12 +27,14 @@ final class RoutingPlan extends ContentPlan {
      * @param queryMembers cluster c's queries at [c·perClusterQ, (c+1)·perClusterQ), increasing within a cluster
      * @param keyMembers   cluster c's keys at [c·perClusterK, (c+1)·perClusterK), increasing within a cluster
      */
-    RoutingPlan(int qLen, int kvLen, int clusters, int perClusterQ, int perClusterK, boolean causal, int[] queryMembers, int[] keyMembers) {
+    /** @param alignment where the causal diagonal sits, or null for no causal rule */
+    RoutingPlan(int qLen, int kvLen, int clusters, int perClusterQ, int perClusterK, io.tessera.pattern.CausalAlignment alignment, int[] queryMembers, int[] keyMembers) {
         super(qLen, kvLen, queryMembers, keyMembers);
         this.clusters = clusters;
         this.perClusterQ = perClusterQ;
         this.perClusterK = perClusterK;
-        this.causal = causal;
+        this.causal = alignment != null;
+        this.shift = alignment == null ? 0 : alignment.diagonalShift(qLen, kvLen);
         this.qOffsets = new int[qLen + 1];
         this.qClusters = new int[queryMembers.length];
         this.qSlotOf = new int[queryMembers.length];
@@ -55,7 +59,7 @@ final class RoutingPlan extends ContentPlan {
             clean[c] = ok;
         }
         this.description = "routing(clusters=" + clusters + ", " + perClusterQ + " queries and " + perClusterK + " keys per cluster"
-                + (causal ? ", causal" : "") + ") over " + queryMembers.length + "x" + keyMembers.length + " cluster slots";
+                + (alignment == null ? "" : alignment == io.tessera.pattern.CausalAlignment.TOP_LEFT ? ", causal" : ", causal " + alignment) + ") over " + queryMembers.length + "x" + keyMembers.length + " cluster slots";
     }
 
     /** The first cluster holding query i and key j, or −1. */
@@ -74,13 +78,13 @@ final class RoutingPlan extends ContentPlan {
         int c = s / perClusterQ;
         if (t / perClusterK != c) return false;
         int i = querySlots[s], j = keySlots[t];
-        if (causal && j > i) return false;
+        if (causal && j > i + shift) return false;
         return firstCommon(i, j) == c;
     }
 
     @Override
     boolean allowed(int i, int j) {
-        if (causal && j > i) return false;
+        if (causal && j > i + shift) return false;
         return firstCommon(i, j) >= 0;
     }
 
