@@ -204,6 +204,68 @@ class ContentSparsityProperties {
         }
     }
 
+    // ---------------------------------------------------------------- LSH cross-attention
+
+    /**
+     * Cross-attention (separate query and key sets, any lengths, grouped heads): output, LSE and
+     * gradients equal the float64 oracle under the exported induced mask.
+     */
+    @Property(tries = 80)
+    void lshCrossAttentionEqualsTheOracleUnderItsInducedMask(@ForAll("cases") AttentionCase c, @ForAll("lshConfigs") Lsh config0, @ForAll("backends") Backend backend) {
+        Lsh config = new Lsh(config0.factors(), config0.hashes(), config0.chunk(), config0.seed(), config0.causal(), false);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
+            out.fill(Float.NaN);
+            LshAttention op = config.op().crossAttention().on(backend);
+            op.forwardWithLse(q, k, v, out, lse);
+            InducedSparsity seen = op.induce(q, k);
+            String what = op + " on " + backend.name();
+            assertMatchesOracle(q, k, v, out, lse, seen, what);
+            assertThat(seen.querySlots(0, 0)).hasSize(config.hashes() * c.qLen());
+            assertThat(seen.keySlots(0, 0)).hasSize(config.hashes() * c.kvLen());
+            Tensor dOut = Tensor.randomNormal(arena, c.seed() + 3, 1f, c.batch(), c.heads(), c.qLen(), c.valueDim());
+            io.tessera.attention.AttentionGradients g = op.backward(arena, q, k, v, out, lse, dOut);
+            DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, seen, Double.NaN);
+            DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, seen, Double.NaN);
+            assertThat(Tolerance.maxError(g.dq(), oracle.dq())).as("dq of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
+            assertThat(Tolerance.maxError(g.dk(), oracle.dk())).as("dk of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
+            assertThat(Tolerance.maxError(g.dv(), oracle.dv())).as("dv of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
+        }
+    }
+
+    /**
+     * The cross-attention rule read off its definition: with one bucket the merged order is by
+     * position, a key before the query at its position (key j at merged index j + min(j, qLen), query
+     * i at min(i + 1, kvLen) + i), and a query attends the keys of its merged chunk and the previous
+     * one (cyclically), causal top-left if asked.
+     */
+    @Property(tries = 60)
+    void lshCrossAttentionIsChunkAdjacencyInTheMergedOrder(@ForAll("cases") AttentionCase c, @ForAll @IntRange(min = 1, max = 9) int chunk,
+                                                          @ForAll @IntRange(min = 1, max = 3) int hashes, @ForAll boolean causal, @ForAll long seed) {
+        try (Arena arena = Arena.ofShared()) {
+            LshAttention op = LshAttention.of(1, hashes, chunk, seed).crossAttention();
+            if (causal) op = op.causal();
+            InducedSparsity seen = op.induce(c.q(arena), c.k(arena));
+            int qLen = c.qLen(), kvLen = c.kvLen(), chunks = (qLen + kvLen + chunk - 1) / chunk;
+            for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) for (int i = 0; i < qLen; i++) for (int j = 0; j < kvLen; j++) {
+                int qc = (Math.min(i + 1, kvLen) + i) / chunk, kc = (j + Math.min(j, qLen)) / chunk;
+                boolean expected = (kc == qc || kc == (qc + chunks - 1) % chunks) && (!causal || j <= i);
+                assertThat(seen.allowed(b, h, i, j)).as("(%d, %d) of %s, qLen=%d kvLen=%d", i, j, op, qLen, kvLen).isEqualTo(expected);
+            }
+        }
+    }
+
+    /** One chunk covering the merged sequence is dense (or causal top-left) attention, whatever the buckets. */
+    @Property(tries = 40)
+    void lshCrossAttentionWithOneChunkIsDenseAttention(@ForAll("cases") AttentionCase c, @ForAll("lshConfigs") Lsh config, @ForAll @IntRange(min = 0, max = 5) int extraChunk) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
+            LshAttention op = new Lsh(config.factors(), config.hashes(), c.qLen() + c.kvLen() + extraChunk, config.seed(), config.causal(), false).op().crossAttention();
+            op.forwardWithLse(q, k, v, out, lse);
+            assertMatchesOracle(q, k, v, out, lse, config.causal() ? MaskFunction.causal(CausalAlignment.TOP_LEFT, c.qLen(), c.kvLen()) : MaskFunction.all(), op.toString());
+        }
+    }
+
     // ---------------------------------------------------------------- one bucket / cluster is dense
 
     @Property(tries = 40)
@@ -408,7 +470,10 @@ class ContentSparsityProperties {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = Tensor.zeros(arena, 1, 2, 5, 4), k = Tensor.zeros(arena, 1, 2, 6, 4), out = Tensor.zeros(arena, 1, 2, 5, 4);
             assertThatThrownBy(() -> centroids.update(q, k, 1.0)).hasMessage("decay must be in [0, 1), got 1.0");
-            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).forward(q, k, k, out)).hasMessage("LSH attention sorts shared query/key positions: qLen=5 must equal kvLen=6");
+            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).forward(q, k, k, out))
+                    .hasMessage("LSH attention sorts shared query/key positions: qLen=5 must equal kvLen=6 (for separate query and key sets use crossAttention())");
+            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).crossAttention().excludingSelf()).hasMessageContaining("there is no self to exclude");
+            assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 0).excludingSelf().crossAttention()).hasMessageContaining("there is no self to exclude");
             assertThatThrownBy(() -> RoutingAttention.of(centroids).causal(null)).isInstanceOf(NullPointerException.class).hasMessage("alignment");
             Tensor q3 = Tensor.zeros(arena, 1, 3, 5, 4), q8 = Tensor.zeros(arena, 1, 2, 5, 8);
             assertThatThrownBy(() -> RoutingAttention.of(centroids).induce(q3, Tensor.zeros(arena, 1, 3, 5, 4))).hasMessage("centroids have heads=2 but q has 3 heads");

@@ -11,7 +11,7 @@ import java.util.Arrays;
  * several clusters); the slot pairs of one original (query, key) pair are allowed in at most one of
  * them, so the partial results of a query's slots combine exactly by log-sum-exp.
  */
-abstract sealed class ContentPlan permits LshPlan, RoutingPlan {
+abstract sealed class ContentPlan permits LshPlan, LshCrossPlan, RoutingPlan {
     final int qLen, kvLen;
     /** Original query index of each query slot. */
     final int[] querySlots;

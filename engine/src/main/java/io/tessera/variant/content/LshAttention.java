@@ -24,7 +24,9 @@ import java.util.SplittableRandom;
  * }</pre>
  *
  * A token's bucket comes from its key (per key head, so grouped query heads share it), and its query
- * is placed where its key goes: the paper's shared-QK attention. Hashing is fp32 in a fixed order
+ * is placed where its key goes: the paper's shared-QK attention (qLen = kvLen). For separate query
+ * and key sets, {@link #crossAttention()} hashes queries from q and keys from k with the same
+ * rotations and chunks their merged sorted order. Hashing is fp32 in a fixed order
  * (the same buckets on every backend). Cost per call: O(n·D·buckets·hashes) hashing
  * ({@link #factorized}: O(n·D·Σfactors·hashes)), O(n) sort per round, O(tiles) layout, then
  * attention over about 2·chunkLength keys per query and round.
@@ -36,10 +38,11 @@ public final class LshAttention extends ContentOperator {
     private final int buckets, hashes, chunkLength;
     private final int[] factors;     // buckets = their product; one set of rotations each
     private final long seed;
-    private final boolean causal, excludeSelf;
+    private final boolean causal, excludeSelf, cross;
 
-    private LshAttention(int[] factors, int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, Backend backend, float scale) {
+    private LshAttention(int[] factors, int buckets, int hashes, int chunkLength, long seed, boolean causal, boolean excludeSelf, boolean cross, Backend backend, float scale) {
         super(backend, scale);
+        this.cross = cross;
         this.factors = factors;
         this.buckets = buckets;
         this.hashes = hashes;
@@ -83,25 +86,42 @@ public final class LshAttention extends ContentOperator {
     private static LshAttention checked(int[] factors, int buckets, int hashes, int chunkLength, long seed) {
         if (hashes < 1) throw new IllegalArgumentException("hashes must be >= 1, got " + hashes);
         if (chunkLength < 1) throw new IllegalArgumentException("chunkLength must be >= 1, got " + chunkLength);
-        return new LshAttention(factors, buckets, hashes, chunkLength, seed, false, false, null, Float.NaN);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, false, false, false, null, Float.NaN);
     }
 
     /** The same attention, causal in the original positions (key j only for queries i ≥ j). */
-    public LshAttention causal() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, true, excludeSelf, backend, scale); }
+    public LshAttention causal() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, true, excludeSelf, cross, backend, scale); }
 
     /** The same attention with the paper's rule for shared-QK: a query attends itself only when no other key is allowed. */
-    public LshAttention excludingSelf() { return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, true, backend, scale); }
+    public LshAttention excludingSelf() {
+        if (cross) throw new IllegalStateException("excludingSelf() is the shared-QK rule; with crossAttention() queries and keys are different tokens, so there is no self to exclude");
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, true, cross, backend, scale);
+    }
+
+    /**
+     * The same attention for separate query and key sets (cross-attention; qLen may differ from
+     * kvLen): queries are hashed from q and keys from k with the same rotations; per round all
+     * qLen + kvLen tokens are sorted together by (bucket, position; a key before the query at the
+     * same position) and cut into chunks of {@code chunkLength}, and a query attends the keys in
+     * its chunk and the previous one of that merged order. Buckets are per query head (grouped
+     * heads share their key head's key buckets). {@link #causal()} is then key j only for queries
+     * i ≥ j (top-left), and {@link #excludingSelf()} is rejected: there is no self.
+     */
+    public LshAttention crossAttention() {
+        if (excludeSelf) throw new IllegalStateException("crossAttention() cannot keep excludingSelf(): queries and keys are different tokens, so there is no self to exclude");
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, false, true, backend, scale);
+    }
 
     @Override
     public LshAttention on(Backend backend) {
         if (backend == null) throw new NullPointerException("backend");
-        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, cross, backend, scale);
     }
 
     @Override
     public LshAttention withScale(float scale) {
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, backend, scale);
+        return new LshAttention(factors, buckets, hashes, chunkLength, seed, causal, excludeSelf, cross, backend, scale);
     }
 
     public int buckets() { return buckets; }
@@ -117,13 +137,14 @@ public final class LshAttention extends ContentOperator {
         Checks.notNull("q", q);
         Checks.notNull("k", k);
         AttentionShape s = AttentionShape.of(q, k, k);
+        if (cross) return induceCross(s, q, k);
         int n = s.qLen();
         if (s.kvLen() != n) {
-            throw new IllegalArgumentException("LSH attention sorts shared query/key positions: qLen=" + n + " must equal kvLen=" + s.kvLen());
+            throw new IllegalArgumentException("LSH attention sorts shared query/key positions: qLen=" + n + " must equal kvLen=" + s.kvLen()
+                    + " (for separate query and key sets use crossAttention())");
         }
         Checks.intProduct("hashes·n slots", hashes, n);
-        int perRound = 0, d = s.headDim();
-        for (int f : factors) perRound += f / 2;
+        int perRound = rotationsPerRound(), d = s.headDim();
         int columns = perRound == 0 ? 0 : Checks.intProduct("hashes·(rotations per round) rotation columns", hashes, perRound);
         if (columns > 0) Checks.intProduct("the projections n·rotation columns", n, columns);
         Backend be = backend();
@@ -134,14 +155,50 @@ public final class LshAttention extends ContentOperator {
         int[] bucketOf = new int[hashes * n];
         for (int b = 0; b < s.batch(); b++) {
             for (int hk = 0; hk < s.kvHeads(); hk++) {
-                if (columns > 0) {
-                    Projection.project(k, b, hk, n, false, rotations, columns, scratch, projected);
-                    for (int r = 0; r < hashes; r++) for (int t = 0; t < n; t++) bucketOf[r * n + t] = bucket(projected, r * perRound, n, t);
-                }
+                if (columns > 0) buckets(k, b, hk, n, rotations, columns, perRound, scratch, projected, bucketOf);
                 plans[b][hk] = new LshPlan(n, hashes, buckets, chunkLength, causal, excludeSelf, bucketOf);
             }
         }
         return new InducedSparsity(plans, s.heads(), s.queryHeadsPerKvHead(), s.queryHeadsPerKvHead(), be.preferredBlockQ(), be.preferredBlockKV());
+    }
+
+    /** {@link #induce} for {@link #crossAttention()}: one plan per query head over its queries' and its key head's buckets. */
+    private InducedSparsity induceCross(AttentionShape s, Tensor q, Tensor k) {
+        int qLen = s.qLen(), kvLen = s.kvLen(), d = s.headDim(), group = s.queryHeadsPerKvHead();
+        Checks.intProduct("hashes·qLen query slots", hashes, qLen);
+        Checks.intProduct("hashes·kvLen key slots", hashes, kvLen);
+        if ((long) qLen + kvLen > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("LSH cross-attention sorts qLen + kvLen = " + ((long) qLen + kvLen) + " tokens together, more than int indexing allows");
+        int perRound = rotationsPerRound();
+        int columns = perRound == 0 ? 0 : Checks.intProduct("hashes·(rotations per round) rotation columns", hashes, perRound);
+        if (columns > 0) Checks.intProduct("the projections max(qLen, kvLen)·rotation columns", Math.max(qLen, kvLen), columns);
+        Backend be = backend();
+        ContentPlan[][] plans = new ContentPlan[s.batch()][s.heads()];
+        float[] rotations = columns == 0 ? null : rotations(d, columns);
+        Projection.Scratch scratch = columns == 0 ? null : new Projection.Scratch(d, columns);
+        float[] projected = columns == 0 ? null : new float[columns * Math.max(qLen, kvLen)];
+        int[] queryBuckets = new int[hashes * qLen], keyBuckets = new int[hashes * kvLen];
+        for (int b = 0; b < s.batch(); b++) {
+            for (int hk = 0; hk < s.kvHeads(); hk++) {
+                if (columns > 0) buckets(k, b, hk, kvLen, rotations, columns, perRound, scratch, projected, keyBuckets);
+                for (int h = hk * group; h < (hk + 1) * group; h++) {
+                    if (columns > 0) buckets(q, b, h, qLen, rotations, columns, perRound, scratch, projected, queryBuckets);
+                    plans[b][h] = new LshCrossPlan(qLen, kvLen, hashes, buckets, chunkLength, causal, queryBuckets, keyBuckets);
+                }
+            }
+        }
+        return new InducedSparsity(plans, s.heads(), 1, group, be.preferredBlockQ(), be.preferredBlockKV());
+    }
+
+    private int rotationsPerRound() {
+        int perRound = 0;
+        for (int f : factors) perRound += f / 2;
+        return perRound;
+    }
+
+    /** Bucket of each of the {@code rows} rows of t[b, head] in each round, into {@code out[round·rows + row]}. */
+    private void buckets(Tensor t, int b, int head, int rows, float[] rotations, int columns, int perRound, Projection.Scratch scratch, float[] projected, int[] out) {
+        Projection.project(t, b, head, rows, false, rotations, columns, scratch, projected);
+        for (int r = 0; r < hashes; r++) for (int i = 0; i < rows; i++) out[r * rows + i] = bucket(projected, r * perRound, rows, i);
     }
 
     /** Gaussian rotations [D, columns] (row-major), a pure function of the seed and D. */
@@ -184,6 +241,6 @@ public final class LshAttention extends ContentOperator {
     @Override
     public String toString() {
         return "LshAttention[buckets=" + (factors.length == 1 ? String.valueOf(buckets) : buckets + " " + java.util.Arrays.toString(factors)) + ", hashes=" + hashes + ", chunkLength=" + chunkLength + ", seed=" + seed
-                + (causal ? ", causal" : "") + (excludeSelf ? ", excluding self" : "") + (backend != null ? ", " + backend.name() : "") + "]";
+                + (causal ? ", causal" : "") + (excludeSelf ? ", excluding self" : "") + (cross ? ", cross-attention" : "") + (backend != null ? ", " + backend.name() : "") + "]";
     }
 }
