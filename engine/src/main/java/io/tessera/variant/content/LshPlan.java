@@ -118,21 +118,41 @@ final class LshPlan extends ContentPlan {
         if (before != own) markReached(s, roundStart + before * chunk, roundStart + end(before), kv0, cols, dst, base);
     }
 
-    /** Sets the bits of the key slots of [from, to) ∩ [kv0, kv0+cols) that query slot s may attend (its round's chunk rule already holds for them). */
+    /**
+     * Sets the bits of the key slots of [from, to) ∩ [kv0, kv0+cols) that query slot s may attend
+     * (its round's chunk rule already holds for them): first the pair rules, then one pass per
+     * earlier round clearing the keys it reached (rare, so the branch predicts well).
+     */
     private void markReached(int s, int from, int to, int kv0, int cols, long[] dst, int base) {
         from = Math.max(from, kv0);
         to = Math.min(to, kv0 + cols);
+        if (from >= to) return;
         int r = s / n, i = querySlots[s], total = rounds * n;
         boolean selfAllowed = !excludeSelf || !hasOther[i];
-        for (int t = from; t < to; t++) {
-            int j = querySlots[t];
-            if ((causal && j > i) || (j == i && !selfAllowed)) continue;
-            boolean earlier = false;
-            for (int e = 0; e < r && !earlier; e++) {
-                int ce = earlierChunk[e * total + t], oe = chunkOf[e * n + i];
-                earlier = ce == oe || ce == (oe == 0 ? chunks - 1 : oe - 1);
+        if (!causal && selfAllowed) {
+            setBits(dst, base, from - kv0, to - kv0);
+        } else {
+            for (int t = from; t < to; t++) {
+                int j = querySlots[t];
+                if ((causal && j > i) || (j == i && !selfAllowed)) continue;
+                dst[base + ((t - kv0) >>> 6)] |= 1L << (t - kv0);
             }
-            if (!earlier) dst[base + ((t - kv0) >>> 6)] |= 1L << (t - kv0);
+        }
+        for (int e = 0; e < r; e++) {
+            int oe = chunkOf[e * n + i], pe = previous(oe), row = e * total;
+            for (int t = from; t < to; t++) {
+                int ce = earlierChunk[row + t];
+                if (ce == oe || ce == pe) dst[base + ((t - kv0) >>> 6)] &= ~(1L << (t - kv0));
+            }
+        }
+    }
+
+    /** Sets bits [lo, hi) of the row's words. */
+    private static void setBits(long[] dst, int base, int lo, int hi) {
+        for (int w = lo >>> 6; w <= (hi - 1) >>> 6; w++) {
+            int a = Math.max(lo, w << 6) - (w << 6), b = Math.min(hi, (w + 1) << 6) - (w << 6);   // bits [a, b) of word w, 0 ≤ a < b ≤ 64
+            long bits = (b == 64 ? -1L : (1L << b) - 1) & (-1L << a);
+            dst[base + w] |= bits;
         }
     }
 
