@@ -198,45 +198,24 @@ public final class LshAttention extends ContentOperator {
     /** Bucket of each of the {@code rows} rows of t[b, head] in each round, into {@code out[round·rows + row]}. */
     private void buckets(Tensor t, int b, int head, int rows, float[] rotations, int columns, int perRound, Projection.Scratch scratch, float[] projected, int[] out) {
         Projection.project(t, b, head, rows, false, rotations, columns, scratch, projected);
-        for (int r = 0; r < hashes; r++) for (int i = 0; i < rows; i++) out[r * rows + i] = bucket(projected, r * perRound, rows, i);
+        for (int r = 0; r < hashes; r++) Projection.buckets(projected, rows, r * perRound, factors, out, r * rows);
     }
 
     /** Gaussian rotations [D, columns] (row-major), a pure function of the seed and D. */
     private float[] rotations(int d, int columns) {
+        Rotations cached = rotations;
+        if (cached != null && cached.d == d && cached.columns == columns) return cached.values;
         SplittableRandom random = new SplittableRandom(seed);
         float[] values = new float[Checks.intProduct("the rotations D·columns", d, columns)];
         for (int i = 0; i < values.length; i++) values[i] = (float) random.nextGaussian();
+        rotations = new Rotations(d, columns, values);   // a pure function of (seed, d, columns): kept for the next call, never written
         return values;
     }
 
-    /** Token t's bucket in the round whose rotation columns start at {@code from}: the mixed-radix number of its factors' digits. */
-    private int bucket(float[] projected, int from, int n, int t) {
-        int bucket = 0;
-        for (int f : factors) {
-            bucket = bucket * f + (f == 1 ? 0 : digit(projected, from, f / 2, n, t));
-            from += f / 2;
-        }
-        return bucket;
-    }
+    private record Rotations(int d, int columns, float[] values) {}
 
-    /**
-     * One factor's digit: argmax over [y, −y] of y = token t's projections on columns
-     * [from, from + half) of {@code projected} ([columns][n]); ties go to the lower index, and NaN
-     * never wins, so an all-NaN row gives 0.
-     */
-    private static int digit(float[] projected, int from, int half, int n, int t) {
-        int best = 0;
-        float bestValue = projected[from * n + t];
-        for (int c = 1; c < half; c++) {
-            float y = projected[(from + c) * n + t];
-            if (y > bestValue) { bestValue = y; best = c; }
-        }
-        for (int c = 0; c < half; c++) {
-            float y = -projected[(from + c) * n + t];
-            if (y > bestValue) { bestValue = y; best = half + c; }
-        }
-        return best;
-    }
+    /** The rotations of the last head dimension seen (drawn once, not per call). */
+    private volatile Rotations rotations;
 
     @Override
     public String toString() {

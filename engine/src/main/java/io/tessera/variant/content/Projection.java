@@ -84,4 +84,39 @@ final class Projection {
             }
         }
     }
+
+    /**
+     * LSH buckets of one round: {@code out[at + t]} = the mixed-radix number of token t's digits,
+     * one per factor f (0 when f = 1), each the argmax over [y, −y] of y = t's projections on the
+     * factor's f/2 columns (from {@code from} on, in factor order) of {@code projected} ([cols][rows]);
+     * ties go to the lower index, and a comparison with NaN is false (NaN never replaces the
+     * running best). With the Vector API tokens are lanes; the scalar loop is its twin.
+     */
+    static void buckets(float[] projected, int rows, int from, int[] factors, int[] out, int at) {
+        buckets(projected, rows, from, factors, out, at, SIMD);
+    }
+
+    static void buckets(float[] projected, int rows, int from, int[] factors, int[] out, int at, boolean simd) {
+        int t = simd ? ProjectionSimd.buckets(projected, rows, from, factors, out, at) : 0;
+        for (; t < rows; t++) {
+            int bucket = 0, col = from;
+            for (int f : factors) {
+                int half = f / 2, digit = 0;
+                if (f > 1) {
+                    float best = projected[col * rows + t];
+                    for (int c = 1; c < half; c++) {
+                        float y = projected[(col + c) * rows + t];
+                        if (y > best) { best = y; digit = c; }
+                    }
+                    for (int c = 0; c < half; c++) {
+                        float y = -projected[(col + c) * rows + t];
+                        if (y > best) { best = y; digit = half + c; }
+                    }
+                }
+                bucket = bucket * f + digit;
+                col += half;
+            }
+            out[at + t] = bucket;
+        }
+    }
 }

@@ -1,6 +1,9 @@
 package io.tessera.variant.content;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -14,6 +17,7 @@ final class ProjectionSimd {
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
 
     static boolean fitsTile() { return Projection.TILE % (2 * L) == 0; }
 
@@ -52,5 +56,37 @@ final class ProjectionSimd {
                 a1.intoArray(out, o + L);
             }
         }
+    }
+
+    /** {@link Projection#buckets} for whole vectors of tokens; returns how many tokens it did (a multiple of the lane count). */
+    static int buckets(float[] projected, int rows, int from, int[] factors, int[] out, int at) {
+        int t = 0;
+        for (; t + L <= rows; t += L) {
+            IntVector bucket = IntVector.zero(I);
+            int col = from;
+            for (int f : factors) {
+                int half = f / 2;
+                if (f > 1) {
+                    FloatVector best = FloatVector.fromArray(F, projected, col * rows + t);
+                    IntVector digit = IntVector.zero(I);
+                    for (int c = 1; c < half; c++) {
+                        FloatVector y = FloatVector.fromArray(F, projected, (col + c) * rows + t);
+                        VectorMask<Float> greater = y.compare(VectorOperators.GT, best);
+                        best = best.blend(y, greater);
+                        digit = digit.blend(c, greater.cast(I));
+                    }
+                    for (int c = 0; c < half; c++) {
+                        FloatVector y = FloatVector.fromArray(F, projected, (col + c) * rows + t).neg();
+                        VectorMask<Float> greater = y.compare(VectorOperators.GT, best);
+                        best = best.blend(y, greater);
+                        digit = digit.blend(half + c, greater.cast(I));
+                    }
+                    bucket = bucket.mul(f).add(digit);
+                }
+                col += half;
+            }
+            bucket.intoArray(out, at + t);
+        }
+        return t;
     }
 }

@@ -43,4 +43,29 @@ class ProjectionTest {
             assertThat(Float.floatToIntBits(scalar[c * rows + i])).isEqualTo(Float.floatToIntBits(expected));
         }
     }
+
+    /** LSH digits: the vector argmax is the scalar loop's twin, ties (values from a small set), NaN and ±0 included. */
+    @RepeatedTest(100)
+    void vectorBucketsAreTheScalarLoopsTwin(RepetitionInfo info) {
+        SplittableRandom random = new SplittableRandom(1000 + info.getCurrentRepetition());
+        int rows = random.nextInt(1, 150);
+        int[] factors = new int[random.nextInt(1, 4)];
+        int cols = 0;
+        for (int i = 0; i < factors.length; i++) {
+            factors[i] = random.nextInt(4) == 0 ? 1 : 2 * random.nextInt(1, 6);
+            cols += factors[i] / 2;
+        }
+        int from = random.nextInt(0, 3);
+        float[] projected = new float[(from + cols) * rows];
+        float[] values = {0f, -0f, 1f, -1f, 2.5f, Float.NaN, 0.5f};
+        for (int i = 0; i < projected.length; i++) projected[i] = random.nextBoolean() ? values[random.nextInt(values.length)] : (float) random.nextGaussian();
+        int at = random.nextInt(0, 5);
+        int[] simd = new int[at + rows], scalar = new int[at + rows];
+        Projection.buckets(projected, rows, from, factors, simd, at, true);
+        Projection.buckets(projected, rows, from, factors, scalar, at, false);
+        assertThat(simd).as("factors %s, rows %d", java.util.Arrays.toString(factors), rows).isEqualTo(scalar);
+        int product = 1;
+        for (int f : factors) product *= f;
+        for (int t = 0; t < rows; t++) assertThat(scalar[at + t]).isBetween(0, product - 1);
+    }
 }
