@@ -444,6 +444,21 @@ class ContentSparsityProperties {
             assertThatThrownBy(() -> LshAttention.of(2, 1, 8, 7).induce(Tensor.zeros(arena, 1, 1, 300, 2), Tensor.zeros(arena, 1, 1, 300, 2)).drawElementMask(0, 0))
                     .hasMessageContaining("drawElementMask draws at most 256x256 pairs, got qLen=300");
             assertThat(RoutingAttention.of(RoutingCentroids.random(2, 4, 8, 1)).induce(q, q).layout(0, 0).toString()).contains("routing(clusters=4");
+            // The picture is the induced mask, pair by pair (un-permuted), for every kind of plan.
+            Tensor k = Tensor.randomNormal(arena, 4, 1f, 1, 1, 30, 8), q1 = q.slice(1, 0, 1);
+            for (InducedSparsity s : new InducedSparsity[] {seen, LshAttention.of(4, 2, 8, 7).crossAttention().induce(q1, k),
+                    RoutingAttention.of(RoutingCentroids.random(1, 3, 8, 2)).causal(CausalAlignment.BOTTOM_RIGHT).induce(q1, k)}) {
+                int h = s.heads() - 1;
+                java.util.List<String> rows = s.drawElementMask(0, h).lines().skip(1).toList();
+                assertThat(rows).hasSize(s.qLen());
+                for (int i = 0; i < s.qLen(); i++) for (int j = 0; j < s.kvLen(); j++) {
+                    assertThat(rows.get(i).charAt(j)).as("%s (%d, %d)", s, i, j).isEqualTo(s.allowed(0, h, i, j) ? '█' : '·');
+                }
+                assertThat(s.layout(0, h).toString()).startsWith("BlockLayout[" + s.layout(0, h).description());
+                assertThat(s.layout(0, h).allowedPairs()).as("the slot layout allows as many pairs as the induced mask").isEqualTo(s.allowedPairs(0, h));
+            }
+            assertThat(LshAttention.of(4, 2, 8, 7).crossAttention().induce(q1, k).layout(0, 0).toString())
+                    .startsWith("BlockLayout[lsh cross-attention(buckets=4, rounds=2, chunk=8) over 2x40 query slots and 2x30 key slots");
         }
     }
 

@@ -42,7 +42,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * normal). Each trial prints the error against dense attention, computed in float64 for 64 sampled
  * queries of every head: mean over those rows of ‖out − dense‖ / ‖dense‖ ("relErr") and the
  * largest absolute difference ("maxAbs"). Targets (issue #19): at n = 16,384, lsh2 ≥ 10× faster than
- * dense, its layout build ≤ 10 % of the call.
+ * dense, its layout build ≤ 10 % of the call. {@link ContentSparsityReport} prints the same methods as
+ * one table from one process (build beside call, share, speed-up over dense, errors).
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.SingleShotTime)
