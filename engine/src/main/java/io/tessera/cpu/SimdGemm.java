@@ -52,6 +52,7 @@ final class SimdGemm {
             GemmCall rowsOfA = g.aType() == ElementType.F32 ? g : widenRows(g, i0, i1, k0, kc);
             int i = i0;
             for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, tile, kc, k0, i, j0, first, m0, m1);
+            for (; i + 2 <= i1; i += 2) block2(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
             for (; i < i1; i++) block1(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
         }
     }
@@ -127,6 +128,23 @@ final class SimdGemm {
         for (int r = 0; r < ROWS; r++) {
             store(g, i + r, j0, first, FloatVector.fromArray(F, tile, 2 * r * L), FloatVector.fromArray(F, tile, (2 * r + 1) * L), m0, m1);
         }
+    }
+
+    /** Two rows: what is left of a row chunk after {@link #block6} (half the loads per FMA of {@link #block1}). */
+    private static void block2(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+        long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol(), a1 = a0 + g.aRow();
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            long off = p * g.aCol();
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a0 + off));
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a1 + off));
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+        }
+        store(g, i, j0, first, c00, c01, m0, m1);
+        store(g, i + 1, j0, first, c10, c11, m0, m1);
     }
 
     private static void block1(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
