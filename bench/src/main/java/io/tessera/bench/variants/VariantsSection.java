@@ -26,7 +26,9 @@ import java.util.function.DoubleSupplier;
  * else), and the speed-up over dense attention measured in the same run; then each variant's
  * error against the dense float64 oracle at a small length.
  *
- * <p>{@code java ... io.tessera.bench.variants.VariantsSection [seconds per measurement] [n ...]}.
+ * <p>{@code java ... io.tessera.bench.variants.VariantsSection [seconds per measurement] [n ...]}
+ * ({@code errors} alone: only the error table); dense attention is timed up to
+ * {@code -Dtessera.variants.denseMaxN} (8192), beyond it scaled by n² from the longest timed length.
  */
 public final class VariantsSection {
     private VariantsSection() {}
@@ -40,7 +42,10 @@ public final class VariantsSection {
         /** Achieved rate over the GEMM's rate on the same products. */
         public double ofGemm() { return gflops() / gemmGflops; }
 
-        public double speedUp() { return denseMs / minMs; }
+        public double speedUp() { return Math.abs(denseMs) / minMs; }
+
+        /** Whether dense attention's time at this length is scaled by n² from a shorter one rather than measured. */
+        public boolean denseExtrapolated() { return denseMs < 0; }
     }
 
     /** A product c[M×N] = op(a)·op(b) with depth K, run {@code times} per head. */
@@ -146,15 +151,28 @@ public final class VariantsSection {
         }
     }
 
-    /** Measures every variant at every length; dense attention at the same lengths in the same process. */
-    public static List<Row> measure(Backend be, int[] lengths, double warmup, double seconds) {
+    /**
+     * Measures every variant at every length; dense attention at the same lengths in the same
+     * process up to {@code denseMaxN}, beyond it scaled from the longest measured length by n²
+     * (its FLOP count; {@link #print} marks such rows).
+     */
+    public static List<Row> measure(Backend be, int[] lengths, double warmup, double seconds, int denseMaxN) {
         List<Row> rows = new ArrayList<>();
+        double lastDenseMs = Double.NaN;
+        int lastDenseN = 0;
         for (int n : lengths) {
             try (Arena arena = Arena.ofShared()) {
                 Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, HEADS, n, DIM), k = Tensor.randomNormal(arena, 2, 1f, 1, HEADS, n, DIM);
                 Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, HEADS, n, DIM), out = Tensor.zeros(arena, 1, HEADS, n, DIM);
                 Attention dense = Attention.dense().on(be);
-                double denseMs = time(() -> dense.forward(q, k, v, out), warmup, seconds)[0];
+                double denseMs;
+                if (n <= denseMaxN || lastDenseN == 0) {
+                    denseMs = time(() -> dense.forward(q, k, v, out), warmup, seconds)[0];
+                    lastDenseMs = denseMs;
+                    lastDenseN = n;
+                } else {
+                    denseMs = -lastDenseMs * ((double) n / lastDenseN) * ((double) n / lastDenseN);   // negative: extrapolated
+                }
                 AttentionShape shape = AttentionShape.of(q, k, v);
                 for (String variant : VARIANTS) {
                     AttentionOperator op = create(variant, n, be);
@@ -198,8 +216,8 @@ public final class VariantsSection {
         System.out.printf(Locale.ROOT, "%-24s %7s %10s %10s %9s %9s %9s %7s %8s%n", "variant", "n", "min ms", "median ms", "GFLOP", "GFLOP/s",
                 "GEMM GF/s", "of GEMM", "vs dense");
         for (Row r : rows) {
-            System.out.printf(Locale.ROOT, "%-24s %7d %10.2f %10.2f %9.3f %9.1f %9.1f %6.0f%% %7.1fx%n", r.variant(), r.n(), r.minMs(), r.medianMs(),
-                    r.flops() / 1e9, r.gflops(), r.gemmGflops(), 100 * r.ofGemm(), r.speedUp());
+            System.out.printf(Locale.ROOT, "%-24s %7d %10.2f %10.2f %9.3f %9.1f %9.1f %6.0f%% %7.1fx%s%n", r.variant(), r.n(), r.minMs(), r.medianMs(),
+                    r.flops() / 1e9, r.gflops(), r.gemmGflops(), 100 * r.ofGemm(), r.speedUp(), r.denseExtrapolated() ? " (dense scaled by n²)" : "");
         }
     }
 
@@ -212,7 +230,8 @@ public final class VariantsSection {
         int[] lengths = args.length > 1 ? Arrays.stream(args, 1, args.length).mapToInt(Integer::parseInt).toArray() : new int[] {1024, 4096};
         Backend be = Backend.best();
         System.out.println("backend: " + be);
-        print(measure(be, lengths, seconds, seconds));
+        int denseMaxN = Integer.getInteger("tessera.variants.denseMaxN", 8192);
+        print(measure(be, lengths, seconds, seconds, denseMaxN));
         printErrors(be, 512);
     }
 
