@@ -105,4 +105,19 @@ public interface Backend {
      * (NaNs included).
      */
     void gemm(Tensor a, boolean transposeA, Tensor b, boolean transposeB, Tensor c, float alpha, float beta);
+
+    /**
+     * Runs {@code task.accept(i)} for every i in [0, count), independent items, on this backend's
+     * worker threads (the caller's included), and returns when all are done: how operators built
+     * from {@link #gemm} (the linear-time variants) run their heads in parallel. Items may run in
+     * any order on any thread, so an item's result must not depend on which; a task must call
+     * kernels on {@code withThreads(1)}, not on this backend (its threads are busy with the items).
+     * {@code touched} are the caller's segments the tasks read or write: when one of them is
+     * confined to the calling thread, every item runs on the caller. This default runs them in order.
+     */
+    default void forEachItem(int count, java.util.function.IntConsumer task, java.lang.foreign.MemorySegment... touched) {
+        if (count < 0) throw new IllegalArgumentException("count must be >= 0, got " + count);
+        if (task == null) throw new NullPointerException("task");
+        for (int i = 0; i < count; i++) task.accept(i);
+    }
 }

@@ -186,6 +186,13 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
         run(gemmItems(call), item -> gemmItem(call, item), call.a(), call.b(), call.c());
     }
 
+    @Override
+    public final void forEachItem(int count, java.util.function.IntConsumer task, java.lang.foreign.MemorySegment... touched) {
+        if (count < 0) throw new IllegalArgumentException("count must be >= 0, got " + count);
+        if (task == null) throw new NullPointerException("task");
+        run(count, task::accept, touched);
+    }
+
     private void run(int count, WorkerPool.ItemTask task, java.lang.foreign.MemorySegment... touched) {
         if (threads == 1) {
             try {

@@ -10,20 +10,26 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.function.IntConsumer;
 
 /**
  * The linear-time core shared by linear attention and the Performer: with a positive feature map
  * φ, {@code out_i = φ(q_i)ᵀ S / φ(q_i)ᵀ z} where {@code S = Σ_j φ(k_j) v_jᵀ} and {@code z = Σ_j φ(k_j)}
  * (sums over j ≤ i when causal). Rows are processed in chunks of at most {@link #CHUNK}, every
  * product is a {@link Backend#gemm}, and the causal case is the chunked prefix-sum form: the
- * previous chunks' state plus a masked product inside the chunk. Memory: O(chunk·m + m·Dv) per head.
+ * previous chunks' state plus a masked product inside the chunk. The forward pass runs the
+ * (batch, head) pairs in parallel ({@link Backend#forEachItem}), each on one thread. Memory:
+ * O(chunk·m + m·Dv) per head in flight.
  *
  * <p>Scaling, so that no feature underflows to 0/0 or overflows where the float64 ratio is finite:
  * key feature f is stored as φ_f(k)·e^(−σ_f), with σ_f the largest log φ_f over the keys folded so
  * far (so the stored features are ≤ 1 and the key reaching σ_f stores 1); a query weighs feature f
- * by ω_f = φ_f(q)·e^(σ_f − M) with M = max_f (log φ_f(q) + σ_f), so ω ≤ 1 with one ω = 1. The
- * factors cancel in the ratio, and its denominator is ≥ 1 for finite inputs. When σ_f rises, the
- * state is rescaled, as in an online softmax.
+ * by ω_f = φ_f(q)·e^(σ_f − M) with M = max_f (log φ_f(q) + σ_f), so ω ≤ 1 with one ω = 1 (the
+ * bidirectional forward takes for elu + 1 a bound of log φ at most 0.06 above it: then the largest
+ * ω is ≥ e^−0.06). The factors cancel in the ratio, and its denominator is ≥ e^−0.06 for finite
+ * inputs. When σ_f rises, the state is rescaled, as in an online softmax (the bidirectional pass
+ * too: it folds every key chunk once, raising σ as it goes).
  *
  * <p>Causal attention never lets a later key or value reach an earlier row: σ of a chunk comes from
  * the keys before it and its own first key; a chunk ends before a key whose log-features exceed
@@ -35,9 +41,33 @@ final class FeatureAttention {
     private FeatureAttention() {}
 
     static final int CHUNK = 128;
+    /**
+     * Rows per chunk of the causal forward pass: its masked in-chunk products cost 2·c·(m + Dv)
+     * per row, so c = 64 keeps the causal pass near twice the bidirectional one where 128 made it three times.
+     */
+    static final int CAUSAL_CHUNK = 64;
     /** How far (in log units) a key inside a causal chunk may exceed the chunk's shift: its features are then at most e^20 ≈ 5e8. */
     static final double MARGIN = 20;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    /**
+     * Floating-point operations of {@link #forward} on shape {@code s} with m features, a
+     * multiply-add counted as 2 (the feature maps' own products are the caller's): per query head,
+     * the state S and its column sums z over the keys (2·Nkv·m·Dv + Nkv·m), every query's numerator
+     * and denominator (2·Nq·m·(Dv + 1)) and, when causal, each chunk's masked product
+     * tril(W Fᵀ)·[V 1] (2·c·(m + Dv + 1) per row, c = {@link #CAUSAL_CHUNK}, the chunks as long as they can be).
+     */
+    static double flops(AttentionShape s, int m, boolean causal) {
+        double keys = s.kvLen(), queries = s.qLen(), dv = s.valueDim();
+        double perHead = 2 * keys * m * dv + keys * m + 2 * queries * m * (dv + 1);
+        if (causal) {
+            for (long c0 = 0; c0 < s.qLen(); c0 += CAUSAL_CHUNK) {
+                double c = Math.min(CAUSAL_CHUNK, s.qLen() - c0);
+                perHead += 2 * c * c * (m + dv + 1);
+            }
+        }
+        return perHead * s.batch() * s.heads();
+    }
 
     static void forward(Backend backend, FeatureMap phi, boolean causal, Tensor q, Tensor k, Tensor v, Tensor out) {
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
@@ -47,85 +77,201 @@ final class FeatureAttention {
         int m = phi.features(s.headDim()), dv = s.valueDim();
         Checks.intProduct("the feature state m·valueDim", m, dv);
         Checks.intProduct("a chunk's features " + CHUNK + "·m", CHUNK, m);
-        boolean exponential = phi.exponential();
+        int heads = Checks.intProduct("batch·heads", s.batch(), s.heads());
         try (Arena arena = Arena.ofShared()) {
-            Tensor state = Tensor.zeros(arena, m, dv), z = Tensor.zeros(arena, 1, m), zColumn = Tensor.zeros(arena, m, 1);
-            Tensor keyU = Tensor.zeros(arena, CHUNK, m), keyF = Tensor.zeros(arena, CHUNK, m);
-            Tensor queryU = Tensor.zeros(arena, CHUNK, m), queryW = Tensor.zeros(arena, CHUNK, m);
-            Tensor ones = Tensor.zeros(arena, 1, CHUNK);
-            ones.fill(1f);
-            Tensor scores = Tensor.zeros(arena, CHUNK, CHUNK), num = Tensor.zeros(arena, CHUNK, dv), den = Tensor.zeros(arena, CHUNK, 1);
-            double[] sigma = new double[m], chunkSigma = new double[m];
-            for (int b = 0; b < s.batch(); b++) {
-                for (int h = 0; h < s.heads(); h++) {
-                    int hk = s.kvHeadOf(h);
+            // Heads in parallel, each on one thread (its products are too thin to split further);
+            // a single head splits its products instead. Either way the bits are the same: every
+            // product and every sum has one order whatever the thread count.
+            Backend perHead = heads > 1 ? backend.withThreads(1) : backend;
+            ConcurrentLinkedQueue<ForwardScratch> idle = new ConcurrentLinkedQueue<>();
+            IntConsumer head = bh -> {
+                ForwardScratch w = idle.poll();
+                if (w == null) w = new ForwardScratch(arena, m, dv);
+                try {
+                    int b = bh / s.heads(), h = bh % s.heads(), hk = s.kvHeadOf(h);
                     Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
                     Tensor oh = out.select(0, b).select(0, h);
-                    state.fill(0f);
-                    z.fill(0f);
-                    Arrays.fill(sigma, Double.NEGATIVE_INFINITY);
-                    if (!causal) {
-                        // σ over every key (all are attended), then the state, then every query.
-                        for (int c0 = 0; c0 < s.kvLen(); c0 += CHUNK) {
-                            int rows = Math.min(CHUNK, s.kvLen() - c0);
-                            Tensor u = keyU.slice(0, 0, rows);
-                            phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
-                            raiseToRowMaxima(u, rows, exponential, sigma);
-                        }
-                        for (int c0 = 0; c0 < s.kvLen(); c0 += CHUNK) {
-                            int rows = Math.min(CHUNK, s.kvLen() - c0);
-                            Tensor u = keyU.slice(0, 0, rows), f = keyF.slice(0, 0, rows);
-                            phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
-                            scaledKeyFeatures(u, rows, exponential, sigma, f);
-                            backend.gemm(f, true, vh.slice(0, c0, c0 + rows), false, state, 1f, 1f);
-                            backend.gemm(ones.slice(1, 0, rows), false, f, false, z, 1f, 1f);
-                        }
-                        zColumn.copyFrom(z.transpose(0, 1));
-                        for (int c0 = 0; c0 < s.qLen(); c0 += CHUNK) {
-                            int rows = Math.min(CHUNK, s.qLen() - c0);
-                            Tensor w = queryW.slice(0, 0, rows), n = num.slice(0, 0, rows), d = den.slice(0, 0, rows);
-                            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), queryU.slice(0, 0, rows));
-                            queryWeights(queryU, rows, exponential, sigma, w);
-                            backend.gemm(w, false, state, false, n, 1f, 0f);
-                            backend.gemm(w, false, zColumn, false, d, 1f, 0f);
-                            divideRows(n, d, oh.slice(0, c0, c0 + rows));
-                        }
-                        continue;
-                    }
-                    for (int c0 = 0; c0 < s.qLen(); ) {
-                        int rows = Math.min(CHUNK, s.qLen() - c0);
-                        Tensor u = keyU.slice(0, 0, rows);
-                        phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
-                        // The chunk's shift: the keys before it and its first key, nothing later.
-                        System.arraycopy(sigma, 0, chunkSigma, 0, m);
-                        raiseToRowMaxima(u, 1, exponential, chunkSigma);
-                        rows = fittingRows(u, rows, exponential, chunkSigma, vh, c0, false);
-                        rescaleState(state, z, sigma, chunkSigma);
-                        Tensor f = keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
-                        scaledKeyFeatures(u, rows, exponential, sigma, f);
-                        Tensor w = queryW.slice(0, 0, rows), n = num.slice(0, 0, rows), d = den.slice(0, 0, rows);
-                        phi.preActivations(backend, qh.slice(0, c0, c0 + rows), queryU.slice(0, 0, rows));
-                        queryWeights(queryU, rows, exponential, sigma, w);
-                        zColumn.copyFrom(z.transpose(0, 1));
-                        backend.gemm(w, false, state, false, n, 1f, 0f);
-                        backend.gemm(w, false, zColumn, false, d, 1f, 0f);
-                        // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
-                        Tensor sc = scores.slice(0, 0, rows).slice(1, 0, rows);
-                        backend.gemm(w, false, f, true, sc, 1f, 0f);
-                        keepLowerTriangle(sc);
-                        backend.gemm(sc, false, vc, false, n, 1f, 1f);
-                        backend.gemm(sc, false, ones.slice(1, 0, rows).transpose(0, 1), false, d, 1f, 1f);
-                        backend.gemm(f, true, vc, false, state, 1f, 1f);
-                        backend.gemm(ones.slice(1, 0, rows), false, f, false, z, 1f, 1f);
-                        // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
-                        System.arraycopy(sigma, 0, chunkSigma, 0, m);
-                        raiseToRowMaxima(u, rows, exponential, chunkSigma);
-                        rescaleState(state, z, sigma, chunkSigma);
-                        divideRows(n, d, oh.slice(0, c0, c0 + rows));
-                        c0 += rows;
-                    }
+                    if (causal) causalHead(perHead, phi, w, qh, kh, vh, oh);
+                    else bidirectionalHead(perHead, phi, w, qh, kh, vh, oh);
+                } finally {
+                    idle.add(w);
                 }
+            };
+            if (heads > 1) backend.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
+            else head.accept(0);
+        }
+    }
+
+    /** Per-thread buffers of the forward pass (one per head in flight). */
+    private static final class ForwardScratch {
+        final Tensor state, z, zColumn, keyU, keyF, queryU, queryW, ones, scores, num, den;
+        final float[] keySums, rowDen, rowsU, rowsF, largest;
+        final double[] sigma, chunkSigma;
+
+        ForwardScratch(Arena arena, int m, int dv) {
+            state = Tensor.zeros(arena, m, dv);
+            z = Tensor.zeros(arena, 1, m);
+            zColumn = Tensor.zeros(arena, m, 1);
+            keyU = Tensor.zeros(arena, CHUNK, m);
+            keyF = Tensor.zeros(arena, CHUNK, m);
+            queryU = Tensor.zeros(arena, CHUNK, m);
+            queryW = Tensor.zeros(arena, CHUNK, m);
+            ones = Tensor.zeros(arena, 1, CHUNK);
+            ones.fill(1f);
+            scores = Tensor.zeros(arena, CHUNK, CHUNK);
+            num = Tensor.zeros(arena, CHUNK, dv);
+            den = Tensor.zeros(arena, CHUNK, 1);
+            keySums = new float[m];
+            rowDen = new float[CHUNK];
+            rowsU = new float[CHUNK * m];
+            rowsF = new float[CHUNK * m];
+            largest = new float[m];
+            sigma = new double[m];
+            chunkSigma = new double[m];
+        }
+    }
+
+    /**
+     * One bidirectional head in a single pass over the keys: each chunk raises σ to its largest
+     * log-features (rescaling the state folded so far, as the causal pass does), then adds its
+     * scaled features to S and z; then every query chunk is one product with S, and its
+     * denominator the dot product of its weights with z.
+     */
+    private static void bidirectionalHead(Backend be, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
+        boolean exponential = phi.exponential();
+        int m = w.sigma.length, kvLen = (int) kh.size(0), qLen = (int) qh.size(0);
+        double[] sigma = w.sigma, raised = w.chunkSigma;
+        float[] z = w.keySums;
+        w.state.fill(0f);
+        java.util.Arrays.fill(z, 0f);
+        Arrays.fill(sigma, Double.NEGATIVE_INFINITY);
+        // The element-wise passes run on heap copies of the chunk's rows (bulk-copied in and out):
+        // scalar MemorySegment accesses cost a bounds and liveness check each.
+        float[] us = w.rowsU, fs = w.rowsF;
+        for (int c0 = 0; c0 < kvLen; c0 += CHUNK) {
+            int rows = Math.min(CHUNK, kvLen - c0);
+            Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
+            toArray(u, rows * m, us);
+            System.arraycopy(sigma, 0, raised, 0, m);
+            raiseToRowMaxima(us, rows, exponential, raised, w.largest);
+            rescaleState(w.state, z, sigma, raised);
+            scaledKeyFeatures(us, rows, exponential, sigma, fs, z);
+            fromArray(fs, rows * m, f);
+            be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
+        }
+        for (int c0 = 0; c0 < qLen; c0 += CHUNK) {
+            int rows = Math.min(CHUNK, qLen - c0);
+            Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), n = w.num.slice(0, 0, rows);
+            phi.preActivations(be, qh.slice(0, c0, c0 + rows), u);
+            toArray(u, rows * m, us);
+            queryWeights(us, rows, exponential, sigma, fs, z, w.rowDen);
+            fromArray(fs, rows * m, wq);
+            be.gemm(wq, false, w.state, false, n, 1f, 0f);
+            divideRows(n, w.rowDen, oh.slice(0, c0, c0 + rows));
+        }
+    }
+
+    /** The first {@code count} elements of contiguous {@code t} into {@code dst}. */
+    private static void toArray(Tensor t, int count, float[] dst) {
+        MemorySegment.copy(t.segment(), FLOAT, t.offset() * Float.BYTES, dst, 0, count);
+    }
+
+    /** {@code src[0, count)} into contiguous {@code t}. */
+    private static void fromArray(float[] src, int count, Tensor t) {
+        MemorySegment.copy(src, 0, t.segment(), FLOAT, t.offset() * Float.BYTES, count);
+    }
+
+    /** {@link #raiseToRowMaxima(Tensor, int, boolean, double[])} on rows of a heap copy ({@code largest}: m floats of scratch). */
+    private static void raiseToRowMaxima(float[] u, int rows, boolean exponential, double[] sigma, float[] largest) {
+        int m = sigma.length;
+        Arrays.fill(largest, Float.NEGATIVE_INFINITY);
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < m; f++) largest[f] = Math.max(largest[f], u[o + f]);   // NaN propagates
+        }
+        for (int f = 0; f < m; f++) sigma[f] = Math.max(sigma[f], logFeature(largest[f], exponential));
+    }
+
+    /** Scaled key features of heap rows, each feature column also added into {@code sums} (row by row). */
+    private static void scaledKeyFeatures(float[] u, int rows, boolean exponential, double[] sigma, float[] dst, float[] sums) {
+        int m = sigma.length;
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < m; f++) {
+                float feature = scaledFeature(u[o + f], sigma[f], exponential);
+                dst[o + f] = feature;
+                sums[f] += feature;
             }
+        }
+    }
+
+    /**
+     * {@link #queryWeights(Tensor, int, boolean, double[], Tensor)} on heap rows, and each row's
+     * denominator Σ_f w[r][f]·z[f] (fused, in feature order). The row's shift M takes, for elu + 1,
+     * {@link #logFeatureBound} instead of log φ: a shift only has to keep every weight ≤ 1 and the
+     * largest away from 0 (it cancels in the ratio), and the bound, at most 0.06 above log φ, does
+     * both (the largest weight is ≥ e^−0.06) without a logarithm per feature.
+     */
+    private static void queryWeights(float[] u, int rows, boolean exponential, double[] sigma, float[] dst, float[] z, float[] rowDen) {
+        int m = sigma.length;
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            double max = Double.NEGATIVE_INFINITY;
+            for (int f = 0; f < m; f++) {
+                float x = u[o + f];
+                max = Math.max(max, (exponential ? x : logFeatureBound(x)) + sigma[f]);
+            }
+            float d = 0f;
+            for (int f = 0; f < m; f++) {
+                float w = scaledFeature(u[o + f], max - sigma[f], exponential);
+                dst[o + f] = w;
+                d = Math.fma(w, z[f], d);
+            }
+            rowDen[r] = d;
+        }
+    }
+
+    /** One causal head: the chunked prefix sums described in the class comment. */
+    private static void causalHead(Backend backend, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
+        boolean exponential = phi.exponential();
+        int m = w.sigma.length, qLen = (int) qh.size(0);
+        double[] sigma = w.sigma, chunkSigma = w.chunkSigma;
+        Tensor state = w.state, z = w.z, zColumn = w.zColumn, ones = w.ones;
+        state.fill(0f);
+        z.fill(0f);
+        Arrays.fill(sigma, Double.NEGATIVE_INFINITY);
+        for (int c0 = 0; c0 < qLen; ) {
+            int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
+            Tensor u = w.keyU.slice(0, 0, rows);
+            phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
+            // The chunk's shift: the keys before it and its first key, nothing later.
+            System.arraycopy(sigma, 0, chunkSigma, 0, m);
+            raiseToRowMaxima(u, 1, exponential, chunkSigma);
+            rows = fittingRows(u, rows, exponential, chunkSigma, vh, c0, false);
+            rescaleState(state, z, sigma, chunkSigma);
+            Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
+            scaledKeyFeatures(u, rows, exponential, sigma, f);
+            Tensor wq = w.queryW.slice(0, 0, rows), n = w.num.slice(0, 0, rows), d = w.den.slice(0, 0, rows);
+            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows));
+            queryWeights(w.queryU, rows, exponential, sigma, wq);
+            zColumn.copyFrom(z.transpose(0, 1));
+            backend.gemm(wq, false, state, false, n, 1f, 0f);
+            backend.gemm(wq, false, zColumn, false, d, 1f, 0f);
+            // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
+            Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);
+            backend.gemm(wq, false, f, true, sc, 1f, 0f);
+            keepLowerTriangle(sc);
+            backend.gemm(sc, false, vc, false, n, 1f, 1f);
+            backend.gemm(sc, false, ones.slice(1, 0, rows).transpose(0, 1), false, d, 1f, 1f);
+            backend.gemm(f, true, vc, false, state, 1f, 1f);
+            backend.gemm(ones.slice(1, 0, rows), false, f, false, z, 1f, 1f);
+            // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
+            System.arraycopy(sigma, 0, chunkSigma, 0, m);
+            raiseToRowMaxima(u, rows, exponential, chunkSigma);
+            rescaleState(state, z, sigma, chunkSigma);
+            divideRows(n, d, oh.slice(0, c0, c0 + rows));
+            c0 += rows;
         }
     }
 
@@ -468,10 +614,52 @@ final class FeatureAttention {
         return exponential || u <= 0 ? u : Math.log1p(u);
     }
 
-    /** φ(u)·e^(−shift), without forming e^(−shift) alone where it could overflow. */
+    /**
+     * φ(u)·e^(−shift), without forming e^(−shift) alone where it could overflow, and without a
+     * branch on the sign of u (it mispredicts half the time): for elu + 1,
+     * e^(min(u,0) − shift)·(1 + max(u,0)) is e^(u − shift) at u ≤ 0 and (1 + u)·e^(−shift) above,
+     * where shift ≥ log(1 + u) − {@link #MARGIN} keeps e^(−shift) ≤ e^MARGIN. NaN stays NaN.
+     */
     private static float scaledFeature(float u, double shift, boolean exponential) {
-        if (exponential || u <= 0) return (float) Math.exp(u - shift);
-        return (float) ((1.0 + u) * Math.exp(-shift));   // u > 0: log φ > 0, so shift ≥ log φ > 0 here
+        if (exponential) return exp(u - shift);
+        return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
+    }
+
+    private static final double LN2 = 0.6931471805599453;
+
+    /**
+     * An upper bound of log φ(u) = log(elu(u) + 1) at most 0.06 above it, from the float bits of
+     * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861 (the largest gap
+     * of log₂(1 + t) − t on [0, 1)); below 0 it is u + 0.06. NaN stays NaN, −∞ stays −∞.
+     */
+    static double logFeatureBound(float u) {
+        int bits = Float.floatToRawIntBits(1f + Math.max(u, 0f));
+        double log2 = ((bits >>> 23) - 127) + (bits & 0x7FFFFF) * 0x1p-23 + 0.0861;
+        return Math.min(u, 0f) + LN2 * log2;
+    }
+
+    private static final double LOG2E = 1.4426950408889634;
+    /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½ (relative error ~1e-7). */
+    private static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
+    private static final float EXP2_P3 = 5.550332471162809e-2f, EXP2_P4 = 2.402264791363012e-1f, EXP2_P5 = 6.931472028550421e-1f;
+
+    /**
+     * e^x rounded to float, three times cheaper than {@code (float) Math.exp(x)} (it is most of the
+     * feature maps' time): t = x·log₂e = k + f in double (k = rint(t), so the reduction is exact to
+     * float precision), 2^f by the polynomial in float with fused multiply-adds, 2^k put into the
+     * exponent field. About 1 ulp of float; results below the normal range (e^x < 2^−126) are
+     * flushed to 0, above it overflow to +∞, NaN stays NaN. Every operation is exact IEEE
+     * arithmetic (fma, rint, casts), so the bits are the same in every JIT tier.
+     */
+    static float exp(double x) {
+        double t = x * LOG2E;
+        if (t < -126) return 0f;                       // also −∞
+        if (t >= 128) return Float.POSITIVE_INFINITY;
+        double k = Math.rint(t);                       // NaN stays NaN, and so does f
+        float f = (float) (t - k);
+        float p = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, EXP2_P0, EXP2_P1), f, EXP2_P2), f, EXP2_P3), f, EXP2_P4), f, EXP2_P5), f, 1f);
+        int e = (int) k;                               // −126 … 128
+        return e > 127 ? p * 0x1p127f * 2f : p * Float.intBitsToFloat((e + 127) << 23);
     }
 
     /** sigma[f] = max(sigma[f], log φ(u[r][f])) over the first {@code rows} rows; NaN propagates. */
@@ -530,6 +718,31 @@ final class FeatureAttention {
             long zf = z.offset() + f;
             zs.setAtIndex(FLOAT, zf, zs.getAtIndex(FLOAT, zf) * factor);
             sigma[f] = raised[f];
+        }
+    }
+
+    /** {@link #rescaleState} with z held as floats. */
+    private static void rescaleState(Tensor state, float[] z, double[] sigma, double[] raised) {
+        MemorySegment st = state.segment();
+        int dv = (int) state.size(1);
+        for (int f = 0; f < sigma.length; f++) {
+            if (Double.compare(sigma[f], raised[f]) == 0) continue;
+            float factor = (float) Math.exp(sigma[f] - raised[f]);
+            if (sigma[f] == Double.NEGATIVE_INFINITY) factor = 0f;
+            long row = state.offset() + (long) f * state.stride(0);
+            for (int c = 0; c < dv; c++) st.setAtIndex(FLOAT, row + c, st.getAtIndex(FLOAT, row + c) * factor);
+            z[f] *= factor;
+            sigma[f] = raised[f];
+        }
+    }
+
+    private static void divideRows(Tensor num, float[] den, Tensor out) {
+        int rows = (int) num.size(0), dv = (int) num.size(1);
+        MemorySegment n = num.segment(), o = out.segment();
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / den[r];
+            long nr = num.offset() + r * num.stride(0), or = out.offset() + r * out.stride(0);
+            for (int c = 0; c < dv; c++) o.setAtIndex(FLOAT, or + c, n.getAtIndex(FLOAT, nr + c) * inv);
         }
     }
 

@@ -32,6 +32,17 @@ public final class LinearAttention implements AttentionOperator.Differentiable {
 
     public boolean isCausal() { return causal; }
 
+    /**
+     * Floating-point operations of one {@link #forward} on inputs of shape {@code s}, a multiply-add
+     * counted as 2: per query head 2·Nkv·D·Dv + Nkv·D for the state and its sums, 2·Nq·D·(Dv + 1)
+     * for the queries, and when causal 2·c·(D + Dv + 1) per row for the masked in-chunk products
+     * (chunks of c = 64 rows). The element-wise feature map is not counted.
+     */
+    public double forwardFlops(io.tessera.backend.AttentionShape s) {
+        if (s == null) throw new NullPointerException("s");
+        return FeatureAttention.flops(s, s.headDim(), causal);
+    }
+
     /** q [B,H,N,D], k [B,Hkv,N,D], v [B,Hkv,N,Dv] → out [B,H,N,Dv]. */
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {

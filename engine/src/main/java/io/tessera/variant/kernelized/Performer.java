@@ -66,6 +66,18 @@ public final class Performer implements AttentionOperator.Differentiable {
         return f;
     }
 
+    /**
+     * Floating-point operations of one {@link #forward} on inputs of shape {@code s}, a multiply-add
+     * counted as 2: the random projections of every query and key row (2·D·m each, and 2·D for its
+     * norm), then linear attention over the m features (see {@link LinearAttention#forwardFlops});
+     * the exponentials are not counted.
+     */
+    public double forwardFlops(io.tessera.backend.AttentionShape s) {
+        if (s == null) throw new NullPointerException("s");
+        double rows = (double) s.batch() * s.heads() * (s.qLen() + s.kvLen());
+        return rows * 2.0 * s.headDim() * (features + 1) + FeatureAttention.flops(s, features, causal);
+    }
+
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();

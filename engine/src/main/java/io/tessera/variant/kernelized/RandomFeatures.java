@@ -84,13 +84,16 @@ final class RandomFeatures implements FeatureMap {
     public void preActivations(Backend backend, Tensor x, Tensor dst) {
         backend.gemm(x, false, omega, true, dst, 1f, 0f);
         MemorySegment src = x.segment(), out = dst.segment();
+        float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
         for (int r = 0; r < x.size(0); r++) {
-            long row = x.offset() + r * x.stride(0);
+            long xr = x.offset() + r * x.stride(0);
             double sq = 0;
-            for (int c = 0; c < headDim; c++) { double v = src.getAtIndex(FLOAT, row + c); sq += v * v; }
+            for (int c = 0; c < headDim; c++) { double v = src.getAtIndex(FLOAT, xr + c); sq += v * v; }
             float half = (float) (0.5 * sq / Math.sqrt(headDim));   // ‖x'‖²/2 with x' = x·D^(-1/4)
-            long o = dst.offset() + r * dst.stride(0);
-            for (int f = 0; f < m; f++) out.setAtIndex(FLOAT, o + f, out.getAtIndex(FLOAT, o + f) - half);
+            long o = (dst.offset() + r * dst.stride(0)) * Float.BYTES;
+            MemorySegment.copy(out, FLOAT, o, row, 0, m);
+            for (int f = 0; f < m; f++) row[f] -= half;
+            MemorySegment.copy(row, 0, out, FLOAT, o, m);
         }
     }
 

@@ -164,6 +164,17 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
     /** The value projection F, {@code [count, k, n]}, itself (not a copy). */
     public Tensor valueProjection() { return projections.f(); }
 
+    /**
+     * Floating-point operations of one {@link #forward} on inputs of shape {@code s}, a multiply-add
+     * counted as 2: the projections E·K and F·V per key/value head (2·k·n·(D + Dv)), then dense
+     * attention of every query over the k projected positions (2·Nq·k·(D + Dv) per head).
+     */
+    public double forwardFlops(AttentionShape s) {
+        if (s == null) throw new NullPointerException("s");
+        double d = s.headDim(), dv = s.valueDim();
+        return (double) s.batch() * (s.kvHeads() * 2.0 * k * s.kvLen() * (d + dv) + s.heads() * 2.0 * s.qLen() * k * (d + dv));
+    }
+
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     @Override
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {

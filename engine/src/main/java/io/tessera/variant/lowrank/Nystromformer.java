@@ -56,6 +56,21 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         return new Nystromformer(landmarks, iterations, backend, scale);
     }
 
+    /**
+     * Floating-point operations of one {@link #forward} on inputs of shape {@code s}, a multiply-add
+     * counted as 2, per head: the three score products Q·K̃ᵀ, Q̃·K̃ᵀ, Q̃·Kᵀ (2·D·m·(Nq + m + Nkv)),
+     * B·V, Z·(BV) and F·(ZBV) (2·Dv·m·(Nkv + m + Nq)), and the pseudo-inverse at its full
+     * iteration count (two m³ products for each of its iterations + 1 residual checks, three per step: 2m³·(2 + 5·iterations)).
+     * Segment means, softmaxes and exponentials are not counted.
+     */
+    public double forwardFlops(AttentionShape s) {
+        if (s == null) throw new NullPointerException("s");
+        double m = landmarks, cube = 2 * m * m * m;
+        double perHead = 2 * s.headDim() * m * (s.qLen() + m + s.kvLen()) + 2 * s.valueDim() * m * (s.kvLen() + m + s.qLen())
+                + cube * (2 + 5.0 * iterations);
+        return perHead * s.batch() * s.heads();
+    }
+
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
@@ -63,28 +78,41 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         Backend be = backend != null ? backend : Backend.best();
         int m = landmarks, d = s.headDim(), dv = s.valueDim();
         float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
+        int heads = Math.multiplyExact(s.batch(), s.heads());
         try (Arena arena = Arena.ofShared()) {
-            Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d);
-            Tensor f = Tensor.zeros(arena, s.qLen(), m), a = Tensor.zeros(arena, m, m), bm = Tensor.zeros(arena, m, s.kvLen());
-            Tensor z = Tensor.zeros(arena, m, m), zBest = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
-            Tensor bv = Tensor.zeros(arena, m, dv), zbv = Tensor.zeros(arena, m, dv);
-            for (int b = 0; b < s.batch(); b++) {
-                for (int h = 0; h < s.heads(); h++) {
+            // Heads in parallel, each on one thread: its m×m products are too small to split.
+            // The bits do not depend on the thread count (every product has one order).
+            Backend perHead = heads > 1 ? be.withThreads(1) : be;
+            java.util.concurrent.ConcurrentLinkedQueue<Tensor[]> idle = new java.util.concurrent.ConcurrentLinkedQueue<>();
+            java.util.function.IntConsumer head = bh -> {
+                Tensor[] t = idle.poll();
+                if (t == null) {
+                    t = new Tensor[] {Tensor.zeros(arena, m, d), Tensor.zeros(arena, m, d), Tensor.zeros(arena, s.qLen(), m), Tensor.zeros(arena, m, m),
+                            Tensor.zeros(arena, m, s.kvLen()), Tensor.zeros(arena, m, m), Tensor.zeros(arena, m, m), Tensor.zeros(arena, m, m), Tensor.zeros(arena, m, m),
+                            Tensor.zeros(arena, m, m), Tensor.zeros(arena, m, dv), Tensor.zeros(arena, m, dv)};
+                }
+                try {
+                    Tensor qL = t[0], kL = t[1], f = t[2], a = t[3], bm = t[4], z = t[5], zBest = t[6], az = t[7], t1 = t[8], t2 = t[9], bv = t[10], zbv = t[11];
+                    int b = bh / s.heads(), h = bh % s.heads();
                     Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, s.kvHeadOf(h)), vh = v.select(0, b).select(0, s.kvHeadOf(h));
                     segmentMeans(qh, m, qL);
                     segmentMeans(kh, m, kL);
-                    be.gemm(qh, false, kL, true, f, scale, 0f);
-                    be.gemm(qL, false, kL, true, a, scale, 0f);
-                    be.gemm(qL, false, kh, true, bm, scale, 0f);
+                    perHead.gemm(qh, false, kL, true, f, scale, 0f);
+                    perHead.gemm(qL, false, kL, true, a, scale, 0f);
+                    perHead.gemm(qL, false, kh, true, bm, scale, 0f);
                     softmaxRows(f);
                     softmaxRows(a);
                     softmaxRows(bm);
-                    pseudoInverse(be, a, z, az, t1, t2, zBest, null);
-                    be.gemm(bm, false, vh, false, bv, 1f, 0f);
-                    be.gemm(z, false, bv, false, zbv, 1f, 0f);
-                    be.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
+                    pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
+                    perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
+                    perHead.gemm(z, false, bv, false, zbv, 1f, 0f);
+                    perHead.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
+                } finally {
+                    idle.add(t);
                 }
-            }
+            };
+            if (heads > 1) be.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
+            else head.accept(0);
         }
     }
 

@@ -1,0 +1,243 @@
+package io.tessera.bench.variants;
+
+import io.tessera.attention.Attention;
+import io.tessera.backend.AttentionShape;
+import io.tessera.backend.Backend;
+import io.tessera.reference.DenseReference;
+import io.tessera.tensor.Tensor;
+import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.kernelized.LinearAttention;
+import io.tessera.variant.kernelized.Performer;
+import io.tessera.variant.lowrank.Linformer;
+import io.tessera.variant.lowrank.Nystromformer;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.DoubleSupplier;
+
+/**
+ * The linear-time variants against dense attention in one process (B = 1, H = 8, D = Dv = 64;
+ * Linformer k = 256, Performer m = 256, Nyström m = 64): per variant and length, the time of one
+ * forward pass (minimum and median of the timed calls after a warm-up by time), its own FLOP
+ * count ({@code forwardFlops}), the GFLOP/s that gives, the rate of {@link Backend#gemm} on the
+ * same products (the variant's GEMM shapes, heads in parallel as the variant runs them, nothing
+ * else), and the speed-up over dense attention measured in the same run; then each variant's
+ * error against the dense float64 oracle at a small length.
+ *
+ * <p>{@code java ... io.tessera.bench.variants.VariantsSection [seconds per measurement] [n ...]}
+ * ({@code errors} alone: only the error table); dense attention is timed up to
+ * {@code -Dtessera.variants.denseMaxN} (8192), beyond it scaled by n² from the longest timed length.
+ */
+public final class VariantsSection {
+    private VariantsSection() {}
+
+    static final int HEADS = 8, DIM = 64, PROJECTED = 256, FEATURES = 256, LANDMARKS = 64;
+
+    /** One measured (variant, length). */
+    public record Row(String variant, int n, double minMs, double medianMs, double flops, double gemmGflops, double denseMs) {
+        public double gflops() { return flops / (minMs * 1e6); }
+
+        /** Achieved rate over the GEMM's rate on the same products. */
+        public double ofGemm() { return gflops() / gemmGflops; }
+
+        public double speedUp() { return Math.abs(denseMs) / minMs; }
+
+        /** Whether dense attention's time at this length is scaled by n² from a shorter one rather than measured. */
+        public boolean denseExtrapolated() { return denseMs < 0; }
+    }
+
+    /** A product c[M×N] = op(a)·op(b) with depth K, run {@code times} per head. */
+    record Product(int m, int n, int k, boolean transposeA, int times) {
+        double flops() { return 2.0 * m * n * k * times; }
+    }
+
+    static final String[] VARIANTS = {"linformer", "performer", "performer-causal", "linear-attention", "linear-attention-causal", "nystrom"};
+
+    static AttentionOperator create(String variant, int n, Backend be) {
+        return switch (variant) {
+            case "linformer" -> Linformer.random(n, PROJECTED, HEADS, Linformer.Sharing.PER_HEAD, 7).on(be);
+            case "performer" -> Performer.withFeatures(FEATURES).on(be);
+            case "performer-causal" -> Performer.withFeatures(FEATURES).causal(true).on(be);
+            case "linear-attention" -> LinearAttention.bidirectional().on(be);
+            case "linear-attention-causal" -> LinearAttention.causal().on(be);
+            case "nystrom" -> Nystromformer.withLandmarks(LANDMARKS).on(be);
+            default -> throw new IllegalArgumentException("unknown variant " + variant);
+        };
+    }
+
+    static double flops(String variant, AttentionOperator op, AttentionShape s) {
+        return switch (op) {
+            case Linformer l -> l.forwardFlops(s);
+            case Performer p -> p.forwardFlops(s);
+            case LinearAttention l -> l.forwardFlops(s);
+            case Nystromformer ny -> ny.forwardFlops(s);
+            default -> throw new IllegalArgumentException(variant);
+        };
+    }
+
+    /** The GEMMs each variant runs per head at length n (chunks of 128 rows for the kernelized ones). */
+    static List<Product> products(String variant, int n) {
+        int chunks = (n + 127) / 128, c = Math.min(n, 128);
+        List<Product> p = new ArrayList<>();
+        switch (variant) {
+            case "linformer" -> {
+                p.add(new Product(PROJECTED, DIM, n, false, 2));           // E·K, F·V
+                p.add(new Product(n, PROJECTED, DIM, false, 1));           // Q·K'ᵀ as a GEMM
+                p.add(new Product(n, DIM, PROJECTED, false, 1));           // P·V'
+            }
+            case "performer", "performer-causal", "linear-attention", "linear-attention-causal" -> {
+                boolean performer = variant.startsWith("performer");
+                int m = performer ? FEATURES : DIM;
+                if (performer) p.add(new Product(c, m, DIM, false, 2 * chunks));   // projections of key and query rows
+                p.add(new Product(m, DIM, c, true, chunks));                       // S += Fᵀ·V
+                p.add(new Product(c, DIM, m, false, chunks));                      // W·S
+                if (variant.endsWith("causal")) {
+                    p.add(new Product(c, c, m, false, chunks));                    // W·Fᵀ inside the chunk
+                    p.add(new Product(c, DIM, c, false, chunks));                  // tril(·)·V
+                }
+            }
+            case "nystrom" -> {
+                int m = LANDMARKS;
+                p.add(new Product(n, m, DIM, false, 1));
+                p.add(new Product(m, n, DIM, false, 1));
+                p.add(new Product(m, m, DIM, false, 1));
+                p.add(new Product(m, m, m, false, 2 + 5 * 6));
+                p.add(new Product(m, DIM, n, false, 1));
+                p.add(new Product(n, DIM, m, false, 1));
+            }
+            default -> throw new IllegalArgumentException(variant);
+        }
+        return p;
+    }
+
+    /** Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds}, over at least 5 calls and {@code seconds}. */
+    static double[] time(Runnable call, double warmupSeconds, double seconds) {
+        long end = System.nanoTime() + (long) (warmupSeconds * 1e9);
+        do call.run(); while (System.nanoTime() < end);
+        List<Double> ms = new ArrayList<>();
+        end = System.nanoTime() + (long) (seconds * 1e9);
+        while (ms.size() < 5 || (System.nanoTime() < end && ms.size() < 200)) {
+            long t = System.nanoTime();
+            call.run();
+            ms.add((System.nanoTime() - t) / 1e6);
+        }
+        double[] sorted = ms.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        return new double[] {sorted[0], sorted[sorted.length / 2]};
+    }
+
+    /** GFLOP/s of the products run per head, heads in parallel on {@code be}'s threads. */
+    static double gemmRate(Backend be, List<Product> products, double warmup, double seconds) {
+        try (Arena arena = Arena.ofShared()) {
+            int count = products.size();
+            Tensor[] a = new Tensor[count], b = new Tensor[count];
+            Tensor[][] c = new Tensor[HEADS][count];
+            double flops = 0;
+            for (int i = 0; i < count; i++) {
+                Product p = products.get(i);
+                a[i] = p.transposeA() ? Tensor.randomNormal(arena, i, 1f, p.k(), p.m()) : Tensor.randomNormal(arena, i, 1f, p.m(), p.k());
+                b[i] = Tensor.randomNormal(arena, 100 + i, 1f, p.k(), p.n());
+                for (int h = 0; h < HEADS; h++) c[h][i] = Tensor.zeros(arena, p.m(), p.n());
+                flops += p.flops() * HEADS;
+            }
+            Backend serial = be.withThreads(1);
+            Runnable all = () -> be.forEachItem(HEADS, h -> {
+                for (int i = 0; i < count; i++) {
+                    for (int t = 0; t < products.get(i).times(); t++) serial.gemm(a[i], products.get(i).transposeA(), b[i], false, c[h][i], 1f, 0f);
+                }
+            });
+            return flops / (time(all, warmup, seconds)[0] * 1e6);
+        }
+    }
+
+    /**
+     * Measures every variant at every length; dense attention at the same lengths in the same
+     * process up to {@code denseMaxN}, beyond it scaled from the longest measured length by n²
+     * (its FLOP count; {@link #print} marks such rows).
+     */
+    public static List<Row> measure(Backend be, int[] lengths, double warmup, double seconds, int denseMaxN) {
+        List<Row> rows = new ArrayList<>();
+        double lastDenseMs = Double.NaN;
+        int lastDenseN = 0;
+        for (int n : lengths) {
+            try (Arena arena = Arena.ofShared()) {
+                Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, HEADS, n, DIM), k = Tensor.randomNormal(arena, 2, 1f, 1, HEADS, n, DIM);
+                Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, HEADS, n, DIM), out = Tensor.zeros(arena, 1, HEADS, n, DIM);
+                Attention dense = Attention.dense().on(be);
+                double denseMs;
+                if (n <= denseMaxN || lastDenseN == 0) {
+                    denseMs = time(() -> dense.forward(q, k, v, out), warmup, seconds)[0];
+                    lastDenseMs = denseMs;
+                    lastDenseN = n;
+                } else {
+                    denseMs = -lastDenseMs * ((double) n / lastDenseN) * ((double) n / lastDenseN);   // negative: extrapolated
+                }
+                AttentionShape shape = AttentionShape.of(q, k, v);
+                for (String variant : VARIANTS) {
+                    AttentionOperator op = create(variant, n, be);
+                    double[] t = time(() -> op.forward(q, k, v, out), warmup, seconds);
+                    double gemm = gemmRate(be, products(variant, n), warmup / 2, seconds / 2);
+                    rows.add(new Row(variant, n, t[0], t[1], flops(variant, op, shape), gemm, denseMs));
+                }
+            }
+        }
+        return rows;
+    }
+
+    /** Max and mean |variant − dense float64 oracle| at length n (B = 1, H = 2, D = 64, inputs N(0, 1)). */
+    public static List<double[]> errors(Backend be, int n) {
+        List<double[]> errors = new ArrayList<>();
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, 2, n, DIM), k = Tensor.randomNormal(arena, 12, 1f, 1, 2, n, DIM);
+            Tensor v = Tensor.randomNormal(arena, 13, 1f, 1, 2, n, DIM), out = Tensor.zeros(arena, 1, 2, n, DIM);
+            double[] oracle = DenseReference.attention(q, k, v).output();
+            for (String variant : VARIANTS) {
+                AttentionOperator op = switch (variant) {
+                    case "linformer" -> Linformer.random(n, Math.min(n, PROJECTED), 2, Linformer.Sharing.PER_HEAD, 7).on(be);
+                    default -> create(variant, n, be);
+                };
+                op.forward(q, k, v, out);
+                double[] causalOracle = variant.endsWith("causal") ? DenseReference.attention(q, k, v, io.tessera.pattern.MaskFunction.causal(io.tessera.pattern.CausalAlignment.TOP_LEFT, n, n), Double.NaN).output() : oracle;
+                float[] got = out.toArray();
+                double max = 0, sum = 0;
+                for (int i = 0; i < got.length; i++) {
+                    double e = Math.abs(got[i] - causalOracle[i]);
+                    max = Math.max(max, e);
+                    sum += e;
+                }
+                errors.add(new double[] {max, sum / got.length});
+            }
+        }
+        return errors;
+    }
+
+    public static void print(List<Row> rows) {
+        System.out.printf(Locale.ROOT, "%-24s %7s %10s %10s %9s %9s %9s %7s %8s%n", "variant", "n", "min ms", "median ms", "GFLOP", "GFLOP/s",
+                "GEMM GF/s", "of GEMM", "vs dense");
+        for (Row r : rows) {
+            System.out.printf(Locale.ROOT, "%-24s %7d %10.2f %10.2f %9.3f %9.1f %9.1f %6.0f%% %7.1fx%s%n", r.variant(), r.n(), r.minMs(), r.medianMs(),
+                    r.flops() / 1e9, r.gflops(), r.gemmGflops(), 100 * r.ofGemm(), r.speedUp(), r.denseExtrapolated() ? " (dense scaled by n²)" : "");
+        }
+    }
+
+    public static void main(String[] args) {
+        if (args.length > 0 && args[0].equals("errors")) {
+            printErrors(Backend.best(), 512);
+            return;
+        }
+        double seconds = args.length > 0 ? Double.parseDouble(args[0]) : 2;
+        int[] lengths = args.length > 1 ? Arrays.stream(args, 1, args.length).mapToInt(Integer::parseInt).toArray() : new int[] {1024, 4096};
+        Backend be = Backend.best();
+        System.out.println("backend: " + be);
+        int denseMaxN = Integer.getInteger("tessera.variants.denseMaxN", 8192);
+        print(measure(be, lengths, seconds, seconds, denseMaxN));
+        printErrors(be, 512);
+    }
+
+    static void printErrors(Backend be, int n) {
+        List<double[]> errors = errors(be, n);
+        System.out.println("max and mean |error| vs the dense float64 oracle at n = " + n + " (B = 1, H = 2, D = 64, N(0,1) inputs; causal variants vs causal softmax):");
+        for (int i = 0; i < VARIANTS.length; i++) System.out.printf(Locale.ROOT, "  %-24s max %.3g  mean %.3g%n", VARIANTS[i], errors.get(i)[0], errors.get(i)[1]);
+    }
+}
