@@ -154,6 +154,18 @@ public final class MainJob {
         if (options.forward() && options.only() == null) {   // the decode step (issues #13, #14): a few rows, see DecodeSection
             System.out.println(io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), peers.stream().anyMatch(p -> p.id().equals("djl-sdpa")), notes));
         }
+        if (options.forward() && options.only() == null) {   // the linear-time variants against dense (issue #15), timed in this process
+            System.out.print("linear-time variants vs dense ... ");
+            System.out.flush();
+            try {
+                String variants = io.tessera.bench.variants.VariantsSection.run(options.out(), options.full(), options.threads());
+                System.out.println("done");
+                System.out.println(variants);
+            } catch (Exception e) {
+                System.out.println("failed");
+                notes.add("variants section failed: " + describe(e));
+            }
+        }
         if (!options.forward()) {
             for (Peer p : peers) p.close();
             return;

@@ -212,6 +212,43 @@ public final class VariantsSection {
         return errors;
     }
 
+    /**
+     * The main job's variants section: time vs n for dense attention and every variant (quick: n =
+     * 1024 and 4096, 1 s of calls after 0.5 s of warm-up each; full: up to 16,384, dense measured
+     * there too), each one's error against the dense float64 oracle at n = 512, written to
+     * {@code variants.md} and a log-log chart {@code charts/variants.png} in {@code out}. Timed in
+     * this process, not JMH: a variant call allocates its own operator state, and the minimum of
+     * the calls with their median beside it shows the spread.
+     */
+    public static String run(java.nio.file.Path out, boolean full, int threads) throws java.io.IOException {
+        Backend be = Backend.best().withThreads(threads);
+        int[] lengths = full ? new int[] {1024, 4096, 16384} : new int[] {1024, 4096};
+        List<Row> rows = measure(be, lengths, full ? 2 : 0.5, full ? 3 : 1, full ? 16384 : 4096);
+        List<double[]> errors = errors(be, 512);
+        StringBuilder md = new StringBuilder("## Linear-time variants vs dense attention (B = 1, H = 8, D = 64; Linformer k = 256, Performer m = 256, Nyström m = 64; ")
+                .append(be).append(")\n\n");
+        md.append("| variant | n | min ms | median ms | GFLOP/s (own count) | GEMM GFLOP/s, same products | of GEMM | × dense | max error, n = 512 | mean error |\n");
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        java.util.Map<Integer, Double> dense = new java.util.TreeMap<>();
+        for (Row r : rows) {
+            dense.put(r.n(), Math.abs(r.denseMs()));
+            double[] e = errors.get(Arrays.asList(VARIANTS).indexOf(r.variant()));
+            md.append(String.format(Locale.ROOT, "| %s | %d | %.2f | %.2f | %.1f | %.1f | %.0f %% | %.1f×%s | %.3g | %.3g |%n", r.variant(), r.n(), r.minMs(), r.medianMs(),
+                    r.gflops(), r.gemmGflops(), 100 * r.ofGemm(), r.speedUp(), r.denseExtrapolated() ? " (dense scaled by n²)" : "", e[0], e[1]));
+        }
+        dense.forEach((n, ms) -> md.append(String.format(Locale.ROOT, "| dense (fused kernel) | %d | %.2f | | | | | 1.0× | exact | |%n", n, ms)));
+        List<io.tessera.bench.report.Measurement> points = new ArrayList<>();
+        for (Row r : rows) points.add(new io.tessera.bench.report.Measurement("tessera", "Tessera", r.variant(), r.n(), threads, r.minMs(), 0, r.gflops(), Double.NaN));
+        dense.forEach((n, ms) -> points.add(new io.tessera.bench.report.Measurement("tessera", "Tessera", "dense", n, threads, ms, 0, Double.NaN, Double.NaN)));
+        java.nio.file.Path charts = out.resolve("charts");
+        java.nio.file.Files.createDirectories(charts);
+        io.tessera.bench.report.Charts.timeVsLength(points, charts.resolve("variants.png"));
+        md.append("\n![time vs n, log-log](charts/variants.png)\n");
+        String markdown = md.toString();
+        java.nio.file.Files.writeString(out.resolve("variants.md"), markdown);
+        return markdown;
+    }
+
     public static void print(List<Row> rows) {
         System.out.printf(Locale.ROOT, "%-24s %7s %10s %10s %9s %9s %9s %7s %8s%n", "variant", "n", "min ms", "median ms", "GFLOP", "GFLOP/s",
                 "GEMM GF/s", "of GEMM", "vs dense");
