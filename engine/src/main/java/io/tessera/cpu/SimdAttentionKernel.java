@@ -1137,6 +1137,13 @@ final class SimdAttentionKernel {
             if (kind == ScoreMod.Plan.LINEAR) {
                 FloatVector slope = FloatVector.broadcast(F, plan.slope(st, h));
                 int c0 = key0 - row0 - plan.queryOffset();   // j − p of lane 0 and key 0; fits an int (the plan checks qLen + kvLen)
+                if (st + 1 < plan.steps() && plan.kind(st + 1) == ScoreMod.Plan.SOFT_CAP && distancesExact(c0, count)) {
+                    // One pass for both steps: the scores are loaded and stored once, the sum capped in registers.
+                    st++;
+                    alibiThenCap(sT, count, c0, plan.slope(st - 1, h), plan.cap(st), plan.inverseCap(st),
+                            derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
+                    continue;
+                }
                 for (int j = 0; j < count; j++) {
                     for (int v = 0; v < 2; v++) {
                         int o = j * GROUP + v * L;
@@ -1169,41 +1176,112 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * sT[j][·] = cap·tanh(sT[j][·]/cap) for j < count, and 1 − tanh² into deriv (if not null) at
-     * {@code dOff}. tanh(y): Cephes' tanhf odd polynomial for |y| &lt; 0.625, else
-     * (1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) from the softmax's own 2^x, sign restored; both
-     * computed and one blended in, unless every lane is in the polynomial's range (the usual case
-     * for caps like Gemma 2's 50). The scalar twin's tanh does the same operations per lane.
+     * Whether the distances c0 + j − lane of a tile's keys j &lt; count and lanes are all exact in
+     * float (|·| ≤ 2^24), so that alibiThenCap can step a float distance vector by 1 per key (one
+     * add) instead of converting an int vector per key: the same floats either way.
      */
-    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
-        FloatVector capV = FloatVector.broadcast(F, cap), inv = FloatVector.broadcast(F, inverseCap);
+    private static boolean distancesExact(int c0, int count) {
+        return Math.abs((long) c0) + count + GROUP <= 1 << 24;
+    }
+
+    /**
+     * ALiBi then soft-capping in one pass over the tile: the ALiBi sum (float distances stepped by 1 per
+     * key, exact: see distancesExact) capped in registers
+     * as {@link #softCap} caps it, both vectors of a key interleaved (the same operations, written
+     * out: a vector passed to a method C2 does not inline is boxed, 67 MB per call that way).
+     */
+    private static void alibiThenCap(float[] sT, int count, int c0, float slope, float cap, float inverseCap, float[] deriv, int dOff) {
+        FloatVector slopeV = FloatVector.broadcast(F, slope), inv = FloatVector.broadcast(F, inverseCap);
+        FloatVector distA = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
+        FloatVector distB = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 - L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         for (int j = 0; j < count; j++) {
-            for (int v = 0; v < 2; v++) {
-                int o = j * GROUP + v * L;
-                FloatVector y = FloatVector.fromArray(F, sT, o).mul(inv);
-                FloatVector z = y.mul(y);
-                FloatVector poly = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4);
-                FloatVector small = poly.mul(z).fma(y, y);
-                FloatVector a = y.abs();
-                VectorMask<Float> isSmall = a.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL);
-                if (isSmall.allTrue()) {   // the usual case (|s| < 0.625·cap): the blend below would pick these lanes anyway
-                    small.mul(capV).intoArray(sT, o);
-                    if (deriv != null) small.neg().fma(small, ONE).intoArray(deriv, dOff + o);
-                    continue;
-                }
-                FloatVector x = a.mul(TANH_EXP2);
-                // 2^x exactly as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0); x ≤ 0.
-                x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
-                FloatVector rounded = x.add(ROUND_MAGIC);
-                FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
-                FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-                FloatVector u = f.fma(ep, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
-                FloatVector large = ONE.sub(u).div(ONE.add(u));
-                FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).blend(small, isSmall);
-                t.mul(capV).intoArray(sT, o);
-                if (deriv != null) t.neg().fma(t, ONE).intoArray(deriv, dOff + o);
+            int o = j * GROUP;
+            FloatVector xA = distA.fma(slopeV, FloatVector.fromArray(F, sT, o)), xB = distB.fma(slopeV, FloatVector.fromArray(F, sT, o + L));
+            distA = distA.add(ONE);
+            distB = distB.add(ONE);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+            pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+            pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+            pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+            FloatVector cA = pA.mul(zA).fma(xA, xA), cB = pB.mul(zB).fma(xB, xB);
+            if (zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).and(zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).allTrue()) {
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else {
+                xA.intoArray(sT, o);
+                xB.intoArray(sT, o + L);
+                capLanes(sT, o, cap, inverseCap);
+                capLanes(sT, o + L, cap, inverseCap);
+                cA = FloatVector.fromArray(F, sT, o);
+                cB = FloatVector.fromArray(F, sT, o + L);
+            }
+            if (deriv != null) {
+                FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
             }
         }
+    }
+
+    /**
+     * sT[j][·] = cap·tanh(sT[j][·]/cap) for j &lt; count, and 1 − tanh² into deriv (if not null) at
+     * {@code dOff}, both vectors of a key interleaved. With y = x/cap and z = y²: below z = 0.625²
+     * Cephes' tanhf polynomial, scaled by cap in the x domain, x + x·z·P(z) (cap·y would cost a
+     * multiply and a rounding); else {@link #capLanes}, only when some lane of the key needs it
+     * (with Gemma 2's cap of 50, |s| &lt; 31 in base e: rare). tanh for the derivative is the
+     * capped score times 1/cap. ScalarAttentionKernel.softCap does the same operations per lane.
+     */
+    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
+        FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        for (int j = 0; j < count; j++) {
+            int o = j * GROUP;
+            FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+            pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+            pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+            pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+            FloatVector cA = pA.mul(zA).fma(xA, xA), cB = pB.mul(zB).fma(xB, xB);
+            if (zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).and(zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).allTrue()) {
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else {
+                capLanes(sT, o, cap, inverseCap);
+                capLanes(sT, o + L, cap, inverseCap);
+                cA = FloatVector.fromArray(F, sT, o);
+                cB = FloatVector.fromArray(F, sT, o + L);
+            }
+            if (deriv != null) {
+                FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
+            }
+        }
+    }
+
+    /**
+     * Soft-caps the vector sT[o..o+L) in place, every lane: the polynomial below z = 0.625²,
+     * cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) and the sign of y above. Arrays in, arrays out,
+     * so no vector crosses the call.
+     */
+    private static void capLanes(float[] sT, int o, float cap, float inverseCap) {
+        FloatVector x = FloatVector.fromArray(F, sT, o);
+        FloatVector y = x.mul(inverseCap);
+        FloatVector z = y.mul(y);
+        FloatVector small = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(x, x);
+        FloatVector e = y.abs().mul(TANH_EXP2);
+        // 2^e exactly as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0); e ≤ 0.
+        e = e.blend(EXP2_MIN_ARGUMENT, e.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
+        FloatVector rounded = e.add(ROUND_MAGIC);
+        FloatVector f = e.sub(rounded.sub(ROUND_MAGIC));
+        FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
+        FloatVector u = f.fma(ep, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+        FloatVector large = ONE.sub(u).div(ONE.add(u));
+        large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).mul(cap)
+                .blend(small, z.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).intoArray(sT, o);
     }
 
     /** Lane i holds i. */
