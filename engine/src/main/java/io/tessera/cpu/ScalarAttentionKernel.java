@@ -467,7 +467,7 @@ final class ScalarAttentionKernel {
     /**
      * cap·tanh(x/cap) for soft-capping, the same operations as SimdAttentionKernel.cap: with
      * y = x/cap and z = y², Cephes' tanhf odd polynomial in the x domain, x + x·z·P(z), for
-     * z &lt; 0.625² (about 1 ulp), else cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) ≤ 0.29 from
+     * z &lt; 0.625² (about 1 ulp), ±cap from z = 9² (see TANH_SATURATED_SQUARED), else cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) ≤ 0.29 from
      * {@link #exp2} (no cancellation; ±∞ gives ±cap), sign restored. Built from fma, mul, add and
      * one correctly rounded division: the same bits at every JIT tier.
      */
@@ -477,6 +477,7 @@ final class ScalarAttentionKernel {
         float poly = Math.fma(Math.fma(Math.fma(Math.fma(z, TANH_P0, TANH_P1), z, TANH_P2), z, TANH_P3), z, TANH_P4);
         float small = Math.fma(poly * z, x, x);
         if (z < TANH_SMALL_SQUARED) return small;
+        if (z >= TANH_SATURATED_SQUARED) return y < 0f ? -cap : cap;
         float u = exp2(Math.abs(y) * TANH_EXP2);
         float large = (1f - u) / (1f + u);
         return (y < 0f ? -large : large) * cap;
@@ -484,6 +485,12 @@ final class ScalarAttentionKernel {
 
     /** Below this y² = (x/cap)², soft-capping uses the polynomial (Cephes' tanhf's |y| &lt; 0.625; exact in float). */
     static final float TANH_SMALL_SQUARED = 0.390625f;
+    /**
+     * From this y² on, soft-capping gives ±cap: with |y| ≥ 9, u = 2^(−2|y|·log2 e) &lt; 2^−25, so
+     * 1 − u and 1 + u both round to 1 and (1 − u)/(1 + u) is exactly 1 (tanh(9) = 1 − 3·10^−8
+     * rounds to 1 as well); the kernels skip the 2^x and the division there (ALiBi's far keys).
+     */
+    static final float TANH_SATURATED_SQUARED = 81f;
     /** −2·log2(e): e^(−2a) = 2^(a·TANH_EXP2). */
     static final float TANH_EXP2 = -2.8853900817779268f;
     /** Cephes' tanhf coefficients: tanh(y) = y + y·z·P(z), z = y², on |y| &lt; 0.625. */

@@ -1192,6 +1192,7 @@ final class SimdAttentionKernel {
      */
     private static void alibiThenCap(float[] sT, int count, int c0, float slope, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector slopeV = FloatVector.broadcast(F, slope), inv = FloatVector.broadcast(F, inverseCap);
+        FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
         FloatVector distA = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         FloatVector distB = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 - L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         for (int j = 0; j < count; j++) {
@@ -1201,19 +1202,27 @@ final class SimdAttentionKernel {
             distB = distB.add(ONE);
             FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
             FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
-            FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
-            pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
-            pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
-            pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
-            FloatVector cA = pA.mul(zA).fma(xA, xA), cB = pB.mul(zB).fma(xB, xB);
-            if (zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).and(zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).allTrue()) {
+            FloatVector cA, cB;
+            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+                cA = pA.mul(zA).fma(xA, xA);
+                cB = pB.mul(zB).fma(xB, xB);
+                if (!smallA.and(smallB).allTrue()) {
+                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                }
                 cA.intoArray(sT, o);
                 cB.intoArray(sT, o + L);
             } else {
                 xA.intoArray(sT, o);
                 xB.intoArray(sT, o + L);
                 capLanes(sT, o, cap, inverseCap);
-                capLanes(sT, o + L, cap, inverseCap);
                 cA = FloatVector.fromArray(F, sT, o);
                 cB = FloatVector.fromArray(F, sT, o + L);
             }
@@ -1229,28 +1238,39 @@ final class SimdAttentionKernel {
      * sT[j][·] = cap·tanh(sT[j][·]/cap) for j &lt; count, and 1 − tanh² into deriv (if not null) at
      * {@code dOff}, both vectors of a key interleaved. With y = x/cap and z = y²: below z = 0.625²
      * Cephes' tanhf polynomial, scaled by cap in the x domain, x + x·z·P(z) (cap·y would cost a
-     * multiply and a rounding); else {@link #capLanes}, only when some lane of the key needs it
-     * (with Gemma 2's cap of 50, |s| &lt; 31 in base e: rare). tanh for the derivative is the
+     * multiply and a rounding); ±cap from z = 9² (tanh rounds to ±1 there; see
+     * ScalarAttentionKernel.TANH_SATURATED_SQUARED); else {@link #capLanes}, only when some lane of
+     * the key needs it. Without ALiBi and with Gemma 2's cap of 50 (|s| &lt; 31 in base e) that is
+     * rare; after ALiBi most far keys lie beyond 9·cap and take the ±cap branch, the rest 2^x. tanh for the derivative is the
      * capped score times 1/cap. ScalarAttentionKernel.softCap does the same operations per lane.
      */
     private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
         for (int j = 0; j < count; j++) {
             int o = j * GROUP;
             FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
             FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
             FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
-            FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
-            pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
-            pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
-            pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
-            FloatVector cA = pA.mul(zA).fma(xA, xA), cB = pB.mul(zB).fma(xB, xB);
-            if (zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).and(zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).allTrue()) {
+            FloatVector cA, cB;
+            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+                cA = pA.mul(zA).fma(xA, xA);
+                cB = pB.mul(zB).fma(xB, xB);
+                if (!smallA.and(smallB).allTrue()) {
+                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                }
                 cA.intoArray(sT, o);
                 cB.intoArray(sT, o + L);
             } else {
                 capLanes(sT, o, cap, inverseCap);
-                capLanes(sT, o + L, cap, inverseCap);
                 cA = FloatVector.fromArray(F, sT, o);
                 cB = FloatVector.fromArray(F, sT, o + L);
             }
@@ -1263,25 +1283,47 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Soft-caps the vector sT[o..o+L) in place, every lane: the polynomial below z = 0.625²,
-     * cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) and the sign of y above. Arrays in, arrays out,
-     * so no vector crosses the call.
+     * Soft-caps the two vectors sT[o..o+2L) (one key's lanes) in place, every lane, the two
+     * interleaved: cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) and the sign of y; ±cap from
+     * z = 9² (where that is exactly ±cap anyway: u &lt; 2^−25) and the polynomial below z = 0.625²,
+     * each blended in only when some lane needs it (a key's lanes are 2L consecutive queries, whose
+     * scores after ALiBi mostly fall in one range). Arrays in, arrays out: no vector crosses the call.
      */
     private static void capLanes(float[] sT, int o, float cap, float inverseCap) {
-        FloatVector x = FloatVector.fromArray(F, sT, o);
-        FloatVector y = x.mul(inverseCap);
-        FloatVector z = y.mul(y);
-        FloatVector small = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(x, x);
-        FloatVector e = y.abs().mul(TANH_EXP2);
-        // 2^e exactly as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0); e ≤ 0.
-        e = e.blend(EXP2_MIN_ARGUMENT, e.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
-        FloatVector rounded = e.add(ROUND_MAGIC);
-        FloatVector f = e.sub(rounded.sub(ROUND_MAGIC));
-        FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-        FloatVector u = f.fma(ep, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
-        FloatVector large = ONE.sub(u).div(ONE.add(u));
-        large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).mul(cap)
-                .blend(small, z.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED)).intoArray(sT, o);
+        FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+        FloatVector yA = xA.mul(inverseCap), yB = xB.mul(inverseCap);
+        FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+        FloatVector eA = yA.abs().mul(TANH_EXP2), eB = yB.abs().mul(TANH_EXP2);
+        // 2^e as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0) without its clamp at
+        // −127: the lanes this result is kept for have 0.625 ≤ |y| < 9, e in (−26, −1.8]; the clamp
+        // would not change them, and every other lane is blended over below (NaN stays NaN).
+        FloatVector rA = eA.add(ROUND_MAGIC), rB = eB.add(ROUND_MAGIC);
+        FloatVector fA = eA.sub(rA.sub(ROUND_MAGIC)), fB = eB.sub(rB.sub(ROUND_MAGIC));
+        FloatVector pA = fA.fma(EXP2_P0, EXP2_P1), pB = fB.fma(EXP2_P0, EXP2_P1);
+        pA = pA.fma(fA, EXP2_P2); pB = pB.fma(fB, EXP2_P2);
+        pA = pA.fma(fA, EXP2_P3); pB = pB.fma(fB, EXP2_P3);
+        pA = pA.fma(fA, EXP2_P4); pB = pB.fma(fB, EXP2_P4);
+        pA = pA.fma(fA, EXP2_P5); pB = pB.fma(fB, EXP2_P5);
+        FloatVector uA = fA.fma(pA, ONE).mul(rA.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+        FloatVector uB = fB.fma(pB, ONE).mul(rB.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+        FloatVector tA = ONE.sub(uA).div(ONE.add(uA)), tB = ONE.sub(uB).div(ONE.add(uB));
+        FloatVector capV = FloatVector.broadcast(F, cap);
+        FloatVector signedA = capV.blend(-cap, yA.compare(VectorOperators.LT, 0f)), signedB = capV.blend(-cap, yB.compare(VectorOperators.LT, 0f));
+        FloatVector cA = tA.mul(signedA), cB = tB.mul(signedB);   // (−t)·cap and t·(−cap): the same float
+        VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+        VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+        if (fullA.or(fullB).anyTrue()) {
+            cA = cA.blend(signedA, fullA);
+            cB = cB.blend(signedB, fullB);
+        }
+        VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+        VectorMask<Float> smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+        if (smallA.or(smallB).anyTrue()) {
+            cA = cA.blend(zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA), smallA);
+            cB = cB.blend(zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB), smallB);
+        }
+        cA.intoArray(sT, o);
+        cB.intoArray(sT, o + L);
     }
 
     /** Lane i holds i. */
