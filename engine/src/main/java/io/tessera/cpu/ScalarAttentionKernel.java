@@ -432,9 +432,9 @@ final class ScalarAttentionKernel {
             } else if (kind == ScoreMod.Plan.KEY) {
                 score = score + plan.row(st, h)[key];
             } else if (kind == ScoreMod.Plan.SOFT_CAP) {
-                float t = tanh(score * plan.inverseCap(st));
+                score = softCap(score, plan.cap(st), plan.inverseCap(st));
+                float t = score * plan.inverseCap(st);
                 s.modDerivatives[plan.derivativeSlot(st)] = Math.fma(-t, t, 1f);
-                score = t * plan.cap(st);
             } else {
                 double natural = score * LN2_D;
                 ScoreMod.Function derivative = plan.derivative(st);
@@ -465,24 +465,32 @@ final class ScalarAttentionKernel {
     }
 
     /**
-     * tanh for soft-capping, the same operations as SimdAttentionKernel.softCap: Cephes' tanhf odd
-     * polynomial y + y³·P(y²) for |y| &lt; 0.625 (about 1 ulp), else (1 − u)/(1 + u) with
-     * u = 2^(−2|y|·log2 e) ≤ 0.29 from {@link #exp2} (no cancellation; ±∞ gives ±1), sign restored.
-     * Built from fma, mul, add and one correctly rounded division: the same bits at every JIT tier.
+     * cap·tanh(x/cap) for soft-capping, the same operations as SimdAttentionKernel.cap: with
+     * y = x/cap and z = y², Cephes' tanhf odd polynomial in the x domain, x + x·z·P(z), for
+     * z &lt; 0.625² (about 1 ulp), ±cap from z = 9² (see TANH_SATURATED_SQUARED), else cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) ≤ 0.29 from
+     * {@link #exp2} (no cancellation; ±∞ gives ±cap), sign restored. Built from fma, mul, add and
+     * one correctly rounded division: the same bits at every JIT tier.
      */
-    static float tanh(float y) {
+    static float softCap(float x, float cap, float inverseCap) {
+        float y = x * inverseCap;
         float z = y * y;
-        float poly = Math.fma(Math.fma(Math.fma(Math.fma(TANH_P0, z, TANH_P1), z, TANH_P2), z, TANH_P3), z, TANH_P4);
-        float small = Math.fma(poly * z, y, y);
-        float a = Math.abs(y);
-        float u = exp2(a * TANH_EXP2);
+        float poly = Math.fma(Math.fma(Math.fma(Math.fma(z, TANH_P0, TANH_P1), z, TANH_P2), z, TANH_P3), z, TANH_P4);
+        float small = Math.fma(poly * z, x, x);
+        if (z < TANH_SMALL_SQUARED) return small;
+        if (z >= TANH_SATURATED_SQUARED) return y < 0f ? -cap : cap;
+        float u = exp2(Math.abs(y) * TANH_EXP2);
         float large = (1f - u) / (1f + u);
-        float t = y < 0f ? -large : large;
-        return a < TANH_SMALL ? small : t;
+        return (y < 0f ? -large : large) * cap;
     }
 
-    /** Below this |y|, tanh uses the polynomial (Cephes' tanhf). */
-    static final float TANH_SMALL = 0.625f;
+    /** Below this y² = (x/cap)², soft-capping uses the polynomial (Cephes' tanhf's |y| &lt; 0.625; exact in float). */
+    static final float TANH_SMALL_SQUARED = 0.390625f;
+    /**
+     * From this y² on, soft-capping gives ±cap: with |y| ≥ 9, u = 2^(−2|y|·log2 e) &lt; 2^−25, so
+     * 1 − u and 1 + u both round to 1 and (1 − u)/(1 + u) is exactly 1 (tanh(9) = 1 − 3·10^−8
+     * rounds to 1 as well); the kernels skip the 2^x and the division there (ALiBi's far keys).
+     */
+    static final float TANH_SATURATED_SQUARED = 81f;
     /** −2·log2(e): e^(−2a) = 2^(a·TANH_EXP2). */
     static final float TANH_EXP2 = -2.8853900817779268f;
     /** Cephes' tanhf coefficients: tanh(y) = y + y·z·P(z), z = y², on |y| &lt; 0.625. */

@@ -1137,6 +1137,13 @@ final class SimdAttentionKernel {
             if (kind == ScoreMod.Plan.LINEAR) {
                 FloatVector slope = FloatVector.broadcast(F, plan.slope(st, h));
                 int c0 = key0 - row0 - plan.queryOffset();   // j − p of lane 0 and key 0; fits an int (the plan checks qLen + kvLen)
+                if (st + 1 < plan.steps() && plan.kind(st + 1) == ScoreMod.Plan.SOFT_CAP && distancesExact(c0, count)) {
+                    // One pass for both steps: the scores are loaded and stored once, the sum capped in registers.
+                    st++;
+                    alibiThenCap(sT, count, c0, plan.slope(st - 1, h), plan.cap(st), plan.inverseCap(st),
+                            derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
+                    continue;
+                }
                 for (int j = 0; j < count; j++) {
                     for (int v = 0; v < 2; v++) {
                         int o = j * GROUP + v * L;
@@ -1169,41 +1176,154 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * sT[j][·] = cap·tanh(sT[j][·]/cap) for j < count, and 1 − tanh² into deriv (if not null) at
-     * {@code dOff}. tanh(y): Cephes' tanhf odd polynomial for |y| &lt; 0.625, else
-     * (1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) from the softmax's own 2^x, sign restored; both
-     * computed and one blended in, unless every lane is in the polynomial's range (the usual case
-     * for caps like Gemma 2's 50). The scalar twin's tanh does the same operations per lane.
+     * Whether the distances c0 + j − lane of a tile's keys j &lt; count and lanes are all exact in
+     * float (|·| ≤ 2^24), so that alibiThenCap can step a float distance vector by 1 per key (one
+     * add) instead of converting an int vector per key: the same floats either way.
      */
-    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
-        FloatVector capV = FloatVector.broadcast(F, cap), inv = FloatVector.broadcast(F, inverseCap);
+    private static boolean distancesExact(int c0, int count) {
+        return Math.abs((long) c0) + count + GROUP <= 1 << 24;
+    }
+
+    /**
+     * ALiBi then soft-capping in one pass over the tile: the ALiBi sum (float distances stepped by 1 per
+     * key, exact: see distancesExact) capped in registers
+     * as {@link #softCap} caps it, both vectors of a key interleaved (the same operations, written
+     * out: a vector passed to a method C2 does not inline is boxed, 67 MB per call that way).
+     */
+    private static void alibiThenCap(float[] sT, int count, int c0, float slope, float cap, float inverseCap, float[] deriv, int dOff) {
+        FloatVector slopeV = FloatVector.broadcast(F, slope), inv = FloatVector.broadcast(F, inverseCap);
+        FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
+        FloatVector distA = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
+        FloatVector distB = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 - L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         for (int j = 0; j < count; j++) {
-            for (int v = 0; v < 2; v++) {
-                int o = j * GROUP + v * L;
-                FloatVector y = FloatVector.fromArray(F, sT, o).mul(inv);
-                FloatVector z = y.mul(y);
-                FloatVector poly = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4);
-                FloatVector small = poly.mul(z).fma(y, y);
-                FloatVector a = y.abs();
-                VectorMask<Float> isSmall = a.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL);
-                if (isSmall.allTrue()) {   // the usual case (|s| < 0.625·cap): the blend below would pick these lanes anyway
-                    small.mul(capV).intoArray(sT, o);
-                    if (deriv != null) small.neg().fma(small, ONE).intoArray(deriv, dOff + o);
-                    continue;
+            int o = j * GROUP;
+            FloatVector xA = distA.fma(slopeV, FloatVector.fromArray(F, sT, o)), xB = distB.fma(slopeV, FloatVector.fromArray(F, sT, o + L));
+            distA = distA.add(ONE);
+            distB = distB.add(ONE);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            FloatVector cA, cB;
+            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+                cA = pA.mul(zA).fma(xA, xA);
+                cB = pB.mul(zB).fma(xB, xB);
+                if (!smallA.and(smallB).allTrue()) {
+                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
                 }
-                FloatVector x = a.mul(TANH_EXP2);
-                // 2^x exactly as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0); x ≤ 0.
-                x = x.blend(EXP2_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP2_MIN_ARGUMENT));
-                FloatVector rounded = x.add(ROUND_MAGIC);
-                FloatVector f = x.sub(rounded.sub(ROUND_MAGIC));
-                FloatVector ep = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
-                FloatVector u = f.fma(ep, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
-                FloatVector large = ONE.sub(u).div(ONE.add(u));
-                FloatVector t = large.blend(large.neg(), y.compare(VectorOperators.LT, 0f)).blend(small, isSmall);
-                t.mul(capV).intoArray(sT, o);
-                if (deriv != null) t.neg().fma(t, ONE).intoArray(deriv, dOff + o);
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else {
+                xA.intoArray(sT, o);
+                xB.intoArray(sT, o + L);
+                capLanes(sT, o, cap, inverseCap);
+                cA = FloatVector.fromArray(F, sT, o);
+                cB = FloatVector.fromArray(F, sT, o + L);
+            }
+            if (deriv != null) {
+                FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
             }
         }
+    }
+
+    /**
+     * sT[j][·] = cap·tanh(sT[j][·]/cap) for j &lt; count, and 1 − tanh² into deriv (if not null) at
+     * {@code dOff}, both vectors of a key interleaved. With y = x/cap and z = y²: below z = 0.625²
+     * Cephes' tanhf polynomial, scaled by cap in the x domain, x + x·z·P(z) (cap·y would cost a
+     * multiply and a rounding); ±cap from z = 9² (tanh rounds to ±1 there; see
+     * ScalarAttentionKernel.TANH_SATURATED_SQUARED); else {@link #capLanes}, only when some lane of
+     * the key needs it. Without ALiBi and with Gemma 2's cap of 50 (|s| &lt; 31 in base e) that is
+     * rare; after ALiBi most far keys lie beyond 9·cap and take the ±cap branch, the rest 2^x. tanh for the derivative is the
+     * capped score times 1/cap. ScalarAttentionKernel.softCap does the same operations per lane.
+     */
+    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
+        FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
+        for (int j = 0; j < count; j++) {
+            int o = j * GROUP;
+            FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            FloatVector cA, cB;
+            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
+                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
+                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
+                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
+                cA = pA.mul(zA).fma(xA, xA);
+                cB = pB.mul(zB).fma(xB, xB);
+                if (!smallA.and(smallB).allTrue()) {
+                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                }
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else {
+                capLanes(sT, o, cap, inverseCap);
+                cA = FloatVector.fromArray(F, sT, o);
+                cB = FloatVector.fromArray(F, sT, o + L);
+            }
+            if (deriv != null) {
+                FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
+            }
+        }
+    }
+
+    /**
+     * Soft-caps the two vectors sT[o..o+2L) (one key's lanes) in place, every lane, the two
+     * interleaved: cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) and the sign of y; ±cap from
+     * z = 9² (where that is exactly ±cap anyway: u &lt; 2^−25) and the polynomial below z = 0.625²,
+     * each blended in only when some lane needs it (a key's lanes are 2L consecutive queries, whose
+     * scores after ALiBi mostly fall in one range). Arrays in, arrays out: no vector crosses the call.
+     */
+    private static void capLanes(float[] sT, int o, float cap, float inverseCap) {
+        FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+        FloatVector yA = xA.mul(inverseCap), yB = xB.mul(inverseCap);
+        FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+        FloatVector eA = yA.abs().mul(TANH_EXP2), eB = yB.abs().mul(TANH_EXP2);
+        // 2^e as in softmaxStep and ScalarAttentionKernel.exp2 (see EXP2_P0) without its clamp at
+        // −127: the lanes this result is kept for have 0.625 ≤ |y| < 9, e in (−26, −1.8]; the clamp
+        // would not change them, and every other lane is blended over below (NaN stays NaN).
+        FloatVector rA = eA.add(ROUND_MAGIC), rB = eB.add(ROUND_MAGIC);
+        FloatVector fA = eA.sub(rA.sub(ROUND_MAGIC)), fB = eB.sub(rB.sub(ROUND_MAGIC));
+        FloatVector pA = fA.fma(EXP2_P0, EXP2_P1), pB = fB.fma(EXP2_P0, EXP2_P1);
+        pA = pA.fma(fA, EXP2_P2); pB = pB.fma(fB, EXP2_P2);
+        pA = pA.fma(fA, EXP2_P3); pB = pB.fma(fB, EXP2_P3);
+        pA = pA.fma(fA, EXP2_P4); pB = pB.fma(fB, EXP2_P4);
+        pA = pA.fma(fA, EXP2_P5); pB = pB.fma(fB, EXP2_P5);
+        FloatVector uA = fA.fma(pA, ONE).mul(rA.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+        FloatVector uB = fB.fma(pB, ONE).mul(rB.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
+        FloatVector tA = ONE.sub(uA).div(ONE.add(uA)), tB = ONE.sub(uB).div(ONE.add(uB));
+        FloatVector capV = FloatVector.broadcast(F, cap);
+        FloatVector signedA = capV.blend(-cap, yA.compare(VectorOperators.LT, 0f)), signedB = capV.blend(-cap, yB.compare(VectorOperators.LT, 0f));
+        FloatVector cA = tA.mul(signedA), cB = tB.mul(signedB);   // (−t)·cap and t·(−cap): the same float
+        VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+        VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+        if (fullA.or(fullB).anyTrue()) {
+            cA = cA.blend(signedA, fullA);
+            cB = cB.blend(signedB, fullB);
+        }
+        VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+        VectorMask<Float> smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+        if (smallA.or(smallB).anyTrue()) {
+            cA = cA.blend(zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA), smallA);
+            cB = cB.blend(zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB), smallB);
+        }
+        cA.intoArray(sT, o);
+        cB.intoArray(sT, o + L);
     }
 
     /** Lane i holds i. */

@@ -33,8 +33,9 @@ import java.util.function.IntUnaryOperator;
  * {@code j − p}, an int converted to float (exact below 2^24);
  * soft-capping is the same function in base 2 with cap {@code log2(e)·cap}; a {@link Function}
  * gets {@code s₂·ln 2} in float64 and its result is multiplied back by log2(e). tanh is Tessera's
- * own (Cephes' odd polynomial below |x| = 0.625, (1 − 2^(−2x·log2 e))/(1 + 2^(−2x·log2 e)) above,
- * with the kernel's own 2^x), identical in the scalar and SIMD kernels and at every JIT tier.
+ * own (with y = s/cap: Cephes' odd polynomial below |y| = 0.625, in the score's units
+ * s + s·y²·P(y²); exactly ±cap from |y| = 9; cap·(1 − 2^(−2|y|·log2 e))/(1 + 2^(−2|y|·log2 e))
+ * between, with the kernel's own 2^x), identical in the scalar and SIMD kernels and at every JIT tier.
  *
  * <p>A relative-position table is expanded per call to one float per query head and relative
  * position (H·(qLen + kvLen) floats) so the SIMD kernel loads a key's lanes as one vector.

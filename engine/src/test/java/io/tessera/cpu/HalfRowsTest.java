@@ -1,0 +1,46 @@
+package io.tessera.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.tessera.tensor.ElementType;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The SIMD kernels' widening of half rows gives, bit for bit, what the scalar twin reads element by
+ * element ({@link ElementType#get}): every one of the 65,536 bit patterns (NaN payloads, infinities,
+ * subnormals, −0), in contiguous rows and in strided rows whose width is not a whole number of
+ * vectors (the vector loop's tail), and twice through the same thread's buffer at different sizes.
+ */
+class HalfRowsTest {
+
+    @Test
+    void widensEveryBitPatternExactlyForBothTypes() {
+        for (ElementType type : new ElementType[] {ElementType.BF16, ElementType.F16}) {
+            for (int width : new int[] {256, 61, 7}) {
+                int rows = (65536 + width - 1) / width, stride = width + 3;
+                try (Arena arena = Arena.ofConfined()) {
+                    MemorySegment src = arena.allocate((long) rows * stride * 2, 2);
+                    for (int e = 0; e < rows * width; e++) {
+                        src.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, (long) (e / width) * stride + e % width, (short) e);
+                    }
+                    for (long rowStride : new long[] {stride, width}) {
+                        int n = rowStride == width ? rows * stride / width : rows;   // contiguous: the same bytes read as rows of width
+                        float[] dst = new float[n * width];
+                        HalfRows.widenRows(src, type, 0, rowStride, n, width, dst);
+                        for (int j = 0; j < n; j++) {
+                            for (int i = 0; i < width; i++) {
+                                float expected = type.get(src, j * rowStride + i);
+                                assertThat(Float.floatToRawIntBits(dst[j * width + i]))
+                                        .as("%s width %d row stride %d element (%d, %d)", type, width, rowStride, j, i)
+                                        .isEqualTo(Float.floatToRawIntBits(expected));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
