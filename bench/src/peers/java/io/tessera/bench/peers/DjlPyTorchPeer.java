@@ -24,7 +24,10 @@ public final class DjlPyTorchPeer implements TrainingPeer {
     @Override public String id() { return "djl-pytorch"; }
 
     @Override
-    public String unavailableReason() {
+    public String unavailableReason() { return pyTorchUnavailableReason(); }
+
+    /** Null when PyTorch loads through DJL here (offline, from the bundled native library), else why not: every DJL peer's check. */
+    static String pyTorchUnavailableReason() {
         try {
             configureOffline(Runtime.getRuntime().availableProcessors());
             Engine.getEngine("PyTorch");

@@ -10,8 +10,6 @@ import ai.djl.nn.Block;
 import ai.djl.training.ParameterStore;
 import io.tessera.bench.decode.DecodePeer;
 import java.nio.FloatBuffer;
-import java.nio.file.Files;
-import java.nio.file.Path;
 
 /**
  * PyTorch 2.7.1's {@code scaled_dot_product_attention} for one decode step through DJL 0.36: one
@@ -44,24 +42,13 @@ public final class DjlSdpaDecodePeer implements DecodePeer {
     @Override public String id() { return "djl-sdpa"; }
 
     @Override
-    public String unavailableReason() {
-        try {
-            DjlPyTorchPeer.configureOffline(Runtime.getRuntime().availableProcessors());
-            Engine.getEngine("PyTorch");
-            return null;
-        } catch (Throwable t) {
-            return "PyTorch through DJL did not load: " + t;
-        }
-    }
+    public String unavailableReason() { return DjlPyTorchPeer.pyTorchUnavailableReason(); }
 
     @Override
     public void prepare(int batch, int heads, int kvHeads, int keys, int headDim, FloatBuffer qa, FloatBuffer ka, FloatBuffer va, int threads) throws Exception {
         close();
         DjlPyTorchPeer.useThreads(threads);
-        Path dir = Files.createTempDirectory("tessera-sdpa-decode");
-        DjlSdpaPeer.writeModule(dir.resolve("sdpadecode.pt"), "SDPADecode", SOURCE);
-        model = Model.newInstance("sdpadecode", "PyTorch");
-        model.load(dir, "sdpadecode");
+        model = DjlSdpaPeer.loadModule("sdpadecode", "SDPADecode", SOURCE);
         block = model.getBlock();
         manager = Engine.getEngine("PyTorch").newBaseManager();
         q = manager.create(qa, new Shape(batch, heads, 1, headDim));

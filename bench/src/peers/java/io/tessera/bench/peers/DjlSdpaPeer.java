@@ -98,24 +98,13 @@ public final class DjlSdpaPeer implements TrainingPeer {
     @Override public boolean fused() { return true; }
 
     @Override
-    public String unavailableReason() {
-        try {
-            DjlPyTorchPeer.configureOffline(Runtime.getRuntime().availableProcessors());
-            Engine.getEngine("PyTorch");
-            return null;
-        } catch (Throwable t) {
-            return "PyTorch through DJL did not load: " + t;
-        }
-    }
+    public String unavailableReason() { return DjlPyTorchPeer.pyTorchUnavailableReason(); }
 
     @Override
     public void prepare(int heads, int n, int headDim, float[] qa, float[] ka, float[] va, boolean[] allowed, int threads) throws Exception {
         close();
         DjlPyTorchPeer.useThreads(threads);
-        Path dir = Files.createTempDirectory("tessera-sdpa");
-        writeModule(dir.resolve("sdpa.pt"), "SDPA", SOURCE);
-        model = Model.newInstance("sdpa", "PyTorch");
-        model.load(dir, "sdpa");
+        model = loadModule("sdpa", "SDPA", SOURCE);
         block = model.getBlock();
         manager = Engine.getEngine("PyTorch").newBaseManager();
         Shape shape = new Shape(1, heads, n, headDim);
@@ -143,10 +132,7 @@ public final class DjlSdpaPeer implements TrainingPeer {
 
     @Override
     public void prepareGradient(float[] dOutValues) throws IOException, ai.djl.MalformedModelException {
-        Path dir = Files.createTempDirectory("tessera-sdpa-step");
-        writeModule(dir.resolve("sdpastep.pt"), "SDPAStep", STEP_SOURCE);
-        stepModel = Model.newInstance("sdpastep", "PyTorch");
-        stepModel.load(dir, "sdpastep");
+        stepModel = loadModule("sdpastep", "SDPAStep", STEP_SOURCE);
         stepBlock = stepModel.getBlock();
         dOut = manager.create(FloatBuffer.wrap(dOutValues), q.getShape());
     }
@@ -177,6 +163,18 @@ public final class DjlSdpaPeer implements TrainingPeer {
         stepModel = null;
         out = null;
         stepResult = null;
+    }
+
+    /**
+     * Writes {@code source} as the TorchScript module {@code className} into a new temporary
+     * directory and loads it as the PyTorch model {@code name} (its file {@code name}.pt).
+     */
+    static Model loadModule(String name, String className, String source) throws IOException, ai.djl.MalformedModelException {
+        Path dir = Files.createTempDirectory("tessera-" + name);
+        writeModule(dir.resolve(name + ".pt"), className, source);
+        Model m = Model.newInstance(name, "PyTorch");
+        m.load(dir, name);
+        return m;
     }
 
     /**

@@ -9,8 +9,6 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Block;
 import ai.djl.training.ParameterStore;
 import java.nio.FloatBuffer;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.Locale;
 
 /**
@@ -54,15 +52,7 @@ public final class DjlSdpaVariantPeer implements SdpaVariantPeer {
     @Override public String id() { return "djl-sdpa-variant"; }
 
     @Override
-    public String unavailableReason() {
-        try {
-            DjlPyTorchPeer.configureOffline(Runtime.getRuntime().availableProcessors());
-            Engine.getEngine("PyTorch");
-            return null;
-        } catch (Throwable t) {
-            return "PyTorch through DJL did not load: " + t;
-        }
-    }
+    public String unavailableReason() { return DjlPyTorchPeer.pyTorchUnavailableReason(); }
 
     @Override
     public void prepare(int heads, int n, int headDim, float[] qa, float[] ka, float[] va, boolean[] allowed,
@@ -94,10 +84,7 @@ public final class DjlSdpaVariantPeer implements SdpaVariantPeer {
             path = "scaled_dot_product_attention" + (bf16 ? ", bf16" : "");
             body = "    return torch.scaled_dot_product_attention(q, k, v)\n";
         }
-        Path dir = Files.createTempDirectory("tessera-sdpa-variant");
-        DjlSdpaPeer.writeModule(dir.resolve("sdpavariant.pt"), "SDPAVariant", HEADER + body);
-        model = Model.newInstance("sdpavariant", "PyTorch");
-        model.load(dir, "sdpavariant");
+        model = DjlSdpaPeer.loadModule("sdpavariant", "SDPAVariant", HEADER + body);
         block = model.getBlock();
         manager = Engine.getEngine("PyTorch").newBaseManager();
         Shape shape = new Shape(1, heads, n, headDim);
@@ -141,9 +128,8 @@ public final class DjlSdpaVariantPeer implements SdpaVariantPeer {
      * carries a bf16 tensor a module returns (as data type "unknown") into the next module.
      */
     private Model castModule(String name, int type) throws Exception {
-        Path dir = Files.createTempDirectory("tessera-cast");
         String className = name.substring(0, 1).toUpperCase(Locale.ROOT) + name.substring(1);
-        DjlSdpaPeer.writeModule(dir.resolve(name + ".pt"), className, """
+        return DjlSdpaPeer.loadModule(name, className, """
                 class %s(Module):
                   __parameters__ = []
                   __buffers__ = []
@@ -153,9 +139,6 @@ public final class DjlSdpaVariantPeer implements SdpaVariantPeer {
                     x: Tensor) -> Tensor:
                     return torch.to(x, %d)
                 """.formatted(className, className, type));
-        Model m = Model.newInstance(name, "PyTorch");
-        m.load(dir, name);
-        return m;
     }
 
     private NDArray cast(Model module, NDArray x) {
