@@ -209,36 +209,47 @@ class GradientProperties {
             Tensor q = c.q(arena).to(arena, storage.q), k = c.k(arena).to(arena, storage.k), v = c.v(arena).to(arena, storage.v);
             Tensor dOut = dOut(arena, c).to(arena, storage.v);
             Attention attn = Attention.sparse(spec("two documents", twoDocuments)).on(Backend.named(backend)).withBlockSizes(blockQ, blockKV);
-            AttentionResult clean = attn.forwardWithLse(arena, q, k, v);
-            AttentionGradients cleanGrads = attn.backward(arena, q, k, v, clean.output(), clean.logSumExp(), dOut);
-            // Poison the second document's keys, values, queries and loss gradients.
-            float[] poison = {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY};
-            for (int j = kvHalf; j < c.kvLen(); j++) {
-                for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.kvHeads(); h++) {
-                    k.set(poison[j % 3], b, h, j, 0);
-                    v.set(poison[(j + 1) % 3], b, h, j, c.valueDim() - 1);
+            assertSecondDocumentNeverLeaksIn(attn, arena, c, q, k, v, dOut, qHalf, kvHalf);
+        }
+    }
+
+    /**
+     * Runs {@code attn} (two documents: rows i &lt; qHalf attend keys j &lt; kvHalf, the rest the rest)
+     * forward and backward, poisons the second document's keys, values, queries and loss gradients
+     * with NaN and ±∞ in place, runs it again, and asserts the first document's outputs and
+     * gradients are bit-identical to the clean run's.
+     */
+    static void assertSecondDocumentNeverLeaksIn(Attention attn, Arena arena, AttentionCase c, Tensor q, Tensor k, Tensor v, Tensor dOut,
+                                                 int qHalf, int kvHalf) {
+        AttentionResult clean = attn.forwardWithLse(arena, q, k, v);
+        AttentionGradients cleanGrads = attn.backward(arena, q, k, v, clean.output(), clean.logSumExp(), dOut);
+        // Poison the second document's keys, values, queries and loss gradients.
+        float[] poison = {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY};
+        for (int j = kvHalf; j < c.kvLen(); j++) {
+            for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.kvHeads(); h++) {
+                k.set(poison[j % 3], b, h, j, 0);
+                v.set(poison[(j + 1) % 3], b, h, j, c.valueDim() - 1);
+            }
+        }
+        for (int i = qHalf; i < c.qLen(); i++) {
+            for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) {
+                q.set(poison[i % 3], b, h, i, c.headDim() - 1);
+                dOut.set(poison[(i + 2) % 3], b, h, i, 0);
+            }
+        }
+        AttentionResult dirty = attn.forwardWithLse(arena, q, k, v);
+        AttentionGradients dirtyGrads = attn.backward(arena, q, k, v, dirty.output(), dirty.logSumExp(), dOut);
+        for (int b = 0; b < c.batch(); b++) {
+            for (int h = 0; h < c.heads(); h++) {
+                for (int i = 0; i < qHalf; i++) {
+                    for (int x = 0; x < c.valueDim(); x++) assertThat(dirty.output().get(b, h, i, x)).isEqualTo(clean.output().get(b, h, i, x));
+                    for (int x = 0; x < c.headDim(); x++) assertThat(dirtyGrads.dq().get(b, h, i, x)).isEqualTo(cleanGrads.dq().get(b, h, i, x));
                 }
             }
-            for (int i = qHalf; i < c.qLen(); i++) {
-                for (int b = 0; b < c.batch(); b++) for (int h = 0; h < c.heads(); h++) {
-                    q.set(poison[i % 3], b, h, i, c.headDim() - 1);
-                    dOut.set(poison[(i + 2) % 3], b, h, i, 0);
-                }
-            }
-            AttentionResult dirty = attn.forwardWithLse(arena, q, k, v);
-            AttentionGradients dirtyGrads = attn.backward(arena, q, k, v, dirty.output(), dirty.logSumExp(), dOut);
-            for (int b = 0; b < c.batch(); b++) {
-                for (int h = 0; h < c.heads(); h++) {
-                    for (int i = 0; i < qHalf; i++) {
-                        for (int x = 0; x < c.valueDim(); x++) assertThat(dirty.output().get(b, h, i, x)).isEqualTo(clean.output().get(b, h, i, x));
-                        for (int x = 0; x < c.headDim(); x++) assertThat(dirtyGrads.dq().get(b, h, i, x)).isEqualTo(cleanGrads.dq().get(b, h, i, x));
-                    }
-                }
-                for (int h = 0; h < c.kvHeads(); h++) {
-                    for (int j = 0; j < kvHalf; j++) {
-                        for (int x = 0; x < c.headDim(); x++) assertThat(dirtyGrads.dk().get(b, h, j, x)).isEqualTo(cleanGrads.dk().get(b, h, j, x));
-                        for (int x = 0; x < c.valueDim(); x++) assertThat(dirtyGrads.dv().get(b, h, j, x)).isEqualTo(cleanGrads.dv().get(b, h, j, x));
-                    }
+            for (int h = 0; h < c.kvHeads(); h++) {
+                for (int j = 0; j < kvHalf; j++) {
+                    for (int x = 0; x < c.headDim(); x++) assertThat(dirtyGrads.dk().get(b, h, j, x)).isEqualTo(cleanGrads.dk().get(b, h, j, x));
+                    for (int x = 0; x < c.valueDim(); x++) assertThat(dirtyGrads.dv().get(b, h, j, x)).isEqualTo(cleanGrads.dv().get(b, h, j, x));
                 }
             }
         }
