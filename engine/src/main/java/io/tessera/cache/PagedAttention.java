@@ -108,41 +108,8 @@ public final class PagedAttention {
     public int forward(KvCache cache, int sequence, Tensor q, Tensor out, Tensor lse) {
         if (cache == null) throw new NullPointerException("cache");
         cache.checkSequence(sequence);
-        int length = cache.length(sequence);
-        if (length == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
-        if (q == null) throw new NullPointerException("q");
-        if (out == null) throw new NullPointerException("out");
-        io.tessera.tensor.Shapes.requireF32("out", out, "PagedAttention (it merges the pages' results in float32)");
-        io.tessera.tensor.Shapes.requireF32("lse", lse, "PagedAttention (the log-sum-exp is always F32)");
-        long[] qs = q.shape();
-        if (qs.length != 4 || qs[0] != 1 || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("q must be [1, heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
-        }
-        int heads = (int) qs[1], qLen = (int) qs[2], valueDim = cache.valueDim();
-        long[] outShape = {1, heads, qLen, valueDim};
-        if (!Arrays.equals(out.shape(), outShape)) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(outShape));
-        if (lse != null && !Arrays.equals(lse.shape(), new long[] {1, heads, qLen})) {
-            throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be [1, " + heads + ", " + qLen + "]");
-        }
-        if (!q.hasUnitInnerStride()) throw new IllegalArgumentException("q must have a unit-stride last dimension, got " + q + "; call contiguous(arena) first");
-        for (Tensor written : lse == null ? new Tensor[] {out} : new Tensor[] {out, lse}) {
-            String name = written == out ? "out" : "lse";
-            if (written.overlaps(q)) throw new IllegalArgumentException(name + " shares memory with q");
-            if (written.overlaps(cache.keyStorage()) || written.overlaps(cache.valueStorage())) throw new IllegalArgumentException(name + " shares memory with the cache");
-        }
-        if (lse != null && out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
-
-        Backend be = backend();
-        float sc = Float.isNaN(scale) ? (float) (1.0 / Math.sqrt(cache.headDim())) : scale;
-        int pageSize = cache.pageSize();
-        // One query block × one tile per page: which pages the queries reach, and how.
-        BlockLayout pages = PatternCompiler.compile(pattern, qLen, length, qLen, pageSize);
-        if (be instanceof PagedAttentionDevice device && decodeKernelReads(q, cache)) {
-            device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, new int[][] {cache.pageTable(sequence)},
-                    new BlockLayout[] {pages}, sc, out, lse);
-            return pages.tileCount();
-        }
-        return perPage(be, cache, sequence, pages, q, sc, out, lse);
+        if (cache.length(sequence) == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
+        return step(cache, new int[] {sequence}, q, out, lse, "1");
     }
 
     /**
@@ -157,17 +124,29 @@ public final class PagedAttention {
     public int forward(KvCache cache, int[] sequences, Tensor q, Tensor out, Tensor lse) {
         if (cache == null) throw new NullPointerException("cache");
         if (sequences == null) throw new NullPointerException("sequences");
-        if (q == null) throw new NullPointerException("q");
-        if (out == null) throw new NullPointerException("out");
         int batch = sequences.length;
         if (batch == 0) throw new IllegalArgumentException("sequences is empty");
         for (int b = 0; b < batch; b++) {
             cache.checkSequence(sequences[b]);
             if (cache.length(sequences[b]) == 0) throw new IllegalArgumentException("sequence " + sequences[b] + " (sequences[" + b + "]) has no cached tokens; append its keys and values first");
         }
+        return step(cache, sequences, q, out, lse, "B=" + batch);
+    }
+
+    /**
+     * Both forward methods: checks q, out and lse against the cache (the batch dimension named
+     * {@code batchName} in messages), then runs the step on the backend's decode kernel when it has
+     * one, else page by page. Sequences are checked by the caller.
+     */
+    private int step(KvCache cache, int[] sequences, Tensor q, Tensor out, Tensor lse, String batchName) {
+        if (q == null) throw new NullPointerException("q");
+        if (out == null) throw new NullPointerException("out");
+        io.tessera.tensor.Shapes.requireF32("out", out, "PagedAttention (it merges the pages' results in float32)");
+        io.tessera.tensor.Shapes.requireF32("lse", lse, "PagedAttention (the log-sum-exp is always F32)");
+        int batch = sequences.length;
         long[] qs = q.shape();
         if (qs.length != 4 || qs[0] != batch || qs[3] != cache.headDim() || qs[1] % cache.kvHeads() != 0 || qs[1] > Integer.MAX_VALUE || qs[2] > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("q must be [B=" + batch + ", heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
+            throw new IllegalArgumentException("q must be [" + batchName + ", heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(qs));
         }
         int heads = (int) qs[1], qLen = (int) qs[2], valueDim = cache.valueDim();
         long[] outShape = {batch, heads, qLen, valueDim};

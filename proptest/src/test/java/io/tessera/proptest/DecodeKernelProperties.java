@@ -303,6 +303,11 @@ class DecodeKernelProperties {
             assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 2}, q, out, null)).hasMessage("sequence=2 is not in [0, 2)");
             assertThatThrownBy(() -> decode.forward(cache, new int[] {}, q, out, null)).hasMessage("sequences is empty");
             assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q, out, null)).hasMessageContaining("q must be [B=1");
+            // The batched step checks its outputs as the single-sequence one does: F32 only, named.
+            Tensor q0 = Tensor.zeros(arena, 1, 4, 1, 3), halfOut = Tensor.zeros(arena, 1, 4, 1, 5).to(arena, io.tessera.tensor.ElementType.BF16);
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q0, halfOut, null)).hasMessageStartingWith("out has element type BF16");
+            Tensor halfLse = Tensor.zeros(arena, 1, 4, 1).to(arena, io.tessera.tensor.ElementType.BF16);
+            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q0, Tensor.zeros(arena, 1, 4, 1, 5), halfLse)).hasMessageStartingWith("lse has element type BF16");
             PagedAttentionDevice device = (PagedAttentionDevice) Backend.named("simd");
             var layout = io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 4);
             Tensor q1 = Tensor.zeros(arena, 1, 4, 1, 3), out1 = Tensor.zeros(arena, 1, 4, 1, 5);
