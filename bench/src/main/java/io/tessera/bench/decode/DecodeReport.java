@@ -65,7 +65,7 @@ public final class DecodeReport {
                     r.getPrimaryResult().getScore(), r.getPrimaryResult().getScoreError()));
         }
         Map<Integer, MachinePeak> peaks = new LinkedHashMap<>();
-        for (Row row : rows) if (!peaks.containsKey(row.threads())) peaks.put(row.threads(), MachinePeak.measure(row.threads()));
+        for (Row row : rows) if (!peaks.containsKey(row.threads())) peaks.put(row.threads(), MachinePeak.measuredOnce(row.threads()));
         for (MachinePeak peak : peaks.values()) System.out.println("machine: " + peak);
         System.out.print(table(rows, peaks));
     }

@@ -39,6 +39,21 @@ public record MachinePeak(int threads, double fmaGflops, double triadGBytesPerS,
         return measure(threads, FMA_ROUNDS, TRIAD_LENGTH, REPEATS);
     }
 
+    private static final java.util.Map<Integer, MachinePeak> MEASURED = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * The peak at {@code threads} threads measured once per run: every section of the main job
+     * divides by the same figures, so their efficiency columns compare.
+     */
+    public static MachinePeak measuredOnce(int threads) throws Exception {
+        MachinePeak peak = MEASURED.get(threads);
+        if (peak == null) {
+            peak = measure(threads);
+            MEASURED.put(threads, peak);
+        }
+        return peak;
+    }
+
     /** The same at other sizes (the tests use small ones: the numbers are then rough). */
     public static MachinePeak measure(int threads, int fmaRounds, int triadLength, int repeats) throws Exception {
         if (threads < 1) throw new IllegalArgumentException("threads must be >= 1, got " + threads);
