@@ -151,18 +151,22 @@ public final class MainJob {
             System.out.println("machine: " + MachinePeak.measuredOnce(t));
         }
         Map<String, Long> sectionSeconds = new LinkedHashMap<>();
+        List<String> sections = new ArrayList<>();   // each section's Markdown, for the report
         if (options.training() && options.only() == null) {
             Instant t0 = Instant.now();
             String training = TrainingSection.run(options.out(), options.full(), options.threads(), peers, notes);
             System.out.println();
             System.out.println(training);
+            sections.add(training);
             sectionSeconds.put("training", Duration.between(t0, Instant.now()).toSeconds());
         } else if (options.training()) {
             notes.add("training section skipped: --only selects forward cases");
         }
         if (options.forward() && options.only() == null) {   // the decode step (issues #13, #14): a few rows, see DecodeSection
             Instant t0 = Instant.now();
-            System.out.println(io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), peers.stream().anyMatch(p -> p.id().equals("djl-sdpa")), notes));
+            String decode = io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), peers.stream().anyMatch(p -> p.id().equals("djl-sdpa")), notes);
+            System.out.println(decode);
+            sections.add(decode);
             sectionSeconds.put("decode", Duration.between(t0, Instant.now()).toSeconds());
         }
         if (options.forward() && options.only() == null) {   // the linear-time variants against dense (issue #15), timed in this process
@@ -173,11 +177,27 @@ public final class MainJob {
                 String variants = io.tessera.bench.variants.VariantsSection.run(options.out(), options.full(), options.threads());
                 System.out.println("done");
                 System.out.println(variants);
+                sections.add(variants);
             } catch (Exception e) {
                 System.out.println("failed");
                 notes.add("variants section failed: " + describe(e));
             }
             sectionSeconds.put("variants", Duration.between(t0, Instant.now()).toSeconds());
+        }
+        if (options.forward() && options.only() == null) {   // score modifiers and half-precision storage (issues #14, #16)
+            Instant t0 = Instant.now();
+            System.out.print("score modifiers and half-precision storage ... ");
+            System.out.flush();
+            try {
+                String section = io.tessera.bench.kernel.KernelOptionsSection.run(options.out(), options.full(), options.threads(), options.peers(), notes);
+                System.out.println("done");
+                System.out.println(section);
+                sections.add(section);
+            } catch (Exception e) {
+                System.out.println("failed");
+                notes.add("options section failed: " + describe(e));
+            }
+            sectionSeconds.put("options", Duration.between(t0, Instant.now()).toSeconds());
         }
         if (!options.forward()) {
             for (Peer p : peers) p.close();
@@ -227,6 +247,7 @@ public final class MainJob {
         environment.put("time per section", sectionSeconds.entrySet().stream().map(e -> e.getKey() + " " + e.getValue() + " s").collect(java.util.stream.Collectors.joining(", "))
                 + ", whole run " + Duration.between(start, Instant.now()).toSeconds() + " s");
         Report report = new Report(results, checks, notes, environment, pictures, peaks);
+        sections.forEach(report::withSection);
         report.write(options.out());
         System.out.println();
         System.out.println(report.resultsTable());

@@ -45,6 +45,7 @@ class ReportTest {
     void writesMarkdownHtmlCsvAndChartsThatOpen(@TempDir Path dir) throws Exception {
         Report report = new Report(sample(), List.of(new OracleCheck("Tessera simd", "dense", 384, 4e-7, 1e-5), new OracleCheck("peer", "dense", 384, 1e-3, 1e-5)),
                 List.of("a note"), Map.of("date", "today"), Map.of());
+        report.withSection("## Decode step\n\n| backend | µs |\n|---|---:|\n| simd decode | 12.5 |\n\n![a chart](charts/time-vs-length.png)\n");
         report.write(dir);
         String md = Files.readString(dir.resolve("report.md"));
         assertThat(md).contains("| Tessera simd | causal | 2048 | 2 | 41.00 |").contains("| causal | 2048 | 2 | ONNX Runtime | 41.00 | 82.00 | 2.00× |")
@@ -55,7 +56,10 @@ class ReportTest {
             assertThat(md).contains("charts/" + chart + ".png");
         }
         String html = Files.readString(dir.resolve("index.html"));
-        assertThat(html).contains("data:image/png;base64,").contains("<td>ONNX Runtime</td>").doesNotContain("charts/");
+        assertThat(html).contains("data:image/png;base64,").contains("<td>ONNX Runtime</td>").doesNotContain("charts/")
+                .contains("<h2>Decode step</h2>").contains("<td>simd decode</td>");
+        assertThat(md).contains("## Decode step").contains("| simd decode | 12.5 |");
+        assertThat(md.indexOf("## Decode step")).isGreaterThan(md.indexOf("## Results")).isLessThan(md.indexOf("## Charts"));
         assertThat(Files.readAllLines(dir.resolve("results.csv"))).hasSize(sample().size() + 1);
     }
 

@@ -24,6 +24,7 @@ public final class Report {
     private final Map<String, String> environment;
     private final Map<String, Path> layoutPictures;
     private final Map<Integer, MachinePeak> peaks;
+    private final List<String> sections = new ArrayList<>();
 
     public Report(List<Measurement> measurements, List<OracleCheck> checks, List<String> notes,
                   Map<String, String> environment, Map<String, Path> layoutPictures) {
@@ -39,6 +40,17 @@ public final class Report {
         this.environment = new LinkedHashMap<>(environment);
         this.layoutPictures = new LinkedHashMap<>(layoutPictures);
         this.peaks = new TreeMap<>(peaks);
+    }
+
+    /**
+     * Adds a section's Markdown (a {@code ## } heading, tables, images relative to the report's
+     * directory) after the forward results, in the order added: the main job's training, decode,
+     * variants and options sections.
+     */
+    public Report withSection(String markdown) {
+        if (markdown == null) throw new NullPointerException("markdown");
+        sections.add(markdown.strip());
+        return this;
     }
 
     /**
@@ -118,8 +130,9 @@ public final class Report {
             charts.put("Heap allocated per call vs length", dir.resolve("charts/memory-vs-length.png"));
             Charts.lines("Heap allocated per call (JMH gc profiler)", "MiB per call", memory, charts.get("Heap allocated per call vs length"));
         }
-        Files.writeString(dir.resolve("report.md"), markdown(charts, dir));
-        Files.writeString(dir.resolve("index.html"), html(charts));
+        String markdown = markdown(charts, dir);
+        Files.writeString(dir.resolve("report.md"), markdown);
+        Files.writeString(dir.resolve("index.html"), html(markdown, dir));
         Files.writeString(dir.resolve("results.csv"), csv());
     }
 
@@ -167,6 +180,7 @@ public final class Report {
                 + "\"% of FMA peak\" divides them by the float32 FMA peak measured at the same thread count in this run.\n\n").append(resultsTable());
         if (!ratios().isEmpty()) sb.append("\n## Tessera against peers (same shapes, same run)\n\n").append(ratioTable());
         if (!checks.isEmpty()) sb.append("\n## Outputs checked against the float64 oracle\n\n").append(checkTable());
+        for (String section : sections) sb.append('\n').append(section).append('\n');
         sb.append("\n## Charts\n\n");
         charts.forEach((title, file) -> sb.append("### ").append(title).append("\n\n![").append(title).append("](").append(dir.relativize(file)).append(")\n\n"));
         if (!layoutPictures.isEmpty()) {
@@ -182,50 +196,31 @@ public final class Report {
 
     // ---------------------------------------------------------------- HTML
 
-    private String html(Map<String, Path> charts) throws IOException {
-        StringBuilder sb = new StringBuilder("<!doctype html><html><head><meta charset=\"utf-8\"><title>Tessera benchmark report</title><style>"
+    /**
+     * The report as one self-contained page: the Markdown rendered (tables as GitHub writes them),
+     * every image inlined as a data URI so the file can be mailed or archived alone.
+     */
+    private static String html(String markdown, Path dir) {
+        List<org.commonmark.Extension> extensions = List.of(org.commonmark.ext.gfm.tables.TablesExtension.create());
+        org.commonmark.node.Node document = org.commonmark.parser.Parser.builder().extensions(extensions).build().parse(markdown);
+        String body = org.commonmark.renderer.html.HtmlRenderer.builder().extensions(extensions)
+                .attributeProviderFactory(context -> (node, tag, attributes) -> {
+                    if (node instanceof org.commonmark.node.Image && attributes.containsKey("src")) attributes.put("src", dataUri(dir.resolve(attributes.get("src"))));
+                })
+                .build().render(document);
+        return "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tessera benchmark report</title><style>"
                 + "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
                 + "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-                + "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}</style></head><body>");
-        sb.append("<h1>Tessera benchmark report</h1><h2>Machine</h2><ul>");
-        machine().forEach((k, v) -> sb.append("<li><b>").append(escape(k)).append("</b>: ").append(escape(v)).append("</li>"));
-        sb.append("</ul><h2>Results</h2>").append(htmlTable(resultsTable()));
-        if (!ratios().isEmpty()) sb.append("<h2>Tessera against peers</h2>").append(htmlTable(ratioTable()));
-        if (!checks.isEmpty()) sb.append("<h2>Outputs checked against the float64 oracle</h2>").append(htmlTable(checkTable()));
-        sb.append("<h2>Charts</h2>");
-        for (Map.Entry<String, Path> e : charts.entrySet()) sb.append("<h3>").append(escape(e.getKey())).append("</h3>").append(img(e.getValue()));
-        if (!layoutPictures.isEmpty()) {
-            sb.append("<h2>Block layouts used</h2><p>n = 4096, 64×64 blocks; dark = FULL, light = PARTIAL.</p>");
-            for (Map.Entry<String, Path> e : layoutPictures.entrySet()) sb.append("<h3>").append(escape(e.getKey())).append("</h3>").append(img(e.getValue()));
-        }
-        if (!notes.isEmpty()) {
-            sb.append("<h2>Notes</h2><ul>");
-            notes.forEach(n -> sb.append("<li>").append(escape(n)).append("</li>"));
-            sb.append("</ul>");
-        }
-        return sb.append("</body></html>\n").toString();
+                + "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:.5em;overflow:auto}"
+                + "</style></head><body>" + body + "</body></html>\n";
     }
 
-    private static String img(Path png) throws IOException {
-        return "<img alt=\"" + escape(png.getFileName().toString()) + "\" src=\"data:image/png;base64," + Base64.getEncoder().encodeToString(Files.readAllBytes(png)) + "\">";
-    }
-
-    /** Renders one of this class's Markdown tables as HTML. */
-    static String htmlTable(String markdown) {
-        String[] lines = markdown.strip().split("\n");
-        StringBuilder sb = new StringBuilder("<table>");
-        for (int l = 0; l < lines.length; l++) {
-            if (l == 1) continue;   // the alignment row
-            String[] cells = lines[l].substring(1, lines[l].length() - 1).split("\\|");
-            sb.append("<tr>");
-            for (String c : cells) sb.append(l == 0 ? "<th>" : "<td>").append(escape(c.strip().replace("**", ""))).append(l == 0 ? "</th>" : "</td>");
-            sb.append("</tr>");
+    private static String dataUri(Path png) {
+        try {
+            return "data:image/png;base64," + Base64.getEncoder().encodeToString(Files.readAllBytes(png));
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("the report's image " + png + " cannot be read", e);
         }
-        return sb.append("</table>").toString();
-    }
-
-    static String escape(String s) {
-        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
     }
 
     static String percent(double fraction) {
