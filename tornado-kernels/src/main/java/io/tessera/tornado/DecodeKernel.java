@@ -15,8 +15,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  * one int array ({@code meta}) sent on every execution, so a plan serves every position.
  *
  * <p>{@code decode}: one work-item per (sequence, query head, query row) walks the pages its
- * sequence reaches, with an online softmax in natural units (running max and sum in registers, the
- * unnormalized output in its row of {@code out}). Grouped-query heads read their KV head's rows;
+ * sequence reaches, with an online softmax in natural units, page by page (running max and sum in
+ * registers, the page's scores in scratch, the unnormalized output in its row of {@code out}). Grouped-query heads read their KV head's rows;
  * split-KV is not done on the device (the parallelism is B·H·qLen work-items).
  */
 final class DecodeKernel {
@@ -56,9 +56,12 @@ final class DecodeKernel {
         }
     }
 
-    /** q {@code [B, H, qLen, D]}, out {@code [B, H, qLen, Dv]}, lse {@code [B, H, qLen]}, contiguous; scale in {@code scale[0]}. */
+    /**
+     * q {@code [B, H, qLen, D]}, out {@code [B, H, qLen, Dv]}, lse {@code [B, H, qLen]}, contiguous;
+     * scale in {@code scale[0]}; {@code scores}: pageSize floats of scratch per query row.
+     */
     static void decode(KernelContext ctx, FloatArray q, FloatArray keyPool, FloatArray valuePool, FloatArray out, FloatArray lse,
-                       IntArray meta, FloatArray scale) {
+                       IntArray meta, FloatArray scale, FloatArray scores) {
         int r = ctx.globalIdx;
         int batch = meta.get(BATCH), heads = meta.get(HEADS), qLen = meta.get(Q_LEN);
         if (meta.get(RUN_DECODE) != 0 && r < batch * heads * qLen) {
@@ -81,40 +84,56 @@ final class DecodeKernel {
                 out.set(oRow + x, 0f);
             }
             int end = meta.get(FIXED + b + 1);
+            // Per page: the scores first (in this row's slice of the scratch), then one rescale of
+            // the running output, then the values weighted by the page's probabilities.
+            int sRow = r * pageSize;
             for (int t = meta.get(FIXED + b); t < end; t++) {
                 int page = meta.get(tileBase + 3 * t);
                 int logical = meta.get(tileBase + 3 * t + 1);
                 int mask = meta.get(tileBase + 3 * t + 2);
                 int tokens = Math.min(pageSize, length - logical * pageSize);
+                float pageMax = Float.NEGATIVE_INFINITY;
                 for (int j = 0; j < tokens; j++) {
                     int allowed = 1;
                     if (mask >= 0) {
                         allowed = (meta.get(maskBase + mask + i * words + (j >> 5)) >>> (j & 31)) & 1;
                     }
-                    int slot = page * pageSize + j;
+                    int kRow = kHead + (page * pageSize + j) * d;
                     float dot = 0f;
                     for (int x = 0; x < d; x++) {
-                        dot += q.get(qRow + x) * keyPool.get(kHead + slot * d + x);
+                        dot += q.get(qRow + x) * keyPool.get(kRow + x);
                     }
                     float score = s * dot;
                     if (allowed == 0) {
                         score = Float.NEGATIVE_INFINITY;
                     }
-                    // A key the row may not attend (score −∞) changes nothing: its value, which may be
-                    // anything, is never read.
-                    if (score > Float.NEGATIVE_INFINITY) {
-                        float alpha = 1f;
-                        if (score > m) {
-                            alpha = TornadoMath.exp(m - score);
-                            m = score;
-                        }
-                        float p = TornadoMath.exp(score - m);
-                        l = l * alpha + p;
-                        int vRow = vHead + slot * dv;
-                        for (int x = 0; x < dv; x++) {
-                            out.set(oRow + x, out.get(oRow + x) * alpha + p * valuePool.get(vRow + x));
-                        }
+                    scores.set(sRow + j, score);
+                    pageMax = Math.max(pageMax, score);
+                }
+                // A page with nothing allowed changes nothing (and keeps exp(−∞ − (−∞)) out).
+                if (pageMax > Float.NEGATIVE_INFINITY) {
+                    float mNew = Math.max(m, pageMax);
+                    float alpha = TornadoMath.exp(m - mNew);
+                    float sum = 0f;
+                    for (int j = 0; j < tokens; j++) {
+                        float p = TornadoMath.exp(scores.get(sRow + j) - mNew);
+                        scores.set(sRow + j, p);
+                        sum += p;
                     }
+                    l = l * alpha + sum;
+                    for (int x = 0; x < dv; x++) {
+                        float acc = out.get(oRow + x) * alpha;
+                        for (int j = 0; j < tokens; j++) {
+                            // A key the row may not attend has probability 0 and its value, which may
+                            // be anything (NaN), is not read.
+                            float p = scores.get(sRow + j);
+                            if (p > 0f) {
+                                acc += p * valuePool.get(vHead + (page * pageSize + j) * dv + x);
+                            }
+                        }
+                        out.set(oRow + x, acc);
+                    }
+                    m = mNew;
                 }
             }
             float inv = 0f;

@@ -69,7 +69,7 @@ final class DeviceDecode {
         final Key key;
         final String device;
         final TornadoExecutionPlan plan;
-        final FloatArray q, out, lse, stagedKeys, stagedValues, scale;
+        final FloatArray q, out, lse, stagedKeys, stagedValues, scale, scores;
         final IntArray stagedRows, meta;
         final int stageRows, tileCapacity, maskCapacity;
         final long[] residentGeneration;   // per pool page; −1: nothing held
@@ -92,6 +92,7 @@ final class DeviceDecode {
             stagedRows = new IntArray(stageRows);
             meta = new IntArray(Math.addExact(DecodeKernel.masks(key.batch, tileCapacity), maskCapacity));
             scale = new FloatArray(1);
+            scores = new FloatArray(Math.multiplyExact(rows, key.pageSize));
             int pages = key.poolTokens / key.pageSize;
             residentGeneration = new long[pages];
             Arrays.fill(residentGeneration, -1);
@@ -103,7 +104,7 @@ final class DeviceDecode {
                     .transferToDevice(DataTransferMode.FIRST_EXECUTION, keys == values ? new Object[] {keys} : new Object[] {keys, values})
                     .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stagedKeys, stagedValues, stagedRows, meta, scale)
                     .task("scatter", DecodeKernel::scatter, new KernelContext(), keys, values, stagedKeys, stagedValues, stagedRows, meta)
-                    .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, out, lse, meta, scale)
+                    .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, out, lse, meta, scale, scores)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, out, lse);
             WorkerGrid1D scatterGrid = new WorkerGrid1D(roundUp(stageRows, SCATTER_GROUP));
             scatterGrid.setLocalWork(SCATTER_GROUP, 1, 1);
