@@ -119,6 +119,33 @@ class TornadoDecodeProperties {
         }
     }
 
+    /**
+     * A backlog larger than the staging budget (a long chunk appended between two steps) is sent by
+     * a new plan, whose first execution sends the pools whole; the step after it stages one token again.
+     */
+    @Example
+    void aLargeBacklogRebuildsThePlanAndStaysExact() {
+        int kvHeads = 1, group = 2, d = 8, pageSize = 4;
+        try (Arena arena = Arena.ofShared()) {
+            KvCache cache = KvCache.allocate(arena, 1, 80, pageSize, kvHeads, d, d);
+            Tensor keys = Tensor.randomNormal(arena, 1, 1f, 1, kvHeads, 300, d), values = Tensor.randomNormal(arena, 2, 1f, 1, kvHeads, 300, d);
+            PagedAttention decode = PagedAttention.of(Pattern.causal()).on(tornado());
+            cache.append(0, keys.slice(2, 0, 10), values.slice(2, 0, 10));
+            assertThat(decodeAndCheck(arena, decode, cache, 0, keys.slice(2, 0, 10), values.slice(2, 0, 10), group, 0).firstExecution()).isTrue();
+            decodedOnDevice();
+            cache.append(0, keys.slice(2, 10, 299), values.slice(2, 10, 299));   // 289 rows: more than 64 staging buffers of 1 row
+            DeviceRun rebuilt = decodeAndCheck(arena, decode, cache, 0, keys.slice(2, 0, 299), values.slice(2, 0, 299), group, 1);
+            decodedOnDevice();
+            assertThat(rebuilt.firstExecution()).as("a new plan sends the pools whole").isTrue();
+            assertThat(rebuilt.stagedRows()).isZero();
+            cache.append(0, keys.slice(2, 299, 300), values.slice(2, 299, 300));
+            DeviceRun next = decodeAndCheck(arena, decode, cache, 0, keys, values, group, 2);
+            decodedOnDevice();
+            assertThat(next.firstExecution()).isFalse();
+            assertThat(next.stagedRows()).isEqualTo(kvHeads);
+        }
+    }
+
     /** One decode step of {@code seq} against the oracle over {@code k}, {@code v} (its cache contents); returns the run. */
     private static DeviceRun decodeAndCheck(Arena arena, PagedAttention decode, KvCache cache, int seq, Tensor k, Tensor v, int group, int step) {
         int heads = cache.kvHeads() * group, d = cache.headDim();
