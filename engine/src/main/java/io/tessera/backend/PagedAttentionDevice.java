@@ -26,4 +26,16 @@ public interface PagedAttentionDevice {
      */
     void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
                         float scale, Tensor out, Tensor lse);
+
+    /**
+     * The same, with the cache's write record for a device that keeps the pools resident between
+     * calls: {@code pageGenerations[p]} changes whenever tokens already written to pool page
+     * {@code p} may have changed (the page was handed out again); between two changes the page's
+     * tokens are only appended, so the device uploads only the tokens past those it holds. Not
+     * modified by the device. By default the record is ignored (the CPU backends read the pools in place).
+     */
+    default void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
+        pagedAttention(q, keyPool, valuePool, pageSize, pageTables, layouts, scale, out, lse);
+    }
 }

@@ -42,6 +42,9 @@ public final class KvCache {
     private final int[] pageCounts, lengths;
     private final int[] freeStack;      // top = next page handed out; initially 0, 1, 2, ...
     private int freeCount;
+    /** Per pool page: changes whenever tokens already written to it may change (see {@link #pageGenerations}). */
+    private final long[] pageGenerations;
+    private long handouts;
     private final java.util.Map<Long, DecodeScratch> scratch = new java.util.HashMap<>();
 
     private KvCache(Arena arena, ElementType type, int sequences, int pages, int pageSize, int kvHeads, int headDim, int valueDim) {
@@ -61,6 +64,7 @@ public final class KvCache {
         this.freeStack = new int[pages];
         for (int i = 0; i < pages; i++) freeStack[i] = pages - 1 - i;
         this.freeCount = pages;
+        this.pageGenerations = new long[pages];
     }
 
     /**
@@ -193,7 +197,11 @@ public final class KvCache {
             int size = (int) Math.min(pages, Math.max(pageCounts[sequence] + needed, 2L * (table == null ? 4 : table.length)));
             table = pageTables[sequence] = table == null ? new int[size] : Arrays.copyOf(table, size);
         }
-        for (int i = 0; i < needed; i++) table[pageCounts[sequence]++] = freeStack[--freeCount];
+        for (int i = 0; i < needed; i++) {
+            int page = freeStack[--freeCount];
+            pageGenerations[page] = ++handouts;   // its earlier tokens are someone else's: a resident copy of them is stale
+            table[pageCounts[sequence]++] = page;
+        }
         // Copy page run by page run: the first run fills the last page's free slots.
         long done = 0;
         int position = length;
@@ -227,6 +235,15 @@ public final class KvCache {
     }
 
     int[] pageTable(int sequence) { return pageTables[sequence]; }
+
+    /**
+     * The write record a device that keeps the pool resident checks (the caller must not modify
+     * it): entry {@code p} changes when pool page {@code p} is handed out to a sequence; between two
+     * changes the page's tokens are only appended (token slots filled in order, none rewritten), so
+     * a device holding the page's first n tokens at the same generation needs only the tokens after
+     * them. Writes through {@link #keyStorage}/{@link #valueStorage} views bypass this record.
+     */
+    long[] pageGenerations() { return pageGenerations; }
 
     private void checkTokens(String name, Tensor t, int dim) {
         if (t == null) throw new NullPointerException(name);

@@ -172,7 +172,7 @@ public final class PagedAttention {
             read += layouts[b].tileCount();
         }
         if (be instanceof PagedAttentionDevice device && decodeKernelReads(q, cache)) {
-            device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, tables, layouts, sc, out, lse);
+            device.pagedAttention(q, cache.keyStorage(), cache.valueStorage(), pageSize, tables, layouts, cache.pageGenerations(), sc, out, lse);
             return read;
         }
         for (int b = 0; b < batch; b++) {

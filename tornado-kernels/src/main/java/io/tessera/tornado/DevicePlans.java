@@ -148,6 +148,9 @@ final class DevicePlans {
         return r;
     }
 
+    /** Records a completed call (the decode path keeps its own plans, {@link DeviceDecode}). */
+    static void record(DeviceRun run) { LAST.set(run); }
+
     /** Forgets the previous call's record: the first thing every device call does. */
     static void startCall() { LAST.remove(); }
 

@@ -7,6 +7,8 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.backend.SparseAttentionDevice;
+import io.tessera.backend.PagedAttentionDevice;
+import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
@@ -28,7 +30,7 @@ import uk.ac.manchester.tornado.api.runtime.TornadoRuntimeProvider;
  * once per (kernel, shapes, layouts, tensors) and cached; layouts travel to the device on a plan's
  * first execution only. {@link #lastRun()} reports what the last call did on the device.
  */
-public final class TornadoBackend implements Backend, SparseAttentionDevice {
+public final class TornadoBackend implements Backend, SparseAttentionDevice, PagedAttentionDevice {
     /** Device priority: a GPU or accelerator beats the Vector API backend (10); an OpenCL CPU device does not. */
     private static final int ACCELERATOR_PRIORITY = 20, CPU_DEVICE_PRIORITY = 5;
 
@@ -150,6 +152,29 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice {
         requireF32(q, k, v, out, lse);
         AttentionGeometry g = SparseAttention.checked(q, k, v, pattern, scale, out, lse);
         DevicePlans.sparse(device(), g, q, k, v, pattern, out, lse);
+    }
+
+    /**
+     * A decode step against a paged KV cache without the cache's write record: the pools stay on
+     * the device, but every token the call reaches is sent again (see the overload).
+     */
+    @Override
+    public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+                               float scale, Tensor out, Tensor lse) {
+        pagedAttention(q, keyPool, valuePool, pageSize, pageTables, layouts, null, scale, out, lse);
+    }
+
+    /**
+     * The device decode kernel ({@link DecodeKernel}): one execution plan per (shape, page size,
+     * pool) serves every live length; the key and value pools stay on the device across steps and
+     * only the tokens appended since the last step (by the cache's write record
+     * {@code pageGenerations}) are copied to it. F32 caches and queries only.
+     */
+    @Override
+    public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+                               long[] pageGenerations, float scale, Tensor out, Tensor lse) {
+        DevicePlans.startCall();
+        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, pageSize, pageTables, layouts, pageGenerations, scale, out, lse));
     }
 
     /**
