@@ -85,8 +85,10 @@ public class ContentSparsityBenchmark {
                 n, method, input, err[0], SAMPLED_QUERIES, HEADS, err[1]);
     }
 
-    /** A method's whole call and its layout build alone, over fixed inputs. */
-    record Runs(Runnable call, Runnable build) {}
+    /** A method's whole call and its layout build alone, over fixed inputs; {@code induce} decides the sparsity (null for dense and window). */
+    record Runs(Runnable call, Runnable build, java.util.function.Supplier<io.tessera.variant.content.InducedSparsity> induce) {
+        Runs(Runnable call, Runnable build) { this(call, build, null); }
+    }
 
     /** The methods of this benchmark (see the class comment), over q, k, v into out. */
     static Runs configure(String method, int n, Backend be, Tensor q, Tensor k, Tensor v, Tensor out) {
@@ -105,13 +107,13 @@ public class ContentSparsityBenchmark {
                 // n/64 buckets (Reformer's choice: about one chunk per bucket), factorized into two equal-ish factors.
                 int buckets = Math.max(4, n / CHUNK), first = Math.max(2, Integer.highestOneBit((int) Math.sqrt(buckets)));
                 LshAttention lsh = LshAttention.factorized(method.charAt(3) - '0', CHUNK, 42, first, buckets / first).on(be);
-                return new Runs(() -> lsh.forward(q, k, v, out), () -> lsh.induce(q, k));
+                return new Runs(() -> lsh.forward(q, k, v, out), () -> lsh.induce(q, k), () -> lsh.induce(q, k));
             }
             case "routing" -> {
                 RoutingCentroids centroids = sampledCentroids(q, Math.max(1, n / 128), 5);
                 centroids.update(q, k, 0.5);
                 RoutingAttention routing = RoutingAttention.of(centroids).on(be);
-                return new Runs(() -> routing.forward(q, k, v, out), () -> routing.induce(q, k));
+                return new Runs(() -> routing.forward(q, k, v, out), () -> routing.induce(q, k), () -> routing.induce(q, k));
             }
             default -> throw new IllegalArgumentException("unknown method '" + method + "'");
         }

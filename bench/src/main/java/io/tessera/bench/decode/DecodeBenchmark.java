@@ -38,7 +38,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * cache: select the cases a machine can hold with {@code -p}.)
  *
  * <p>{@code backend} is a Tessera backend ({@code simd}, {@code scalar}) or a {@link DecodePeer} id
- * ({@code djl-sdpa}: PyTorch's SDPA through DJL, with {@code -Ppeers}) on the same keys, values and
+ * ({@code djl-sdpa}: PyTorch's SDPA through DJL; {@code onnxruntime-gqa}: ONNX Runtime's GroupQueryAttention with a past KV cache; with {@code -Ppeers}) on the same keys, values and
  * queries. Setup checks the output of the first sequence's first KV head group against the float64
  * oracle and fails the trial when it is outside the tolerance.
  */

@@ -36,6 +36,12 @@ public interface DecodePeer extends AutoCloseable {
     @Override
     void close() throws Exception;
 
+    /** Whether a peer with id {@code id} is on the class path and can run here. */
+    static boolean available(String id) {
+        for (DecodePeer p : ServiceLoader.load(DecodePeer.class)) if (p.id().equals(id)) return p.unavailableReason() == null;
+        return false;
+    }
+
     /** The peer with id {@code id} on the class path. */
     static DecodePeer find(String id) {
         for (DecodePeer p : ServiceLoader.load(DecodePeer.class)) if (p.id().equals(id)) return p;

@@ -20,7 +20,7 @@ import org.openjdk.jmh.runner.options.VerboseMode;
 /**
  * The main job's decode section: a few rows of {@link DecodeBenchmark} — batch 1, a 32,768-token
  * cache, dense in fp32 and bf16 and a 4096 window in fp32 — for Tessera's simd backend and, when the
- * {@code peers} build has it, PyTorch's SDPA through DJL on the dense rows, on the same keys, values and query (each
+ * {@code peers} build has them, PyTorch's SDPA through DJL and ONNX Runtime's GroupQueryAttention on the dense rows, on the same keys, values and query (each
  * checked against the float64 oracle in the benchmark's setup: a failed check fails the row). Time
  * per step, K/V GB/s, that as a share of the STREAM triad measured here, and the speed-up over SDPA.
  * Written to {@code decode.md}. With {@code full}, every type and peer for both patterns, batch 8,
@@ -32,6 +32,7 @@ public final class DecodeSection {
     /** Measures the rows, writes {@code decode.md} into {@code out} (unless null), returns the markdown. */
     public static String run(Path out, boolean full, int threads, boolean peers, List<String> notes) throws Exception {
         List<String[]> cases = new ArrayList<>();   // batch, cacheLength, pattern, cacheType, backend
+        boolean onnxRuntime = DecodePeer.available("onnxruntime-gqa");   // ONNX Runtime's GroupQueryAttention with a past KV cache (-Ppeers)
         List<String> types = full ? List.of("F32", "BF16", "F16") : List.of("F32", "BF16");
         List<String[]> shapes = new ArrayList<>();
         shapes.add(new String[] {"1", "32768"});
@@ -47,6 +48,7 @@ public final class DecodeSection {
                 for (String type : every ? types : List.of("F32")) cases.add(new String[] {shape[0], shape[1], pattern, type, "simd"});
                 // The peer computes in float32 on the (rounded) cache values: one row per pattern.
                 if (peers && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "djl-sdpa"});
+                if (onnxRuntime && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "onnxruntime-gqa"});
             }
         }
         List<DecodeReport.Row> rows = new ArrayList<>();

@@ -13,6 +13,7 @@ final class OnnxModel {
     private OnnxModel() {}
 
     private static final int FLOAT = 1;   // TensorProto.DataType.FLOAT
+    private static final int INT32 = 6;   // TensorProto.DataType.INT32
 
     /** Inputs q, k, v [1, H, n, D] (and bias [n, n] when masked); output "out". */
     static byte[] attention(int heads, int n, int headDim, float scale, boolean masked) throws IOException {
@@ -62,6 +63,41 @@ final class OnnxModel {
         graph.message(11, valueInfo("v", hidden));
         if (masked) graph.message(11, valueInfo("bias", new long[] {1, 1, n, n}));
         graph.message(12, valueInfo("out", hidden));
+        return model(graph, true);
+    }
+
+    /**
+     * ONNX Runtime's {@code com.microsoft.GroupQueryAttention} contrib op for one decode step of
+     * {@code batch} sequences with a past key/value cache: query [B, 1, H·D], the new token's key and
+     * value [B, 1, Hkv·D], past_key and past_value [B, Hkv, cache, D] (BNSH, the op's cache layout),
+     * seqlens_k [B] (int32: total length − 1) and total_sequence_length (int32 scalar); outputs
+     * "out" [B, 1, H·D] and present_key / present_value of the past's shape (the caller may bind them
+     * to the past's buffers: the op then appends in place, as ONNX Runtime's GenAI does).
+     */
+    static byte[] groupQueryAttention(int batch, int heads, int kvHeads, int cache, int headDim, float scale) throws IOException {
+        Message graph = new Message();
+        Message node = new Message();
+        for (String in : new String[] {"query", "key", "value", "past_key", "past_value", "seqlens_k", "total_sequence_length"}) node.string(1, in);
+        for (String o : new String[] {"out", "present_key", "present_value"}) node.string(2, o);
+        node.string(3, "gqa");
+        node.string(4, "GroupQueryAttention");
+        node.message(5, intAttr("num_heads", heads));
+        node.message(5, intAttr("kv_num_heads", kvHeads));
+        node.message(5, floatAttr("scale", scale));
+        node.string(7, "com.microsoft");
+        graph.message(1, node);
+        graph.string(2, "tessera_gqa_decode_peer");
+        long[] query = {batch, 1, (long) heads * headDim}, token = {batch, 1, (long) kvHeads * headDim}, past = {batch, kvHeads, cache, headDim};
+        graph.message(11, valueInfo("query", query));
+        graph.message(11, valueInfo("key", token));
+        graph.message(11, valueInfo("value", token));
+        graph.message(11, valueInfo("past_key", past));
+        graph.message(11, valueInfo("past_value", past));
+        graph.message(11, valueInfo("seqlens_k", new long[] {batch}, INT32));
+        graph.message(11, valueInfo("total_sequence_length", new long[0], INT32));
+        graph.message(12, valueInfo("out", query));
+        graph.message(12, valueInfo("present_key", past));
+        graph.message(12, valueInfo("present_value", past));
         return model(graph, true);
     }
 
@@ -117,7 +153,9 @@ final class OnnxModel {
         return a;
     }
 
-    private static Message valueInfo(String name, long[] dims) throws IOException {
+    private static Message valueInfo(String name, long[] dims) throws IOException { return valueInfo(name, dims, FLOAT); }
+
+    private static Message valueInfo(String name, long[] dims, int elementType) throws IOException {
         Message shape = new Message();
         for (long d : dims) {
             Message dim = new Message();
@@ -125,7 +163,7 @@ final class OnnxModel {
             shape.message(1, dim);
         }
         Message tensorType = new Message();
-        tensorType.int32(1, FLOAT);
+        tensorType.int32(1, elementType);
         tensorType.message(2, shape);
         Message type = new Message();
         type.message(1, tensorType);

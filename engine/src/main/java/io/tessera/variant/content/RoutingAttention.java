@@ -92,14 +92,14 @@ public final class RoutingAttention extends ContentOperator {
         float[] transposed = new float[clusters * d];
         Projection.Scratch scratch = new Projection.Scratch(d, clusters);
         float[] qScores = new float[s.qLen() * clusters], kScores = new float[s.kvLen() * clusters];
-        long[] ranked = new long[Math.max(s.qLen(), s.kvLen())];
+        Selection selection = new Selection(Math.max(s.qLen(), s.kvLen()));
         for (int h = 0; h < s.heads(); h++) {
             for (int cl = 0; cl < clusters; cl++) for (int x = 0; x < d; x++) transposed[x * clusters + cl] = c[(h * clusters + cl) * d + x];
             for (int b = 0; b < s.batch(); b++) {
                 Projection.project(q, b, h, s.qLen(), true, transposed, clusters, scratch, qScores);
                 Projection.project(k, b, s.kvHeadOf(h), s.kvLen(), true, transposed, clusters, scratch, kScores);
-                int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, ranked);
-                int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, ranked);
+                int[] queryMembers = members(qScores, s.qLen(), clusters, perQ, selection);
+                int[] keyMembers = members(kScores, s.kvLen(), clusters, perK, selection);
                 plans[b][h] = new RoutingPlan(s.qLen(), s.kvLen(), clusters, perQ, perK, causal, queryMembers, keyMembers);
             }
         }
@@ -108,13 +108,51 @@ public final class RoutingAttention extends ContentOperator {
 
     private static int ceilDiv(int a, int b) { return (int) (((long) a + b - 1) / b); }
 
-    /** For each cluster (a row of scores [clusters][rows]), its {@code per} best-scoring rows in increasing order; NaN scores rank last. */
-    private static int[] members(float[] scores, int rows, int clusters, int per, long[] ranked) {
+    /** Scratch of the balanced selection: each row's rank keys, a histogram of their top bits, the candidates of one bin. */
+    static final class Selection {
+        /** Top {@value #BIN_BITS} bits of a rank key: 4096 bins, a 16 KiB histogram that stays in L1. */
+        static final int BIN_BITS = 12;
+        final int[] keys;
+        final int[] histogram = new int[1 << BIN_BITS];
+        final long[] candidates;
+
+        Selection(int rows) {
+            keys = new int[rows];
+            candidates = new long[rows];
+        }
+    }
+
+    /**
+     * For each cluster (a row of scores [clusters][rows]), its {@code per} best-scoring rows in
+     * increasing order; NaN scores rank last, ties go to the lower row. A cluster keeps the top
+     * 1/C of the rows, so instead of a quickselect over all rows (several data-dependent passes per
+     * cluster), one pass ranks the rows and counts them by the top bits of their rank key, which
+     * fixes the bin holding the {@code per}-th best; a second pass takes every row of the better bins
+     * and only that bin's rows go through the exact quickselect (ordered by (key, row), as before).
+     */
+    static int[] members(float[] scores, int rows, int clusters, int per, Selection scratch) {
         int[] out = new int[clusters * per];
+        int[] keys = scratch.keys, histogram = scratch.histogram;
+        long[] candidates = scratch.candidates;
+        int shift = 32 - Selection.BIN_BITS;
         for (int c = 0; c < clusters; c++) {
-            for (int i = 0; i < rows; i++) ranked[i] = ((long) descendingKey(scores[c * rows + i]) << 32) | i;
-            selectSmallest(ranked, rows, per);
-            for (int m = 0; m < per; m++) out[c * per + m] = (int) ranked[m];
+            java.util.Arrays.fill(histogram, 0);
+            for (int i = 0; i < rows; i++) {
+                int key = descendingKey(scores[c * rows + i]);
+                keys[i] = key;
+                histogram[(key ^ Integer.MIN_VALUE) >>> shift]++;   // unsigned order of the bins = signed order of the keys
+            }
+            int bin = 0, better = 0;
+            while (better + histogram[bin] < per) better += histogram[bin++];   // ends inside the table: Σ histogram = rows ≥ per
+            int at = c * per, found = 0;
+            for (int i = 0; i < rows; i++) {
+                int key = keys[i], b = (key ^ Integer.MIN_VALUE) >>> shift;
+                if (b < bin) out[at++] = i;
+                else if (b == bin) candidates[found++] = ((long) key << 32) | i;
+            }
+            int rest = per - better;
+            selectSmallest(candidates, found, rest);
+            for (int m = 0; m < rest; m++) out[at++] = (int) candidates[m];
             java.util.Arrays.sort(out, c * per, (c + 1) * per);
         }
         return out;
