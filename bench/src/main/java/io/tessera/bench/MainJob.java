@@ -164,7 +164,7 @@ public final class MainJob {
         }
         if (options.forward() && options.only() == null) {   // the decode step (issues #13, #14): a few rows, see DecodeSection
             Instant t0 = Instant.now();
-            String decode = io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), peers.stream().anyMatch(p -> p.id().equals("djl-sdpa")), notes);
+            String decode = io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), options.peers(), notes);
             System.out.println(decode);
             sections.add(decode);
             sectionSeconds.put("decode", Duration.between(t0, Instant.now()).toSeconds());
@@ -183,6 +183,21 @@ public final class MainJob {
                 notes.add("variants section failed: " + describe(e));
             }
             sectionSeconds.put("variants", Duration.between(t0, Instant.now()).toSeconds());
+        }
+        if (options.forward() && options.only() == null) {   // content-based sparsity (issue #19), timed in this process
+            Instant t0 = Instant.now();
+            System.out.print("content-based sparsity (LSH, routing) vs dense ... ");
+            System.out.flush();
+            try {
+                String content = io.tessera.bench.content.ContentSection.run(options.out(), options.full(), options.threads());
+                System.out.println("done");
+                System.out.println(content);
+                sections.add(content);
+            } catch (Exception e) {
+                System.out.println("failed");
+                notes.add("content section failed: " + describe(e));
+            }
+            sectionSeconds.put("content", Duration.between(t0, Instant.now()).toSeconds());
         }
         if (options.forward() && options.only() == null) {   // score modifiers and half-precision storage (issues #14, #16)
             Instant t0 = Instant.now();

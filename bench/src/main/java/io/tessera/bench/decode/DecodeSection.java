@@ -32,7 +32,9 @@ public final class DecodeSection {
     /** Measures the rows, writes {@code decode.md} into {@code out} (unless null), returns the markdown. */
     public static String run(Path out, boolean full, int threads, boolean peers, List<String> notes) throws Exception {
         List<String[]> cases = new ArrayList<>();   // batch, cacheLength, pattern, cacheType, backend
-        boolean onnxRuntime = DecodePeer.available("onnxruntime-gqa");   // ONNX Runtime's GroupQueryAttention with a past KV cache (-Ppeers)
+        // With peers allowed: those on the class path (-Ppeers) that can run here.
+        boolean sdpa = peers && DecodePeer.available("djl-sdpa");
+        boolean onnxRuntime = peers && DecodePeer.available("onnxruntime-gqa");   // ONNX Runtime's GroupQueryAttention with a past KV cache
         List<String> types = full ? List.of("F32", "BF16", "F16") : List.of("F32", "BF16");
         List<String[]> shapes = new ArrayList<>();
         shapes.add(new String[] {"1", "32768"});
@@ -47,7 +49,7 @@ public final class DecodeSection {
                 boolean every = full || pattern.equals("dense");
                 for (String type : every ? types : List.of("F32")) cases.add(new String[] {shape[0], shape[1], pattern, type, "simd"});
                 // The peer computes in float32 on the (rounded) cache values: one row per pattern.
-                if (peers && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "djl-sdpa"});
+                if (sdpa && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "djl-sdpa"});
                 if (onnxRuntime && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "onnxruntime-gqa"});
             }
         }
