@@ -59,6 +59,10 @@ final class SimdGemm {
 
     private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
         ElementType type = g.bType();
+        if (type == ElementType.F32 && g.bCol() == 1) {
+            packUnitStride(g, k0, kc, j0, cols, packed);
+            return;
+        }
         for (int p = 0; p < kc; p++) {
             long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
             int o = p * PANEL;
@@ -68,6 +72,31 @@ final class SimdGemm {
                 for (int j = 0; j < cols; j++) packed[o + j] = type.get(g.b(), row + j * g.bCol());
             }
             for (int j = cols; j < PANEL; j++) packed[o + j] = 0f;
+        }
+    }
+
+    /**
+     * {@link #pack} for a float32 b whose rows have unit stride (row-major b, or a transposed
+     * column-major one): two vector loads per depth, masked on the ragged last panel (the masked-off
+     * lanes are the zero padding). Element for element the same panel as the scalar copy.
+     */
+    private static void packUnitStride(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+        MemorySegment b = g.b();
+        VectorMask<Float> m0 = F.indexInRange(0, cols), m1 = F.indexInRange(L, cols);
+        boolean full = cols == PANEL;
+        for (int p = 0; p < kc; p++) {
+            long byteOff = (g.bOff() + (k0 + p) * g.bRow() + j0) * Float.BYTES;
+            int o = p * PANEL;
+            FloatVector x0, x1;
+            if (full) {
+                x0 = FloatVector.fromMemorySegment(F, b, byteOff, ORDER);
+                x1 = FloatVector.fromMemorySegment(F, b, byteOff + (long) L * Float.BYTES, ORDER);
+            } else {
+                x0 = FloatVector.fromMemorySegment(F, b, byteOff, ORDER, m0);
+                x1 = FloatVector.fromMemorySegment(F, b, byteOff + (long) L * Float.BYTES, ORDER, m1);
+            }
+            x0.intoArray(packed, o);
+            x1.intoArray(packed, o + L);
         }
     }
 
