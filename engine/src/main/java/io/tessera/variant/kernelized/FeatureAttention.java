@@ -43,9 +43,10 @@ final class FeatureAttention {
     static final int CHUNK = 128;
     /**
      * Rows per chunk of the causal forward pass: its masked in-chunk products cost 2·c·(m + Dv)
-     * per row, so c = 64 keeps the causal pass near twice the bidirectional one where 128 made it three times.
+     * per row, so c = 60 keeps the causal pass near twice the bidirectional one where 128 made it three times
+     * (60, not 64: a multiple of SimdGemm's 6-row micro-kernel, so no row is left to its 2- and 1-row blocks).
      */
-    static final int CAUSAL_CHUNK = 64;
+    static final int CAUSAL_CHUNK = 60;
     /** How far (in log units) a key inside a causal chunk may exceed the chunk's shift: its features are then at most e^20 ≈ 5e8. */
     static final double MARGIN = 20;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -163,7 +164,7 @@ final class FeatureAttention {
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
             toArray(u, rows * m, w.keyRows);
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
-            rescaleState(w.stateZ, z, shift, raised);
+            rescaleState(w.stateZ, z, shift, raised, w.outRow);
             FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
             fromArray(w.features, rows * m, f);
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
@@ -202,14 +203,16 @@ final class FeatureAttention {
      * Moves [S | z] (z also in {@code sums}) from shift {@code shift} to the (not smaller) shift
      * {@code raised}, then shift = raised. A feature whose shift was −∞ has folded nothing yet.
      */
-    private static void rescaleState(Tensor stateZ, float[] sums, float[] shift, float[] raised) {
+    private static void rescaleState(Tensor stateZ, float[] sums, float[] shift, float[] raised, float[] rowScratch) {
         MemorySegment st = stateZ.segment();
         int cols = (int) stateZ.size(1);
         for (int f = 0; f < shift.length; f++) {
             if (Float.compare(shift[f], raised[f]) == 0) continue;   // also −∞ = −∞
             float factor = shift[f] == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp((double) shift[f] - raised[f]);
-            long row = stateZ.offset() + (long) f * stateZ.stride(0);
-            for (int c = 0; c < cols; c++) st.setAtIndex(FLOAT, row + c, st.getAtIndex(FLOAT, row + c) * factor);
+            long row = (stateZ.offset() + (long) f * stateZ.stride(0)) * Float.BYTES;
+            MemorySegment.copy(st, FLOAT, row, rowScratch, 0, cols);   // [S | z] rows are contiguous
+            for (int c = 0; c < cols; c++) rowScratch[c] *= factor;
+            MemorySegment.copy(rowScratch, 0, st, FLOAT, row, cols);
             if (sums != null) sums[f] *= factor;
             shift[f] = raised[f];
         }
@@ -259,7 +262,7 @@ final class FeatureAttention {
             // The chunk's shift: the keys before it and its first key, nothing later.
             raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest);
             rows = fittingRows(w.keyRows, rows, m, exponential, raised, vh, c0);
-            rescaleState(w.stateZ, null, shift, raised);
+            rescaleState(w.stateZ, null, shift, raised, w.outRow);
             Tensor f = w.keyF.slice(0, 0, rows), vOne = w.valuesOne.slice(0, 0, rows);
             FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, null);
             fromArray(w.features, rows * m, f);
@@ -279,7 +282,7 @@ final class FeatureAttention {
             backend.gemm(f, true, vOne, false, w.stateZ, 1f, 1f);
             // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
-            rescaleState(w.stateZ, null, shift, raised);
+            rescaleState(w.stateZ, null, shift, raised, w.outRow);
             divideByLastColumn(nd, w.outRow, oh.slice(0, c0, c0 + rows));
             c0 += rows;
         }

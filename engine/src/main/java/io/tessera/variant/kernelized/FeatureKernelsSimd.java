@@ -4,6 +4,7 @@ import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -20,6 +21,10 @@ final class FeatureKernelsSimd {
 
     private static final VectorSpecies<Float> F = species();
     private static final int L = F.length();
+    private static final FloatVector ONE = FloatVector.broadcast(F, 1f), V_LOG2E = FloatVector.broadcast(F, LOG2E);
+    private static final FloatVector V_P0 = FloatVector.broadcast(F, P0), V_P1 = FloatVector.broadcast(F, P1), V_P2 = FloatVector.broadcast(F, P2);
+    private static final FloatVector V_P3 = FloatVector.broadcast(F, P3), V_P4 = FloatVector.broadcast(F, P4), V_P5 = FloatVector.broadcast(F, P5);
+    private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
 
     private static VectorSpecies<Float> species() {
         String forced = System.getProperty("tessera.vectorBitSize");
@@ -43,29 +48,49 @@ final class FeatureKernelsSimd {
         if (vec < m) FeatureKernels.columnMax(u, rows, m, largest, vec);
     }
 
+    /*
+     * The exponential and elu + 1 maps share one loop without a branch on vectors: C2 keeps a vector
+     * in registers only while no control-flow merge joins two of them (a phi of vectors boxes them,
+     * which measured three times slower). For e^u the cap is +∞ (min(u, +∞) = u) and the factor 1
+     * (e·1 = e), the scalar twin's values exactly.
+     */
+
     static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
         int vec = m - m % L;
+        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
+        VectorMask<Float> elu = F.maskAll(!exponential);
+        float[] total = sums != null ? sums : new float[m];
         for (int f = 0; f < vec; f += L) {
             FloatVector s = FloatVector.fromArray(F, shift, f);
-            FloatVector sum = sums != null ? FloatVector.fromArray(F, sums, f) : null;
+            FloatVector sum = FloatVector.fromArray(F, total, f);
             for (int r = 0; r < rows; r++) {
                 int o = r * m + f;
-                FloatVector x = FloatVector.fromArray(F, u, o), e;
-                if (exponential) {
-                    e = exp(x.sub(s));
-                } else {
-                    e = exp(x.min(0f).sub(s)).mul(x.max(0f).add(1f));
-                }
+                FloatVector u0 = FloatVector.fromArray(F, u, o);
+                FloatVector x = u0.min(cap).sub(s);
+                // e^x written out (FeatureKernels.exp, operation for operation): as a method of its own
+                // C2 did not inline it and every call boxed a vector.
+                x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
+                x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
+                FloatVector t = x.mul(LOG2E);
+                FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
+                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
+                FloatVector rounded = t.add(ROUND_MAGIC);
+                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
+                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, ONE).mul(scale).mul(ONE.blend(u0.max(0f).add(1f), elu));
                 e.intoArray(dst, o);
-                if (sum != null) sum = sum.add(e);
+                sum = sum.add(e);
             }
-            if (sum != null) sum.intoArray(sums, f);
+            sum.intoArray(total, f);
         }
         if (vec < m) FeatureKernels.keyFeatures(u, rows, m, exponential, shift, dst, sums, vec);
     }
 
     static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
         int vec = m - m % L;
+        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
+        VectorMask<Float> elu = F.maskAll(!exponential);
         float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
@@ -74,7 +99,7 @@ final class FeatureKernelsSimd {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
                     FloatVector x = FloatVector.fromArray(F, u, o + f);
-                    best = best.max((exponential ? x : logFeatureBound(x)).add(FloatVector.fromArray(F, shift, f)));
+                    best = best.max(x.blend(logFeatureBound(x), elu).add(FloatVector.fromArray(F, shift, f)));
                 }
                 best.intoArray(lanes, 0);
                 for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
@@ -83,28 +108,23 @@ final class FeatureKernelsSimd {
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
-                FloatVector w = exponential ? exp(x.add(s).sub(mv)) : exp(x.min(0f).add(s).sub(mv)).mul(x.max(0f).add(1f));
+                FloatVector y = x.min(cap).add(s).sub(mv);
+                // e^y written out, as in keyFeatures
+                y = y.blend(EXP_MIN_ARGUMENT, y.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
+                y = y.blend(EXP_MAX_ARGUMENT, y.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
+                FloatVector t = y.mul(LOG2E);
+                FloatVector tLow = y.fma(V_LOG2E, t.neg()).add(y.mul(LOG2E_LOW));
+                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
+                FloatVector rounded = t.add(ROUND_MAGIC);
+                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
+                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector w = g.fma(p, ONE).mul(scale).mul(ONE.blend(x.max(0f).add(1f), elu));
                 w.intoArray(dst, o + f);
             }
             FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
         }
     }
-
-    /** {@link FeatureKernels#exp}, lane by lane. */
-    private static FloatVector exp(FloatVector x) {
-        x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-        x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-        FloatVector t = x.mul(LOG2E);
-        FloatVector tLow = x.fma(FloatVector.broadcast(F, LOG2E), t.neg()).add(x.mul(LOG2E_LOW));
-        t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-        FloatVector rounded = t.add(ROUND_MAGIC);
-        FloatVector f = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-        FloatVector p = f.fma(P0, P1).fma(f, bc(P2)).fma(f, bc(P3)).fma(f, bc(P4)).fma(f, bc(P5));
-        FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-        return f.fma(p, bc(1f)).mul(scale);
-    }
-
-    private static FloatVector bc(float x) { return FloatVector.broadcast(F, x); }
 
     /** {@link FeatureKernels#logFeatureBound}, lane by lane. */
     private static FloatVector logFeatureBound(FloatVector u) {
@@ -112,6 +132,6 @@ final class FeatureKernelsSimd {
         FloatVector exponent = (FloatVector) bits.lanewise(VectorOperators.LSHR, 23).sub(127).convert(VectorOperators.I2F, 0);
         FloatVector mantissa = (FloatVector) bits.and(0x7FFFFF).convert(VectorOperators.I2F, 0);
         FloatVector log2 = exponent.add(mantissa.mul(0x1p-23f)).add(LOG2_GAP);
-        return FloatVector.broadcast(F, LN2).fma(log2, u.min(0f));
+        return V_LN2.fma(log2, u.min(0f));
     }
 }
