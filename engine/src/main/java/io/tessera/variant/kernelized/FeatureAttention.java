@@ -16,7 +16,7 @@ import java.util.function.IntConsumer;
 /**
  * The linear-time core shared by linear attention and the Performer: with a positive feature map
  * φ, {@code out_i = φ(q_i)ᵀ S / φ(q_i)ᵀ z} where {@code S = Σ_j φ(k_j) v_jᵀ} and {@code z = Σ_j φ(k_j)}
- * (sums over j ≤ i when causal). Rows are processed in chunks of at most {@link #CHUNK}, every
+ * (sums over j ≤ i when causal). Rows are processed in chunks ({@link #FORWARD_CHUNK}, {@link #CAUSAL_CHUNK}, {@link #CHUNK} in the backward pass), every
  * product is a {@link Backend#gemm}, and the causal case is the chunked prefix-sum form: the
  * previous chunks' state plus a masked product inside the chunk. The forward pass runs the
  * (batch, head) pairs in parallel ({@link Backend#forEachItem}), each on one thread. Memory:
