@@ -77,9 +77,8 @@ public final class VariantsSection {
         };
     }
 
-    /** The GEMMs each variant runs per head at length n (chunks of 128 rows for the kernelized ones). */
+    /** The GEMMs each variant runs per head at length n. */
     static List<Product> products(String variant, int n) {
-        int chunks = (n + 127) / 128, c = Math.min(n, 128);
         List<Product> p = new ArrayList<>();
         switch (variant) {
             case "linformer" -> {
@@ -88,14 +87,17 @@ public final class VariantsSection {
                 p.add(new Product(n, DIM, PROJECTED, false, 1));           // P·V'
             }
             case "performer", "performer-causal", "linear-attention", "linear-attention-causal" -> {
-                boolean performer = variant.startsWith("performer");
-                int m = performer ? FEATURES : DIM;
+                // FeatureAttention's forward: chunks of 120 rows (60 when causal), the state as [S | z]
+                // (Dv + 1 columns) and, causal, the values as [V | 1].
+                boolean performer = variant.startsWith("performer"), causal = variant.endsWith("causal");
+                int m = performer ? FEATURES : DIM, rows = causal ? 60 : 120;
+                int chunks = (n + rows - 1) / rows, c = Math.min(n, rows);
                 if (performer) p.add(new Product(c, m, DIM, false, 2 * chunks));   // projections of key and query rows
-                p.add(new Product(m, DIM, c, true, chunks));                       // S += Fᵀ·V
-                p.add(new Product(c, DIM, m, false, chunks));                      // W·S
-                if (variant.endsWith("causal")) {
+                p.add(new Product(m, causal ? DIM + 1 : DIM, c, true, chunks));    // S += Fᵀ·V (causal: [S | z] += Fᵀ·[V | 1])
+                p.add(new Product(c, DIM + 1, m, false, chunks));                  // W·[S | z]
+                if (causal) {
                     p.add(new Product(c, c, m, false, chunks));                    // W·Fᵀ inside the chunk
-                    p.add(new Product(c, DIM, c, false, chunks));                  // tril(·)·V
+                    p.add(new Product(c, DIM + 1, c, false, chunks));              // tril(·)·[V | 1]
                 }
             }
             case "nystrom" -> {
