@@ -59,6 +59,10 @@ final class SimdGemm {
 
     private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
         ElementType type = g.bType();
+        if (type == ElementType.F32 && g.bCol() == 1) {
+            packUnitStride(g, k0, kc, j0, cols, packed);
+            return;
+        }
         for (int p = 0; p < kc; p++) {
             long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
             int o = p * PANEL;
@@ -68,6 +72,27 @@ final class SimdGemm {
                 for (int j = 0; j < cols; j++) packed[o + j] = type.get(g.b(), row + j * g.bCol());
             }
             for (int j = cols; j < PANEL; j++) packed[o + j] = 0f;
+        }
+    }
+
+    /**
+     * {@link #pack} for a float32 b whose rows have unit stride (row-major b, or a transposed
+     * column-major one): two vector loads per depth (a ragged last panel: a bulk copy and the zero
+     * padding). Element for element the same panel as the scalar copy.
+     */
+    private static void packUnitStride(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+        MemorySegment b = g.b();
+        boolean full = cols == PANEL;
+        for (int p = 0; p < kc; p++) {
+            long byteOff = (g.bOff() + (k0 + p) * g.bRow() + j0) * Float.BYTES;
+            int o = p * PANEL;
+            if (full) {
+                FloatVector.fromMemorySegment(F, b, byteOff, ORDER).intoArray(packed, o);
+                FloatVector.fromMemorySegment(F, b, byteOff + (long) L * Float.BYTES, ORDER).intoArray(packed, o + L);
+            } else {   // masked loads run as Java fallback code on AVX2: copy the ragged panel element by element
+                MemorySegment.copy(b, FLOAT, byteOff, packed, o, cols);
+                java.util.Arrays.fill(packed, o + cols, o + PANEL, 0f);
+            }
         }
     }
 
@@ -168,13 +193,37 @@ final class SimdGemm {
 
     private static void storeOne(GemmCall g, long byteOff, boolean first, FloatVector acc, VectorMask<Float> mask) {
         if (!mask.anyTrue()) return;
+        if (!mask.allTrue()) {
+            storeRagged(g, byteOff, first, acc, mask.trueCount());
+            return;
+        }
         FloatVector r = acc.mul(g.alpha());
         if (!first) {
-            r = r.add(FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER, mask));
+            r = r.add(FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER));
         } else if (g.beta() != 0f) {
-            r = FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER, mask).mul(g.beta()).add(r);
+            r = FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER).mul(g.beta()).add(r);
         }
-        if (mask.allTrue()) r.intoMemorySegment(g.c(), byteOff, ORDER);
-        else r.intoMemorySegment(g.c(), byteOff, ORDER, mask);
+        r.intoMemorySegment(g.c(), byteOff, ORDER);
+    }
+
+    private static final ThreadLocal<float[]> RAGGED = ThreadLocal.withInitial(() -> new float[L]);
+
+    /**
+     * {@link #storeOne} for the first {@code count} < L columns of a ragged panel, lane by lane with
+     * the same operations (so the same bits): masked vector loads and stores into a memory segment
+     * run as Java fallback code on AVX2 (measured: a 1-column panel cost as much as the rest of the product).
+     */
+    private static void storeRagged(GemmCall g, long byteOff, boolean first, FloatVector acc, int count) {
+        float[] lanes = RAGGED.get();
+        acc.intoArray(lanes, 0);
+        MemorySegment c = g.c();
+        long at = byteOff / Float.BYTES;
+        float alpha = g.alpha(), beta = g.beta();
+        for (int j = 0; j < count; j++) {
+            float r = lanes[j] * alpha;
+            if (!first) r = r + c.getAtIndex(FLOAT, at + j);
+            else if (beta != 0f) r = c.getAtIndex(FLOAT, at + j) * beta + r;
+            c.setAtIndex(FLOAT, at + j, r);
+        }
     }
 }

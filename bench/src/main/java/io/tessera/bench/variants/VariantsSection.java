@@ -77,9 +77,8 @@ public final class VariantsSection {
         };
     }
 
-    /** The GEMMs each variant runs per head at length n (chunks of 128 rows for the kernelized ones). */
+    /** The GEMMs each variant runs per head at length n. */
     static List<Product> products(String variant, int n) {
-        int chunks = (n + 127) / 128, c = Math.min(n, 128);
         List<Product> p = new ArrayList<>();
         switch (variant) {
             case "linformer" -> {
@@ -88,14 +87,17 @@ public final class VariantsSection {
                 p.add(new Product(n, DIM, PROJECTED, false, 1));           // P·V'
             }
             case "performer", "performer-causal", "linear-attention", "linear-attention-causal" -> {
-                boolean performer = variant.startsWith("performer");
-                int m = performer ? FEATURES : DIM;
+                // FeatureAttention's forward: chunks of 120 rows (60 when causal), the state as [S | z]
+                // (Dv + 1 columns) and, causal, the values as [V | 1].
+                boolean performer = variant.startsWith("performer"), causal = variant.endsWith("causal");
+                int m = performer ? FEATURES : DIM, rows = causal ? 60 : 120;
+                int chunks = (n + rows - 1) / rows, c = Math.min(n, rows);
                 if (performer) p.add(new Product(c, m, DIM, false, 2 * chunks));   // projections of key and query rows
-                p.add(new Product(m, DIM, c, true, chunks));                       // S += Fᵀ·V
-                p.add(new Product(c, DIM, m, false, chunks));                      // W·S
-                if (variant.endsWith("causal")) {
+                p.add(new Product(m, causal ? DIM + 1 : DIM, c, true, chunks));    // S += Fᵀ·V (causal: [S | z] += Fᵀ·[V | 1])
+                p.add(new Product(c, DIM + 1, m, false, chunks));                  // W·[S | z]
+                if (causal) {
                     p.add(new Product(c, c, m, false, chunks));                    // W·Fᵀ inside the chunk
-                    p.add(new Product(c, DIM, c, false, chunks));                  // tril(·)·V
+                    p.add(new Product(c, DIM + 1, c, false, chunks));              // tril(·)·[V | 1]
                 }
             }
             case "nystrom" -> {
@@ -244,9 +246,119 @@ public final class VariantsSection {
         java.nio.file.Files.createDirectories(charts);
         io.tessera.bench.report.Charts.timeVsLength(points, charts.resolve("variants.png"));
         md.append("\n![time vs n, log-log](charts/variants.png)\n");
+        md.append(peerTable(be, threads, full ? 3 : 1));
         String markdown = md.toString();
         java.nio.file.Files.writeString(out.resolve("variants.md"), markdown);
         return markdown;
+    }
+
+    /** The peer of the linear-time variants built into this bench ({@code -Ppeers}), or null. */
+    public static LinearVariantPeer findPeer() {
+        for (LinearVariantPeer p : java.util.ServiceLoader.load(LinearVariantPeer.class)) return p;
+        return null;
+    }
+
+    /** Tessera's operator for a peer comparison, with projected length / features / landmarks {@code size}. */
+    static AttentionOperator peerOperator(String variant, int heads, int n, int size, Backend be) {
+        return switch (variant) {
+            case "linformer" -> Linformer.random(n, size, heads, Linformer.Sharing.PER_HEAD, 7).on(be);
+            case "performer" -> Performer.withFeatures(size).on(be);
+            case "linear-attention" -> LinearAttention.bidirectional().on(be);
+            case "nystrom" -> Nystromformer.withLandmarks(size).on(be);
+            default -> throw new IllegalArgumentException("unknown variant " + variant);
+        };
+    }
+
+    /** The parameters Tessera's operator uses, in {@link LinearVariantPeer#prepare}'s layout. */
+    static float[][] peerParameters(String variant, AttentionOperator op, int size, int headDim) {
+        return switch (op) {
+            case Linformer l -> new float[][] {l.keyProjection().toArray(), l.valueProjection().toArray()};
+            case Performer p -> {
+                try (Arena arena = Arena.ofConfined()) {
+                    yield new float[][] {p.projection(arena, headDim).toArray()};
+                }
+            }
+            case Nystromformer ny -> new float[][] {{size}};
+            default -> new float[0][];
+        };
+    }
+
+    /** One variant against the peer: both timed in this process, and (small n) both checked against the float64 definition. */
+    public record PeerRow(String variant, int n, double tesseraMs, double peerMs, double tesseraError, double peerError) {}
+
+    /**
+     * Each of {@link LinearVariantPeer#VARIANTS} at length n (B = 1, H = heads, D = 64, N(0, 1)
+     * inputs scaled by {@code inputScale}; size: Linformer k, Performer m, Nyström m): with
+     * {@code seconds > 0} both timed (minimum after a warm-up, Tessera and the peer alternately);
+     * with {@code check} both compared with {@link VariantOracles} (max |error|).
+     */
+    public static List<PeerRow> comparePeer(LinearVariantPeer peer, Backend be, int heads, int n, int[] sizes, float inputScale, boolean check,
+                                            double warmup, double seconds, int threads) throws Exception {
+        List<PeerRow> rows = new ArrayList<>();
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 21, inputScale, 1, heads, n, DIM), k = Tensor.randomNormal(arena, 22, inputScale, 1, heads, n, DIM);
+            Tensor v = Tensor.randomNormal(arena, 23, 1f, 1, heads, n, DIM), out = Tensor.zeros(arena, 1, heads, n, DIM);
+            float[] qa = q.toArray(), ka = k.toArray(), va = v.toArray();
+            for (int i = 0; i < LinearVariantPeer.VARIANTS.size(); i++) {
+                String variant = LinearVariantPeer.VARIANTS.get(i);
+                AttentionOperator op = peerOperator(variant, heads, n, sizes[i], be);
+                op.forward(q, k, v, out);
+                float[][] parameters = peerParameters(variant, op, sizes[i], DIM);
+                peer.prepare(variant, heads, n, DIM, qa, ka, va, parameters, threads);
+                peer.run();
+                double tesseraError = Double.NaN, peerError = Double.NaN;
+                if (check) {
+                    double[] oracle = VariantOracles.output(variant, heads, n, DIM, qa, ka, va, parameters);
+                    tesseraError = maxError(out.toArray(), oracle);
+                    peerError = maxError(peer.output(), oracle);
+                }
+                double tMs = Double.NaN, pMs = Double.NaN;
+                if (seconds > 0) {
+                    Runnable peerCall = () -> {
+                        try { peer.run(); } catch (Exception e) { throw new IllegalStateException(e); }
+                    };
+                    time(() -> op.forward(q, k, v, out), warmup / 2, 0);
+                    time(peerCall, warmup / 2, 0);
+                    tMs = time(() -> op.forward(q, k, v, out), 0, seconds / 2)[0];
+                    pMs = time(peerCall, 0, seconds / 2)[0];
+                    tMs = Math.min(tMs, time(() -> op.forward(q, k, v, out), 0, seconds / 2)[0]);
+                    pMs = Math.min(pMs, time(peerCall, 0, seconds / 2)[0]);
+                }
+                rows.add(new PeerRow(variant, n, tMs, pMs, tesseraError, peerError));
+            }
+        }
+        return rows;
+    }
+
+    private static double maxError(float[] got, double[] want) {
+        double max = 0;
+        for (int i = 0; i < got.length; i++) {
+            double e = Math.abs(got[i] - want[i]);
+            if (!(e <= max)) max = e;   // NaN sticks
+        }
+        return max;
+    }
+
+    /** The main job's peer table (quick: n = 4096 only, short timing), or a line saying why there is none. */
+    static String peerTable(Backend be, int threads, double seconds) {
+        LinearVariantPeer peer = findPeer();
+        if (peer == null) return "\nNo peer of the linear-time variants on the class path (build the bench with -Ppeers).\n";
+        try (peer) {
+            String why = peer.unavailableReason();
+            if (why != null) return "\nPeer " + peer.id() + " unavailable: " + why + "\n";
+            List<PeerRow> check = comparePeer(peer, be, 2, 256, new int[] {64, 64, 0, 16}, 1f, true, 0, 0, threads);
+            List<PeerRow> timed = comparePeer(peer, be, HEADS, 4096, new int[] {PROJECTED, FEATURES, 0, LANDMARKS}, 1f, false, seconds, seconds, threads);
+            StringBuilder md = new StringBuilder("\n### The same variants written with PyTorch operations (" + peer.name() + "), n = 4096\n\n");
+            md.append("| variant | Tessera min ms | PyTorch min ms | Tessera × PyTorch | max error vs float64 definition, n = 256: Tessera | PyTorch |\n|---|---:|---:|---:|---:|---:|\n");
+            for (int i = 0; i < timed.size(); i++) {
+                PeerRow t = timed.get(i), c = check.get(i);
+                md.append(String.format(Locale.ROOT, "| %s | %.2f | %.2f | %.2f× | %.3g | %.3g |%n", t.variant(), t.tesseraMs(), t.peerMs(), t.peerMs() / t.tesseraMs(),
+                        c.tesseraError(), c.peerError()));
+            }
+            return md.toString();
+        } catch (Exception e) {
+            return "\nPeer of the linear-time variants failed: " + e + "\n";
+        }
     }
 
     public static void print(List<Row> rows) {

@@ -16,7 +16,7 @@ import java.util.function.IntConsumer;
 /**
  * The linear-time core shared by linear attention and the Performer: with a positive feature map
  * φ, {@code out_i = φ(q_i)ᵀ S / φ(q_i)ᵀ z} where {@code S = Σ_j φ(k_j) v_jᵀ} and {@code z = Σ_j φ(k_j)}
- * (sums over j ≤ i when causal). Rows are processed in chunks of at most {@link #CHUNK}, every
+ * (sums over j ≤ i when causal). Rows are processed in chunks ({@link #FORWARD_CHUNK}, {@link #CAUSAL_CHUNK}, {@link #CHUNK} in the backward pass), every
  * product is a {@link Backend#gemm}, and the causal case is the chunked prefix-sum form: the
  * previous chunks' state plus a masked product inside the chunk. The forward pass runs the
  * (batch, head) pairs in parallel ({@link Backend#forEachItem}), each on one thread. Memory:
@@ -43,9 +43,10 @@ final class FeatureAttention {
     static final int CHUNK = 128;
     /**
      * Rows per chunk of the causal forward pass: its masked in-chunk products cost 2·c·(m + Dv)
-     * per row, so c = 64 keeps the causal pass near twice the bidirectional one where 128 made it three times.
+     * per row, so c = 60 keeps the causal pass near twice the bidirectional one where 128 made it three times
+     * (60, not 64: a multiple of SimdGemm's 6-row micro-kernel, so no row is left to its 2- and 1-row blocks).
      */
-    static final int CAUSAL_CHUNK = 64;
+    static final int CAUSAL_CHUNK = 60;
     /** How far (in log units) a key inside a causal chunk may exceed the chunk's shift: its features are then at most e^20 ≈ 5e8. */
     static final double MARGIN = 20;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -102,73 +103,82 @@ final class FeatureAttention {
         }
     }
 
-    /** Per-thread buffers of the forward pass (one per head in flight). */
+    /**
+     * Rows per chunk of the bidirectional forward pass: 120 is {@code SimdGemm}'s rows per work
+     * item (a multiple of its 6-row micro-kernel), so each chunk's products are one row block per
+     * column panel; 128 split into 120 + 8 rows and packed every panel twice.
+     */
+    static final int FORWARD_CHUNK = 120;
+
+    /**
+     * Per-thread buffers of the forward pass (one per head in flight). The state carries z as an
+     * extra column ({@code [S | z]}, m × (Dv + 1)), so one product gives a chunk's numerators and
+     * denominators; the causal pass multiplies by {@code [V | 1]} for the same reason.
+     */
     private static final class ForwardScratch {
-        final Tensor state, z, zColumn, keyU, keyF, queryU, queryW, ones, scores, num, den;
-        final float[] keySums, rowDen, rowsU, rowsF, largest;
-        final double[] sigma, chunkSigma;
+        final int dv;
+        final Tensor stateZ, state, keyU, keyF, queryU, queryW, scores, valuesOne, numDen;
+        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow;
 
         ForwardScratch(Arena arena, int m, int dv) {
-            state = Tensor.zeros(arena, m, dv);
-            z = Tensor.zeros(arena, 1, m);
-            zColumn = Tensor.zeros(arena, m, 1);
-            keyU = Tensor.zeros(arena, CHUNK, m);
-            keyF = Tensor.zeros(arena, CHUNK, m);
-            queryU = Tensor.zeros(arena, CHUNK, m);
-            queryW = Tensor.zeros(arena, CHUNK, m);
-            ones = Tensor.zeros(arena, 1, CHUNK);
-            ones.fill(1f);
-            scores = Tensor.zeros(arena, CHUNK, CHUNK);
-            num = Tensor.zeros(arena, CHUNK, dv);
-            den = Tensor.zeros(arena, CHUNK, 1);
+            this.dv = dv;
+            int rows = Math.max(FORWARD_CHUNK, CAUSAL_CHUNK);
+            stateZ = Tensor.zeros(arena, m, dv + 1);
+            state = stateZ.slice(1, 0, dv);
+            keyU = Tensor.zeros(arena, rows, m);
+            keyF = Tensor.zeros(arena, rows, m);
+            queryU = Tensor.zeros(arena, rows, m);
+            queryW = Tensor.zeros(arena, rows, m);
+            scores = Tensor.zeros(arena, CAUSAL_CHUNK, CAUSAL_CHUNK);
+            valuesOne = Tensor.zeros(arena, CAUSAL_CHUNK, dv + 1);
+            numDen = Tensor.zeros(arena, rows, dv + 1);
             keySums = new float[m];
-            rowDen = new float[CHUNK];
-            rowsU = new float[CHUNK * m];
-            rowsF = new float[CHUNK * m];
+            keyRows = new float[rows * m];
+            queryRows = new float[rows * m];
+            features = new float[rows * m];
+            weights = new float[rows * m];
             largest = new float[m];
-            sigma = new double[m];
-            chunkSigma = new double[m];
+            shift = new float[m];
+            raised = new float[m];
+            outRow = new float[rows * (dv + 1)];
         }
     }
 
     /**
      * One bidirectional head in a single pass over the keys: each chunk raises σ to its largest
      * log-features (rescaling the state folded so far, as the causal pass does), then adds its
-     * scaled features to S and z; then every query chunk is one product with S, and its
-     * denominator the dot product of its weights with z.
+     * scaled features to S and z; then every query chunk is one product with [S | z].
      */
     private static void bidirectionalHead(Backend be, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
         boolean exponential = phi.exponential();
-        int m = w.sigma.length, kvLen = (int) kh.size(0), qLen = (int) qh.size(0);
-        double[] sigma = w.sigma, raised = w.chunkSigma;
-        float[] z = w.keySums;
-        w.state.fill(0f);
-        java.util.Arrays.fill(z, 0f);
-        Arrays.fill(sigma, Double.NEGATIVE_INFINITY);
+        int m = w.shift.length, dv = w.dv, kvLen = (int) kh.size(0), qLen = (int) qh.size(0);
+        float[] shift = w.shift, raised = w.raised, z = w.keySums;
+        w.stateZ.fill(0f);
+        Arrays.fill(z, 0f);
+        Arrays.fill(shift, Float.NEGATIVE_INFINITY);
         // The element-wise passes run on heap copies of the chunk's rows (bulk-copied in and out):
         // scalar MemorySegment accesses cost a bounds and liveness check each.
-        float[] us = w.rowsU, fs = w.rowsF;
-        for (int c0 = 0; c0 < kvLen; c0 += CHUNK) {
-            int rows = Math.min(CHUNK, kvLen - c0);
+        for (int c0 = 0; c0 < kvLen; c0 += FORWARD_CHUNK) {
+            int rows = Math.min(FORWARD_CHUNK, kvLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
-            toArray(u, rows * m, us);
-            System.arraycopy(sigma, 0, raised, 0, m);
-            raiseToRowMaxima(us, rows, exponential, raised, w.largest);
-            rescaleState(w.state, z, sigma, raised);
-            scaledKeyFeatures(us, rows, exponential, sigma, fs, z);
-            fromArray(fs, rows * m, f);
+            toArray(u, rows * m, w.keyRows);
+            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
+            rescaleState(w.stateZ, z, shift, raised, w.outRow);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
+            fromArray(w.features, rows * m, f);
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
-        for (int c0 = 0; c0 < qLen; c0 += CHUNK) {
-            int rows = Math.min(CHUNK, qLen - c0);
-            Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), n = w.num.slice(0, 0, rows);
+        setLastColumn(w.stateZ, z);
+        for (int c0 = 0; c0 < qLen; c0 += FORWARD_CHUNK) {
+            int rows = Math.min(FORWARD_CHUNK, qLen - c0);
+            Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
             phi.preActivations(be, qh.slice(0, c0, c0 + rows), u);
-            toArray(u, rows * m, us);
-            queryWeights(us, rows, exponential, sigma, fs, z, w.rowDen);
-            fromArray(fs, rows * m, wq);
-            be.gemm(wq, false, w.state, false, n, 1f, 0f);
-            divideRows(n, w.rowDen, oh.slice(0, c0, c0 + rows));
+            toArray(u, rows * m, w.queryRows);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            fromArray(w.weights, rows * m, wq);
+            be.gemm(wq, false, w.stateZ, false, nd, 1f, 0f);
+            divideByLastColumn(nd, w.outRow, oh.slice(0, c0, c0 + rows));
         }
     }
 
@@ -182,97 +192,136 @@ final class FeatureAttention {
         MemorySegment.copy(src, 0, t.segment(), FLOAT, t.offset() * Float.BYTES, count);
     }
 
-    /** {@link #raiseToRowMaxima(Tensor, int, boolean, double[])} on rows of a heap copy ({@code largest}: m floats of scratch). */
-    private static void raiseToRowMaxima(float[] u, int rows, boolean exponential, double[] sigma, float[] largest) {
-        int m = sigma.length;
+    /** raised = max(shift, log φ of each feature's largest pre-activation over the rows); NaN propagates. */
+    private static void raiseToColumnMaxima(float[] u, int rows, int m, boolean exponential, float[] shift, float[] raised, float[] largest) {
         Arrays.fill(largest, Float.NEGATIVE_INFINITY);
-        for (int r = 0; r < rows; r++) {
-            int o = r * m;
-            for (int f = 0; f < m; f++) largest[f] = Math.max(largest[f], u[o + f]);   // NaN propagates
-        }
-        for (int f = 0; f < m; f++) sigma[f] = Math.max(sigma[f], logFeature(largest[f], exponential));
+        FeatureKernels.columnMax(u, rows, m, largest);
+        for (int f = 0; f < m; f++) raised[f] = Math.max(shift[f], FeatureKernels.logFeature(largest[f], exponential));
     }
 
-    /** Scaled key features of heap rows, each feature column also added into {@code sums} (row by row). */
-    private static void scaledKeyFeatures(float[] u, int rows, boolean exponential, double[] sigma, float[] dst, float[] sums) {
-        int m = sigma.length;
+    /**
+     * Moves [S | z] (z also in {@code sums}) from shift {@code shift} to the (not smaller) shift
+     * {@code raised}, then shift = raised. A feature whose shift was −∞ has folded nothing yet.
+     */
+    private static void rescaleState(Tensor stateZ, float[] sums, float[] shift, float[] raised, float[] rowScratch) {
+        MemorySegment st = stateZ.segment();
+        int cols = (int) stateZ.size(1);
+        for (int f = 0; f < shift.length; f++) {
+            if (Float.compare(shift[f], raised[f]) == 0) continue;   // also −∞ = −∞
+            float factor = shift[f] == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp((double) shift[f] - raised[f]);
+            long row = (stateZ.offset() + (long) f * stateZ.stride(0)) * Float.BYTES;
+            MemorySegment.copy(st, FLOAT, row, rowScratch, 0, cols);   // [S | z] rows are contiguous
+            for (int c = 0; c < cols; c++) rowScratch[c] *= factor;
+            MemorySegment.copy(rowScratch, 0, st, FLOAT, row, cols);
+            if (sums != null) sums[f] *= factor;
+            shift[f] = raised[f];
+        }
+    }
+
+    /** The last column of {@code t} = {@code values}. */
+    private static void setLastColumn(Tensor t, float[] values) {
+        MemorySegment seg = t.segment();
+        long col = t.offset() + t.size(1) - 1;
+        for (int r = 0; r < values.length; r++) seg.setAtIndex(FLOAT, col + r * t.stride(0), values[r]);
+    }
+
+    /** out[r][c] = nd[r][c]·(1/nd[r][Dv]) for c < Dv: numerators over the denominator in the last column. */
+    private static void divideByLastColumn(Tensor nd, float[] heap, Tensor out) {
+        int rows = (int) nd.size(0), cols = (int) nd.size(1), dv = cols - 1;
+        toArray(nd, rows * cols, heap);
+        MemorySegment o = out.segment();
         for (int r = 0; r < rows; r++) {
-            int o = r * m;
-            for (int f = 0; f < m; f++) {
-                float feature = scaledFeature(u[o + f], sigma[f], exponential);
-                dst[o + f] = feature;
-                sums[f] += feature;
+            int at = r * cols;
+            float inv = 1f / heap[at + dv];
+            for (int c = 0; c < dv; c++) heap[at + c] *= inv;
+            long row = out.offset() + r * out.stride(0);
+            if (out.stride(1) == 1) {
+                MemorySegment.copy(heap, at, o, FLOAT, row * Float.BYTES, dv);
+            } else {
+                for (int c = 0; c < dv; c++) o.setAtIndex(FLOAT, row + c * out.stride(1), heap[at + c]);
             }
         }
     }
 
     /**
-     * {@link #queryWeights(Tensor, int, boolean, double[], Tensor)} on heap rows, and each row's
-     * denominator Σ_f w[r][f]·z[f] (fused, in feature order). The row's shift M takes, for elu + 1,
-     * {@link #logFeatureBound} instead of log φ: a shift only has to keep every weight ≤ 1 and the
-     * largest away from 0 (it cancels in the ratio), and the bound, at most 0.06 above log φ, does
-     * both (the largest weight is ≥ e^−0.06) without a logarithm per feature.
+     * One causal head: the chunked prefix sums described in the class comment, with [S | z]
+     * multiplied by [V | 1] so that every chunk is four products: W·[S | z], tril(W·Fᵀ),
+     * tril(·)·[V | 1] and Fᵀ·[V | 1].
      */
-    private static void queryWeights(float[] u, int rows, boolean exponential, double[] sigma, float[] dst, float[] z, float[] rowDen) {
-        int m = sigma.length;
-        for (int r = 0; r < rows; r++) {
-            int o = r * m;
-            double max = Double.NEGATIVE_INFINITY;
-            for (int f = 0; f < m; f++) {
-                float x = u[o + f];
-                max = Math.max(max, (exponential ? x : logFeatureBound(x)) + sigma[f]);
-            }
-            float d = 0f;
-            for (int f = 0; f < m; f++) {
-                float w = scaledFeature(u[o + f], max - sigma[f], exponential);
-                dst[o + f] = w;
-                d = Math.fma(w, z[f], d);
-            }
-            rowDen[r] = d;
-        }
-    }
-
-    /** One causal head: the chunked prefix sums described in the class comment. */
     private static void causalHead(Backend backend, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
         boolean exponential = phi.exponential();
-        int m = w.sigma.length, qLen = (int) qh.size(0);
-        double[] sigma = w.sigma, chunkSigma = w.chunkSigma;
-        Tensor state = w.state, z = w.z, zColumn = w.zColumn, ones = w.ones;
-        state.fill(0f);
-        z.fill(0f);
-        Arrays.fill(sigma, Double.NEGATIVE_INFINITY);
+        int m = w.shift.length, dv = w.dv, qLen = (int) qh.size(0);
+        float[] shift = w.shift, raised = w.raised;
+        w.stateZ.fill(0f);
+        Arrays.fill(shift, Float.NEGATIVE_INFINITY);
         for (int c0 = 0; c0 < qLen; ) {
             int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows);
             phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
+            toArray(u, rows * m, w.keyRows);
             // The chunk's shift: the keys before it and its first key, nothing later.
-            System.arraycopy(sigma, 0, chunkSigma, 0, m);
-            raiseToRowMaxima(u, 1, exponential, chunkSigma);
-            rows = fittingRows(u, rows, exponential, chunkSigma, vh, c0, false);
-            rescaleState(state, z, sigma, chunkSigma);
-            Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
-            scaledKeyFeatures(u, rows, exponential, sigma, f);
-            Tensor wq = w.queryW.slice(0, 0, rows), n = w.num.slice(0, 0, rows), d = w.den.slice(0, 0, rows);
-            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows));
-            queryWeights(w.queryU, rows, exponential, sigma, wq);
-            zColumn.copyFrom(z.transpose(0, 1));
-            backend.gemm(wq, false, state, false, n, 1f, 0f);
-            backend.gemm(wq, false, zColumn, false, d, 1f, 0f);
-            // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
+            raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest);
+            rows = fittingRows(w.keyRows, rows, m, exponential, raised, vh, c0);
+            rescaleState(w.stateZ, null, shift, raised, w.outRow);
+            Tensor f = w.keyF.slice(0, 0, rows), vOne = w.valuesOne.slice(0, 0, rows);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, null);
+            fromArray(w.features, rows * m, f);
+            valuesWithOnes(vh, c0, rows, dv, vOne);
+            Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
+            Tensor uq = w.queryU.slice(0, 0, rows);
+            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), uq);
+            toArray(uq, rows * m, w.queryRows);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            fromArray(w.weights, rows * m, wq);
+            backend.gemm(wq, false, w.stateZ, false, nd, 1f, 0f);
+            // Inside the chunk: tril(W_c F_cᵀ) [V_c | 1], then fold the chunk into the state.
             Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);
             backend.gemm(wq, false, f, true, sc, 1f, 0f);
             keepLowerTriangle(sc);
-            backend.gemm(sc, false, vc, false, n, 1f, 1f);
-            backend.gemm(sc, false, ones.slice(1, 0, rows).transpose(0, 1), false, d, 1f, 1f);
-            backend.gemm(f, true, vc, false, state, 1f, 1f);
-            backend.gemm(ones.slice(1, 0, rows), false, f, false, z, 1f, 1f);
+            backend.gemm(sc, false, vOne, false, nd, 1f, 1f);
+            backend.gemm(f, true, vOne, false, w.stateZ, 1f, 1f);
             // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
-            System.arraycopy(sigma, 0, chunkSigma, 0, m);
-            raiseToRowMaxima(u, rows, exponential, chunkSigma);
-            rescaleState(state, z, sigma, chunkSigma);
-            divideRows(n, d, oh.slice(0, c0, c0 + rows));
+            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
+            rescaleState(w.stateZ, null, shift, raised, w.outRow);
+            divideByLastColumn(nd, w.outRow, oh.slice(0, c0, c0 + rows));
             c0 += rows;
         }
+    }
+
+    /** dst = [v rows first … first + rows | 1]. */
+    private static void valuesWithOnes(Tensor v, int first, int rows, int dv, Tensor dst) {
+        MemorySegment vs = v.segment(), ds = dst.segment();
+        for (int r = 0; r < rows; r++) {
+            long from = v.offset() + (long) (first + r) * v.stride(0), to = dst.offset() + r * dst.stride(0);
+            if (v.stride(1) == 1) {
+                MemorySegment.copy(vs, from * Float.BYTES, ds, to * Float.BYTES, (long) dv * Float.BYTES);
+            } else {
+                for (int c = 0; c < dv; c++) ds.setAtIndex(FLOAT, to + c, vs.getAtIndex(FLOAT, from + c * v.stride(1)));
+            }
+            ds.setAtIndex(FLOAT, to + dv, 1f);
+        }
+    }
+
+    /**
+     * {@link #fittingRows(Tensor, int, boolean, double[], Tensor, int, boolean)} of the forward pass
+     * on heap rows with float shifts: row 0 always; a later row while its log-features are within
+     * {@link #MARGIN} of the shift and its value row is finite.
+     */
+    private static int fittingRows(float[] u, int rows, int m, boolean exponential, float[] shift, Tensor v, int first) {
+        MemorySegment vs = v.segment();
+        int dv = (int) v.size(1);
+        double[] limit = new double[m];   // log φ(u) > shift + MARGIN ⇔ u > limit (log φ is increasing)
+        for (int f = 0; f < m; f++) {
+            double bound = shift[f] + MARGIN;
+            limit[f] = exponential || bound <= 0 ? bound : Math.expm1(bound);
+        }
+        for (int r = 1; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < m; f++) if (u[o + f] > limit[f]) return r;
+            long vr = v.offset() + (long) (first + r) * v.stride(0);
+            for (int c = 0; c < dv; c++) if (!Float.isFinite(vs.getAtIndex(FLOAT, vr + c * v.stride(1)))) return r;
+        }
+        return rows;
     }
 
     /**
@@ -625,19 +674,6 @@ final class FeatureAttention {
         return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
     }
 
-    private static final double LN2 = 0.6931471805599453;
-
-    /**
-     * An upper bound of log φ(u) = log(elu(u) + 1) at most 0.06 above it, from the float bits of
-     * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861 (the largest gap
-     * of log₂(1 + t) − t on [0, 1)); below 0 it is u + 0.06. NaN stays NaN, −∞ stays −∞.
-     */
-    static double logFeatureBound(float u) {
-        int bits = Float.floatToRawIntBits(1f + Math.max(u, 0f));
-        double log2 = ((bits >>> 23) - 127) + (bits & 0x7FFFFF) * 0x1p-23 + 0.0861;
-        return Math.min(u, 0f) + LN2 * log2;
-    }
-
     private static final double LOG2E = 1.4426950408889634;
     /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½ (relative error ~1e-7). */
     private static final float EXP2_P0 = 1.535336188319500e-4f, EXP2_P1 = 1.339887440266574e-3f, EXP2_P2 = 9.618437357674640e-3f;
@@ -718,31 +754,6 @@ final class FeatureAttention {
             long zf = z.offset() + f;
             zs.setAtIndex(FLOAT, zf, zs.getAtIndex(FLOAT, zf) * factor);
             sigma[f] = raised[f];
-        }
-    }
-
-    /** {@link #rescaleState} with z held as floats. */
-    private static void rescaleState(Tensor state, float[] z, double[] sigma, double[] raised) {
-        MemorySegment st = state.segment();
-        int dv = (int) state.size(1);
-        for (int f = 0; f < sigma.length; f++) {
-            if (Double.compare(sigma[f], raised[f]) == 0) continue;
-            float factor = (float) Math.exp(sigma[f] - raised[f]);
-            if (sigma[f] == Double.NEGATIVE_INFINITY) factor = 0f;
-            long row = state.offset() + (long) f * state.stride(0);
-            for (int c = 0; c < dv; c++) st.setAtIndex(FLOAT, row + c, st.getAtIndex(FLOAT, row + c) * factor);
-            z[f] *= factor;
-            sigma[f] = raised[f];
-        }
-    }
-
-    private static void divideRows(Tensor num, float[] den, Tensor out) {
-        int rows = (int) num.size(0), dv = (int) num.size(1);
-        MemorySegment n = num.segment(), o = out.segment();
-        for (int r = 0; r < rows; r++) {
-            float inv = 1f / den[r];
-            long nr = num.offset() + r * num.stride(0), or = out.offset() + r * out.stride(0);
-            for (int c = 0; c < dv; c++) o.setAtIndex(FLOAT, or + c, n.getAtIndex(FLOAT, nr + c) * inv);
         }
     }
 

@@ -36,7 +36,7 @@ public final class LinearAttention implements AttentionOperator.Differentiable {
      * Floating-point operations of one {@link #forward} on inputs of shape {@code s}, a multiply-add
      * counted as 2: per query head 2·Nkv·D·Dv + Nkv·D for the state and its sums, 2·Nq·D·(Dv + 1)
      * for the queries, and when causal 2·c·(D + Dv + 1) per row for the masked in-chunk products
-     * (chunks of c = 64 rows). The element-wise feature map is not counted.
+     * (chunks of c = 60 rows). The element-wise feature map is not counted.
      */
     public double forwardFlops(io.tessera.backend.AttentionShape s) {
         if (s == null) throw new NullPointerException("s");

@@ -21,6 +21,8 @@ final class RandomFeatures implements FeatureMap {
 
     private final int m, headDim;
     private final Tensor omega;   // [m, D], pre-multiplied by D^(-1/4)
+    /** ω transposed and contiguous, [D, m]: the projection's right operand with unit-stride rows, which the GEMM packs with vector loads. */
+    private final Tensor omegaColumns;
 
     RandomFeatures(int m, int headDim, boolean orthogonal, long seed) {
         if (m < 1) throw new IllegalArgumentException("features m must be >= 1, got " + m);
@@ -47,6 +49,7 @@ final class RandomFeatures implements FeatureMap {
                 for (int c = 0; c < headDim; c++) omega.set((float) (block[r * headDim + c] * norm * scale), f0 + r, c);
             }
         }
+        this.omegaColumns = omega.transpose(0, 1).contiguous(Arena.ofAuto());
     }
 
     /** Gram–Schmidt on the first {@code rows} (≤ d) rows of length d, in place. */
@@ -82,7 +85,7 @@ final class RandomFeatures implements FeatureMap {
      */
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor dst) {
-        backend.gemm(x, false, omega, true, dst, 1f, 0f);
+        backend.gemm(x, false, omegaColumns, false, dst, 1f, 0f);
         MemorySegment src = x.segment(), out = dst.segment();
         float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
         for (int r = 0; r < x.size(0); r++) {

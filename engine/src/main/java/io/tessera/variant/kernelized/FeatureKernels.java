@@ -1,0 +1,158 @@
+package io.tessera.variant.kernelized;
+
+/**
+ * The element-wise passes of {@link FeatureAttention}'s forward pass over heap copies of a chunk's
+ * pre-activations ({@code rows × m}, row-major): the largest pre-activation per feature, the scaled
+ * key features (with their per-feature sums), and the scaled query weights. Every element is
+ * computed on its own, and every sum runs over rows in row order with features in lanes, so the
+ * Vector API twin ({@link FeatureKernelsSimd}, used when the incubator module is present) gives
+ * these loops' results bit for bit at any vector width, thread count and JIT tier; a tail shorter
+ * than a vector goes through the scalar functions here.
+ *
+ * <p>Shifts are floats: a key feature f is stored as φ_f(k)·e^(−σ_f) and a query weighs it by
+ * φ_f(q)·e^(σ_f − M); both use the same float σ_f, so its rounding cancels in the ratio.
+ */
+final class FeatureKernels {
+    private FeatureKernels() {}
+
+    /** Whether the Vector API twin runs (the incubator module is in the boot layer). */
+    static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+
+    static final float LOG2E = 1.442695f;
+    /** log₂e − (float) log₂e: the product x·log₂e is formed to about 2^−48 relative with one fma. */
+    static final float LOG2E_LOW = (float) (1.4426950408889634 - (double) LOG2E);
+    static final float LN2 = 0.6931472f;
+    /** e^x clamps x below here: 2^(x·log₂e) then has k = −127, whose exponent field 0 makes the result exactly 0. */
+    static final float EXP_MIN_ARGUMENT = -90f;
+    /**
+     * e^x clamps x above here (k ≤ 127 keeps the exponent field in range). Not reached: the forward
+     * pass only exponentiates x ≤ {@link FeatureAttention#MARGIN} (stored features ≤ e^MARGIN).
+     */
+    static final float EXP_MAX_ARGUMENT = 88f;
+    static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer kept in the low bits
+    static final float EXP2_MIN = -127f;
+    static final int EXPONENT_BIAS_BITS = 127 << 23;
+    /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½ (relative error ~1e-7). */
+    static final float P0 = 1.535336188319500e-4f, P1 = 1.339887440266574e-3f, P2 = 9.618437357674640e-3f;
+    static final float P3 = 5.550332471162809e-2f, P4 = 2.402264791363012e-1f, P5 = 6.931472028550421e-1f;
+    /** The largest gap of log₂(1 + t) − t on [0, 1), rounded up: see {@link #logFeatureBound}. */
+    static final float LOG2_GAP = 0.0861f;
+
+    /**
+     * e^x in float, about 1 ulp: x·log₂e = t + tLow (tLow the product's rounding error, from an
+     * fma, and the constant's), k = round(t), 2^(t − k + tLow) by the polynomial, 2^k shifted into
+     * the exponent field. x below −90 gives exactly 0 (also −∞); NaN stays NaN. Only add, multiply,
+     * fma, compare and integer shifts: the same bits in every JIT tier and in the vector twin.
+     */
+    static float exp(float x) {
+        x = x < EXP_MIN_ARGUMENT ? EXP_MIN_ARGUMENT : x;
+        x = x > EXP_MAX_ARGUMENT ? EXP_MAX_ARGUMENT : x;
+        float t = x * LOG2E;
+        float tLow = Math.fma(x, LOG2E, -t) + x * LOG2E_LOW;
+        t = t < EXP2_MIN ? EXP2_MIN : t;
+        float rounded = t + ROUND_MAGIC;
+        float f = (t - (rounded - ROUND_MAGIC)) + tLow;
+        float p = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, P0, P1), f, P2), f, P3), f, P4), f, P5);
+        float scale = Float.intBitsToFloat((Float.floatToRawIntBits(rounded) << 23) + EXPONENT_BIAS_BITS);
+        return Math.fma(f, p, 1f) * scale;
+    }
+
+    /**
+     * An upper bound of log φ(u) = log(elu(u) + 1) at most 0.06 above it, from the float bits of
+     * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861; below 0 it is
+     * u + 0.06. NaN stays NaN, −∞ stays −∞.
+     */
+    static float logFeatureBound(float u) {
+        int bits = Float.floatToRawIntBits(1f + Math.max(u, 0f));
+        float log2 = (float) ((bits >>> 23) - 127) + (float) (bits & 0x7FFFFF) * 0x1p-23f + LOG2_GAP;
+        return Math.fma(LN2, log2, Math.min(u, 0f));
+    }
+
+    /** log φ(u): u for exponential maps, log(elu(u) + 1) otherwise (in double, rounded once). */
+    static float logFeature(float u, boolean exponential) {
+        return exponential || u <= 0 ? u : (float) Math.log1p(u);
+    }
+
+    /** φ(u)·e^(−shift): e^(u − shift), or for elu + 1 e^(min(u, 0) − shift)·(1 + max(u, 0)). */
+    static float scaledFeature(float u, float shift, boolean exponential) {
+        if (exponential) return exp(u - shift);
+        return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
+    }
+
+    /** largest[f] = max(largest[f], u[r][f]) over the first {@code rows} rows (NaN propagates). */
+    static void columnMax(float[] u, int rows, int m, float[] largest) {
+        if (SIMD) {
+            FeatureKernelsSimd.columnMax(u, rows, m, largest);
+            return;
+        }
+        columnMax(u, rows, m, largest, 0);
+    }
+
+    static void columnMax(float[] u, int rows, int m, float[] largest, int from) {
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = from; f < m; f++) largest[f] = Math.max(largest[f], u[o + f]);
+        }
+    }
+
+    /**
+     * dst[r][f] = φ(u[r][f])·e^(−shift[f]) for the first {@code rows} rows; when {@code sums} is not
+     * null, each feature's values are also added into sums[f], row by row.
+     */
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
+        if (SIMD) {
+            FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, dst, sums);
+            return;
+        }
+        keyFeatures(u, rows, m, exponential, shift, dst, sums, 0);
+    }
+
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums, int from) {
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = from; f < m; f++) {
+                float feature = scaledFeature(u[o + f], shift[f], exponential);
+                dst[o + f] = feature;
+                if (sums != null) sums[f] += feature;
+            }
+        }
+    }
+
+    /**
+     * dst[r][f] = φ(u[r][f])·e^(shift[f] − M_r) with M_r = max_f (ℓ(u[r][f]) + shift[f]), ℓ = u
+     * for exponential maps and {@link #logFeatureBound} for elu + 1 (at most 0.06 above log φ, so
+     * the weights are ≤ 1 and the largest ≥ e^−0.06 without a logarithm per feature).
+     */
+    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+        if (SIMD) {
+            FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, dst);
+            return;
+        }
+        queryWeightsScalar(u, rows, m, exponential, shift, dst);
+    }
+
+    /** {@link #queryWeights} without the Vector API. */
+    static void queryWeightsScalar(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+        for (int r = 0; r < rows; r++) {
+            float max = rowShift(u, r * m, m, exponential, shift, 0, Float.NEGATIVE_INFINITY);
+            queryRow(u, r * m, m, exponential, shift, max, dst, 0);
+        }
+    }
+
+    /** max(max, ℓ(u[o + f]) + shift[f]) over f in [from, m). */
+    static float rowShift(float[] u, int o, int m, boolean exponential, float[] shift, int from, float max) {
+        for (int f = from; f < m; f++) {
+            float x = u[o + f];
+            max = Math.max(max, (exponential ? x : logFeatureBound(x)) + shift[f]);
+        }
+        return max;
+    }
+
+    /** One row of {@link #queryWeights} from feature {@code from} on, its shift M given. */
+    static void queryRow(float[] u, int o, int m, boolean exponential, float[] shift, float max, float[] dst, int from) {
+        for (int f = from; f < m; f++) {
+            float x = u[o + f];
+            dst[o + f] = exponential ? exp((x + shift[f]) - max) : exp((Math.min(x, 0f) + shift[f]) - max) * (1f + Math.max(x, 0f));
+        }
+    }
+}

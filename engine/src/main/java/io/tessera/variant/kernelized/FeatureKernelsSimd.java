@@ -1,0 +1,137 @@
+package io.tessera.variant.kernelized;
+
+import static io.tessera.variant.kernelized.FeatureKernels.*;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * {@link FeatureKernels} with the Vector API (loaded only when the incubator module is present):
+ * features in lanes, every lane the scalar function's operations in the same order (fma for fma,
+ * compare-and-blend for the clamps), so the results are the scalar loops', bit for bit, at any
+ * vector width; the last {@code m mod lanes} features go through the scalar functions. The width
+ * follows {@code -Dtessera.vectorBitSize} like the CPU kernels' (else the JVM's preferred one).
+ */
+final class FeatureKernelsSimd {
+    private FeatureKernelsSimd() {}
+
+    private static final VectorSpecies<Float> F = species();
+    private static final int L = F.length();
+    private static final FloatVector ONE = FloatVector.broadcast(F, 1f), V_LOG2E = FloatVector.broadcast(F, LOG2E);
+    private static final FloatVector V_P0 = FloatVector.broadcast(F, P0), V_P1 = FloatVector.broadcast(F, P1), V_P2 = FloatVector.broadcast(F, P2);
+    private static final FloatVector V_P3 = FloatVector.broadcast(F, P3), V_P4 = FloatVector.broadcast(F, P4), V_P5 = FloatVector.broadcast(F, P5);
+    private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
+
+    private static VectorSpecies<Float> species() {
+        String forced = System.getProperty("tessera.vectorBitSize");
+        if (forced == null || forced.isBlank()) return FloatVector.SPECIES_PREFERRED;
+        try {
+            int bits = Integer.parseInt(forced.trim());
+            if (bits == 128 || bits == 256 || bits == 512) return VectorSpecies.of(float.class, VectorShape.forBitSize(bits));
+        } catch (NumberFormatException ignored) {
+            // the CPU backend rejects the bad value by name; the element-wise kernels need no width of their own
+        }
+        return FloatVector.SPECIES_PREFERRED;
+    }
+
+    static void columnMax(float[] u, int rows, int m, float[] largest) {
+        int vec = m - m % L;
+        for (int f = 0; f < vec; f += L) {
+            FloatVector max = FloatVector.fromArray(F, largest, f);
+            for (int r = 0; r < rows; r++) max = max.max(FloatVector.fromArray(F, u, r * m + f));   // Math.max per lane: NaN propagates
+            max.intoArray(largest, f);
+        }
+        if (vec < m) FeatureKernels.columnMax(u, rows, m, largest, vec);
+    }
+
+    /*
+     * The exponential and elu + 1 maps share one loop without a branch on vectors: C2 keeps a vector
+     * in registers only while no control-flow merge joins two of them (a phi of vectors boxes them,
+     * which measured three times slower). For e^u the cap is +∞ (min(u, +∞) = u) and the factor 1
+     * (e·1 = e), the scalar twin's values exactly.
+     */
+
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
+        int vec = m - m % L;
+        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
+        VectorMask<Float> elu = F.maskAll(!exponential);
+        float[] total = sums != null ? sums : new float[m];
+        for (int f = 0; f < vec; f += L) {
+            FloatVector s = FloatVector.fromArray(F, shift, f);
+            FloatVector sum = FloatVector.fromArray(F, total, f);
+            for (int r = 0; r < rows; r++) {
+                int o = r * m + f;
+                FloatVector u0 = FloatVector.fromArray(F, u, o);
+                FloatVector x = u0.min(cap).sub(s);
+                // e^x written out (FeatureKernels.exp, operation for operation): as a method of its own
+                // C2 did not inline it and every call boxed a vector.
+                x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
+                x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
+                FloatVector t = x.mul(LOG2E);
+                FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
+                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
+                FloatVector rounded = t.add(ROUND_MAGIC);
+                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
+                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, ONE).mul(scale).mul(ONE.blend(u0.max(0f).add(1f), elu));
+                e.intoArray(dst, o);
+                sum = sum.add(e);
+            }
+            sum.intoArray(total, f);
+        }
+        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, exponential, shift, dst, sums, vec);
+    }
+
+    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+        int vec = m - m % L;
+        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
+        VectorMask<Float> elu = F.maskAll(!exponential);
+        float[] lanes = new float[L];
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            float max = Float.NEGATIVE_INFINITY;
+            if (vec > 0) {
+                FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+                for (int f = 0; f < vec; f += L) {
+                    FloatVector x = FloatVector.fromArray(F, u, o + f);
+                    best = best.max(x.blend(logFeatureBound(x), elu).add(FloatVector.fromArray(F, shift, f)));
+                }
+                best.intoArray(lanes, 0);
+                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+            }
+            max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);
+            FloatVector mv = FloatVector.broadcast(F, max);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
+                FloatVector y = x.min(cap).add(s).sub(mv);
+                // e^y written out, as in keyFeatures
+                y = y.blend(EXP_MIN_ARGUMENT, y.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
+                y = y.blend(EXP_MAX_ARGUMENT, y.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
+                FloatVector t = y.mul(LOG2E);
+                FloatVector tLow = y.fma(V_LOG2E, t.neg()).add(y.mul(LOG2E_LOW));
+                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
+                FloatVector rounded = t.add(ROUND_MAGIC);
+                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
+                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector w = g.fma(p, ONE).mul(scale).mul(ONE.blend(x.max(0f).add(1f), elu));
+                w.intoArray(dst, o + f);
+            }
+            FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
+        }
+    }
+
+    /** {@link FeatureKernels#logFeatureBound}, lane by lane. */
+    private static FloatVector logFeatureBound(FloatVector u) {
+        IntVector bits = u.max(0f).add(1f).reinterpretAsInts();
+        FloatVector exponent = (FloatVector) bits.lanewise(VectorOperators.LSHR, 23).sub(127).convert(VectorOperators.I2F, 0);
+        FloatVector mantissa = (FloatVector) bits.and(0x7FFFFF).convert(VectorOperators.I2F, 0);
+        FloatVector log2 = exponent.add(mantissa.mul(0x1p-23f)).add(LOG2_GAP);
+        return V_LN2.fma(log2, u.min(0f));
+    }
+}

@@ -1,0 +1,64 @@
+package io.tessera.variant.kernelized;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The Vector API feature kernels are the scalar loops' bit-identical twins, and the float e^x is accurate. */
+class FeatureKernelsTest {
+    private static final float[] SPECIAL = {0f, -0f, 1e-30f, -1e-30f, 88f, -88f, -89.9f, -90.1f, -200f, 30f, Float.NaN,
+            Float.NEGATIVE_INFINITY, Float.POSITIVE_INFINITY, 0.5f, -0.5f, 1e6f, -1e6f};
+
+    private static float[] values(SplittableRandom random, int count) {
+        float[] x = new float[count];
+        for (int i = 0; i < count; i++) {
+            x[i] = random.nextInt(8) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) (random.nextGaussian() * 6);
+        }
+        return x;
+    }
+
+    @Test
+    void vectorKernelsAreTheScalarLoopsTwins() {
+        assertTrue(FeatureKernels.SIMD, "the engine's tests run with jdk.incubator.vector");
+        SplittableRandom random = new SplittableRandom(5);
+        for (int m : new int[] {1, 3, 7, 8, 16, 19, 64, 67}) {
+            for (boolean exponential : new boolean[] {true, false}) {
+                int rows = 1 + random.nextInt(9);
+                float[] u = values(random, rows * m), shift = values(random, m);
+                float[] a = new float[rows * m], b = new float[rows * m], sa = values(random, m), sb = sa.clone();
+                FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, a, sa);
+                FeatureKernels.keyFeatures(u, rows, m, exponential, shift, b, sb, 0);
+                assertBits(b, a, "key features m=" + m);
+                assertBits(sb, sa, "key sums m=" + m);
+                FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, a);
+                FeatureKernels.queryWeightsScalar(u, rows, m, exponential, shift, b);
+                assertBits(b, a, "query weights m=" + m);
+                float[] la = values(random, m), lb = la.clone();
+                FeatureKernelsSimd.columnMax(u, rows, m, la);
+                FeatureKernels.columnMax(u, rows, m, lb, 0);
+                assertBits(lb, la, "column maxima m=" + m);
+            }
+        }
+    }
+
+    private static void assertBits(float[] expected, float[] actual, String what) {
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(Float.floatToRawIntBits(expected[i]) == Float.floatToRawIntBits(actual[i]) || (expected[i] != expected[i] && actual[i] != actual[i]), true,
+                    what + " at " + i + ": scalar " + expected[i] + ", vector " + actual[i]);
+        }
+    }
+
+    @Test
+    void expIsWithinTwoUlpsOfMathExpAndZeroBelowTheRange() {
+        for (double x = -87; x <= 60; x += 0.0137) {
+            float got = FeatureKernels.exp((float) x), want = (float) Math.exp((float) x);
+            assertTrue(Math.abs(got - want) <= 2 * Math.ulp(want), "e^" + (float) x + ": " + got + " vs " + want);
+        }
+        assertEquals(0f, FeatureKernels.exp(-91f));
+        assertEquals(0f, FeatureKernels.exp(Float.NEGATIVE_INFINITY));
+        assertTrue(Float.isNaN(FeatureKernels.exp(Float.NaN)));
+        assertEquals(1f, FeatureKernels.exp(0f));
+    }
+}
