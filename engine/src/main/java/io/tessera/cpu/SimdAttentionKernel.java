@@ -63,6 +63,8 @@ final class SimdAttentionKernel {
         int panelEpoch;
         long panelCall = -1;
         int panelBatch, panelKvHead;
+        float[] outRow = new float[0];  // [Dv] one output row before rounding to a half type
+        short[] outBits = new short[0]; // [Dv] the same rounded
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
         int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
@@ -125,7 +127,8 @@ final class SimdAttentionKernel {
         long bytes() {
             return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
                     dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, modDerivatives)
-                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length;
+                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
+                    + 4L * outRow.length + 2L * outBits.length;
         }
 
         void ensureBackward(int d, int dv, int blockQ, int blockKV) {
@@ -1143,14 +1146,41 @@ final class SimdAttentionKernel {
             float inv = ScalarAttentionKernel.inverseOfSum(sum);
             long row = outBase + r * outRow;
             int o = (r / GROUP) * dv * GROUP + r % GROUP;
-            int i = 0;
-            for (; c.outType == ElementType.F32 && i + L <= dv; i += L) {   // a half output takes the element loop: each value rounded as stored
-                FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
-                        .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            if (c.outType == ElementType.F32) {
+                int i = 0;
+                for (; i + L <= dv; i += L) {
+                    FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
+                            .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+                }
+                for (; i < dv; i++) c.outType.set(c.out, row + i, s.oT[o + i * GROUP] * inv);
+            } else {
+                writeHalfRow(c.out, c.outType, row, s.oT, o, inv, dv, s);
             }
-            for (; i < dv; i++) c.outType.set(c.out, row + i, s.oT[o + i * GROUP] * inv);
             if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, ScalarAttentionKernel.logSumExp(s.m[r], sum));
         }
+    }
+
+    /**
+     * out[row + i] = oT[o + i·GROUP]·inv rounded to {@code type} (BF16 or F16), i &lt; dv: the products
+     * as the F32 path forms them, rounded by ElementType's own conversions over arrays, then one bulk
+     * copy. Element by element through ElementType.set (a type switch and a segment access per
+     * value) the output of a half-precision call cost more than the float32 one's.
+     */
+    private static void writeHalfRow(MemorySegment out, ElementType type, long row, float[] oT, int o, float inv, int dv, Scratch s) {
+        if (s.outRow.length < dv) { s.outRow = new float[dv]; s.outBits = new short[dv]; }
+        float[] values = s.outRow;
+        short[] bits = s.outBits;
+        int i = 0;
+        for (; i + L <= dv; i += L) FloatVector.fromArray(F, oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv).intoArray(values, i);
+        for (; i < dv; i++) values[i] = oT[o + i * GROUP] * inv;
+        if (type == ElementType.BF16) {
+            for (int x = 0; x < dv; x++) bits[x] = ElementType.floatToBfloat16(values[x]);
+        } else if (type == ElementType.F16) {
+            for (int x = 0; x < dv; x++) bits[x] = Float.floatToFloat16(values[x]);
+        } else {
+            throw new IllegalStateException("writeHalfRow of " + type);
+        }
+        MemorySegment.copy(bits, 0, out, ValueLayout.JAVA_SHORT_UNALIGNED, row * 2, dv);
     }
 
     /** Lane k → k·GROUP: gathers L consecutive output dims of one row from the transposed accumulators. */
@@ -1284,7 +1314,12 @@ final class SimdAttentionKernel {
             VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
             VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
             VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+            if (fullA.and(fullB).allTrue()) {   // the far keys of steep slopes: every lane ±cap, no polynomial
+                cA = capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f));
+                cB = capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f));
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
                 FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
                 pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
                 pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
