@@ -41,6 +41,12 @@ final class AttentionCall {
     float[] modPartials;
     int[] partialBase;
     final ElementType qType, kType, vType, outType, dOutType;   // dOutType is F32 in a forward call
+    /**
+     * Distinguishes this call from every other in the process: a thread's packed key/value panels
+     * (SimdAttentionKernel.headPanels) are reused only by the call that packed them.
+     */
+    final long id = IDS.incrementAndGet();
+    private static final java.util.concurrent.atomic.AtomicLong IDS = new java.util.concurrent.atomic.AtomicLong();
 
     private AttentionCall(AttentionGeometry g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, HeadLayouts layouts,
                           GradientGeometry gg, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {

@@ -55,6 +55,16 @@ final class SimdAttentionKernel {
         final float[] mNew = new float[GROUP], shift = new float[GROUP], total = new float[GROUP];   // softmaxStep's vectors between its methods
         float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
         float[] vTile = new float[0];   // [blockKV+STEP][Dv]  values of the current tile, then stale rows
+        // Forward pass: the keys and values of one (call, batch, kv head), widened once and reused by
+        // every query block (and query head of the kv head) this thread computes; see headPanels.
+        float[] kPanel = new float[0];  // [kvLen+STEP][D]
+        float[] vPanel = new float[0];  // [kvLen+STEP][Dv]
+        int[] panelFilled = new int[0]; // [kvBlock] == panelEpoch: that key block's rows are in the panels
+        int panelEpoch;
+        long panelCall = -1;
+        int panelBatch, panelKvHead;
+        float[] outRow = new float[0];  // [Dv] one output row before rounding to a half type
+        short[] outBits = new short[0]; // [Dv] the same rounded
         long[] rowMask = new long[0];   // [blockQ][words]     tile mask as the layout writes it
         long[] laneMask = new long[0];  // [blockKV]           per key: bit i = lane i may attend
         int keyFrom, keyTo;             // the keys [keyFrom, keyTo) of the tile some lane may attend
@@ -115,9 +125,10 @@ final class SimdAttentionKernel {
 
         /** What the buffers hold now (see {@link ThreadScratch}). */
         long bytes() {
-            return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
+            return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
                     dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, modDerivatives)
-                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length;
+                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
+                    + 4L * outRow.length + 2L * outBits.length;
         }
 
         void ensureBackward(int d, int dv, int blockQ, int blockKV) {
@@ -160,15 +171,28 @@ final class SimdAttentionKernel {
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
+        boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks());
+        float[] keys = panels ? s.kPanel : s.kTile, values = panels ? s.vPanel : s.vTile;
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             int kv0 = cols[t] * blockKV;
             int n = Math.min(blockKV, kvLen - kv0);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.rowMask);
             s.modKey0 = kv0;
-            copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
-            copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
-            boolean valuesFinite = valuesFinite(c, b, hk, cols[t], s.vTile, n * dv);
+            int kOff = 0, vOff = 0;
+            if (panels) {
+                kOff = kv0 * d;
+                vOff = kv0 * dv;
+                if (s.panelFilled[cols[t]] != s.panelEpoch) {
+                    copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile, s.kPanel, kOff);
+                    copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile, s.vPanel, vOff);
+                    s.panelFilled[cols[t]] = s.panelEpoch;
+                }
+            } else {
+                copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+                copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            }
+            boolean valuesFinite = valuesFinite(c, b, hk, cols[t], values, vOff, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
                 if (partial) {
@@ -178,15 +202,51 @@ final class SimdAttentionKernel {
                     from = s.keyFrom;
                     count = s.keyTo - from;
                 }
-                scores(s.kTile, from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
                 if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
-                accumulateAny(valuesFinite, s.vTile, from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
+                accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
             }
         }
         writeRows(c, b, h, q0, lay, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
                 c.lse == null ? -1 : g.lBase(b, h) + (long) q0 * g.lRow(), g.lRow(), dv, rows, s);
+    }
+
+    /** Per-thread memory the forward pass may spend on one (batch, kv head)'s widened keys and values. */
+    private static final long HEAD_PANEL_BYTES = 16L << 20;
+
+    /**
+     * Points the scratch's key/value panels at (call c, batch b, kv head hk), keeping the key blocks
+     * already in them when the thread's previous query block had the same (call, b, hk); false
+     * when the panels would take more than {@link #HEAD_PANEL_BYTES} (the tiles are then copied one
+     * by one as they come). Each key block is copied (half types: widened) once per thread and
+     * head instead of once per query block that visits it: at n = 4096 with 64-row query blocks
+     * the per-tile copy moved 64 times the head's keys and values, 5 % of the F32 forward and
+     * 10 % of the BF16 one. The panels hold the same floats as the tile copies, and a call's
+     * inputs do not change while it runs, so results do not depend on which thread filled what.
+     * Rows past the head's last key (STEP of them) only feed score rows nothing reads, as with the
+     * tile buffers.
+     */
+    private static boolean headPanels(AttentionCall c, Scratch s, int b, int hk, int d, int dv, int kvLen, int kvBlocks) {
+        long rows = (long) kvLen + STEP;
+        if (rows * (d + dv) * Float.BYTES > HEAD_PANEL_BYTES) return false;
+        if (s.kPanel.length < rows * d) s.kPanel = new float[(int) (rows * d)];
+        if (s.vPanel.length < rows * dv) s.vPanel = new float[(int) (rows * dv)];
+        if (s.panelFilled.length < kvBlocks) {
+            s.panelFilled = new int[kvBlocks];
+            s.panelCall = -1;
+        }
+        if (s.panelCall != c.id || s.panelBatch != b || s.panelKvHead != hk) {
+            s.panelCall = c.id;
+            s.panelBatch = b;
+            s.panelKvHead = hk;
+            if (++s.panelEpoch == 0) {   // wrapped: no stale stamp may equal the new epoch
+                Arrays.fill(s.panelFilled, 0);
+                s.panelEpoch = 1;
+            }
+        }
+        return true;
     }
 
     /**
@@ -229,6 +289,22 @@ final class SimdAttentionKernel {
             MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
         } else {
             for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, j * width, width);
+        }
+    }
+
+    /**
+     * {@link #copyRows} into dst from dstOff; half-precision rows are widened into {@code tile}
+     * (a scratch of at least n·width floats) first.
+     */
+    private static void copyRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] tile,
+                                 float[] dst, int dstOff) {
+        if (type != ElementType.F32) {
+            HalfRows.widenRows(src, type, base, rowStride, n, width, tile);
+            System.arraycopy(tile, 0, dst, dstOff, n * width);
+        } else if (rowStride == width) {
+            MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, dstOff, n * width);
+        } else {
+            for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, dstOff + j * width, width);
         }
     }
 
@@ -642,14 +718,14 @@ final class SimdAttentionKernel {
         }
     }
 
-    /** Whether the value rows of key block {@code kvBlock}, just copied to {@code vTile}, are all finite; checked once per call. */
-    private static boolean valuesFinite(AttentionCall c, int b, int hk, int kvBlock, float[] vTile, int count) {
+    /** Whether the value rows of key block {@code kvBlock}, just copied to {@code vTile} from {@code off}, are all finite; checked once per call. */
+    private static boolean valuesFinite(AttentionCall c, int b, int hk, int kvBlock, float[] vTile, int off, int count) {
         byte[] known = c.valueBlockFinite;
-        if (known == null) return allFinite(vTile, count);
+        if (known == null) return allFinite(vTile, off, count);
         int entry = c.valueBlock(b, hk, kvBlock);
         byte state = known[entry];
         if (state == 0) {
-            state = allFinite(vTile, count) ? (byte) 1 : (byte) 2;
+            state = allFinite(vTile, off, count) ? (byte) 1 : (byte) 2;
             known[entry] = state;
         }
         return state == 1;
@@ -657,19 +733,24 @@ final class SimdAttentionKernel {
 
     /** Whether a[0..n) holds no NaN and no infinity: x·0 is 0 for finite x and NaN otherwise. */
     static boolean allFinite(float[] a, int n) {
+        return allFinite(a, 0, n);
+    }
+
+    /** Whether a[off..off+n) holds no NaN and no infinity. */
+    static boolean allFinite(float[] a, int off, int n) {
         // Four chains: with one, each add waited on the last and the check of a tile's values cost
         // a tenth of the tile's attention for one query block.
         FloatVector acc0 = FloatVector.zero(F), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         int i = 0;
         for (int bound = n - 4 * L; i <= bound; i += 4 * L) {
-            acc0 = acc0.add(FloatVector.fromArray(F, a, i).mul(0f));
-            acc1 = acc1.add(FloatVector.fromArray(F, a, i + L).mul(0f));
-            acc2 = acc2.add(FloatVector.fromArray(F, a, i + 2 * L).mul(0f));
-            acc3 = acc3.add(FloatVector.fromArray(F, a, i + 3 * L).mul(0f));
+            acc0 = acc0.add(FloatVector.fromArray(F, a, off + i).mul(0f));
+            acc1 = acc1.add(FloatVector.fromArray(F, a, off + i + L).mul(0f));
+            acc2 = acc2.add(FloatVector.fromArray(F, a, off + i + 2 * L).mul(0f));
+            acc3 = acc3.add(FloatVector.fromArray(F, a, off + i + 3 * L).mul(0f));
         }
-        for (int bound = F.loopBound(n); i < bound; i += L) acc0 = acc0.add(FloatVector.fromArray(F, a, i).mul(0f));
+        for (int bound = F.loopBound(n); i < bound; i += L) acc0 = acc0.add(FloatVector.fromArray(F, a, off + i).mul(0f));
         float tail = 0f;
-        for (; i < n; i++) tail += a[i] * 0f;
+        for (; i < n; i++) tail += a[off + i] * 0f;
         FloatVector acc = acc0.add(acc1).add(acc2.add(acc3));
         return !acc.compare(VectorOperators.NE, acc).anyTrue() && tail == tail;
     }
@@ -1065,14 +1146,41 @@ final class SimdAttentionKernel {
             float inv = ScalarAttentionKernel.inverseOfSum(sum);
             long row = outBase + r * outRow;
             int o = (r / GROUP) * dv * GROUP + r % GROUP;
-            int i = 0;
-            for (; c.outType == ElementType.F32 && i + L <= dv; i += L) {   // a half output takes the element loop: each value rounded as stored
-                FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
-                        .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            if (c.outType == ElementType.F32) {
+                int i = 0;
+                for (; i + L <= dv; i += L) {
+                    FloatVector.fromArray(F, s.oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv)
+                            .intoMemorySegment(c.out, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+                }
+                for (; i < dv; i++) c.outType.set(c.out, row + i, s.oT[o + i * GROUP] * inv);
+            } else {
+                writeHalfRow(c.out, c.outType, row, s.oT, o, inv, dv, s);
             }
-            for (; i < dv; i++) c.outType.set(c.out, row + i, s.oT[o + i * GROUP] * inv);
             if (lseBase >= 0) c.lse.setAtIndex(FLOAT, lseBase + r * lseRow, ScalarAttentionKernel.logSumExp(s.m[r], sum));
         }
+    }
+
+    /**
+     * out[row + i] = oT[o + i·GROUP]·inv rounded to {@code type} (BF16 or F16), i &lt; dv: the products
+     * as the F32 path forms them, rounded by ElementType's own conversions over arrays, then one bulk
+     * copy. Element by element through ElementType.set (a type switch and a segment access per
+     * value) the output of a half-precision call cost more than the float32 one's.
+     */
+    private static void writeHalfRow(MemorySegment out, ElementType type, long row, float[] oT, int o, float inv, int dv, Scratch s) {
+        if (s.outRow.length < dv) { s.outRow = new float[dv]; s.outBits = new short[dv]; }
+        float[] values = s.outRow;
+        short[] bits = s.outBits;
+        int i = 0;
+        for (; i + L <= dv; i += L) FloatVector.fromArray(F, oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv).intoArray(values, i);
+        for (; i < dv; i++) values[i] = oT[o + i * GROUP] * inv;
+        if (type == ElementType.BF16) {
+            for (int x = 0; x < dv; x++) bits[x] = ElementType.floatToBfloat16(values[x]);
+        } else if (type == ElementType.F16) {
+            for (int x = 0; x < dv; x++) bits[x] = Float.floatToFloat16(values[x]);
+        } else {
+            throw new IllegalStateException("writeHalfRow of " + type);
+        }
+        MemorySegment.copy(bits, 0, out, ValueLayout.JAVA_SHORT_UNALIGNED, row * 2, dv);
     }
 
     /** Lane k → k·GROUP: gathers L consecutive output dims of one row from the transposed accumulators. */
@@ -1206,7 +1314,12 @@ final class SimdAttentionKernel {
             VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
             VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
             VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+            if (fullA.and(fullB).allTrue()) {   // the far keys of steep slopes: every lane ±cap, no polynomial
+                cA = capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f));
+                cB = capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f));
+                cA.intoArray(sT, o);
+                cB.intoArray(sT, o + L);
+            } else if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
                 FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
                 pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
                 pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
