@@ -309,22 +309,24 @@ class DecodeKernelProperties {
             Tensor halfLse = Tensor.zeros(arena, 1, 4, 1).to(arena, io.tessera.tensor.ElementType.BF16);
             assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q0, Tensor.zeros(arena, 1, 4, 1, 5), halfLse)).hasMessageStartingWith("lse has element type BF16");
             PagedAttentionDevice device = (PagedAttentionDevice) Backend.named("simd");
-            var layout = io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 4);
+            var plan = io.tessera.pattern.DecodePlan.of(Pattern.full(), null, 4, 1, 4).fill(new int[] {6}, 1);
             Tensor q1 = Tensor.zeros(arena, 1, 4, 1, 3), out1 = Tensor.zeros(arena, 1, 4, 1, 5);
-            var layouts = new io.tessera.layout.BlockLayout[] {layout};
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 9}}, layouts, 1f, out1, null))
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 9}}, plan, 1f, out1, null))
                     .hasMessage("pageTables[0][1]=9 is not a page of the pool [0, 4)");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0}}, layouts, 1f, out1, null))
-                    .hasMessageContaining("pageTables[0] has 1 pages but layouts[0] spans 6 tokens = 2 pages");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 3, new int[][] {{0, 1}}, layouts, 1f, out1, null))
-                    .hasMessageContaining("is not a whole number of pages of pageSize=3");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, Float.NaN, out1, null))
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0}}, plan, 1f, out1, null))
+                    .hasMessageContaining("pageTables[0] has 1 pages but sequence 0 of the plan has length 6 = 2 pages");
+            var plan3 = io.tessera.pattern.DecodePlan.of(Pattern.full(), null, 4, 1, 3).fill(new int[] {6}, 1);
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 1}}, plan3, 1f, out1, null))
+                    .hasMessageContaining("is not a whole number of pages of the plan's pageSize=3");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 1}}, plan, Float.NaN, out1, null))
                     .hasMessage("scale must be finite, got NaN");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, 1f, Tensor.zeros(arena, 1, 4, 1, 4), null))
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 1}}, plan, 1f, Tensor.zeros(arena, 1, 4, 1, 4), null))
                     .hasMessageContaining("out shape [1, 4, 1, 4] must be [1, 4, 1, 5]");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}},
-                    new io.tessera.layout.BlockLayout[] {io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 2)}, 1f, out1, null))
-                    .hasMessageContaining("layouts[0] must have qLen=1 in one query block and key blocks of pageSize=4");
+            var plan2 = io.tessera.pattern.DecodePlan.of(Pattern.full(), null, 4, 2, 4).fill(new int[] {6}, 1);
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 1}}, plan2, 1f, out1, null))
+                    .hasMessageContaining("(the plan's batch, heads and qLen)");
+            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), new int[][] {{0, 1}}, null, 1f, out1, null))
+                    .hasMessage("plan");
         }
     }
 
