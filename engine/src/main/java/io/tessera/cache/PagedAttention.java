@@ -137,7 +137,7 @@ public final class PagedAttention {
         if (cache.length(sequence) == 0) throw new IllegalArgumentException("sequence " + sequence + " has no cached tokens; append its keys and values first");
         int[] one = cache.stepBuffers(1).sequence;
         one[0] = sequence;
-        return step(cache, one, 1, q, out, lse, "1");
+        return step(cache, one, 1, q, out, lse, false);
     }
 
     /**
@@ -158,22 +158,22 @@ public final class PagedAttention {
             cache.checkSequence(sequences[b]);
             if (cache.length(sequences[b]) == 0) throw new IllegalArgumentException("sequence " + sequences[b] + " (sequences[" + b + "]) has no cached tokens; append its keys and values first");
         }
-        return step(cache, sequences, batch, q, out, lse, "B=" + batch);
+        return step(cache, sequences, batch, q, out, lse, true);
     }
 
     /**
      * Both forward methods: checks q, out and lse against the cache (the batch dimension named
-     * {@code batchName} in messages), then runs the step on the backend's decode kernel when it has
+     * "B=batch" in messages when {@code batched}, else "1"), then runs the step on the backend's decode kernel when it has
      * one, else page by page. Sequences are checked by the caller. Allocates nothing per step on
      * the decode-kernel path once the cache's plan for this shape exists (see the class doc).
      */
-    private int step(KvCache cache, int[] sequences, int batch, Tensor q, Tensor out, Tensor lse, String batchName) {
+    private int step(KvCache cache, int[] sequences, int batch, Tensor q, Tensor out, Tensor lse, boolean batched) {
         if (q == null) throw new NullPointerException("q");
         if (out == null) throw new NullPointerException("out");
         io.tessera.tensor.Shapes.requireF32("out", out, "PagedAttention (it merges the pages' results in float32)");
         io.tessera.tensor.Shapes.requireF32("lse", lse, "PagedAttention (the log-sum-exp is always F32)");
         if (q.rank() != 4 || q.size(0) != batch || q.size(3) != cache.headDim() || q.size(1) % cache.kvHeads() != 0 || q.size(1) > Integer.MAX_VALUE || q.size(2) > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("q must be [" + batchName + ", heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(q.shape()));
+            throw new IllegalArgumentException("q must be [" + (batched ? "B=" + batch : "1") + ", heads (a multiple of kvHeads=" + cache.kvHeads() + "), qLen, headDim=" + cache.headDim() + "], got " + Arrays.toString(q.shape()));
         }
         int heads = (int) q.size(1), qLen = (int) q.size(2), valueDim = cache.valueDim();
         if (out.rank() != 4 || out.size(0) != batch || out.size(1) != heads || out.size(2) != qLen || out.size(3) != valueDim) {

@@ -20,9 +20,11 @@ import java.util.Arrays;
  * (sequence, key/value head), the slots in split order in float64. Both steps write disjoint
  * memory, so results are bit-identical for any thread count.
  *
- * <p>The pages come from a {@link DecodePlan} refilled in place by the caller each step. The runs
- * and the partial slots live in a buffer of the calling thread, grown on demand and reused: a
- * call allocates only this object (and, multi-threaded, the worker pool's bookkeeping).
+ * <p>The pages come from a {@link DecodePlan} refilled in place by the caller each step. The call
+ * itself, its runs and partial slots (grown on demand) and its two tasks are the calling thread's,
+ * reused by its next call ({@link #of} … {@link #release}): a single-threaded step allocates
+ * nothing here, a multi-threaded one only the worker pool's bookkeeping. A call made while the
+ * thread's is in use (a modifier's function that decodes) gets a fresh one.
  */
 final class DecodeCall {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -30,34 +32,39 @@ final class DecodeCall {
     static final int SPLIT_KEYS = 512;
     private static final double LN2 = 0.6931471805599453;
 
-    final MemorySegment q, k, v, out, lse;
-    final long qOff, qB, qH, qI;
-    final long kOff, kH, kT, vOff, vH, vT;
-    final long oOff, oB, oH, oI, lOff, lB, lH, lI;
-    final int batch, heads, kvHeads, group, qLen, d, dv, pageSize, rows, pagesPerSplit;
-    final int[][] tables;
-    final DecodePlan plan;
+    // Set by init for each call (not final: the thread's call object is reused).
+    MemorySegment q, k, v, out, lse;
+    long qOff, qB, qH, qI;
+    long kOff, kH, kT, vOff, vH, vT;
+    long oOff, oB, oH, oI, lOff, lB, lH, lI;
+    int batch, heads, kvHeads, group, qLen, d, dv, pageSize, rows, pagesPerSplit;
+    int[][] tables;
+    DecodePlan plan;
     /** The plan's score modifier, or null. */
-    final ScoreMod mod;
-    final float scale;
-    final io.tessera.tensor.ElementType qType, kType, vType;
+    ScoreMod mod;
+    float scale;
+    io.tessera.tensor.ElementType qType, kType, vType;
+    private CpuBackend backend;
     // The plan: runs (a split's tiles of one sequence) and their partial slots; item = run·kvHeads + hk.
-    final int runs;
-    final int[] runSeq, runFrom, runTo, seqRunBase;
-    final float[] partO, partM, partL;   // per item: [rows][dv], [rows], [rows]
+    int runs;
+    int[] runSeq = new int[0], runFrom = new int[0], runTo = new int[0], seqRunBase = new int[0];
+    float[] partO = new float[0], partM = new float[0], partL = new float[0];   // per item: [rows][dv], [rows], [rows]
     /** The first (batch, head, query row) code whose scores overflowed from finite inputs; MAX_VALUE: none. */
-    private long firstOverflow = Long.MAX_VALUE;
+    private long firstOverflow;
+    private boolean inUse;
+    /** The segments the call touches (the worker pool checks they are shared). */
+    final MemorySegment[] segments = new MemorySegment[5];
+    /** Item i: the backend's decode kernel on item i. Combine item i: sequence i / kvHeads, key/value head i % kvHeads. */
+    final WorkerPool.ItemTask itemTask = item -> backend.decodeItem(this, item), combineTask = i -> combine(i / kvHeads, i % kvHeads);
 
-    /** Plan arrays of the calling thread, reused by its next call. */
-    private static final class Buffers {
-        int[] runSeq = new int[0], runFrom = new int[0], runTo = new int[0], seqRunBase = new int[0];
-        float[] partO = new float[0], partM = new float[0], partL = new float[0];
-    }
-
-    private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
+    private static final ThreadLocal<DecodeCall> REUSED = ThreadLocal.withInitial(DecodeCall::new);
     private static final ThreadLocal<double[]> COMBINE = ThreadLocal.withInitial(() -> new double[0]);
 
-    private DecodeCall(Tensor q, Tensor k, Tensor v, int[][] tables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
+    private DecodeCall() {}
+
+    private DecodeCall init(CpuBackend backend, Tensor q, Tensor k, Tensor v, int[][] tables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
+        this.backend = backend;
+        this.firstOverflow = Long.MAX_VALUE;
         this.q = q.segment();
         this.k = k.segment();
         this.v = v.segment();
@@ -83,39 +90,54 @@ final class DecodeCall {
         this.plan = plan;
         this.mod = plan.scoreMod();
         this.scale = scale;
-        Buffers buf = BUFFERS.get();
         int runCount = plan.tileCount();   // an upper bound: at most one run per tile
-        if (buf.runSeq.length < runCount) {
-            int size = (int) runCount;
-            buf.runSeq = new int[size]; buf.runFrom = new int[size]; buf.runTo = new int[size];
+        if (runSeq.length < runCount) {   // grown by half again at least: a sequence reaching a new page must not reallocate
+            int size = grown(runSeq.length, runCount);
+            runSeq = new int[size]; runFrom = new int[size]; runTo = new int[size];
         }
-        if (buf.seqRunBase.length < batch + 1) buf.seqRunBase = new int[batch + 1];
+        if (seqRunBase.length < batch + 1) seqRunBase = new int[batch + 1];
         int r = 0;
         int[] cols = plan.pages(), tileOffsets = plan.tileOffsets();
         for (int b = 0; b < batch; b++) {
-            buf.seqRunBase[b] = r;
+            seqRunBase[b] = r;
             int end = tileOffsets[b + 1];
             for (int t = tileOffsets[b]; t < end; ) {
                 int split = cols[t] / pagesPerSplit, from = t;
                 while (t < end && cols[t] / pagesPerSplit == split) t++;
-                buf.runSeq[r] = b; buf.runFrom[r] = from; buf.runTo[r] = t;
+                runSeq[r] = b; runFrom[r] = from; runTo[r] = t;
                 r++;
             }
         }
-        buf.seqRunBase[batch] = r;
+        seqRunBase[batch] = r;
         runs = r;
         long slots = (long) runs * kvHeads * rows;
         if (slots * dv > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("decode call too large: " + runs + " splits × kvHeads " + kvHeads + " × rows " + rows + " × valueDim " + dv + " partial outputs");
         }
-        if (buf.partM.length < slots) { buf.partM = new float[(int) slots]; buf.partL = new float[(int) slots]; }
-        if (buf.partO.length < slots * dv) buf.partO = new float[(int) (slots * dv)];
-        runSeq = buf.runSeq; runFrom = buf.runFrom; runTo = buf.runTo; seqRunBase = buf.seqRunBase;
-        partO = buf.partO; partM = buf.partM; partL = buf.partL;
+        if (partM.length < slots) { int size = grown(partM.length, slots); partM = new float[size]; partL = new float[size]; }
+        if (partO.length < slots * dv) partO = new float[grown(partO.length, slots * dv)];
+        segments[0] = this.q; segments[1] = this.k; segments[2] = this.v; segments[3] = this.out; segments[4] = this.lse;
+        return this;
+    }
+
+    /** A capacity of at least {@code needed} (≤ Integer.MAX_VALUE − 8), half again the current one when that is more. */
+    private static int grown(int current, long needed) {
+        return (int) Math.min(Integer.MAX_VALUE - 8, Math.max(needed, current + (current >> 1)));
+    }
+
+    /** Ends the call: the thread's call object may be reused (its arrays are kept). */
+    void release() {
+        inUse = false;
+        tables = null;
+        plan = null;
+        mod = null;
+        backend = null;
+        Arrays.fill(segments, null);
+        q = k = v = out = lse = null;
     }
 
     /** Validates every argument up front, naming the offending one; see {@code PagedAttentionDevice}. Allocates nothing but the call. */
-    static DecodeCall of(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
+    static DecodeCall of(CpuBackend backend, Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
         if (q == null) throw new NullPointerException("q");
         if (keyPool == null) throw new NullPointerException("keyPool");
         if (valuePool == null) throw new NullPointerException("valuePool");
@@ -148,6 +170,7 @@ final class DecodeCall {
         // arithmetic is float32); the outputs are float32.
         if (out.type() != io.tessera.tensor.ElementType.F32) throw new IllegalArgumentException("out is " + out.type() + ": the decode kernel writes float32 outputs");
         if (lse != null && lse.type() != io.tessera.tensor.ElementType.F32) throw new IllegalArgumentException("lse is " + lse.type() + ": the decode kernel writes float32 log-sum-exps");
+        if (backend == null) throw new NullPointerException("backend");
         if (lse != null && (lse.rank() != 3 || lse.size(0) != batch || lse.size(1) != heads || lse.size(2) != qLen)) {
             throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen}));
         }
@@ -174,7 +197,15 @@ final class DecodeCall {
                 if (table[p] < 0 || table[p] >= pages) throw new IllegalArgumentException("pageTables[" + b + "][" + p + "]=" + table[p] + " is not a page of the pool [0, " + pages + ")");
             }
         }
-        return new DecodeCall(q, keyPool, valuePool, pageTables, plan, scale, out, lse);
+        DecodeCall call = REUSED.get();
+        if (call.inUse) call = new DecodeCall();
+        call.inUse = true;
+        try {
+            return call.init(backend, q, keyPool, valuePool, pageTables, plan, scale, out, lse);
+        } catch (RuntimeException | Error e) {
+            call.release();
+            throw e;
+        }
     }
 
     private static void unitInnerStride(String name, Tensor t) {
@@ -191,7 +222,6 @@ final class DecodeCall {
 
     int items() { return runs * kvHeads; }
 
-    MemorySegment[] segments() { return new MemorySegment[] {q, k, v, out, lse}; }
 
     /** Element index of query row {@code r} (head hk·G + r / qLen, query r % qLen) of sequence b. */
     long queryRow(int b, int hk, int r) {

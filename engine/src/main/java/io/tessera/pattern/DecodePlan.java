@@ -111,12 +111,12 @@ public final class DecodePlan {
                 frame.reset(qLen, length);
                 try {
                     node.checkLengths(frame);
+                    if (mod != null) modPlans[b] = modPlan(length);
                 } catch (IllegalArgumentException e) {
                     throw new IllegalArgumentException("sequence " + b + " of the batch (length " + length + "): " + e.getMessage(), e);
                 }
                 tileOffsets[b] = tiles;
                 classify(b, frame, scratch);
-                if (mod != null) modPlans[b] = modPlan(length);
             }
         } finally {
             scratch.restore(depth);
