@@ -36,6 +36,7 @@ public final class DecodePlan {
     private final Node node;
     private final boolean storeMasks;
     private final ScoreMod mod;          // aligned bottom-right, or null
+    private final boolean modPerLength;  // the modifier keeps length-sized tables: planned again at each length
     private final int heads, qLen, pageSize, words;
     private final KeyRanges ranges;
     private final long[] tileScratch;    // one tile's mask (or one row of it when masks are regenerated)
@@ -55,6 +56,7 @@ public final class DecodePlan {
         this.node = (Node) pattern;
         this.storeMasks = !node.cheapMasks();
         this.mod = mod;
+        this.modPerLength = mod != null && mod.hasLengthTables();
         this.heads = heads;
         this.qLen = qLen;
         this.pageSize = pageSize;
@@ -174,7 +176,7 @@ public final class DecodePlan {
     }
 
     private ScoreMod.Plan modPlan(int length) {
-        if (mod.hasLengthTables()) return mod.plan(heads, qLen, length, 0);
+        if (modPerLength) return mod.plan(heads, qLen, length, 0);
         if (sharedModPlan == null) sharedModPlan = mod.plan(heads, qLen, 1, 0);
         return sharedModPlan;
     }
