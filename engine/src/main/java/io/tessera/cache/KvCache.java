@@ -245,6 +245,50 @@ public final class KvCache {
      */
     long[] pageGenerations() { return pageGenerations; }
 
+    /** A decode step's per-sequence arguments, reused from step to step (the cache is used by one thread at a time). */
+    static final class StepBuffers {
+        final int[] sequence = new int[1];   // the single-sequence forward's batch
+        int[] lengths = new int[0];
+        int[][] tables = new int[0][];       // exactly the batch long: the decode SPI's pageTables
+    }
+
+    private final StepBuffers stepBuffers = new StepBuffers();
+
+    /** The step buffers, {@code lengths} at least and {@code tables} exactly {@code batch} long. */
+    StepBuffers stepBuffers(int batch) {
+        StepBuffers s = stepBuffers;
+        if (s.lengths.length < batch) s.lengths = new int[batch];
+        if (s.tables.length != batch) s.tables = new int[batch][];
+        return s;
+    }
+
+    /** Decode plans in use, most recent first: one per (pattern, modifier, heads, qLen); a few shapes alternate (speculative decoding). */
+    private final DecodePlanSlot[] plans = new DecodePlanSlot[8];
+
+    private record DecodePlanSlot(io.tessera.pattern.Pattern pattern, io.tessera.pattern.ScoreMod mod, int heads, int qLen, io.tessera.pattern.DecodePlan plan) {}
+
+    /**
+     * The decode plan of this cache for these (pattern aligned bottom-right, modifier or null, query
+     * heads, qLen), made on first use and kept: refilled by each step, so a step compiles nothing.
+     * Patterns are matched by equality (records), modifiers by identity.
+     */
+    io.tessera.pattern.DecodePlan decodePlan(io.tessera.pattern.Pattern pattern, io.tessera.pattern.ScoreMod mod, int heads, int qLen) {
+        for (int i = 0; i < plans.length && plans[i] != null; i++) {
+            DecodePlanSlot slot = plans[i];
+            if (slot.heads == heads && slot.qLen == qLen && slot.mod == mod && (slot.pattern == pattern || slot.pattern.equals(pattern))) {
+                if (i > 0) {   // most recent first
+                    System.arraycopy(plans, 0, plans, 1, i);
+                    plans[0] = slot;
+                }
+                return slot.plan;
+            }
+        }
+        io.tessera.pattern.DecodePlan plan = io.tessera.pattern.DecodePlan.of(pattern, mod, heads, qLen, pageSize).reserve(Math.min(pages, 1 << 16));
+        System.arraycopy(plans, 0, plans, 1, plans.length - 1);   // the least recent falls off
+        plans[0] = new DecodePlanSlot(pattern, mod, heads, qLen, plan);
+        return plan;
+    }
+
     private void checkTokens(String name, Tensor t, int dim) {
         if (t == null) throw new NullPointerException(name);
         long[] s = t.shape();

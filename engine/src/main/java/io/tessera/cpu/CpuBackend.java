@@ -170,14 +170,22 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
      * are fixed by the page size, so the result is the same for any thread count.
      */
     @Override
-    public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+    public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, io.tessera.pattern.DecodePlan plan,
+                                     long[] pageGenerations, float scale, Tensor out, Tensor lse) {
+        pagedAttention(q, keyPool, valuePool, pageTables, plan, scale, out, lse);   // the pools are read in place: no write record needed
+    }
+
+    @Override
+    public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, io.tessera.pattern.DecodePlan plan,
                                      float scale, Tensor out, Tensor lse) {
-        DecodeCall call = DecodeCall.of(q, keyPool, valuePool, pageSize, pageTables, layouts, scale, out, lse);
-        java.lang.foreign.MemorySegment[] touched = call.segments();
-        run(call.items(), item -> decodeItem(call, item), touched);
-        int kvHeads = call.kvHeads;
-        run(Math.multiplyExact(call.batch, kvHeads), i -> call.combine(i / kvHeads, i % kvHeads), touched);
-        call.throwIfScoresOverflowed();
+        DecodeCall call = DecodeCall.of(this, q, keyPool, valuePool, pageTables, plan, scale, out, lse);
+        try {
+            run(call.items(), call.itemTask, call.segments);
+            run(Math.multiplyExact(call.batch, call.kvHeads), call.combineTask, call.segments);
+            call.throwIfScoresOverflowed();
+        } finally {
+            call.release();
+        }
     }
 
     @Override

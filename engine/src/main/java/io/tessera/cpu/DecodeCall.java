@@ -1,6 +1,8 @@
 package io.tessera.cpu;
 
-import io.tessera.layout.BlockLayout;
+import io.tessera.layout.TileKind;
+import io.tessera.pattern.DecodePlan;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -11,15 +13,18 @@ import java.util.Arrays;
  *
  * <p>Work items: each sequence's pages are cut into <em>splits</em> of {@link #pagesPerSplit}
  * consecutive logical pages (fixed by the page size alone, never by the thread count); an item is
- * (split that holds at least one tile of the layout, key/value head), and it attends all query rows
+ * (split that holds at least one tile of the plan, key/value head), and it attends all query rows
  * of that key/value head — the G grouped query heads × qLen queries, as rows — to the split's
  * tiles, so each K/V element is read once per key/value head. An item leaves its unnormalized
  * output, base-2 running max and sum in its own slot; the combine step then merges, per
  * (sequence, key/value head), the slots in split order in float64. Both steps write disjoint
  * memory, so results are bit-identical for any thread count.
  *
- * <p>The plan's arrays and the partial slots live in a buffer of the calling thread, grown on
- * demand and reused: a call allocates only this object (and the worker pool's bookkeeping).
+ * <p>The pages come from a {@link DecodePlan} refilled in place by the caller each step. The call
+ * itself, its runs and partial slots (grown on demand) and its two tasks are the calling thread's,
+ * reused by its next call ({@link #of} … {@link #release}): a single-threaded step allocates
+ * nothing here, a multi-threaded one only the worker pool's bookkeeping. A call made while the
+ * thread's is in use (a modifier's function that decodes) gets a fresh one.
  */
 final class DecodeCall {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -27,32 +32,39 @@ final class DecodeCall {
     static final int SPLIT_KEYS = 512;
     private static final double LN2 = 0.6931471805599453;
 
-    final MemorySegment q, k, v, out, lse;
-    final long qOff, qB, qH, qI;
-    final long kOff, kH, kT, vOff, vH, vT;
-    final long oOff, oB, oH, oI, lOff, lB, lH, lI;
-    final int batch, heads, kvHeads, group, qLen, d, dv, pageSize, rows, pagesPerSplit;
-    final int[][] tables;
-    final BlockLayout[] layouts;
-    final float scale;
-    final io.tessera.tensor.ElementType qType, kType, vType;
+    // Set by init for each call (not final: the thread's call object is reused).
+    MemorySegment q, k, v, out, lse;
+    long qOff, qB, qH, qI;
+    long kOff, kH, kT, vOff, vH, vT;
+    long oOff, oB, oH, oI, lOff, lB, lH, lI;
+    int batch, heads, kvHeads, group, qLen, d, dv, pageSize, rows, pagesPerSplit;
+    int[][] tables;
+    DecodePlan plan;
+    /** The plan's score modifier, or null. */
+    ScoreMod mod;
+    float scale;
+    io.tessera.tensor.ElementType qType, kType, vType;
+    private CpuBackend backend;
     // The plan: runs (a split's tiles of one sequence) and their partial slots; item = run·kvHeads + hk.
-    final int runs;
-    final int[] runSeq, runFrom, runTo, seqRunBase;
-    final float[] partO, partM, partL;   // per item: [rows][dv], [rows], [rows]
+    int runs;
+    int[] runSeq = new int[0], runFrom = new int[0], runTo = new int[0], seqRunBase = new int[0];
+    float[] partO = new float[0], partM = new float[0], partL = new float[0];   // per item: [rows][dv], [rows], [rows]
     /** The first (batch, head, query row) code whose scores overflowed from finite inputs; MAX_VALUE: none. */
-    private long firstOverflow = Long.MAX_VALUE;
+    private long firstOverflow;
+    private boolean inUse;
+    /** The segments the call touches (the worker pool checks they are shared). */
+    final MemorySegment[] segments = new MemorySegment[5];
+    /** Item i: the backend's decode kernel on item i. Combine item i: sequence i / kvHeads, key/value head i % kvHeads. */
+    final WorkerPool.ItemTask itemTask = item -> backend.decodeItem(this, item), combineTask = i -> combine(i / kvHeads, i % kvHeads);
 
-    /** Plan arrays of the calling thread, reused by its next call. */
-    private static final class Buffers {
-        int[] runSeq = new int[0], runFrom = new int[0], runTo = new int[0], seqRunBase = new int[0];
-        float[] partO = new float[0], partM = new float[0], partL = new float[0];
-    }
-
-    private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
+    private static final ThreadLocal<DecodeCall> REUSED = ThreadLocal.withInitial(DecodeCall::new);
     private static final ThreadLocal<double[]> COMBINE = ThreadLocal.withInitial(() -> new double[0]);
 
-    private DecodeCall(Tensor q, Tensor k, Tensor v, int pageSize, int[][] tables, BlockLayout[] layouts, float scale, Tensor out, Tensor lse) {
+    private DecodeCall() {}
+
+    private DecodeCall init(CpuBackend backend, Tensor q, Tensor k, Tensor v, int[][] tables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
+        this.backend = backend;
+        this.firstOverflow = Long.MAX_VALUE;
         this.q = q.segment();
         this.k = k.segment();
         this.v = v.segment();
@@ -72,63 +84,76 @@ final class DecodeCall {
         dv = (int) v.size(3);
         group = heads / kvHeads;
         rows = Math.multiplyExact(group, qLen);
-        this.pageSize = pageSize;
+        this.pageSize = plan.pageSize();
         this.pagesPerSplit = Math.max(1, SPLIT_KEYS / pageSize);
         this.tables = tables;
-        this.layouts = layouts;
+        this.plan = plan;
+        this.mod = plan.scoreMod();
         this.scale = scale;
-        Buffers buf = BUFFERS.get();
-        long runCount = 0;
-        for (BlockLayout lay : layouts) runCount += lay.tileCount();   // an upper bound: at most one run per tile
-        if (runCount > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("decode call too large: " + runCount + " pages to read in the batch");
-        if (buf.runSeq.length < runCount) {
-            int size = (int) runCount;
-            buf.runSeq = new int[size]; buf.runFrom = new int[size]; buf.runTo = new int[size];
+        int runCount = plan.tileCount();   // an upper bound: at most one run per tile
+        if (runSeq.length < runCount) {   // grown by half again at least: a sequence reaching a new page must not reallocate
+            int size = grown(runSeq.length, runCount);
+            runSeq = new int[size]; runFrom = new int[size]; runTo = new int[size];
         }
-        if (buf.seqRunBase.length < batch + 1) buf.seqRunBase = new int[batch + 1];
+        if (seqRunBase.length < batch + 1) seqRunBase = new int[batch + 1];
         int r = 0;
+        int[] cols = plan.pages(), tileOffsets = plan.tileOffsets();
         for (int b = 0; b < batch; b++) {
-            buf.seqRunBase[b] = r;
-            int[] cols = layouts[b].colIndices();
-            int end = layouts[b].rowOffsets()[1];
-            for (int t = layouts[b].rowOffsets()[0]; t < end; ) {
+            seqRunBase[b] = r;
+            int end = tileOffsets[b + 1];
+            for (int t = tileOffsets[b]; t < end; ) {
                 int split = cols[t] / pagesPerSplit, from = t;
                 while (t < end && cols[t] / pagesPerSplit == split) t++;
-                buf.runSeq[r] = b; buf.runFrom[r] = from; buf.runTo[r] = t;
+                runSeq[r] = b; runFrom[r] = from; runTo[r] = t;
                 r++;
             }
         }
-        buf.seqRunBase[batch] = r;
+        seqRunBase[batch] = r;
         runs = r;
         long slots = (long) runs * kvHeads * rows;
         if (slots * dv > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("decode call too large: " + runs + " splits × kvHeads " + kvHeads + " × rows " + rows + " × valueDim " + dv + " partial outputs");
         }
-        if (buf.partM.length < slots) { buf.partM = new float[(int) slots]; buf.partL = new float[(int) slots]; }
-        if (buf.partO.length < slots * dv) buf.partO = new float[(int) (slots * dv)];
-        runSeq = buf.runSeq; runFrom = buf.runFrom; runTo = buf.runTo; seqRunBase = buf.seqRunBase;
-        partO = buf.partO; partM = buf.partM; partL = buf.partL;
+        if (partM.length < slots) { int size = grown(partM.length, slots); partM = new float[size]; partL = new float[size]; }
+        if (partO.length < slots * dv) partO = new float[grown(partO.length, slots * dv)];
+        segments[0] = this.q; segments[1] = this.k; segments[2] = this.v; segments[3] = this.out; segments[4] = this.lse;
+        return this;
     }
 
-    /** Validates every argument up front, naming the offending one; see {@code PagedAttentionDevice}. */
-    static DecodeCall of(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
-                         float scale, Tensor out, Tensor lse) {
+    /** A capacity of at least {@code needed} (≤ Integer.MAX_VALUE − 8), half again the current one when that is more. */
+    private static int grown(int current, long needed) {
+        return (int) Math.min(Integer.MAX_VALUE - 8, Math.max(needed, current + (current >> 1)));
+    }
+
+    /** Ends the call: the thread's call object may be reused (its arrays are kept). */
+    void release() {
+        inUse = false;
+        tables = null;
+        plan = null;
+        mod = null;
+        backend = null;
+        Arrays.fill(segments, null);
+        q = k = v = out = lse = null;
+    }
+
+    /** Validates every argument up front, naming the offending one; see {@code PagedAttentionDevice}. Allocates nothing but the call. */
+    static DecodeCall of(CpuBackend backend, Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
         if (q == null) throw new NullPointerException("q");
         if (keyPool == null) throw new NullPointerException("keyPool");
         if (valuePool == null) throw new NullPointerException("valuePool");
         if (pageTables == null) throw new NullPointerException("pageTables");
-        if (layouts == null) throw new NullPointerException("layouts");
+        if (plan == null) throw new NullPointerException("plan");
         if (out == null) throw new NullPointerException("out");
         if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
-        if (pageSize < 1) throw new IllegalArgumentException("pageSize must be >= 1, got " + pageSize);
         rank4("q", q);
         rank4("keyPool", keyPool);
         rank4("valuePool", valuePool);
         rank4("out", out);
         long batch = q.size(0), heads = q.size(1), qLen = q.size(2), d = q.size(3);
         long kvHeads = keyPool.size(1), poolTokens = keyPool.size(2), dv = valuePool.size(3);
-        if (batch < 1 || heads < 1 || qLen < 1 || d < 1 || batch > Integer.MAX_VALUE || heads > Integer.MAX_VALUE || qLen > Integer.MAX_VALUE || d > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("q must be [B, H, qLen, D] with every size in [1, 2^31), got " + Arrays.toString(q.shape()));
+        int pageSize = plan.pageSize();
+        if (batch != plan.batch() || heads != plan.heads() || qLen != plan.qLen() || d < 1 || d > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("q must be [B=" + plan.batch() + ", H=" + plan.heads() + ", qLen=" + plan.qLen() + ", D] (the plan's batch, heads and qLen) with D in [1, 2^31), got " + Arrays.toString(q.shape()));
         }
         if (keyPool.size(0) != 1 || kvHeads < 1 || heads % kvHeads != 0 || keyPool.size(3) != d || poolTokens < 1 || poolTokens > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("keyPool must be [1, kvHeads (dividing H=" + heads + "), tokens, D=" + d + "], got " + Arrays.toString(keyPool.shape()));
@@ -136,47 +161,59 @@ final class DecodeCall {
         if (valuePool.size(0) != 1 || valuePool.size(1) != kvHeads || valuePool.size(2) != poolTokens || dv < 1 || dv > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("valuePool must be [1, " + kvHeads + ", " + poolTokens + ", Dv], got " + Arrays.toString(valuePool.shape()));
         }
-        if (poolTokens % pageSize != 0) throw new IllegalArgumentException("pool of " + poolTokens + " tokens is not a whole number of pages of pageSize=" + pageSize);
+        if (poolTokens % pageSize != 0) throw new IllegalArgumentException("pool of " + poolTokens + " tokens is not a whole number of pages of the plan's pageSize=" + pageSize);
         long pages = poolTokens / pageSize;
-        if (!Arrays.equals(out.shape(), new long[] {batch, heads, qLen, dv})) {
+        if (out.size(0) != batch || out.size(1) != heads || out.size(2) != qLen || out.size(3) != dv) {
             throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen, dv}));
         }
         // q, keys and values in any element type (half-precision pages are widened as they are read, the
         // arithmetic is float32); the outputs are float32.
-        for (Tensor t : new Tensor[] {out, lse}) {
-            if (t != null && t.type() != io.tessera.tensor.ElementType.F32) {
-                throw new IllegalArgumentException((t == out ? "out" : "lse") + " is " + t.type() + ": the decode kernel writes float32 outputs and log-sum-exps");
-            }
-        }
-        if (lse != null && !Arrays.equals(lse.shape(), new long[] {batch, heads, qLen})) {
+        if (out.type() != io.tessera.tensor.ElementType.F32) throw new IllegalArgumentException("out is " + out.type() + ": the decode kernel writes float32 outputs");
+        if (lse != null && lse.type() != io.tessera.tensor.ElementType.F32) throw new IllegalArgumentException("lse is " + lse.type() + ": the decode kernel writes float32 log-sum-exps");
+        if (backend == null) throw new NullPointerException("backend");
+        if (lse != null && (lse.rank() != 3 || lse.size(0) != batch || lse.size(1) != heads || lse.size(2) != qLen)) {
             throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(new long[] {batch, heads, qLen}));
         }
-        for (Tensor t : new Tensor[] {q, keyPool, valuePool, out}) {
-            if (!t.hasUnitInnerStride()) throw new IllegalArgumentException((t == q ? "q" : t == keyPool ? "keyPool" : t == valuePool ? "valuePool" : "out") + " must have a unit-stride last dimension, got " + t);
+        unitInnerStride("q", q);
+        unitInnerStride("keyPool", keyPool);
+        unitInnerStride("valuePool", valuePool);
+        unitInnerStride("out", out);
+        disjoint("out", out, "q", q);
+        disjoint("out", out, "keyPool", keyPool);
+        disjoint("out", out, "valuePool", valuePool);
+        if (lse != null) {
+            disjoint("lse", lse, "q", q);
+            disjoint("lse", lse, "keyPool", keyPool);
+            disjoint("lse", lse, "valuePool", valuePool);
+            disjoint("out", out, "lse", lse);
         }
-        for (Tensor read : new Tensor[] {q, keyPool, valuePool}) {
-            String name = read == q ? "q" : read == keyPool ? "keyPool" : "valuePool";
-            if (out.overlaps(read)) throw new IllegalArgumentException("out shares memory with " + name);
-            if (lse != null && lse.overlaps(read)) throw new IllegalArgumentException("lse shares memory with " + name);
-        }
-        if (lse != null && out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
         if (pageTables.length != batch) throw new IllegalArgumentException("pageTables.length=" + pageTables.length + " must be the batch size " + batch);
-        if (layouts.length != batch) throw new IllegalArgumentException("layouts.length=" + layouts.length + " must be the batch size " + batch);
         for (int b = 0; b < batch; b++) {
-            BlockLayout lay = layouts[b];
-            if (lay == null) throw new NullPointerException("layouts[" + b + "]");
-            if (lay.qLen() != qLen || lay.qBlocks() != 1 || lay.blockKV() != pageSize) {
-                throw new IllegalArgumentException("layouts[" + b + "] must have qLen=" + qLen + " in one query block and key blocks of pageSize=" + pageSize + ", got " + lay);
-            }
             int[] table = pageTables[b];
             if (table == null) throw new NullPointerException("pageTables[" + b + "]");
-            int used = lay.kvBlocks();
-            if (table.length < used) throw new IllegalArgumentException("pageTables[" + b + "] has " + table.length + " pages but layouts[" + b + "] spans " + lay.kvLen() + " tokens = " + used + " pages");
+            long used = ((long) plan.length(b) + pageSize - 1) / pageSize;
+            if (table.length < used) throw new IllegalArgumentException("pageTables[" + b + "] has " + table.length + " pages but sequence " + b + " of the plan has length " + plan.length(b) + " = " + used + " pages");
             for (int p = 0; p < used; p++) {
                 if (table[p] < 0 || table[p] >= pages) throw new IllegalArgumentException("pageTables[" + b + "][" + p + "]=" + table[p] + " is not a page of the pool [0, " + pages + ")");
             }
         }
-        return new DecodeCall(q, keyPool, valuePool, pageSize, pageTables, layouts, scale, out, lse);
+        DecodeCall call = REUSED.get();
+        if (call.inUse) call = new DecodeCall();
+        call.inUse = true;
+        try {
+            return call.init(backend, q, keyPool, valuePool, pageTables, plan, scale, out, lse);
+        } catch (RuntimeException | Error e) {
+            call.release();
+            throw e;
+        }
+    }
+
+    private static void unitInnerStride(String name, Tensor t) {
+        if (!t.hasUnitInnerStride()) throw new IllegalArgumentException(name + " must have a unit-stride last dimension, got " + t);
+    }
+
+    private static void disjoint(String name, Tensor written, String otherName, Tensor other) {
+        if (written.overlaps(other)) throw new IllegalArgumentException(name + " shares memory with " + otherName);
     }
 
     private static void rank4(String name, Tensor t) {
@@ -185,7 +222,6 @@ final class DecodeCall {
 
     int items() { return runs * kvHeads; }
 
-    MemorySegment[] segments() { return new MemorySegment[] {q, k, v, out, lse}; }
 
     /** Element index of query row {@code r} (head hk·G + r / qLen, query r % qLen) of sequence b. */
     long queryRow(int b, int hk, int r) {
@@ -219,14 +255,14 @@ final class DecodeCall {
     private boolean rowInputsFinite(int b, int hk, int r) {
         long qRow = queryRow(b, hk, r);
         for (int x = 0; x < d; x++) if (!Float.isFinite(qType.get(q, qRow + x))) return false;
-        BlockLayout lay = layouts[b];
-        int words = lay.maskWordsPerRow(), i = r % qLen;
-        int[] cols = lay.colIndices();
+        int words = plan.maskWordsPerRow(), i = r % qLen;
+        int[] cols = plan.pages();
+        byte[] kinds = plan.kinds();
         long[] mask = new long[qLen * words];
-        for (int t = lay.rowOffsets()[0]; t < lay.rowOffsets()[1]; t++) {
-            boolean partial = lay.kind(t) == io.tessera.layout.TileKind.PARTIAL;
-            if (partial) lay.fillTileMask(t, mask);
-            int page = cols[t], tokens = Math.min(pageSize, lay.kvLen() - page * pageSize);
+        for (int t = plan.tileStart(b); t < plan.tileEnd(b); t++) {
+            boolean partial = kinds[t] == TileKind.PARTIAL.code();
+            if (partial) plan.fillTileMask(t, mask);
+            int page = cols[t], tokens = Math.min(pageSize, plan.length(b) - page * pageSize);
             for (int j = 0; j < tokens; j++) {
                 if (partial && (mask[i * words + (j >>> 6)] & (1L << j)) == 0) continue;
                 long kRow = keyRow(hk, (long) tables[b][page] * pageSize + j);
@@ -247,6 +283,42 @@ final class DecodeCall {
         throw new ArithmeticException("attention scores overflowed float32 at batch " + bh / heads + ", head " + bh % heads + ", query row " + row
                 + ": q·k·scale (scale " + scale + ") reached ±∞ for an allowed key, so the softmax is undefined in float32."
                 + " Either |q|·|k|·scale exceeds 3.4e38 (scale q or k down) or q/k holds an infinity");
+    }
+
+    /**
+     * The base-2 score of row r (query head hk·G + r / qLen, query i = r % qLen at position
+     * {@code length − qLen + i}) of sequence b and key {@code key} after the plan's modifier, step by
+     * step with the fused kernels' float operations (ScalarAttentionKernel.modified): ALiBi's slope
+     * fma'd with the distance j − p as a float, biases added from the plan's tables, soft-capping by
+     * ScalarAttentionKernel.softCap, a function given the natural-unit score in float64. Both decode
+     * kernels call it (the SIMD kernel through {@link #modifyScores}), so they stay twins.
+     */
+    float modified(int b, int hk, int r, int key, float score) {
+        ScoreMod.Plan mp = plan.scoreModPlan(b);
+        int h = hk * group + r / qLen, i = r % qLen, length = plan.length(b), position = length - qLen + i;
+        for (int st = 0; st < mp.steps(); st++) {
+            int kind = mp.kind(st);
+            if (kind == ScoreMod.Plan.LINEAR) {
+                score = Math.fma((float) (key - position), mp.slope(st, h), score);
+            } else if (kind == ScoreMod.Plan.DISTANCE) {
+                score = score + mp.row(st, h)[i - key + length - 1];
+            } else if (kind == ScoreMod.Plan.KEY) {
+                score = score + mp.row(st, h)[key];
+            } else if (kind == ScoreMod.Plan.SOFT_CAP) {
+                score = ScalarAttentionKernel.softCap(score, mp.cap(st), mp.inverseCap(st));
+            } else {
+                score = (float) (mp.function(st).apply(b, h, i, key, score * ScalarAttentionKernel.LN2_D) * ScalarAttentionKernel.LOG2E_D);
+            }
+        }
+        return score;
+    }
+
+    /** {@link #modified} on the scores {@code p[pOff + j]} of the keys {@code key0 + j} whose bit j is set in {@code bits}. */
+    void modifyScores(int b, int hk, int r, int key0, long bits, float[] p, int pOff) {
+        for (; bits != 0; bits &= bits - 1) {
+            int j = Long.numberOfTrailingZeros(bits);
+            p[pOff + j] = modified(b, hk, r, key0 + j, p[pOff + j]);
+        }
     }
 
     /** Stores an item's partial: unnormalized output rows (dv apart in {@code o}), base-2 running max and sum. */
@@ -284,7 +356,7 @@ final class DecodeCall {
             long oRow = oOff + b * oB + (long) (hk * group + r / qLen) * oH + (long) (r % qLen) * oI;
             long lIndex = lOff + b * lB + (long) (hk * group + r / qLen) * lH + (long) (r % qLen) * lI;
             if (!any) {
-                if (layouts[b].rowHasAllowedKey(r % qLen)) {   // every allowed score reached −∞
+                if (mod == null && plan.rowHasAllowedKey(b, r % qLen)) {   // every allowed score reached −∞ (a modifier may mask with −∞)
                     undefinedRow(b, hk, r, oRow, lIndex);
                     continue;
                 }

@@ -1,7 +1,7 @@
 package io.tessera.cpu;
 
-import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
+import io.tessera.pattern.DecodePlan;
 import java.util.Arrays;
 
 /**
@@ -47,8 +47,8 @@ final class ScalarDecodeKernel {
 
     static void item(DecodeCall c, int item) {
         int run = item / c.kvHeads, hk = item % c.kvHeads, b = c.runSeq[run];
-        BlockLayout lay = c.layouts[b];
-        int[] table = c.tables[b], cols = lay.colIndices();
+        DecodePlan lay = c.plan;
+        int[] table = c.tables[b], cols = lay.pages();
         byte[] kinds = lay.kinds();
         int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen, words = lay.maskWordsPerRow(), pageSize = c.pageSize;
         Scratch s = SCRATCH.get();
@@ -64,7 +64,7 @@ final class ScalarDecodeKernel {
         Arrays.fill(s.l, 0, rows, 0f);
         Arrays.fill(s.o, 0, rows * dv, 0f);
         for (int t = c.runFrom[run]; t < c.runTo[run]; t++) {
-            int page = cols[t], tokens = Math.min(pageSize, lay.kvLen() - page * pageSize);
+            int page = cols[t], tokens = Math.min(pageSize, lay.length(b) - page * pageSize);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.mask);
             long slot0 = (long) table[page] * pageSize;
@@ -81,6 +81,7 @@ final class ScalarDecodeKernel {
                             long kRow = c.keyRow(hk, slot0 + c0 + j);
                             for (int x = 0; x < d; x++) s.k[x] = c.kType.get(c.k, kRow + x);
                             score = dot(s.q, r * dPad, s.k, dPad, s.dotPartial);
+                            if (c.mod != null) score = c.modified(b, hk, r, page * pageSize + c0 + j, score);
                         }
                         s.p[j] = score;
                         max = Math.max(max, score);

@@ -3,8 +3,8 @@ package io.tessera.cpu;
 import static io.tessera.cpu.ScalarDecodeKernel.CHUNK;
 import static io.tessera.cpu.ScalarDecodeKernel.PARTIALS;
 
-import io.tessera.layout.BlockLayout;
 import io.tessera.layout.TileKind;
+import io.tessera.pattern.DecodePlan;
 import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -118,8 +118,8 @@ final class SimdDecodeKernel {
 
     static void item(DecodeCall c, int item) {
         int run = item / c.kvHeads, hk = item % c.kvHeads, b = c.runSeq[run];
-        BlockLayout lay = c.layouts[b];
-        int[] table = c.tables[b], cols = lay.colIndices();
+        DecodePlan lay = c.plan;
+        int[] table = c.tables[b], cols = lay.pages();
         byte[] kinds = lay.kinds();
         int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen, words = lay.maskWordsPerRow(), pageSize = c.pageSize;
         int pairRows = (rows + 1) / 2 * 2, quadRows = (rows + 3) / 4 * 4;
@@ -138,7 +138,7 @@ final class SimdDecodeKernel {
         Arrays.fill(s.o, 0, quadRows * vPad, 0f);
         Arrays.fill(s.p, rows * CHUNK, quadRows * CHUNK, 0f);   // padded rows never attend
         for (int t = c.runFrom[run]; t < c.runTo[run]; t++) {
-            int page = cols[t], tokens = Math.min(pageSize, lay.kvLen() - page * pageSize);
+            int page = cols[t], tokens = Math.min(pageSize, lay.length(b) - page * pageSize);
             boolean partial = kinds[t] == TileKind.PARTIAL.code();
             if (partial) lay.fillTileMask(t, s.mask);
             long slot0 = (long) table[page] * pageSize;
@@ -150,6 +150,9 @@ final class SimdDecodeKernel {
                 copyRows(c.k, c.kType, c.keyRow(hk, slot0 + c0), c.kT, n, d, dPad, s.kRows, s.rowTmp);
                 copyRows(c.v, c.vType, c.valueRow(hk, slot0 + c0), c.vT, n, dv, vPad, s.vRows, s.rowTmp);
                 scores(s, rows, pairRows, n, nPad, dPad);
+                if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
+                    for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, page * pageSize + c0, s.bits[r], s.p, r * CHUNK);
+                }
                 for (int r = 0; r < rows; r++) {
                     long bits = s.bits[r];
                     int pRow = r * CHUNK;

@@ -60,7 +60,8 @@ final class ThreadScratch<T> {
      * too, on the caller's thread.
      */
     static void trimCurrentThread() {
-        for (ThreadScratch<?> s : ALL) {
+        for (int i = 0, n = ALL.size(); i < n; i++) {   // by index: no iterator, so a decode step allocates nothing here
+            ThreadScratch<?> s = ALL.get(i);
             if (s.retainedBytes() > RETAINED_BYTES) s.local.remove();
         }
     }

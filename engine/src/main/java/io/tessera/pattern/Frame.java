@@ -7,14 +7,21 @@ package io.tessera.pattern;
  * [min(0, kvLen − qLen), max(qLen, kvLen)).
  */
 final class Frame {
-    final int qLen, kvLen;
+    // Not final only for DecodePlan, which moves its frames to each step's live length (reset);
+    // every other frame is set once.
+    int qLen, kvLen;
     final CausalAlignment alignment;
-    final long offset;
+    long offset;
 
     Frame(int qLen, int kvLen, CausalAlignment alignment) {
+        this.alignment = alignment;
+        reset(qLen, kvLen);
+    }
+
+    /** The same alignment at other lengths (a decode plan's frame, reused from step to step). */
+    void reset(int qLen, int kvLen) {
         this.qLen = qLen;
         this.kvLen = kvLen;
-        this.alignment = alignment;
         this.offset = alignment.diagonalShift(qLen, kvLen);
     }
 

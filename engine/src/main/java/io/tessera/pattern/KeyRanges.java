@@ -2,18 +2,30 @@ package io.tessera.pattern;
 
 import java.util.Arrays;
 
-/** A reusable, small set of key intervals [lo, hi): sorted and merged on {@link #normalize}. */
+/**
+ * A reusable, small set of key intervals [lo, hi): sorted and merged on {@link #normalize}. Once
+ * grown to a pattern's needs, nothing here allocates (a decode step classifies its pages with
+ * these and must not allocate).
+ */
 final class KeyRanges {
     int[] lo = new int[8], hi = new int[8];
+    private int[] spareLo = new int[8], spareHi = new int[8];   // intersect's output, swapped in
     int size;
     /** The key block size of the compile asking: patterns may answer coarser than this, never finer. */
-    final int grain;
+    int grain;
 
     KeyRanges() { this(1); }
 
     KeyRanges(int grain) { this.grain = grain; }
 
     void clear() { size = 0; }
+
+    /** Empty, for a compile of key block size {@code grain} (a per-thread instance reused by {@code and}). */
+    KeyRanges reset(int grain) {
+        this.grain = grain;
+        size = 0;
+        return this;
+    }
 
     /** Adds [from, to) clipped to [0, kvLen). */
     void add(long from, long to, int kvLen) {
@@ -36,7 +48,14 @@ final class KeyRanges {
         if (size < 2) return;
         boolean sorted = true;
         for (int r = 1; r < size && sorted; r++) sorted = lo[r - 1] <= lo[r];
-        if (!sorted) {
+        if (!sorted && size <= 32) {   // the usual few ranges (an or of a window and global tokens): in place
+            for (int r = 1; r < size; r++) {
+                int l = lo[r], h = hi[r], at = r;
+                while (at > 0 && (lo[at - 1] > l || (lo[at - 1] == l && hi[at - 1] > h))) { lo[at] = lo[at - 1]; hi[at] = hi[at - 1]; at--; }
+                lo[at] = l;
+                hi[at] = h;
+            }
+        } else if (!sorted) {
             long[] packed = new long[size];
             for (int r = 0; r < size; r++) packed[r] = ((long) lo[r] << 32) | hi[r];
             Arrays.sort(packed);
@@ -52,15 +71,19 @@ final class KeyRanges {
 
     /** this ∩= other; both normalized. */
     void intersect(KeyRanges other) {
-        int[] nl = new int[size + other.size], nh = new int[size + other.size];
+        int capacity = Math.max(8, size + other.size);
+        if (spareLo.length < capacity) { spareLo = new int[capacity]; spareHi = new int[capacity]; }
+        int[] nl = spareLo, nh = spareHi;
         int n = 0, a = 0, b = 0;
         while (a < size && b < other.size) {
             int l = Math.max(lo[a], other.lo[b]), h = Math.min(hi[a], other.hi[b]);
             if (l < h) { nl[n] = l; nh[n++] = h; }
             if (hi[a] < other.hi[b]) a++; else b++;
         }
-        lo = nl.length >= 8 ? nl : Arrays.copyOf(nl, 8);
-        hi = nh.length >= 8 ? nh : Arrays.copyOf(nh, 8);
+        spareLo = lo;
+        spareHi = hi;
+        lo = nl;
+        hi = nh;
         size = n;
     }
 }

@@ -26,6 +26,20 @@ final class MaskScratch {
     /** Back to an earlier depth, after a failure part-way through nested rows. */
     void restore(int depth) { this.depth = depth; }
 
+    private KeyRanges[] ranges = new KeyRanges[4];
+    private int rangesDepth;
+
+    /** Empty key ranges of block size {@code grain} for an and's operand, until the matching {@link #popRanges}. */
+    KeyRanges pushRanges(int grain) {
+        if (rangesDepth == ranges.length) ranges = java.util.Arrays.copyOf(ranges, rangesDepth * 2);
+        KeyRanges r = ranges[rangesDepth];
+        if (r == null) ranges[rangesDepth] = r = new KeyRanges(grain);
+        rangesDepth++;
+        return r.reset(grain);
+    }
+
+    void popRanges() { rangesDepth--; }
+
     private static final ThreadLocal<MaskScratch> LOCAL = ThreadLocal.withInitial(MaskScratch::new);
 
     static MaskScratch local() { return LOCAL.get(); }

@@ -624,13 +624,23 @@ final class Patterns {
             return null;
         }
         public void keyRanges(int i0, int i1, Frame f, KeyRanges out) {
-            KeyRanges a = new KeyRanges(out.grain), b = new KeyRanges(out.grain);
-            l().keyRanges(i0, i1, f, a);
-            r().keyRanges(i0, i1, f, b);
-            a.normalize();
-            b.normalize();
-            a.intersect(b);
-            out.addAll(a);
+            MaskScratch scratch = MaskScratch.local();   // per-thread operands: a decode step classifies without allocating
+            KeyRanges a = scratch.pushRanges(out.grain);
+            try {
+                KeyRanges b = scratch.pushRanges(out.grain);
+                try {
+                    l().keyRanges(i0, i1, f, a);
+                    r().keyRanges(i0, i1, f, b);
+                    a.normalize();
+                    b.normalize();
+                    a.intersect(b);
+                    out.addAll(a);
+                } finally {
+                    scratch.popRanges();
+                }
+            } finally {
+                scratch.popRanges();
+            }
         }
         public void fillRow(int i, int j0, int n, Frame f, long[] dst, int off, MaskScratch s) {
             int words = (n + 63) >>> 6;

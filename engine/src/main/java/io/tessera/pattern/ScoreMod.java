@@ -224,6 +224,16 @@ public final class ScoreMod {
         return List.copyOf(out);
     }
 
+    /**
+     * Whether a {@link Plan} holds tables sized by the key length (a relative-position or an
+     * additive bias), so that a decode plan must plan it again at each live length; ALiBi,
+     * soft-capping and functions are planned once.
+     */
+    boolean hasLengthTables() {
+        for (Step s : steps) if (s instanceof RelativeBias || s instanceof Bias) return true;
+        return false;
+    }
+
     /** Whether the backward pass can differentiate through every step (false with a function that declares no derivative). */
     public boolean differentiable() {
         for (Step s : steps) if (s instanceof Custom c && c.derivative == null) return false;

@@ -338,9 +338,8 @@ public final class Tensor {
         // memory region may start at different addresses, and Tessera's own allocations never share bytes.
         long baseA = data.address(), baseB = other.data.address();
         long sizeA = type.byteSize(), sizeB = other.type.byteSize();   // the two may store different element types
-        long[] a = firstAndLast(), b = other.firstAndLast();
-        if (baseA + a[1] * sizeA + (sizeA - 1) < baseB + b[0] * sizeB
-                || baseB + b[1] * sizeB + (sizeB - 1) < baseA + a[0] * sizeA) return false;
+        if (baseA + lastIndex() * sizeA + (sizeA - 1) < baseB + other.offset * sizeB
+                || baseB + other.lastIndex() * sizeB + (sizeB - 1) < baseA + offset * sizeA) return false;
         Runs ra = new Runs(this), rb = new Runs(other);
         while (ra.hasRun() && rb.hasRun()) {   // both in increasing address order
             long aStart = baseA + ra.start() * sizeA, aEnd = baseA + ra.end() * sizeA + (sizeA - 1);
@@ -352,11 +351,14 @@ public final class Tensor {
         return false;
     }
 
-    /** Element indices of the first and the last element (strides are never negative). */
-    private long[] firstAndLast() {
+    /**
+     * Element index of the last element; the first is {@link #offset} (strides are never negative).
+     * No array: a decode step checks its tensors with {@link #overlaps} and must not allocate.
+     */
+    private long lastIndex() {
         long last = offset;
         for (int d = 0; d < shape.length; d++) last += (shape[d] - 1) * strides[d];
-        return new long[] {offset, last};
+        return last;
     }
 
     /**

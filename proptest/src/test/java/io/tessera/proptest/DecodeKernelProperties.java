@@ -18,7 +18,6 @@ import io.tessera.reference.Tolerance;
 import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.management.ManagementFactory;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Combinators;
@@ -252,81 +251,7 @@ class DecodeKernelProperties {
         }
     }
 
-    /**
-     * Nothing per token is allocated but O(pages) bookkeeping: a warmed-up decode step over a cache
-     * of 4096 tokens in 256 pages allocates (on the calling thread, single-threaded backend so every
-     * allocation is counted) less than 1 KiB plus 48 bytes per page of the sequence: the pattern's
-     * page layout for the live length (its CSR arrays, transposed index and, for a window, the mask
-     * source of its PARTIAL pages; about 38 bytes per page reached when dense, 9.5 KiB here); the
-     * kernel's buffers and the partial outputs are reused, so the kernel itself allocates nothing. (Not checked for the SIMD
-     * backend at a vector width the CPU does not have: the Vector API then emulates it with objects.)
-     */
-    @Example
-    void aDecodeStepAllocatesOnlyPageBookkeeping() {
-        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        try (Arena arena = Arena.ofShared()) {
-            int kvHeads = 2, heads = 8, d = 64, length = 4096, pageSize = 16;
-            KvCache cache = KvCache.allocate(arena, 1, length / pageSize, pageSize, kvHeads, d, d);
-            cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, kvHeads, length, d), Tensor.randomNormal(arena, 2, 1f, 1, kvHeads, length, d));
-            Tensor q = Tensor.randomNormal(arena, 3, 1f, 1, heads, 1, d), out = Tensor.zeros(arena, 1, heads, 1, d);
-            for (String backend : new String[] {"simd", "scalar"}) {
-                for (Pattern pattern : new Pattern[] {Pattern.full(), Pattern.causal().and(Pattern.slidingWindow(1000, 0))}) {
-                    PagedAttention decode = PagedAttention.of(pattern).on(Backend.named(backend).withThreads(1));
-                    int pages = 0;
-                    for (int i = 0; i < 20; i++) pages = decode.forward(cache, 0, q, out, null);
-                    // Steady state: the least over rounds, as C2 may still be compiling the kernel (vector
-                    // operations in interpreted or C1 code allocate) on a loaded machine.
-                    long perStep = Long.MAX_VALUE;
-                    for (int round = 0; round < 30 && perStep > 1024 + 48L * cache.pageCount(0); round++) {
-                        int steps = 5;
-                        long before = threads.getCurrentThreadAllocatedBytes();
-                        for (int i = 0; i < steps; i++) decode.forward(cache, 0, q, out, null);
-                        perStep = Math.min(perStep, (threads.getCurrentThreadAllocatedBytes() - before) / steps);
-                    }
-                    System.out.printf("decode step, %s, %s, %d pages read: %d bytes allocated%n", backend, pattern, pages, perStep);
-                    // A vector width wider than the CPU's is emulated in Java, one object per vector operation.
-                    if (Backend.named(backend).description().contains("emulated")) continue;
-                    assertThat(perStep).as("bytes allocated per step, %s, %s", backend, pattern).isLessThan(1024 + 48L * cache.pageCount(0));
-                }
-            }
-        }
-    }
-
-    @Example
-    void badCallsOfTheDecodeKernelAreRejectedByName() {
-        try (Arena arena = Arena.ofShared()) {
-            KvCache cache = KvCache.allocate(arena, 2, 4, 4, 2, 3, 5);
-            cache.append(0, Tensor.zeros(arena, 1, 2, 6, 3), Tensor.zeros(arena, 1, 2, 6, 5));
-            PagedAttention decode = PagedAttention.dense();
-            Tensor q = Tensor.zeros(arena, 2, 4, 1, 3), out = Tensor.zeros(arena, 2, 4, 1, 5);
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 1}, q, out, null)).hasMessageContaining("sequence 1 (sequences[1]) has no cached tokens");
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {0, 2}, q, out, null)).hasMessage("sequence=2 is not in [0, 2)");
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {}, q, out, null)).hasMessage("sequences is empty");
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q, out, null)).hasMessageContaining("q must be [B=1");
-            // The batched step checks its outputs as the single-sequence one does: F32 only, named.
-            Tensor q0 = Tensor.zeros(arena, 1, 4, 1, 3), halfOut = Tensor.zeros(arena, 1, 4, 1, 5).to(arena, io.tessera.tensor.ElementType.BF16);
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q0, halfOut, null)).hasMessageStartingWith("out has element type BF16");
-            Tensor halfLse = Tensor.zeros(arena, 1, 4, 1).to(arena, io.tessera.tensor.ElementType.BF16);
-            assertThatThrownBy(() -> decode.forward(cache, new int[] {0}, q0, Tensor.zeros(arena, 1, 4, 1, 5), halfLse)).hasMessageStartingWith("lse has element type BF16");
-            PagedAttentionDevice device = (PagedAttentionDevice) Backend.named("simd");
-            var layout = io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 4);
-            Tensor q1 = Tensor.zeros(arena, 1, 4, 1, 3), out1 = Tensor.zeros(arena, 1, 4, 1, 5);
-            var layouts = new io.tessera.layout.BlockLayout[] {layout};
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 9}}, layouts, 1f, out1, null))
-                    .hasMessage("pageTables[0][1]=9 is not a page of the pool [0, 4)");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0}}, layouts, 1f, out1, null))
-                    .hasMessageContaining("pageTables[0] has 1 pages but layouts[0] spans 6 tokens = 2 pages");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 3, new int[][] {{0, 1}}, layouts, 1f, out1, null))
-                    .hasMessageContaining("is not a whole number of pages of pageSize=3");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, Float.NaN, out1, null))
-                    .hasMessage("scale must be finite, got NaN");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}}, layouts, 1f, Tensor.zeros(arena, 1, 4, 1, 4), null))
-                    .hasMessageContaining("out shape [1, 4, 1, 4] must be [1, 4, 1, 5]");
-            assertThatThrownBy(() -> device.pagedAttention(q1, cache.keyStorage(), cache.valueStorage(), 4, new int[][] {{0, 1}},
-                    new io.tessera.layout.BlockLayout[] {io.tessera.pattern.PatternCompiler.compile(Pattern.full(), 1, 6, 1, 2)}, 1f, out1, null))
-                    .hasMessageContaining("layouts[0] must have qLen=1 in one query block and key blocks of pageSize=4");
-        }
-    }
+    // Allocation per decode step (less than 1 KiB once warmed up, nothing per page): DecodeAllocationTest.
 
     /** The simd backend without its decode kernel: PagedAttention's per-page path (what backends without one get). */
     record PerPage(Backend inner) implements Backend {
@@ -339,6 +264,9 @@ class DecodeKernelProperties {
         @Override public Backend withThreads(int threads) { return new PerPage(inner.withThreads(threads)); }
         @Override public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse) {
             inner.attention(q, k, v, layouts, scale, out, lse);
+        }
+        @Override public void attention(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, io.tessera.pattern.ScoreMod mod, Tensor out, Tensor lse) {
+            inner.attention(q, k, v, layouts, scale, mod, out, lse);
         }
         @Override public void gemm(Tensor a, boolean ta, Tensor b, boolean tb, Tensor c, float alpha, float beta) { inner.gemm(a, ta, b, tb, c, alpha, beta); }
         @Override public String toString() { return name(); }
