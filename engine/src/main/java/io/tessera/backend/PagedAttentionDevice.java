@@ -1,6 +1,5 @@
 package io.tessera.backend;
 
-import io.tessera.layout.BlockLayout;
 import io.tessera.pattern.DecodePlan;
 import io.tessera.tensor.Tensor;
 
@@ -11,12 +10,9 @@ import io.tessera.tensor.Tensor;
  * backends and tornado do); other backends get one fused attention call per page and a
  * log-sum-exp merge.
  *
- * <p>The primary form takes a {@link DecodePlan}: the live lengths and the pages to read, refilled
- * in place by the caller each step, so nothing depends on a compiled, length-specific layout and
- * one plan (and a device's execution plan built around it) serves every position. The CPU backends
- * implement it. The layout form (one {@link BlockLayout} per sequence) remains for devices written
- * against it (tornado): by default the plan form builds those layouts from the plan for each call
- * (allocating, and rejecting a score modifier) and calls it.
+ * <p>The call takes a {@link DecodePlan}: the live lengths and the pages to read, refilled in place
+ * by the caller each step, so nothing depends on a compiled, length-specific layout and one plan
+ * (and a device's execution plan built around it) serves every position.
  */
 public interface PagedAttentionDevice {
 
@@ -33,47 +29,21 @@ public interface PagedAttentionDevice {
      * (query, token) pairs are allowed (FULL, or PARTIAL with {@code plan.fillTileMask}); pages
      * without a tile are never read. When {@code plan.scoreMod()} is not null, every allowed score
      * goes through it before the softmax ({@code plan.scoreModPlan(b)}; its positions are the ones
-     * above: use {@code plan.queryOffset(b)}, not the modifier plan's); a backend that cannot run
-     * it throws {@link UnsupportedOperationException}. Writes {@code out} {@code [B, H, qLen, Dv]}
-     * and, unless null, {@code lse} {@code [B, H, qLen]}; rows that attend no token get 0 and LSE
-     * −∞. Pool slots the plan does not allow (other sequences' tokens, slots past a sequence's
-     * length) never reach an output. Deterministic: bit-identical for any thread count.
-     */
-    default void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
-                                float scale, Tensor out, Tensor lse) {
-        pagedAttention(q, keyPool, valuePool, pageTables, plan, null, scale, out, lse);
-    }
-
-    /**
-     * The plan form with the cache's write record for a device that keeps the pools resident
-     * between calls: {@code pageGenerations[p]} changes whenever tokens already written to pool
-     * page {@code p} may have changed (the page was handed out again); between two changes the
+     * above: use {@code plan.queryOffset(b)}, not the modifier plan's); a device that cannot run it
+     * throws {@link UnsupportedOperationException} naming it. Writes {@code out}
+     * {@code [B, H, qLen, Dv]} and, unless null, {@code lse} {@code [B, H, qLen]}; rows that attend
+     * no token get 0 and LSE −∞. Pool slots the plan does not allow (other sequences' tokens, slots
+     * past a sequence's length) never reach an output. Deterministic: bit-identical for any thread
+     * count.
+     *
+     * <p>{@code pageGenerations} is the cache's write record, for a device that keeps the pools
+     * resident between calls: {@code pageGenerations[p]} changes whenever tokens already written to
+     * pool page {@code p} may have changed (the page was handed out again); between two changes the
      * page's tokens are only appended, so the device uploads only the tokens past those it holds.
-     * Not modified by the device; null: no record. What {@code PagedAttention} calls. By default:
-     * the layout form, on layouts built from the plan for this call.
+     * Not modified by the device; null: no record (a resident device then sends every token the
+     * call reaches). A device that reads the pools in place ignores it.
      */
-    default void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
-                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
-        if (plan == null) throw new NullPointerException("plan");
-        if (plan.scoreMod() != null) {
-            throw new UnsupportedOperationException(getClass().getSimpleName() + "'s decode kernel does not run score modifiers (got " + plan.scoreMod() + ")");
-        }
-        pagedAttention(q, keyPool, valuePool, plan.pageSize(), pageTables, plan.layouts(), pageGenerations, scale, out, lse);
-    }
+    void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
+                        long[] pageGenerations, float scale, Tensor out, Tensor lse);
 
-    /**
-     * The layout form: as the plan form, with {@code layouts[b]} (one query block of {@code qLen}
-     * rows, key blocks of {@code pageSize}: one tile per page) saying which pages and pairs sequence
-     * {@code b} attends, over its first {@code layouts[b].kvLen()} tokens. By default unsupported.
-     */
-    default void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
-                                float scale, Tensor out, Tensor lse) {
-        throw new UnsupportedOperationException(getClass().getSimpleName() + " implements the DecodePlan form of pagedAttention only");
-    }
-
-    /** The layout form with the write record (see the plan form); by default the record is ignored. */
-    default void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
-                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
-        pagedAttention(q, keyPool, valuePool, pageSize, pageTables, layouts, scale, out, lse);
-    }
 }

@@ -40,7 +40,7 @@ import java.util.Map;
  * per-length tables) allocated per generated token: the plan and the step's buffers belong to the
  * cache (one per pattern, modifier, head count and qLen in use) and are reused. Pages no query can
  * attend are skipped (a sliding window reads only the pages of its window). On a backend with a
- * decode kernel ({@link PagedAttentionDevice}: scalar, simd) the reached pages are read through the
+ * decode kernel ({@link PagedAttentionDevice}: scalar, simd, tornado) the reached pages are read through the
  * page table (half-precision pages widened to float32 as they are read), split-KV across threads
  * with a deterministic log-sum-exp combine; on other backends each reached page is attended by the
  * fused kernel on its view in the pool and the per-page results are merged by log-sum-exp in

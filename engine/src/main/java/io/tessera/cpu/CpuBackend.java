@@ -172,12 +172,7 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
     @Override
     public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, io.tessera.pattern.DecodePlan plan,
                                      long[] pageGenerations, float scale, Tensor out, Tensor lse) {
-        pagedAttention(q, keyPool, valuePool, pageTables, plan, scale, out, lse);   // the pools are read in place: no write record needed
-    }
-
-    @Override
-    public final void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, io.tessera.pattern.DecodePlan plan,
-                                     float scale, Tensor out, Tensor lse) {
+        // The pools are read in place: the write record is not needed.
         DecodeCall call = DecodeCall.of(this, q, keyPool, valuePool, pageTables, plan, scale, out, lse);
         try {
             run(call.items(), call.itemTask, call.segments);

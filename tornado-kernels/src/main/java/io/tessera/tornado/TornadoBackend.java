@@ -8,7 +8,7 @@ import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.backend.SparseAttentionDevice;
 import io.tessera.backend.PagedAttentionDevice;
-import io.tessera.layout.BlockLayout;
+import io.tessera.pattern.DecodePlan;
 import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
@@ -155,26 +155,22 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
     }
 
     /**
-     * A decode step against a paged KV cache without the cache's write record: the pools stay on
-     * the device, but every token the call reaches is sent again (see the overload).
-     */
-    @Override
-    public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
-                               float scale, Tensor out, Tensor lse) {
-        pagedAttention(q, keyPool, valuePool, pageSize, pageTables, layouts, null, scale, out, lse);
-    }
-
-    /**
      * The device decode kernel ({@link DecodeKernel}): one execution plan per (shape, page size,
      * pool) serves every live length; the key and value pools stay on the device across steps and
      * only the tokens appended since the last step (by the cache's write record
-     * {@code pageGenerations}) are copied to it. F32 caches and queries only.
+     * {@code pageGenerations}) are copied to it. F32 caches and queries only. The device reads the
+     * step's pages and masks as one layout per sequence, built from the plan for the call.
      */
     @Override
-    public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+    public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
+        if (plan == null) throw new NullPointerException("plan");
+        if (plan.scoreMod() != null) {
+            throw new UnsupportedOperationException("backend 'tornado' has no score modifiers in its decode kernel (got " + plan.scoreMod()
+                    + "): decode with a modifier on the 'simd' or 'scalar' backend");
+        }
         DevicePlans.startCall();
-        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, pageSize, pageTables, layouts, pageGenerations, scale, out, lse));
+        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, plan.pageSize(), pageTables, plan.layouts(), pageGenerations, scale, out, lse));
     }
 
     /**
