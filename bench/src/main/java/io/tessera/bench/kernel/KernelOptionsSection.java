@@ -156,7 +156,9 @@ public final class KernelOptionsSection {
         if (peer != null) {
             List<OracleCheck> checks = SdpaVariantBenchmark.checks(peer, threads);
             long failed = checks.stream().filter(c -> !c.passed()).count();
-            md.append("\n").append(peer.name()).append(", JMH forks (").append(full ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
+            // The peer's name tells the path of its last call (the checks ran several): name the engine only.
+            String engine = peer.name().contains(" (") ? peer.name().substring(0, peer.name().indexOf(" (")) : peer.name();
+            md.append("\n").append(engine).append(" (scaled_dot_product_attention; ALiBi as an additive float mask, bf16 on the inputs rounded by the peer), JMH forks (").append(full ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
                     .append("); its outputs against the float64 oracle: ").append(failed == 0 ? "all " + checks.size() + " within tolerance" : failed + " of " + checks.size() + " FAILED")
                     .append(".\n\n| configuration | peer ms | ± | Tessera min ms | Tessera speed-up |\n|---|---:|---:|---:|---:|\n");
             for (String[] c : peerCases(full)) {
