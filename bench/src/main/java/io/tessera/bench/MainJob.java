@@ -150,69 +150,21 @@ public final class MainJob {
         for (int t : options.threads() > 1 ? List.of(1, options.threads()) : List.of(options.threads())) {
             System.out.println("machine: " + MachinePeak.measuredOnce(t));
         }
-        Map<String, Long> sectionSeconds = new LinkedHashMap<>();
-        List<String> sections = new ArrayList<>();   // each section's Markdown, for the report
-        if (options.training() && options.only() == null) {
-            Instant t0 = Instant.now();
-            String training = TrainingSection.run(options.out(), options.full(), options.threads(), peers, notes);
-            System.out.println();
-            System.out.println(training);
-            sections.add(training);
-            sectionSeconds.put("training", Duration.between(t0, Instant.now()).toSeconds());
+        Sections sections = new Sections(notes);
+        boolean everySection = options.only() == null;
+        if (options.training() && everySection) {
+            sections.run("training", null, () -> TrainingSection.run(options.out(), options.full(), options.threads(), peers, notes));
         } else if (options.training()) {
             notes.add("training section skipped: --only selects forward cases");
         }
-        if (options.forward() && options.only() == null) {   // the decode step (issues #13, #14): a few rows, see DecodeSection
-            Instant t0 = Instant.now();
-            String decode = io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), options.peers(), notes);
-            System.out.println(decode);
-            sections.add(decode);
-            sectionSeconds.put("decode", Duration.between(t0, Instant.now()).toSeconds());
-        }
-        if (options.forward() && options.only() == null) {   // the linear-time variants against dense (issue #15), timed in this process
-            Instant t0 = Instant.now();
-            System.out.print("linear-time variants vs dense ... ");
-            System.out.flush();
-            try {
-                String variants = io.tessera.bench.variants.VariantsSection.run(options.out(), options.full(), options.threads());
-                System.out.println("done");
-                System.out.println(variants);
-                sections.add(variants);
-            } catch (Exception e) {
-                System.out.println("failed");
-                notes.add("variants section failed: " + describe(e));
-            }
-            sectionSeconds.put("variants", Duration.between(t0, Instant.now()).toSeconds());
-        }
-        if (options.forward() && options.only() == null) {   // content-based sparsity (issue #19), timed in this process
-            Instant t0 = Instant.now();
-            System.out.print("content-based sparsity (LSH, routing) vs dense ... ");
-            System.out.flush();
-            try {
-                String content = io.tessera.bench.content.ContentSection.run(options.out(), options.full(), options.threads());
-                System.out.println("done");
-                System.out.println(content);
-                sections.add(content);
-            } catch (Exception e) {
-                System.out.println("failed");
-                notes.add("content section failed: " + describe(e));
-            }
-            sectionSeconds.put("content", Duration.between(t0, Instant.now()).toSeconds());
-        }
-        if (options.forward() && options.only() == null) {   // score modifiers and half-precision storage (issues #14, #16)
-            Instant t0 = Instant.now();
-            System.out.print("score modifiers and half-precision storage ... ");
-            System.out.flush();
-            try {
-                String section = io.tessera.bench.kernel.KernelOptionsSection.run(options.out(), options.full(), options.threads(), options.peers(), notes);
-                System.out.println("done");
-                System.out.println(section);
-                sections.add(section);
-            } catch (Exception e) {
-                System.out.println("failed");
-                notes.add("options section failed: " + describe(e));
-            }
-            sectionSeconds.put("options", Duration.between(t0, Instant.now()).toSeconds());
+        if (options.forward() && everySection) {
+            // the decode step (issues #13, #14): a few JMH rows with their own progress lines
+            sections.run("decode", null, () -> io.tessera.bench.decode.DecodeSection.run(options.out(), options.full(), options.threads(), options.peers(), notes));
+            // timed in this process: the linear-time variants (#15), content-based sparsity (#19), score modifiers and half precision (#14, #16)
+            sections.run("variants", "linear-time variants vs dense", () -> io.tessera.bench.variants.VariantsSection.run(options.out(), options.full(), options.threads()));
+            sections.run("content", "content-based sparsity (LSH, routing) vs dense", () -> io.tessera.bench.content.ContentSection.run(options.out(), options.full(), options.threads()));
+            sections.run("options", "score modifiers and half-precision storage",
+                    () -> io.tessera.bench.kernel.KernelOptionsSection.run(options.out(), options.full(), options.threads(), options.peers(), notes));
         }
         if (!options.forward()) {
             for (Peer p : peers) p.close();
@@ -256,13 +208,13 @@ public final class MainJob {
                 System.out.printf(Locale.ROOT, "[torch ] %-10s n=%-5d threads=%d %9.2f ms  %6.1f GFLOP/s%n", m.pattern(), m.n(), m.threads(), m.msPerCall(), m.gflops());
             }
         }
-        sectionSeconds.put("forward", Duration.between(forwardStart, Instant.now()).toSeconds());
+        sections.seconds.put("forward", Duration.between(forwardStart, Instant.now()).toSeconds());
         Map<String, Path> pictures = layoutPictures(options.out(), patterns(options.full()));
         Map<String, String> environment = environment(options, start);
-        environment.put("time per section", sectionSeconds.entrySet().stream().map(e -> e.getKey() + " " + e.getValue() + " s").collect(java.util.stream.Collectors.joining(", "))
+        environment.put("time per section", sections.seconds.entrySet().stream().map(e -> e.getKey() + " " + e.getValue() + " s").collect(java.util.stream.Collectors.joining(", "))
                 + ", whole run " + Duration.between(start, Instant.now()).toSeconds() + " s");
         Report report = new Report(results, checks, notes, environment, pictures, peaks);
-        sections.forEach(report::withSection);
+        sections.markdown.forEach(report::withSection);
         report.write(options.out());
         System.out.println();
         System.out.println(report.resultsTable());
@@ -270,6 +222,34 @@ public final class MainJob {
         System.out.printf("report: %s (report.md, index.html) in %d s (%s)%n", options.out().toAbsolutePath().resolve("index.html"), Duration.between(start, Instant.now()).toSeconds(),
                 environment.get("time per section"));
         for (Peer p : peers) p.close();
+    }
+
+    /** The sections before the forward matrix: each one's Markdown for the report and its time; a failed one is a note. */
+    private static final class Sections {
+        final Map<String, Long> seconds = new LinkedHashMap<>();
+        final List<String> markdown = new ArrayList<>();
+        private final List<String> notes;
+
+        Sections(List<String> notes) { this.notes = notes; }
+
+        /** Runs a section; {@code progress} is its one-line label, or null for a section that prints its own progress. */
+        void run(String name, String progress, java.util.concurrent.Callable<String> section) {
+            Instant t0 = Instant.now();
+            if (progress != null) {
+                System.out.print(progress + " ... ");
+                System.out.flush();
+            }
+            try {
+                String md = section.call();
+                System.out.println(progress != null ? "done" : "");
+                System.out.println(md);
+                markdown.add(md);
+            } catch (Exception e) {
+                System.out.println("failed");
+                notes.add(name + " section failed: " + describe(e));
+            }
+            seconds.put(name, Duration.between(t0, Instant.now()).toSeconds());
+        }
     }
 
     static List<Case> select(List<Case> cases, java.util.regex.Pattern only) {

@@ -186,41 +186,6 @@ public class ContentSparsityBenchmark {
      * {@code out}: {mean relative L2 error, max absolute error}. O(samples·n·D) per head.
      */
     static double[] errorVsDense(Tensor q, Tensor k, Tensor v, Tensor out, long seed) {
-        int n = (int) q.size(2), d = (int) q.size(3);
-        double scale = 1 / Math.sqrt(d), relSum = 0, maxAbs = 0;
-        float[] qa = q.toArray(), ka = k.toArray(), va = v.toArray(), oa = out.toArray();
-        SplittableRandom random = new SplittableRandom(seed);
-        double[] scores = new double[n], dense = new double[d];
-        for (int h = 0; h < HEADS; h++) {
-            for (int sample = 0; sample < SAMPLED_QUERIES; sample++) {
-                int i = random.nextInt(n);
-                long qi = ((long) h * n + i) * d;
-                double max = Double.NEGATIVE_INFINITY;
-                for (int j = 0; j < n; j++) {
-                    long kj = ((long) h * n + j) * d;
-                    double dot = 0;
-                    for (int x = 0; x < d; x++) dot += (double) qa[(int) (qi + x)] * ka[(int) (kj + x)];
-                    scores[j] = dot * scale;
-                    max = Math.max(max, scores[j]);
-                }
-                double sum = 0;
-                java.util.Arrays.fill(dense, 0);
-                for (int j = 0; j < n; j++) {
-                    double w = Math.exp(scores[j] - max);
-                    sum += w;
-                    long vj = ((long) h * n + j) * d;
-                    for (int x = 0; x < d; x++) dense[x] += w * va[(int) (vj + x)];
-                }
-                double diff = 0, norm = 0;
-                for (int x = 0; x < d; x++) {
-                    double ref = dense[x] / sum, got = oa[(int) (qi + x)];
-                    diff += (got - ref) * (got - ref);
-                    norm += ref * ref;
-                    maxAbs = Math.max(maxAbs, Math.abs(got - ref));
-                }
-                relSum += Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-30);
-            }
-        }
-        return new double[] {relSum / (HEADS * SAMPLED_QUERIES), maxAbs};
+        return ContentSection.errors(ContentSection.denseReference(q, k, v, seed), out, (int) q.size(2), seed);
     }
 }
