@@ -2,6 +2,9 @@ package io.tessera.variant;
 
 /**
  * What a variant promises relative to dense softmax attention, in words a property test can check.
+ * A variant whose forward takes BF16/F16 tensors keeps its promise on the rounded (stored) inputs,
+ * plus one rounding of the output to its type ({@code Tolerance.stored}): it runs its float32 path
+ * on float32 copies of them and rounds the output once.
  *
  * @param kind      the class of promise
  * @param statement the promise itself, with its tolerance, e.g. "max-abs error ≤ 10× naive fp32 dense + 1e-5"

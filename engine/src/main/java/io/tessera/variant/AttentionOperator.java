@@ -22,7 +22,13 @@ import java.lang.foreign.Arena;
  */
 public interface AttentionOperator {
 
-    /** Writes the output for {@code q, k, v} into {@code out}, whose shape is {@link #outputShape}. */
+    /**
+     * Writes the output for {@code q, k, v} into {@code out}, whose shape is {@link #outputShape}.
+     * The element types each variant takes are in the README's "Half-precision storage" table; the
+     * kernelized, low-rank, factorized, content-based and tensorized variants take BF16 and F16 for
+     * any of q, k, v and out, at the cost of a float32 copy of each half-precision tensor per call;
+     * a type a variant does not take is rejected by name.
+     */
     void forward(Tensor q, Tensor k, Tensor v, Tensor out);
 
     /** The output for {@code q, k, v} in a new tensor of {@code arena}. */

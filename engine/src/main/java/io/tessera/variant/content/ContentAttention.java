@@ -25,8 +25,14 @@ final class ContentAttention {
 
     /** The checks of a forward call, by name: out (and lse) shaped right and sharing no memory with the inputs. */
     static AttentionShape check(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
-        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
+        return check(q, k, v, out, lse, false);
+    }
+
+    /** {@link #check}, with q, k, v and out in any element type when {@code anyType} (the log-sum-exp is always F32). */
+    static AttentionShape check(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, boolean anyType) {
+        AttentionShape s = anyType ? Checks.attentionAnyType(q, "k", k, "v", v, out) : Checks.attention(q, "k", k, "v", v, out);
         if (lse != null) {
+            Checks.float32("lse", lse);
             s.checkOutput("lse", lse, s.lseShape());
             Checks.disjoint("lse", lse, "q", q);
             Checks.disjoint("lse", lse, "k", k);

@@ -3,9 +3,11 @@ package io.tessera.variant.content;
 import io.tessera.attention.AttentionGradients;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import java.lang.foreign.Arena;
 
 /**
@@ -39,6 +41,12 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
     }
 
     private void run(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse) {
+        if (HalfInputs.any(q, k, v, out)) {
+            // Half-precision storage: the induced sparsity and the attention both from float32 copies.
+            ContentAttention.check(q, k, v, out, lse, true);
+            HalfInputs.widened(q, k, v, out, (q32, k32, v32, out32) -> run(q32, k32, v32, out32, lse));
+            return;
+        }
         AttentionShape s = ContentAttention.check(q, k, v, out, lse);
         InducedSparsity seen = induce(q, k);
         ContentAttention.forward(seen, backend(), Float.isNaN(scale) ? s.defaultScale() : scale, q, k, v, out, lse);
@@ -61,9 +69,17 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
 
     /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
     public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        requireFloat32Backward(q, k, v, out, lse, dOut, dq, dk, dv);
         AttentionShape s = AttentionShape.of(q, k, v);
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
         ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
+    }
+
+    /** The backward pass reads its tensors as floats: a BF16 or F16 one (the forward takes them) is rejected by name. */
+    private static void requireFloat32Backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
+        Tensor[] all = {q, k, v, out, lse, dOut, dq, dk, dv};
+        for (int i = 0; i < all.length; i++) Shapes.requireF32(names[i], all[i], Checks.BACKWARD_FLOAT32_ONLY);
     }
 
     /**
@@ -72,6 +88,7 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        requireFloat32Backward(q, k, v, null, null, dOut, dq, dk, dv);
         AttentionShape s = AttentionShape.of(q, k, v);
         try (Arena arena = Arena.ofShared()) {
             Tensor out = Tensor.zeros(arena, s.batch(), s.heads(), s.qLen(), s.valueDim());

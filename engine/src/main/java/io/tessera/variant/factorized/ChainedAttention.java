@@ -6,6 +6,7 @@ import io.tessera.backend.Backend;
 import io.tessera.pattern.Pattern;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -73,6 +74,7 @@ public final class ChainedAttention implements AttentionOperator.Scaled, Attenti
 
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        if (HalfInputs.forward(q, "k", k, "v", v, out, this::forward)) return;
         AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
         checkCall(s);
         Backend be = backend != null ? backend : Backend.best();

@@ -36,6 +36,9 @@ public final class Checks {
     /** What the variants tell a caller who passes a half-precision tensor. */
     public static final String FLOAT32_ONLY = "this attention variant (half-precision storage runs in Attention and Backend.attention/gemm)";
 
+    /** What the variants whose forward takes half-precision tensors ({@link HalfInputs}) tell a caller who passes one to their backward pass. */
+    public static final String BACKWARD_FLOAT32_ONLY = "the backward pass of this attention variant (its forward takes BF16 and F16 q, k, v and out; gradients are computed from F32 tensors)";
+
     /** The variants read and write their tensors' memory as floats: a BF16 or F16 tensor is rejected by name. */
     public static void float32(String name, Tensor t) {
         Shapes.requireF32(name, t, FLOAT32_ONLY);
@@ -55,6 +58,22 @@ public final class Checks {
         float32(kName, k);
         float32(vName, v);
         float32("out", out);
+        return attentionLayout(q, kName, k, vName, v, out);
+    }
+
+    /**
+     * {@link #attention} for a call that takes any element type (F32, BF16, F16) for q, k, v and out
+     * ({@link HalfInputs}): the same checks and messages, but no element-type check.
+     */
+    public static AttentionShape attentionAnyType(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out) {
+        notNull("q", q);
+        notNull(kName, k);
+        notNull(vName, v);
+        notNull("out", out);
+        return attentionLayout(q, kName, k, vName, v, out);
+    }
+
+    private static AttentionShape attentionLayout(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out) {
         for (int i = 0; i < 3; i++) {
             Tensor t = i == 0 ? q : i == 1 ? k : v;
             if (t.rank() == 4) unitInnerStride(i == 0 ? "q" : i == 1 ? kName : vName, t);
@@ -77,7 +96,7 @@ public final class Checks {
         String[] names = {"q", kName, vName, "dOut", "dq", "d" + kName, "d" + vName};
         Tensor[] all = {q, k, v, dOut, dq, dk, dv};
         for (int i = 0; i < all.length; i++) notNull(names[i], all[i]);
-        for (int i = 0; i < all.length; i++) float32(names[i], all[i]);
+        for (int i = 0; i < all.length; i++) Shapes.requireF32(names[i], all[i], BACKWARD_FLOAT32_ONLY);
         for (int i = 0; i < all.length; i++) if (all[i].rank() == 4) unitInnerStride(names[i], all[i]);
         AttentionShape s = AttentionShape.of(q, k, v);
         s.checkOutput("dOut", dOut, s.outputShape());

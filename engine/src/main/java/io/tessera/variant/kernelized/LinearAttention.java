@@ -3,6 +3,7 @@ package io.tessera.variant.kernelized;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.HalfInputs;
 
 /**
  * Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs"): softmax replaced by the
@@ -46,6 +47,7 @@ public final class LinearAttention implements AttentionOperator.Differentiable {
     /** q [B,H,N,D], k [B,Hkv,N,D], v [B,Hkv,N,Dv] → out [B,H,N,Dv]. */
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        if (HalfInputs.forward(q, "k", k, "v", v, out, this::forward)) return;
         FeatureAttention.forward(backend != null ? backend : Backend.best(), new EluFeatureMap(), causal, q, k, v, out);
     }
 

@@ -4,6 +4,7 @@ import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import io.tessera.variant.AttentionOperator;
 
 /**
@@ -80,6 +81,7 @@ public final class Performer implements AttentionOperator.Differentiable {
 
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
+        if (HalfInputs.forward(q, "k", k, "v", v, out, this::forward)) return;
         int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
         FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);
     }

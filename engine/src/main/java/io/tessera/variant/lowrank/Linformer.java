@@ -6,6 +6,7 @@ import io.tessera.backend.Backend;
 import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
@@ -178,6 +179,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
     /** q [B,H,n,D], k [B,Hkv,n,D], v [B,Hkv,n,Dv] → out [B,H,n,Dv]. */
     @Override
     public void forward(Tensor q, Tensor keys, Tensor values, Tensor out) {
+        if (HalfInputs.forward(q, "keys", keys, "values", values, out, this::forward)) return;
         AttentionShape s = Checks.attention(q, "keys", keys, "values", values, out);
         checkCall(s);
         Backend be = backend != null ? backend : Backend.best();

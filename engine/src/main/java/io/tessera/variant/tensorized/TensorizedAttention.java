@@ -3,6 +3,7 @@ package io.tessera.variant.tensorized;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
+import io.tessera.variant.internal.HalfInputs;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 
@@ -107,6 +108,11 @@ public final class TensorizedAttention implements AttentionOperator {
         if (out == null) throw new NullPointerException("out");
         if (out.rank() != 2 || out.size(0) != n || out.size(1) != outDim) {
             throw new IllegalArgumentException("out must be [" + n + ", " + outDim + "], got " + Arrays.toString(out.shape()));
+        }
+        if (HalfInputs.any(xq, xk, xv, out)) {
+            // Half-precision storage: float32 copies in, one rounding out (out may still alias an input: the copies are read).
+            HalfInputs.widened(xq, xk, xv, out, this::forward);
+            return;
         }
         // out may be the memory of an input: the inputs are fully read (projected into scratch) before out is written.
         Backend be = backend != null ? backend : Backend.best();

@@ -1,0 +1,66 @@
+package io.tessera.variant.internal;
+
+import io.tessera.tensor.ElementType;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+
+/**
+ * Half-precision storage for the variants whose float32 path reads and writes tensor memory as
+ * floats (kernelized, low-rank, factorized, content): when any of q, k, v or out is BF16 or F16,
+ * each half-precision input is widened once (exactly) into a float32 copy, the variant's unchanged
+ * float32 path runs on the copies into a float32 output, and that output is rounded once (to
+ * nearest, ties to even) into {@code out}. The arithmetic is the float32 path's, bit for bit, on the
+ * rounded inputs; the cost is an O(n·d) float32 copy of each half-precision input (and of a
+ * half-precision output) per call, freed on return.
+ */
+public final class HalfInputs {
+    private HalfInputs() {}
+
+    /** A variant's float32 forward, called with float32 q, k, v and out. */
+    @FunctionalInterface
+    public interface Forward {
+        void run(Tensor q, Tensor k, Tensor v, Tensor out);
+    }
+
+    /** Whether any of the tensors (null ones ignored) is stored in a half-precision type. */
+    public static boolean any(Tensor q, Tensor k, Tensor v, Tensor out) {
+        return isHalf(q) || isHalf(k) || isHalf(v) || isHalf(out);
+    }
+
+    private static boolean isHalf(Tensor t) {
+        return t != null && t.type() != ElementType.F32;
+    }
+
+    /**
+     * Returns false, doing nothing, when q, k, v and out are all F32 (or an argument is null: the
+     * caller's own checks report it): the caller runs its float32 path. Otherwise checks the call as
+     * {@link Checks#attentionAnyType} does, runs {@code float32Forward} on float32 copies (see
+     * {@link #widened}) and returns true.
+     */
+    public static boolean forward(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out, Forward float32Forward) {
+        if (!any(q, k, v, out)) return false;
+        Checks.attentionAnyType(q, kName, k, vName, v, out);
+        widened(q, k, v, out, float32Forward);
+        return true;
+    }
+
+    /**
+     * Runs {@code float32Forward} on float32 copies of the half-precision ones among q, k, v (F32
+     * ones are passed as they are) into out, or, when out is half-precision, into a float32
+     * temporary rounded once into out. The caller has checked the call (shapes, and that out shares
+     * no memory with the inputs).
+     */
+    public static void widened(Tensor q, Tensor k, Tensor v, Tensor out, Forward float32Forward) {
+        // Shared, not confined: the float32 paths read their inputs from worker threads.
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q32 = float32(arena, q), k32 = float32(arena, k), v32 = float32(arena, v);
+            Tensor out32 = isHalf(out) ? Tensor.zeros(arena, out.shape()) : out;
+            float32Forward.run(q32, k32, v32, out32);
+            if (out32 != out) out.copyFrom(out32);
+        }
+    }
+
+    private static Tensor float32(Arena arena, Tensor t) {
+        return isHalf(t) ? t.to(arena, ElementType.F32) : t;
+    }
+}
