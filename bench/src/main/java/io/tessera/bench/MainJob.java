@@ -36,8 +36,6 @@ import java.util.ServiceLoader;
 import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.Result;
 import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.Runner;
-import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 import org.openjdk.jmh.runner.options.TimeValue;
@@ -261,6 +259,16 @@ public final class MainJob {
         return cases.stream().filter(c -> only.matcher(String.format(Locale.ROOT, "torch %s n=%d D=%d %dT", c.pattern(), c.n(), c.headDim(), c.threads())).find()).toList();
     }
 
+    /**
+     * The JMH schedule of the main job's forked cases (forward, decode, options): one fork, quick
+     * 2×1 s warm-up and 3×1 s measurement, full 3×1 s and 5×2 s ({@link #plannedSeconds} and the
+     * report's "mode" line say the same).
+     */
+    public static ChainedOptionsBuilder schedule(ChainedOptionsBuilder jmh, boolean full) {
+        return jmh.forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
+                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT);
+    }
+
     /** Seconds a case is planned to take: JMH's warm-up and measurement time plus about 2 s to start and set up the fork. */
     static double plannedSeconds(boolean full) {
         return full ? 3 * 1 + 5 * 2 + 2 : 2 * 1 + 3 * 1 + 2;
@@ -337,17 +345,12 @@ public final class MainJob {
                 .include((tessera ? AttentionBenchmark.class : PeerBenchmark.class).getName() + ".forward")
                 .param("n", String.valueOf(c.n())).param("headDim", String.valueOf(c.headDim()))
                 .param("threads", String.valueOf(c.threads())).param("pattern", c.pattern())
-                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
-                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1))
-                .addProfiler(GCProfiler.class).verbosity(VerboseMode.SILENT);
+                .addProfiler(GCProfiler.class);
+        schedule(jmh, full);
         if (tessera) jmh.param("backend", c.backend());
         else jmh.param("peer", c.engine());
-        // Options replace the @Fork arguments rather than adding to them, so all are repeated here.
-        List<String> forkArgs = new ArrayList<>(Quiet.forkFlags());
         // TornadoVM 5.2 fails at start-up under -ea; bailout=False: a kernel the device cannot run throws (DeviceRowCheck).
-        if (c.backend().equals("tornado")) forkArgs.addAll(List.of("@" + tornadoArgfile(), "-da", "-Dtornado.recover.bailout=False"));
-        jmh.jvmArgsAppend(forkArgs.toArray(String[]::new));
-        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
+        RunResult run = Quiet.runSingle(jmh, c.backend().equals("tornado") ? List.of("@" + tornadoArgfile(), "-da", "-Dtornado.recover.bailout=False") : List.of());
         Result<?> primary = run.getPrimaryResult();
         // JMH names the secondary result "gc.alloc.rate.norm" (older versions prefix a "·").
         Result<?> alloc = run.getSecondaryResults().getOrDefault("gc.alloc.rate.norm", run.getSecondaryResults().get("·gc.alloc.rate.norm"));

@@ -58,6 +58,20 @@ public final class Quiet {
                 "--sun-misc-unsafe-memory-access=allow", "-Djava.util.logging.config.file=" + loggingConfig());
     }
 
+    /**
+     * Runs one JMH configuration with {@link #forkFlags()} and {@code extraForkArgs} appended to its
+     * forks' JVM arguments (options replace a benchmark's {@code @Fork} arguments rather than adding
+     * to them, so the flags are all repeated here) and the forks' output through {@link #forkOutput()}.
+     */
+    public static org.openjdk.jmh.results.RunResult runSingle(org.openjdk.jmh.runner.options.ChainedOptionsBuilder jmh, List<String> extraForkArgs)
+            throws org.openjdk.jmh.runner.RunnerException {
+        List<String> args = new java.util.ArrayList<>(forkFlags());
+        args.addAll(extraForkArgs);
+        jmh.jvmArgsAppend(args.toArray(String[]::new));
+        return new org.openjdk.jmh.runner.Runner(jmh.build(),
+                org.openjdk.jmh.runner.format.OutputFormatFactory.createFormatInstance(forkOutput(), org.openjdk.jmh.runner.options.VerboseMode.SILENT)).runSingle();
+    }
+
     /** Filters this JVM's standard error and sets its logging to WARNING. */
     static synchronized void install() {
         if (!(System.err instanceof LineFilter)) System.setErr(new LineFilter(System.err));

@@ -10,12 +10,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.Runner;
-import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
-import org.openjdk.jmh.runner.options.TimeValue;
-import org.openjdk.jmh.runner.options.VerboseMode;
 
 /**
  * The main job's decode section: a few rows of {@link DecodeBenchmark} — batch 1, a 32,768-token
@@ -85,11 +81,8 @@ public final class DecodeSection {
                 .include(DecodeBenchmark.class.getName() + ".step")
                 .param("batch", String.valueOf(batch)).param("cacheLength", String.valueOf(cacheLength)).param("pattern", pattern)
                 .param("cacheType", cacheType).param("backend", backend).param("threads", String.valueOf(threads))
-                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
-                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT)
                 .shouldFailOnError(true);
-        jmh.jvmArgsAppend(Quiet.forkFlags().toArray(String[]::new));   // the @Fork arguments and no JVM notices per fork
-        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
+        RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
         return new DecodeReport.Row(backend, batch, cacheLength, pattern, cacheType, 16, threads,
                 run.getPrimaryResult().getScore(), run.getPrimaryResult().getScoreError());
     }

@@ -18,12 +18,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.ServiceLoader;
 import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.Runner;
-import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
-import org.openjdk.jmh.runner.options.TimeValue;
-import org.openjdk.jmh.runner.options.VerboseMode;
 
 /**
  * The main job's section on what a kernel option costs (issues #14 and #16): the fused forward at
@@ -131,11 +127,8 @@ public final class KernelOptionsSection {
                 .include(SdpaVariantBenchmark.class.getName() + ".forward")
                 .param("peer", id).param("n", String.valueOf(N)).param("headDim", String.valueOf(DIM)).param("threads", String.valueOf(threads))
                 .param("pattern", pattern).param("mod", mod).param("storage", storage)
-                .forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
-                .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT)
                 .shouldFailOnError(true);
-        jmh.jvmArgsAppend(Quiet.forkFlags().toArray(String[]::new));
-        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
+        RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
         return new double[] {run.getPrimaryResult().getScore(), run.getPrimaryResult().getScoreError()};
     }
 

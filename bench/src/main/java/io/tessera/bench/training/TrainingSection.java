@@ -19,8 +19,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.Runner;
-import org.openjdk.jmh.runner.format.OutputFormatFactory;
 import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 import org.openjdk.jmh.runner.options.TimeValue;
@@ -110,8 +108,7 @@ public final class TrainingSection {
                 .warmupTime(TimeValue.seconds(full ? 2 : 1)).measurementTime(TimeValue.seconds(full ? 3 : 1)).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", "simd");
         else jmh.param("peer", engine);
-        jmh.jvmArgsAppend(io.tessera.bench.Quiet.forkFlags().toArray(String[]::new));   // no JVM notices per fork
-        RunResult run = new Runner(jmh.build(), OutputFormatFactory.createFormatInstance(io.tessera.bench.Quiet.forkOutput(), VerboseMode.SILENT)).runSingle();
+        RunResult run = io.tessera.bench.Quiet.runSingle(jmh, List.of());   // no JVM notices per fork
         double ms = run.getPrimaryResult().getScore();
         double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
         return new Row(engine, label, pattern, n, threads, ms, run.getPrimaryResult().getScoreError(), flops / (ms * 1e6),
