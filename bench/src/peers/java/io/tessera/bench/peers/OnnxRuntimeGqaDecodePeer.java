@@ -37,14 +37,7 @@ public final class OnnxRuntimeGqaDecodePeer implements DecodePeer {
     @Override public String id() { return "onnxruntime-gqa"; }
 
     @Override
-    public String unavailableReason() {
-        try {
-            OrtEnvironment.getEnvironment();
-            return null;
-        } catch (Throwable t) {
-            return "ONNX Runtime did not load: " + t;
-        }
-    }
+    public String unavailableReason() { return OnnxRuntimePeer.onnxRuntimeUnavailableReason(); }
 
     @Override
     public void prepare(int batch, int heads, int kvHeads, int keys, int headDim, FloatBuffer q, FloatBuffer k, FloatBuffer v, int threads) throws Exception {

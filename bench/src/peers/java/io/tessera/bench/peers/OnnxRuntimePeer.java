@@ -45,7 +45,10 @@ public class OnnxRuntimePeer implements Peer {
     @Override public String id() { return "onnxruntime"; }
 
     @Override
-    public String unavailableReason() {
+    public String unavailableReason() { return onnxRuntimeUnavailableReason(); }
+
+    /** Null when ONNX Runtime's native library loads here, else why not (every ONNX Runtime peer asks this). */
+    static String onnxRuntimeUnavailableReason() {
         try {
             OrtEnvironment.getEnvironment();
             return null;
