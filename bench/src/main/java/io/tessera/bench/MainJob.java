@@ -10,6 +10,7 @@ import io.tessera.bench.peers.PythonTorchPeer;
 import io.tessera.bench.report.Compare;
 import io.tessera.bench.report.MachinePeak;
 import io.tessera.bench.report.Measurement;
+import io.tessera.bench.report.MedianTime;
 import io.tessera.bench.report.OracleCheck;
 import io.tessera.bench.report.Report;
 import io.tessera.backend.Backend;
@@ -33,6 +34,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.ServiceLoader;
+import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.Result;
 import org.openjdk.jmh.results.RunResult;
@@ -262,10 +264,11 @@ public final class MainJob {
     /**
      * The JMH schedule of the main job's forked cases (forward, decode, options): one fork, quick
      * 2×1 s warm-up and 3×1 s measurement, full 3×1 s and 5×2 s ({@link #plannedSeconds} and the
-     * report's "mode" line say the same).
+     * report's "mode" line say the same), in sample mode: every call is timed, and the report gives
+     * their median ({@link MedianTime}).
      */
     public static ChainedOptionsBuilder schedule(ChainedOptionsBuilder jmh, boolean full) {
-        return jmh.forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
+        return jmh.mode(Mode.SampleTime).forks(1).warmupIterations(full ? 3 : 2).measurementIterations(full ? 5 : 3)
                 .warmupTime(TimeValue.seconds(1)).measurementTime(TimeValue.seconds(full ? 2 : 1)).verbosity(VerboseMode.SILENT);
     }
 
@@ -354,10 +357,11 @@ public final class MainJob {
         Result<?> primary = run.getPrimaryResult();
         // JMH names the secondary result "gc.alloc.rate.norm" (older versions prefix a "·").
         Result<?> alloc = run.getSecondaryResults().getOrDefault("gc.alloc.rate.norm", run.getSecondaryResults().get("·gc.alloc.rate.norm"));
-        double ms = primary.getScore();
+        MedianTime time = MedianTime.of(primary);
+        double ms = time.median();
         double flops = flops(c.pattern(), c.n(), c.headDim());
         String label = tessera ? "Tessera " + c.backend() : peers.stream().filter(p -> p.id().equals(c.engine())).findFirst().map(Peer::name).orElse(c.engine());
-        return new Measurement(c.engine(), label, c.pattern(), c.n(), c.threads(), ms, primary.getScoreError(), flops / (ms * 1e6),
+        return new Measurement(c.engine(), label, c.pattern(), c.n(), c.threads(), ms, time.halfWidth(), flops / (ms * 1e6),
                 alloc == null ? Double.NaN : alloc.getScore());
     }
 
@@ -436,7 +440,8 @@ public final class MainJob {
         env.put("JDK", System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version"));
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
-        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s") + " measurement; B=1, H=8");
+        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
+                + " measurement, every call timed (sample mode): ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
         return env;
     }
 

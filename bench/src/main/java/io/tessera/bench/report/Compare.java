@@ -11,8 +11,9 @@ import java.util.Map;
 
 /**
  * {@code ./tessera bench --compare A B}: two runs' {@code results.csv} side by side, case by case.
- * A change counts only when it is larger than the run-to-run noise JMH measured: the two 99.9%
- * confidence intervals ({@code ms_error}, the half-widths) must not overlap, i.e.
+ * A change counts only when it is larger than the noise measured in the runs: the two confidence
+ * intervals ({@code ms_error}, the half-widths; the median's 95 % interval since the main job
+ * times every call, JMH's 99.9 % interval of the mean in older reports) must not overlap, i.e.
  * {@code |B − A| > errA + errB}. Anything smaller is reported as within noise.
  */
 public final class Compare {
@@ -96,7 +97,7 @@ public final class Compare {
         List<String> parts = new ArrayList<>();
         counts.forEach((v, k) -> parts.add(k + " " + v.name().toLowerCase(Locale.ROOT).replace('_', ' ')));
         sb.append(changes.size()).append(" cases: ").append(String.join(", ", parts))
-                .append(" (a change counts when |B − A| exceeds the sum of JMH's 99.9% error half-widths)\n");
+                .append(" (a change counts when |B − A| exceeds the sum of the two runs' error half-widths)\n");
         return sb.toString();
     }
 

@@ -8,8 +8,8 @@ package io.tessera.bench.report;
  * @param pattern       pattern name ("dense", "causal", …)
  * @param n             sequence length (qLen = kvLen)
  * @param threads       threads used
- * @param msPerCall     mean time per call
- * @param msError       99.9% confidence half-width reported by JMH
+ * @param msPerCall     time per call: the median of the timed calls ({@link MedianTime}) for the main job's forward cases
+ * @param msError       its uncertainty: the half-width of the median's 95 % confidence interval ({@link MedianTime})
  * @param gflops        effective GFLOP/s: FLOPs of the allowed pairs (4·pairs·D·H) over time
  * @param heapBytesPerCall heap allocation per call (JMH gc profiler), or NaN when not measured
  */
