@@ -321,6 +321,14 @@ final class DecodeCall {
         }
     }
 
+    /** {@link #modified} on the scores {@code p[pOff + j]} of the chunk keys {@code keys[j]} whose bit j is set in {@code bits}. */
+    void modifyScores(int b, int hk, int r, int[] keys, long bits, float[] p, int pOff) {
+        for (; bits != 0; bits &= bits - 1) {
+            int j = Long.numberOfTrailingZeros(bits);
+            p[pOff + j] = modified(b, hk, r, keys[j], p[pOff + j]);
+        }
+    }
+
     /** Stores an item's partial: unnormalized output rows (dv apart in {@code o}), base-2 running max and sum. */
     void storePartial(int item, float[] o, float[] m, float[] l) { storePartial(item, o, dv, m, l); }
 
@@ -383,5 +391,96 @@ final class DecodeCall {
             for (int x = 0; x < dv; x++) out.setAtIndex(FLOAT, oRow + x, (float) (acc[x] * inv));
             if (lse != null) lse.setAtIndex(FLOAT, lIndex, (float) (max * LN2 + StrictMath.log(sum)));
         }
+    }
+
+    /**
+     * The keys of one run (a split's tiles of one sequence), in tile order, in chunks of up to
+     * {@link ScalarDecodeKernel#CHUNK} keys that run across page boundaries: with pages smaller than
+     * a chunk (vLLM's 16 tokens) a chunk holds several pages, so the per-chunk work of both decode
+     * kernels (softmax bookkeeping, the output's rescale) is paid per 64 keys, not per page. Only
+     * the last chunk of a run is short. Both kernels walk the same chunks: the chunk is part of
+     * their shared arithmetic (one online-softmax step per chunk).
+     */
+    static final class Chunks {
+        /** Pool row (slot) of key j of the chunk, j < n. */
+        final long[] slot = new long[ScalarDecodeKernel.CHUNK];
+        /** Position in its sequence of key j of the chunk, j < n (what patterns and modifiers see). */
+        final int[] key = new int[ScalarDecodeKernel.CHUNK];
+        /** Per query i < qLen: bit j set iff query i may attend key j of the chunk. */
+        long[] queryBits = new long[0];
+        /** Keys in the chunk. */
+        int n;
+        /**
+         * The chunk as spans of consecutive pool rows: span i is keys [spanStart[i], spanStart[i + 1])
+         * at slots spanSlot[i] … (pages that follow each other in the pool make one span).
+         */
+        int spans;
+        final int[] spanStart = new int[ScalarDecodeKernel.CHUNK + 1];
+        final long[] spanSlot = new long[ScalarDecodeKernel.CHUNK];
+        private long[] mask = new long[0];
+        private DecodeCall c;
+        private int b, t, end, pos, tokens, page;
+        private long slot0;
+        private boolean partial;
+
+        /** Starts walking run {@code run} of call {@code c}. */
+        void start(DecodeCall c, int run) {
+            this.c = c;
+            b = c.runSeq[run];
+            t = c.runFrom[run];
+            end = c.runTo[run];
+            pos = 0;
+            int words = c.plan.maskWordsPerRow();
+            if (mask.length < c.qLen * words) mask = new long[c.qLen * words];
+            if (queryBits.length < c.qLen) queryBits = new long[c.qLen];
+            if (t < end) enterTile();
+        }
+
+        private void enterTile() {
+            DecodePlan plan = c.plan;
+            page = plan.pages()[t];
+            tokens = Math.min(c.pageSize, plan.length(b) - page * c.pageSize);
+            partial = plan.kinds()[t] == TileKind.PARTIAL.code();
+            if (partial) plan.fillTileMask(t, mask);
+            slot0 = (long) c.tables[b][page] * c.pageSize;
+        }
+
+        /** The next chunk into {@link #n}, {@link #slot}, {@link #key} and {@link #queryBits}; false at the run's end. */
+        boolean next() {
+            int qLen = c.qLen, words = c.plan.maskWordsPerRow(), count = 0;
+            spans = 0;
+            Arrays.fill(queryBits, 0, qLen, 0L);
+            while (count < ScalarDecodeKernel.CHUNK && t < end) {
+                int take = Math.min(ScalarDecodeKernel.CHUNK - count, tokens - pos), key0 = page * c.pageSize + pos;
+                for (int j = 0; j < take; j++) {
+                    slot[count + j] = slot0 + pos + j;
+                    key[count + j] = key0 + j;
+                }
+                if (spans == 0 || spanSlot[spans - 1] + (count - spanStart[spans - 1]) != slot0 + pos) {
+                    spanSlot[spans] = slot0 + pos;
+                    spanStart[spans++] = count;
+                }
+                for (int i = 0; i < qLen; i++) queryBits[i] |= (partial ? bits(mask, i * words, pos, take) : low(take)) << count;
+                count += take;
+                pos += take;
+                if (pos == tokens) {
+                    pos = 0;
+                    if (++t < end) enterTile();
+                }
+            }
+            n = count;
+            spanStart[spans] = count;
+            return count > 0;
+        }
+
+        /** Bits [pos, pos + take) (take ≤ 64) of the mask row starting at word {@code off}, as the low bits of a word. */
+        private static long bits(long[] mask, int off, int pos, int take) {
+            int w = off + (pos >>> 6), shift = pos & 63;
+            long v = mask[w] >>> shift;
+            if (shift != 0 && shift + take > 64) v |= mask[w + 1] << (64 - shift);
+            return v & low(take);
+        }
+
+        private static long low(int count) { return count == 64 ? -1L : (1L << count) - 1; }
     }
 }

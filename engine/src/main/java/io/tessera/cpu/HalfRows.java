@@ -3,6 +3,7 @@ package io.tessera.cpu;
 import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
@@ -50,6 +51,31 @@ final class HalfRows {
         }
         if (type == ElementType.BF16) widenBfloat16(bits, n * width, dst);
         else widenFloat16(bits, n * width, dst);
+    }
+
+    /**
+     * dst[dstOff + i] = the element at {@code index + i} of {@code src} widened to float32, for
+     * i < width ({@code type} is BF16 or F16; index in elements): one row, read where it lies.
+     * bfloat16 is widened from the segment in one pass (L shorts loaded, sign-extended, shifted);
+     * float16 through {@link #widenRows}.
+     */
+    static void widenRow(MemorySegment src, ElementType type, long index, int width, float[] dst, int dstOff) {
+        if (type != ElementType.BF16) {
+            if (type != ElementType.F16) throw new IllegalStateException("widenRow of " + type);
+            short[][] holder = BITS.get();
+            if (holder[0].length < width) holder[0] = new short[width];
+            short[] bits = holder[0];
+            MemorySegment.copy(src, SHORT, index * 2, bits, 0, width);
+            for (int i = 0; i < width; i++) dst[dstOff + i] = Float.float16ToFloat(bits[i]);
+            return;
+        }
+        long at = index * 2;
+        int i = 0;
+        for (; i + L <= width; i += L) {
+            ((IntVector) ShortVector.fromMemorySegment(SHORTS, src, at + 2L * i, ByteOrder.nativeOrder()).convertShape(VectorOperators.S2I, INTS, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
+        }
+        for (; i < width; i++) dst[dstOff + i] = ElementType.bfloat16ToFloat(src.get(SHORT, at + 2L * i));
     }
 
     /**

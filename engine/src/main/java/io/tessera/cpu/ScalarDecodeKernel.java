@@ -1,7 +1,5 @@
 package io.tessera.cpu;
 
-import io.tessera.layout.TileKind;
-import io.tessera.pattern.DecodePlan;
 import java.util.Arrays;
 
 /**
@@ -9,7 +7,8 @@ import java.util.Arrays;
  *
  * <p>One work item of a {@link DecodeCall}: the rows of one key/value head (its G query heads ×
  * qLen queries) against the tiles of one split, walking the layout's tiles (one per page) in order
- * and each page in chunks of {@link #CHUNK} keys (one mask word). Per row and chunk, the fused
+ * in chunks of {@link #CHUNK} keys ({@link DecodeCall.Chunks}: a chunk runs across page boundaries,
+ * so small pages share one softmax step; only a split's last chunk is short). Per row and chunk, the fused
  * kernel's base-2 online softmax: scores with the queries pre-scaled by scale·log2(e), each a dot
  * product over {@link #PARTIALS} interleaved partial sums (dimension x into partial x mod 16 by an
  * fma chain in dimension order, the dimensions padded with zeros to a multiple of 16) folded as a
@@ -31,15 +30,14 @@ final class ScalarDecodeKernel {
     static final class Scratch {
         float[] q = new float[0], o = new float[0], m = new float[0], l = new float[0], k = new float[0];
         final float[] p = new float[CHUNK], partial = new float[PARTIALS], dotPartial = new float[PARTIALS];
-        long[] mask = new long[0];
+        final DecodeCall.Chunks chunks = new DecodeCall.Chunks();
 
-        void ensure(int rows, int d, int dv, int maskWords) {
+        void ensure(int rows, int d, int dv) {
             int dPad = paddedDim(d);
             if (q.length < rows * dPad) q = new float[rows * dPad];
             if (k.length < dPad) k = new float[dPad];   // one key row, widened; zeros past d
             if (o.length < rows * dv) o = new float[rows * dv];
             if (m.length < rows) { m = new float[rows]; l = new float[rows]; }
-            if (mask.length < maskWords) mask = new long[maskWords];
         }
     }
 
@@ -47,12 +45,9 @@ final class ScalarDecodeKernel {
 
     static void item(DecodeCall c, int item) {
         int run = item / c.kvHeads, hk = item % c.kvHeads, b = c.runSeq[run];
-        DecodePlan lay = c.plan;
-        int[] table = c.tables[b], cols = lay.pages();
-        byte[] kinds = lay.kinds();
-        int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen, words = lay.maskWordsPerRow(), pageSize = c.pageSize;
+        int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen;
         Scratch s = SCRATCH.get();
-        s.ensure(rows, d, dv, qLen * words);
+        s.ensure(rows, d, dv);
         float qScale = c.scale * ScalarAttentionKernel.LOG2E;
         int dPad = paddedDim(d);
         for (int r = 0; r < rows; r++) {
@@ -63,46 +58,41 @@ final class ScalarDecodeKernel {
         Arrays.fill(s.m, 0, rows, Float.NEGATIVE_INFINITY);
         Arrays.fill(s.l, 0, rows, 0f);
         Arrays.fill(s.o, 0, rows * dv, 0f);
-        for (int t = c.runFrom[run]; t < c.runTo[run]; t++) {
-            int page = cols[t], tokens = Math.min(pageSize, lay.length(b) - page * pageSize);
-            boolean partial = kinds[t] == TileKind.PARTIAL.code();
-            if (partial) lay.fillTileMask(t, s.mask);
-            long slot0 = (long) table[page] * pageSize;
-            for (int c0 = 0; c0 < tokens; c0 += CHUNK) {
-                int n = Math.min(CHUNK, tokens - c0);
-                long chunkBits = n == 64 ? -1L : (1L << n) - 1;
-                for (int r = 0; r < rows; r++) {
-                    long bits = partial ? s.mask[(r % qLen) * words + (c0 >>> 6)] & chunkBits : chunkBits;
-                    if (bits == 0) continue;   // no key of this chunk for this row: its state is unchanged
-                    float max = Float.NEGATIVE_INFINITY;
-                    for (int j = 0; j < n; j++) {
-                        float score = Float.NEGATIVE_INFINITY;
-                        if ((bits & (1L << j)) != 0) {
-                            long kRow = c.keyRow(hk, slot0 + c0 + j);
-                            for (int x = 0; x < d; x++) s.k[x] = c.kType.get(c.k, kRow + x);
-                            score = dot(s.q, r * dPad, s.k, dPad, s.dotPartial);
-                            if (c.mod != null) score = c.modified(b, hk, r, page * pageSize + c0 + j, score);
-                        }
-                        s.p[j] = score;
-                        max = Math.max(max, score);
+        DecodeCall.Chunks chunks = s.chunks;
+        chunks.start(c, run);
+        while (chunks.next()) {
+            int n = chunks.n;
+            for (int r = 0; r < rows; r++) {
+                long bits = chunks.queryBits[r % qLen];
+                if (bits == 0) continue;   // no key of this chunk for this row: its state is unchanged
+                float max = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < n; j++) {
+                    float score = Float.NEGATIVE_INFINITY;
+                    if ((bits & (1L << j)) != 0) {
+                        long kRow = c.keyRow(hk, chunks.slot[j]);
+                        for (int x = 0; x < d; x++) s.k[x] = c.kType.get(c.k, kRow + x);
+                        score = dot(s.q, r * dPad, s.k, dPad, s.dotPartial);
+                        if (c.mod != null) score = c.modified(b, hk, r, chunks.key[j], score);
                     }
-                    float mOld = s.m[r], mNew = Math.max(mOld, max), shift = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
-                    Arrays.fill(s.partial, 0f);
-                    for (int j = 0; j < n; j++) {
-                        s.p[j] = ScalarAttentionKernel.exp2(s.p[j] - shift);
-                        s.partial[j & (PARTIALS - 1)] += s.p[j];
-                    }
-                    float alpha = ScalarAttentionKernel.exp2(mOld - shift);
-                    s.l[r] = Math.fma(alpha, s.l[r], sumPartials(s.partial));
-                    s.m[r] = mNew;
-                    int o = r * dv;
-                    if (alpha != 1f) for (int x = 0; x < dv; x++) s.o[o + x] *= alpha;
-                    for (int j = 0; j < n; j++) {
-                        float p = s.p[j];
-                        if (p == 0f) continue;
-                        long vRow = c.valueRow(hk, slot0 + c0 + j);
-                        for (int x = 0; x < dv; x++) s.o[o + x] = Math.fma(p, c.vType.get(c.v, vRow + x), s.o[o + x]);
-                    }
+                    s.p[j] = score;
+                    max = Math.max(max, score);
+                }
+                float mOld = s.m[r], mNew = Math.max(mOld, max), shift = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
+                Arrays.fill(s.partial, 0f);
+                for (int j = 0; j < n; j++) {
+                    s.p[j] = ScalarAttentionKernel.exp2(s.p[j] - shift);
+                    s.partial[j & (PARTIALS - 1)] += s.p[j];
+                }
+                float alpha = ScalarAttentionKernel.exp2(mOld - shift);
+                s.l[r] = Math.fma(alpha, s.l[r], sumPartials(s.partial));
+                s.m[r] = mNew;
+                int o = r * dv;
+                if (alpha != 1f) for (int x = 0; x < dv; x++) s.o[o + x] *= alpha;
+                for (int j = 0; j < n; j++) {
+                    float p = s.p[j];
+                    if (p == 0f) continue;
+                    long vRow = c.valueRow(hk, chunks.slot[j]);
+                    for (int x = 0; x < dv; x++) s.o[o + x] = Math.fma(p, c.vType.get(c.v, vRow + x), s.o[o + x]);
                 }
             }
         }

@@ -3,8 +3,6 @@ package io.tessera.cpu;
 import static io.tessera.cpu.ScalarDecodeKernel.CHUNK;
 import static io.tessera.cpu.ScalarDecodeKernel.PARTIALS;
 
-import io.tessera.layout.TileKind;
-import io.tessera.pattern.DecodePlan;
 import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -20,8 +18,11 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>The rows of an item are the G query heads that share a key/value head times the qLen
  * queries, so each K/V chunk is read from the pool once for all of them: per chunk of
- * {@link ScalarDecodeKernel#CHUNK} keys of a page, the keys and values are copied (half-precision
- * ones widened) into row-major scratch, one sequential read of the pool, and then used from cache.
+ * {@link ScalarDecodeKernel#CHUNK} keys ({@link DecodeCall.Chunks}: across page boundaries, so pages
+ * of 16 tokens share one softmax step and one pass over the output), the keys and values are staged
+ * (half-precision ones widened in the same pass) into row-major scratch one key group (L keys) at a
+ * time, by one bulk copy per span of consecutive pool rows, each group just before its scores: the
+ * reads of the pool interleave with arithmetic instead of preceding it.
  *
  * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 2 rows × 4 keys keeps
  * one accumulator vector per (row, key) for each L-lane part of the 16 interleaved partial sums of
@@ -90,24 +91,24 @@ final class SimdDecodeKernel {
         float[] qRows = new float[0];   // [rows rounded up to 4][dPad]  queries · scale · log2(e), zeros past d and past the rows
         float[] kRows = new float[0];   // [CHUNK][dPad]                 the chunk's keys, widened, zeros past d
         float[] vRows = new float[0];   // [CHUNK][vPad]                 the chunk's values, widened, zeros past dv
-        float[] rowTmp = new float[0];  // one widened row (dimensions not a whole number of vectors)
         float[] dots = new float[2 * L * PARTIALS];   // [2 rows][L keys][16 partials]
         float[] red = new float[L * L];               // the transposing reduction's vectors
         float[] p = new float[0];       // [rows rounded up to 4][CHUNK]  scores, then probabilities (0 in padded rows)
         float[] o = new float[0], m = new float[0], l = new float[0], alpha = new float[0];
         final float[] partial = new float[PARTIALS], lanes = new float[L];
-        long[] mask = new long[0], bits = new long[0];
+        long[] bits = new long[0];
+        /** Offsets in kRows of the chunk's keys (keys past n: key n − 1). */
+        final int[] kAt = new int[CHUNK];
+        final DecodeCall.Chunks chunks = new DecodeCall.Chunks();
 
-        void ensure(int rows, int d, int dv, int maskWords) {
+        void ensure(int rows, int d, int dv) {
             int quadRows = (rows + 3) / 4 * 4, dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
             if (qRows.length < quadRows * dPad) qRows = new float[quadRows * dPad];
             if (kRows.length < CHUNK * dPad) kRows = new float[CHUNK * dPad];
             if (vRows.length < CHUNK * vPad) vRows = new float[CHUNK * vPad];
-            if (rowTmp.length < Math.max(d, dv)) rowTmp = new float[Math.max(d, dv)];
             if (p.length < quadRows * CHUNK) p = new float[quadRows * CHUNK];
             if (o.length < quadRows * vPad) o = new float[quadRows * vPad];
             if (m.length < quadRows) { m = new float[quadRows]; l = new float[quadRows]; alpha = new float[quadRows]; bits = new long[quadRows]; }
-            if (mask.length < maskWords) mask = new long[maskWords];
         }
     }
 
@@ -118,14 +119,11 @@ final class SimdDecodeKernel {
 
     static void item(DecodeCall c, int item) {
         int run = item / c.kvHeads, hk = item % c.kvHeads, b = c.runSeq[run];
-        DecodePlan lay = c.plan;
-        int[] table = c.tables[b], cols = lay.pages();
-        byte[] kinds = lay.kinds();
-        int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen, words = lay.maskWordsPerRow(), pageSize = c.pageSize;
+        int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen;
         int pairRows = (rows + 1) / 2 * 2, quadRows = (rows + 3) / 4 * 4;
         int dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
         Scratch s = SCRATCH.get();
-        s.ensure(rows, d, dv, qLen * words);
+        s.ensure(rows, d, dv);
         float qScale = c.scale * ScalarAttentionKernel.LOG2E;
         Arrays.fill(s.qRows, 0, quadRows * dPad, 0f);
         for (int r = 0; r < rows; r++) {
@@ -137,59 +135,69 @@ final class SimdDecodeKernel {
         Arrays.fill(s.alpha, 0, quadRows, 1f);
         Arrays.fill(s.o, 0, quadRows * vPad, 0f);
         Arrays.fill(s.p, rows * CHUNK, quadRows * CHUNK, 0f);   // padded rows never attend
-        for (int t = c.runFrom[run]; t < c.runTo[run]; t++) {
-            int page = cols[t], tokens = Math.min(pageSize, lay.length(b) - page * pageSize);
-            boolean partial = kinds[t] == TileKind.PARTIAL.code();
-            if (partial) lay.fillTileMask(t, s.mask);
-            long slot0 = (long) table[page] * pageSize;
-            for (int c0 = 0; c0 < tokens; c0 += CHUNK) {
-                int n = Math.min(CHUNK, tokens - c0), nPad = (n + L - 1) / L * L;
-                long chunkBits = n == 64 ? -1L : (1L << n) - 1, any = 0;
-                for (int r = 0; r < rows; r++) any |= s.bits[r] = partial ? s.mask[(r % qLen) * words + (c0 >>> 6)] & chunkBits : chunkBits;
-                if (any == 0) continue;   // no row attends a key of this chunk: nothing is read
-                copyRows(c.k, c.kType, c.keyRow(hk, slot0 + c0), c.kT, n, d, dPad, s.kRows, s.rowTmp);
-                copyRows(c.v, c.vType, c.valueRow(hk, slot0 + c0), c.vT, n, dv, vPad, s.vRows, s.rowTmp);
-                scores(s, rows, pairRows, n, nPad, dPad);
-                if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
-                    for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, page * pageSize + c0, s.bits[r], s.p, r * CHUNK);
-                }
-                for (int r = 0; r < rows; r++) {
-                    long bits = s.bits[r];
-                    int pRow = r * CHUNK;
-                    if (bits == 0) {   // no key of this chunk for this row: its state is unchanged
-                        Arrays.fill(s.p, pRow, pRow + n, 0f);
-                        s.alpha[r] = 1f;
-                        continue;
-                    }
-                    if (bits != chunkBits) {
-                        for (long blocked = chunkBits & ~bits; blocked != 0; blocked &= blocked - 1) s.p[pRow + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
-                    }
-                    Arrays.fill(s.p, pRow + n, pRow + nPad, NEG_INF);   // padded lanes of the last vector
-                    softmaxRow(s, r, pRow, nPad);
-                }
-                accumulate(s, quadRows, n, vPad);
+        DecodeCall.Chunks chunks = s.chunks;
+        chunks.start(c, run);
+        while (chunks.next()) {
+            int n = chunks.n, nPad = (n + L - 1) / L * L;
+            long chunkBits = n == 64 ? -1L : (1L << n) - 1, any = 0;
+            for (int r = 0; r < rows; r++) any |= s.bits[r] = chunks.queryBits[r % qLen];
+            if (any == 0) continue;   // no row attends a key of this chunk: nothing is read
+            for (int j = 0; j < nPad; j++) s.kAt[j] = Math.min(j, n - 1) * dPad;
+            // Staged a key group at a time, between the groups' scores: the hardware prefetcher streams
+            // the next rows while the scores run, instead of the copy waiting for memory alone.
+            for (int jg = 0; jg < nPad; jg += L) {
+                int to = Math.min(jg + L, n);
+                stageRows(c.k, c.kType, c, hk, chunks, jg, to, d, dPad, true, s.kRows);
+                stageRows(c.v, c.vType, c, hk, chunks, jg, to, dv, vPad, false, s.vRows);
+                scores(s, rows, pairRows, jg, dPad);
             }
+            if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
+                for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, chunks.key, s.bits[r], s.p, r * CHUNK);
+            }
+            for (int r = 0; r < rows; r++) {
+                long bits = s.bits[r];
+                int pRow = r * CHUNK;
+                if (bits == 0) {   // no key of this chunk for this row: its state is unchanged
+                    Arrays.fill(s.p, pRow, pRow + n, 0f);
+                    s.alpha[r] = 1f;
+                    continue;
+                }
+                if (bits != chunkBits) {
+                    for (long blocked = chunkBits & ~bits; blocked != 0; blocked &= blocked - 1) s.p[pRow + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
+                }
+                Arrays.fill(s.p, pRow + n, pRow + nPad, NEG_INF);   // padded lanes of the last vector
+                softmaxRow(s, r, pRow, nPad);
+            }
+            accumulate(s, quadRows, n, vPad);
         }
         c.storePartial(item, s.o, vPad, s.m, s.l);
     }
 
     /**
-     * rows × width elements from {@code base} (rows {@code stride} apart, in elements of
-     * {@code type}) widened into dst, rows {@code pad} apart with zeros past {@code width}.
+     * The chunk's n key (or value) rows of head hk, widened, into dst rows {@code pad} apart with
+     * zeros past {@code width}: one bulk copy or widening per span of consecutive pool rows when
+     * the rows are dense and need no padding (a per-row call costs more than its 512 bytes).
      */
-    private static void copyRows(MemorySegment src, ElementType type, long base, long stride, int n, int width, int pad, float[] dst, float[] tmp) {
-        if (width == pad && stride == width) {
-            if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
-            else HalfRows.widenRows(src, type, base, stride, n, width, dst);
-            return;
-        }
-        for (int j = 0; j < n; j++) {
-            if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, (base + j * stride) * Float.BYTES, dst, j * pad, width);
-            else {
-                HalfRows.widenRows(src, type, base + j * stride, stride, 1, width, tmp);
-                System.arraycopy(tmp, 0, dst, j * pad, width);
+    private static void stageRows(MemorySegment src, ElementType type, DecodeCall c, int hk, DecodeCall.Chunks chunks, int from, int to, int width, int pad, boolean keys, float[] dst) {
+        long stride = keys ? c.kT : c.vT;
+        boolean dense = stride == width && pad == width;
+        for (int i = 0; i < chunks.spans; i++) {
+            int s0 = chunks.spanStart[i], j0 = Math.max(s0, from), j1 = Math.min(chunks.spanStart[i + 1], to);
+            if (j0 >= j1) continue;
+            long slot = chunks.spanSlot[i] + (j0 - s0);
+            long row0 = keys ? c.keyRow(hk, slot) : c.valueRow(hk, slot);
+            if (dense) {
+                int count = (j1 - j0) * width;
+                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row0 * Float.BYTES, dst, j0 * pad, count);
+                else HalfRows.widenRow(src, type, row0, count, dst, j0 * pad);
+                continue;
             }
-            Arrays.fill(dst, j * pad + width, (j + 1) * pad, 0f);
+            for (int j = j0; j < j1; j++) {
+                long row = row0 + (j - j0) * stride;
+                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row * Float.BYTES, dst, j * pad, width);
+                else HalfRows.widenRow(src, type, row, width, dst, j * pad);
+                Arrays.fill(dst, j * pad + width, (j + 1) * pad, 0f);
+            }
         }
     }
 
@@ -199,15 +207,15 @@ final class SimdDecodeKernel {
      * the dimensions (x in steps of 16), then folded and reduced across the L keys. Keys past n
      * repeat key n − 1 (their lanes are masked to −∞ afterwards).
      */
-    static void scores(Scratch s, int rows, int pairRows, int n, int nPad, int dPad) {
+    static void scores(Scratch s, int rows, int pairRows, int jg, int dPad) {
         float[] q = s.qRows, k = s.kRows, dots = s.dots;
-        for (int jg = 0; jg < nPad; jg += L) {
+        int[] kAt = s.kAt;
+        {
             for (int r0 = 0; r0 < pairRows; r0 += 2) {
                 int q0 = r0 * dPad, q1 = q0 + dPad;
                 for (int j4 = 0; j4 < L; j4 += 4) {
                     int j = jg + j4;
-                    int k0 = Math.min(j, n - 1) * dPad, k1 = Math.min(j + 1, n - 1) * dPad;
-                    int k2 = Math.min(j + 2, n - 1) * dPad, k3 = Math.min(j + 3, n - 1) * dPad;
+                    int k0 = kAt[j], k1 = kAt[j + 1], k2 = kAt[j + 2], k3 = kAt[j + 3];
                     for (int part = 0; part < PARTS; part++) {
                         FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
                         for (int x = part * L; x < dPad; x += PARTIALS) {

@@ -43,4 +43,30 @@ class HalfRowsTest {
             }
         }
     }
+
+    /** widenRow (one row read where it lies, into a destination offset): the same bits for every pattern, tails included. */
+    @Test
+    void widensOneRowInPlaceExactlyForBothTypes() {
+        for (ElementType type : new ElementType[] {ElementType.BF16, ElementType.F16}) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment src = arena.allocate(2L * (65536 + 64), 2);
+                for (int e = 0; e < 65536 + 64; e++) src.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, e, (short) e);
+                for (int width : new int[] {65536, 61, 7, 1}) {
+                    for (long index : new long[] {0, 3, 64}) {
+                        int dstOff = 5;
+                        float[] dst = new float[dstOff + width + 2];
+                        java.util.Arrays.fill(dst, 42f);
+                        HalfRows.widenRow(src, type, index, width, dst, dstOff);
+                        for (int i = 0; i < width; i++) {
+                            assertThat(Float.floatToRawIntBits(dst[dstOff + i]))
+                                    .as("%s width %d index %d element %d", type, width, index, i)
+                                    .isEqualTo(Float.floatToRawIntBits(type.get(src, index + i)));
+                        }
+                        assertThat(dst[dstOff - 1]).as("before the row").isEqualTo(42f);
+                        assertThat(dst[dstOff + width]).as("after the row").isEqualTo(42f);
+                    }
+                }
+            }
+        }
+    }
 }
