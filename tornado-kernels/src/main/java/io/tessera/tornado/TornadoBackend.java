@@ -165,12 +165,8 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
     public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
         if (plan == null) throw new NullPointerException("plan");
-        if (plan.scoreMod() != null) {
-            throw new UnsupportedOperationException("backend 'tornado' has no score modifiers in its decode kernel (got " + plan.scoreMod()
-                    + "): decode with a modifier on the 'simd' or 'scalar' backend");
-        }
         DevicePlans.startCall();
-        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, plan.pageSize(), pageTables, plan.layouts(), pageGenerations, scale, out, lse));
+        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, plan, pageTables, plan.layouts(), pageGenerations, scale, out, lse));
     }
 
     /**

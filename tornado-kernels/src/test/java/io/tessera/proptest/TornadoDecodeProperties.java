@@ -162,19 +162,6 @@ class TornadoDecodeProperties {
         return run;
     }
 
-    /** The device decode kernel has no score modifiers: a modified step is rejected up front, naming the modifier. */
-    @Example
-    void aModifiedStepIsRejectedByName() {
-        try (Arena arena = Arena.ofShared()) {
-            KvCache cache = KvCache.allocate(arena, 1, 8, 8, 2, 16, 16);
-            cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, 2, 45, 16), Tensor.randomNormal(arena, 2, 1f, 1, 2, 45, 16));
-            PagedAttention decode = PagedAttention.of(Pattern.causal()).withScoreMod(io.tessera.pattern.ScoreMod.softCap(30f)).on(tornado());
-            Tensor q = Tensor.randomNormal(arena, 3, 1f, 1, 4, 2, 16), out = Tensor.zeros(arena, 1, 4, 2, 16);
-            org.assertj.core.api.Assertions.assertThatThrownBy(() -> decode.forward(cache, 0, q, out, null))
-                    .isInstanceOf(UnsupportedOperationException.class).hasMessageContaining("no score modifiers in its decode kernel").hasMessageContaining("softCap");
-        }
-    }
-
     /** A half-precision cache is rejected up front, naming the pool and its type. */
     @Example
     void halfPrecisionCachesAreRejectedByName() {
