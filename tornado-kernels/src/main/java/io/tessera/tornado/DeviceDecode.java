@@ -26,6 +26,8 @@ import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.ShortArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * The host side of the device decode step ({@link DecodeKernel}): one execution plan per (device,
@@ -54,7 +56,8 @@ final class DeviceDecode {
     private static final AtomicLong GRAPH_IDS = new AtomicLong();
 
     private record Key(Object device, int batch, int heads, int kvHeads, int qLen, int d, int dv, int pageSize, int poolTokens,
-                       MemorySegment keyStorage, MemorySegment valueStorage, long keyOffset, long valueOffset, List<Integer> modKinds) {}
+                       MemorySegment keyStorage, MemorySegment valueStorage, long keyOffset, long valueOffset, List<Integer> modKinds,
+                       ElementType poolType) {}
 
     private static final Map<Key, Plan> PLANS = new LinkedHashMap<>(16, 0.75f, true) {
         @Override
@@ -75,7 +78,8 @@ final class DeviceDecode {
         final Key key;
         final String device;
         final TornadoExecutionPlan plan;
-        final FloatArray q, out, lse, stagedKeys, stagedValues, scale, partO, partML, modValues;
+        final FloatArray q, out, lse, scale, partO, partML, modValues;
+        final TornadoNativeArray stagedKeys, stagedValues;   // FloatArray, or ShortArray for a half-precision pool
         final IntArray stagedRows, meta, mods;
         final int stageRows, tileCapacity, maskCapacity, splits;
         final long[] residentGeneration;   // per pool page; −1: nothing held
@@ -96,8 +100,9 @@ final class DeviceDecode {
             q = new FloatArray(Math.multiplyExact(rows, key.d));
             out = new FloatArray(Math.multiplyExact(rows, key.dv));
             lse = new FloatArray(rows);
-            stagedKeys = new FloatArray(Math.multiplyExact(stageRows, key.d));
-            stagedValues = new FloatArray(Math.multiplyExact(stageRows, key.dv));
+            boolean half = key.poolType != ElementType.F32;
+            stagedKeys = half ? new ShortArray(Math.multiplyExact(stageRows, key.d)) : new FloatArray(Math.multiplyExact(stageRows, key.d));
+            stagedValues = half ? new ShortArray(Math.multiplyExact(stageRows, key.dv)) : new FloatArray(Math.multiplyExact(stageRows, key.dv));
             stagedRows = new IntArray(stageRows);
             meta = new IntArray(Math.addExact(DecodeKernel.masks(key.batch, tileCapacity), maskCapacity));
             scale = new FloatArray(2);
@@ -112,17 +117,32 @@ final class DeviceDecode {
             residentGeneration = new long[pages];
             Arrays.fill(residentGeneration, -1);
             residentTokens = new int[pages];
-            FloatArray keys = FloatArray.fromSegmentShallow(keyPool.storageWithHeader());
-            FloatArray values = key.valueStorage.equals(key.keyStorage) ? keys : FloatArray.fromSegmentShallow(valuePool.storageWithHeader());
             String graph = "tesseraDecode" + GRAPH_IDS.incrementAndGet();
-            TaskGraph tg = new TaskGraph(graph)
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, keys == values ? new Object[] {keys} : new Object[] {keys, values})
-                    // The partials never leave the device: sent once so that TornadoVM allocates them there.
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, partO, partML)
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stagedKeys, stagedValues, stagedRows, meta, scale, mods, modValues)
-                    .task("scatter", DecodeKernel::scatter, new KernelContext(), keys, values, stagedKeys, stagedValues, stagedRows, meta)
-                    .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, partO, partML, meta, scale, mods, modValues)
-                    .task("merge", DecodeKernel::merge, new KernelContext(), partO, partML, out, lse, meta)
+            TaskGraph tg = new TaskGraph(graph);
+            boolean shared = key.valueStorage.equals(key.keyStorage);
+            if (half) {
+                // The pools stay 16-bit on the device; the kernel widens each element exactly through the table.
+                ShortArray keys = ShortArray.fromSegmentShallow(keyPool.storageWithHeader());
+                ShortArray values = shared ? keys : ShortArray.fromSegmentShallow(valuePool.storageWithHeader());
+                FloatArray widen = widenTable(key.poolType);
+                ShortArray sk = (ShortArray) stagedKeys, sv = (ShortArray) stagedValues;
+                tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, shared ? new Object[] {keys, widen} : new Object[] {keys, values, widen})
+                        .transferToDevice(DataTransferMode.FIRST_EXECUTION, partO, partML)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, sk, sv, stagedRows, meta, scale, mods, modValues)
+                        .task("scatter", DecodeKernel::scatterHalf, new KernelContext(), keys, values, sk, sv, stagedRows, meta)
+                        .task("decode", DecodeKernel::decodeHalf, new KernelContext(), q, keys, values, widen, partO, partML, meta, scale, mods, modValues);
+            } else {
+                FloatArray keys = FloatArray.fromSegmentShallow(keyPool.storageWithHeader());
+                FloatArray values = shared ? keys : FloatArray.fromSegmentShallow(valuePool.storageWithHeader());
+                FloatArray sk = (FloatArray) stagedKeys, sv = (FloatArray) stagedValues;
+                tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, shared ? new Object[] {keys} : new Object[] {keys, values})
+                        // The partials never leave the device: sent once so that TornadoVM allocates them there.
+                        .transferToDevice(DataTransferMode.FIRST_EXECUTION, partO, partML)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, sk, sv, stagedRows, meta, scale, mods, modValues)
+                        .task("scatter", DecodeKernel::scatter, new KernelContext(), keys, values, sk, sv, stagedRows, meta)
+                        .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, partO, partML, meta, scale, mods, modValues);
+            }
+            tg = tg.task("merge", DecodeKernel::merge, new KernelContext(), partO, partML, out, lse, meta)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, out, lse);
             WorkerGrid1D scatterGrid = new WorkerGrid1D(roundUp(stageRows, SCATTER_GROUP));
             scatterGrid.setLocalWork(SCATTER_GROUP, 1, 1);
@@ -138,6 +158,17 @@ final class DeviceDecode {
         }
 
         boolean alive() { return key.keyStorage.scope().isAlive() && key.valueStorage.scope().isAlive(); }
+
+        /** The float32 value of every 16-bit pattern of {@code type} (exact: widening loses nothing). */
+        private static FloatArray widenTable(ElementType type) {
+            FloatArray table = new FloatArray(1 << 16);
+            MemorySegment bits = MemorySegment.ofArray(new short[1]);
+            for (int i = 0; i < 1 << 16; i++) {
+                bits.set(ValueLayout.JAVA_SHORT, 0, (short) i);
+                table.set(i, type.get(bits, 0));
+            }
+            return table;
+        }
 
         void close() {
             try {
@@ -160,7 +191,7 @@ final class DeviceDecode {
         List<Integer> modKinds = modKinds(plan, c);
         long modValues = modValues(plan, c);
         Key key = new Key(new Same(device), c.batch, c.heads, c.kvHeads, c.qLen, c.d, c.dv, pageSize, c.poolTokens,
-                keyPool.storageWithHeader(), valuePool.storageWithHeader(), keyPool.offset(), valuePool.offset(), modKinds);
+                keyPool.storageWithHeader(), valuePool.storageWithHeader(), keyPool.offset(), valuePool.offset(), modKinds, keyPool.type());
         int tiles = 0;
         for (BlockLayout lay : layouts) tiles = Math.addExact(tiles, lay.tileCount());
         int tileCapacity = Math.max(tiles, c.poolTokens / pageSize);
@@ -265,7 +296,11 @@ final class DeviceDecode {
             for (int h = 0; h < c.heads; h++) {
                 for (int i = 0; i < c.qLen; i++, r++) {
                     long at = q.offset() + b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-                    MemorySegment.copy(qs, at * Float.BYTES, qa, r * rowBytes, rowBytes);
+                    if (q.type() == ElementType.F32) {
+                        MemorySegment.copy(qs, at * Float.BYTES, qa, r * rowBytes, rowBytes);
+                    } else {
+                        for (int x = 0; x < c.d; x++) p.q.set(r * c.d + x, q.type().get(qs, at + x));   // widened exactly
+                    }
                 }
             }
         }
@@ -358,12 +393,13 @@ final class DeviceDecode {
             int n = 0;
             MemorySegment kSrc = keyPool.segment(), vSrc = valuePool.segment();
             MemorySegment kDst = p.stagedKeys.getSegment(), vDst = p.stagedValues.getSegment();
+            int bytes = keyPool.type().byteSize();
             while (run < pending.count && n < p.stageRows) {
                 int page = pending.page[run];
                 int rowIndex = hk * c.poolTokens + page * pageSize + from;
                 long kAt = keyPool.offset() + (long) rowIndex * c.d, vAt = valuePool.offset() + (long) rowIndex * c.dv;
-                MemorySegment.copy(kSrc, kAt * Float.BYTES, kDst, (long) n * c.d * Float.BYTES, (long) c.d * Float.BYTES);
-                MemorySegment.copy(vSrc, vAt * Float.BYTES, vDst, (long) n * c.dv * Float.BYTES, (long) c.dv * Float.BYTES);
+                MemorySegment.copy(kSrc, kAt * bytes, kDst, (long) n * c.d * bytes, (long) c.d * bytes);
+                MemorySegment.copy(vSrc, vAt * bytes, vDst, (long) n * c.dv * bytes, (long) c.dv * bytes);
                 p.stagedRows.set(n++, rowIndex);
                 hostCopies++;
                 if (++hk == c.kvHeads) {
@@ -448,12 +484,15 @@ final class DeviceDecode {
             for (Tensor t : new Tensor[] {q, keyPool, valuePool, out, lse}) {
                 if (t == null) continue;
                 String name = name(t, q, keyPool, valuePool, out);
-                if (t.type() != ElementType.F32) {
-                    throw new IllegalArgumentException(name + " has element type " + t.type() + " but backend 'tornado' reads and writes F32 only"
-                            + " (its device kernels take TornadoVM FloatArrays): use a KvCache of F32 and F32 queries, or the 'simd' or 'scalar' backend");
+                if ((t == out || t == lse) && t.type() != ElementType.F32) {
+                    throw new IllegalArgumentException(name + " has element type " + t.type() + " but backend 'tornado' writes F32 outputs"
+                            + " (the cache and the queries may be F16 or BF16): convert it with " + name + ".to(arena, ElementType.F32)");
                 }
                 if (t.rank() != (t == lse ? 3 : 4)) throw new IllegalArgumentException(name + " must have rank " + (t == lse ? 3 : 4) + ", got " + Arrays.toString(t.shape()));
                 if (!t.hasUnitInnerStride()) throw new IllegalArgumentException(name + " must have a unit-stride last dimension, got " + t);
+            }
+            if (valuePool.type() != keyPool.type()) {
+                throw new IllegalArgumentException("keyPool has element type " + keyPool.type() + " but valuePool has " + valuePool.type() + ": one cache, one type");
             }
             long batch = q.size(0), heads = q.size(1), qLen = q.size(2), d = q.size(3);
             long kvHeads = keyPool.size(1), poolTokens = keyPool.size(2), dv = valuePool.size(3);
@@ -475,8 +514,8 @@ final class DeviceDecode {
                     throw new IllegalStateException(name + " has no header slot (it wraps foreign memory): the device keeps the pool resident by wrapping it in place;"
                             + " copy it first with contiguous(arena)");
                 }
-                long storage = (pool.storageWithHeader().byteSize() - Tensor.HEADER_BYTES) / Float.BYTES;
-                if (storage > Integer.MAX_VALUE) throw new IllegalArgumentException(name + " lives in a storage of " + storage + " floats; TornadoVM arrays index with int");
+                long storage = (pool.storageWithHeader().byteSize() - Tensor.HEADER_BYTES) / pool.type().byteSize();
+                if (storage > Integer.MAX_VALUE) throw new IllegalArgumentException(name + " lives in a storage of " + storage + " elements; TornadoVM arrays index with int");
             }
             if (poolTokens % pageSize != 0) throw new IllegalArgumentException("pool of " + poolTokens + " tokens is not a whole number of pages of pageSize=" + pageSize);
             long pages = poolTokens / pageSize;

@@ -31,7 +31,7 @@ import net.jqwik.api.Provide;
  * The built-in score modifiers (ALiBi, relative-position tables, soft-capping, per-head and per-key
  * biases, compositions) in the device decode kernel: a batched step (q-length 1..16, grouped-query
  * heads, pages from 1 token to larger than a sequence, NaN in every pool slot a sequence does not
- * own) equals, per sequence, the float64 oracle with the same modifier placed bottom-right (query i
+ * own; F32, F16 and BF16 caches) equals, per sequence, the float64 oracle with the same modifier placed bottom-right (query i
  * at position length − qLen + i), within the EXACT contract; every step ran on the device. The
  * device's split count is its own (on a 2-unit OpenCL CPU device, up to 16 splits for one KV head),
  * so the log-sum-exp merge of splits that saw nothing is exercised too. A user function is rejected
@@ -48,14 +48,25 @@ class TornadoDecodeScoreModProperties {
     @Provide
     Arbitrary<ModKind> builtIns() { return Arbitraries.of(ModKind.class).filter(k -> !k.name().contains("FUNCTION")); }
 
-    @Property(tries = 20)
-    void builtInModifiersOnTheDeviceEqualTheOracle(@ForAll("setups") Setup s, @ForAll("patterns") Pattern pattern, @ForAll("builtIns") ModKind kind) {
+    @Provide
+    Arbitrary<ElementType> types() { return Arbitraries.of(ElementType.class); }
+
+    /**
+     * Also over caches of every element type (F16 and BF16 pools stay 16-bit on the device and are
+     * widened exactly as they are read), with F32 queries or queries of the cache's type; the
+     * oracle takes the tokens and queries as stored (rounded).
+     */
+    @Property(tries = 30)
+    void builtInModifiersOnTheDeviceEqualTheOracle(@ForAll("setups") Setup s, @ForAll("patterns") Pattern pattern, @ForAll("builtIns") ModKind kind,
+                                                   @ForAll("types") ElementType type, @ForAll boolean halfQueries) {
         try (Arena arena = Arena.ofShared()) {
-            Filled f = DecodeScoreModProperties.fill(arena, s, ElementType.F32);
+            Filled f = DecodeScoreModProperties.fill(arena, s, type);
             int batch = s.sequences();
             int[] sequences = new int[batch];
             for (int b = 0; b < batch; b++) sequences[b] = batch - 1 - b;   // any order
             Tensor q = Tensor.randomNormal(arena, s.seed() + 30, 1f, batch, s.heads(), s.qLen(), s.headDim());
+            Tensor qStored = halfQueries ? q.to(arena, type) : q;
+            q = qStored.to(arena, ElementType.F32);   // the oracle's queries: as stored
             Tensor out = Tensor.zeros(arena, batch, s.heads(), s.qLen(), s.valueDim()), lse = Tensor.zeros(arena, batch, s.heads(), s.qLen());
             PagedAttention[] decodes = new PagedAttention[batch];
             if (kind == ModKind.KEY_BIAS) {
@@ -63,13 +74,13 @@ class TornadoDecodeScoreModProperties {
                 for (int b = 0; b < batch; b++) {
                     ScoreMod mod = DecodeScoreModProperties.mod(kind, arena, s.heads(), f.cache().length(sequences[b]), s.seed() + b);
                     decodes[b] = PagedAttention.of(pattern).withScoreMod(mod).on(tornado());
-                    decodes[b].forward(f.cache(), sequences[b], q.slice(0, b, b + 1), out.slice(0, b, b + 1), lse.slice(0, b, b + 1));
+                    decodes[b].forward(f.cache(), sequences[b], qStored.slice(0, b, b + 1), out.slice(0, b, b + 1), lse.slice(0, b, b + 1));
                     decodedOnDevice();
                 }
             } else {
                 PagedAttention decode = PagedAttention.of(pattern).withScoreMod(DecodeScoreModProperties.mod(kind, arena, s.heads(), 0, s.seed())).on(tornado());
                 Arrays.fill(decodes, decode);
-                decode.forward(f.cache(), sequences, q, out, lse);
+                decode.forward(f.cache(), sequences, qStored, out, lse);
                 decodedOnDevice();
             }
             for (int b = 0; b < batch; b++) {
