@@ -154,7 +154,9 @@ final class DeviceDecode {
             scheduler.addWorkerGrid(graph + ".scatter", scatterGrid);
             scheduler.addWorkerGrid(graph + ".decode", decodeGrid);
             scheduler.addWorkerGrid(graph + ".merge", mergeGrid);
-            plan = new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(ProfilerMode.SILENT);
+            // -Dtessera.tornado.profile=true prints TornadoVM's profile of every execution (per task: scatter, decode, merge).
+            ProfilerMode profiler = Boolean.getBoolean("tessera.tornado.profile") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT;
+            plan = new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(profiler);
         }
 
         boolean alive() { return key.keyStorage.scope().isAlive() && key.valueStorage.scope().isAlive(); }
