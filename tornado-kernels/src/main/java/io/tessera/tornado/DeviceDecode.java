@@ -6,8 +6,12 @@ import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import io.tessera.pattern.DecodePlan;
+import io.tessera.pattern.ScoreMod;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import uk.ac.manchester.tornado.api.GridScheduler;
@@ -22,6 +26,8 @@ import uk.ac.manchester.tornado.api.enums.DataTransferMode;
 import uk.ac.manchester.tornado.api.enums.ProfilerMode;
 import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
+import uk.ac.manchester.tornado.api.types.arrays.ShortArray;
+import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
 
 /**
  * The host side of the device decode step ({@link DecodeKernel}): one execution plan per (device,
@@ -44,11 +50,14 @@ final class DeviceDecode {
     private DeviceDecode() {}
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    private static final int CAPACITY = 4, REPLAN_BACKLOG = 64, DECODE_GROUP = 1, SCATTER_GROUP = 8;
+    private static final int CAPACITY = 4, REPLAN_BACKLOG = 64, SCATTER_GROUP = 8, MERGE_GROUP = 64;
+    /** Work-groups per compute unit the split count aims at (enough to balance uneven groups), and the most splits. */
+    private static final int GROUPS_PER_COMPUTE_UNIT = 8, MAX_SPLITS = 64;
     private static final AtomicLong GRAPH_IDS = new AtomicLong();
 
     private record Key(Object device, int batch, int heads, int kvHeads, int qLen, int d, int dv, int pageSize, int poolTokens,
-                       MemorySegment keyStorage, MemorySegment valueStorage, long keyOffset, long valueOffset) {}
+                       MemorySegment keyStorage, MemorySegment valueStorage, long keyOffset, long valueOffset, List<Integer> modKinds,
+                       ElementType poolType) {}
 
     private static final Map<Key, Plan> PLANS = new LinkedHashMap<>(16, 0.75f, true) {
         @Override
@@ -69,17 +78,21 @@ final class DeviceDecode {
         final Key key;
         final String device;
         final TornadoExecutionPlan plan;
-        final FloatArray q, out, lse, stagedKeys, stagedValues, scale, scores;
-        final IntArray stagedRows, meta;
-        final int stageRows, tileCapacity, maskCapacity;
+        final FloatArray q, out, lse, scale, partO, partML, modValues;
+        final TornadoNativeArray stagedKeys, stagedValues;   // FloatArray, or ShortArray for a half-precision pool
+        final IntArray stagedRows, meta, mods;
+        final int stageRows, tileCapacity, maskCapacity, splits;
         final long[] residentGeneration;   // per pool page; −1: nothing held
         final int[] residentTokens;
         long executions;
 
-        Plan(Key key, TornadoDevice device, Tensor keyPool, Tensor valuePool, int tileCapacity) {
+        Plan(Key key, TornadoDevice device, Tensor keyPool, Tensor valuePool, int tileCapacity, int modCapacity) {
             this.key = key;
             this.device = device.getPhysicalDevice().getDeviceName();
             int rows = Math.multiplyExact(Math.multiplyExact(key.batch, key.heads), key.qLen);
+            this.splits = splits(device, key.batch, key.kvHeads, tileCapacity, (long) rows * Math.max(2, key.dv));
+            int groups = Math.multiplyExact(Math.multiplyExact(key.batch, key.kvHeads), splits);
+            int partRows = Math.multiplyExact(Math.multiplyExact(groups, key.heads / key.kvHeads), key.qLen);
             this.stageRows = Math.multiplyExact(Math.multiplyExact(key.batch, key.qLen), key.kvHeads);
             this.tileCapacity = tileCapacity;
             int words = (key.pageSize + 31) / 32;
@@ -87,36 +100,77 @@ final class DeviceDecode {
             q = new FloatArray(Math.multiplyExact(rows, key.d));
             out = new FloatArray(Math.multiplyExact(rows, key.dv));
             lse = new FloatArray(rows);
-            stagedKeys = new FloatArray(Math.multiplyExact(stageRows, key.d));
-            stagedValues = new FloatArray(Math.multiplyExact(stageRows, key.dv));
+            boolean half = key.poolType != ElementType.F32;
+            stagedKeys = half ? new ShortArray(Math.multiplyExact(stageRows, key.d)) : new FloatArray(Math.multiplyExact(stageRows, key.d));
+            stagedValues = half ? new ShortArray(Math.multiplyExact(stageRows, key.dv)) : new FloatArray(Math.multiplyExact(stageRows, key.dv));
             stagedRows = new IntArray(stageRows);
             meta = new IntArray(Math.addExact(DecodeKernel.masks(key.batch, tileCapacity), maskCapacity));
-            scale = new FloatArray(1);
-            scores = new FloatArray(Math.multiplyExact(rows, key.pageSize));
+            scale = new FloatArray(2);
+            partO = new FloatArray(Math.multiplyExact(partRows, key.dv));
+            partML = new FloatArray(Math.multiplyExact(partRows, 2));
+            int steps = key.modKinds.size();
+            mods = new IntArray(DecodeKernel.modAt(steps, key.batch, 0));
+            modValues = new FloatArray(Math.max(1, modCapacity));
+            mods.set(DecodeKernel.MOD_STEPS, steps);
+            for (int st = 0; st < steps; st++) mods.set(DecodeKernel.MOD_KINDS + st, DeviceMods.deviceKind(key.modKinds.get(st)));
             int pages = key.poolTokens / key.pageSize;
             residentGeneration = new long[pages];
             Arrays.fill(residentGeneration, -1);
             residentTokens = new int[pages];
-            FloatArray keys = FloatArray.fromSegmentShallow(keyPool.storageWithHeader());
-            FloatArray values = key.valueStorage.equals(key.keyStorage) ? keys : FloatArray.fromSegmentShallow(valuePool.storageWithHeader());
             String graph = "tesseraDecode" + GRAPH_IDS.incrementAndGet();
-            TaskGraph tg = new TaskGraph(graph)
-                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, keys == values ? new Object[] {keys} : new Object[] {keys, values})
-                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, stagedKeys, stagedValues, stagedRows, meta, scale)
-                    .task("scatter", DecodeKernel::scatter, new KernelContext(), keys, values, stagedKeys, stagedValues, stagedRows, meta)
-                    .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, out, lse, meta, scale, scores)
+            TaskGraph tg = new TaskGraph(graph);
+            boolean shared = key.valueStorage.equals(key.keyStorage);
+            if (half) {
+                // The pools stay 16-bit on the device; the kernel widens each element exactly through the table.
+                ShortArray keys = ShortArray.fromSegmentShallow(keyPool.storageWithHeader());
+                ShortArray values = shared ? keys : ShortArray.fromSegmentShallow(valuePool.storageWithHeader());
+                FloatArray widen = widenTable(key.poolType);
+                ShortArray sk = (ShortArray) stagedKeys, sv = (ShortArray) stagedValues;
+                tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, shared ? new Object[] {keys, widen} : new Object[] {keys, values, widen})
+                        .transferToDevice(DataTransferMode.FIRST_EXECUTION, partO, partML)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, sk, sv, stagedRows, meta, scale, mods, modValues)
+                        .task("scatter", DecodeKernel::scatterHalf, new KernelContext(), keys, values, sk, sv, stagedRows, meta)
+                        .task("decode", DecodeKernel::decodeHalf, new KernelContext(), q, keys, values, widen, partO, partML, meta, scale, mods, modValues);
+            } else {
+                FloatArray keys = FloatArray.fromSegmentShallow(keyPool.storageWithHeader());
+                FloatArray values = shared ? keys : FloatArray.fromSegmentShallow(valuePool.storageWithHeader());
+                FloatArray sk = (FloatArray) stagedKeys, sv = (FloatArray) stagedValues;
+                tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, shared ? new Object[] {keys} : new Object[] {keys, values})
+                        // The partials never leave the device: sent once so that TornadoVM allocates them there.
+                        .transferToDevice(DataTransferMode.FIRST_EXECUTION, partO, partML)
+                        .transferToDevice(DataTransferMode.EVERY_EXECUTION, q, sk, sv, stagedRows, meta, scale, mods, modValues)
+                        .task("scatter", DecodeKernel::scatter, new KernelContext(), keys, values, sk, sv, stagedRows, meta)
+                        .task("decode", DecodeKernel::decode, new KernelContext(), q, keys, values, partO, partML, meta, scale, mods, modValues);
+            }
+            tg = tg.task("merge", DecodeKernel::merge, new KernelContext(), partO, partML, out, lse, meta)
                     .transferToHost(DataTransferMode.EVERY_EXECUTION, out, lse);
             WorkerGrid1D scatterGrid = new WorkerGrid1D(roundUp(stageRows, SCATTER_GROUP));
             scatterGrid.setLocalWork(SCATTER_GROUP, 1, 1);
-            WorkerGrid1D decodeGrid = new WorkerGrid1D(roundUp(rows, DECODE_GROUP));
-            decodeGrid.setLocalWork(DECODE_GROUP, 1, 1);
+            WorkerGrid1D decodeGrid = new WorkerGrid1D(Math.multiplyExact(groups, DecodeKernel.GROUP_SIZE));
+            decodeGrid.setLocalWork(DecodeKernel.GROUP_SIZE, 1, 1);
+            WorkerGrid1D mergeGrid = new WorkerGrid1D(roundUp(Math.multiplyExact(rows, key.dv), MERGE_GROUP));
+            mergeGrid.setLocalWork(MERGE_GROUP, 1, 1);
             GridScheduler scheduler = new GridScheduler();
             scheduler.addWorkerGrid(graph + ".scatter", scatterGrid);
             scheduler.addWorkerGrid(graph + ".decode", decodeGrid);
-            plan = new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(ProfilerMode.SILENT);
+            scheduler.addWorkerGrid(graph + ".merge", mergeGrid);
+            // -Dtessera.tornado.profile=true prints TornadoVM's profile of every execution (per task: scatter, decode, merge).
+            ProfilerMode profiler = Boolean.getBoolean("tessera.tornado.profile") ? ProfilerMode.CONSOLE : ProfilerMode.SILENT;
+            plan = new TornadoExecutionPlan(tg.snapshot()).withDevice(device).withGridScheduler(scheduler).withProfiler(profiler);
         }
 
         boolean alive() { return key.keyStorage.scope().isAlive() && key.valueStorage.scope().isAlive(); }
+
+        /** The float32 value of every 16-bit pattern of {@code type} (exact: widening loses nothing). */
+        private static FloatArray widenTable(ElementType type) {
+            FloatArray table = new FloatArray(1 << 16);
+            MemorySegment bits = MemorySegment.ofArray(new short[1]);
+            for (int i = 0; i < 1 << 16; i++) {
+                bits.set(ValueLayout.JAVA_SHORT, 0, (short) i);
+                table.set(i, type.get(bits, 0));
+            }
+            return table;
+        }
 
         void close() {
             try {
@@ -127,35 +181,44 @@ final class DeviceDecode {
         }
     }
 
-    /** Validates the call (see {@code PagedAttentionDevice}), then runs it on the device and records the run. */
-    static DeviceRun run(TornadoDevice device, Tensor q, Tensor keyPool, Tensor valuePool, int pageSize, int[][] pageTables, BlockLayout[] layouts,
+    /**
+     * Validates the call (see {@code PagedAttentionDevice}), then runs it on the device and records
+     * the run. {@code plan}: the decode plan {@code layouts} were made from (its score modifier, if
+     * any, runs on the device; a user function is rejected by name before anything runs).
+     */
+    static DeviceRun run(TornadoDevice device, Tensor q, Tensor keyPool, Tensor valuePool, DecodePlan plan, int[][] pageTables, BlockLayout[] layouts,
                          long[] pageGenerations, float scale, Tensor out, Tensor lse) {
+        int pageSize = plan.pageSize();
         Check c = Check.of(q, keyPool, valuePool, pageSize, pageTables, layouts, pageGenerations, scale, out, lse);
+        List<Integer> modKinds = modKinds(plan, c);
+        long modValues = modValues(plan, c);
         Key key = new Key(new Same(device), c.batch, c.heads, c.kvHeads, c.qLen, c.d, c.dv, pageSize, c.poolTokens,
-                keyPool.storageWithHeader(), valuePool.storageWithHeader(), keyPool.offset(), valuePool.offset());
+                keyPool.storageWithHeader(), valuePool.storageWithHeader(), keyPool.offset(), valuePool.offset(), modKinds, keyPool.type());
         int tiles = 0;
         for (BlockLayout lay : layouts) tiles = Math.addExact(tiles, lay.tileCount());
+        int tileCapacity = Math.max(tiles, c.poolTokens / pageSize);
+        int modCapacity = (int) Math.max(modValues, modCapacity(plan, c));
         synchronized (PLANS) {
             Plan p = PLANS.get(key);
-            if (p != null && (!p.alive() || p.tileCapacity < tiles)) {
+            if (p != null && (!p.alive() || p.tileCapacity < tiles || p.modValues.getSize() < modValues)) {
                 PLANS.remove(key);
                 p.close();
                 p = null;
             }
             if (p == null) {
-                p = new Plan(key, device, keyPool, valuePool, Math.max(tiles, c.poolTokens / pageSize));
+                p = new Plan(key, device, keyPool, valuePool, tileCapacity, modCapacity);
                 PLANS.put(key, p);
             }
             try {
                 try {
-                    return step(p, c, q, keyPool, valuePool, pageTables, layouts, pageGenerations, scale, out, lse);
+                    return step(p, c, q, keyPool, valuePool, plan, pageTables, layouts, pageGenerations, scale, out, lse);
                 } catch (Backlog backlog) {
                     // Cheaper to send the pools whole: a new plan does on its first execution.
                     PLANS.remove(key);
                     p.close();
-                    p = new Plan(key, device, keyPool, valuePool, Math.max(tiles, c.poolTokens / pageSize));
+                    p = new Plan(key, device, keyPool, valuePool, tileCapacity, modCapacity);
                     PLANS.put(key, p);
-                    return step(p, c, q, keyPool, valuePool, pageTables, layouts, pageGenerations, scale, out, lse);
+                    return step(p, c, q, keyPool, valuePool, plan, pageTables, layouts, pageGenerations, scale, out, lse);
                 }
             } catch (RuntimeException | Error e) {
                 // What the device holds is unknown after a failed execution: start over next time.
@@ -166,7 +229,65 @@ final class DeviceDecode {
         }
     }
 
-    private static DeviceRun step(Plan p, Check c, Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, BlockLayout[] layouts,
+    /** The kinds of the plan's modifier steps (empty: none); a user function is rejected here, naming it. */
+    private static List<Integer> modKinds(DecodePlan plan, Check c) {
+        if (plan.scoreMod() == null) return List.of();
+        if (plan.heads() != c.heads) throw new IllegalArgumentException("plan.heads()=" + plan.heads() + " but q has " + c.heads + " heads");
+        ScoreMod.Plan mp = plan.scoreModPlan(0);
+        List<Integer> kinds = new ArrayList<>(mp.steps());
+        for (int st = 0; st < mp.steps(); st++) {
+            DeviceMods.length(mp, st, c.heads, 1, 1);   // throws for a user function, naming it
+            kinds.add(mp.kind(st));
+        }
+        return List.copyOf(kinds);
+    }
+
+    /** Values this step's modifier sends: per sequence, its plan's values at its live length. */
+    private static long modValues(DecodePlan plan, Check c) {
+        if (plan.scoreMod() == null) return 1;
+        long total = 0;
+        for (int b = 0; b < c.batch; b++) {
+            ScoreMod.Plan mp = plan.scoreModPlan(b);
+            int length = plan.length(b);
+            for (int st = 0; st < mp.steps(); st++) total += DeviceMods.length(mp, st, c.heads, (long) c.qLen + length - 1, length);
+        }
+        if (total > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("score modifier " + plan.scoreMod() + " needs " + total + " values on the device in one decode step, more than int indexing allows");
+        }
+        return Math.max(1, total);
+    }
+
+    /**
+     * Room for the modifier's values at any later step: length-sized tables (relative-position,
+     * per-key biases) as if the sequences' lengths added up to the whole pool (they do at most when
+     * they hold distinct pages, as a KvCache's do); a step that needs more rebuilds the plan.
+     */
+    private static long modCapacity(DecodePlan plan, Check c) {
+        if (plan.scoreMod() == null) return 1;
+        ScoreMod.Plan mp = plan.scoreModPlan(0);
+        long total = 0;
+        for (int st = 0; st < mp.steps(); st++) {
+            total += switch (mp.kind(st)) {
+                case ScoreMod.Plan.DISTANCE -> (long) c.heads * ((long) c.batch * c.qLen + c.poolTokens);
+                case ScoreMod.Plan.KEY -> (long) c.heads * c.poolTokens;
+                default -> (long) c.batch * DeviceMods.length(mp, st, c.heads, 1, 1);
+            };
+        }
+        return Math.min(total, Integer.MAX_VALUE - 8);
+    }
+
+    /** The split count of a plan: enough work-groups to keep the device's compute units busy, each split at least one page. */
+    private static int splits(TornadoDevice device, int batch, int kvHeads, int tileCapacity, long partialsPerSplit) {
+        int units = Math.max(1, device.getPhysicalDevice().getDeviceMaxComputeUnits());
+        long perSplit = (long) batch * kvHeads;
+        long wanted = ((long) units * GROUPS_PER_COMPUTE_UNIT + perSplit - 1) / perSplit;
+        // The kernel cuts a sequence's pages with tileCount·(split + 1) in int, and indexes the partials with int.
+        long most = Math.min(MAX_SPLITS, Math.min(tileCapacity, Integer.MAX_VALUE / Math.max(1, tileCapacity)));
+        most = Math.min(most, Integer.MAX_VALUE / partialsPerSplit);
+        return (int) Math.max(1, Math.min(wanted, most));
+    }
+
+    private static DeviceRun step(Plan p, Check c, Tensor q, Tensor keyPool, Tensor valuePool, DecodePlan plan, int[][] pageTables, BlockLayout[] layouts,
                                   long[] generations, float scale, Tensor out, Tensor lse) {
         int hostCopies = 0;
         // q → the plan's contiguous [B, H, qLen, D] buffer.
@@ -177,12 +298,30 @@ final class DeviceDecode {
             for (int h = 0; h < c.heads; h++) {
                 for (int i = 0; i < c.qLen; i++, r++) {
                     long at = q.offset() + b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-                    MemorySegment.copy(qs, at * Float.BYTES, qa, r * rowBytes, rowBytes);
+                    if (q.type() == ElementType.F32) {
+                        MemorySegment.copy(qs, at * Float.BYTES, qa, r * rowBytes, rowBytes);
+                    } else {
+                        for (int x = 0; x < c.d; x++) p.q.set(r * c.d + x, q.type().get(qs, at + x));   // widened exactly
+                    }
                 }
             }
         }
         hostCopies++;
         p.scale.set(0, scale);
+        p.scale.set(1, scale * DeviceMods.LOG2E);   // the base-2 scale, rounded once as the CPU kernels round theirs
+        if (!p.key.modKinds.isEmpty()) {
+            int steps = p.key.modKinds.size(), at = 0;
+            for (int b = 0; b < c.batch; b++) {
+                ScoreMod.Plan mp = plan.scoreModPlan(b);
+                int length = plan.length(b);
+                for (int st = 0; st < steps; st++) {
+                    if (mp.kind(st) != p.key.modKinds.get(st)) throw new IllegalStateException("sequence " + b + "'s modifier plan differs from sequence 0's");
+                    p.mods.set(DecodeKernel.modAt(steps, b, st), at);
+                    DeviceMods.write(mp, st, c.heads, c.qLen + length - 1, length, p.modValues, at);
+                    at += (int) DeviceMods.length(mp, st, c.heads, (long) c.qLen + length - 1, length);
+                }
+            }
+        }
         IntArray meta = p.meta;
         meta.set(DecodeKernel.BATCH, c.batch);
         meta.set(DecodeKernel.HEADS, c.heads);
@@ -198,6 +337,8 @@ final class DeviceDecode {
         meta.set(DecodeKernel.TILE_CAPACITY, p.tileCapacity);
         meta.set(DecodeKernel.KEY_OFF, (int) keyPool.offset());
         meta.set(DecodeKernel.VALUE_OFF, (int) valuePool.offset());
+        meta.set(DecodeKernel.KV_HEADS, c.kvHeads);
+        meta.set(DecodeKernel.SPLITS, p.splits);
         // The pages each sequence reaches, their masks, and what of them the device lacks.
         int tileBase = DecodeKernel.tiles(c.batch), maskBase = DecodeKernel.masks(c.batch, p.tileCapacity);
         int pageSize = p.key.pageSize;
@@ -254,12 +395,13 @@ final class DeviceDecode {
             int n = 0;
             MemorySegment kSrc = keyPool.segment(), vSrc = valuePool.segment();
             MemorySegment kDst = p.stagedKeys.getSegment(), vDst = p.stagedValues.getSegment();
+            int bytes = keyPool.type().byteSize();
             while (run < pending.count && n < p.stageRows) {
                 int page = pending.page[run];
                 int rowIndex = hk * c.poolTokens + page * pageSize + from;
                 long kAt = keyPool.offset() + (long) rowIndex * c.d, vAt = valuePool.offset() + (long) rowIndex * c.dv;
-                MemorySegment.copy(kSrc, kAt * Float.BYTES, kDst, (long) n * c.d * Float.BYTES, (long) c.d * Float.BYTES);
-                MemorySegment.copy(vSrc, vAt * Float.BYTES, vDst, (long) n * c.dv * Float.BYTES, (long) c.dv * Float.BYTES);
+                MemorySegment.copy(kSrc, kAt * bytes, kDst, (long) n * c.d * bytes, (long) c.d * bytes);
+                MemorySegment.copy(vSrc, vAt * bytes, vDst, (long) n * c.dv * bytes, (long) c.dv * bytes);
                 p.stagedRows.set(n++, rowIndex);
                 hostCopies++;
                 if (++hk == c.kvHeads) {
@@ -344,15 +486,22 @@ final class DeviceDecode {
             for (Tensor t : new Tensor[] {q, keyPool, valuePool, out, lse}) {
                 if (t == null) continue;
                 String name = name(t, q, keyPool, valuePool, out);
-                if (t.type() != ElementType.F32) {
-                    throw new IllegalArgumentException(name + " has element type " + t.type() + " but backend 'tornado' reads and writes F32 only"
-                            + " (its device kernels take TornadoVM FloatArrays): use a KvCache of F32 and F32 queries, or the 'simd' or 'scalar' backend");
+                if ((t == out || t == lse) && t.type() != ElementType.F32) {
+                    throw new IllegalArgumentException(name + " has element type " + t.type() + " but backend 'tornado' writes F32 outputs"
+                            + " (the cache and the queries may be F16 or BF16): convert it with " + name + ".to(arena, ElementType.F32)");
                 }
                 if (t.rank() != (t == lse ? 3 : 4)) throw new IllegalArgumentException(name + " must have rank " + (t == lse ? 3 : 4) + ", got " + Arrays.toString(t.shape()));
                 if (!t.hasUnitInnerStride()) throw new IllegalArgumentException(name + " must have a unit-stride last dimension, got " + t);
             }
+            if (valuePool.type() != keyPool.type()) {
+                throw new IllegalArgumentException("keyPool has element type " + keyPool.type() + " but valuePool has " + valuePool.type() + ": one cache, one type");
+            }
             long batch = q.size(0), heads = q.size(1), qLen = q.size(2), d = q.size(3);
             long kvHeads = keyPool.size(1), poolTokens = keyPool.size(2), dv = valuePool.size(3);
+            if (d > DecodeKernel.MAX_HEAD_DIM || dv > DecodeKernel.MAX_HEAD_DIM) {
+                throw new IllegalArgumentException("the tornado decode kernel supports head dims up to " + DecodeKernel.MAX_HEAD_DIM
+                        + " (its local memory is sized at compile time), got headDim=" + d + ", valueDim=" + dv);
+            }
             if (batch < 1 || heads < 1 || qLen < 1 || d < 1) throw new IllegalArgumentException("q must be [B, H, qLen, D] with every size >= 1, got " + Arrays.toString(q.shape()));
             if (keyPool.size(0) != 1 || kvHeads < 1 || heads % kvHeads != 0 || keyPool.size(3) != d || poolTokens < 1) {
                 throw new IllegalArgumentException("keyPool must be [1, kvHeads (dividing H=" + heads + "), tokens, D=" + d + "], got " + Arrays.toString(keyPool.shape()));
@@ -367,8 +516,8 @@ final class DeviceDecode {
                     throw new IllegalStateException(name + " has no header slot (it wraps foreign memory): the device keeps the pool resident by wrapping it in place;"
                             + " copy it first with contiguous(arena)");
                 }
-                long storage = (pool.storageWithHeader().byteSize() - Tensor.HEADER_BYTES) / Float.BYTES;
-                if (storage > Integer.MAX_VALUE) throw new IllegalArgumentException(name + " lives in a storage of " + storage + " floats; TornadoVM arrays index with int");
+                long storage = (pool.storageWithHeader().byteSize() - Tensor.HEADER_BYTES) / pool.type().byteSize();
+                if (storage > Integer.MAX_VALUE) throw new IllegalArgumentException(name + " lives in a storage of " + storage + " elements; TornadoVM arrays index with int");
             }
             if (poolTokens % pageSize != 0) throw new IllegalArgumentException("pool of " + poolTokens + " tokens is not a whole number of pages of pageSize=" + pageSize);
             long pages = poolTokens / pageSize;

@@ -49,34 +49,45 @@ record DeviceMods(IntArray steps, FloatArray values, List<Integer> shape) {
             steps.set(AttentionKernel.MOD_FIRST + 2 * st, deviceKind(kind));
             steps.set(AttentionKernel.MOD_FIRST + 2 * st + 1, at);
             shape.add(kind);
-            switch (kind) {
-                case ScoreMod.Plan.LINEAR -> {
-                    for (int h = 0; h < heads; h++) values.set(at + h, plan.slope(st, h));
-                }
-                case ScoreMod.Plan.DISTANCE -> {
-                    for (int h = 0; h < heads; h++) {
-                        float[] row = plan.row(st, h);
-                        for (int x = 0; x < distances; x++) values.set(at + h * (int) distances + x, row[x]);
-                    }
-                }
-                case ScoreMod.Plan.KEY -> {
-                    for (int h = 0; h < heads; h++) {
-                        float[] row = plan.row(st, h);
-                        for (int j = 0; j < kvLen; j++) values.set(at + h * kvLen + j, row[j]);
-                    }
-                }
-                case ScoreMod.Plan.SOFT_CAP -> {
-                    values.set(at, plan.cap(st));
-                    values.set(at + 1, plan.inverseCap(st));
-                }
-                default -> throw new IllegalStateException("unreachable: step kind " + kind);
-            }
+            write(plan, st, heads, (int) distances, kvLen, values, at);
             at += (int) length(plan, st, heads, distances, kvLen);
         }
         return new DeviceMods(steps, values, List.copyOf(shape));
     }
 
-    private static long length(ScoreMod.Plan plan, int st, int heads, long distances, int kvLen) {
+    /**
+     * Writes step {@code st}'s values at {@code values[at …)}: LINEAR one slope per head; DISTANCE
+     * per head its table over {@code distances} relative indices; KEY per head one value per key of
+     * {@code kvLen}; SOFT_CAP the cap and its inverse (all base 2, as the plan holds them).
+     */
+    static void write(ScoreMod.Plan plan, int st, int heads, int distances, int kvLen, FloatArray values, int at) {
+        int kind = plan.kind(st);
+        switch (kind) {
+            case ScoreMod.Plan.LINEAR -> {
+                for (int h = 0; h < heads; h++) values.set(at + h, plan.slope(st, h));
+            }
+            case ScoreMod.Plan.DISTANCE -> {
+                for (int h = 0; h < heads; h++) {
+                    float[] row = plan.row(st, h);
+                    for (int x = 0; x < distances; x++) values.set(at + h * distances + x, row[x]);
+                }
+            }
+            case ScoreMod.Plan.KEY -> {
+                for (int h = 0; h < heads; h++) {
+                    float[] row = plan.row(st, h);
+                    for (int j = 0; j < kvLen; j++) values.set(at + h * kvLen + j, row[j]);
+                }
+            }
+            case ScoreMod.Plan.SOFT_CAP -> {
+                values.set(at, plan.cap(st));
+                values.set(at + 1, plan.inverseCap(st));
+            }
+            default -> throw new IllegalStateException("unreachable: step kind " + kind);
+        }
+    }
+
+    /** Values step {@code st} needs ({@link #write}); throws for a user function, naming it. */
+    static long length(ScoreMod.Plan plan, int st, int heads, long distances, int kvLen) {
         return switch (plan.kind(st)) {
             case ScoreMod.Plan.LINEAR -> heads;
             case ScoreMod.Plan.DISTANCE -> heads * distances;
@@ -90,7 +101,7 @@ record DeviceMods(IntArray steps, FloatArray values, List<Integer> shape) {
         };
     }
 
-    private static int deviceKind(int kind) {
+    static int deviceKind(int kind) {
         return switch (kind) {
             case ScoreMod.Plan.LINEAR -> AttentionKernel.MOD_LINEAR;
             case ScoreMod.Plan.DISTANCE -> AttentionKernel.MOD_DISTANCE;

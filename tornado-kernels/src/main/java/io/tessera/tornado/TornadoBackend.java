@@ -156,29 +156,27 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
 
     /**
      * The device decode kernel ({@link DecodeKernel}): one execution plan per (shape, page size,
-     * pool) serves every live length; the key and value pools stay on the device across steps and
-     * only the tokens appended since the last step (by the cache's write record
-     * {@code pageGenerations}) are copied to it. F32 caches and queries only. The device reads the
+     * pool, cache type, modifier kinds) serves every live length; the key and value pools stay on
+     * the device across steps and only the tokens appended since the last step (by the cache's
+     * write record {@code pageGenerations}) are copied to it. Caches of F32, F16 or BF16 (half
+     * pools stay 16-bit on the device), queries of any type, F32 outputs. The plan's built-in
+     * score modifiers run on the device; a user function is rejected by name. The device reads the
      * step's pages and masks as one layout per sequence, built from the plan for the call.
      */
     @Override
     public void pagedAttention(Tensor q, Tensor keyPool, Tensor valuePool, int[][] pageTables, DecodePlan plan,
                                long[] pageGenerations, float scale, Tensor out, Tensor lse) {
         if (plan == null) throw new NullPointerException("plan");
-        if (plan.scoreMod() != null) {
-            throw new UnsupportedOperationException("backend 'tornado' has no score modifiers in its decode kernel (got " + plan.scoreMod()
-                    + "): decode with a modifier on the 'simd' or 'scalar' backend");
-        }
         DevicePlans.startCall();
-        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, plan.pageSize(), pageTables, plan.layouts(), pageGenerations, scale, out, lse));
+        DevicePlans.record(DeviceDecode.run(device(), q, keyPool, valuePool, plan, pageTables, plan.layouts(), pageGenerations, scale, out, lse));
     }
 
     /**
      * The device kernels read and write float32 ({@code FloatArray}): a BF16 or F16 tensor is
      * rejected up front, naming it and its type. TornadoVM 5.2 has {@code HalfFloatArray} (its
      * kernels compute in OpenCL {@code half}, which needs the device's cl_khr_fp16) and
-     * {@code BFloat16Array} (device kernels on its CUDA backend only); Tessera has no device kernel
-     * over them yet.
+     * {@code BFloat16Array} (device kernels on its CUDA backend only); Tessera's fused, GEMM and
+     * sparse kernels take neither (its decode kernel reads half caches as raw 16-bit patterns).
      */
     private static void requireF32(Tensor... tensors) {
         String[] names = tensors.length == 3 ? new String[] {"a", "b", "c"} : new String[] {"q", "k", "v", "out", "lse"};

@@ -162,28 +162,40 @@ class TornadoDecodeProperties {
         return run;
     }
 
-    /** The device decode kernel has no score modifiers: a modified step is rejected up front, naming the modifier. */
+    /**
+     * A half-precision cache (F16, BF16) stays 16-bit on the device: an appended token uploads its
+     * kvHeads rows of 2-byte elements (half the bytes of an F32 cache's), and the step matches the
+     * oracle on the stored tokens. Outputs are F32: another type is rejected by name.
+     */
     @Example
-    void aModifiedStepIsRejectedByName() {
-        try (Arena arena = Arena.ofShared()) {
-            KvCache cache = KvCache.allocate(arena, 1, 8, 8, 2, 16, 16);
-            cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, 2, 45, 16), Tensor.randomNormal(arena, 2, 1f, 1, 2, 45, 16));
-            PagedAttention decode = PagedAttention.of(Pattern.causal()).withScoreMod(io.tessera.pattern.ScoreMod.softCap(30f)).on(tornado());
-            Tensor q = Tensor.randomNormal(arena, 3, 1f, 1, 4, 2, 16), out = Tensor.zeros(arena, 1, 4, 2, 16);
-            org.assertj.core.api.Assertions.assertThatThrownBy(() -> decode.forward(cache, 0, q, out, null))
-                    .isInstanceOf(UnsupportedOperationException.class).hasMessageContaining("no score modifiers in its decode kernel").hasMessageContaining("softCap");
-        }
-    }
-
-    /** A half-precision cache is rejected up front, naming the pool and its type. */
-    @Example
-    void halfPrecisionCachesAreRejectedByName() {
-        try (Arena arena = Arena.ofShared()) {
-            KvCache cache = KvCache.allocate(arena, ElementType.BF16, 1, 4, 4, 1, 8, 8);
-            cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, 1, 3, 8), Tensor.randomNormal(arena, 2, 1f, 1, 1, 3, 8));
-            Tensor q = Tensor.randomNormal(arena, 3, 1f, 1, 2, 1, 8), out = Tensor.zeros(arena, 1, 2, 1, 8);
-            org.assertj.core.api.Assertions.assertThatThrownBy(() -> PagedAttention.dense().on(tornado()).forward(cache, 0, q, out, null))
-                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("keyPool has element type BF16");
+    void halfPrecisionCachesStayHalfOnTheDevice() {
+        int kvHeads = 2, group = 2, heads = kvHeads * group, d = 24, pageSize = 8;
+        for (ElementType type : new ElementType[] {ElementType.F16, ElementType.BF16}) {
+            try (Arena arena = Arena.ofShared()) {
+                KvCache cache = KvCache.allocate(arena, type, 1, 12, pageSize, kvHeads, d, d);
+                cache.keyStorage().fill(Float.NaN);
+                cache.valueStorage().fill(Float.NaN);
+                Tensor keys = Tensor.randomNormal(arena, 1, 1f, 1, kvHeads, 60, d).to(arena, type).to(arena, ElementType.F32);
+                Tensor values = Tensor.randomNormal(arena, 2, 1f, 1, kvHeads, 60, d).to(arena, type).to(arena, ElementType.F32);
+                PagedAttention decode = PagedAttention.of(Pattern.causal().and(Pattern.slidingWindow(30, 0))).on(tornado());
+                cache.append(0, keys.slice(2, 0, 50), values.slice(2, 0, 50));
+                for (int length = 50; length <= 52; length++) {
+                    if (length > 50) cache.append(0, keys.slice(2, length - 1, length), values.slice(2, length - 1, length));
+                    DeviceRun run = decodeAndCheck(arena, decode, cache, 0, keys.slice(2, 0, length), values.slice(2, 0, length), group, length);
+                    decodedOnDevice();
+                    if (length > 50) {
+                        assertThat(run.firstExecution()).isFalse();
+                        assertThat(run.stagedRows()).as("%s rows uploaded", type).isEqualTo(kvHeads);
+                    }
+                }
+                Tensor q = Tensor.randomNormal(arena, 7, 1f, 1, heads, 1, d);
+                Tensor out32 = Tensor.zeros(arena, 1, heads, 1, d);
+                Tensor badOut = Tensor.zeros(arena, 1, heads, 1, d).to(arena, type), badLse = Tensor.zeros(arena, 1, heads, 1).to(arena, type);
+                org.assertj.core.api.Assertions.assertThatThrownBy(() -> decode.forward(cache, 0, q, badOut, null))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("out has element type " + type);
+                org.assertj.core.api.Assertions.assertThatThrownBy(() -> decode.forward(cache, 0, q, out32, badLse))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("lse has element type " + type);
+            }
         }
     }
 }

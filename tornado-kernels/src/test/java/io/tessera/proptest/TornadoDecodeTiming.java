@@ -7,7 +7,10 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.tensor.Tensor;
 import io.tessera.tornado.DeviceRun;
 import io.tessera.tornado.TornadoBackend;
+import io.tessera.tensor.ElementType;
 import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -16,7 +19,10 @@ import org.junit.jupiter.api.Test;
  * through the device decode kernel and through the per-page fallback every backend without a decode
  * kernel gets (a backend that hides the tornado backend's {@code PagedAttentionDevice}). Run:
  * {@code ./tessera mvn -Ptornado -o verify -pl engine,proptest,tornado-kernels -am -Dtest=TornadoDecodeTiming
- * -Dsurefire.failIfNoSpecifiedTests=false -Dtiming.lengths=4096,32768}.
+ * -Dsurefire.failIfNoSpecifiedTests=false -Dtiming.lengths=4096,32768}; {@code -Dtiming.types=F32,BF16,F16} times
+ * caches of those types on the device ({@code timing.fallbackSteps=0} skips the fallback, which is F32 only).
+ * TornadoVM's profile of every execution, per task (scatter, decode, merge): add
+ * {@code "-Dtest.jvm.flags=-da -Dtornado.recover.bailout=False -Dtessera.tornado.profile=true"}.
  */
 class TornadoDecodeTiming {
 
@@ -42,12 +48,16 @@ class TornadoDecodeTiming {
         Backend tornado = Backend.named("tornado");
         for (String l : System.getProperty("timing.lengths", "4096,32768").split(",")) {
             int length = Integer.parseInt(l.trim());
-            for (boolean device : new boolean[] {true, false}) {
+            List<ElementType> runs = new ArrayList<>();
+            for (String t : System.getProperty("timing.types", "F32").split(",")) runs.add(ElementType.valueOf(t.trim()));
+            if (fallbackSteps > 0) runs.add(null);   // null: the per-page fallback, F32
+            for (ElementType type : runs) {
+                boolean device = type != null;
                 int page = device ? pageSize : fallbackPageSize;
                 int n = device ? steps : fallbackSteps;
                 try (Arena arena = Arena.ofShared()) {
                     int pages = (length + n + 1 + page - 1) / page + 1;
-                    KvCache cache = KvCache.allocate(arena, 1, pages, page, kvHeads, d, d);
+                    KvCache cache = KvCache.allocate(arena, device ? type : ElementType.F32, 1, pages, page, kvHeads, d, d);
                     cache.append(0, Tensor.randomNormal(arena, 1, 1f, 1, kvHeads, length, d), Tensor.randomNormal(arena, 2, 1f, 1, kvHeads, length, d));
                     Tensor k1 = Tensor.randomNormal(arena, 3, 1f, 1, kvHeads, 1, d), v1 = Tensor.randomNormal(arena, 4, 1f, 1, kvHeads, 1, d);
                     Tensor q = Tensor.randomNormal(arena, 5, 1f, 1, heads, 1, d), out = Tensor.zeros(arena, 1, heads, 1, d);
@@ -63,7 +73,7 @@ class TornadoDecodeTiming {
                         if (s == 0) first = t; else best = Math.min(best, t);
                     }
                     System.out.printf("TIMING length=%d %s pageSize=%d: first step %.1f ms, min of %d later steps %.2f ms; last step: %s%n",
-                            length, device ? "device-decode" : "per-page-fallback", page, first / 1e6, n, best / 1e6, run);
+                            length, device ? "device-decode " + type : "per-page-fallback", page, first / 1e6, n, best / 1e6, run);
                 }
             }
         }
