@@ -94,6 +94,10 @@ final class SimdAttentionKernel {
         float[] headQT = new float[0], headQPad = new float[0], headDOT = new float[0], headDORows = new float[0];
         float[] headLse2 = new float[0], headDelta = new float[0];
         boolean[] headQFinite = new boolean[0], headDOFinite = new boolean[0];
+        float[] headDqT = new float[0];   // [slot][group][D][GROUP] the running dq of every cached block, transposed
+        // Full tiles: every lane group's probabilities and score gradients of the tile, kept until
+        // dv and dk take them all in one pass over the block's rows (see fullTileGradients).
+        float[][] pGroups = new float[0][], dsGroups = new float[0][];
         // Score modifiers (see modifyScores): the call's plan, null when it has none, and where the tile sits.
         ScoreMod.Plan mods;
         int modBatch, modHead, modRow0, modRows, modKey0, modQLen, modKvLen, modStride;
@@ -126,7 +130,8 @@ final class SimdAttentionKernel {
         /** What the buffers hold now (see {@link ThreadScratch}). */
         long bytes() {
             return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
-                    dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, modDerivatives)
+                    dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, headDqT, modDerivatives)
+                    + 8L * pGroups.length * (pGroups.length == 0 ? 0 : pGroups[0].length)   // pGroups and dsGroups, equal rows
                     + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
                     + 4L * outRow.length + 2L * outBits.length;
         }
@@ -141,6 +146,11 @@ final class SimdAttentionKernel {
             if (dqT.length < lanes * d) { dqT = new float[lanes * d]; dqRun = new float[lanes * d]; }
             if (dkAcc.length < blockKV * dPad) dkAcc = new float[blockKV * dPad];
             if (dvAcc.length < blockKV * dvPad) dvAcc = new float[blockKV * dvPad];
+            int groups = lanes / GROUP, tile = (blockKV + STEP) * GROUP;
+            if (pGroups.length < groups || pGroups[0].length < tile) {
+                pGroups = new float[groups][tile];
+                dsGroups = new float[groups][tile];
+            }
         }
     }
 
@@ -822,9 +832,32 @@ final class SimdAttentionKernel {
     static void headGradients(AttentionCall c, int b, int hk) {
         GradientGeometry gg = c.gg;
         int perKv = c.g.shape().queryHeadsPerKvHead(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen();
-        for (int h = hk * perKv; h < (hk + 1) * perKv; h++) ScalarAttentionKernel.zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, qLen);
         boolean cached = packHead(c, b, hk);
+        if (!cached) {
+            for (int h = hk * perKv; h < (hk + 1) * perKv; h++) ScalarAttentionKernel.zeroRows(c.dq, gg.dqBase(b, h), gg.dqRow(), d, qLen);
+        }
         for (int kvBlock = 0; kvBlock < c.layouts.first().kvBlocks(); kvBlock++) keyBlockGradients(c, b, hk, kvBlock, true, cached);
+        if (cached) writeHeadDq(c, b, hk);
+    }
+
+    /**
+     * The dq rows of every query block of hk's query heads from the head cache's running sums
+     * (packHead zeroed them; blocks no tile reached stay 0), transposed back to rows once per call
+     * instead of once per tile.
+     */
+    private static void writeHeadDq(AttentionCall c, int b, int hk) {
+        GradientGeometry gg = c.gg;
+        BlockLayout first = c.layouts.first();
+        int perKv = c.g.shape().queryHeadsPerKvHead(), d = c.g.shape().headDim(), qLen = c.g.shape().qLen(), blockQ = first.blockQ();
+        int lanesPerBlock = (first.rowsPerBlock() + GROUP - 1) / GROUP * GROUP;
+        Scratch s = SCRATCH.get();
+        for (int hi = 0; hi < perKv; hi++) {
+            int h = hk * perKv + hi;
+            for (int qb = 0; qb < first.qBlocks(); qb++) {
+                int q0 = qb * blockQ, rows = Math.min(blockQ, qLen - q0), slot = hi * first.qBlocks() + qb;
+                writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.headDqT, slot * lanesPerBlock * d);
+            }
+        }
     }
 
     /** Per-thread memory the single pass may spend to pack each query block once per head instead of once per tile. */
@@ -840,7 +873,7 @@ final class SimdAttentionKernel {
         BlockLayout first = c.layouts.first();
         int d = g.shape().headDim(), dv = g.shape().valueDim(), perKv = g.shape().queryHeadsPerKvHead(), blockQ = first.blockQ();
         int lanesPerBlock = (first.rowsPerBlock() + GROUP - 1) / GROUP * GROUP, blocks = perKv * first.qBlocks();
-        long lanes = (long) blocks * lanesPerBlock, floats = lanes * (d + padded(d) + dv + padded(dv) + 2);
+        long lanes = (long) blocks * lanesPerBlock, floats = lanes * (2L * d + padded(d) + dv + padded(dv) + 2);
         if (floats * Float.BYTES > HEAD_CACHE_BYTES) return false;
         Scratch s = SCRATCH.get();
         s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
@@ -851,6 +884,8 @@ final class SimdAttentionKernel {
         if (s.headDORows.length < lanes * padded(dv)) s.headDORows = new float[(int) lanes * padded(dv)];
         if (s.headLse2.length < lanes) { s.headLse2 = new float[(int) lanes]; s.headDelta = new float[(int) lanes]; }
         if (s.headQFinite.length < blocks) { s.headQFinite = new boolean[blocks]; s.headDOFinite = new boolean[blocks]; }
+        if (s.headDqT.length < lanes * d) s.headDqT = new float[(int) lanes * d];
+        Arrays.fill(s.headDqT, 0, (int) lanes * d, 0f);
         for (int hi = 0; hi < perKv; hi++) {
             for (int qb = 0; qb < first.qBlocks(); qb++) {
                 int q0 = qb * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0), used = (rows + GROUP - 1) / GROUP * GROUP;
@@ -935,23 +970,157 @@ final class SimdAttentionKernel {
                 if (headCached) useCachedBlock(s, (h - hk * perKv) * first.qBlocks() + rowIndices[e], first.rowsPerBlock(), d, dv);
                 else packBlock(c, b, h, q0, rows, s);
                 if (addDq) Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
-                for (int grp = 0; grp < groups; grp++) {
-                    int from = 0, count = n;
-                    if (partial) {
+                if (!partial) {
+                    fullTileGradients(s, groups, n, d, dv, addDq, keysFinite);
+                } else {
+                    for (int grp = 0; grp < groups; grp++) {
                         if (!laneMasks(lay, s, grp * GROUP, Math.min(GROUP, rows - grp * GROUP), n)) continue;
-                        from = s.keyFrom;
-                        count = s.keyTo - from;
+                        int from = s.keyFrom, count = s.keyTo - from;
+                        scoreGradients(s, grp, from, count, d, dv, true);
+                        accumulateKeyRows(s.curDOFinite, s.sT, from, count, s.curDORows, s.curDORowsOff + grp * GROUP * dvPad, dvPad, s.dvAcc);
+                        accumulateKeyRows(s.curQFinite, s.dsT, from, count, s.curQPad, s.curQPadOff + grp * GROUP * dPad, dPad, s.dkAcc);
+                        if (addDq) accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
                     }
-                    scoreGradients(s, grp, from, count, d, dv, partial);
-                    accumulateKeyRows(s.curDOFinite, s.sT, from, count, s.curDORows, s.curDORowsOff + grp * GROUP * dvPad, dvPad, s.dvAcc);
-                    accumulateKeyRows(s.curQFinite, s.dsT, from, count, s.curQPad, s.curQPadOff + grp * GROUP * dPad, dPad, s.dkAcc);
-                    if (addDq) accumulateAny(keysFinite, s.kTile, from * d, count, d, s.dsT, s.dqT, grp * d * GROUP);
                 }
-                if (addDq) addTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
+                // dq += scale · (this tile's contribution): into the head's running sums when cached, else into the dq rows.
+                if (addDq && headCached) addScaled(s.dqT, groups * d * GROUP, g.scale(), s.headDqT, s.curQTOff);
+                else if (addDq) addTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
             }
         }
         writeScaledRows(c.dk, gg.dkBase(b, hk) + (long) kv0 * gg.dkRow(), gg.dkRow(), s.dkAcc, dPad, d, n, g.scale());
         writeScaledRows(c.dv, gg.dvBase(b, hk) + (long) kv0 * gg.dvRow(), gg.dvRow(), s.dvAcc, dvPad, dv, n, 1f);
+    }
+
+    /**
+     * A full tile (every row of the query block attends every key of the key block): each lane
+     * group's probabilities and score gradients, and its dq contribution, then dv += Pᵀ·dO and
+     * dk += dSᵀ·Q over all the block's rows at once, so each dk/dv accumulator stays in registers
+     * for the whole block (per lane group, the accumulators were loaded and stored for 16 rows of
+     * work). Each accumulator still sums its rows in row order: the same bits as lane group by
+     * lane group, and as the scalar twin.
+     */
+    private static void fullTileGradients(Scratch s, int groups, int n, int d, int dv, boolean addDq, boolean keysFinite) {
+        float[] sT = s.sT, dsT = s.dsT;
+        for (int grp = 0; grp < groups; grp++) {
+            s.sT = s.pGroups[grp];   // scoreGradients and the modifiers work on s.sT and s.dsT
+            s.dsT = s.dsGroups[grp];
+            scoreGradients(s, grp, 0, n, d, dv, false);
+            if (addDq) accumulateAny(keysFinite, s.kTile, 0, n, d, s.dsT, s.dqT, grp * d * GROUP);
+        }
+        s.sT = sT;
+        s.dsT = dsT;
+        accumulateBlockKeyRows(s.curDOFinite, s.pGroups, groups, n, s.curDORows, s.curDORowsOff, padded(dv), s.dvAcc);
+        accumulateBlockKeyRows(s.curQFinite, s.dsGroups, groups, n, s.curQPad, s.curQPadOff, padded(d), s.dkAcc);
+    }
+
+    /** dst[dstOff + i] = src[i] · multiplier + dst[dstOff + i] for i &lt; count (a whole number of vectors). */
+    private static void addScaled(float[] src, int count, float multiplier, float[] dst, int dstOff) {
+        FloatVector m = FloatVector.broadcast(F, multiplier);
+        for (int i = 0; i < count; i += L) {
+            FloatVector.fromArray(F, src, i).mul(m).add(FloatVector.fromArray(F, dst, dstOff + i)).intoArray(dst, dstOff + i);
+        }
+    }
+
+    /**
+     * acc[j][·] += Σ_row p[row/GROUP][j][row%GROUP] · rows[row][·] for keys j &lt; count and the rows of
+     * {@code groups} lane groups, summed in row order ({@link #accumulateKeyRows} over all of them).
+     */
+    private static void accumulateBlockKeyRows(boolean rowsFinite, float[][] p, int groups, int count, float[] rows, int rowsOff, int width, float[] acc) {
+        if (!rowsFinite) {
+            for (int grp = 0; grp < groups; grp++) accumulateKeyRows(false, p[grp], 0, count, rows, rowsOff + grp * GROUP * width, width, acc);
+            return;
+        }
+        int j = 0;
+        for (; j + 6 <= count; j += 6) {
+            int x = 0;
+            for (; x + 2 * L <= width; x += 2 * L) blockKeyRows6x2(p, groups, j, rows, rowsOff, width, x, acc);
+            for (; x < width; x += L) {
+                for (int jj = j; jj < j + 6; jj++) blockKeyRow(p, groups, jj, rows, rowsOff, width, x, acc);
+            }
+        }
+        for (; j + 4 <= count; j += 4) {
+            int x = 0;
+            for (; x + 2 * L <= width; x += 2 * L) blockKeyRows4x2(p, groups, j, rows, rowsOff, width, x, acc);
+            for (; x < width; x += L) {
+                for (int jj = j; jj < j + 4; jj++) blockKeyRow(p, groups, jj, rows, rowsOff, width, x, acc);
+            }
+        }
+        for (; j < count; j++) {
+            for (int x = 0; x < width; x += L) blockKeyRow(p, groups, j, rows, rowsOff, width, x, acc);
+        }
+    }
+
+    /** Keys [j, j+6) × 2 vectors of dimensions: 12 accumulators, 2 loaded rows and a broadcast (15 of AVX2's 16 registers). */
+    private static void blockKeyRows6x2(float[][] p, int groups, int j, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a0 = j * width + x, a1 = a0 + width, a2 = a1 + width, a3 = a2 + width, a4 = a3 + width, a5 = a4 + width;
+        FloatVector s00 = FloatVector.fromArray(F, acc, a0), s01 = FloatVector.fromArray(F, acc, a0 + L);
+        FloatVector s10 = FloatVector.fromArray(F, acc, a1), s11 = FloatVector.fromArray(F, acc, a1 + L);
+        FloatVector s20 = FloatVector.fromArray(F, acc, a2), s21 = FloatVector.fromArray(F, acc, a2 + L);
+        FloatVector s30 = FloatVector.fromArray(F, acc, a3), s31 = FloatVector.fromArray(F, acc, a3 + L);
+        FloatVector s40 = FloatVector.fromArray(F, acc, a4), s41 = FloatVector.fromArray(F, acc, a4 + L);
+        FloatVector s50 = FloatVector.fromArray(F, acc, a5), s51 = FloatVector.fromArray(F, acc, a5 + L);
+        for (int grp = 0, r = rowsOff + x; grp < groups; grp++) {
+            float[] pg = p[grp];
+            for (int lane = 0, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+                FloatVector r0 = FloatVector.fromArray(F, rows, r), r1 = FloatVector.fromArray(F, rows, r + L);
+                FloatVector w = FloatVector.broadcast(F, pg[pj]);
+                s00 = w.fma(r0, s00); s01 = w.fma(r1, s01);
+                w = FloatVector.broadcast(F, pg[pj + GROUP]);
+                s10 = w.fma(r0, s10); s11 = w.fma(r1, s11);
+                w = FloatVector.broadcast(F, pg[pj + 2 * GROUP]);
+                s20 = w.fma(r0, s20); s21 = w.fma(r1, s21);
+                w = FloatVector.broadcast(F, pg[pj + 3 * GROUP]);
+                s30 = w.fma(r0, s30); s31 = w.fma(r1, s31);
+                w = FloatVector.broadcast(F, pg[pj + 4 * GROUP]);
+                s40 = w.fma(r0, s40); s41 = w.fma(r1, s41);
+                w = FloatVector.broadcast(F, pg[pj + 5 * GROUP]);
+                s50 = w.fma(r0, s50); s51 = w.fma(r1, s51);
+            }
+        }
+        s00.intoArray(acc, a0); s01.intoArray(acc, a0 + L);
+        s10.intoArray(acc, a1); s11.intoArray(acc, a1 + L);
+        s20.intoArray(acc, a2); s21.intoArray(acc, a2 + L);
+        s30.intoArray(acc, a3); s31.intoArray(acc, a3 + L);
+        s40.intoArray(acc, a4); s41.intoArray(acc, a4 + L);
+        s50.intoArray(acc, a5); s51.intoArray(acc, a5 + L);
+    }
+
+    private static void blockKeyRows4x2(float[][] p, int groups, int j, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a0 = j * width + x, a1 = a0 + width, a2 = a1 + width, a3 = a2 + width;
+        FloatVector s00 = FloatVector.fromArray(F, acc, a0), s01 = FloatVector.fromArray(F, acc, a0 + L);
+        FloatVector s10 = FloatVector.fromArray(F, acc, a1), s11 = FloatVector.fromArray(F, acc, a1 + L);
+        FloatVector s20 = FloatVector.fromArray(F, acc, a2), s21 = FloatVector.fromArray(F, acc, a2 + L);
+        FloatVector s30 = FloatVector.fromArray(F, acc, a3), s31 = FloatVector.fromArray(F, acc, a3 + L);
+        for (int grp = 0, r = rowsOff + x; grp < groups; grp++) {
+            float[] pg = p[grp];
+            for (int lane = 0, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+                FloatVector r0 = FloatVector.fromArray(F, rows, r), r1 = FloatVector.fromArray(F, rows, r + L);
+                FloatVector w = FloatVector.broadcast(F, pg[pj]);
+                s00 = w.fma(r0, s00); s01 = w.fma(r1, s01);
+                w = FloatVector.broadcast(F, pg[pj + GROUP]);
+                s10 = w.fma(r0, s10); s11 = w.fma(r1, s11);
+                w = FloatVector.broadcast(F, pg[pj + 2 * GROUP]);
+                s20 = w.fma(r0, s20); s21 = w.fma(r1, s21);
+                w = FloatVector.broadcast(F, pg[pj + 3 * GROUP]);
+                s30 = w.fma(r0, s30); s31 = w.fma(r1, s31);
+            }
+        }
+        s00.intoArray(acc, a0); s01.intoArray(acc, a0 + L);
+        s10.intoArray(acc, a1); s11.intoArray(acc, a1 + L);
+        s20.intoArray(acc, a2); s21.intoArray(acc, a2 + L);
+        s30.intoArray(acc, a3); s31.intoArray(acc, a3 + L);
+    }
+
+    private static void blockKeyRow(float[][] p, int groups, int j, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a = j * width + x;
+        FloatVector sum = FloatVector.fromArray(F, acc, a);
+        for (int grp = 0, r = rowsOff + x; grp < groups; grp++) {
+            float[] pg = p[grp];
+            for (int lane = 0, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+                sum = FloatVector.broadcast(F, pg[pj]).fma(FloatVector.fromArray(F, rows, r), sum);
+            }
+        }
+        sum.intoArray(acc, a);
     }
 
     /**
@@ -1102,6 +1271,18 @@ final class SimdAttentionKernel {
                         .intoMemorySegment(dst, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
             }
             for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, srcT[o + i * GROUP] * multiplier);
+        }
+    }
+
+    /** dst row r = srcT[srcOff + (r/GROUP)·width·GROUP + i·GROUP + r%GROUP] for r &lt; rows, i &lt; width. */
+    private static void writeTransposedRows(MemorySegment dst, long base, long rowStride, int width, int rows, float[] srcT, int srcOff) {
+        for (int r = 0; r < rows; r++) {
+            long row = base + r * rowStride;
+            int o = srcOff + (r / GROUP) * width * GROUP + r % GROUP, i = 0;
+            for (; i + L <= width; i += L) {
+                FloatVector.fromArray(F, srcT, o + i * GROUP, OUTPUT_ROW, 0).intoMemorySegment(dst, (row + i) * Float.BYTES, ByteOrder.nativeOrder());
+            }
+            for (; i < width; i++) dst.setAtIndex(FLOAT, row + i, srcT[o + i * GROUP]);
         }
     }
 
