@@ -36,13 +36,24 @@ final class SimdGemm {
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 
-    static int rowChunks(GemmCall g) { return (g.m() + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM; }
+    static int rowChunks(GemmCall g) { return (g.m() + rowsPerItem(g) - 1) / rowsPerItem(g); }
+
+    /**
+     * Rows of c per work item: {@link #ROWS_PER_ITEM}, four times as many for a product of depth
+     * at most {@link #THIN_DEPTH}. A thin product packs its panel of op(b) per item as often
+     * as a deep one but reuses it over only depth·rows multiply-adds: at depth 64 (the Performer's
+     * projections) packing was 8 % of the product's time. The widened rows of a half-precision
+     * a still fit {@link #WIDENED_A}: 4·120 rows × 64 = 120 × 256.
+     */
+    static int rowsPerItem(GemmCall g) { return g.k() <= THIN_DEPTH ? 4 * ROWS_PER_ITEM : ROWS_PER_ITEM; }
+
+    static final int THIN_DEPTH = KC / 4;
 
     /** Work item {@code item} = (row chunk, column panel). */
     static void item(GemmCall g, int item) {
         int panel = item % panels(g), chunk = item / panels(g);
         int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
-        int i0 = chunk * ROWS_PER_ITEM, i1 = Math.min(g.m(), i0 + ROWS_PER_ITEM);
+        int rowsPerItem = rowsPerItem(g), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem);
         float[] packed = PACKED.get(), tile = TILE.get();
         VectorMask<Float> m0 = F.indexInRange(0, cols), m1 = F.indexInRange(L, cols);
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
@@ -150,8 +161,40 @@ final class SimdGemm {
 
     /** Stores the {@link #ROWS} rows of a {@link #block6} tile (row r at {@code tile[2rL, 2rL + 2L)}). */
     private static void storeTile(GemmCall g, float[] tile, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+        if (g.n() - j0 >= PANEL) {
+            storeFullTile(g, tile, i, j0, first);
+            return;
+        }
         for (int r = 0; r < ROWS; r++) {
             store(g, i + r, j0, first, FloatVector.fromArray(F, tile, 2 * r * L), FloatVector.fromArray(F, tile, (2 * r + 1) * L), m0, m1);
+        }
+    }
+
+    /**
+     * {@link #storeTile} for a full panel, with {@link #storeOne}'s operations in its order (so the
+     * same bits), one straight loop per case and no vector passed to a method: through
+     * {@link #store} the vectors and masks were boxed when C2 did not inline it, and storing took a
+     * tenth of a thin product's time (depth 64, Performer's projections).
+     */
+    private static void storeFullTile(GemmCall g, float[] tile, int i, int j0, boolean first) {
+        MemorySegment c = g.c();
+        float alpha = g.alpha(), beta = g.beta();
+        long rowBytes = g.cRow() * Float.BYTES, at = (g.cOff() + i * g.cRow() + j0) * Float.BYTES;
+        if (!first) {
+            for (int v = 0; v < 2 * ROWS; v++) {
+                long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
+                FloatVector.fromArray(F, tile, v * L).mul(alpha).add(FloatVector.fromMemorySegment(F, c, byteOff, ORDER)).intoMemorySegment(c, byteOff, ORDER);
+            }
+        } else if (beta != 0f) {
+            for (int v = 0; v < 2 * ROWS; v++) {
+                long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
+                FloatVector.fromMemorySegment(F, c, byteOff, ORDER).mul(beta).add(FloatVector.fromArray(F, tile, v * L).mul(alpha)).intoMemorySegment(c, byteOff, ORDER);
+            }
+        } else {
+            for (int v = 0; v < 2 * ROWS; v++) {
+                long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
+                FloatVector.fromArray(F, tile, v * L).mul(alpha).intoMemorySegment(c, byteOff, ORDER);
+            }
         }
     }
 

@@ -28,6 +28,38 @@ class GemmProperties {
         checkAgainstFloat64(Backend.named(backend).withThreads(threads), transposeA, transposeB, m, n, k, betaCase, seed);
     }
 
+    /**
+     * Products of depth ≤ 64 run 480 rows of c per work item (120 deeper): row counts past one and
+     * several such items, at and around the depth where the item size changes, on two threads.
+     */
+    @Example
+    void thinProductsSpanSeveralWorkItems() {
+        Backend simd = Backend.named("simd").withThreads(2);
+        for (int m : new int[] {481, 1000}) {
+            for (int k : new int[] {5, 64, 65}) {
+                checkAgainstFloat64(simd, false, false, m, 33, k, 0, m + k);
+                checkAgainstFloat64(simd, true, false, m, 16, k, 2, m * k);
+            }
+        }
+        // A half-precision a is widened per work item into a buffer sized for 120 rows × depth 256 = 480 rows × depth 64.
+        try (Arena arena = Arena.ofShared()) {
+            int m = 1000, n = 20, k = 64;
+            Tensor a = Tensor.randomNormal(arena, 3, 1f, m, k).to(arena, io.tessera.tensor.ElementType.BF16), b = Tensor.randomNormal(arena, 4, 1f, k, n);
+            Tensor c = Tensor.zeros(arena, m, n);
+            simd.gemm(a, false, b, false, c, 1f, 0f);
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double dot = 0, absDot = 0;
+                    for (int p = 0; p < k; p++) {
+                        dot += (double) a.get(i, p) * b.get(p, j);
+                        absDot += Math.abs((double) a.get(i, p) * b.get(p, j));
+                    }
+                    assertThat(Math.abs(c.get(i, j) - dot)).as("c[%d][%d]", i, j).isLessThanOrEqualTo(k * 0x1p-24 * absDot + 4 * 0x1p-24 * (Math.abs(dot) + 1));
+                }
+            }
+        }
+    }
+
     /** One GEMM on {@code backend} against the float64 product, within Higham's fp32 dot-product bound. */
     static void checkAgainstFloat64(Backend backend, boolean transposeA, boolean transposeB, int m, int n, int k, int betaCase, long seed) {
         float alpha = 0.75f, beta = new float[] {0f, 1f, -0.5f}[betaCase];

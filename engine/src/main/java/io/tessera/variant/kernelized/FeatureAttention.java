@@ -104,11 +104,13 @@ final class FeatureAttention {
     }
 
     /**
-     * Rows per chunk of the bidirectional forward pass: 120 is {@code SimdGemm}'s rows per work
-     * item (a multiple of its 6-row micro-kernel), so each chunk's products are one row block per
-     * column panel; 128 split into 120 + 8 rows and packed every panel twice.
+     * Rows per chunk of the bidirectional forward pass: 480 is {@code SimdGemm}'s rows per work
+     * item for products of depth ≤ 64 (the Performer's projections, whose panels of ω are packed
+     * once per item: at 120 rows packing was 8 % of the projection) and four of its items of 120
+     * rows for the deeper products (a multiple of its 6-row micro-kernel: 128 split into 120 + 8
+     * rows and packed every panel twice). Memory O(480·m) per head in flight.
      */
-    static final int FORWARD_CHUNK = 120;
+    static final int FORWARD_CHUNK = 480;
 
     /**
      * Per-thread buffers of the forward pass (one per head in flight). The state carries z as an

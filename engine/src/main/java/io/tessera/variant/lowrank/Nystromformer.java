@@ -5,6 +5,7 @@ import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import io.tessera.variant.internal.HalfInputs;
+import io.tessera.variant.internal.RowSoftmax;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -281,35 +282,31 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         }
     }
 
-    /** Means of m near-equal segments of the rows of x. */
+    /**
+     * Means of m near-equal segments of the rows of x: each column's sum over the segment's rows in
+     * row order in double (rows copied out whole: the column-wise segment reads were strided).
+     */
     static void segmentMeans(Tensor x, int m, Tensor dst) {
         int n = (int) x.size(0), d = (int) x.size(1);
         MemorySegment src = x.segment(), out = dst.segment();
+        float[] row = new float[d];
+        double[] sums = new double[d];
         for (int sgm = 0; sgm < m; sgm++) {
             int from = (int) ((long) sgm * n / m), to = (int) ((long) (sgm + 1) * n / m);
-            for (int c = 0; c < d; c++) {
-                double sum = 0;
-                for (int r = from; r < to; r++) sum += src.getAtIndex(FLOAT, x.offset() + r * x.stride(0) + c);
-                out.setAtIndex(FLOAT, dst.offset() + (long) sgm * d + c, (float) (sum / (to - from)));
+            java.util.Arrays.fill(sums, 0);
+            for (int r = from; r < to; r++) {
+                long o = x.offset() + r * x.stride(0);
+                if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, o * Float.BYTES, row, 0, d);
+                else for (int c = 0; c < d; c++) row[c] = src.getAtIndex(FLOAT, o + c * x.stride(1));
+                for (int c = 0; c < d; c++) sums[c] += row[c];
             }
+            for (int c = 0; c < d; c++) out.setAtIndex(FLOAT, dst.offset() + (long) sgm * d + c, (float) (sums[c] / (to - from)));
         }
     }
 
+    /** Row softmax in place, vectorized ({@link RowSoftmax}): the three score matrices' exponentials were a third of the forward pass. */
     static void softmaxRows(Tensor x) {
-        int rows = (int) x.size(0), cols = (int) x.size(1);
-        MemorySegment seg = x.segment();
-        for (int r = 0; r < rows; r++) {
-            long o = x.offset() + r * x.stride(0);
-            float max = Float.NEGATIVE_INFINITY;
-            for (int c = 0; c < cols; c++) max = Math.max(max, seg.getAtIndex(FLOAT, o + c));
-            float sum = 0;
-            for (int c = 0; c < cols; c++) {
-                float e = (float) Math.exp(seg.getAtIndex(FLOAT, o + c) - max);
-                seg.setAtIndex(FLOAT, o + c, e);
-                sum += e;
-            }
-            for (int c = 0; c < cols; c++) seg.setAtIndex(FLOAT, o + c, seg.getAtIndex(FLOAT, o + c) / sum);
-        }
+        RowSoftmax.softmaxRows(x);
     }
 
     /**

@@ -1,0 +1,72 @@
+package io.tessera.variant.internal;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The vectorized row softmax against the scalar definition it replaced ((float) Math.exp per element, float sum in column order). */
+class RowSoftmaxTest {
+
+    @Test
+    void matchesTheScalarSoftmaxWithinOneUlpPerExponential() {
+        SplittableRandom random = new SplittableRandom(5);
+        try (Arena arena = Arena.ofConfined()) {
+            for (int cols : new int[] {1, 3, 4, 7, 8, 9, 17, 64, 257}) {
+                int rows = 5;
+                float[] values = new float[rows * cols];
+                for (int i = 0; i < values.length; i++) values[i] = (float) (random.nextGaussian() * (i % 3 == 0 ? 30 : 3));
+                Tensor x = Tensor.of(arena, values, rows, cols);
+                RowSoftmax.softmaxRows(x);
+                float[] got = x.toArray();
+                for (int r = 0; r < rows; r++) {
+                    float max = Float.NEGATIVE_INFINITY;
+                    for (int c = 0; c < cols; c++) max = Math.max(max, values[r * cols + c]);
+                    float[] e = new float[cols];
+                    float sum = 0;
+                    for (int c = 0; c < cols; c++) sum += e[c] = (float) Math.exp(values[r * cols + c] - max);
+                    for (int c = 0; c < cols; c++) {
+                        float want = e[c] / sum;
+                        // one ulp of an exponential moves the sum by at most cols/2 ulps of it, the quotient by a few ulps
+                        assertThat((double) Math.abs(got[r * cols + c] - want)).as("cols %d row %d col %d", cols, r, c)
+                                .isLessThanOrEqualTo(4 * Math.ulp(want) + 4 * cols * Math.ulp(sum) * want / sum);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void exponentialsAreTheCorrectlyRoundedOnesAlmostEverywhere() {
+        if (!RowSoftmax.SIMD) return;
+        SplittableRandom random = new SplittableRandom(7);
+        int n = 1 << 16, differ = 0;
+        float[] row = new float[n], want = new float[n];
+        for (int i = 0; i < n; i++) {
+            row[i] = (float) (-random.nextDouble() * 110);   // down past the smallest float (e^−103.3)
+            want[i] = (float) Math.exp(row[i]);
+        }
+        int done = RowSoftmaxSimd.exponentials(row, n, 0f);
+        for (int i = 0; i < done; i++) {
+            assertThat(Math.abs(row[i] - want[i])).as("e^%s", i).isLessThanOrEqualTo(Math.ulp(want[i]));
+            if (row[i] != want[i]) differ++;
+        }
+        assertThat(done).isEqualTo(n);
+        assertThat(differ).as("exponentials 1 ulp from Math.exp's").isLessThanOrEqualTo(n / 1000);
+    }
+
+    @Test
+    void nanInARowMakesTheRowNaNAndLeavesOtherRows() {
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor x = Tensor.zeros(arena, 2, 20);
+            x.set(Float.NaN, 0, 13);
+            RowSoftmax.softmaxRows(x);
+            for (int c = 0; c < 20; c++) {
+                assertThat(x.get(0, c)).isNaN();
+                assertThat(x.get(1, c)).isEqualTo(1f / 20);
+            }
+        }
+    }
+}
