@@ -472,7 +472,7 @@ final class ScalarAttentionKernel {
      * multiply and one correctly rounded division, no 2^x and no sign handling (N and D are
      * polynomials in z, so the result is odd by construction). In float it stays within 3.5·10^−7·cap
      * of cap·tanh(x/cap) (about 6 ulp of cap, SoftCapTanhTest; the 2^x form it replaced, u = 2^(−2|y|·log2 e)
-     * and (1 − u)/(1 + u), was within 1 ulp but cost half as much again in ALiBi + soft-capping, whose
+     * and (1 − u)/(1 + u), was within 1.1·10^−7·cap but cost half as much again in ALiBi + soft-capping, whose
      * scores mostly fall in this band) and never beyond ±cap: inside the modifiers' contract, which
      * allows 10× a naive float32 computation's error. The same bits at every JIT tier.
      */
