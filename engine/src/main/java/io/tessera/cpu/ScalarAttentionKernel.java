@@ -465,11 +465,16 @@ final class ScalarAttentionKernel {
     }
 
     /**
-     * cap·tanh(x/cap) for soft-capping, the same operations as SimdAttentionKernel.cap: with
-     * y = x/cap and z = y², Cephes' tanhf odd polynomial in the x domain, x + x·z·P(z), for
-     * z &lt; 0.625² (about 1 ulp), ±cap from z = 9² (see TANH_SATURATED_SQUARED), else cap·(1 − u)/(1 + u) with u = 2^(−2|y|·log2 e) ≤ 0.29 from
-     * {@link #exp2} (no cancellation; ±∞ gives ±cap), sign restored. Built from fma, mul, add and
-     * one correctly rounded division: the same bits at every JIT tier.
+     * cap·tanh(x/cap) for soft-capping, the same operations as SimdAttentionKernel's soft-capping:
+     * with y = x/cap and z = y², Cephes' tanhf odd polynomial in the x domain, x + x·z·P(z), for
+     * z &lt; 0.625² (about 1 ulp); ±cap from |y| = 7.9053 (see TANH_SATURATED_SQUARED); between,
+     * Eigen's rational tanh in the x domain, x·N(z)/D(z) (see TANH_N0): nine fused multiply-adds, a
+     * multiply and one correctly rounded division, no 2^x and no sign handling (N and D are
+     * polynomials in z, so the result is odd by construction). In float it stays within 3.5·10^−7·cap
+     * of cap·tanh(x/cap) (about 6 ulp of cap, SoftCapTanhTest; the 2^x form it replaced, u = 2^(−2|y|·log2 e)
+     * and (1 − u)/(1 + u), was within 1.1·10^−7·cap but cost half as much again in ALiBi + soft-capping, whose
+     * scores mostly fall in this band) and never beyond ±cap: inside the modifiers' contract, which
+     * allows 10× a naive float32 computation's error. The same bits at every JIT tier.
      */
     static float softCap(float x, float cap, float inverseCap) {
         float y = x * inverseCap;
@@ -478,21 +483,31 @@ final class ScalarAttentionKernel {
         float small = Math.fma(poly * z, x, x);
         if (z < TANH_SMALL_SQUARED) return small;
         if (z >= TANH_SATURATED_SQUARED) return y < 0f ? -cap : cap;
-        float u = exp2(Math.abs(y) * TANH_EXP2);
-        float large = (1f - u) / (1f + u);
-        return (y < 0f ? -large : large) * cap;
+        float n = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(z, TANH_N6, TANH_N5), z, TANH_N4), z, TANH_N3), z, TANH_N2), z, TANH_N1), z, TANH_N0);
+        float d = Math.fma(Math.fma(Math.fma(z, TANH_D3, TANH_D2), z, TANH_D1), z, TANH_D0);
+        return x * n / d;
     }
+
+    /**
+     * Eigen's rational approximation of tanh (its ptanh_float, a [13/6] minimax fit on |y| ≤ 7.9053):
+     * tanh(y) ≈ y·N(z)/D(z), z = y², N(z) = Σ TANH_Ni·z^i, D(z) = Σ TANH_Di·z^i. Soft-capping uses it
+     * for 0.625 ≤ |y| &lt; 7.9053.
+     */
+    static final float TANH_N0 = 4.89352455891786e-03f, TANH_N1 = 6.37261928875436e-04f, TANH_N2 = 1.48572235717979e-05f;
+    static final float TANH_N3 = 5.12229709037114e-08f, TANH_N4 = -8.60467152213735e-11f, TANH_N5 = 2.00018790482477e-13f;
+    static final float TANH_N6 = -2.76076847742355e-16f;
+    static final float TANH_D0 = 4.89352518554385e-03f, TANH_D1 = 2.26843463243900e-03f, TANH_D2 = 1.18534705686654e-04f;
+    static final float TANH_D3 = 1.19825839466702e-06f;
 
     /** Below this y² = (x/cap)², soft-capping uses the polynomial (Cephes' tanhf's |y| &lt; 0.625; exact in float). */
     static final float TANH_SMALL_SQUARED = 0.390625f;
     /**
-     * From this y² on, soft-capping gives ±cap: with |y| ≥ 9, u = 2^(−2|y|·log2 e) &lt; 2^−25, so
-     * 1 − u and 1 + u both round to 1 and (1 − u)/(1 + u) is exactly 1 (tanh(9) = 1 − 3·10^−8
-     * rounds to 1 as well); the kernels skip the 2^x and the division there (ALiBi's far keys).
+     * From this y² on (|y| ≥ 7.9053, Eigen's clamp point, 7.90531110763549805 squared in float),
+     * soft-capping gives exactly ±cap: 1 − tanh(7.9053) = 2.7·10^−7, within the rational's own
+     * error, and the rational, fitted up to there, is never evaluated past it. The kernels skip the
+     * rational and its division there (ALiBi's far keys).
      */
-    static final float TANH_SATURATED_SQUARED = 81f;
-    /** −2·log2(e): e^(−2a) = 2^(a·TANH_EXP2). */
-    static final float TANH_EXP2 = -2.8853900817779268f;
+    static final float TANH_SATURATED_SQUARED = 62.493942f;
     /** Cephes' tanhf coefficients: tanh(y) = y + y·z·P(z), z = y², on |y| &lt; 0.625. */
     static final float TANH_P0 = -5.70498872745e-3f, TANH_P1 = 2.06390887954e-2f, TANH_P2 = -5.37397155531e-2f;
     static final float TANH_P3 = 1.33314422036e-1f, TANH_P4 = -3.33332819422e-1f;

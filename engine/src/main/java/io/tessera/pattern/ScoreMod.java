@@ -34,8 +34,9 @@ import java.util.function.IntUnaryOperator;
  * soft-capping is the same function in base 2 with cap {@code log2(e)·cap}; a {@link Function}
  * gets {@code s₂·ln 2} in float64 and its result is multiplied back by log2(e). tanh is Tessera's
  * own (with y = s/cap: Cephes' odd polynomial below |y| = 0.625, in the score's units
- * s + s·y²·P(y²); exactly ±cap from |y| = 9; cap·(1 − 2^(−2|y|·log2 e))/(1 + 2^(−2|y|·log2 e))
- * between, with the kernel's own 2^x), identical in the scalar and SIMD kernels and at every JIT tier.
+ * s + s·y²·P(y²); exactly ±cap from |y| = 7.9053; Eigen's rational tanh, s·N(y²)/D(y²), between:
+ * within 3.5·10^−7·cap of cap·tanh(s/cap), never beyond ±cap), identical in the scalar and SIMD
+ * kernels and at every JIT tier.
  *
  * <p>A relative-position table is expanded per call to one float per query head and relative
  * position (H·(qLen + kvLen) floats) so the SIMD kernel loads a key's lanes as one vector.
