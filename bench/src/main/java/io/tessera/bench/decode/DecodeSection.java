@@ -83,7 +83,7 @@ public final class DecodeSection {
                 .param("cacheType", cacheType).param("backend", backend).param("threads", String.valueOf(threads))
                 .shouldFailOnError(true);
         RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
-        return new DecodeReport.Row(backend, batch, cacheLength, pattern, cacheType, 16, threads,
-                run.getPrimaryResult().getScore(), run.getPrimaryResult().getScoreError());
+        io.tessera.bench.report.MedianTime time = io.tessera.bench.report.MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
+        return new DecodeReport.Row(backend, batch, cacheLength, pattern, cacheType, 16, threads, time.median(), time.halfWidth());
     }
 }
