@@ -104,14 +104,15 @@ public final class TrainingSection {
                 .include((tessera ? TrainingBenchmark.class : PeerTrainingBenchmark.class).getName() + ".trainingStep")
                 .param("n", String.valueOf(n)).param("threads", String.valueOf(threads)).param("pattern", pattern)
                 // A step takes up to seconds: enough iterations that the JIT has finished and the error is meaningful.
-                .forks(1).warmupIterations(full ? 5 : 3).measurementIterations(full ? 6 : 3)
+                .mode(org.openjdk.jmh.annotations.Mode.SampleTime).forks(1).warmupIterations(full ? 5 : 3).measurementIterations(full ? 6 : 3)
                 .warmupTime(TimeValue.seconds(full ? 2 : 1)).measurementTime(TimeValue.seconds(full ? 3 : 1)).verbosity(VerboseMode.SILENT);
         if (tessera) jmh.param("backend", "simd");
         else jmh.param("peer", engine);
         RunResult run = io.tessera.bench.Quiet.runSingle(jmh, List.of());   // no JVM notices per fork
-        double ms = run.getPrimaryResult().getScore();
+        io.tessera.bench.report.MedianTime time = io.tessera.bench.report.MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
+        double ms = time.median();
         double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
-        return new Row(engine, label, pattern, n, threads, ms, run.getPrimaryResult().getScoreError(), flops / (ms * 1e6),
+        return new Row(engine, label, pattern, n, threads, ms, time.halfWidth(), flops / (ms * 1e6),
                 withMemory ? probe(engine, pattern, n, threads) : -1);
     }
 
@@ -186,7 +187,7 @@ public final class TrainingSection {
         sb.append("B = 1, H = 8, D = 64, ").append(threads).append(" threads. GFLOP/s credit every engine with the allowed pairs' FLOPs: ")
                 .append("forward 4·pairs·D·H, backward 2.5× that. Peak extra memory: resident memory of a steady step beyond its inputs, ")
                 .append("outputs and gradients (`MemoryProbe`, a JVM of its own).\n\n");
-        sb.append("| engine | pattern | n | step ms | ± | GFLOP/s | peak extra memory |\n|---|---|---:|---:|---:|---:|---:|\n");
+        sb.append("| engine | pattern | n | step ms (median) | ± | GFLOP/s | peak extra memory |\n|---|---|---:|---:|---:|---:|---:|\n");
         for (Row r : rows) {
             sb.append(String.format(Locale.ROOT, "| %s | %s | %d | %s | %s | %s | %s |%n", r.label(), r.pattern(), r.n(),
                     Double.isNaN(r.ms()) ? "—" : String.format(Locale.ROOT, "%.1f", r.ms()),
