@@ -313,14 +313,6 @@ final class DecodeCall {
         return score;
     }
 
-    /** {@link #modified} on the scores {@code p[pOff + j]} of the keys {@code key0 + j} whose bit j is set in {@code bits}. */
-    void modifyScores(int b, int hk, int r, int key0, long bits, float[] p, int pOff) {
-        for (; bits != 0; bits &= bits - 1) {
-            int j = Long.numberOfTrailingZeros(bits);
-            p[pOff + j] = modified(b, hk, r, key0 + j, p[pOff + j]);
-        }
-    }
-
     /** {@link #modified} on the scores {@code p[pOff + j]} of the chunk keys {@code keys[j]} whose bit j is set in {@code bits}. */
     void modifyScores(int b, int hk, int r, int[] keys, long bits, float[] p, int pOff) {
         for (; bits != 0; bits &= bits - 1) {

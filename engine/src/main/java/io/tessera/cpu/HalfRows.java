@@ -50,14 +50,14 @@ final class HalfRows {
             for (int j = 0; j < n; j++) MemorySegment.copy(src, SHORT, (base + j * rowStride) * 2, bits, j * width, width);
         }
         if (type == ElementType.BF16) widenBfloat16(bits, n * width, dst);
-        else widenFloat16(bits, n * width, dst);
+        else widenFloat16(bits, n * width, dst, 0);
     }
 
     /**
      * dst[dstOff + i] = the element at {@code index + i} of {@code src} widened to float32, for
      * i < width ({@code type} is BF16 or F16; index in elements): one row, read where it lies.
      * bfloat16 is widened from the segment in one pass (L shorts loaded, sign-extended, shifted);
-     * float16 through {@link #widenRows}.
+     * float16 copied to the thread's bits and widened as {@link #widenRows} does.
      */
     static void widenRow(MemorySegment src, ElementType type, long index, int width, float[] dst, int dstOff) {
         if (type != ElementType.BF16) {
@@ -66,7 +66,7 @@ final class HalfRows {
             if (holder[0].length < width) holder[0] = new short[width];
             short[] bits = holder[0];
             MemorySegment.copy(src, SHORT, index * 2, bits, 0, width);
-            for (int i = 0; i < width; i++) dst[dstOff + i] = Float.float16ToFloat(bits[i]);
+            widenFloat16(bits, width, dst, dstOff);
             return;
         }
         long at = index * 2;
@@ -94,8 +94,8 @@ final class HalfRows {
     }
 
     /** A plain counted loop over arrays: the shape C2's superword pass vectorizes. */
-    private static void widenFloat16(short[] bits, int count, float[] dst) {
-        for (int i = 0; i < count; i++) dst[i] = Float.float16ToFloat(bits[i]);
+    private static void widenFloat16(short[] bits, int count, float[] dst, int dstOff) {
+        for (int i = 0; i < count; i++) dst[dstOff + i] = Float.float16ToFloat(bits[i]);
     }
 
     static {
