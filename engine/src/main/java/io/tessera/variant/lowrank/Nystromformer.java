@@ -103,9 +103,9 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
                     perHead.gemm(qh, false, kL, true, f, scale, 0f);
                     perHead.gemm(qL, false, kL, true, a, scale, 0f);
                     perHead.gemm(qL, false, kh, true, bm, scale, 0f);
-                    softmaxRows(f);
-                    softmaxRows(a);
-                    softmaxRows(bm);
+                    RowSoftmax.softmaxRows(f);
+                    RowSoftmax.softmaxRows(a);
+                    RowSoftmax.softmaxRows(bm);
                     pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
                     perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
                     perHead.gemm(z, false, bv, false, zbv, 1f, 0f);
@@ -166,9 +166,9 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
                         be.gemm(qh, false, kL, true, f, scale, 0f);
                         be.gemm(qL, false, kL, true, a, scale, 0f);
                         be.gemm(qL, false, kh, true, bm, scale, 0f);
-                        softmaxRows(f);
-                        softmaxRows(a);
-                        softmaxRows(bm);
+                        RowSoftmax.softmaxRows(f);
+                        RowSoftmax.softmaxRows(a);
+                        RowSoftmax.softmaxRows(bm);
                         int steps = pseudoInverse(be, a, z, az, t1, t2, zBest, history);
                         be.gemm(bm, false, vh, false, bv, 1f, 0f);
                         be.gemm(z, false, bv, false, zbv, 1f, 0f);
@@ -302,11 +302,6 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
             }
             for (int c = 0; c < d; c++) out.setAtIndex(FLOAT, dst.offset() + (long) sgm * d + c, (float) (sums[c] / (to - from)));
         }
-    }
-
-    /** Row softmax in place, vectorized ({@link RowSoftmax}): the three score matrices' exponentials were a third of the forward pass. */
-    static void softmaxRows(Tensor x) {
-        RowSoftmax.softmaxRows(x);
     }
 
     /**
