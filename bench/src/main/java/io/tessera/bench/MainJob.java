@@ -186,20 +186,41 @@ public final class MainJob {
                 : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)");
         Instant forwardStart = Instant.now();
         List<Measurement> results = new ArrayList<>();
-        Progress progress = new Progress(cases.size(), plannedSeconds(options.full()));
-        for (Case c : cases) {
-            System.out.print(progress.start(c.name()));
+        Map<Measurement, MedianTime> paired = new LinkedHashMap<>();
+        List<List<Case>> jobs = jobs(cases);
+        Progress progress = new Progress(jobs.size(), plannedSeconds(options.full()));
+        for (List<Case> job : jobs) {
+            Case first = job.getFirst();
+            System.out.print(progress.start(job.size() == 1 ? first.name()
+                    : String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
             System.out.flush();
             try {
-                Measurement m = measure(c, options.full(), peers);
-                results.add(m);
-                MachinePeak peak = peaks.get(c.threads());
-                System.out.println(progress.done(String.format(Locale.ROOT, "%9.2f ms ±%5.2f  %6.1f GFLOP/s %s", m.msPerCall(), m.msError(), m.gflops(),
-                        peak == null ? "" : String.format(Locale.ROOT, "%5.1f%% of peak", 100 * m.gflops() / peak.fmaGflops()))));
+                if (job.size() == 1) {
+                    Measurement m = measure(first, options.full(), peers);
+                    results.add(m);
+                    MachinePeak peak = peaks.get(first.threads());
+                    System.out.println(progress.done(String.format(Locale.ROOT, "%9.2f ms ±%5.2f  %6.1f GFLOP/s %s", m.msPerCall(), m.msError(), m.gflops(),
+                            peak == null ? "" : String.format(Locale.ROOT, "%5.1f%% of peak", 100 * m.gflops() / peak.fmaGflops()))));
+                } else {
+                    StringBuilder line = new StringBuilder();
+                    for (Interleaved.Outcome o : measureInTurns(job, options.full(), peers)) {
+                        Case c = job.get(Integer.parseInt(o.contender().label()));
+                        double ms = o.time().median();
+                        Measurement m = new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, o.time().halfWidth(),
+                                flops(c.pattern(), c.n(), c.headDim()) / (ms * 1e6), o.heapBytesPerCall());
+                        results.add(m);
+                        if (o.speedup() != null) paired.put(m, o.speedup());
+                        line.append(String.format(Locale.ROOT, "%s%s %.2f ms", line.isEmpty() ? "" : " | ", shortName(c), ms))
+                                .append(o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()));
+                    }
+                    System.out.println(progress.done(line.toString()));
+                }
             } catch (Exception e) {
                 System.out.println(progress.done("failed"));
-                System.err.println("  " + c.name() + " failed: " + describe(e));
-                notes.add("failed: " + c.name() + ": " + describe(e));
+                for (Case c : job) {
+                    System.err.println("  " + c.name() + " failed: " + describe(e));
+                    notes.add("failed: " + c.name() + ": " + describe(e));
+                }
             }
         }
         if (!torchCases.isEmpty()) {
@@ -215,6 +236,7 @@ public final class MainJob {
                 + ", whole run " + Duration.between(start, Instant.now()).toSeconds() + " s");
         Report report = new Report(results, checks, notes, environment, pictures, peaks);
         sections.markdown.forEach(report::withSection);
+        paired.forEach(report::withPairedSpeedup);
         report.write(options.out());
         System.out.println();
         System.out.println(report.resultsTable());
@@ -366,9 +388,62 @@ public final class MainJob {
         MedianTime time = MedianTime.of(primary);
         double ms = time.median();
         double flops = flops(c.pattern(), c.n(), c.headDim());
-        String label = tessera ? "Tessera " + c.backend() : peers.stream().filter(p -> p.id().equals(c.engine())).findFirst().map(Peer::name).orElse(c.engine());
-        return new Measurement(c.engine(), label, c.pattern(), c.n(), c.threads(), ms, time.halfWidth(), flops / (ms * 1e6),
+        return new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, time.halfWidth(), flops / (ms * 1e6),
                 alloc == null ? Double.NaN : alloc.getScore());
+    }
+
+    /** The engine's name in the report: "Tessera simd" or the peer's name with its version. */
+    static String label(Case c, List<Peer> peers) {
+        if (c.engine().equals("tessera")) return "Tessera " + c.backend();
+        return peers.stream().filter(p -> p.id().equals(c.engine())).findFirst().map(Peer::name).orElse(c.engine());
+    }
+
+    private static String shortName(Case c) {
+        return c.engine().equals("tessera") ? c.backend() : c.engine();
+    }
+
+    /**
+     * The forward cases as the jobs they run in: Tessera's SIMD case and the peers' cases of the same
+     * pattern, length, head size and thread count form one job, measured in turns in one JVM
+     * ({@link Interleaved}; Tessera first, so each peer's per-round ratio is to Tessera); every
+     * other case is a job of its own, a JMH fork. In the order of their first case.
+     */
+    static List<List<Case>> jobs(List<Case> cases) {
+        Map<String, List<Case>> groups = new LinkedHashMap<>();
+        for (Case c : cases) {
+            boolean simdOrPeer = !c.engine().equals("tessera") || c.backend().equals("simd");
+            String key = simdOrPeer ? c.pattern() + "|" + c.n() + "|" + c.headDim() + "|" + c.threads() : c.name();
+            groups.computeIfAbsent(key, k -> new ArrayList<>()).add(c);
+        }
+        List<List<Case>> jobs = new ArrayList<>();
+        for (List<Case> group : groups.values()) {
+            boolean withTessera = group.stream().anyMatch(c -> c.engine().equals("tessera"));
+            if (group.size() > 1 && withTessera) {
+                List<Case> ordered = new ArrayList<>(group);
+                ordered.sort(java.util.Comparator.comparing(c -> !c.engine().equals("tessera")));   // Tessera first, the peers in matrix order
+                jobs.add(ordered);
+            } else {
+                for (Case c : group) jobs.add(List.of(c));
+            }
+        }
+        return jobs;
+    }
+
+    /** A job of several engines on one case, in turns in a JVM of its own; outcomes labelled by their index in {@code job}. */
+    static List<Interleaved.Outcome> measureInTurns(List<Case> job, boolean full, List<Peer> peers) throws Exception {
+        List<Interleaved.Contender> contenders = new ArrayList<>();
+        for (int i = 0; i < job.size(); i++) {
+            Case c = job.get(i);
+            Map<String, String> params = new LinkedHashMap<>();
+            if (c.engine().equals("tessera")) params.put("backend", c.backend());
+            else params.put("peer", c.engine());
+            params.put("n", String.valueOf(c.n()));
+            params.put("headDim", String.valueOf(c.headDim()));
+            params.put("threads", String.valueOf(c.threads()));
+            params.put("pattern", c.pattern());
+            contenders.add(new Interleaved.Contender(String.valueOf(i), c.engine().equals("tessera") ? AttentionBenchmark.class : PeerBenchmark.class, "forward", params));
+        }
+        return Interleaved.run(contenders, Interleaved.Budget.forCalls(full), List.of());
     }
 
     /** The TornadoVM SDK's JVM argument file, or null when TORNADOVM_HOME is unset or has none. */

@@ -31,7 +31,7 @@ final class Progress {
     String start(String name) {
         started++;
         int width = String.valueOf(total).length();
-        return String.format(Locale.ROOT, "[%" + width + "d/%d] %-40s", started, total, name);
+        return String.format(Locale.ROOT, "[%" + width + "d/%d] %-40s ", started, total, name);
     }
 
     /** The end of the line: the case's result and the estimated time left. */

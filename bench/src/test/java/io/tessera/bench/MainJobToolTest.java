@@ -44,6 +44,15 @@ class MainJobToolTest {
     }
 
     @Test
+    void tesseraAndThePeersOfACaseFormOneJobInTurnsTesseraFirst() {
+        MainJob.Case dense = new MainJob.Case("tessera", "simd", "dense", 1024, 64, 2), bigbird = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 2);
+        MainJob.Case ort = new MainJob.Case("onnxruntime-mha", "", "dense", 1024, 64, 2), sdpa = new MainJob.Case("djl-sdpa", "", "dense", 1024, 64, 2);
+        MainJob.Case ortOneThread = new MainJob.Case("onnxruntime-mha", "", "dense", 1024, 64, 1), tornado = new MainJob.Case("tessera", "tornado", "dense", 1024, 64, 2);
+        List<List<MainJob.Case>> jobs = MainJob.jobs(List.of(ort, dense, bigbird, tornado, sdpa, ortOneThread));
+        assertThat(jobs).containsExactly(List.of(dense, ort, sdpa), List.of(bigbird), List.of(tornado), List.of(ortOneThread));
+    }
+
+    @Test
     void progressEstimatesTheTimeLeftFromFinishedCases() {
         AtomicLong now = new AtomicLong(0);
         Progress p = new Progress(4, 7, now::get);

@@ -42,6 +42,18 @@ class ReportTest {
     }
 
     @Test
+    void aPairedSpeedUpReplacesTheQuotientOfMediansForItsPeerOnly() {
+        List<Measurement> sample = sample();
+        Report report = new Report(sample, List.of(), List.of(), Map.of(), Map.of())
+                .withPairedSpeedup(sample.get(4), new io.tessera.bench.report.MedianTime(1.1, 0.05, 12));
+        List<Report.Ratio> ratios = report.ratios();
+        assertThat(ratios.get(0).speedup()).isCloseTo(1.1, within(1e-12));   // not 25 / 20
+        assertThat(ratios.get(1).paired()).isNull();
+        assertThat(ratios.get(1).speedup()).isCloseTo(82.0 / 41, within(1e-12));
+        assertThat(report.ratioTable()).contains("| 1.10× | 0.05 | interleaved, 12 rounds |").contains("| 2.00× | — | separate forks |");
+    }
+
+    @Test
     void writesMarkdownHtmlCsvAndChartsThatOpen(@TempDir Path dir) throws Exception {
         Report report = new Report(sample(), List.of(new OracleCheck("Tessera simd", "dense", 384, 4e-7, 1e-5), new OracleCheck("peer", "dense", 384, 1e-3, 1e-5)),
                 List.of("a note"), Map.of("date", "today"), Map.of());

@@ -30,8 +30,13 @@ import org.openjdk.jmh.runner.options.TimeValue;
 public final class DecodeReport {
     private DecodeReport() {}
 
-    /** One measured case. */
-    public record Row(String backend, int batch, int cacheLength, String pattern, String cacheType, int pageSize, int threads, double microseconds, double error) {
+    /**
+     * One measured case. {@code paired}: when it ran in interleaved rounds with the simd F32 row of its
+     * case ({@code io.tessera.bench.Interleaved}), the median over rounds of its step over that row's
+     * step, with its interval; else null.
+     */
+    public record Row(String backend, int batch, int cacheLength, String pattern, String cacheType, int pageSize, int threads, double microseconds, double error,
+                      io.tessera.bench.report.MedianTime paired) {
         public double gigabytesPerSecond() { return DecodeBenchmark.kvBytes(batch, cacheLength, pattern, cacheType) / (microseconds * 1e3); }
 
         String key() { return batch + "/" + cacheLength + "/" + pattern + "/" + cacheType + "/" + pageSize + "/" + threads; }
@@ -62,7 +67,7 @@ public final class DecodeReport {
             BenchmarkParams p = r.getParams();
             rows.add(new Row(p.getParam("backend"), Integer.parseInt(p.getParam("batch")), Integer.parseInt(p.getParam("cacheLength")), p.getParam("pattern"), p.getParam("cacheType"),
                     Integer.parseInt(p.getParam("pageSize")), Integer.parseInt(p.getParam("threads")),
-                    r.getPrimaryResult().getScore(), r.getPrimaryResult().getScoreError()));
+                    r.getPrimaryResult().getScore(), r.getPrimaryResult().getScoreError(), null));
         }
         Map<Integer, MachinePeak> peaks = new LinkedHashMap<>();
         for (Row row : rows) if (!peaks.containsKey(row.threads())) peaks.put(row.threads(), MachinePeak.measuredOnce(row.threads()));
@@ -70,7 +75,11 @@ public final class DecodeReport {
         System.out.print(table(rows, peaks));
     }
 
-    /** The table: one line per case; the speed-up column compares a Tessera backend with each peer on its case. */
+    /**
+     * The table: one line per case; the speed-up column compares a Tessera backend with each peer on
+     * its case (the median of the paired rounds' ratios where they ran in turns), and a half-precision
+     * cache with the F32 one.
+     */
     public static String table(List<Row> rows, Map<Integer, MachinePeak> peaks) {
         StringBuilder sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "%-9s %5s %7s %-10s %-5s %5s %7s %12s %8s %9s  %s%n",
@@ -81,8 +90,13 @@ public final class DecodeReport {
             if (r.backend().equals("simd") || r.backend().equals("scalar")) {
                 for (Row other : rows) {
                     if (other.key().equals(r.key()) && !other.backend().equals("simd") && !other.backend().equals("scalar")) {
-                        vs.append(String.format(Locale.ROOT, "%.2f× vs %s ", other.microseconds() / r.microseconds(), other.backend()));
+                        boolean paired = other.paired() != null && r.paired() == null;   // r is the first of the rounds
+                        vs.append(paired ? String.format(Locale.ROOT, "%.2f× ±%.2f vs %s (paired) ", other.paired().median(), other.paired().halfWidth(), other.backend())
+                                : String.format(Locale.ROOT, "%.2f× vs %s ", other.microseconds() / r.microseconds(), other.backend()));
                     }
+                }
+                if (!r.cacheType().equals("F32") && r.paired() != null) {
+                    vs.append(String.format(Locale.ROOT, "%.2f× vs F32 (paired) ", 1 / r.paired().median()));
                 }
             }
             sb.append(String.format(Locale.ROOT, "%-9s %5d %7d %-10s %-5s %5d %7d %12s %8.2f %8s  %s%n", r.backend(), r.batch(), r.cacheLength(), r.pattern(), r.cacheType(), r.pageSize(),

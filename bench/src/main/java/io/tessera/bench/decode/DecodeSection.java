@@ -1,7 +1,9 @@
 package io.tessera.bench.decode;
 
+import io.tessera.bench.Interleaved;
 import io.tessera.bench.Quiet;
 import io.tessera.bench.report.MachinePeak;
+import io.tessera.bench.report.MedianTime;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -49,18 +51,27 @@ public final class DecodeSection {
                 if (onnxRuntime && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "onnxruntime-gqa"});
             }
         }
+        // The rows of one (batch, cache, pattern) take turns in one JVM (io.tessera.bench.Interleaved),
+        // simd F32 first: the host's phases of seconds hit every engine alike, and each other row's
+        // ratio to it is the median of the rounds'.
+        Map<String, List<String[]>> groups = new LinkedHashMap<>();
+        for (String[] c : cases) groups.computeIfAbsent(c[0] + "/" + c[1] + "/" + c[2], k -> new ArrayList<>()).add(c);
         List<DecodeReport.Row> rows = new ArrayList<>();
         int done = 0;
-        for (String[] c : cases) {
-            System.out.printf(Locale.ROOT, "[decode %2d/%d] %-8s B=%s cache=%-6s %-10s %-4s threads=%d ... ", ++done, cases.size(), c[4], c[0], c[1], c[2], c[3], threads);
+        for (List<String[]> group : groups.values()) {
+            String[] c0 = group.getFirst();
+            System.out.printf(Locale.ROOT, "[decode %d/%d] B=%s cache=%-6s %-10s threads=%d, %d in turns ... ", ++done, groups.size(), c0[0], c0[1], c0[2], threads, group.size());
             System.out.flush();
             try {
-                DecodeReport.Row r = measure(Integer.parseInt(c[0]), Integer.parseInt(c[1]), c[2], c[3], c[4], threads, full);
-                rows.add(r);
-                System.out.printf(Locale.ROOT, "%.1f µs%n", r.microseconds());
+                StringBuilder line = new StringBuilder();
+                for (DecodeReport.Row r : measure(group, threads, full)) {
+                    rows.add(r);
+                    line.append(String.format(Locale.ROOT, "%s%s %s %.1f µs", line.isEmpty() ? "" : " | ", r.backend(), r.cacheType(), r.microseconds()));
+                }
+                System.out.println(line);
             } catch (Exception e) {
                 System.out.println("failed");
-                notes.add("decode " + String.join("/", c) + " failed: " + e.getMessage());
+                for (String[] c : group) notes.add("decode " + String.join("/", c) + " failed: " + e.getMessage());
             }
         }
         Map<Integer, MachinePeak> peaks = new LinkedHashMap<>();
@@ -75,15 +86,43 @@ public final class DecodeSection {
         return markdown;
     }
 
-    /** One JMH run of {@link DecodeBenchmark#step} (its setup checks the output against the oracle). */
-    static DecodeReport.Row measure(int batch, int cacheLength, String pattern, String cacheType, String backend, int threads, boolean full) throws Exception {
-        ChainedOptionsBuilder jmh = new OptionsBuilder()
-                .include(DecodeBenchmark.class.getName() + ".step")
-                .param("batch", String.valueOf(batch)).param("cacheLength", String.valueOf(cacheLength)).param("pattern", pattern)
-                .param("cacheType", cacheType).param("backend", backend).param("threads", String.valueOf(threads))
-                .shouldFailOnError(true);
-        RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
-        io.tessera.bench.report.MedianTime time = io.tessera.bench.report.MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
-        return new DecodeReport.Row(backend, batch, cacheLength, pattern, cacheType, 16, threads, time.median(), time.halfWidth());
+    /**
+     * The rows of one case in turns ({@link DecodeBenchmark#step}; its setup checks the output
+     * against the oracle), or a JMH fork when the case has one row.
+     */
+    static List<DecodeReport.Row> measure(List<String[]> group, int threads, boolean full) throws Exception {
+        if (group.size() == 1) {
+            String[] c = group.getFirst();
+            ChainedOptionsBuilder jmh = new OptionsBuilder()
+                    .include(DecodeBenchmark.class.getName() + ".step")
+                    .param("batch", c[0]).param("cacheLength", c[1]).param("pattern", c[2])
+                    .param("cacheType", c[3]).param("backend", c[4]).param("threads", String.valueOf(threads))
+                    .shouldFailOnError(true);
+            RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
+            MedianTime time = MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
+            return List.of(row(c, threads, time.median(), time.halfWidth(), null));
+        }
+        List<Interleaved.Contender> contenders = new ArrayList<>();
+        for (String[] c : group) {
+            Map<String, String> params = new LinkedHashMap<>();
+            params.put("batch", c[0]);
+            params.put("cacheLength", c[1]);
+            params.put("pattern", c[2]);
+            params.put("cacheType", c[3]);
+            params.put("backend", c[4]);
+            params.put("threads", String.valueOf(threads));
+            contenders.add(new Interleaved.Contender(c[4] + " " + c[3], DecodeBenchmark.class, "step", params));
+        }
+        List<DecodeReport.Row> rows = new ArrayList<>();
+        List<Interleaved.Outcome> outcomes = Interleaved.run(contenders, Interleaved.Budget.forCalls(full), List.of());
+        for (int i = 0; i < group.size(); i++) {
+            Interleaved.Outcome o = outcomes.get(i);
+            rows.add(row(group.get(i), threads, o.time().median() * 1e3, o.time().halfWidth() * 1e3, o.speedup()));
+        }
+        return rows;
+    }
+
+    private static DecodeReport.Row row(String[] c, int threads, double microseconds, double error, MedianTime paired) {
+        return new DecodeReport.Row(c[4], Integer.parseInt(c[0]), Integer.parseInt(c[1]), c[2], c[3], 16, threads, microseconds, error, paired);
     }
 }

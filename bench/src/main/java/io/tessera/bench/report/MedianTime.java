@@ -24,6 +24,13 @@ public record MedianTime(double median, double halfWidth, long calls) {
         return of(sampled.getStatistics());
     }
 
+    /** From individually timed calls (or any samples: the main job's per-round ratios too). */
+    public static MedianTime of(double[] samples) {
+        org.openjdk.jmh.util.ListStatistics s = new org.openjdk.jmh.util.ListStatistics();
+        for (double x : samples) s.addValue(x);
+        return of(s);
+    }
+
     static MedianTime of(Statistics s) {
         long calls = s.getN();
         if (calls == 0) throw new IllegalArgumentException("no timed calls in the result");

@@ -25,6 +25,7 @@ public final class Report {
     private final Map<String, Path> layoutPictures;
     private final Map<Integer, MachinePeak> peaks;
     private final List<String> sections = new ArrayList<>();
+    private final Map<String, MedianTime> pairedSpeedups = new LinkedHashMap<>();
 
     public Report(List<Measurement> measurements, List<OracleCheck> checks, List<String> notes,
                   Map<String, String> environment, Map<String, Path> layoutPictures) {
@@ -54,6 +55,20 @@ public final class Report {
     }
 
     /**
+     * Records a peer's speed-up measured in interleaved rounds ({@code io.tessera.bench.Interleaved}):
+     * the median over rounds of the peer's call over Tessera's in the same round. The ratio table
+     * then gives it instead of the quotient of the two medians.
+     */
+    public Report withPairedSpeedup(Measurement peer, MedianTime speedup) {
+        pairedSpeedups.put(key(peer), speedup);
+        return this;
+    }
+
+    private static String key(Measurement m) {
+        return m.engineLabel() + "|" + m.pattern() + "|" + m.n() + "|" + m.threads();
+    }
+
+    /**
      * Achieved effective GFLOP/s over the FMA peak measured at the same thread count, or NaN when no
      * peak was measured at that count.
      */
@@ -69,17 +84,21 @@ public final class Report {
         return lines;
     }
 
-    /** A comparison row: Tessera's time and a peer's on the same case. */
-    public record Ratio(String pattern, int n, int threads, String peer, double tesseraMs, double peerMs) {
-        /** Peer time over Tessera time: above 1, Tessera is faster. */
-        public double speedup() { return peerMs / tesseraMs; }
+    /**
+     * A comparison row: Tessera's time and a peer's on the same case, and, when the two ran in
+     * interleaved rounds, the paired speed-up (else null).
+     */
+    public record Ratio(String pattern, int n, int threads, String peer, double tesseraMs, double peerMs, MedianTime paired) {
+        /** Peer time over Tessera time (the median of the rounds' ratios when paired): above 1, Tessera is faster. */
+        public double speedup() { return paired != null ? paired.median() : peerMs / tesseraMs; }
     }
 
     public List<Ratio> ratios() {
         List<Ratio> out = new ArrayList<>();
         for (Measurement p : measurements) {
             if (p.engine().equals("tessera")) continue;
-            tessera(p.pattern(), p.n(), p.threads()).ifPresent(t -> out.add(new Ratio(p.pattern(), p.n(), p.threads(), p.engineLabel(), t.msPerCall(), p.msPerCall())));
+            tessera(p.pattern(), p.n(), p.threads()).ifPresent(t -> out.add(new Ratio(p.pattern(), p.n(), p.threads(), p.engineLabel(), t.msPerCall(), p.msPerCall(),
+                    pairedSpeedups.get(key(p)))));
         }
         return out;
     }
@@ -157,9 +176,11 @@ public final class Report {
     }
 
     public String ratioTable() {
-        StringBuilder sb = new StringBuilder("| pattern | n | threads | peer | Tessera ms | peer ms | Tessera speed-up |\n|---|---:|---:|---|---:|---:|---:|\n");
+        StringBuilder sb = new StringBuilder("| pattern | n | threads | peer | Tessera ms | peer ms | Tessera speed-up | ± | measured |\n|---|---:|---:|---|---:|---:|---:|---:|---|\n");
         for (Ratio r : ratios()) {
-            sb.append(String.format(Locale.ROOT, "| %s | %d | %d | %s | %.2f | %.2f | %.2f× |%n", r.pattern(), r.n(), r.threads(), r.peer(), r.tesseraMs(), r.peerMs(), r.speedup()));
+            sb.append(String.format(Locale.ROOT, "| %s | %d | %d | %s | %.2f | %.2f | %.2f× | %s | %s |%n", r.pattern(), r.n(), r.threads(), r.peer(), r.tesseraMs(), r.peerMs(), r.speedup(),
+                    r.paired() == null ? "—" : String.format(Locale.ROOT, "%.2f", r.paired().halfWidth()),
+                    r.paired() == null ? "separate forks" : "interleaved, " + r.paired().calls() + " rounds"));
         }
         return sb.toString();
     }
@@ -178,7 +199,12 @@ public final class Report {
         machine().forEach((k, v) -> sb.append("- **").append(k).append("**: ").append(v).append('\n'));
         sb.append("\n## Results\n\nEffective GFLOP/s count only the pairs each pattern allows (4·pairs·D·H), for Tessera and peers alike; "
                 + "\"% of FMA peak\" divides them by the float32 FMA peak measured at the same thread count in this run.\n\n").append(resultsTable());
-        if (!ratios().isEmpty()) sb.append("\n## Tessera against peers (same shapes, same run)\n\n").append(ratioTable());
+        if (!ratios().isEmpty()) {
+            sb.append("\n## Tessera against peers (same shapes, same run)\n\n")
+                    .append("\"interleaved\": Tessera and the peers took turns call by call in one JVM, so each round's engines ran in the same ")
+                    .append("seconds of the machine; the speed-up is the median over rounds of (peer call / Tessera call) and ± the half-width of its ")
+                    .append("95 % interval. \"separate forks\": the quotient of medians measured minutes apart.\n\n").append(ratioTable());
+        }
         if (!checks.isEmpty()) sb.append("\n## Outputs checked against the float64 oracle\n\n").append(checkTable());
         for (String section : sections) sb.append('\n').append(section).append('\n');
         sb.append("\n## Charts\n\n");

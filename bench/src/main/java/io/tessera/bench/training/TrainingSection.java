@@ -4,10 +4,12 @@ import io.tessera.attention.Attention;
 import io.tessera.attention.AttentionGradients;
 import io.tessera.attention.AttentionResult;
 import io.tessera.backend.Backend;
+import io.tessera.bench.Interleaved;
 import io.tessera.bench.kernel.AttentionBenchmark;
 import io.tessera.bench.peers.Peer;
 import io.tessera.bench.peers.PeerBenchmark;
 import io.tessera.bench.peers.TrainingPeer;
+import io.tessera.bench.report.MedianTime;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
@@ -16,25 +18,27 @@ import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
-import org.openjdk.jmh.runner.options.OptionsBuilder;
-import org.openjdk.jmh.runner.options.TimeValue;
-import org.openjdk.jmh.runner.options.VerboseMode;
+import java.util.Map;
 
 /**
  * The main job's training section: a training step (forward + backward of attention, B = 1, H = 8,
- * D = 64) for Tessera and every peer that can train, on the same inputs, timed by JMH; peak extra
+ * D = 64) for Tessera and every peer that can train, on the same inputs, timed in turns in one JVM
+ * ({@link Interleaved}, the benchmark classes' own setup); peak extra
  * memory of a steady step from {@link MemoryProbe} in a JVM of its own; gradients of every engine
  * checked against the float64 oracle at a small n. Written to {@code training.md}.
  */
 public final class TrainingSection {
     private TrainingSection() {}
 
-    /** One measured training step. {@code extraBytes} −1: not measured. */
-    public record Row(String engine, String label, String pattern, int n, int threads, double ms, double error, double gflops, long extraBytes) {}
+    /**
+     * One measured training step. {@code extraBytes} −1: not measured. {@code pairedSpeedup}: for a
+     * peer, the median over interleaved rounds of its step over Tessera's (null for Tessera).
+     */
+    public record Row(String engine, String label, String pattern, int n, int threads, double ms, double error, double gflops, long extraBytes,
+                      MedianTime pairedSpeedup) {}
 
     /** One engine's gradients against the oracle. */
     public record GradientCheck(String engine, String pattern, int n, double maxError, double tolerance) {
@@ -61,32 +65,48 @@ public final class TrainingSection {
         List<String> patterns = full ? PATTERNS : List.of("dense", "window256");
         List<String> engines = new ArrayList<>(List.of("tessera"));
         for (TrainingPeer t : trainers) if (full || !t.id().equals("djl-pytorch")) engines.add(t.id());
+        // Tessera and the peers on one (pattern, n) take turns in one JVM (io.tessera.bench.Interleaved):
+        // the host's phases of seconds hit both alike, and each peer's ratio is the median of the rounds'.
         List<String[]> cases = new ArrayList<>();
-        for (int n : lengths) {
-            for (String pattern : patterns) {
-                for (String engine : engines) cases.add(new String[] {engine, pattern, String.valueOf(n)});
-            }
-        }
+        for (int n : lengths) for (String pattern : patterns) cases.add(new String[] {pattern, String.valueOf(n)});
         int total = cases.size(), done = 0;
         for (String[] c : cases) {
-            String engine = c[0], pattern = c[1];
-            int n = Integer.parseInt(c[2]);
-            System.out.printf(Locale.ROOT, "[train %2d/%d] %-12s %-10s n=%-5d threads=%d ... ", ++done, total, engine, pattern, n, threads);
+            String pattern = c[0];
+            int n = Integer.parseInt(c[1]);
+            System.out.printf(Locale.ROOT, "[train %2d/%d] %-10s n=%-5d threads=%d, %d engines in turns ... ", ++done, total, pattern, n, threads, engines.size());
             System.out.flush();
             try {
-                // Peak extra memory (a JVM of its own, ~10 s a probe): dense in quick mode, for the engines' ratio.
-                boolean withMemory = full ? n == 5000 || engine.equals("tessera") && n == 4096 : pattern.equals("dense");
-                Row r = measure(engine, label(engine, trainers), pattern, n, threads, full, withMemory);
-                rows.add(r);
-                System.out.printf(Locale.ROOT, "%9.2f ms  %6.1f GFLOP/s  extra %s%n", r.ms(), r.gflops(), mib(r.extraBytes()));
+                List<Interleaved.Contender> contenders = new ArrayList<>();
+                for (String engine : engines) {
+                    Map<String, String> params = new LinkedHashMap<>();
+                    params.put(engine.equals("tessera") ? "backend" : "peer", engine.equals("tessera") ? "simd" : engine);
+                    params.put("n", String.valueOf(n));
+                    params.put("threads", String.valueOf(threads));
+                    params.put("pattern", pattern);
+                    contenders.add(new Interleaved.Contender(engine, engine.equals("tessera") ? TrainingBenchmark.class : PeerTrainingBenchmark.class, "trainingStep", params));
+                }
+                StringBuilder line = new StringBuilder();
+                for (Interleaved.Outcome o : Interleaved.run(contenders, Interleaved.Budget.forSteps(full), List.of())) {
+                    String engine = o.contender().label();
+                    // Peak extra memory (a JVM of its own, ~10 s a probe): dense in quick mode, for the engines' ratio.
+                    boolean withMemory = full ? n == 5000 || engine.equals("tessera") && n == 4096 : pattern.equals("dense");
+                    double ms = o.time().median();
+                    double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
+                    Row r = new Row(engine, label(engine, trainers), pattern, n, threads, ms, o.time().halfWidth(), flops / (ms * 1e6),
+                            withMemory ? probe(engine, pattern, n, threads) : -1, o.speedup());
+                    rows.add(r);
+                    line.append(String.format(Locale.ROOT, "%s%s %.1f ms%s, extra %s", line.isEmpty() ? "" : " | ", engine, ms,
+                            o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()), mib(r.extraBytes())));
+                }
+                System.out.println(line);
             } catch (Exception e) {
                 System.out.println("failed: " + e.getMessage());
-                notes.add("training step failed: " + engine + " " + pattern + " n=" + n + ": " + e.getMessage());
+                notes.add("training step failed: " + pattern + " n=" + n + ": " + e.getMessage());
             }
         }
         // The long-sequence memory claim: a sliding-window step at n = 65,536 (one probe, no JMH).
         long extra = probe("tessera", "window256", 65536, threads);
-        rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN, extra));
+        rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN, extra, null));
         String markdown = markdown(rows, checks, threads);
         Files.createDirectories(out);
         Files.writeString(out.resolve("training.md"), markdown);
@@ -96,24 +116,6 @@ public final class TrainingSection {
     private static String label(String engine, List<TrainingPeer> trainers) {
         if (engine.equals("tessera")) return "Tessera simd";
         return trainers.stream().filter(t -> t.id().equals(engine)).findFirst().map(Peer::name).orElse(engine);
-    }
-
-    static Row measure(String engine, String label, String pattern, int n, int threads, boolean full, boolean withMemory) throws Exception {
-        boolean tessera = engine.equals("tessera");
-        ChainedOptionsBuilder jmh = new OptionsBuilder()
-                .include((tessera ? TrainingBenchmark.class : PeerTrainingBenchmark.class).getName() + ".trainingStep")
-                .param("n", String.valueOf(n)).param("threads", String.valueOf(threads)).param("pattern", pattern)
-                // A step takes up to seconds: enough iterations that the JIT has finished and the error is meaningful.
-                .mode(org.openjdk.jmh.annotations.Mode.SampleTime).forks(1).warmupIterations(full ? 5 : 3).measurementIterations(full ? 6 : 3)
-                .warmupTime(TimeValue.seconds(full ? 2 : 1)).measurementTime(TimeValue.seconds(full ? 3 : 1)).verbosity(VerboseMode.SILENT);
-        if (tessera) jmh.param("backend", "simd");
-        else jmh.param("peer", engine);
-        RunResult run = io.tessera.bench.Quiet.runSingle(jmh, List.of());   // no JVM notices per fork
-        io.tessera.bench.report.MedianTime time = io.tessera.bench.report.MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
-        double ms = time.median();
-        double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
-        return new Row(engine, label, pattern, n, threads, ms, time.halfWidth(), flops / (ms * 1e6),
-                withMemory ? probe(engine, pattern, n, threads) : -1);
     }
 
     /** Runs {@link MemoryProbe} in a JVM of its own with this JVM's class path; −1 if it fails. */
@@ -203,7 +205,11 @@ public final class TrainingSection {
             }
             for (Row peer : rows) {
                 if (peer.engine().equals("tessera") || peer.n() != r.n() || !peer.pattern().equals(r.pattern()) || Double.isNaN(peer.ms())) continue;
-                sb.append(String.format(Locale.ROOT, "| %s %s / Tessera (time: >1 means Tessera is faster) | %d | %.2f |%n", peer.label(), r.pattern(), r.n(), peer.ms() / r.ms()));
+                // Paired: the median of the interleaved rounds' ratios, with its 95 % interval.
+                sb.append(peer.pairedSpeedup() == null
+                        ? String.format(Locale.ROOT, "| %s %s / Tessera (time: >1 means Tessera is faster) | %d | %.2f |%n", peer.label(), r.pattern(), r.n(), peer.ms() / r.ms())
+                        : String.format(Locale.ROOT, "| %s %s / Tessera (time, median of %d interleaved rounds: >1 means Tessera is faster) | %d | %.2f ± %.2f |%n",
+                                peer.label(), r.pattern(), peer.pairedSpeedup().calls(), r.n(), peer.pairedSpeedup().median(), peer.pairedSpeedup().halfWidth()));
                 if (r.extraBytes() >= 0 && peer.extraBytes() > 0) {
                     sb.append(String.format(Locale.ROOT, "| Tessera %s / %s %s (peak extra memory) | %d | %.3f |%n", r.pattern(), peer.label(), peer.pattern(), r.n(),
                             (double) r.extraBytes() / peer.extraBytes()));

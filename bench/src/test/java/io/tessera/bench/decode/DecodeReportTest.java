@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.bench.report.MachinePeak;
+import io.tessera.bench.report.MedianTime;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -24,11 +25,22 @@ class DecodeReportTest {
 
     @Test
     void theTableShowsBandwidthItsShareOfTheTriadAndTheSpeedUpOverPeers() {
-        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10);
-        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", "F32", 16, 2, 3000, 30);
+        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10, null);
+        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", "F32", 16, 2, 3000, 30, null);
         assertThat(simd.gigabytesPerSecond()).isEqualTo(2.0 * 8 * 4096 * 128 * 4 / 1e6);   // 33.55 GB/s
         String table = DecodeReport.table(List.of(simd, torch), Map.of(2, new MachinePeak(2, 100, 67.108864, 256)));
         assertThat(table).contains("33.55").contains("50%").contains("3.00× vs djl-sdpa");
         assertThat(table.lines().filter(l -> l.startsWith("djl-sdpa")).findFirst().orElseThrow()).doesNotContain("×");
+    }
+
+    @Test
+    void rowsMeasuredInTurnsShowTheMedianOfTheRoundsRatiosNotTheQuotientOfMedians() {
+        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10, null);
+        DecodeReport.Row bf16 = new DecodeReport.Row("simd", 1, 4096, "dense", "BF16", 16, 2, 600, 10, new MedianTime(0.5, 0.02, 9));
+        DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", "F32", 16, 2, 3000, 30, new MedianTime(2.5, 0.25, 9));
+        String table = DecodeReport.table(List.of(simd, bf16, torch), Map.of());
+        String simdLine = table.lines().filter(l -> l.startsWith("simd") && l.contains("F32")).findFirst().orElseThrow();
+        assertThat(simdLine).contains("2.50× ±0.25 vs djl-sdpa (paired)").doesNotContain("3.00×");
+        assertThat(table.lines().filter(l -> l.contains("BF16")).findFirst().orElseThrow()).contains("2.00× vs F32 (paired)");
     }
 }

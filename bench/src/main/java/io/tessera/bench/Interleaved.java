@@ -1,0 +1,276 @@
+package io.tessera.bench;
+
+import io.tessera.bench.report.MedianTime;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.lang.management.ManagementFactory;
+import java.lang.reflect.Field;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.TearDown;
+
+/**
+ * Several engines timed call by call in turns, in one fresh JVM: Tessera and its peers on the same
+ * case take rounds (one call each, the order rotating), so every engine is measured in the same
+ * seconds of the machine's life.
+ *
+ * <p>Why: this host runs in phases of seconds (the same call takes 33, 50 or 65 ms over a few
+ * hundred consecutive calls, and the in-process FMA peak read 90 and 72 GFLOP/s minutes apart), so
+ * two JMH forks minutes apart compare two phases, not two engines. Within a round the engines see
+ * the same phase: the per-round ratio of a peer's time to the first engine's cancels it, and the
+ * report gives the median of those ratios with its 95 % order-statistic interval ({@link MedianTime}).
+ *
+ * <p>Each contender is a JMH benchmark state class of this module ({@code AttentionBenchmark},
+ * {@code PeerBenchmark}, {@code TrainingBenchmark}, {@code DecodeBenchmark}, …) with its
+ * {@code @Param} fields set by name: its own {@code @Setup(Level.Trial)} prepares the inputs and
+ * checks the output against the oracle, exactly as in a JMH fork, and the measured call is its
+ * {@code @Benchmark} method. The child JVM is fresh (no other section's shapes in the JIT's
+ * profiles) and gets the forks' flags. Between two calls the harness sleeps {@link #PAUSE_MS} ms, so
+ * a runtime whose idle threads spin after a parallel region (ONNX Runtime's pool, OpenMP in
+ * PyTorch) does not take CPU from the next engine's call. Every engine's inputs are cold in cache at
+ * its call (another engine ran in between): the same for all of them, and what a model layer sees.
+ */
+public final class Interleaved {
+    private Interleaved() {}
+
+    /** Sleep between two calls, longer than the peers' thread pools spin after their work. */
+    static final int PAUSE_MS = 20;
+
+    /**
+     * One engine of a match: a benchmark state class, its benchmark method and its parameters.
+     *
+     * @param label     the name the caller knows it by (not parsed)
+     */
+    public record Contender(String label, Class<?> benchmark, String method, Map<String, String> params) {
+        public Contender {
+            if (label.contains("\t") || label.contains("\n")) throw new IllegalArgumentException("label must be one line without tabs, got '" + label + "'");
+            params = new LinkedHashMap<>(params);
+        }
+
+        /** {@code class#method?name=value&…}: the child's argument. */
+        String encode() {
+            StringBuilder sb = new StringBuilder(benchmark.getName()).append('#').append(method);
+            char sep = '?';
+            for (var e : params.entrySet()) {
+                sb.append(sep).append(e.getKey()).append('=').append(e.getValue());
+                sep = '&';
+            }
+            return sb.toString();
+        }
+    }
+
+    /**
+     * How long a match runs: warm-up rounds until every engine has run {@code warmupSeconds} and at
+     * least {@code minWarmupCalls} calls, then measured rounds until every engine has run
+     * {@code measureSeconds} and at least {@code minRounds} rounds.
+     */
+    public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
+        public Budget {
+            if (!(warmupSeconds >= 0) || !(measureSeconds >= 0) || minWarmupCalls < 1 || minRounds < 1) {
+                throw new IllegalArgumentException("budget must be non-negative with at least one warm-up call and round, got "
+                        + warmupSeconds + " s / " + minWarmupCalls + " calls, " + measureSeconds + " s / " + minRounds + " rounds");
+            }
+        }
+
+        /** The main job's forward and decode matches: as JMH's quick (2×1 s, 3×1 s) and full (3×1 s, 5×2 s) schedules. */
+        public static Budget forCalls(boolean full) {
+            return full ? new Budget(3, 3, 10, 15) : new Budget(2, 3, 3, 9);
+        }
+
+        /** Training steps take seconds each: fewer calls. */
+        public static Budget forSteps(boolean full) {
+            return full ? new Budget(4, 3, 12, 9) : new Budget(1, 2, 3, 6);
+        }
+
+        String encode() {
+            return String.format(Locale.ROOT, "%s,%d,%s,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds);
+        }
+
+        static Budget decode(String s) {
+            String[] f = s.split(",");
+            return new Budget(Double.parseDouble(f[0]), Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]));
+        }
+    }
+
+    /**
+     * One engine's result.
+     *
+     * @param time      its median call and that median's interval
+     * @param heapBytesPerCall median heap allocated per call by all threads
+     * @param speedup   the median over rounds of (this engine's call / the first engine's call in the
+     *                  same round), with its interval; for the first engine itself, null. Above 1: the first is faster.
+     */
+    public record Outcome(Contender contender, MedianTime time, double heapBytesPerCall, MedianTime speedup) {}
+
+    /** Runs the match in a JVM of its own with the forks' flags and {@code extraJvmArgs}. */
+    public static List<Outcome> run(List<Contender> contenders, Budget budget, List<String> extraJvmArgs) throws Exception {
+        if (contenders.isEmpty()) throw new IllegalArgumentException("contenders must not be empty");
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        cmd.addAll(Quiet.forkFlags());
+        cmd.addAll(extraJvmArgs);
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Interleaved.class.getName(), budget.encode()));
+        for (Contender c : contenders) cmd.add(c.encode());
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.PIPE).start();
+        List<String> errors = new ArrayList<>();
+        Thread drain = Thread.ofVirtual().start(() -> {
+            try (var r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
+                r.lines().filter(l -> !l.equals(Quiet.INCUBATOR_NOTICE)).forEach(errors::add);
+            } catch (Exception ignored) {
+                // the exit code reports the failure
+            }
+        });
+        double[][] times = new double[contenders.size()][], heap = new double[contenders.size()][];
+        try (var r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+            for (String line; (line = r.readLine()) != null; ) {
+                String[] f = line.split("\t");
+                if (f.length != 4 || !f[0].equals("interleaved")) continue;   // a library's own output
+                int c = Integer.parseInt(f[1]);
+                times[c] = parse(f[2]);
+                heap[c] = parse(f[3]);
+            }
+        }
+        int exit = p.waitFor();
+        drain.join();
+        if (exit != 0 || java.util.Arrays.stream(times).anyMatch(t -> t == null)) {
+            throw new IllegalStateException("interleaved match failed (exit " + exit + "): "
+                    + String.join(" | ", errors.subList(Math.max(0, errors.size() - 6), errors.size())));
+        }
+        List<Outcome> outcomes = new ArrayList<>();
+        for (int c = 0; c < contenders.size(); c++) {
+            MedianTime speedup = null;
+            if (c > 0) {
+                double[] ratio = new double[times[c].length];
+                for (int round = 0; round < ratio.length; round++) ratio[round] = times[c][round] / times[0][round];
+                speedup = MedianTime.of(ratio);
+            }
+            outcomes.add(new Outcome(contenders.get(c), MedianTime.of(times[c]), MedianTime.of(heap[c]).median(), speedup));
+        }
+        return outcomes;
+    }
+
+    private static double[] parse(String csv) {
+        return java.util.Arrays.stream(csv.split(",")).mapToDouble(Double::parseDouble).toArray();
+    }
+
+    // ---------------------------------------------------------------- the child JVM
+
+    /** Child: {@code budget contender…}; prints one {@code interleaved\tindex\tms,…\tbytes,…} line per contender. */
+    public static void main(String[] args) throws Throwable {
+        Budget budget = Budget.decode(args[0]);
+        int m = args.length - 1;
+        Object[] states = new Object[m];
+        Method[] calls = new Method[m];
+        for (int c = 0; c < m; c++) {
+            String spec = args[c + 1];
+            int hash = spec.indexOf('#'), query = spec.indexOf('?');
+            Class<?> type = Class.forName(spec.substring(0, hash));
+            states[c] = type.getConstructor().newInstance();
+            defaults(states[c]);
+            if (query > 0) {
+                for (String kv : spec.substring(query + 1).split("&")) {
+                    int eq = kv.indexOf('=');
+                    set(states[c], kv.substring(0, eq), kv.substring(eq + 1));
+                }
+            }
+            calls[c] = type.getMethod(spec.substring(hash + 1, query > 0 ? query : spec.length()));
+            invokeAnnotated(states[c], Setup.class);
+        }
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        // Warm-up: the JIT compiles every engine's path before anything is kept.
+        double[] spent = new double[m];
+        int[] calls0 = new int[m];
+        for (int round = 0; !enough(spent, calls0, budget.warmupSeconds(), budget.minWarmupCalls()); round++) {
+            for (int i = 0; i < m; i++) {
+                int c = (round + i) % m;
+                spent[c] += time(states[c], calls[c]) * 1e-3;
+                calls0[c]++;
+            }
+        }
+        List<double[]> rounds = new ArrayList<>(), bytes = new ArrayList<>();
+        java.util.Arrays.fill(spent, 0);
+        java.util.Arrays.fill(calls0, 0);
+        for (int round = 0; !enough(spent, calls0, budget.measureSeconds(), budget.minRounds()) && round < 100_000; round++) {
+            double[] ms = new double[m], heap = new double[m];
+            for (int i = 0; i < m; i++) {
+                int c = (round + i) % m;
+                long before = threads.getTotalThreadAllocatedBytes();
+                ms[c] = time(states[c], calls[c]);
+                heap[c] = threads.getTotalThreadAllocatedBytes() - before;
+                spent[c] += ms[c] * 1e-3;
+                calls0[c]++;
+            }
+            rounds.add(ms);
+            bytes.add(heap);
+        }
+        for (int c = 0; c < m; c++) {
+            StringBuilder t = new StringBuilder(), h = new StringBuilder();
+            for (int r = 0; r < rounds.size(); r++) {
+                t.append(r == 0 ? "" : ",").append(rounds.get(r)[c]);
+                h.append(r == 0 ? "" : ",").append(bytes.get(r)[c]);
+            }
+            System.out.println("interleaved\t" + c + "\t" + t + "\t" + h);
+        }
+        for (Object s : states) invokeAnnotated(s, TearDown.class);
+        System.out.flush();
+        System.exit(0);   // a peer's non-daemon threads must not keep the child alive
+    }
+
+    private static boolean enough(double[] spent, int[] calls, double seconds, int minCalls) {
+        for (int c = 0; c < spent.length; c++) if (spent[c] < seconds || calls[c] < minCalls) return false;
+        return true;
+    }
+
+    private static volatile Object sink;
+
+    /** One call in ms, after the pause. */
+    private static double time(Object state, Method call) throws Throwable {
+        Thread.sleep(PAUSE_MS);
+        long t0 = System.nanoTime();
+        try {
+            sink = call.invoke(state);
+        } catch (InvocationTargetException e) {
+            throw e.getCause();
+        }
+        return (System.nanoTime() - t0) * 1e-6;
+    }
+
+    /** Every {@code @Param} field at its annotation's first value, as JMH would run it without the parameter given. */
+    private static void defaults(Object state) throws ReflectiveOperationException {
+        for (Field f : state.getClass().getFields()) {
+            org.openjdk.jmh.annotations.Param p = f.getAnnotation(org.openjdk.jmh.annotations.Param.class);
+            if (p != null && p.value().length > 0) set(state, f.getName(), p.value()[0]);
+        }
+    }
+
+    private static void set(Object state, String name, String value) throws ReflectiveOperationException {
+        Field f = state.getClass().getField(name);
+        if (f.getType() == int.class) f.setInt(state, Integer.parseInt(value));
+        else if (f.getType() == String.class) f.set(state, value);
+        else if (f.getType() == boolean.class) f.setBoolean(state, Boolean.parseBoolean(value));
+        else throw new IllegalArgumentException("parameter '" + name + "' of " + state.getClass().getSimpleName() + " has unsupported type " + f.getType());
+    }
+
+    /** Runs the state's trial-level {@code @Setup} or {@code @TearDown} methods. */
+    private static void invokeAnnotated(Object state, Class<? extends java.lang.annotation.Annotation> kind) throws Throwable {
+        for (Method method : state.getClass().getMethods()) {
+            var a = method.getAnnotation(kind);
+            if (a == null) continue;
+            Level level = a instanceof Setup s ? s.value() : ((TearDown) a).value();
+            if (level != Level.Trial) throw new IllegalStateException(state.getClass().getSimpleName() + "." + method.getName() + " is a " + level + "-level fixture: the harness runs trial-level ones only");
+            try {
+                method.invoke(state);
+            } catch (InvocationTargetException e) {
+                throw e.getCause();
+            }
+        }
+    }
+}
