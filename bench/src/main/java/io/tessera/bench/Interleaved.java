@@ -69,9 +69,10 @@ public final class Interleaved {
     }
 
     /**
-     * How long a match runs: warm-up rounds until every engine has run {@code warmupSeconds} and at
-     * least {@code minWarmupCalls} calls, then measured rounds until every engine has run
-     * {@code measureSeconds} and at least {@code minRounds} rounds.
+     * How long a match runs: each engine alone first, until it has run {@code warmupSeconds} and at
+     * least {@code minWarmupCalls} calls; then measured rounds until their calls add up to
+     * {@code measureSeconds} (all engines together: a peer 25× slower than Tessera does not
+     * multiply the rounds) and there are at least {@code minRounds}.
      */
     public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
         public Budget {
@@ -81,14 +82,14 @@ public final class Interleaved {
             }
         }
 
-        /** The main job's forward and decode matches: as JMH's quick (2×1 s, 3×1 s) and full (3×1 s, 5×2 s) schedules. */
+        /** The main job's forward and decode matches: about JMH's quick (2×1 s, 3×1 s) and full (3×1 s, 5×2 s) schedules per engine. */
         public static Budget forCalls(boolean full) {
-            return full ? new Budget(3, 3, 10, 15) : new Budget(2, 3, 3, 9);
+            return full ? new Budget(3, 3, 20, 15) : new Budget(1.5, 3, 6, 9);
         }
 
         /** Training steps take seconds each: fewer calls. */
         public static Budget forSteps(boolean full) {
-            return full ? new Budget(4, 3, 12, 9) : new Budget(1, 2, 3, 6);
+            return full ? new Budget(4, 3, 30, 9) : new Budget(1, 2, 6, 6);
         }
 
         String encode() {
@@ -108,8 +109,17 @@ public final class Interleaved {
      * @param heapBytesPerCall median heap allocated per call by all threads
      * @param speedup   the median over rounds of (this engine's call / the first engine's call in the
      *                  same round), with its interval; for the first engine itself, null. Above 1: the first is faster.
+     * @param rounds    this engine's call in each measured round, ms (the same rounds for every engine of the match)
      */
-    public record Outcome(Contender contender, MedianTime time, double heapBytesPerCall, MedianTime speedup) {}
+    public record Outcome(Contender contender, MedianTime time, double heapBytesPerCall, MedianTime speedup, double[] rounds) {
+        /** The median over rounds of (this engine's call / {@code other}'s call in the same round), with its interval. */
+        public MedianTime over(Outcome other) {
+            if (other.rounds.length != rounds.length) throw new IllegalArgumentException("outcomes of different matches: " + rounds.length + " vs " + other.rounds.length + " rounds");
+            double[] ratio = new double[rounds.length];
+            for (int r = 0; r < ratio.length; r++) ratio[r] = rounds[r] / other.rounds[r];
+            return MedianTime.of(ratio);
+        }
+    }
 
     /** Runs the match in a JVM of its own with the forks' flags and {@code extraJvmArgs}. */
     public static List<Outcome> run(List<Contender> contenders, Budget budget, List<String> extraJvmArgs) throws Exception {
@@ -146,13 +156,8 @@ public final class Interleaved {
         }
         List<Outcome> outcomes = new ArrayList<>();
         for (int c = 0; c < contenders.size(); c++) {
-            MedianTime speedup = null;
-            if (c > 0) {
-                double[] ratio = new double[times[c].length];
-                for (int round = 0; round < ratio.length; round++) ratio[round] = times[c][round] / times[0][round];
-                speedup = MedianTime.of(ratio);
-            }
-            outcomes.add(new Outcome(contenders.get(c), MedianTime.of(times[c]), MedianTime.of(heap[c]).median(), speedup));
+            Outcome o = new Outcome(contenders.get(c), MedianTime.of(times[c]), MedianTime.of(heap[c]).median(), null, times[c]);
+            outcomes.add(c == 0 ? o : new Outcome(o.contender(), o.time(), o.heapBytesPerCall(), o.over(outcomes.getFirst()), o.rounds()));
         }
         return outcomes;
     }
@@ -185,28 +190,23 @@ public final class Interleaved {
             invokeAnnotated(states[c], Setup.class);
         }
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        // Warm-up: the JIT compiles every engine's path before anything is kept.
-        double[] spent = new double[m];
-        int[] calls0 = new int[m];
-        for (int round = 0; !enough(spent, calls0, budget.warmupSeconds(), budget.minWarmupCalls()); round++) {
-            for (int i = 0; i < m; i++) {
-                int c = (round + i) % m;
-                spent[c] += time(states[c], calls[c]) * 1e-3;
-                calls0[c]++;
-            }
+        // Warm-up, each engine alone: the JIT compiles every engine's path before anything is kept.
+        for (int c = 0; c < m; c++) {
+            double spent = 0;
+            for (int call = 0; spent < budget.warmupSeconds() || call < budget.minWarmupCalls(); call++) spent += time(states[c], calls[c]) * 1e-3;
         }
+        // Measured rounds: every engine once per round, the order rotating.
         List<double[]> rounds = new ArrayList<>(), bytes = new ArrayList<>();
-        java.util.Arrays.fill(spent, 0);
-        java.util.Arrays.fill(calls0, 0);
-        for (int round = 0; !enough(spent, calls0, budget.measureSeconds(), budget.minRounds()) && round < 100_000; round++) {
+        double spent = 0;
+        while ((rounds.size() < budget.minRounds() || spent < budget.measureSeconds()) && rounds.size() < 100_000) {
+            int round = rounds.size();
             double[] ms = new double[m], heap = new double[m];
             for (int i = 0; i < m; i++) {
                 int c = (round + i) % m;
                 long before = threads.getTotalThreadAllocatedBytes();
                 ms[c] = time(states[c], calls[c]);
                 heap[c] = threads.getTotalThreadAllocatedBytes() - before;
-                spent[c] += ms[c] * 1e-3;
-                calls0[c]++;
+                spent += ms[c] * 1e-3;
             }
             rounds.add(ms);
             bytes.add(heap);
@@ -222,11 +222,6 @@ public final class Interleaved {
         for (Object s : states) invokeAnnotated(s, TearDown.class);
         System.out.flush();
         System.exit(0);   // a peer's non-daemon threads must not keep the child alive
-    }
-
-    private static boolean enough(double[] spent, int[] calls, double seconds, int minCalls) {
-        for (int c = 0; c < spent.length; c++) if (spent[c] < seconds || calls[c] < minCalls) return false;
-        return true;
     }
 
     private static volatile Object sink;

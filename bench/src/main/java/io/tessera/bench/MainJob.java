@@ -521,8 +521,10 @@ public final class MainJob {
         env.put("JDK", System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version"));
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
-        env.put("mode", (o.full() ? "full" : "quick") + ", JMH forks 1, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
-                + " measurement, every call timed (sample mode): ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
+        Interleaved.Budget turns = Interleaved.Budget.forCalls(o.full());
+        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
+                + turns.minRounds() + " rounds and " + turns.measureSeconds() + " s of calls); other cases in a JMH fork, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
+                + " measurement; every call timed: ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
         return env;
     }
 

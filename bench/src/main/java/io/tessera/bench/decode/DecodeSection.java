@@ -60,7 +60,8 @@ public final class DecodeSection {
         int done = 0;
         for (List<String[]> group : groups.values()) {
             String[] c0 = group.getFirst();
-            System.out.printf(Locale.ROOT, "[decode %d/%d] B=%s cache=%-6s %-10s threads=%d, %d in turns ... ", ++done, groups.size(), c0[0], c0[1], c0[2], threads, group.size());
+            System.out.printf(Locale.ROOT, "[decode %d/%d] B=%s cache=%-6s %-10s threads=%d, %s ... ", ++done, groups.size(), c0[0], c0[1], c0[2], threads,
+                    group.size() == 1 ? "JMH fork" : group.size() + " engines in turns");
             System.out.flush();
             try {
                 StringBuilder line = new StringBuilder();

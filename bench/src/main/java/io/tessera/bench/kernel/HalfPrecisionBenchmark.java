@@ -47,6 +47,9 @@ public class HalfPrecisionBenchmark {
     @Param({"2"})
     public int threads;
 
+    @Param({"dense"})
+    public String pattern;
+
     public static final int HEADS = AttentionBenchmark.HEADS;
 
     private Arena arena;
@@ -68,7 +71,7 @@ public class HalfPrecisionBenchmark {
         k = Tensor.randomNormal(arena, 2, 1f, 1, HEADS, n, headDim).to(arena, keysAndValues);
         v = Tensor.randomNormal(arena, 3, 1f, 1, HEADS, n, headDim).to(arena, keysAndValues);
         out = Tensor.zeros(arena, queries, 1, HEADS, n, headDim);
-        attention = Attention.dense().on(Backend.named(backend).withThreads(threads));
+        attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(Backend.named(backend).withThreads(threads));
         attention.layouts(HEADS, n, n);   // compile outside the measurement
     }
 
