@@ -8,6 +8,7 @@ import io.tessera.backend.SparseAttentionDevice;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -64,6 +65,15 @@ public final class TopKAttention implements AttentionOperator.Scaled, AttentionO
     }
 
     private void run(Tensor q, Tensor keys, Tensor v, Tensor out, Tensor lse) {
+        if (HalfInputs.any(q, keys, v, out)) {
+            // Half-precision storage: selection and attention from float32 copies, the output rounded once to its type.
+            AttentionShape s = Checks.attentionAnyType(q, "keys", keys, "v", v, out);
+            if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
+            Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
+            Checks.logSumExp(s, lse, q, "keys", keys, "v", v, out);
+            HalfInputs.widened(q, keys, v, out, (q32, k32, v32, out32) -> run(q32, k32, v32, out32, lse));
+            return;
+        }
         AttentionShape s = Checks.attention(q, "keys", keys, "v", v, out);
         if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
         Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
