@@ -67,7 +67,12 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
         return new AttentionGradients(dq, dk, dv);
     }
 
-    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    /**
+     * {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors
+     * (overwritten; they must not share memory with each other or any input). q, k, v, out and dOut
+     * may each be F32, BF16 or F16 (widened exactly; the induced sparsity comes from the widened q
+     * and k), lse is F32, and each gradient F32 or its input's type, rounded once from float32.
+     */
     public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         if (halfBackward(q, k, v, out, lse, dOut, dq, dk, dv)) return;
         requireFloat32Backward(q, k, v, out, lse, dOut, dq, dk, dv);

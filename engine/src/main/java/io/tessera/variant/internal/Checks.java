@@ -34,11 +34,15 @@ public final class Checks {
         }
     }
 
-    /** What the variants tell a caller who passes a half-precision tensor. */
-    public static final String FLOAT32_ONLY = "this attention variant (half-precision storage runs in Attention and Backend.attention/gemm)";
+    /**
+     * What a variant's float32 path tells a caller who passes a half-precision tensor where only F32
+     * is taken (a log-sum-exp; the half-precision q, k, v and out are widened by {@link HalfInputs}
+     * before the float32 path runs).
+     */
+    public static final String FLOAT32_ONLY = "this attention variant (log-sum-exps are always F32; q, k, v and out may be BF16 or F16)";
 
-    /** What the variants whose forward takes half-precision tensors ({@link HalfInputs}) tell a caller who passes one to their backward pass. */
-    public static final String BACKWARD_FLOAT32_ONLY = "the backward pass of this attention variant (its forward takes BF16 and F16 q, k, v and out; gradients are computed from F32 tensors)";
+    /** What a backward pass's float32 path tells a caller who passes a half-precision tensor there (the public entry points widen them first: {@link HalfInputs#backward}). */
+    public static final String BACKWARD_FLOAT32_ONLY = "the float32 path of this backward pass (half-precision inputs are widened and half-precision gradients rounded by its public entry point)";
 
     /** The variants read and write their tensors' memory as floats: a BF16 or F16 tensor is rejected by name. */
     public static void float32(String name, Tensor t) {

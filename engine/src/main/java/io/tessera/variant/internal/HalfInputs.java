@@ -6,12 +6,13 @@ import java.lang.foreign.Arena;
 
 /**
  * Half-precision storage for the variants whose float32 path reads and writes tensor memory as
- * floats (kernelized, low-rank, factorized, content): when any of q, k, v or out is BF16 or F16,
- * each half-precision input is widened once (exactly) into a float32 copy, the variant's unchanged
- * float32 path runs on the copies into a float32 output, and that output is rounded once (to
- * nearest, ties to even) into {@code out}. The arithmetic is the float32 path's, bit for bit, on the
- * rounded inputs; the cost is an O(n·d) float32 copy of each half-precision input (and of a
- * half-precision output) per call, freed on return.
+ * floats (kernelized, low-rank, factorized, content, tensorized, explicit sparse, top-k, the
+ * causal convolution), forward and backward: when any tensor of a call is BF16 or F16, each
+ * half-precision input is widened once (exactly) into a float32 copy, the variant's unchanged
+ * float32 path runs on the copies into float32 outputs (gradients), and each half-precision
+ * output is rounded once (to nearest, ties to even) from its float32 value. The arithmetic is the
+ * float32 path's, bit for bit, on the rounded inputs; the cost is an O(n·d) float32 copy of each
+ * half-precision input (and of each half-precision output) per call, freed on return.
  */
 public final class HalfInputs {
     private HalfInputs() {}

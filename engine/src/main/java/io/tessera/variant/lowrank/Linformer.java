@@ -214,7 +214,8 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
      * {@link #keyProjection()} and {@link #valueProjection()}; no output may share memory with
      * another or with any input or projection. Every sum has one order: bit-identical for any
      * thread count. Extra memory: the projected keys, values and their gradients, the output and
-     * log-sum-exp the kernel's backward pass recomputes from.
+     * log-sum-exp the kernel's backward pass recomputes from. Half-precision storage as in
+     * {@link AttentionOperator.Differentiable#backward}; dE and dF are F32 or the type of E and F.
      */
     public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
         if (HalfInputs.any(q, keys, values, dOut) || HalfInputs.any(dq, dk, dv, dE) || HalfInputs.any(dF, null, null, null)) {

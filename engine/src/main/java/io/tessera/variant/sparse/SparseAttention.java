@@ -77,6 +77,9 @@ public final class SparseAttention implements AttentionOperator.Scaled, Attentio
     /**
      * The same on {@code backend} when it implements {@link SparseAttentionDevice} (the engine's CPU
      * backends and the tornado backend do); on another backend, on the best available backend that does.
+     * q, k, v and out may each be F32, BF16 or F16: half-precision ones are widened exactly into
+     * float32 copies on the CPU, the device runs the float32 path on them, and a half-precision out
+     * receives the float32 output rounded once (to nearest, ties to even); lse is F32.
      */
     public static void forward(Backend backend, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (backend == null) throw new NullPointerException("backend");

@@ -17,7 +17,9 @@ import java.util.Arrays;
  * Exact per-query top-k attention (Gupta et al. 2021, "Memory-efficient Transformers via Top-k
  * Attention"): each query keeps its k highest-scoring keys (ties: lower key index first), then
  * softmax over those only. The pattern is chosen from the scores, so it runs on the explicit
- * sparse path: a CSR per head, SDDMM, softmax, SpMM.
+ * sparse path: a CSR per head, SDDMM, softmax, SpMM. q, keys, v and out may each be F32, BF16 or
+ * F16: half-precision ones are widened exactly into float32 copies (the selection is made from the
+ * widened scores), and a half-precision out receives the float32 output rounded once; lse is F32.
  */
 public final class TopKAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
