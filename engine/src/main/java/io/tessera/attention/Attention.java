@@ -7,6 +7,7 @@ import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.LayoutSpec;
 import io.tessera.pattern.Pattern;
 import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -245,7 +246,10 @@ public final class Attention {
      * LSE is −∞ (no key of its set was allowed) contributes nothing, whatever its output holds; a
      * row that is −∞ in every partial gives output 0 and LSE −∞. Partials are combined in list
      * order, so the result is deterministic. {@code out} and {@code lse} must not share memory with
-     * each other or with any partial.
+     * each other or with any partial. Each partial's output and {@code out} may be F32, BF16 or F16
+     * (a half-precision partial output is widened exactly; a half-precision out receives the float32
+     * result rounded once, to nearest with ties to even); the log-sum-exps, partial and merged, are
+     * F32 (rejected by name otherwise).
      */
     public static void merge(List<AttentionResult> partials, Tensor out, Tensor lse) {
         long[] outShape = checkPartials(partials);
@@ -259,17 +263,21 @@ public final class Attention {
             throw new IllegalArgumentException("lse shape " + Arrays.toString(lse.shape()) + " must be " + Arrays.toString(lseShape));
         }
         if (out.overlaps(lse)) throw new IllegalArgumentException("out and lse share memory");
-        String merging = "Attention.merge";
-        Shapes.requireF32("out", out, merging);
+        String merging = "Attention.merge's log-sum-exps (outputs may be F32, BF16 or F16)";
         Shapes.requireF32("lse", lse, merging);
+        boolean half = out.type() != ElementType.F32;
         for (int p = 0; p < partials.size(); p++) {
-            Shapes.requireF32("partials[" + p + "].output", partials.get(p).output(), merging);
             Shapes.requireF32("partials[" + p + "].logSumExp", partials.get(p).logSumExp(), merging);
+            half |= partials.get(p).output().type() != ElementType.F32;
         }
         for (int p = 0; p < partials.size(); p++) {
             AttentionResult r = partials.get(p);
             if (out.overlaps(r.output()) || out.overlaps(r.logSumExp())) throw new IllegalArgumentException("out shares memory with partials[" + p + "]");
             if (lse.overlaps(r.output()) || lse.overlaps(r.logSumExp())) throw new IllegalArgumentException("lse shares memory with partials[" + p + "]");
+        }
+        if (half) {
+            mergeHalf(partials, out, lse);
+            return;
         }
         int count = partials.size();
         MemorySegment[] outs = new MemorySegment[count], lses = new MemorySegment[count];
@@ -320,6 +328,25 @@ public final class Attention {
     }
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    /**
+     * {@link #merge(List, Tensor, Tensor)} with a half-precision partial output or out (checked by
+     * the caller): each half-precision partial output widened (exactly) into a float32 copy, the
+     * float32 merge into a float32 temporary when out is half-precision, rounded once (to nearest,
+     * ties to even) into out. The same bits as merging float32 copies and rounding the float32 out.
+     */
+    private static void mergeHalf(List<AttentionResult> partials, Tensor out, Tensor lse) {
+        try (Arena arena = Arena.ofConfined()) {
+            List<AttentionResult> wide = new ArrayList<>(partials.size());
+            for (AttentionResult r : partials) {
+                Tensor o = r.output();
+                wide.add(new AttentionResult(o.type() == ElementType.F32 ? o : o.to(arena, ElementType.F32), r.logSumExp()));
+            }
+            Tensor out32 = out.type() == ElementType.F32 ? out : Tensor.zeros(arena, out.shape());
+            merge(wide, out32, lse);
+            if (out32 != out) out.copyFrom(out32);
+        }
+    }
 
     /** Validates the partials by name and returns their common output shape. */
     private static long[] checkPartials(List<AttentionResult> partials) {

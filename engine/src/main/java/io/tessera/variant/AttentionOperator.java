@@ -24,10 +24,10 @@ public interface AttentionOperator {
 
     /**
      * Writes the output for {@code q, k, v} into {@code out}, whose shape is {@link #outputShape}.
-     * The element types each variant takes are in the README's "Half-precision storage" table; the
-     * kernelized, low-rank, factorized, content-based and tensorized variants take BF16 and F16 for
-     * any of q, k, v and out, at the cost of a float32 copy of each half-precision tensor per call;
-     * a type a variant does not take is rejected by name.
+     * The element types each variant takes are in the README's "Half-precision storage" table: every
+     * variant takes BF16 and F16 for any of q, k, v and out (the fused dense and block-sparse ones
+     * natively; the others at the cost of a float32 copy of each half-precision tensor per call, the
+     * float32 result rounded once to out's type); a log-sum-exp is always F32.
      */
     void forward(Tensor q, Tensor k, Tensor v, Tensor out);
 
@@ -78,6 +78,13 @@ public interface AttentionOperator {
          * output. With grouped-query heads, dk and dv sum over the query heads sharing a key/value
          * head. The gradients must not share memory with each other or with any input; every
          * argument is checked, by name, before any work.
+         *
+         * <p>Half-precision storage: q, k, v and dOut may each be F32, BF16 or F16, and each gradient
+         * F32 or its input's type (dq: F32 or q's type; dk: k's; dv: v's); any other gradient type is
+         * rejected by name. Half-precision inputs are widened exactly into float32 copies, the float32
+         * backward pass runs on them (float32 accumulation), and each half-precision gradient gets
+         * its float32 value rounded once, to nearest with ties to even: the very bits of the call on
+         * float32 copies with the gradients rounded afterwards.
          */
         void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv);
     }

@@ -4,12 +4,16 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.variant.conv.CausalConvolution;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
 import net.jqwik.api.constraints.IntRange;
 
 /** The causal convolution as Toeplitz attention, and its FFT path against the direct one. */
@@ -18,11 +22,32 @@ class CausalConvolutionProperties {
     @Property(tries = 80)
     void directPathIsToeplitzAttention(@ForAll @IntRange(min = 1, max = 80) int n, @ForAll @IntRange(min = 1, max = 12) int taps,
                                        @ForAll @IntRange(min = 1, max = 5) int dilation, @ForAll @IntRange(min = 1, max = 3) int groupsLog, @ForAll long seed) {
+        toeplitz(n, taps, dilation, groupsLog, seed, ElementType.F32, ElementType.F32, CausalConvolution.Path.DIRECT);
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: x in BF16 or F16, out in F32 or that type, on both paths. Against the
+     * float64 Toeplitz product of the same rounded x, the direct path's bound (on the FFT path plus
+     * {@link #fftPathEqualsTheDirectPath}'s bound between the two paths), plus one rounding of an
+     * output stored in a half type ({@code Tolerance.stored}).
+     */
+    @Property(tries = 40)
+    void halfPrecisionIsToeplitzAttentionOnTheRoundedInput(@ForAll @IntRange(min = 1, max = 80) int n, @ForAll @IntRange(min = 1, max = 12) int taps,
+                                                           @ForAll @IntRange(min = 1, max = 5) int dilation, @ForAll @IntRange(min = 1, max = 3) int groupsLog,
+                                                           @ForAll long seed, @ForAll("halfTypes") ElementType type, @ForAll boolean halfOutput, @ForAll boolean fft) {
+        toeplitz(n, taps, dilation, groupsLog, seed, type, halfOutput ? type : ElementType.F32, fft ? CausalConvolution.Path.FFT : CausalConvolution.Path.DIRECT);
+    }
+
+    private static void toeplitz(int n, int taps, int dilation, int groupsLog, long seed, ElementType inputType, ElementType outputType, CausalConvolution.Path path) {
         int groups = 1 << (groupsLog - 1), channels = groups * 3;
         float[][] w = weights(groups, taps, seed);
         try (Arena arena = Arena.ofConfined()) {
-            Tensor x = Tensor.randomNormal(arena, seed, 1f, 1, 2, n, channels), out = Tensor.zeros(arena, 1, 2, n, channels);
-            CausalConvolution.of(w, dilation).forward(x, out, CausalConvolution.Path.DIRECT);
+            Tensor x = Tensor.randomNormal(arena, seed, 1f, 1, 2, n, channels).to(arena, inputType), out = Tensor.zeros(arena, outputType, 1, 2, n, channels);
+            CausalConvolution.of(w, dilation).forward(x, out, path);
+            double[] expectedAll = new double[2 * n * channels];
             double worst = 0, bound = 0;
             for (int h = 0; h < 2; h++) for (int i = 0; i < n; i++) for (int c = 0; c < channels; c++) {
                 double expected = 0, abs = 0;
@@ -33,10 +58,19 @@ class CausalConvolutionProperties {
                     expected += term;
                     abs += Math.abs(term);
                 }
+                expectedAll[(h * n + i) * channels + c] = expected;
                 worst = Math.max(worst, Math.abs(out.get(0, h, i, c) - expected));
                 bound = Math.max(bound, (taps + 2) * 0x1p-24 * abs + 1e-7);
             }
-            assertThat(worst).isLessThanOrEqualTo(bound);
+            if (path == CausalConvolution.Path.FFT) {
+                // The FFT path is within fftPathEqualsTheDirectPath's bound of the direct path.
+                double sumW = 0, maxX = 0;
+                for (float[] g : w) for (float t : g) sumW += Math.abs(t);
+                for (float v : x.toArray()) maxX = Math.max(maxX, Math.abs(v));
+                bound += (taps + 2) * 0x1p-24 * sumW * maxX + 1e-6;
+            }
+            if (outputType == ElementType.F32 && path == CausalConvolution.Path.DIRECT) assertThat(worst).isLessThanOrEqualTo(bound);
+            else GradientOracles.assertStoredWithin(path + " convolution output in " + outputType, out, expectedAll, bound);
         }
     }
 

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.tessera.backend.Backend;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.pattern.Pattern;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.factorized.ChainedAttention;
 import java.lang.foreign.Arena;
@@ -101,16 +102,36 @@ class ChainedAttentionGradientProperties {
     void matchesTheGradientOracle(@ForAll("chains") int kind, @ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 2) int heads,
                                   @ForAll @IntRange(min = 1, max = 60) int n, @ForAll @IntRange(min = 1, max = 9) int stride, @ForAll @IntRange(min = 1, max = 9) int d,
                                   @ForAll @IntRange(min = 1, max = 9) int dv, @ForAll boolean customScale, @ForAll long seed, @ForAll("backends") String backend) {
+        check(kind, batch, heads, n, stride, d, dv, customScale, seed, backend, ElementType.F32, ElementType.F32);
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: q, k, v and dOut in BF16 or F16, the gradients in F32 or that type.
+     * Against the float64 oracle on the same rounded inputs, the rule above, plus one rounding of
+     * each gradient stored in a half type ({@code Tolerance.stored}).
+     */
+    @Property(tries = 20)
+    void halfPrecisionMatchesTheOracleOnRoundedInputs(@ForAll("chains") int kind, @ForAll @IntRange(min = 1, max = 2) int heads,
+                                                      @ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 9) int stride,
+                                                      @ForAll @IntRange(min = 1, max = 9) int d, @ForAll @IntRange(min = 1, max = 9) int dv, @ForAll long seed,
+                                                      @ForAll("backends") String backend, @ForAll("halfTypes") ElementType type, @ForAll boolean halfGradients) {
+        check(kind, 1, heads, n, stride, d, dv, false, seed, backend, type, halfGradients ? type : ElementType.F32);
+    }
+
+    private static void check(int kind, int batch, int heads, int n, int stride, int d, int dv, boolean customScale, long seed, String backend,
+                              ElementType inputType, ElementType gradientType) {
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = Tensor.randomNormal(arena, seed, 1f, batch, heads, n, d), k = Tensor.randomNormal(arena, seed + 1, 1f, batch, heads, n, d);
-            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, batch, heads, n, dv), dOut = Tensor.randomNormal(arena, seed + 3, 1f, batch, heads, n, dv);
+            Tensor q = Tensor.randomNormal(arena, seed, 1f, batch, heads, n, d).to(arena, inputType), k = Tensor.randomNormal(arena, seed + 1, 1f, batch, heads, n, d).to(arena, inputType);
+            Tensor v = Tensor.randomNormal(arena, seed + 2, 1f, batch, heads, n, dv).to(arena, inputType);
+            Tensor dOut = Tensor.randomNormal(arena, seed + 3, 1f, batch, heads, n, dv).to(arena, inputType);
             ChainedAttention op = chain(kind, n, stride).on(Backend.named(backend));
             if (customScale) op = op.withScale(0.35f);
             double scale = customScale ? 0.35f : (float) (1 / Math.sqrt(d));
-            Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dvT = Tensor.zeros(arena, v.shape());
-            dq.fill(Float.NaN);   // overwritten, never read
-            dk.fill(Float.NaN);
-            dvT.fill(Float.NaN);
+            // Overwritten, never read (NaN).
+            Tensor dq = GradientOracles.gradient(arena, q, gradientType), dk = GradientOracles.gradient(arena, k, gradientType), dvT = GradientOracles.gradient(arena, v, gradientType);
             op.backward(q, k, v, dOut, dq, dk, dvT);
             GradientOracles.assertWithinExactRule(op.steps().toString(), dq, dk, dvT, run(op.steps(), q, k, v, dOut, scale, false), run(op.steps(), q, k, v, dOut, scale, true));
         }

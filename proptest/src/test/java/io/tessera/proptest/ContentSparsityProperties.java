@@ -9,6 +9,7 @@ import io.tessera.pattern.CausalAlignment;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.content.InducedSparsity;
@@ -404,6 +405,48 @@ class ContentSparsityProperties {
             assertThat(Tolerance.maxError(g.dq(), oracle.dq())).as("dq of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
             assertThat(Tolerance.maxError(g.dk(), oracle.dk())).as("dk of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
             assertThat(Tolerance.maxError(g.dv(), oracle.dv())).as("dv of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
+        }
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: q, k, v and dOut in BF16 or F16, out and lse F32 (as the fused
+     * backward's contract is stated), dq, dk, dv in F32 or that type. Against the float64 gradients
+     * under the mask induced from the same rounded q and k, the rule above, plus one rounding of each
+     * gradient stored in a half type ({@code Tolerance.stored}).
+     */
+    @Property(tries = 30)
+    void halfPrecisionGradientsEqualTheOracleOnRoundedInputs(@ForAll("cases") AttentionCase c0, @ForAll("lshConfigs") Lsh config, @ForAll boolean lsh,
+                                                             @ForAll @IntRange(min = 1, max = 5) int clusters, @ForAll("backends") Backend backend,
+                                                             @ForAll("halfTypes") ElementType type, @ForAll boolean halfGradients) {
+        AttentionCase c = selfAttention(c0);
+        ElementType gradientType = halfGradients ? type : ElementType.F32;
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena).to(arena, type), k = c.k(arena).to(arena, type), v = c.v(arena).to(arena, type);
+            Tensor out = outputs(arena, c)[0], lse = outputs(arena, c)[1];
+            Tensor dOut = Tensor.randomNormal(arena, c.seed() + 3, 1f, c.batch(), c.heads(), c.qLen(), c.valueDim()).to(arena, type);
+            Tensor dq = GradientOracles.gradient(arena, q, gradientType), dk = GradientOracles.gradient(arena, k, gradientType), dv = GradientOracles.gradient(arena, v, gradientType);
+            InducedSparsity seen;
+            if (lsh) {
+                LshAttention op = config.op().on(backend);
+                op.forwardWithLse(q, k, v, out, lse);
+                op.backward(q, k, v, out, lse, dOut, dq, dk, dv);
+                seen = op.induce(q.to(arena, ElementType.F32), k.to(arena, ElementType.F32));
+            } else {
+                RoutingAttention op = RoutingAttention.of(RoutingCentroids.random(c.heads(), clusters, c.headDim(), config.seed())).on(backend);
+                if (config.causal()) op = op.causal();
+                op.forwardWithLse(q, k, v, out, lse);
+                op.backward(q, k, v, out, lse, dOut, dq, dk, dv);
+                seen = op.induce(q.to(arena, ElementType.F32), k.to(arena, ElementType.F32));
+            }
+            DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, seen, Double.NaN);
+            DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, seen, Double.NaN);
+            String what = (lsh ? config.toString() : "routing(" + clusters + ")") + " on " + backend.name() + " in " + type;
+            GradientOracles.assertStoredWithin("dq of " + what, dq, oracle.dq(), Tolerance.gradient(naive.dq(), oracle.dq()));
+            GradientOracles.assertStoredWithin("dk of " + what, dk, oracle.dk(), Tolerance.gradient(naive.dk(), oracle.dk()));
+            GradientOracles.assertStoredWithin("dv of " + what, dv, oracle.dv(), Tolerance.gradient(naive.dv(), oracle.dv()));
         }
     }
 

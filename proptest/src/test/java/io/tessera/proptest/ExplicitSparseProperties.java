@@ -14,10 +14,12 @@ import io.tessera.layout.BsrMatrix;
 import io.tessera.layout.CsrMatrix;
 import io.tessera.variant.sparse.SparseAttention;
 import io.tessera.variant.sparse.TopKAttention;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.HashSet;
 import java.util.Set;
+import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;
@@ -61,11 +63,54 @@ class ExplicitSparseProperties {
         }
     }
 
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: q, k, v in BF16 or F16, out in F32 or that type, lse F32. Against the
+     * float64 oracle on the same rounded inputs, the EXACT contract, plus one rounding of an output
+     * stored in a half type ({@code Tolerance.stored}); the lse obeys EXACT unchanged.
+     */
+    @Property(tries = 40)
+    void halfPrecisionCsrEqualsTheOracleOnRoundedInputs(@ForAll("cases") AttentionCase c, @ForAll("patterns") Pattern p,
+                                                        @ForAll @IntRange(min = 1, max = 20) int block, @ForAll("halfTypes") ElementType type,
+                                                        @ForAll boolean halfOutput) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena).to(arena, type), k = c.k(arena).to(arena, type), v = c.v(arena).to(arena, type);
+            CsrMatrix csr = CsrMatrix.fromLayout(p.compile(c.qLen(), c.kvLen(), block, block));
+            Tensor out = Tensor.zeros(arena, halfOutput ? type : ElementType.F32, c.batch(), c.heads(), c.qLen(), c.valueDim());
+            Tensor lse = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen());
+            float scale = (float) (1 / Math.sqrt(c.headDim()));
+            SparseAttention.forward(q, k, v, csr, scale, out, lse);
+            DenseReference.Result oracle = DenseReference.attention(q, k, v, p.asMask(c.qLen(), c.kvLen()), scale);
+            DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v, p.asMask(c.qLen(), c.kvLen()), scale);
+            Tolerance tolerance = Tolerance.exact(q, k, v, scale, naive, oracle);
+            GradientOracles.assertStoredWithin("explicit sparse output in " + out.type(), out, oracle.output(), tolerance.output());
+            assertThat(Tolerance.maxError(lse, oracle.logSumExp())).isLessThanOrEqualTo(tolerance.logSumExp());
+        }
+    }
+
     @Property(tries = 60)
     void topKChoosesAValidTopKAndAttendsExactlyThere(@ForAll("cases") AttentionCase c, @ForAll @IntRange(min = 1, max = 40) int kTop) {
+        topK(c, kTop, ElementType.F32, ElementType.F32);
+    }
+
+    /**
+     * Half-precision storage: q, k, v in BF16 or F16, out in F32 or that type. The selection is a
+     * top-k of the scores of the rounded inputs, and the output obeys the EXACT contract on them plus
+     * one rounding of an output stored in a half type ({@code Tolerance.stored}).
+     */
+    @Property(tries = 30)
+    void halfPrecisionTopKAttendsATopKOfTheRoundedInputs(@ForAll("cases") AttentionCase c, @ForAll @IntRange(min = 1, max = 40) int kTop,
+                                                         @ForAll("halfTypes") ElementType type, @ForAll boolean halfOutput) {
+        topK(c, kTop, type, halfOutput ? type : ElementType.F32);
+    }
+
+    private static void topK(AttentionCase c, int kTop, ElementType inputType, ElementType outputType) {
         int kk = Math.min(kTop, c.kvLen());
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), out = Tensor.zeros(arena, c.batch(), c.heads(), c.qLen(), c.valueDim());
+            Tensor q = c.q(arena).to(arena, inputType), k = c.k(arena).to(arena, inputType), v = c.v(arena).to(arena, inputType);
+            Tensor out = Tensor.zeros(arena, outputType, c.batch(), c.heads(), c.qLen(), c.valueDim());
             TopKAttention.withK(kk).forward(q, k, v, out);
             int queryHeadsPerKvHead = c.heads() / c.kvHeads();
             double scale = 1 / Math.sqrt(c.headDim());
@@ -98,7 +143,7 @@ class ExplicitSparseProperties {
                     (b, h, i, j) -> chosen.contains((((long) b * c.heads() + h) * c.qLen() + i) * c.kvLen() + j), scale);
             DenseReference.Result naive = DenseReference.naiveFloat32(q, k, v,
                     (b, h, i, j) -> chosen.contains((((long) b * c.heads() + h) * c.qLen() + i) * c.kvLen() + j), scale);
-            assertThat(Tolerance.maxError(out, oracle.output())).isLessThanOrEqualTo(Tolerance.exact(q, k, v, scale, naive, oracle).output());
+            GradientOracles.assertStoredWithin("top-k output in " + outputType, out, oracle.output(), Tolerance.exact(q, k, v, scale, naive, oracle).output());
         }
     }
 

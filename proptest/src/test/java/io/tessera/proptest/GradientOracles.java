@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.backend.Backend;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
@@ -65,11 +66,40 @@ final class GradientOracles {
         return index;
     }
 
-    /** Each gradient within 10× the naive fp32 gradient's error against float64, + the floor relative to its size. */
+    /**
+     * Each gradient within 10× the naive fp32 gradient's error against float64, + the floor relative
+     * to its size; a gradient stored in a half type also within its one rounding ({@link #assertStoredWithin}).
+     */
     static void assertWithinExactRule(String what, Tensor dq, Tensor dk, Tensor dv, Gradients oracle, Gradients naive) {
-        assertThat(Tolerance.maxError(dq, oracle.dq())).as("dq error of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dq(), oracle.dq()));
-        assertThat(Tolerance.maxError(dk, oracle.dk())).as("dk error of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dk(), oracle.dk()));
-        assertThat(Tolerance.maxError(dv, oracle.dv())).as("dv error of %s", what).isLessThanOrEqualTo(Tolerance.gradient(naive.dv(), oracle.dv()));
+        assertStoredWithin("dq error of " + what, dq, oracle.dq(), Tolerance.gradient(naive.dq(), oracle.dq()));
+        assertStoredWithin("dk error of " + what, dk, oracle.dk(), Tolerance.gradient(naive.dk(), oracle.dk()));
+        assertStoredWithin("dv error of " + what, dv, oracle.dv(), Tolerance.gradient(naive.dv(), oracle.dv()));
+    }
+
+    /**
+     * {@code got} within {@code tolerance} of the float64 {@code ref} when it is F32; when it is
+     * stored in a half type, each element within {@link Tolerance#stored}: the float32 result obeys
+     * {@code tolerance} and rounding it once to the type moves it by at most its unit roundoff times
+     * its magnitude (≤ |ref| + tolerance), or half the type's subnormal spacing.
+     */
+    static void assertStoredWithin(String what, Tensor got, double[] ref, double tolerance) {
+        if (got.type() == ElementType.F32) {
+            assertThat(Tolerance.maxError(got, ref)).as(what).isLessThanOrEqualTo(tolerance);
+            return;
+        }
+        float[] values = got.contiguous(Arena.ofAuto()).toArray();
+        assertThat(values.length).isEqualTo(ref.length);
+        for (int i = 0; i < values.length; i++) {
+            double error = Double.isNaN(values[i]) ? Double.POSITIVE_INFINITY : Math.abs(values[i] - ref[i]);
+            assertThat(error).as("%s, element %d stored in %s", what, i, got.type()).isLessThanOrEqualTo(Tolerance.stored(got.type(), tolerance, ref[i]));
+        }
+    }
+
+    /** A gradient tensor shaped like {@code like}, stored in {@code type}, filled with NaN (overwritten, never read). */
+    static Tensor gradient(Arena arena, Tensor like, ElementType type) {
+        Tensor g = Tensor.zeros(arena, type, like.shape());
+        g.fill(Float.NaN);
+        return g;
     }
 
     /**
@@ -84,7 +114,7 @@ final class GradientOracles {
             double largest = 0;
             for (double x : abs[t]) largest = Math.max(largest, Math.abs(x));
             double tolerance = Math.max(Tolerance.gradient(naiveValues[t], ref[t]), gamma * largest + Tolerance.gradient(ref[t], ref[t]));
-            assertThat(Tolerance.maxError(got[t], ref[t])).as("%s error of %s", names[t], what).isLessThanOrEqualTo(tolerance);
+            assertStoredWithin(names[t] + " error of " + what, got[t], ref[t], tolerance);
         }
     }
 

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.backend.Backend;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.kernelized.LinearAttention;
 import java.lang.foreign.Arena;
@@ -84,6 +85,25 @@ class LinearAttentionGradientProperties {
         }
     }
 
+    /**
+     * Half-precision storage: q, k, v and dOut in BF16 or F16, the gradients in F32 or that type.
+     * Against the float64 oracle on the same rounded inputs, the rule above, plus one rounding of
+     * each gradient stored in a half type ({@code Tolerance.stored}): the backward pass runs in
+     * float32 on exact widenings of the inputs and rounds each half-precision gradient once.
+     */
+    @Property(tries = 30)
+    void halfPrecisionMatchesTheOracleOnRoundedInputs(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend,
+                                                      @ForAll("halfTypes") ElementType type, @ForAll boolean halfGradients) {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = c.q(arena).to(arena, type), k = keys(arena, c, causal).to(arena, type), v = values(arena, c, causal).to(arena, type);
+            Tensor dOut = GradientOracles.dOut(arena, c).to(arena, type);
+            check(arena, op(causal).on(Backend.named(backend)), q, k, v, dOut, causal, halfGradients ? type : ElementType.F32);
+        }
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
     /** No atomics, one order for every sum: the same bits for 1, 2 and 3 threads. */
     @Property(tries = 20)
     void gradientsAreBitIdenticalForAnyThreadCount(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll("backends") String backend) {
@@ -153,10 +173,12 @@ class LinearAttentionGradientProperties {
     }
 
     private static void check(Arena arena, LinearAttention op, Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal) {
-        Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
-        dq.fill(Float.NaN);   // overwritten, never read
-        dk.fill(Float.NaN);
-        dv.fill(Float.NaN);
+        check(arena, op, q, k, v, dOut, causal, ElementType.F32);
+    }
+
+    private static void check(Arena arena, LinearAttention op, Tensor q, Tensor k, Tensor v, Tensor dOut, boolean causal, ElementType gradientType) {
+        // Overwritten, never read (NaN).
+        Tensor dq = GradientOracles.gradient(arena, q, gradientType), dk = GradientOracles.gradient(arena, k, gradientType), dv = GradientOracles.gradient(arena, v, gradientType);
         op.backward(q, k, v, dOut, dq, dk, dv);
         // Sums run over the queries, the keys and the feature and value dimensions.
         double gamma = 2 * (q.size(2) + k.size(2) + q.size(3) + v.size(3)) * 0x1p-24;

@@ -10,6 +10,7 @@ import io.tessera.pattern.ElementPredicate;
 import io.tessera.proptest.FusedAttentionProperties.MaskKind;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
@@ -85,6 +86,76 @@ class MergeProperties {
         Tolerance tolerance = Tolerance.exact(q, k, v, scale, naive, oracle);
         assertThat(Tolerance.maxError(merged.output(), oracle.output())).as("merged output error").isLessThanOrEqualTo(tolerance.output());
         assertThat(Tolerance.maxError(merged.logSumExp(), oracle.logSumExp())).as("merged LSE error").isLessThanOrEqualTo(tolerance.logSumExp());
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: partial outputs in BF16 or F16 (each partial independently, or F32),
+     * their LSEs F32 (some −∞), out in F32 or that type. Against the float64 merge of the same
+     * (rounded) partials: the merge sums in float64 (relative error ~ parts·2⁻⁵³) and rounds once to
+     * float32 (≤ 2⁻²⁴·|out|), so each element is within 2⁻²³·Σ_p w_p·|out_p| (w_p the partial's
+     * weight), and the LSE within 2⁻²³·|lse|; plus one rounding of an output stored in a half type
+     * ({@code Tolerance.stored}). And the same bits as merging float32 copies of the partials with
+     * the float32 out rounded once to out's type.
+     */
+    @Property(tries = 60)
+    void halfPrecisionPartialsMergeAsTheirFloat64Combination(@ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 3) int heads,
+                                                             @ForAll @IntRange(min = 1, max = 12) int rows, @ForAll @IntRange(min = 1, max = 9) int dv,
+                                                             @ForAll @IntRange(min = 1, max = 5) int parts, @ForAll("halfTypes") ElementType type,
+                                                             @ForAll boolean halfOutput, @ForAll long seed) {
+        ElementType outType = halfOutput ? type : ElementType.F32;
+        try (Arena arena = Arena.ofShared()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            List<AttentionResult> partials = new ArrayList<>(), wide = new ArrayList<>();
+            for (int p = 0; p < parts; p++) {
+                Tensor o = Tensor.randomNormal(arena, seed + p, 1f, batch, heads, rows, dv);
+                if (p == 0 || r.nextBoolean()) o = o.to(arena, type);   // at least one half-precision partial
+                Tensor l = Tensor.randomNormal(arena, seed + 100 + p, 2f, batch, heads, rows);
+                for (int b = 0; b < batch; b++) for (int h = 0; h < heads; h++) for (int i = 0; i < rows; i++) {
+                    if (r.nextInt(4) == 0) l.set(Float.NEGATIVE_INFINITY, b, h, i);   // this partial's key set is empty for the row
+                }
+                partials.add(new AttentionResult(o, l));
+                wide.add(new AttentionResult(o.to(arena, ElementType.F32), l));
+            }
+            Tensor out = Tensor.zeros(arena, outType, batch, heads, rows, dv), lse = Tensor.zeros(arena, batch, heads, rows);
+            Attention.merge(partials, out, lse);
+            float[][] o = new float[parts][], l = new float[parts][];
+            for (int p = 0; p < parts; p++) {
+                o[p] = partials.get(p).output().toArray();
+                l[p] = partials.get(p).logSumExp().toArray();
+            }
+            float[] got = out.toArray(), gotLse = lse.toArray();
+            for (int row = 0; row < batch * heads * rows; row++) {
+                double max = Double.NEGATIVE_INFINITY;
+                for (int p = 0; p < parts; p++) max = Math.max(max, l[p][row]);
+                if (max == Double.NEGATIVE_INFINITY) {
+                    assertThat(gotLse[row]).isEqualTo(Float.NEGATIVE_INFINITY);
+                    for (int d = 0; d < dv; d++) assertThat(got[row * dv + d]).isEqualTo(0f);
+                    continue;
+                }
+                double sum = 0;
+                for (int p = 0; p < parts; p++) sum += Math.exp(l[p][row] - max);
+                double expectedLse = max + Math.log(sum);
+                assertThat(Math.abs(gotLse[row] - expectedLse)).as("lse of row %d", row).isLessThanOrEqualTo(0x1p-23 * Math.abs(expectedLse) + 0x1p-40);
+                for (int d = 0; d < dv; d++) {
+                    double expected = 0, magnitude = 0;
+                    for (int p = 0; p < parts; p++) {
+                        double weight = Math.exp(l[p][row] - max) / sum;
+                        if (weight == 0) continue;
+                        expected += weight * o[p][row * dv + d];
+                        magnitude += weight * Math.abs(o[p][row * dv + d]);
+                    }
+                    double tolerance = Tolerance.stored(outType, 0x1p-23 * magnitude, expected);
+                    assertThat(Math.abs(got[row * dv + d] - expected)).as("out[%d][%d] in %s", row, d, outType).isLessThanOrEqualTo(tolerance);
+                }
+            }
+            // Bit for bit: the float32 merge of float32 copies, its output rounded once to out's type.
+            AttentionResult merged32 = Attention.merge(arena, wide);
+            assertThat(out.toArray()).isEqualTo(merged32.output().to(arena, outType).toArray());
+            assertThat(lse.toArray()).isEqualTo(merged32.logSumExp().toArray());
+        }
     }
 
     @Property(tries = 30)

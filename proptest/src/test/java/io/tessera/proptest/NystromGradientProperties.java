@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.tessera.backend.Backend;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.lowrank.Nystromformer;
 import java.lang.foreign.Arena;
@@ -223,16 +224,35 @@ class NystromGradientProperties {
     }
 
     private static void check(AttentionCase c, int m, int iterations, boolean customScale, String backend) {
+        check(c, m, iterations, customScale, backend, ElementType.F32, ElementType.F32);
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: q, k, v and dOut in BF16 or F16, the gradients in F32 or that type.
+     * Against the float64 oracle on the same rounded inputs (the pseudo-inverse steps the forward ran
+     * on them), the rule above, plus one rounding of each gradient stored in a half type
+     * ({@code Tolerance.stored}).
+     */
+    @Property(tries = 20)
+    void halfPrecisionMatchesTheOracleOnRoundedInputs(@ForAll("cases") AttentionCase c, @ForAll @IntRange(min = 1, max = 8) int m,
+                                                      @ForAll @IntRange(min = 1, max = 4) int iterations, @ForAll("backends") String backend,
+                                                      @ForAll("halfTypes") ElementType type, @ForAll boolean halfGradients) {
+        check(c, m, iterations, false, backend, type, halfGradients ? type : ElementType.F32);
+    }
+
+    private static void check(AttentionCase c, int m, int iterations, boolean customScale, String backend, ElementType inputType, ElementType gradientType) {
         if (m > Math.min(c.qLen(), c.kvLen())) m = Math.min(c.qLen(), c.kvLen());
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = c.q(arena), k = c.k(arena), v = c.v(arena), dOut = GradientOracles.dOut(arena, c);
+            Tensor q = c.q(arena).to(arena, inputType), k = c.k(arena).to(arena, inputType), v = c.v(arena).to(arena, inputType);
+            Tensor dOut = GradientOracles.dOut(arena, c).to(arena, inputType);
             Nystromformer op = Nystromformer.withLandmarks(m).iterations(iterations).on(Backend.named(backend));
             if (customScale) op = op.withScale(0.3f);
             double scale = customScale ? 0.3f : (float) (1 / Math.sqrt(c.headDim()));
-            Tensor dq = Tensor.zeros(arena, q.shape()), dk = Tensor.zeros(arena, k.shape()), dv = Tensor.zeros(arena, v.shape());
-            dq.fill(Float.NaN);   // overwritten, never read
-            dk.fill(Float.NaN);
-            dv.fill(Float.NaN);
+            // Overwritten, never read (NaN).
+            Tensor dq = GradientOracles.gradient(arena, q, gradientType), dk = GradientOracles.gradient(arena, k, gradientType), dv = GradientOracles.gradient(arena, v, gradientType);
             op.backward(q, k, v, dOut, dq, dk, dv);
             int[] steps = stepsTheForwardRan(op, m, iterations, scale, q, k, v, arena);
             GradientOracles.assertWithinExactRule("nystrom m=" + m + " iterations=" + iterations + " steps=" + java.util.Arrays.toString(steps), dq, dk, dv,

@@ -3,6 +3,7 @@ package io.tessera.proptest;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.tessera.backend.Backend;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.kernelized.Performer;
 import java.lang.foreign.Arena;
@@ -68,13 +69,32 @@ class PerformerGradientProperties {
     @Property(tries = 30)
     void matchesTheGradientOracle(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll boolean orthogonal, @ForAll @IntRange(min = 1, max = 40) int m,
                                   @ForAll("backends") String backend) {
+        check(c, causal, orthogonal, m, backend, ElementType.F32, ElementType.F32);
+    }
+
+    @Provide
+    Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
+
+    /**
+     * Half-precision storage: q, k, v and dOut in BF16 or F16, the gradients in F32 or that type.
+     * Against the float64 oracle on the same rounded inputs, the rule above, plus one rounding of
+     * each gradient stored in a half type ({@code Tolerance.stored}).
+     */
+    @Property(tries = 20)
+    void halfPrecisionMatchesTheOracleOnRoundedInputs(@ForAll("cases") AttentionCase c, @ForAll boolean causal, @ForAll boolean orthogonal,
+                                                      @ForAll @IntRange(min = 1, max = 40) int m, @ForAll("backends") String backend,
+                                                      @ForAll("halfTypes") ElementType type, @ForAll boolean halfGradients) {
+        check(c, causal, orthogonal, m, backend, type, halfGradients ? type : ElementType.F32);
+    }
+
+    private static void check(AttentionCase c, boolean causal, boolean orthogonal, int m, String backend, ElementType inputType, ElementType gradientType) {
         try (Arena arena = Arena.ofShared()) {
-            Inputs in = Inputs.of(arena, c, causal);
+            Inputs wide = Inputs.of(arena, c, causal);
+            Inputs in = new Inputs(wide.q().to(arena, inputType), wide.k().to(arena, inputType), wide.v().to(arena, inputType), wide.dOut().to(arena, inputType));
             Performer op = Performer.withFeatures(m).orthogonal(orthogonal).causal(causal).redraw(c.seed()).on(Backend.named(backend));
-            Tensor dq = Tensor.zeros(arena, in.q().shape()), dk = Tensor.zeros(arena, in.k().shape()), dv = Tensor.zeros(arena, in.v().shape());
-            dq.fill(Float.NaN);   // overwritten, never read
-            dk.fill(Float.NaN);
-            dv.fill(Float.NaN);
+            // Overwritten, never read (NaN).
+            Tensor dq = GradientOracles.gradient(arena, in.q(), gradientType), dk = GradientOracles.gradient(arena, in.k(), gradientType);
+            Tensor dv = GradientOracles.gradient(arena, in.v(), gradientType);
             op.backward(in.q(), in.k(), in.v(), in.dOut(), dq, dk, dv);
             FeatureAttentionOracle.FeatureMap map = FeatureAttentionOracle.favor(omega(op, c.headDim()));
             double gamma = 2 * (in.q().size(2) + in.k().size(2) + m + c.headDim() + c.valueDim()) * 0x1p-24;

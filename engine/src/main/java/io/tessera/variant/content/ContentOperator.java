@@ -67,12 +67,44 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
         return new AttentionGradients(dq, dk, dv);
     }
 
-    /** {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors (overwritten; they must not share memory with each other or any input). */
+    /**
+     * {@link #backward(Arena, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)} into caller tensors
+     * (overwritten; they must not share memory with each other or any input). q, k, v, out and dOut
+     * may each be F32, BF16 or F16 (widened exactly; the induced sparsity comes from the widened q
+     * and k), lse is F32, and each gradient F32 or its input's type, rounded once from float32.
+     */
     public void backward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (halfBackward(q, k, v, out, lse, dOut, dq, dk, dv)) return;
         requireFloat32Backward(q, k, v, out, lse, dOut, dq, dk, dv);
         AttentionShape s = AttentionShape.of(q, k, v);
         float sc = Float.isNaN(scale) ? s.defaultScale() : scale;
         ContentAttention.backward(induce(q, k), backend(), sc, q, k, v, out, lse, dOut, dq, dk, dv);
+    }
+
+    /**
+     * Half-precision storage in the backward pass given out and lse: when any of q, k, v, out, dOut
+     * or a gradient is BF16 or F16, checks the call up front (each gradient F32 or its input's type,
+     * lse F32, shapes, no gradient sharing memory with another or with an input), runs the float32
+     * backward on float32 copies of the half-precision inputs and rounds each half-precision
+     * gradient once; returns whether it did.
+     */
+    private boolean halfBackward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (!HalfInputs.any(q, k, v, out) && !HalfInputs.any(dOut, dq, dk, dv)) return false;
+        AttentionShape s = Checks.backwardAnyType(q, "k", k, "v", v, dOut, dq, dk, dv);
+        Checks.notNull("out", out);
+        Checks.notNull("lse", lse);
+        s.checkOutput("out", out, s.outputShape());
+        Checks.float32("lse", lse);
+        s.checkOutput("lse", lse, s.lseShape());
+        String[] names = {"dq", "dk", "dv"};
+        Tensor[] gradients = {dq, dk, dv};
+        for (int i = 0; i < 3; i++) {
+            Checks.disjoint(names[i], gradients[i], "out", out);
+            Checks.disjoint(names[i], gradients[i], "lse", lse);
+        }
+        HalfInputs.widened(new Tensor[] {q, k, v, out, dOut}, gradients,
+                (in, grad) -> backward(in[0], in[1], in[2], in[3], lse, in[4], grad[0], grad[1], grad[2]));
+        return true;
     }
 
     /** The backward pass reads its tensors as floats: a BF16 or F16 one (the forward takes them) is rejected by name. */
@@ -88,6 +120,7 @@ abstract sealed class ContentOperator implements AttentionOperator.Scaled, Atten
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (HalfInputs.backward(q, "k", k, "v", v, dOut, dq, dk, dv, this::backward)) return;
         requireFloat32Backward(q, k, v, null, null, dOut, dq, dk, dv);
         AttentionShape s = AttentionShape.of(q, k, v);
         try (Arena arena = Arena.ofShared()) {

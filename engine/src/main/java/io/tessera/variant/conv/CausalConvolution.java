@@ -4,6 +4,7 @@ import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -112,20 +113,26 @@ public final class CausalConvolution implements AttentionOperator {
         return this;
     }
 
-    /** x [B, H, N, D] → out of the same shape; any strides; out must not share memory with x. */
+    /**
+     * x [B, H, N, D] → out of the same shape; any strides; out must not share memory with x. x and
+     * out may each be F32, BF16 or F16: a half-precision x is widened (exactly) into a float32 copy,
+     * the float32 path runs on it, and a half-precision out receives its float32 result rounded
+     * once to nearest, ties to even (the same bits as this call on {@code x.to(arena, F32)} with the
+     * output rounded), at the cost of a float32 copy of each half-precision tensor per call.
+     */
     public void forward(Tensor x, Tensor out, Path path) {
         Checks.notNull("x", x);
         Checks.notNull("out", out);
         Checks.notNull("path", path);
+        if (HalfInputs.any(x, out, null, null)) {
+            checkShapes(x, out);
+            HalfInputs.widened(new Tensor[] {x}, new Tensor[] {out}, (in, written) -> forward(in[0], written[0], path));
+            return;
+        }
         Checks.float32("x", x);
         Checks.float32("out", out);
-        if (x.rank() != 4) throw new IllegalArgumentException("x must be rank 4 [batch, heads, seq, channels], got " + Arrays.toString(x.shape()));
-        if (!Arrays.equals(x.shape(), out.shape())) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must equal x shape " + Arrays.toString(x.shape()));
-        long channelCount = x.size(3), length = x.size(2);
-        if (channelCount % groups() != 0) throw new IllegalArgumentException("groups=" + groups() + " must divide channels=" + channelCount);
-        if (length > Integer.MAX_VALUE) throw new IllegalArgumentException("sequence length " + length + " exceeds int indexing");
-        if (channelCount > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("channels=" + channelCount + " exceeds int indexing");
-        Checks.disjoint("out", out, "x", x);
+        checkShapes(x, out);
+        long length = x.size(2);
         boolean fft = path == Path.FFT || (path == Path.AUTO && kernelSize() > fftThresholdTaps());
         FilterSpectra spectra = fft ? new FilterSpectra((int) length) : null;
         for (int b = 0; b < x.size(0); b++) {
@@ -134,6 +141,17 @@ public final class CausalConvolution implements AttentionOperator {
                 if (fft) fft(xs, os, spectra); else direct(xs, os);
             }
         }
+    }
+
+    /** Shapes, groups and aliasing of a convolution call, by name. */
+    private void checkShapes(Tensor x, Tensor out) {
+        if (x.rank() != 4) throw new IllegalArgumentException("x must be rank 4 [batch, heads, seq, channels], got " + Arrays.toString(x.shape()));
+        if (!Arrays.equals(x.shape(), out.shape())) throw new IllegalArgumentException("out shape " + Arrays.toString(out.shape()) + " must equal x shape " + Arrays.toString(x.shape()));
+        long channelCount = x.size(3), length = x.size(2);
+        if (channelCount % groups() != 0) throw new IllegalArgumentException("groups=" + groups() + " must divide channels=" + channelCount);
+        if (length > Integer.MAX_VALUE) throw new IllegalArgumentException("sequence length " + length + " exceeds int indexing");
+        if (channelCount > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("channels=" + channelCount + " exceeds int indexing");
+        Checks.disjoint("out", out, "x", x);
     }
 
     /** The taps that can reach an output of a length-n sequence: t·dilation < n. */

@@ -100,6 +100,7 @@ public final class ChainedAttention implements AttentionOperator.Scaled, Attenti
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (HalfInputs.backward(q, "k", k, "v", v, dOut, dq, dk, dv, this::backward)) return;
         AttentionShape s = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv);
         checkCall(s);
         Backend be = backend != null ? backend : Backend.best();

@@ -1,6 +1,7 @@
 package io.tessera.variant.internal;
 
 import io.tessera.backend.AttentionShape;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 
@@ -33,11 +34,15 @@ public final class Checks {
         }
     }
 
-    /** What the variants tell a caller who passes a half-precision tensor. */
-    public static final String FLOAT32_ONLY = "this attention variant (half-precision storage runs in Attention and Backend.attention/gemm)";
+    /**
+     * What a variant's float32 path tells a caller who passes a half-precision tensor where only F32
+     * is taken (a log-sum-exp; the half-precision q, k, v and out are widened by {@link HalfInputs}
+     * before the float32 path runs).
+     */
+    public static final String FLOAT32_ONLY = "this attention variant (log-sum-exps are always F32; q, k, v and out may be BF16 or F16)";
 
-    /** What the variants whose forward takes half-precision tensors ({@link HalfInputs}) tell a caller who passes one to their backward pass. */
-    public static final String BACKWARD_FLOAT32_ONLY = "the backward pass of this attention variant (its forward takes BF16 and F16 q, k, v and out; gradients are computed from F32 tensors)";
+    /** What a backward pass's float32 path tells a caller who passes a half-precision tensor there (the public entry points widen them first: {@link HalfInputs#backward}). */
+    public static final String BACKWARD_FLOAT32_ONLY = "the float32 path of this backward pass (half-precision inputs are widened and half-precision gradients rounded by its public entry point)";
 
     /** The variants read and write their tensors' memory as floats: a BF16 or F16 tensor is rejected by name. */
     public static void float32(String name, Tensor t) {
@@ -93,10 +98,38 @@ public final class Checks {
      * inputs are still read).
      */
     public static AttentionShape backward(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        return backward(q, kName, k, vName, v, dOut, dq, dk, dv, false);
+    }
+
+    /**
+     * {@link #backward} for a call that takes half-precision storage ({@link HalfInputs#backward}):
+     * q, k, v and dOut of any element type, each gradient F32 or its input's type (dq: F32 or q's
+     * type, and so on); any other gradient type is rejected by name with both types. The other
+     * checks and messages are {@link #backward}'s.
+     */
+    public static AttentionShape backwardAnyType(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        return backward(q, kName, k, vName, v, dOut, dq, dk, dv, true);
+    }
+
+    /** A gradient is stored in F32 or in the type of the tensor it is the gradient of: anything else is rejected by name. */
+    public static void gradientType(String gradientName, Tensor gradient, String inputName, Tensor input) {
+        ElementType type = gradient.type();
+        if (type != ElementType.F32 && type != input.type()) {
+            throw new IllegalArgumentException(gradientName + " has element type " + type + " but " + inputName + " has element type " + input.type()
+                    + ": a gradient is stored in F32 or in its input's type (" + ElementType.F32 + " or " + input.type() + ")");
+        }
+    }
+
+    private static AttentionShape backward(Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv,
+                                           boolean anyType) {
         String[] names = {"q", kName, vName, "dOut", "dq", "d" + kName, "d" + vName};
         Tensor[] all = {q, k, v, dOut, dq, dk, dv};
         for (int i = 0; i < all.length; i++) notNull(names[i], all[i]);
-        for (int i = 0; i < all.length; i++) Shapes.requireF32(names[i], all[i], BACKWARD_FLOAT32_ONLY);
+        if (anyType) {
+            for (int i = 4; i < all.length; i++) gradientType(names[i], all[i], names[i - 4], all[i - 4]);
+        } else {
+            for (int i = 0; i < all.length; i++) Shapes.requireF32(names[i], all[i], BACKWARD_FLOAT32_ONLY);
+        }
         for (int i = 0; i < all.length; i++) if (all[i].rank() == 4) unitInnerStride(names[i], all[i]);
         AttentionShape s = AttentionShape.of(q, k, v);
         s.checkOutput("dOut", dOut, s.outputShape());
@@ -109,6 +142,24 @@ public final class Checks {
             }
         }
         return s;
+    }
+
+    /**
+     * The log-sum-exp output of a call whose q, k, v and out may be half-precision: F32 whatever
+     * the other types (rejected by name otherwise), shaped {@code [B, H, Nq]}, sharing no memory
+     * with q, k, v or out. Null (not wanted) passes.
+     */
+    public static void logSumExp(AttentionShape s, Tensor lse, Tensor q, String kName, Tensor k, String vName, Tensor v, Tensor out) {
+        if (lse == null) return;
+        if (lse.type() != ElementType.F32) {
+            throw new IllegalArgumentException("lse has element type " + lse.type() + " but the log-sum-exp is always F32, whatever the types of q, k, v"
+                    + " and out; pass an F32 tensor");
+        }
+        s.checkOutput("lse", lse, s.lseShape());
+        disjoint("lse", lse, "q", q);
+        disjoint("lse", lse, kName, k);
+        disjoint("lse", lse, vName, v);
+        disjoint("lse", lse, "out", out);
     }
 
     /** {@code a · b} for sizes, or an exception naming both factors when it does not fit an int array. */

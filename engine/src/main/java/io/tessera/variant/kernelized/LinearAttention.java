@@ -57,6 +57,7 @@ public final class LinearAttention implements AttentionOperator.Differentiable {
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (HalfInputs.backward(q, "k", k, "v", v, dOut, dq, dk, dv, this::backward)) return;
         FeatureAttention.backward(backend != null ? backend : Backend.best(), new EluFeatureMap(), causal, q, k, v, dOut, dq, dk, dv);
     }
 }

@@ -93,6 +93,7 @@ public final class Performer implements AttentionOperator.Differentiable {
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (HalfInputs.backward(q, "k", k, "v", v, dOut, dq, dk, dv, this::backward)) return;
         int headDim = Checks.backward(q, "k", k, "v", v, dOut, dq, dk, dv).headDim();
         FeatureAttention.backward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, dOut, dq, dk, dv);
     }

@@ -197,6 +197,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
      */
     @Override
     public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (HalfInputs.backward(q, "k", keys, "v", values, dOut, dq, dk, dv, this::backward)) return;
         AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
         checkCall(s);
         run(s, q, keys, values, dOut, dq, dk, dv, null, null);
@@ -213,11 +214,39 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
      * {@link #keyProjection()} and {@link #valueProjection()}; no output may share memory with
      * another or with any input or projection. Every sum has one order: bit-identical for any
      * thread count. Extra memory: the projected keys, values and their gradients, the output and
-     * log-sum-exp the kernel's backward pass recomputes from.
+     * log-sum-exp the kernel's backward pass recomputes from. Half-precision storage as in
+     * {@link AttentionOperator.Differentiable#backward}; dE and dF are F32 or the type of E and F.
      */
     public void backward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        if (HalfInputs.any(q, keys, values, dOut) || HalfInputs.any(dq, dk, dv, dE) || HalfInputs.any(dF, null, null, null)) {
+            halfBackward(q, keys, values, dOut, dq, dk, dv, dE, dF);
+            return;
+        }
         AttentionShape s = Checks.backward(q, "k", keys, "v", values, dOut, dq, dk, dv);
         checkCall(s);
+        checkProjectionGradients(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
+        run(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
+    }
+
+    /**
+     * Half-precision storage in the backward pass with the projections' gradients: every argument
+     * checked up front (q, keys, values, dOut of any type; dq, dk, dv F32 or their input's type; dE
+     * and dF F32 or the type of e and f), then the float32 backward on float32 copies of the
+     * half-precision inputs, each half-precision gradient rounded once.
+     */
+    private void halfBackward(Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, Tensor dE, Tensor dF) {
+        AttentionShape s = Checks.backwardAnyType(q, "k", keys, "v", values, dOut, dq, dk, dv);
+        checkCall(s);
+        checkProjectionGradients(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
+        Checks.gradientType("dE", dE, "e (the key projection)", projections.e());
+        Checks.gradientType("dF", dF, "f (the value projection)", projections.f());
+        HalfInputs.widened(new Tensor[] {q, keys, values, dOut}, new Tensor[] {dq, dk, dv, dE, dF},
+                (in, grad) -> backward(in[0], in[1], in[2], in[3], grad[0], grad[1], grad[2], grad[3], grad[4]));
+    }
+
+    /** dE and dF: not null, shaped like the projections, sharing no memory with any other argument or projection. */
+    private void checkProjectionGradients(AttentionShape s, Tensor q, Tensor keys, Tensor values, Tensor dOut, Tensor dq, Tensor dk, Tensor dv,
+                                          Tensor dE, Tensor dF) {
         Checks.notNull("dE", dE);
         Checks.notNull("dF", dF);
         long[] projectionShape = {projections.count, k, n};
@@ -235,7 +264,6 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
             Checks.disjoint(names[i], others[i], "e (the key projection)", e);
             Checks.disjoint(names[i], others[i], "f (the value projection)", f);
         }
-        run(s, q, keys, values, dOut, dq, dk, dv, dE, dF);
     }
 
     private void checkCall(AttentionShape s) {

@@ -8,6 +8,7 @@ import io.tessera.layout.CsrMatrix;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 
 /**
  * Attention on an explicit sparse pattern: SDDMM (scores only at the CSR's entries), row softmax
@@ -76,9 +77,18 @@ public final class SparseAttention implements AttentionOperator.Scaled, Attentio
     /**
      * The same on {@code backend} when it implements {@link SparseAttentionDevice} (the engine's CPU
      * backends and the tornado backend do); on another backend, on the best available backend that does.
+     * q, k, v and out may each be F32, BF16 or F16: half-precision ones are widened exactly into
+     * float32 copies on the CPU, the device runs the float32 path on them, and a half-precision out
+     * receives the float32 output rounded once (to nearest, ties to even); lse is F32.
      */
     public static void forward(Backend backend, Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
         if (backend == null) throw new NullPointerException("backend");
+        if (HalfInputs.any(q, k, v, out)) {
+            // Half-precision storage: the float32 path on float32 copies, the output rounded once to its type.
+            checkedAnyType(q, k, v, pattern, scale, out, lse);
+            HalfInputs.widened(q, k, v, out, (q32, k32, v32, out32) -> forward(backend, q32, k32, v32, pattern, scale, out32, lse));
+            return;
+        }
         checked(q, k, v, pattern, scale, out, lse);
         device(backend).sparseAttention(q, k, v, pattern, scale, out, lse);
     }
@@ -87,6 +97,20 @@ public final class SparseAttention implements AttentionOperator.Scaled, Attentio
         if (backend instanceof SparseAttentionDevice device) return device;
         for (Backend b : Backend.available()) if (b instanceof SparseAttentionDevice device) return device;
         throw new IllegalStateException("no available backend runs the explicit sparse path (SparseAttentionDevice); backend " + backend.name() + " does not");
+    }
+
+    /**
+     * {@link #checked} for a call with half-precision storage: q, k, v and out each F32, BF16 or
+     * F16; lse (optional) F32.
+     */
+    private static void checkedAnyType(Tensor q, Tensor k, Tensor v, CsrMatrix pattern, float scale, Tensor out, Tensor lse) {
+        if (pattern == null) throw new NullPointerException("pattern");
+        AttentionShape s = Checks.attentionAnyType(q, "k", k, "v", v, out);
+        if (!Float.isFinite(scale)) throw new IllegalArgumentException("scale must be finite, got " + scale);
+        if (pattern.rows() != s.qLen() || pattern.cols() != s.kvLen()) {
+            throw new IllegalArgumentException("pattern is " + pattern.rows() + "x" + pattern.cols() + " but the call has qLen=" + s.qLen() + ", kvLen=" + s.kvLen());
+        }
+        Checks.logSumExp(s, lse, q, "k", k, "v", v, out);
     }
 
     /**

@@ -8,6 +8,7 @@ import io.tessera.backend.SparseAttentionDevice;
 import io.tessera.variant.AttentionOperator;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
+import io.tessera.variant.internal.HalfInputs;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
@@ -16,7 +17,9 @@ import java.util.Arrays;
  * Exact per-query top-k attention (Gupta et al. 2021, "Memory-efficient Transformers via Top-k
  * Attention"): each query keeps its k highest-scoring keys (ties: lower key index first), then
  * softmax over those only. The pattern is chosen from the scores, so it runs on the explicit
- * sparse path: a CSR per head, SDDMM, softmax, SpMM.
+ * sparse path: a CSR per head, SDDMM, softmax, SpMM. q, keys, v and out may each be F32, BF16 or
+ * F16: half-precision ones are widened exactly into float32 copies (the selection is made from the
+ * widened scores), and a half-precision out receives the float32 output rounded once; lse is F32.
  */
 public final class TopKAttention implements AttentionOperator.Scaled, AttentionOperator.WithLse {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -64,6 +67,15 @@ public final class TopKAttention implements AttentionOperator.Scaled, AttentionO
     }
 
     private void run(Tensor q, Tensor keys, Tensor v, Tensor out, Tensor lse) {
+        if (HalfInputs.any(q, keys, v, out)) {
+            // Half-precision storage: selection and attention from float32 copies, the output rounded once to its type.
+            AttentionShape s = Checks.attentionAnyType(q, "keys", keys, "v", v, out);
+            if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
+            Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
+            Checks.logSumExp(s, lse, q, "keys", keys, "v", v, out);
+            HalfInputs.widened(q, keys, v, out, (q32, k32, v32, out32) -> run(q32, k32, v32, out32, lse));
+            return;
+        }
         AttentionShape s = Checks.attention(q, "keys", keys, "v", v, out);
         if (k > s.kvLen()) throw new IllegalArgumentException("top-k k=" + k + " exceeds kvLen=" + s.kvLen());
         Checks.intProduct("the top-k pattern's qLen·k", s.qLen(), k);
