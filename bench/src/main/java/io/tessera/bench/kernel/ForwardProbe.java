@@ -24,7 +24,8 @@ import java.util.Locale;
  *
  * <p>{@code java ... io.tessera.bench.kernel.ForwardProbe [n=4096] [pattern=dense] [seconds=20] [threads=1] [base=engine.jar] mod...}:
  * with {@code base}, the same calls on that engine jar too (its own class loader), interleaved with
- * this build's: an A/B of two engine versions in one process.
+ * this build's: an A/B of two engine versions in one process. A modifier written {@code mod@QxKV}
+ * runs with blockQ = Q and blockKV = KV (an A/B of block sizes: {@code none none@128x64}).
  */
 public final class ForwardProbe {
     private ForwardProbe() {}
@@ -43,9 +44,16 @@ public final class ForwardProbe {
         Backend be = Backend.named("simd").withThreads(threads);
         Runnable[] calls = new Runnable[mods.length];
         for (int i = 0; i < mods.length; i++) {
-            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(mods[i], heads));
+            // "mod@QxKV": that modifier with blockQ = Q and blockKV = KV instead of the backend's preference.
+            String[] parts = mods[i].split("@");
+            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(parts[0], heads));
+            if (parts.length > 1) {
+                String[] sizes = parts[1].split("x");
+                attention = attention.withBlockSizes(Integer.parseInt(sizes[0]), Integer.parseInt(sizes[1]));
+            }
             attention.layouts(heads, n, n);
-            calls[i] = () -> attention.forward(q, k, v, out);
+            Attention call = attention;
+            calls[i] = () -> call.forward(q, k, v, out);
         }
         return calls;
     }
