@@ -89,8 +89,10 @@ public final class ForwardProbe {
         Runnable[] calls = all.toArray(Runnable[]::new);
         ThreadMXBean mx = ManagementFactory.getThreadMXBean();
         {
-            long end = System.nanoTime() + (long) (Math.min(5, seconds / 4) * 1e9);
-            do for (Runnable call : calls) call.run(); while (System.nanoTime() < end);
+            // Warm-up by this thread's CPU time, not wall time: on a loaded machine 5 wall seconds were
+            // 1 CPU second, and the first measured calls still ran before C2 (100 MB allocated per call).
+            long warmUp = (long) (Math.min(5, seconds / 4) * 1e9), cpu0 = mx.getCurrentThreadCpuTime();
+            do for (Runnable call : calls) call.run(); while (mx.getCurrentThreadCpuTime() - cpu0 < warmUp);
             com.sun.management.ThreadMXBean alloc = (com.sun.management.ThreadMXBean) mx;
             long[] bytes = new long[count];
             for (int i = 0; i < count; i++) {
@@ -99,7 +101,7 @@ public final class ForwardProbe {
                 bytes[i] = alloc.getCurrentThreadAllocatedBytes() - a0;
             }
             List<double[]> cpu = new ArrayList<>(), wall = new ArrayList<>();
-            end = System.nanoTime() + (long) (seconds * 1e9);
+            long end = System.nanoTime() + (long) (seconds * 1e9);
             while (cpu.size() < 3 || (System.nanoTime() < end && cpu.size() < 400)) {
                 double[] c = new double[count], w = new double[count];
                 for (int i = 0; i < count; i++) {
