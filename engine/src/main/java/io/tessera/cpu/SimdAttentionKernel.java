@@ -382,13 +382,14 @@ final class SimdAttentionKernel {
 
     /**
      * sT[j][lane] = Σ_i k[kOff + j·d + i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2
-     * vectors per step. Always whole steps: when n is not a multiple of 6 the last step also scores
-     * up to 5 rows of stale scratch past the tile into sT rows nothing reads. That is cheaper than a
-     * single-key tail, whose 2 accumulators leave the FMA units waiting on latency (the 4 leftover
-     * keys of a 64-key tile took 9% of the score time).
+     * vectors per step while 5 or more keys remain, then one 4-key step for the last 1 to 4. Always
+     * whole steps: the last one may score up to 3 rows of stale scratch past the tile into sT rows
+     * nothing reads. That is cheaper than a single-key tail, whose 2 accumulators leave the FMA units
+     * waiting on latency (the 4 leftover keys of a 64-key tile took 9% of the score time).
      */
     static void scores(float[] k, int kOff, int n, int d, float[] qT, int qOff, float[] sT) {
-        for (int j = 0; j < n; j += STEP) {
+        int j = 0;
+        for (; j + 4 < n; j += STEP) {
             int r0 = kOff + j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
             FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
             FloatVector a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
@@ -417,6 +418,33 @@ final class SimdAttentionKernel {
             a4.intoArray(sT, o); b4.intoArray(sT, o + L); o += GROUP;
             a5.intoArray(sT, o); b5.intoArray(sT, o + L);
         }
+        if (j < n) scores4(k, kOff + j * d, d, qT, qOff, sT, j * GROUP);
+    }
+
+    /**
+     * The last 1 to 4 keys of {@link #scores} as one 4-key step (a 64-key tile is 10 steps of 6 and
+     * this: a whole 6-key step there scored 66 keys), each score the same fma chain as in a 6-key step.
+     */
+    private static void scores4(float[] k, int r0, int d, float[] qT, int qOff, float[] sT, int o) {
+        int r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
+        FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+        for (int i = 0; i < d; i++) {
+            int qi = qOff + i * GROUP;
+            FloatVector x = FloatVector.fromArray(F, qT, qi);
+            FloatVector y = FloatVector.fromArray(F, qT, qi + L);
+            FloatVector kv = FloatVector.broadcast(F, k[r0 + i]);
+            a0 = x.fma(kv, a0); b0 = y.fma(kv, b0);
+            kv = FloatVector.broadcast(F, k[r1 + i]);
+            a1 = x.fma(kv, a1); b1 = y.fma(kv, b1);
+            kv = FloatVector.broadcast(F, k[r2 + i]);
+            a2 = x.fma(kv, a2); b2 = y.fma(kv, b2);
+            kv = FloatVector.broadcast(F, k[r3 + i]);
+            a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
+        }
+        a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
+        a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
+        a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
+        a3.intoArray(sT, o); b3.intoArray(sT, o + L);
     }
 
     /**

@@ -24,7 +24,8 @@ import java.util.Locale;
  *
  * <p>{@code java ... io.tessera.bench.kernel.ForwardProbe [n=4096] [pattern=dense] [seconds=20] [threads=1] [base=engine.jar] mod...}:
  * with {@code base}, the same calls on that engine jar too (its own class loader), interleaved with
- * this build's: an A/B of two engine versions in one process.
+ * this build's: an A/B of two engine versions in one process. A modifier written {@code mod@QxKV}
+ * runs with blockQ = Q and blockKV = KV (an A/B of block sizes: {@code none none@128x64}).
  */
 public final class ForwardProbe {
     private ForwardProbe() {}
@@ -43,9 +44,16 @@ public final class ForwardProbe {
         Backend be = Backend.named("simd").withThreads(threads);
         Runnable[] calls = new Runnable[mods.length];
         for (int i = 0; i < mods.length; i++) {
-            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(mods[i], heads));
+            // "mod@QxKV": that modifier with blockQ = Q and blockKV = KV instead of the backend's preference.
+            String[] parts = mods[i].split("@");
+            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(parts[0], heads));
+            if (parts.length > 1) {
+                String[] sizes = parts[1].split("x");
+                attention = attention.withBlockSizes(Integer.parseInt(sizes[0]), Integer.parseInt(sizes[1]));
+            }
             attention.layouts(heads, n, n);
-            calls[i] = () -> attention.forward(q, k, v, out);
+            Attention call = attention;
+            calls[i] = () -> call.forward(q, k, v, out);
         }
         return calls;
     }
@@ -81,8 +89,10 @@ public final class ForwardProbe {
         Runnable[] calls = all.toArray(Runnable[]::new);
         ThreadMXBean mx = ManagementFactory.getThreadMXBean();
         {
-            long end = System.nanoTime() + (long) (Math.min(5, seconds / 4) * 1e9);
-            do for (Runnable call : calls) call.run(); while (System.nanoTime() < end);
+            // Warm-up by this thread's CPU time, not wall time: on a loaded machine 5 wall seconds were
+            // 1 CPU second, and the first measured calls still ran before C2 (100 MB allocated per call).
+            long warmUp = (long) (Math.min(5, seconds / 4) * 1e9), cpu0 = mx.getCurrentThreadCpuTime();
+            do for (Runnable call : calls) call.run(); while (mx.getCurrentThreadCpuTime() - cpu0 < warmUp);
             com.sun.management.ThreadMXBean alloc = (com.sun.management.ThreadMXBean) mx;
             long[] bytes = new long[count];
             for (int i = 0; i < count; i++) {
@@ -91,7 +101,7 @@ public final class ForwardProbe {
                 bytes[i] = alloc.getCurrentThreadAllocatedBytes() - a0;
             }
             List<double[]> cpu = new ArrayList<>(), wall = new ArrayList<>();
-            end = System.nanoTime() + (long) (seconds * 1e9);
+            long end = System.nanoTime() + (long) (seconds * 1e9);
             while (cpu.size() < 3 || (System.nanoTime() < end && cpu.size() < 400)) {
                 double[] c = new double[count], w = new double[count];
                 for (int i = 0; i < count; i++) {
