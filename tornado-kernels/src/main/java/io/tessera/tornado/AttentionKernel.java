@@ -178,7 +178,13 @@ final class AttentionKernel {
                             for (int x = 0; x < dv; x++) {
                                 float acc = out.get(oRow + x) * alpha;
                                 for (int j = 0; j < cn; j++) {
-                                    acc += probs[item * CHUNK + j] * vChunk[j * MAX_HEAD_DIM + x];
+                                    // Selected, not multiplied: a masked key's value (NaN, ±∞) must not reach the row.
+                                    float p = probs[item * CHUNK + j];
+                                    float term = p * vChunk[j * MAX_HEAD_DIM + x];
+                                    if (p == 0f) {
+                                        term = 0f;
+                                    }
+                                    acc += term;
                                 }
                                 out.set(oRow + x, acc);
                             }

@@ -1,6 +1,7 @@
 package io.tessera.tornado;
 
 import io.tessera.backend.AttentionGeometry;
+import io.tessera.backend.GradientGeometry;
 import io.tessera.cpu.GemmCall;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.CsrMatrix;
@@ -64,6 +65,7 @@ final class DevicePlans {
         final IntArray params;
         final List<Staged> staged;
         DeviceMods mods;   // the plan's modifier arrays (attention only), refilled per call
+        DeviceTableGradients tables;   // the plan's learnable-table arrays (backward only), refilled per call
         long executions;
 
         Plan(String kernel, String device, TornadoExecutionPlan plan, List<MemorySegment> storage, IntArray params, Wrapping arrays) {
@@ -92,9 +94,12 @@ final class DevicePlans {
          */
         synchronized DeviceRun execute(IntArray callParams) { return execute(callParams, null); }
 
-        synchronized DeviceRun execute(IntArray callParams, DeviceMods callMods) {
+        synchronized DeviceRun execute(IntArray callParams, DeviceMods callMods) { return execute(callParams, callMods, null); }
+
+        synchronized DeviceRun execute(IntArray callParams, DeviceMods callMods, DeviceTableGradients callTables) {
             for (int i = 0; i < params.getSize(); i++) params.set(i, callParams.get(i));
             if (callMods != null) mods.fillFrom(callMods);
+            if (callTables != null) tables.fillFrom(callTables);
             int copies = 0;
             for (Staged s : staged) {
                 MemorySegment.copy(s.source(), 0, s.array().getSegment(), 0, s.source().byteSize());
@@ -126,6 +131,9 @@ final class DevicePlans {
     }
 
     private record AttentionKey(Same device, AttentionGeometry offsetFree, Same layouts, List<MemorySegment> storage, List<Long> pins, List<Integer> mods) {}
+
+    private record BackwardKey(Same device, GradientGeometry offsetFree, Same layouts, List<MemorySegment> storage, List<Long> pins, List<Integer> mods,
+                               List<Integer> tables) {}
 
     private record SparseKey(Same device, AttentionGeometry offsetFree, Same pattern, List<MemorySegment> storage, List<Long> pins) {}
 
@@ -192,6 +200,108 @@ final class DevicePlans {
                     .withMods(planMods);
         });
         LAST.set(plan.execute(attentionParams(g, layouts, DeviceLayout.maskWordsPerRow(layouts.first().blockKV()), workGroup, lse != null), callMods));
+    }
+
+    /**
+     * The backward pass ({@link AttentionBackwardKernel}): the query-major dq kernel and the
+     * key-major dk/dv kernel in one task graph, then the learnable tables' partial sums added on
+     * the host into {@code dParameters} ({@code mods} null: no modifier).
+     */
+    static void backward(TornadoDevice device, GradientGeometry gg, Tensor q, Tensor k, Tensor v, HeadLayouts layouts, ScoreMod.Plan mods,
+                         Tensor out, Tensor lse, Tensor dOut, Tensor dq, Tensor dk, Tensor dv, List<Tensor> dParameters) {
+        AttentionGeometry g = gg.forward();
+        var s = g.shape();
+        if (s.headDim() > AttentionKernel.MAX_HEAD_DIM || s.valueDim() > AttentionKernel.MAX_HEAD_DIM) {
+            throw new IllegalArgumentException("the tornado attention backward kernels support head dims up to " + AttentionKernel.MAX_HEAD_DIM
+                    + " (their local memory is sized at compile time), got headDim=" + s.headDim() + ", valueDim=" + s.valueDim());
+        }
+        var first = layouts.first();
+        long queryGroups = (long) s.batch() * s.heads() * first.qBlocks();
+        long keyGroups = (long) s.batch() * s.kvHeads() * first.kvBlocks();
+        int queryGroup = Math.min(AttentionKernel.MAX_WORK_GROUP, first.blockQ());
+        int keyGroup = Math.min(AttentionKernel.MAX_WORK_GROUP, first.blockKV());
+        if (queryGroups * queryGroup > Integer.MAX_VALUE || keyGroups * keyGroup > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("attention backward grids of " + queryGroups + " x " + queryGroup + " and " + keyGroups + " x " + keyGroup
+                    + " work-items exceed int indexing");
+        }
+        List<MemorySegment> storage = storageOf(q, k, v, out, lse, dOut, dq, dk, dv);
+        DeviceMods callMods = DeviceMods.of(mods, s.heads(), s.qLen(), s.kvLen());
+        DeviceTableGradients callTables = DeviceTableGradients.of(mods, s.batch(), s.heads(), s.qLen(), s.kvLen(), first.kvBlocks());
+        GradientGeometry offsetFree = new GradientGeometry(offsetFree(g), 0, gg.dOB(), gg.dOH(), gg.dORow(), 0, gg.dqB(), gg.dqH(), gg.dqRow(),
+                0, gg.dkB(), gg.dkH(), gg.dkRow(), 0, gg.dvB(), gg.dvH(), gg.dvRow());
+        Object key = new BackwardKey(new Same(device), offsetFree, new Same(layouts), storage, pins(storage), callMods.shape(), callTables.shape());
+        IntArray callParams = backwardParams(gg, layouts, queryGroup, keyGroup, callTables.learned());
+        Plan plan = plan(key, () -> {
+            Wrapping w = new Wrapping();
+            FloatArray qa = w.wrap(q, false), ka = w.wrap(k, false), va = w.wrap(v, false), oa = w.wrap(out, false), la = w.wrap(lse, false);
+            FloatArray dOa = w.wrap(dOut, false), dqa = w.wrap(dq, true), dka = w.wrap(dk, true), dva = w.wrap(dv, true);
+            DeviceMods planMods = callMods.copy();
+            DeviceTableGradients planTables = callTables.copy();
+            DeviceLayout dl = DeviceLayout.of(layouts, s.heads());
+            DeviceColumns dc = DeviceColumns.of(layouts, s.heads(), dl);
+            IntArray params = backwardParams(gg, layouts, queryGroup, keyGroup, callTables.learned());
+            FloatArray scale = FloatArray.fromElements(g.scale(), g.scale() * DeviceMods.LOG2E);
+            String graph = "tesseraAttentionBackward" + GRAPH_IDS.incrementAndGet();
+            // Inputs: pinned ones once, the others on every execution. The gradients are written
+            // row by row; one that does not cover its storage is sent first so that copying the
+            // storage back does not overwrite the rest of it.
+            List<Object> once = new ArrayList<>(), every = new ArrayList<>();
+            Tensor[] inputs = {q, k, v, out, lse, dOut};
+            FloatArray[] inputArrays = {qa, ka, va, oa, la, dOa};
+            for (int i = 0; i < inputs.length; i++) {
+                FloatArray a = inputArrays[i];
+                if (once.contains(a) || every.contains(a)) continue;
+                (pinGeneration(storage(inputs[i])) != 0 ? once : every).add(a);
+            }
+            Tensor[] gradients = {dq, dk, dv};
+            FloatArray[] gradientArrays = {dqa, dka, dva};
+            for (int i = 0; i < gradients.length; i++) {
+                if (coversStorage(gradients[i]) || every.contains(gradientArrays[i])) continue;
+                once.remove(gradientArrays[i]);
+                every.add(gradientArrays[i]);
+            }
+            TaskGraph tg = new TaskGraph(graph);
+            if (!once.isEmpty()) tg = tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, once.toArray());
+            tg = tg.transferToDevice(DataTransferMode.EVERY_EXECUTION, every.toArray())
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, scale, dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits(),
+                            dc.colStart(), dc.colRows(), dc.colMask())
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, params, planMods.steps(), planMods.values(), planTables.learn(), planTables.bucketOf())
+                    .task("queries", AttentionBackwardKernel::queryGradients, new KernelContext(), qa, ka, va, oa, la, dOa, dqa, params, scale,
+                            dl.rowStart(), dl.cols(), dl.maskStart(), dl.maskBits(), planMods.steps(), planMods.values())
+                    .task("keys", AttentionBackwardKernel::keyGradients, new KernelContext(), qa, ka, va, oa, la, dOa, dka, dva, params, scale,
+                            dc.colStart(), dc.colRows(), dc.colMask(), dl.maskBits(), planMods.steps(), planMods.values(), planTables.learn(),
+                            planTables.bucketOf(), planTables.partials())
+                    .transferToHost(DataTransferMode.EVERY_EXECUTION, distinct(dqa, dka, dva, planTables.partials()));
+            WorkerGrid queryGrid = new WorkerGrid1D((int) (queryGroups * queryGroup));
+            queryGrid.setLocalWork(queryGroup, 1, 1);
+            WorkerGrid keyGrid = new WorkerGrid1D((int) (keyGroups * keyGroup));
+            keyGrid.setLocalWork(keyGroup, 1, 1);
+            GridScheduler scheduler = new GridScheduler();
+            scheduler.addWorkerGrid(graph + ".queries", queryGrid);
+            scheduler.addWorkerGrid(graph + ".keys", keyGrid);
+            Plan p = new Plan("backward", device.getPhysicalDevice().getDeviceName(), build(tg, scheduler, device), storage, params, w).withMods(planMods);
+            p.tables = planTables;
+            return p;
+        });
+        LAST.set(plan.execute(callParams, callMods, callTables));
+        plan.tables.sumInto(mods, s.batch(), s.heads(), first.kvBlocks(), dParameters);
+    }
+
+    private static IntArray backwardParams(GradientGeometry gg, HeadLayouts layouts, int queryGroup, int keyGroup, int learned) {
+        var first = layouts.first();
+        IntArray p = DeviceGeometry.pack(gg.forward(), true, AttentionBackwardKernel.EXTRA_PARAMS);
+        p.set(AttentionBackwardKernel.BLOCK_Q, first.blockQ());
+        p.set(AttentionBackwardKernel.BLOCK_KV, first.blockKV());
+        p.set(AttentionBackwardKernel.Q_BLOCKS, first.qBlocks());
+        p.set(AttentionBackwardKernel.MASK_WORDS, DeviceLayout.maskWordsPerRow(first.blockKV()));
+        p.set(AttentionBackwardKernel.QUERY_GROUP, queryGroup);
+        p.set(AttentionBackwardKernel.KV_BLOCKS, first.kvBlocks());
+        p.set(AttentionBackwardKernel.KEY_GROUP, keyGroup);
+        long[] strides = {gg.dOOff(), gg.dOB(), gg.dOH(), gg.dORow(), gg.dqOff(), gg.dqB(), gg.dqH(), gg.dqRow(),
+                gg.dkOff(), gg.dkB(), gg.dkH(), gg.dkRow(), gg.dvOff(), gg.dvB(), gg.dvH(), gg.dvRow()};
+        for (int i = 0; i < strides.length; i++) p.set(AttentionBackwardKernel.DO_OFF + i, DeviceGeometry.toInt(strides[i]));
+        p.set(AttentionBackwardKernel.LEARNED, learned);
+        return p;
     }
 
     /** Items per work-group of the one-item-per-entry and one-item-per-row kernels; grids are padded to it. */
@@ -322,9 +432,9 @@ final class DevicePlans {
         return p;
     }
 
-    private static List<MemorySegment> storageOf(Tensor a, Tensor b, Tensor c, Tensor d, Tensor e) {
-        List<MemorySegment> all = new ArrayList<>(5);
-        for (Tensor t : new Tensor[] {a, b, c, d, e}) {
+    private static List<MemorySegment> storageOf(Tensor... tensors) {
+        List<MemorySegment> all = new ArrayList<>(tensors.length);
+        for (Tensor t : tensors) {
             if (t != null) all.add(storage(t));
         }
         return List.copyOf(all);

@@ -2,6 +2,7 @@ package io.tessera.tornado;
 
 import io.tessera.backend.AttentionGeometry;
 import io.tessera.backend.Backend;
+import io.tessera.backend.GradientGeometry;
 import io.tessera.cpu.GemmCall;
 import io.tessera.layout.HeadLayouts;
 import io.tessera.layout.CsrMatrix;
@@ -129,12 +130,56 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
         DevicePlans.attention(device(), g, q, k, v, layouts, mods, out, lse);
     }
 
-    /** The device has no backward pass, with or without a modifier: says so rather than that it runs no modifiers. */
+    /** The device backward pass ({@link AttentionBackwardKernel}) without a score modifier. */
+    @Override
+    public void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, Tensor out, Tensor lse,
+                                  Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        attentionBackward(q, k, v, layouts, scale, null, out, lse, dOut, dq, dk, dv, List.of());
+    }
+
+    /**
+     * The device backward pass: dq by a query-major kernel, dk and dv (summed over the query heads
+     * that share a key/value head) by a key-major one, both recomputing the probabilities from the
+     * forward's LSE; deterministic, no atomics. Through the built-in modifiers too, a learnable
+     * relative-bias table's gradient included (per-key-block partial sums on the device, added on
+     * the host in a fixed order). A user function is rejected by name, as in the forward pass.
+     * Every tensor F32.
+     */
     @Override
     public void attentionBackward(Tensor q, Tensor k, Tensor v, HeadLayouts layouts, float scale, ScoreMod mod, Tensor out, Tensor lse,
                                   Tensor dOut, Tensor dq, Tensor dk, Tensor dv, List<Tensor> dParameters) {
-        throw new UnsupportedOperationException("backend 'tornado' has no attention backward pass" + (mod == null ? "" : " (score modifier " + mod + ")")
-                + "; use the 'simd' or 'scalar' backend");
+        DevicePlans.startCall();
+        GradientGeometry gg = GradientGeometry.checked(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
+        requireF32(new String[] {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"}, q, k, v, out, lse, dOut, dq, dk, dv);
+        var s = gg.shape();
+        ScoreMod.Plan mods = null;
+        if (mod == null) {
+            if (dParameters != null && !dParameters.isEmpty()) throw new IllegalArgumentException("dParameters must be empty without a score modifier, got " + dParameters.size());
+        } else {
+            mods = mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
+            List<Tensor> params = mod.parameters();
+            if (dParameters == null) throw new NullPointerException("dParameters");
+            if (dParameters.size() != params.size()) {
+                throw new IllegalArgumentException("dParameters must hold " + params.size() + " tensors (one per ScoreMod.parameters() entry), got " + dParameters.size());
+            }
+            Tensor[] touched = {q, k, v, out, lse, dOut, dq, dk, dv};
+            String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
+            for (int p = 0; p < params.size(); p++) {
+                Tensor d = dParameters.get(p);
+                if (d == null) throw new NullPointerException("dParameters[" + p + "]");
+                if (!java.util.Arrays.equals(d.shape(), params.get(p).shape())) {
+                    throw new IllegalArgumentException("dParameters[" + p + "] shape " + java.util.Arrays.toString(d.shape()) + " must be the table's "
+                            + java.util.Arrays.toString(params.get(p).shape()));
+                }
+                for (int t = 0; t < touched.length; t++) {
+                    if (d.overlaps(touched[t])) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with " + names[t]);
+                }
+                for (int o = 0; o < p; o++) {
+                    if (d.overlaps(dParameters.get(o))) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with dParameters[" + o + "]");
+                }
+            }
+        }
+        DevicePlans.backward(device(), gg, q, k, v, layouts, mods, out, lse, dOut, dq, dk, dv, dParameters);
     }
 
     @Override
@@ -179,7 +224,10 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
      * sparse kernels take neither (its decode kernel reads half caches as raw 16-bit patterns).
      */
     private static void requireF32(Tensor... tensors) {
-        String[] names = tensors.length == 3 ? new String[] {"a", "b", "c"} : new String[] {"q", "k", "v", "out", "lse"};
+        requireF32(tensors.length == 3 ? new String[] {"a", "b", "c"} : new String[] {"q", "k", "v", "out", "lse"}, tensors);
+    }
+
+    private static void requireF32(String[] names, Tensor... tensors) {
         for (int i = 0; i < tensors.length; i++) {
             Tensor t = tensors[i];
             if (t != null && t.type() != ElementType.F32) {

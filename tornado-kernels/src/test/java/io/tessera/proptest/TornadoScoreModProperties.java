@@ -116,16 +116,4 @@ class TornadoScoreModProperties {
                     .hasMessageContaining("wiggle").hasMessageContaining("'simd'");
         }
     }
-
-    /** The device has no backward pass: the message says that, not that it runs no modifiers. */
-    @Example
-    void theBackwardPassIsRejectedForWhatItIs() {
-        try (Arena arena = Arena.ofShared()) {
-            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 1, 4, 8);
-            Attention attn = Attention.dense().on(tornado()).withScoreMod(ScoreMod.softCap(5f));
-            AttentionResult r = attn.forwardWithLse(arena, q, q, q);
-            assertThatThrownBy(() -> attn.backward(arena, q, q, q, r.output(), r.logSumExp(), q))
-                    .isInstanceOf(UnsupportedOperationException.class).hasMessageContaining("backend 'tornado' has no attention backward pass");
-        }
-    }
 }
