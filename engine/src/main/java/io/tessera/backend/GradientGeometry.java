@@ -1,8 +1,11 @@
 package io.tessera.backend;
 
 import io.tessera.layout.HeadLayouts;
+import io.tessera.pattern.ScoreMod;
 import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
+import java.util.Arrays;
+import java.util.List;
 
 /**
  * The forward geometry of an attention call plus element offsets and strides of the backward
@@ -61,6 +64,41 @@ public record GradientGeometry(
     }
 
     public AttentionShape shape() { return forward.shape(); }
+
+    /**
+     * Validates the learnable tables' gradients of {@link Backend#attentionBackward(Tensor, Tensor,
+     * Tensor, HeadLayouts, float, ScoreMod, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, List)},
+     * naming the offending one: none (null or empty) without a modifier; otherwise one tensor per
+     * {@link ScoreMod#parameters()} entry, of that table's shape, sharing memory with no input, output,
+     * gradient or other table gradient. Public so that every backend checks them alike.
+     */
+    public static void checkParameterGradients(ScoreMod mod, List<Tensor> dParameters, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
+                                               Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        if (mod == null) {
+            if (dParameters != null && !dParameters.isEmpty()) throw new IllegalArgumentException("dParameters must be empty without a score modifier, got " + dParameters.size());
+            return;
+        }
+        List<Tensor> params = mod.parameters();
+        if (dParameters == null) throw new NullPointerException("dParameters");
+        if (dParameters.size() != params.size()) {
+            throw new IllegalArgumentException("dParameters must hold " + params.size() + " tensors (one per ScoreMod.parameters() entry), got " + dParameters.size());
+        }
+        Tensor[] touched = {q, k, v, out, lse, dOut, dq, dk, dv};
+        String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
+        for (int p = 0; p < params.size(); p++) {
+            Tensor d = dParameters.get(p);
+            if (d == null) throw new NullPointerException("dParameters[" + p + "]");
+            if (!Arrays.equals(d.shape(), params.get(p).shape())) {
+                throw new IllegalArgumentException("dParameters[" + p + "] shape " + Arrays.toString(d.shape()) + " must be the table's " + Arrays.toString(params.get(p).shape()));
+            }
+            for (int t = 0; t < touched.length; t++) {
+                if (d.overlaps(touched[t])) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with " + names[t]);
+            }
+            for (int o = 0; o < p; o++) {
+                if (d.overlaps(dParameters.get(o))) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with dParameters[" + o + "]");
+            }
+        }
+    }
 
     public long dOBase(int b, int h) { return dOOff + b * dOB + h * dOH; }
     public long dqBase(int b, int h) { return dqOff + b * dqB + h * dqH; }

@@ -1,6 +1,7 @@
 package io.tessera.cpu;
 
 import io.tessera.backend.Backend;
+import io.tessera.backend.GradientGeometry;
 import io.tessera.backend.PagedAttentionDevice;
 import io.tessera.layout.BlockLayout;
 import io.tessera.layout.HeadLayouts;
@@ -92,34 +93,14 @@ abstract sealed class CpuBackend implements Backend, PagedAttentionDevice permit
                                         Tensor dOut, Tensor dq, Tensor dk, Tensor dv, List<Tensor> dParameters) {
         AttentionCall call = AttentionCall.backward(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
         if (mod == null) {
-            if (dParameters != null && !dParameters.isEmpty()) throw new IllegalArgumentException("dParameters must be empty without a score modifier, got " + dParameters.size());
+            GradientGeometry.checkParameterGradients(null, dParameters, q, k, v, out, lse, dOut, dq, dk, dv);
             backward(call);
             return;
         }
         if (!mod.differentiable()) {
             throw new UnsupportedOperationException("score modifier " + mod + " has a function that declares no derivative; give one with ScoreMod.of(name, function, derivative)");
         }
-        List<Tensor> params = mod.parameters();
-        if (dParameters == null) throw new NullPointerException("dParameters");
-        if (dParameters.size() != params.size()) {
-            throw new IllegalArgumentException("dParameters must hold " + params.size() + " tensors (one per ScoreMod.parameters() entry), got " + dParameters.size());
-        }
-        Tensor[] touched = {q, k, v, out, lse, dOut, dq, dk, dv};
-        String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
-        for (int p = 0; p < params.size(); p++) {
-            Tensor d = dParameters.get(p);
-            if (d == null) throw new NullPointerException("dParameters[" + p + "]");
-            if (!java.util.Arrays.equals(d.shape(), params.get(p).shape())) {
-                throw new IllegalArgumentException("dParameters[" + p + "] shape " + java.util.Arrays.toString(d.shape()) + " must be the table's "
-                        + java.util.Arrays.toString(params.get(p).shape()));
-            }
-            for (int t = 0; t < touched.length; t++) {
-                if (d.overlaps(touched[t])) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with " + names[t]);
-            }
-            for (int o = 0; o < p; o++) {
-                if (d.overlaps(dParameters.get(o))) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with dParameters[" + o + "]");
-            }
-        }
+        GradientGeometry.checkParameterGradients(mod, dParameters, q, k, v, out, lse, dOut, dq, dk, dv);
         call.withMods(mod, queryPadding());
         backward(call);
         ScoreMod.Plan plan = call.mods;

@@ -152,33 +152,8 @@ public final class TornadoBackend implements Backend, SparseAttentionDevice, Pag
         GradientGeometry gg = GradientGeometry.checked(q, k, v, layouts, scale, out, lse, dOut, dq, dk, dv);
         requireF32(new String[] {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"}, q, k, v, out, lse, dOut, dq, dk, dv);
         var s = gg.shape();
-        ScoreMod.Plan mods = null;
-        if (mod == null) {
-            if (dParameters != null && !dParameters.isEmpty()) throw new IllegalArgumentException("dParameters must be empty without a score modifier, got " + dParameters.size());
-        } else {
-            mods = mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
-            List<Tensor> params = mod.parameters();
-            if (dParameters == null) throw new NullPointerException("dParameters");
-            if (dParameters.size() != params.size()) {
-                throw new IllegalArgumentException("dParameters must hold " + params.size() + " tensors (one per ScoreMod.parameters() entry), got " + dParameters.size());
-            }
-            Tensor[] touched = {q, k, v, out, lse, dOut, dq, dk, dv};
-            String[] names = {"q", "k", "v", "out", "lse", "dOut", "dq", "dk", "dv"};
-            for (int p = 0; p < params.size(); p++) {
-                Tensor d = dParameters.get(p);
-                if (d == null) throw new NullPointerException("dParameters[" + p + "]");
-                if (!java.util.Arrays.equals(d.shape(), params.get(p).shape())) {
-                    throw new IllegalArgumentException("dParameters[" + p + "] shape " + java.util.Arrays.toString(d.shape()) + " must be the table's "
-                            + java.util.Arrays.toString(params.get(p).shape()));
-                }
-                for (int t = 0; t < touched.length; t++) {
-                    if (d.overlaps(touched[t])) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with " + names[t]);
-                }
-                for (int o = 0; o < p; o++) {
-                    if (d.overlaps(dParameters.get(o))) throw new IllegalArgumentException("dParameters[" + p + "] shares memory with dParameters[" + o + "]");
-                }
-            }
-        }
+        ScoreMod.Plan mods = mod == null ? null : mod.plan(s.heads(), s.qLen(), s.kvLen(), 0);
+        GradientGeometry.checkParameterGradients(mod, dParameters, q, k, v, out, lse, dOut, dq, dk, dv);
         DevicePlans.backward(device(), gg, q, k, v, layouts, mods, out, lse, dOut, dq, dk, dv, dParameters);
     }
 
