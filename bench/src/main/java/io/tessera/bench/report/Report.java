@@ -147,7 +147,7 @@ public final class Report {
         }
         if (!memory.isEmpty()) {
             charts.put("Heap allocated per call vs length", dir.resolve("charts/memory-vs-length.png"));
-            Charts.lines("Heap allocated per call (JMH gc profiler)", "MiB per call", memory, charts.get("Heap allocated per call vs length"));
+            Charts.lines("Heap allocated per call (all threads: JMH gc profiler, or the thread MXBean in turns)", "MiB per call", memory, charts.get("Heap allocated per call vs length"));
         }
         String markdown = markdown(charts, dir);
         Files.writeString(dir.resolve("report.md"), markdown);
