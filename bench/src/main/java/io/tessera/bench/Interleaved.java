@@ -133,7 +133,9 @@ public final class Interleaved {
         List<String> errors = new ArrayList<>();
         Thread drain = Thread.ofVirtual().start(() -> {
             try (var r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
-                r.lines().filter(l -> !l.equals(Quiet.INCUBATOR_NOTICE)).forEach(errors::add);
+                // Messages, not stack frames: the report's note names what failed.
+                r.lines().filter(l -> !l.equals(Quiet.INCUBATOR_NOTICE) && !l.stripLeading().startsWith("at ") && !l.stripLeading().startsWith("..."))
+                        .forEach(errors::add);
             } catch (Exception ignored) {
                 // the exit code reports the failure
             }
