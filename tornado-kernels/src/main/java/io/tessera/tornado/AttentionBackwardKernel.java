@@ -48,29 +48,6 @@ final class AttentionBackwardKernel {
     static final int LEARN_MAP = 0, LEARN_BUCKETS = 1, LEARN_PARTIALS = 2, LEARN_STRIDE = 3;
 
     /**
-     * The modified base-2 score of query row {@code row} and key {@code key}, exactly as
-     * {@link AttentionKernel} computes it (its steps in order).
-     */
-    static float modified(float score2, int row, int key, int h, int qLen, int kvLen, int queryOffset, IntArray mods, FloatArray modValues) {
-        int steps = mods.get(AttentionKernel.MOD_STEPS);
-        float s = score2;
-        for (int st = 0; st < steps; st++) {
-            int kind = mods.get(AttentionKernel.MOD_FIRST + 2 * st);
-            int at = mods.get(AttentionKernel.MOD_FIRST + 2 * st + 1);
-            if (kind == AttentionKernel.MOD_LINEAR) {
-                s = s + (float) (key - row - queryOffset) * modValues.get(at + h);
-            } else if (kind == AttentionKernel.MOD_DISTANCE) {
-                s = s + modValues.get(at + h * (qLen + kvLen - 1) + row - key + kvLen - 1);
-            } else if (kind == AttentionKernel.MOD_KEY) {
-                s = s + modValues.get(at + h * kvLen + key);
-            } else {
-                s = TornadoMath.tanh(s * modValues.get(at + 1)) * modValues.get(at);
-            }
-        }
-        return s;
-    }
-
-    /**
      * The product of the soft-capping steps' derivatives 1 − tanh² from step {@code first} on (the
      * chain rule's factor between step {@code first}'s input and the final score), recomputing the
      * steps before them; 1 when there are none.
@@ -189,7 +166,7 @@ final class AttentionBackwardKernel {
                             float score = s * dot;
                             float slope = 1f;
                             if (steps > 0) {
-                                score = modified(s2 * dot, row, key, h, qLen, kvLen, queryOffset, mods, modValues) * AttentionKernel.LN2;
+                                score = AttentionKernel.modified(s2 * dot, row, key, h, qLen, kvLen, queryOffset, mods, modValues) * AttentionKernel.LN2;
                                 slope = capSlope(s2 * dot, 0, row, key, h, qLen, kvLen, queryOffset, mods, modValues);
                             }
                             float dp = 0f;
@@ -358,7 +335,7 @@ final class AttentionBackwardKernel {
                                 float score = s * dot;
                                 float slope = 1f;
                                 if (steps > 0) {
-                                    score = modified(s2 * dot, row, key, h, qLen, kvLen, queryOffset, mods, modValues) * AttentionKernel.LN2;
+                                    score = AttentionKernel.modified(s2 * dot, row, key, h, qLen, kvLen, queryOffset, mods, modValues) * AttentionKernel.LN2;
                                     slope = capSlope(s2 * dot, 0, row, key, h, qLen, kvLen, queryOffset, mods, modValues);
                                 }
                                 float dp = 0f;

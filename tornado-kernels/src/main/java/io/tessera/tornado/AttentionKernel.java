@@ -49,6 +49,30 @@ final class AttentionKernel {
     static final float LN2 = 0.6931471805599453f;
 
     /**
+     * The modified base-2 score of query row {@code row} and key {@code key}: the plan's steps in
+     * order. The forward kernel and both backward kernels call this one definition (TornadoVM
+     * inlines it), so the backward recomputes exactly the scores the forward saw.
+     */
+    static float modified(float score2, int row, int key, int h, int qLen, int kvLen, int queryOffset, IntArray mods, FloatArray modValues) {
+        int steps = mods.get(MOD_STEPS);
+        float s = score2;
+        for (int st = 0; st < steps; st++) {
+            int kind = mods.get(MOD_FIRST + 2 * st);
+            int at = mods.get(MOD_FIRST + 2 * st + 1);
+            if (kind == MOD_LINEAR) {
+                s = s + (float) (key - row - queryOffset) * modValues.get(at + h);
+            } else if (kind == MOD_DISTANCE) {
+                s = s + modValues.get(at + h * (qLen + kvLen - 1) + row - key + kvLen - 1);
+            } else if (kind == MOD_KEY) {
+                s = s + modValues.get(at + h * kvLen + key);
+            } else {
+                s = TornadoMath.tanh(s * modValues.get(at + 1)) * modValues.get(at);
+            }
+        }
+        return s;
+    }
+
+    /**
      * @param rowStart  per head h and query block qb, the first tile of that row of blocks at
      *                  {@code h·(qBlocks+1) + qb} (CSR row pointers of every head's layout, concatenated)
      * @param cols      key block of each tile
@@ -111,7 +135,11 @@ final class AttentionKernel {
                 for (int c0 = 0; c0 < n; c0 += CHUNK) {
                     int cn = Math.min(CHUNK, n - c0);
                     ctx.localBarrier();
-                    // The group stages the chunk's keys and values together, item by item.
+                    // The group stages the chunk's keys and values together, item by item. Written
+                    // out in each kernel (here and twice in AttentionBackwardKernel): TornadoVM 5.2
+                    // does not keep a local array local when it is passed to a helper method (a
+                    // shared stageRows gave wrong outputs on PoCL without a bailout), while helpers
+                    // over scalars and global arrays, like modified(), are inlined correctly.
                     for (int e = item; e < cn * d; e += groupSize) {
                         int j = e / d;
                         int x = e - j * d;
@@ -141,21 +169,7 @@ final class AttentionKernel {
                             float score = s * dot;
                             if (steps > 0) {
                                 int key = kv0 + c0 + j;
-                                float score2 = s2 * dot;
-                                for (int st = 0; st < steps; st++) {
-                                    int kind = mods.get(MOD_FIRST + 2 * st);
-                                    int at = mods.get(MOD_FIRST + 2 * st + 1);
-                                    if (kind == MOD_LINEAR) {
-                                        score2 = score2 + (float) (key - row - queryOffset) * modValues.get(at + h);
-                                    } else if (kind == MOD_DISTANCE) {
-                                        score2 = score2 + modValues.get(at + h * (qLen + kvLen - 1) + row - key + kvLen - 1);
-                                    } else if (kind == MOD_KEY) {
-                                        score2 = score2 + modValues.get(at + h * kvLen + key);
-                                    } else {
-                                        score2 = TornadoMath.tanh(score2 * modValues.get(at + 1)) * modValues.get(at);
-                                    }
-                                }
-                                score = score2 * LN2;
+                                score = modified(s2 * dot, row, key, h, qLen, kvLen, queryOffset, mods, modValues) * LN2;
                             }
                             if (allowed == 0) {
                                 score = Float.NEGATIVE_INFINITY;
