@@ -70,9 +70,12 @@ public final class Interleaved {
 
     /**
      * How long a match runs: each engine alone first, until it has run {@code warmupSeconds} and at
-     * least {@code minWarmupCalls} calls; then measured rounds until their calls add up to
-     * {@code measureSeconds} (all engines together: a peer 25× slower than Tessera does not
-     * multiply the rounds) and there are at least {@code minRounds}.
+     * least {@code minWarmupCalls} calls (or twice the warm-up time in fewer, longer calls: a call
+     * of seconds has given the JIT that long already); then measured rounds until their calls add
+     * up to {@code measureSeconds} (all engines together: a peer 25× slower than Tessera does not
+     * multiply the rounds) and there are at least {@code minRounds} — but no more than three times
+     * {@code measureSeconds} once 3 rounds are in, so an engine whose call takes seconds (PyTorch's
+     * SDPA on a 32K cache: 3 s) does not stretch the match to minutes.
      */
     public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
         public Budget {
@@ -94,6 +97,17 @@ public final class Interleaved {
 
         String encode() {
             return String.format(Locale.ROOT, "%s,%d,%s,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds);
+        }
+
+        /** Whether an engine that has made {@code calls} warm-up calls in {@code spent} seconds warms up further. */
+        boolean warmsUp(int calls, double spent) {
+            return spent < warmupSeconds || calls < minWarmupCalls && spent < 2 * warmupSeconds;
+        }
+
+        /** Whether a match with {@code rounds} measured rounds whose calls took {@code spent} seconds runs another. */
+        boolean measuresMore(int rounds, double spent) {
+            if (rounds >= 3 && spent >= 3 * measureSeconds) return false;
+            return (rounds < minRounds || spent < measureSeconds) && rounds < 100_000;
         }
 
         static Budget decode(String s) {
@@ -192,21 +206,22 @@ public final class Interleaved {
             invokeAnnotated(states[c], Setup.class);
         }
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        // Warm-up, each engine alone: the JIT compiles every engine's path before anything is kept.
+        // Warm-up, each engine alone and back to back (no other engine's call to keep apart from):
+        // the JIT compiles every engine's path before anything is kept.
         for (int c = 0; c < m; c++) {
             double spent = 0;
-            for (int call = 0; spent < budget.warmupSeconds() || call < budget.minWarmupCalls(); call++) spent += time(states[c], calls[c]) * 1e-3;
+            for (int call = 0; budget.warmsUp(call, spent); call++) spent += time(states[c], calls[c], false) * 1e-3;
         }
         // Measured rounds: every engine once per round, the order rotating.
         List<double[]> rounds = new ArrayList<>(), bytes = new ArrayList<>();
         double spent = 0;
-        while ((rounds.size() < budget.minRounds() || spent < budget.measureSeconds()) && rounds.size() < 100_000) {
+        while (budget.measuresMore(rounds.size(), spent)) {
             int round = rounds.size();
             double[] ms = new double[m], heap = new double[m];
             for (int i = 0; i < m; i++) {
                 int c = (round + i) % m;
                 long before = threads.getTotalThreadAllocatedBytes();
-                ms[c] = time(states[c], calls[c]);
+                ms[c] = time(states[c], calls[c], true);
                 heap[c] = threads.getTotalThreadAllocatedBytes() - before;
                 spent += ms[c] * 1e-3;
             }
@@ -228,9 +243,9 @@ public final class Interleaved {
 
     private static volatile Object sink;
 
-    /** One call in ms, after the pause. */
-    private static double time(Object state, Method call) throws Throwable {
-        Thread.sleep(PAUSE_MS);
+    /** One call in ms, after the pause between engines if {@code pause}. */
+    private static double time(Object state, Method call, boolean pause) throws Throwable {
+        if (pause) Thread.sleep(PAUSE_MS);
         long t0 = System.nanoTime();
         try {
             sink = call.invoke(state);

@@ -59,6 +59,22 @@ class InterleavedTest {
     }
 
     @Test
+    void slowEnginesWarmUpInFewerCallsAndRoundsStopAtThreeTimesTheMeasureTime() {
+        var budget = new Interleaved.Budget(1.5, 3, 6, 9);
+        assertThat(budget.warmsUp(0, 0)).isTrue();
+        assertThat(budget.warmsUp(2, 1.6)).isTrue();       // fast calls: 3 of them at least
+        assertThat(budget.warmsUp(3, 1.6)).isFalse();
+        assertThat(budget.warmsUp(1, 1.0)).isTrue();       // under the warm-up time: always on
+        assertThat(budget.warmsUp(1, 3.2)).isFalse();      // one 3.2 s call is twice the warm-up time
+        assertThat(budget.measuresMore(8, 7)).isTrue();    // 9 rounds at least ...
+        assertThat(budget.measuresMore(9, 5.9)).isTrue();  // ... and 6 s of calls
+        assertThat(budget.measuresMore(9, 6)).isFalse();
+        assertThat(budget.measuresMore(2, 19)).isTrue();   // 3-s rounds: 3 rounds at least ...
+        assertThat(budget.measuresMore(3, 17.9)).isTrue();
+        assertThat(budget.measuresMore(3, 18)).isFalse();  // ... then no more than 18 s
+    }
+
+    @Test
     void aFailingSetupFailsTheMatchWithItsMessage() {
         assertThatThrownBy(() -> Interleaved.run(List.of(
                 new Interleaved.Contender("ok", Sleeper.class, "call", Map.of()),

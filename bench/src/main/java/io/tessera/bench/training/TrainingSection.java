@@ -56,7 +56,6 @@ public final class TrainingSection {
     public static String run(Path out, boolean full, int threads, List<Peer> peers, List<String> notes) throws Exception {
         List<TrainingPeer> trainers = new ArrayList<>();
         for (Peer p : peers) if (p instanceof TrainingPeer t) trainers.add(t);
-        List<GradientCheck> checks = gradientChecks(trainers, threads);
         List<Row> rows = new ArrayList<>();
         // Quick mode keeps the main job within about five minutes: dense and a sliding window at
         // n = 4096 against the fused SDPA peer. The survey's n = 5000 experiment (every pattern, and
@@ -69,6 +68,22 @@ public final class TrainingSection {
         // the host's phases of seconds hit both alike, and each peer's ratio is the median of the rounds'.
         List<String[]> cases = new ArrayList<>();
         for (int n : lengths) for (String pattern : patterns) cases.add(new String[] {pattern, String.valueOf(n)});
+        // Peak extra memory (MemoryProbe, a JVM each, ~10 s): measured before anything is timed, all
+        // probes at once and beside the gradient checks, since memory does not depend on the clock:
+        // dense in quick mode, for the engines' ratio; and the long-sequence claim, a sliding-window
+        // step at n = 65,536.
+        Map<String, Process> probes = new LinkedHashMap<>();
+        for (String[] c : cases) {
+            int n = Integer.parseInt(c[1]);
+            for (String engine : engines) {
+                boolean withMemory = full ? n == 5000 || engine.equals("tessera") && n == 4096 : c[0].equals("dense");
+                if (withMemory) probes.put(probeKey(engine, c[0], n), startProbe(engine, c[0], n, threads));
+            }
+        }
+        probes.put(probeKey("tessera", "window256", 65536), startProbe("tessera", "window256", 65536, threads));
+        List<GradientCheck> checks = gradientChecks(trainers, threads);
+        Map<String, Long> memory = new LinkedHashMap<>();
+        for (var e : probes.entrySet()) memory.put(e.getKey(), probeResult(e.getValue()));
         int total = cases.size(), done = 0;
         for (String[] c : cases) {
             String pattern = c[0];
@@ -88,12 +103,10 @@ public final class TrainingSection {
                 StringBuilder line = new StringBuilder();
                 for (Interleaved.Outcome o : Interleaved.run(contenders, Interleaved.Budget.forSteps(full), List.of())) {
                     String engine = o.contender().label();
-                    // Peak extra memory (a JVM of its own, ~10 s a probe): dense in quick mode, for the engines' ratio.
-                    boolean withMemory = full ? n == 5000 || engine.equals("tessera") && n == 4096 : pattern.equals("dense");
                     double ms = o.time().median();
                     double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
                     Row r = new Row(engine, label(engine, trainers), pattern, n, threads, ms, o.time().halfWidth(), flops / (ms * 1e6),
-                            withMemory ? probe(engine, pattern, n, threads) : -1, o.speedup());
+                            memory.getOrDefault(probeKey(engine, pattern, n), -1L), o.speedup());
                     rows.add(r);
                     line.append(String.format(Locale.ROOT, "%s%s %.1f ms%s, extra %s", line.isEmpty() ? "" : " | ", engine, ms,
                             o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()), mib(r.extraBytes())));
@@ -104,9 +117,8 @@ public final class TrainingSection {
                 notes.add("training step failed: " + pattern + " n=" + n + ": " + e.getMessage());
             }
         }
-        // The long-sequence memory claim: a sliding-window step at n = 65,536 (one probe, no JMH).
-        long extra = probe("tessera", "window256", 65536, threads);
-        rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN, extra, null));
+        rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN,
+                memory.get(probeKey("tessera", "window256", 65536)), null));
         String markdown = markdown(rows, checks, threads);
         Files.createDirectories(out);
         Files.writeString(out.resolve("training.md"), markdown);
@@ -118,13 +130,24 @@ public final class TrainingSection {
         return trainers.stream().filter(t -> t.id().equals(engine)).findFirst().map(Peer::name).orElse(engine);
     }
 
-    /** Runs {@link MemoryProbe} in a JVM of its own with this JVM's class path; −1 if it fails. */
-    static long probe(String engine, String pattern, int n, int threads) {
+    private static String probeKey(String engine, String pattern, int n) { return engine + "/" + pattern + "/" + n; }
+
+    /** Starts {@link MemoryProbe} in a JVM of its own with this JVM's class path; null if it cannot start. */
+    static Process startProbe(String engine, String pattern, int n, int threads) {
         try {
             Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-            Process p = new ProcessBuilder(java.toString(), "--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+            return new ProcessBuilder(java.toString(), "--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                     "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), engine, pattern, String.valueOf(n), String.valueOf(threads))
                     .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        } catch (Exception e) {
+            return null;
+        }
+    }
+
+    /** The probe's answer in bytes (its last line); −1 if it failed or did not start. */
+    static long probeResult(Process p) {
+        if (p == null) return -1;
+        try {
             String output = new String(p.getInputStream().readAllBytes()).strip();
             if (p.waitFor() != 0) return -1;
             String[] lines = output.split("\n");
