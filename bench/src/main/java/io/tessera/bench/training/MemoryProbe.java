@@ -13,7 +13,7 @@ import java.nio.file.Path;
 
 /**
  * Peak extra memory of one training step, run in a JVM of its own so nothing else is resident: steps
- * on a small input of the same pattern (for 4 s) warm up the code (JIT compilation, the library's
+ * on a small input of the same pattern (until their heap garbage has stopped) warm up the code (JIT compilation, the library's
  * one-time initialisation, Tessera's per-thread scratch, which depends on block sizes and head
  * dimension, not on n), then the real inputs, outputs and gradients are allocated and touched, the
  * kernel's peak-RSS counter is reset, and one step runs. Printed, in bytes: {@code VmHWM − VmRSS}
@@ -40,12 +40,23 @@ public final class MemoryProbe {
             // before the measurement and not count.
             Runnable warm = step(arena, engine, pattern, Math.min(n, 512), threads);
             Runnable warmLong = n > 16384 ? step(arena, engine, pattern, 16384, threads) : () -> { };
-            // By time, not by count: a 200-step cap ended it after half a second at n = 512, before C2 had
-            // compiled the kernels, and the measured step's boxing garbage read as 60–110 MiB.
-            long until = System.nanoTime() + 8_000_000_000L;
-            for (int i = 0; i < 5 || System.nanoTime() < until; i++) {
+            // Until the steps' garbage has stopped: neither a count (a 200-step cap ended it after half a
+            // second at n = 512, before C2 had compiled the kernels, and the measured step's boxing
+            // garbage read as 60–110 MiB) nor a fixed time (8 s were not enough with two other probes on
+            // the two cores: 89 MiB). Compiled steps allocate a few KiB; 16 of them in a row (two
+            // rounds of the long size too) under STEADY_BYTES each, after at least 2 s, end it.
+            long start = System.nanoTime();
+            for (int i = 0, steady = 0; ; i++) {
+                long heap = allocatedHeapBytes();
                 warm.run();
                 if (i % 8 == 0) warmLong.run();
+                steady = allocatedHeapBytes() - heap < STEADY_BYTES ? steady + 1 : 0;
+                long elapsed = System.nanoTime() - start;
+                if (steady >= 16 && elapsed >= 2_000_000_000L) break;
+                if (elapsed >= 90_000_000_000L) {   // never compiled: say so rather than print garbage
+                    System.out.println(-1);
+                    return;
+                }
             }
             Runnable step = step(arena, engine, pattern, n, threads);
             System.gc();
@@ -84,6 +95,9 @@ public final class MemoryProbe {
             }
         };
     }
+
+    /** A warm-up step allocating less than this on the heap runs compiled code (cold Vector API code allocates MiBs). */
+    private static final long STEADY_BYTES = 256 << 10;
 
     /** Bytes allocated on the Java heap by every thread so far. */
     private static long allocatedHeapBytes() {
