@@ -34,16 +34,19 @@ import org.openjdk.jmh.annotations.TearDown;
  * {@code @Param} fields set by name: its own {@code @Setup(Level.Trial)} prepares the inputs and
  * checks the output against the oracle, exactly as in a JMH fork, and the measured call is its
  * {@code @Benchmark} method. The child JVM is fresh (no other section's shapes in the JIT's
- * profiles) and gets the forks' flags. Between two calls the harness sleeps {@link #PAUSE_MS} ms, so
- * a runtime whose idle threads spin after a parallel region (ONNX Runtime's pool, OpenMP in
- * PyTorch) does not take CPU from the next engine's call. Every engine's inputs are cold in cache at
+ * profiles) and gets the forks' flags. Between two calls the harness sleeps {@link #PAUSE_MS} ms and
+ * then waits until the process is idle ({@link #settle}), so a runtime whose idle threads spin after
+ * a parallel region (ONNX Runtime's pool, OpenMP in PyTorch) does not take CPU from the next engine's
+ * call. Every engine's inputs are cold in cache at
  * its call (another engine ran in between): the same for all of them, and what a model layer sees.
  */
 public final class Interleaved {
     private Interleaved() {}
 
-    /** Sleep between two calls, longer than the peers' thread pools spin after their work. */
+    /** Sleep between two calls, before waiting for the process's other threads to go idle. */
     static final int PAUSE_MS = 20;
+    /** The longest wait, after the pause, for the process's other threads to go idle. */
+    static final long MAX_SETTLE_NANOS = 200_000_000L;
 
     /**
      * One engine of a match: a benchmark state class, its benchmark method and its parameters.
@@ -251,7 +254,7 @@ public final class Interleaved {
 
     /** One call in ms, after the pause between engines if {@code pause}. */
     private static double time(Object state, Method call, boolean pause) throws Throwable {
-        if (pause) Thread.sleep(PAUSE_MS);
+        if (pause) settle();
         long t0 = System.nanoTime();
         try {
             sink = call.invoke(state);
@@ -259,6 +262,25 @@ public final class Interleaved {
             throw e.getCause();
         }
         return (System.nanoTime() - t0) * 1e-6;
+    }
+
+    private static final com.sun.management.OperatingSystemMXBean OS = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+
+    /**
+     * The pause, then until the process's threads use less than a quarter of a core over 2 ms (at
+     * most {@link #MAX_SETTLE_NANOS}): ONNX Runtime's pool spins for about 20 ms after its call, a
+     * full core, and a fixed 20 ms pause let that spin overlap the next engine's two-thread call
+     * (n = 1024: Tessera's call 0.78× ONNX Runtime's with the fixed pause at load 5, 1.24× with 100 ms).
+     * Every engine starts from an idle process.
+     */
+    static void settle() throws InterruptedException {
+        Thread.sleep(PAUSE_MS);
+        long deadline = System.nanoTime() + MAX_SETTLE_NANOS;
+        while (System.nanoTime() < deadline) {
+            long cpu = OS.getProcessCpuTime(), t0 = System.nanoTime();
+            Thread.sleep(2);
+            if (OS.getProcessCpuTime() - cpu < (System.nanoTime() - t0) / 4) return;
+        }
     }
 
     /** Every {@code @Param} field at its annotation's first value, as JMH would run it without the parameter given. */
