@@ -60,6 +60,9 @@ final class SimdAttentionKernel {
         float[] kPanel = new float[0];  // [kvLen+STEP][D]
         float[] vPanel = new float[0];  // [kvLen+STEP][Dv]
         int[] panelFilled = new int[0]; // [kvBlock] == panelEpoch: that key block's rows are in the panels
+        double[] panelKeyNorm = new double[0];   // [kvBlock] largest key norm of the block, when saturatedTiles (see there)
+        final double[] laneNorm = new double[GROUP];
+        double[] groupQNorm = new double[0];     // [group] largest scaled query norm of the lane group, when saturatedTiles
         int panelEpoch;
         long panelCall = -1;
         int panelBatch, panelKvHead;
@@ -132,7 +135,7 @@ final class SimdAttentionKernel {
             return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
                     dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, headDqT, modDerivatives)
                     + 8L * pGroups.length * (pGroups.length == 0 ? 0 : pGroups[0].length)   // pGroups and dsGroups, equal rows
-                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
+                    + 8L * (rowMask.length + laneMask.length + panelKeyNorm.length + groupQNorm.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
                     + 4L * outRow.length + 2L * outBits.length;
         }
 
@@ -183,6 +186,8 @@ final class SimdAttentionKernel {
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
         boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks());
         float[] keys = panels ? s.kPanel : s.kTile, values = panels ? s.vPanel : s.vTile;
+        boolean saturated = saturatedTiles(c.mods);
+        if (saturated) queryNorms(s, groups, d);
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             int kv0 = cols[t] * blockKV;
             int n = Math.min(blockKV, kvLen - kv0);
@@ -196,12 +201,14 @@ final class SimdAttentionKernel {
                 if (s.panelFilled[cols[t]] != s.panelEpoch) {
                     copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile, s.kPanel, kOff);
                     copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile, s.vPanel, vOff);
+                    if (saturated) s.panelKeyNorm[cols[t]] = maxRowNorm(s.kPanel, kOff, n, d);   // same call, same plan: every filler computes it
                     s.panelFilled[cols[t]] = s.panelEpoch;
                 }
             } else {
                 copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
                 copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             }
+            double keyNorm = !saturated ? 0 : panels ? s.panelKeyNorm[cols[t]] : maxRowNorm(s.kTile, 0, n, d);
             boolean valuesFinite = valuesFinite(c, b, hk, cols[t], values, vOff, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
@@ -212,8 +219,10 @@ final class SimdAttentionKernel {
                     from = s.keyFrom;
                     count = s.keyTo - from;
                 }
-                scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
-                if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
+                if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
+                    scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                    if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
+                }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
                 accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
@@ -245,6 +254,7 @@ final class SimdAttentionKernel {
         if (s.vPanel.length < rows * dv) s.vPanel = new float[(int) (rows * dv)];
         if (s.panelFilled.length < kvBlocks) {
             s.panelFilled = new int[kvBlocks];
+            s.panelKeyNorm = new double[kvBlocks];
             s.panelCall = -1;
         }
         if (s.panelCall != c.id || s.panelBatch != b || s.panelKvHead != hk) {
@@ -256,6 +266,75 @@ final class SimdAttentionKernel {
                 s.panelEpoch = 1;
             }
         }
+        return true;
+    }
+
+    /**
+     * Whether the forward may look for saturated tiles: the modifier is exactly ALiBi then
+     * soft-capping (see fillSaturated).
+     */
+    private static boolean saturatedTiles(ScoreMod.Plan plan) {
+        return plan != null && plan.steps() == 2 && plan.kind(0) == ScoreMod.Plan.LINEAR && plan.kind(1) == ScoreMod.Plan.SOFT_CAP;
+    }
+
+    /** groupQNorm[grp] = the largest Euclidean norm (in double) of a lane's scaled query in qT; NaN or ∞ if an element is. */
+    private static void queryNorms(Scratch s, int groups, int d) {
+        if (s.groupQNorm.length < groups) s.groupQNorm = new double[groups];
+        for (int grp = 0; grp < groups; grp++) {
+            Arrays.fill(s.laneNorm, 0);
+            for (int i = 0, o = grp * d * GROUP; i < d; i++) {
+                for (int lane = 0; lane < GROUP; lane++, o++) s.laneNorm[lane] += (double) s.qT[o] * s.qT[o];
+            }
+            double max = 0;
+            for (int lane = 0; lane < GROUP; lane++) max = Math.max(max, s.laneNorm[lane]);   // Math.max keeps a NaN
+            s.groupQNorm[grp] = Math.sqrt(max);
+        }
+    }
+
+    /** The largest Euclidean norm (in double) of rows [0, n) of width d from a[off]; NaN or ∞ if an element is. */
+    private static double maxRowNorm(float[] a, int off, int n, int d) {
+        double max = 0;
+        for (int j = 0; j < n; j++) {
+            double sum = 0;
+            for (int i = 0, o = off + j * d; i < d; i++, o++) sum += (double) a[o] * a[o];
+            max = Math.max(max, sum);
+        }
+        return Math.sqrt(max);
+    }
+
+    /** |y| = |x|/cap from which soft-capping returns ±cap, with a margin for the roundings of x, x·(1/cap) and y² (each below 2^−23). */
+    private static final double SATURATED_Y = Math.sqrt(ScalarAttentionKernel.TANH_SATURATED_SQUARED) * (1 + 0x1p-13);
+
+    /**
+     * ALiBi then soft-capping, a tile whose every score of lane group grp is certainly capped:
+     * fills the group's scores (keys [from, from+count)) with the ±cap alibiThenCap would give and
+     * returns true, so QKᵀ and the modifier pass are skipped; false (nothing written) when that is
+     * not certain. With ALiBi's standard slopes at n = 4096 about one tile in seven is such a tile
+     * (distances beyond 790 keys on the steepest head), and each costs a QKᵀ for nothing.
+     *
+     * <p>Why the floats are the same: the kernel's score s is an fma chain over d products of the
+     * scaled query and the key, so |s| ≤ (1 + d·2^−24 + …)·|q|·|k| (the classic bound on a
+     * floating-point dot product), below {@code bound}. The fused step computes x = fma(dist,
+     * slope, s) with dist exact (distancesExact) and the product exact inside the fma, so |x| ≥
+     * (|dist·slope| − bound)(1 − 2^−24) and x has the sign of dist·slope. If that lower bound times
+     * 1/cap clears |y| = 7.9053 by a 2^−13 margin, which covers the roundings of x, of x·(1/cap) and
+     * of y², then z ≥ TANH_SATURATED_SQUARED in every lane and alibiThenCap's all-saturated branch
+     * writes exactly cap or −cap by the sign of x. A NaN or infinite element anywhere makes a norm
+     * NaN or ∞ and the test false, so such tiles take the ordinary path (and give their NaN).
+     */
+    private static boolean fillSaturated(Scratch s, int grp, int from, int count, double keyNorm, int d) {
+        ScoreMod.Plan plan = s.mods;
+        int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
+        int c0 = key0 - row0 - plan.queryOffset();
+        if (count <= 0 || !distancesExact(c0, count)) return false;
+        long lo = (long) c0 - (GROUP - 1), hi = (long) c0 + count - 1;   // dist = c0 + j − lane over the group's lanes and keys
+        long nearest = lo > 0 ? lo : hi < 0 ? -hi : 0;
+        if (nearest == 0) return false;
+        float slope = plan.slope(0, s.modHead);
+        double bound = s.groupQNorm[grp] * keyNorm * (1 + (d + 4) * 0x1p-23) + 0x1p-60;
+        if (!((nearest * Math.abs((double) slope) - bound) * plan.inverseCap(1) >= SATURATED_Y)) return false;
+        float cap = plan.cap(1);
+        Arrays.fill(s.sT, 0, count * GROUP, (lo > 0) == (slope > 0) ? cap : -cap);
         return true;
     }
 

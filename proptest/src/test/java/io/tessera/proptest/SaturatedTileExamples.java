@@ -1,0 +1,78 @@
+package io.tessera.proptest;
+
+import io.tessera.attention.Attention;
+import io.tessera.backend.Backend;
+import io.tessera.pattern.Pattern;
+import io.tessera.pattern.ScoreMod;
+import io.tessera.tensor.ElementType;
+import io.tessera.tensor.Tensor;
+import java.lang.foreign.Arena;
+import net.jqwik.api.Example;
+
+/**
+ * ALiBi then soft-capping: the SIMD forward fills a lane group's scores with ±cap without computing
+ * QKᵀ when a bound on |q·k| proves every score of the tile saturates (SimdAttentionKernel.fillSaturated).
+ * These cases make most tiles such tiles (steep slopes, a small cap, keys far on both sides of
+ * the diagonal, and a tile straddling the bound) and check the floats against the scalar twin,
+ * which computes every score, bit for bit, at 1 and 2 threads, in F32 and BF16; with NaN and
+ * infinities in a far key and a query too, which must not be hidden by the shortcut.
+ */
+class SaturatedTileExamples {
+
+    @Example
+    void saturatedTilesGiveTheTwinsFloats() {
+        try (Arena arena = Arena.ofShared()) {
+            int heads = 3, n = 300, d = 16;
+            Tensor q = Tensor.randomNormal(arena, 21, 1f, 1, heads, n, d);
+            Tensor k = Tensor.randomNormal(arena, 22, 1f, 1, heads, n, d);
+            Tensor v = Tensor.randomNormal(arena, 23, 1f, 1, heads, n, d);
+            // Head 0 saturates beyond a few keys, head 1 near the bound (the test decides tile by tile), head 2 never (slope 0).
+            ScoreMod mod = ScoreMod.alibi(new float[] {1f, 0.07f, 0f}).then(ScoreMod.softCap(1f));
+            for (Pattern pattern : new Pattern[] {Pattern.full(), Pattern.causal(), Pattern.slidingWindow(100)}) {
+                check(arena, "clean " + pattern, Attention.sparse(pattern).withScoreMod(mod), q, k, v);
+            }
+            // Garbage in a far key and in one query's row: NaN rows in both twins, never ±cap.
+            k.set(Float.NaN, 0, 0, 280, 3);
+            k.set(Float.POSITIVE_INFINITY, 0, 1, 250, 0);
+            q.set(Float.NEGATIVE_INFINITY, 0, 0, 5, 7);
+            check(arena, "garbage", Attention.sparse(Pattern.full()).withScoreMod(mod), q, k, v);
+        }
+    }
+
+    @Example
+    void largeScoresAreNotMistakenForSaturated() {
+        try (Arena arena = Arena.ofShared()) {
+            // |q·k·scale| reaches hundreds: the ALiBi term alone would saturate far keys, the score pulls some back.
+            int n = 200, d = 8;
+            Tensor q = Tensor.randomNormal(arena, 31, 30f, 1, 1, n, d);
+            Tensor k = Tensor.randomNormal(arena, 32, 30f, 1, 1, n, d);
+            Tensor v = Tensor.randomNormal(arena, 33, 1f, 1, 1, n, d);
+            ScoreMod mod = ScoreMod.alibi(new float[] {2f}).then(ScoreMod.softCap(20f));
+            check(arena, "large scores", Attention.sparse(Pattern.full()).withScoreMod(mod), q, k, v);
+        }
+    }
+
+    private static void check(Arena arena, String what, Attention attention, Tensor q, Tensor k, Tensor v) {
+        for (ElementType type : new ElementType[] {ElementType.F32, ElementType.BF16}) {
+            Tensor kt = k.to(arena, type), vt = v.to(arena, type);
+            float[] expected = run(arena, attention.on(Backend.named("scalar")), q, kt, vt);
+            for (int threads : new int[] {1, 2}) {
+                float[] actual = run(arena, attention.on(Backend.named("simd").withThreads(threads)), q, kt, vt);
+                for (int i = 0; i < expected.length; i++) {
+                    if (!(expected[i] == actual[i] || (Float.isNaN(expected[i]) && Float.isNaN(actual[i])))) {
+                        throw new AssertionError(what + ", " + type + ", " + threads + " threads, output/LSE[" + i + "]: scalar " + expected[i] + " vs simd " + actual[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    /** The output rows then the LSE, as one array. */
+    private static float[] run(Arena arena, Attention attention, Tensor q, Tensor k, Tensor v) {
+        var r = attention.forwardWithLse(arena, q, k, v);
+        float[] out = r.output().toArray(), lse = r.logSumExp().toArray();
+        float[] all = java.util.Arrays.copyOf(out, out.length + lse.length);
+        System.arraycopy(lse, 0, all, out.length, lse.length);
+        return all;
+    }
+}
