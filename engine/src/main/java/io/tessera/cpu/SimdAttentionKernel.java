@@ -60,9 +60,10 @@ final class SimdAttentionKernel {
         float[] kPanel = new float[0];  // [kvLen+STEP][D]
         float[] vPanel = new float[0];  // [kvLen+STEP][Dv]
         int[] panelFilled = new int[0]; // [kvBlock] == panelEpoch: that key block's rows are in the panels
-        double[] panelKeyNorm = new double[0];   // [kvBlock] largest key norm of the block, when saturatedTiles (see there)
+        double[] panelKeyNorm = new double[0];   // [kvBlock] largest key norm of the block, when scoreBounds (see there)
         final double[] laneNorm = new double[GROUP];
-        double[] groupQNorm = new double[0];     // [group] largest scaled query norm of the lane group, when saturatedTiles
+        double[] groupQNorm = new double[0];     // [group] largest scaled query norm of the lane group, when scoreBounds
+        boolean capPolynomialOnly;               // this group and tile: the first step soft-caps every score on the polynomial (see capsOnPolynomial)
         int panelEpoch;
         long panelCall = -1;
         int panelBatch, panelKvHead;
@@ -186,8 +187,9 @@ final class SimdAttentionKernel {
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
         boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks());
         float[] keys = panels ? s.kPanel : s.kTile, values = panels ? s.vPanel : s.vTile;
-        boolean saturated = saturatedTiles(c.mods);
+        boolean saturated = scoreBounds(c.mods);
         if (saturated) queryNorms(s, groups, d);
+        s.capPolynomialOnly = false;
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             int kv0 = cols[t] * blockKV;
             int n = Math.min(blockKV, kvLen - kv0);
@@ -220,6 +222,7 @@ final class SimdAttentionKernel {
                     count = s.keyTo - from;
                 }
                 if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
+                    if (saturated) s.capPolynomialOnly = capsOnPolynomial(s, grp, keyNorm, d);
                     scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
                     if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 }
@@ -270,11 +273,30 @@ final class SimdAttentionKernel {
     }
 
     /**
-     * Whether the forward may look for saturated tiles: the modifier is exactly ALiBi then
-     * soft-capping (see fillSaturated).
+     * Whether the forward bounds the scores of each lane group and tile by the norms of its
+     * queries and keys: the modifier is exactly ALiBi then soft-capping (see fillSaturated), or
+     * starts with soft-capping (see capsOnPolynomial).
      */
-    private static boolean saturatedTiles(ScoreMod.Plan plan) {
-        return plan != null && plan.steps() == 2 && plan.kind(0) == ScoreMod.Plan.LINEAR && plan.kind(1) == ScoreMod.Plan.SOFT_CAP;
+    private static boolean scoreBounds(ScoreMod.Plan plan) {
+        if (plan == null) return false;
+        return plan.kind(0) == ScoreMod.Plan.SOFT_CAP
+                || plan.steps() == 2 && plan.kind(0) == ScoreMod.Plan.LINEAR && plan.kind(1) == ScoreMod.Plan.SOFT_CAP;
+    }
+
+    /** Below this |y| = |x|/cap every lane is on softCap's polynomial, with the margin of SATURATED_Y for x·(1/cap) and y². */
+    private static final double POLYNOMIAL_Y = Math.sqrt(ScalarAttentionKernel.TANH_SMALL_SQUARED) * (1 - 0x1p-13);
+
+    /**
+     * Whether the modifier's first step is soft-capping and every raw score of lane group grp in
+     * the tile certainly lies in its polynomial's range (|s| ≤ the bound of fillSaturated, below
+     * 0.625·cap): then softCapPolynomial caps the tile without testing each key's range, the same
+     * floats as softCap's all-polynomial branch, which every key would have taken.
+     */
+    private static boolean capsOnPolynomial(Scratch s, int grp, double keyNorm, int d) {
+        ScoreMod.Plan plan = s.mods;
+        if (plan.kind(0) != ScoreMod.Plan.SOFT_CAP) return false;
+        double bound = s.groupQNorm[grp] * keyNorm * (1 + (d + 4) * 0x1p-23) + 0x1p-60;
+        return bound * plan.inverseCap(0) < POLYNOMIAL_Y;   // NaN or ∞ norms: false
     }
 
     /** groupQNorm[grp] = the largest Euclidean norm (in double) of a lane's scaled query in qT; NaN or ∞ if an element is. */
@@ -324,6 +346,7 @@ final class SimdAttentionKernel {
      */
     private static boolean fillSaturated(Scratch s, int grp, int from, int count, double keyNorm, int d) {
         ScoreMod.Plan plan = s.mods;
+        if (plan.kind(0) != ScoreMod.Plan.LINEAR) return false;   // scoreBounds: then the plan is ALiBi, soft-cap
         int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
         int c0 = key0 - row0 - plan.queryOffset();
         if (count <= 0 || !distancesExact(c0, count)) return false;
@@ -1567,6 +1590,8 @@ final class SimdAttentionKernel {
                     FloatVector.fromArray(F, sT, o).add(bias).intoArray(sT, o);
                     FloatVector.fromArray(F, sT, o + L).add(bias).intoArray(sT, o + L);
                 }
+            } else if (kind == ScoreMod.Plan.SOFT_CAP && st == 0 && !derivatives && s.capPolynomialOnly) {
+                softCapPolynomial(sT, count, plan.inverseCap(st));
             } else if (kind == ScoreMod.Plan.SOFT_CAP) {
                 softCap(sT, count, plan.cap(st), plan.inverseCap(st), derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
             } else {
@@ -1686,10 +1711,10 @@ final class SimdAttentionKernel {
      * else {@link #capLanes} (a rational, one division), only when some lane of the key needs it.
      * Without ALiBi and with Gemma 2's cap of 50 (|s| &lt; 31 in base e) that is rare; after ALiBi
      * most far keys lie beyond 7.9·cap and take the ±cap branch. A key whose lanes all lie below
-     * z = 0.625² is found with one compare on max(zA, zB) and skips the four range masks: that
-     * took the soft-cap's cost over the plain forward from 9.3 % to 6.3 % (n = 2048, one thread,
-     * thread-CPU minima, old and new engine in turns). tanh for the derivative is the capped score
-     * times 1/cap. ScalarAttentionKernel.softCap does the same operations per lane.
+     * z = 0.625² is found with one compare on max(zA, zB) and skips the four range masks (and a
+     * tile whose scores are all bounded below that skips even the compare: softCapPolynomial).
+     * tanh for the derivative is the capped score times 1/cap. ScalarAttentionKernel.softCap does
+     * the same operations per lane.
      */
     private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
@@ -1729,6 +1754,22 @@ final class SimdAttentionKernel {
                 tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
                 tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
             }
+        }
+    }
+
+    /**
+     * softCap on keys [0, count) whose lanes are all known to lie on the polynomial (capsOnPolynomial):
+     * x + x·z·P(z), the operations of softCap's all-polynomial branch, without its per-key test.
+     */
+    private static void softCapPolynomial(float[] sT, int count, float inverseCap) {
+        FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        for (int j = 0; j < count; j++) {
+            int o = j * GROUP;
+            FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA).intoArray(sT, o);
+            zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB).intoArray(sT, o + L);
         }
     }
 

@@ -11,8 +11,9 @@ import net.jqwik.api.Example;
 
 /**
  * ALiBi then soft-capping: the SIMD forward fills a lane group's scores with ±cap without computing
- * QKᵀ when a bound on |q·k| proves every score of the tile saturates (SimdAttentionKernel.fillSaturated).
- * These cases make most tiles such tiles (steep slopes, a small cap, keys far on both sides of
+ * QKᵀ when a bound on |q·k| proves every score of the tile saturates (SimdAttentionKernel.fillSaturated);
+ * soft-capping first: it skips the per-key range tests when the bound puts every score on the
+ * polynomial (capsOnPolynomial). These cases make most tiles such tiles (steep slopes, a small cap, keys far on both sides of
  * the diagonal, and a tile straddling the bound) and check the floats against the scalar twin,
  * which computes every score, bit for bit, at 1 and 2 threads, in F32 and BF16; with NaN and
  * infinities in a far key and a query too, which must not be hidden by the shortcut.
@@ -36,6 +37,24 @@ class SaturatedTileExamples {
             k.set(Float.POSITIVE_INFINITY, 0, 1, 250, 0);
             q.set(Float.NEGATIVE_INFINITY, 0, 0, 5, 7);
             check(arena, "garbage", Attention.sparse(Pattern.full()).withScoreMod(mod), q, k, v);
+        }
+    }
+
+    @Example
+    void tilesBoundedOnThePolynomialGiveTheTwinsFloats() {
+        try (Arena arena = Arena.ofShared()) {
+            // Soft-capping first: with cap 50 every tile's bound is on the polynomial, with cap 3 some are and some not.
+            int heads = 2, n = 300, d = 16;
+            Tensor q = Tensor.randomNormal(arena, 41, 1f, 1, heads, n, d);
+            Tensor k = Tensor.randomNormal(arena, 42, 1.5f, 1, heads, n, d);
+            Tensor v = Tensor.randomNormal(arena, 43, 1f, 1, heads, n, d);
+            Tensor keyBias = Tensor.randomNormal(arena, 44, 1f, heads, n);
+            for (float cap : new float[] {50f, 3f}) {
+                check(arena, "cap " + cap, Attention.sparse(Pattern.full()).withScoreMod(ScoreMod.softCap(cap)), q, k, v);
+                check(arena, "cap " + cap + " then a bias", Attention.sparse(Pattern.causal()).withScoreMod(ScoreMod.softCap(cap).then(ScoreMod.bias(keyBias))), q, k, v);
+            }
+            k.set(Float.NaN, 0, 1, 200, 2);
+            check(arena, "cap 50, NaN key", Attention.sparse(Pattern.full()).withScoreMod(ScoreMod.softCap(50f)), q, k, v);
         }
     }
 
