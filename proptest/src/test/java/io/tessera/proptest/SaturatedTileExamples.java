@@ -23,10 +23,8 @@ class SaturatedTileExamples {
     @Example
     void saturatedTilesGiveTheTwinsFloats() {
         try (Arena arena = Arena.ofShared()) {
-            int heads = 3, n = 300, d = 16;
-            Tensor q = Tensor.randomNormal(arena, 21, 1f, 1, heads, n, d);
-            Tensor k = Tensor.randomNormal(arena, 22, 1f, 1, heads, n, d);
-            Tensor v = Tensor.randomNormal(arena, 23, 1f, 1, heads, n, d);
+            Tensor[] qkv = inputs(arena, 21, 3, 300, 16, 1f, 1f);
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
             // Head 0 saturates beyond a few keys, head 1 near the bound (the test decides tile by tile), head 2 never (slope 0).
             ScoreMod mod = ScoreMod.alibi(new float[] {1f, 0.07f, 0f}).then(ScoreMod.softCap(1f));
             for (Pattern pattern : new Pattern[] {Pattern.full(), Pattern.causal(), Pattern.slidingWindow(100)}) {
@@ -44,11 +42,9 @@ class SaturatedTileExamples {
     void tilesBoundedOnThePolynomialGiveTheTwinsFloats() {
         try (Arena arena = Arena.ofShared()) {
             // Soft-capping first: with cap 50 every tile's bound is on the polynomial, with cap 3 some are and some not.
-            int heads = 2, n = 300, d = 16;
-            Tensor q = Tensor.randomNormal(arena, 41, 1f, 1, heads, n, d);
-            Tensor k = Tensor.randomNormal(arena, 42, 1.5f, 1, heads, n, d);
-            Tensor v = Tensor.randomNormal(arena, 43, 1f, 1, heads, n, d);
-            Tensor keyBias = Tensor.randomNormal(arena, 44, 1f, heads, n);
+            Tensor[] qkv = inputs(arena, 41, 2, 300, 16, 1f, 1.5f);
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+            Tensor keyBias = Tensor.randomNormal(arena, 44, 1f, 2, 300);
             for (float cap : new float[] {50f, 3f}) {
                 check(arena, "cap " + cap, Attention.sparse(Pattern.full()).withScoreMod(ScoreMod.softCap(cap)), q, k, v);
                 check(arena, "cap " + cap + " then a bias", Attention.sparse(Pattern.causal()).withScoreMod(ScoreMod.softCap(cap).then(ScoreMod.bias(keyBias))), q, k, v);
@@ -62,13 +58,17 @@ class SaturatedTileExamples {
     void largeScoresAreNotMistakenForSaturated() {
         try (Arena arena = Arena.ofShared()) {
             // |q·k·scale| reaches hundreds: the ALiBi term alone would saturate far keys, the score pulls some back.
-            int n = 200, d = 8;
-            Tensor q = Tensor.randomNormal(arena, 31, 30f, 1, 1, n, d);
-            Tensor k = Tensor.randomNormal(arena, 32, 30f, 1, 1, n, d);
-            Tensor v = Tensor.randomNormal(arena, 33, 1f, 1, 1, n, d);
+            Tensor[] qkv = inputs(arena, 31, 1, 200, 8, 30f, 30f);
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
             ScoreMod mod = ScoreMod.alibi(new float[] {2f}).then(ScoreMod.softCap(20f));
             check(arena, "large scores", Attention.sparse(Pattern.full()).withScoreMod(mod), q, k, v);
         }
+    }
+
+    /** Random q, k, v [1, heads, n, d] from seeds seed, seed+1, seed+2; v has scale 1. */
+    private static Tensor[] inputs(Arena arena, long seed, int heads, int n, int d, float qScale, float kScale) {
+        return new Tensor[] {Tensor.randomNormal(arena, seed, qScale, 1, heads, n, d), Tensor.randomNormal(arena, seed + 1, kScale, 1, heads, n, d),
+                Tensor.randomNormal(arena, seed + 2, 1f, 1, heads, n, d)};
     }
 
     private static void check(Arena arena, String what, Attention attention, Tensor q, Tensor k, Tensor v) {
