@@ -60,6 +60,10 @@ final class SimdAttentionKernel {
         float[] kPanel = new float[0];  // [kvLen+STEP][D]
         float[] vPanel = new float[0];  // [kvLen+STEP][Dv]
         int[] panelFilled = new int[0]; // [kvBlock] == panelEpoch: that key block's rows are in the panels
+        double[] panelKeyNorm = new double[0];   // [kvBlock] largest key norm of the block, when scoreBounds (see there)
+        final double[] laneNorm = new double[GROUP];
+        double[] groupQNorm = new double[0];     // [group] largest scaled query norm of the lane group, when scoreBounds
+        boolean capPolynomialOnly;               // this group and tile: the first step soft-caps every score on the polynomial (see capsOnPolynomial)
         int panelEpoch;
         long panelCall = -1;
         int panelBatch, panelKvHead;
@@ -132,7 +136,7 @@ final class SimdAttentionKernel {
             return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
                     dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, headDqT, modDerivatives)
                     + 8L * pGroups.length * (pGroups.length == 0 ? 0 : pGroups[0].length)   // pGroups and dsGroups, equal rows
-                    + 8L * (rowMask.length + laneMask.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
+                    + 8L * (rowMask.length + laneMask.length + panelKeyNorm.length + groupQNorm.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
                     + 4L * outRow.length + 2L * outBits.length;
         }
 
@@ -183,6 +187,9 @@ final class SimdAttentionKernel {
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
         boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks());
         float[] keys = panels ? s.kPanel : s.kTile, values = panels ? s.vPanel : s.vTile;
+        boolean saturated = scoreBounds(c.mods);
+        if (saturated) queryNorms(s, groups, d);
+        s.capPolynomialOnly = false;
         for (int t = offsets[qBlock]; t < offsets[qBlock + 1]; t++) {
             int kv0 = cols[t] * blockKV;
             int n = Math.min(blockKV, kvLen - kv0);
@@ -196,12 +203,14 @@ final class SimdAttentionKernel {
                 if (s.panelFilled[cols[t]] != s.panelEpoch) {
                     copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile, s.kPanel, kOff);
                     copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile, s.vPanel, vOff);
+                    if (saturated) s.panelKeyNorm[cols[t]] = maxRowNorm(s.kPanel, kOff, n, d);   // same call, same plan: every filler computes it
                     s.panelFilled[cols[t]] = s.panelEpoch;
                 }
             } else {
                 copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
                 copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             }
+            double keyNorm = !saturated ? 0 : panels ? s.panelKeyNorm[cols[t]] : maxRowNorm(s.kTile, 0, n, d);
             boolean valuesFinite = valuesFinite(c, b, hk, cols[t], values, vOff, n * dv);
             for (int grp = 0; grp < groups; grp++) {
                 int from = 0, count = n;
@@ -212,8 +221,11 @@ final class SimdAttentionKernel {
                     from = s.keyFrom;
                     count = s.keyTo - from;
                 }
-                scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
-                if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
+                if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
+                    if (saturated) s.capPolynomialOnly = capsOnPolynomial(s, grp, keyNorm, d);
+                    scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT);
+                    if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
+                }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
                 accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
@@ -245,6 +257,7 @@ final class SimdAttentionKernel {
         if (s.vPanel.length < rows * dv) s.vPanel = new float[(int) (rows * dv)];
         if (s.panelFilled.length < kvBlocks) {
             s.panelFilled = new int[kvBlocks];
+            s.panelKeyNorm = new double[kvBlocks];
             s.panelCall = -1;
         }
         if (s.panelCall != c.id || s.panelBatch != b || s.panelKvHead != hk) {
@@ -256,6 +269,95 @@ final class SimdAttentionKernel {
                 s.panelEpoch = 1;
             }
         }
+        return true;
+    }
+
+    /**
+     * Whether the forward bounds the scores of each lane group and tile by the norms of its
+     * queries and keys: the modifier is exactly ALiBi then soft-capping (see fillSaturated), or
+     * starts with soft-capping (see capsOnPolynomial).
+     */
+    private static boolean scoreBounds(ScoreMod.Plan plan) {
+        if (plan == null) return false;
+        return plan.kind(0) == ScoreMod.Plan.SOFT_CAP
+                || plan.steps() == 2 && plan.kind(0) == ScoreMod.Plan.LINEAR && plan.kind(1) == ScoreMod.Plan.SOFT_CAP;
+    }
+
+    /** Below this |y| = |x|/cap every lane is on softCap's polynomial, with the margin of SATURATED_Y for x·(1/cap) and y². */
+    private static final double POLYNOMIAL_Y = Math.sqrt(ScalarAttentionKernel.TANH_SMALL_SQUARED) * (1 - 0x1p-13);
+
+    /**
+     * Whether the modifier's first step is soft-capping and every raw score of lane group grp in
+     * the tile certainly lies in its polynomial's range (|s| ≤ the bound of fillSaturated, below
+     * 0.625·cap): then softCapPolynomial caps the tile without testing each key's range, the same
+     * floats as softCap's all-polynomial branch, which every key would have taken.
+     */
+    private static boolean capsOnPolynomial(Scratch s, int grp, double keyNorm, int d) {
+        ScoreMod.Plan plan = s.mods;
+        if (plan.kind(0) != ScoreMod.Plan.SOFT_CAP) return false;
+        double bound = s.groupQNorm[grp] * keyNorm * (1 + (d + 4) * 0x1p-23) + 0x1p-60;
+        return bound * plan.inverseCap(0) < POLYNOMIAL_Y;   // NaN or ∞ norms: false
+    }
+
+    /** groupQNorm[grp] = the largest Euclidean norm (in double) of a lane's scaled query in qT; NaN or ∞ if an element is. */
+    private static void queryNorms(Scratch s, int groups, int d) {
+        if (s.groupQNorm.length < groups) s.groupQNorm = new double[groups];
+        for (int grp = 0; grp < groups; grp++) {
+            Arrays.fill(s.laneNorm, 0);
+            for (int i = 0, o = grp * d * GROUP; i < d; i++) {
+                for (int lane = 0; lane < GROUP; lane++, o++) s.laneNorm[lane] += (double) s.qT[o] * s.qT[o];
+            }
+            double max = 0;
+            for (int lane = 0; lane < GROUP; lane++) max = Math.max(max, s.laneNorm[lane]);   // Math.max keeps a NaN
+            s.groupQNorm[grp] = Math.sqrt(max);
+        }
+    }
+
+    /** The largest Euclidean norm (in double) of rows [0, n) of width d from a[off]; NaN or ∞ if an element is. */
+    private static double maxRowNorm(float[] a, int off, int n, int d) {
+        double max = 0;
+        for (int j = 0; j < n; j++) {
+            double sum = 0;
+            for (int i = 0, o = off + j * d; i < d; i++, o++) sum += (double) a[o] * a[o];
+            max = Math.max(max, sum);
+        }
+        return Math.sqrt(max);
+    }
+
+    /** |y| = |x|/cap from which soft-capping returns ±cap, with a margin for the roundings of x, x·(1/cap) and y² (each below 2^−23). */
+    private static final double SATURATED_Y = Math.sqrt(ScalarAttentionKernel.TANH_SATURATED_SQUARED) * (1 + 0x1p-13);
+
+    /**
+     * ALiBi then soft-capping, a tile whose every score of lane group grp is certainly capped:
+     * fills the group's scores (keys [from, from+count)) with the ±cap alibiThenCap would give and
+     * returns true, so QKᵀ and the modifier pass are skipped; false (nothing written) when that is
+     * not certain. With ALiBi's standard slopes at n = 4096 about one tile in seven is such a tile
+     * (distances beyond 790 keys on the steepest head), and each costs a QKᵀ for nothing.
+     *
+     * <p>Why the floats are the same: the kernel's score s is an fma chain over d products of the
+     * scaled query and the key, so |s| ≤ (1 + d·2^−24 + …)·|q|·|k| (the classic bound on a
+     * floating-point dot product), below {@code bound}. The fused step computes x = fma(dist,
+     * slope, s) with dist exact (distancesExact) and the product exact inside the fma, so |x| ≥
+     * (|dist·slope| − bound)(1 − 2^−24) and x has the sign of dist·slope. If that lower bound times
+     * 1/cap clears |y| = 7.9053 by a 2^−13 margin, which covers the roundings of x, of x·(1/cap) and
+     * of y², then z ≥ TANH_SATURATED_SQUARED in every lane and alibiThenCap's all-saturated branch
+     * writes exactly cap or −cap by the sign of x. A NaN or infinite element anywhere makes a norm
+     * NaN or ∞ and the test false, so such tiles take the ordinary path (and give their NaN).
+     */
+    private static boolean fillSaturated(Scratch s, int grp, int from, int count, double keyNorm, int d) {
+        ScoreMod.Plan plan = s.mods;
+        if (plan.kind(0) != ScoreMod.Plan.LINEAR) return false;   // scoreBounds: then the plan is ALiBi, soft-cap
+        int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
+        int c0 = key0 - row0 - plan.queryOffset();
+        if (count <= 0 || !distancesExact(c0, count)) return false;
+        long lo = (long) c0 - (GROUP - 1), hi = (long) c0 + count - 1;   // dist = c0 + j − lane over the group's lanes and keys
+        long nearest = lo > 0 ? lo : hi < 0 ? -hi : 0;
+        if (nearest == 0) return false;
+        float slope = plan.slope(0, s.modHead);
+        double bound = s.groupQNorm[grp] * keyNorm * (1 + (d + 4) * 0x1p-23) + 0x1p-60;
+        if (!((nearest * Math.abs((double) slope) - bound) * plan.inverseCap(1) >= SATURATED_Y)) return false;
+        float cap = plan.cap(1);
+        Arrays.fill(s.sT, 0, count * GROUP, (lo > 0) == (slope > 0) ? cap : -cap);
         return true;
     }
 
@@ -1488,6 +1590,8 @@ final class SimdAttentionKernel {
                     FloatVector.fromArray(F, sT, o).add(bias).intoArray(sT, o);
                     FloatVector.fromArray(F, sT, o + L).add(bias).intoArray(sT, o + L);
                 }
+            } else if (kind == ScoreMod.Plan.SOFT_CAP && st == 0 && !derivatives && s.capPolynomialOnly) {
+                softCapPolynomial(sT, count, plan.inverseCap(st));
             } else if (kind == ScoreMod.Plan.SOFT_CAP) {
                 softCap(sT, count, plan.cap(st), plan.inverseCap(st), derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
             } else {
@@ -1555,44 +1659,42 @@ final class SimdAttentionKernel {
             FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
             FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
             FloatVector cA, cB;
-            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
-            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            if (fullA.and(fullB).allTrue()) {   // the far keys of steep slopes: every lane ±cap, no polynomial
+            // Whole-key tests first, on the smaller and larger z of each lane pair (one compare each;
+            // a NaN z fails both and takes the band, as in the scalar twin): most keys are all
+            // saturated or all in the polynomial's range and need no per-vector masks.
+            if (zA.min(zB).compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED).allTrue()) {   // the far keys of steep slopes: every lane ±cap
                 cA = capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f));
                 cB = capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f));
-                cA.intoArray(sT, o);
-                cB.intoArray(sT, o + L);
-            } else if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
-                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
-                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
-                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
-                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
-                cA = pA.mul(zA).fma(xA, xA);
-                cB = pB.mul(zB).fma(xB, xB);
-                if (!smallA.and(smallB).allTrue()) {
+            } else if (zA.max(zB).compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).allTrue()) {   // near keys: every lane on the polynomial
+                cA = zA.fma(t0, t1).fma(zA, t2).fma(zA, t3).fma(zA, t4).mul(zA).fma(xA, xA);
+                cB = zB.fma(t0, t1).fma(zB, t2).fma(zB, t3).fma(zB, t4).mul(zB).fma(xB, xB);
+            } else {
+                VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+                VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+                VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+                if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // the polynomial's range and ±cap, no band lane
+                    cA = zA.fma(t0, t1).fma(zA, t2).fma(zA, t3).fma(zA, t4).mul(zA).fma(xA, xA);
+                    cB = zB.fma(t0, t1).fma(zB, t2).fma(zB, t3).fma(zB, t4).mul(zB).fma(xB, xB);
                     cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
                     cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                } else {   // the band between: ScalarAttentionKernel.softCap's rational, x·N(z)/D(z), then ±cap and the polynomial where lanes need them
+                    FloatVector nA = zA.fma(n6, n5).fma(zA, n4).fma(zA, n3).fma(zA, n2).fma(zA, n1).fma(zA, n0);
+                    FloatVector nB = zB.fma(n6, n5).fma(zB, n4).fma(zB, n3).fma(zB, n2).fma(zB, n1).fma(zB, n0);
+                    FloatVector dA = zA.fma(d3, d2).fma(zA, d1).fma(zA, d0), dB = zB.fma(d3, d2).fma(zB, d1).fma(zB, d0);
+                    cA = xA.mul(nA).div(dA);
+                    cB = xB.mul(nB).div(dB);
+                    if (fullA.or(fullB).anyTrue()) {
+                        cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                        cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                    }
+                    if (smallA.or(smallB).anyTrue()) {
+                        cA = cA.blend(zA.fma(t0, t1).fma(zA, t2).fma(zA, t3).fma(zA, t4).mul(zA).fma(xA, xA), smallA);
+                        cB = cB.blend(zB.fma(t0, t1).fma(zB, t2).fma(zB, t3).fma(zB, t4).mul(zB).fma(xB, xB), smallB);
+                    }
                 }
-                cA.intoArray(sT, o);
-                cB.intoArray(sT, o + L);
-            } else {   // the band between: ScalarAttentionKernel.softCap's rational, x·N(z)/D(z), then ±cap and the polynomial where lanes need them
-                FloatVector nA = zA.fma(n6, n5).fma(zA, n4).fma(zA, n3).fma(zA, n2).fma(zA, n1).fma(zA, n0);
-                FloatVector nB = zB.fma(n6, n5).fma(zB, n4).fma(zB, n3).fma(zB, n2).fma(zB, n1).fma(zB, n0);
-                FloatVector dA = zA.fma(d3, d2).fma(zA, d1).fma(zA, d0), dB = zB.fma(d3, d2).fma(zB, d1).fma(zB, d0);
-                cA = xA.mul(nA).div(dA);
-                cB = xB.mul(nB).div(dB);
-                if (fullA.or(fullB).anyTrue()) {
-                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
-                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
-                }
-                if (smallA.or(smallB).anyTrue()) {
-                    cA = cA.blend(zA.fma(t0, t1).fma(zA, t2).fma(zA, t3).fma(zA, t4).mul(zA).fma(xA, xA), smallA);
-                    cB = cB.blend(zB.fma(t0, t1).fma(zB, t2).fma(zB, t3).fma(zB, t4).mul(zB).fma(xB, xB), smallB);
-                }
-                cA.intoArray(sT, o);
-                cB.intoArray(sT, o + L);
             }
+            cA.intoArray(sT, o);
+            cB.intoArray(sT, o + L);
             if (deriv != null) {
                 FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
                 tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
@@ -1608,8 +1710,11 @@ final class SimdAttentionKernel {
      * multiply and a rounding); ±cap from |y| = 7.9053 (see ScalarAttentionKernel.TANH_SATURATED_SQUARED);
      * else {@link #capLanes} (a rational, one division), only when some lane of the key needs it.
      * Without ALiBi and with Gemma 2's cap of 50 (|s| &lt; 31 in base e) that is rare; after ALiBi
-     * most far keys lie beyond 7.9·cap and take the ±cap branch. tanh for the derivative is the
-     * capped score times 1/cap. ScalarAttentionKernel.softCap does the same operations per lane.
+     * most far keys lie beyond 7.9·cap and take the ±cap branch. A key whose lanes all lie below
+     * z = 0.625² is found with one compare on max(zA, zB) and skips the four range masks (and a
+     * tile whose scores are all bounded below that skips even the compare: softCapPolynomial).
+     * tanh for the derivative is the capped score times 1/cap. ScalarAttentionKernel.softCap does
+     * the same operations per lane.
      */
     private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
@@ -1620,32 +1725,51 @@ final class SimdAttentionKernel {
             FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
             FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
             FloatVector cA, cB;
-            VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
-            VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
-            if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
-                FloatVector pA = zA.fma(TANH_P0, TANH_P1), pB = zB.fma(TANH_P0, TANH_P1);
-                pA = pA.fma(zA, TANH_P2); pB = pB.fma(zB, TANH_P2);
-                pA = pA.fma(zA, TANH_P3); pB = pB.fma(zB, TANH_P3);
-                pA = pA.fma(zA, TANH_P4); pB = pB.fma(zB, TANH_P4);
-                cA = pA.mul(zA).fma(xA, xA);
-                cB = pB.mul(zB).fma(xB, xB);
-                if (!smallA.and(smallB).allTrue()) {
-                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
-                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
-                }
+            if (zA.max(zB).compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED).allTrue()) {
+                // Every lane on the polynomial (nearly every key without ALiBi): one compare for the
+                // key instead of four masks; a NaN z fails it and goes to capLanes, as in the scalar twin.
+                cA = zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA);
+                cB = zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB);
                 cA.intoArray(sT, o);
                 cB.intoArray(sT, o + L);
             } else {
-                capLanes(sT, o, cap, inverseCap);
-                cA = FloatVector.fromArray(F, sT, o);
-                cB = FloatVector.fromArray(F, sT, o + L);
+                VectorMask<Float> smallA = zA.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED), smallB = zB.compare(VectorOperators.LT, ScalarAttentionKernel.TANH_SMALL_SQUARED);
+                VectorMask<Float> fullA = zA.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+                VectorMask<Float> fullB = zB.compare(VectorOperators.GE, ScalarAttentionKernel.TANH_SATURATED_SQUARED);
+                if (smallA.or(fullA).and(smallB.or(fullB)).allTrue()) {   // ALiBi's far keys: tanh rounds to ±1
+                    cA = zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA);
+                    cB = zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB);
+                    cA = cA.blend(capV.blend(negativeCap, xA.compare(VectorOperators.LT, 0f)), fullA);
+                    cB = cB.blend(capV.blend(negativeCap, xB.compare(VectorOperators.LT, 0f)), fullB);
+                    cA.intoArray(sT, o);
+                    cB.intoArray(sT, o + L);
+                } else {
+                    capLanes(sT, o, cap, inverseCap);
+                    cA = FloatVector.fromArray(F, sT, o);
+                    cB = FloatVector.fromArray(F, sT, o + L);
+                }
             }
             if (deriv != null) {
                 FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
                 tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
                 tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
             }
+        }
+    }
+
+    /**
+     * softCap on keys [0, count) whose lanes are all known to lie on the polynomial (capsOnPolynomial):
+     * x + x·z·P(z), the operations of softCap's all-polynomial branch, without its per-key test.
+     */
+    private static void softCapPolynomial(float[] sT, int count, float inverseCap) {
+        FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        for (int j = 0; j < count; j++) {
+            int o = j * GROUP;
+            FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
+            FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
+            FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
+            zA.fma(TANH_P0, TANH_P1).fma(zA, TANH_P2).fma(zA, TANH_P3).fma(zA, TANH_P4).mul(zA).fma(xA, xA).intoArray(sT, o);
+            zB.fma(TANH_P0, TANH_P1).fma(zB, TANH_P2).fma(zB, TANH_P3).fma(zB, TANH_P4).mul(zB).fma(xB, xB).intoArray(sT, o + L);
         }
     }
 
