@@ -384,11 +384,16 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         }
     }
 
+    /** A per-thread heap copy of the residual (one m × m array per call allocated 7·heads arrays per forward). */
+    private static final ThreadLocal<float[]> RESIDUAL = ThreadLocal.withInitial(() -> new float[0]);
+
     /** ‖x − a‖_F in float64, with a given row-major. */
     private static double distance(Tensor x, float[] a) {
-        float[] values = x.toArray();
+        float[] values = RESIDUAL.get();
+        if (values.length < a.length) RESIDUAL.set(values = new float[a.length]);
+        MemorySegment.copy(x.segment(), FLOAT, x.offset() * Float.BYTES, values, 0, a.length);   // x is a contiguous m × m scratch
         double sum = 0;
-        for (int i = 0; i < values.length; i++) { double d = (double) values[i] - a[i]; sum += d * d; }
+        for (int i = 0; i < a.length; i++) { double d = (double) values[i] - a[i]; sum += d * d; }
         return Math.sqrt(sum);
     }
 
