@@ -70,19 +70,7 @@ final class FeatureKernelsSimd {
             for (int r = 0; r < rows; r++) {
                 int o = r * m + f;
                 FloatVector u0 = FloatVector.fromArray(F, u, o);
-                FloatVector x = u0.min(cap).sub(s);
-                // e^x written out (FeatureKernels.exp, operation for operation): as a method of its own
-                // C2 did not inline it and every call boxed a vector.
-                x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-                x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-                FloatVector t = x.mul(LOG2E);
-                FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
-                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-                FloatVector rounded = t.add(ROUND_MAGIC);
-                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                FloatVector e = g.fma(p, ONE).mul(scale).mul(ONE.blend(u0.max(0f).add(1f), elu));
+                FloatVector e = exp(u0.min(cap).sub(s)).mul(ONE.blend(u0.max(0f).add(1f), elu));
                 e.intoArray(dst, o);
                 sum = sum.add(e);
             }
@@ -116,18 +104,7 @@ final class FeatureKernelsSimd {
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
-                FloatVector y = x.min(cap).add(s).sub(mv);
-                // e^y written out, as in keyFeatures
-                y = y.blend(EXP_MIN_ARGUMENT, y.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-                y = y.blend(EXP_MAX_ARGUMENT, y.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-                FloatVector t = y.mul(LOG2E);
-                FloatVector tLow = y.fma(V_LOG2E, t.neg()).add(y.mul(LOG2E_LOW));
-                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-                FloatVector rounded = t.add(ROUND_MAGIC);
-                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                FloatVector w = g.fma(p, ONE).mul(scale).mul(ONE.blend(x.max(0f).add(1f), elu));
+                FloatVector w = exp(x.min(cap).add(s).sub(mv)).mul(ONE.blend(x.max(0f).add(1f), elu));
                 w.intoArray(dst, o + f);
             }
             FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
@@ -180,8 +157,10 @@ final class FeatureKernelsSimd {
     }
 
     /**
-     * {@link FeatureKernels#exp}, lane by lane: the loops above inline it (small enough that C2
-     * does, which it did not for the shared loops' larger bodies; see keyFeatures).
+     * {@link FeatureKernels#exp}, lane by lane, operation for operation. Every loop here calls it;
+     * it was once written out in them because C2 did not inline it there and boxed a vector per
+     * call, which the current loops no longer show (interleaved A/B on linear attention: the same
+     * time or faster, the same bits).
      */
     private static FloatVector exp(FloatVector x) {
         x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
