@@ -113,14 +113,15 @@ final class FeatureAttention {
     static final int FORWARD_CHUNK = 480;
 
     /**
-     * Per-thread buffers of the forward pass (one per head in flight). The state carries z as an
-     * extra column ({@code [S | z]}, m × (Dv + 1)), so one product gives a chunk's numerators and
-     * denominators; the causal pass multiplies by {@code [V | 1]} for the same reason.
+     * Per-thread buffers of the forward pass (one per head in flight). The causal pass's state
+     * carries z as an extra column ({@code [S | z]}, m × (Dv + 1)) and multiplies by
+     * {@code [V | 1]}, so one product gives a chunk's numerators and denominators; the
+     * bidirectional pass uses S alone and keeps z on the heap.
      */
     private static final class ForwardScratch {
         final int dv;
         final Tensor stateZ, state, keyU, keyF, queryU, queryW, scores, valuesOne, numDen;
-        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow;
+        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators;
 
         ForwardScratch(Arena arena, int m, int dv) {
             this.dv = dv;
@@ -143,6 +144,7 @@ final class FeatureAttention {
             shift = new float[m];
             raised = new float[m];
             outRow = new float[rows * (dv + 1)];
+            denominators = new float[rows];
         }
     }
 
@@ -163,24 +165,25 @@ final class FeatureAttention {
         for (int c0 = 0; c0 < kvLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, kvLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
-            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u);
-            toArray(u, rows * m, w.keyRows);
+            phi.preActivations(be, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
             rescaleState(w.stateZ, z, shift, raised, w.outRow);
             FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
             fromArray(w.features, rows * m, f);
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
-        setLastColumn(w.stateZ, z);
+        // Numerators W·S by a product with Dv columns, denominators W·z on the heap rows of W:
+        // as one product with [S | z], the (Dv + 1)-th column filled a GEMM panel of its own
+        // (a [480 × 256]·[256 × 65] product took 1.64× the time of its 64 columns).
         for (int c0 = 0; c0 < qLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
             Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
-            phi.preActivations(be, qh.slice(0, c0, c0 + rows), u);
-            toArray(u, rows * m, w.queryRows);
+            phi.preActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
             fromArray(w.weights, rows * m, wq);
-            be.gemm(wq, false, w.stateZ, false, nd, 1f, 0f);
-            divideByLastColumn(nd, w.outRow, oh.slice(0, c0, c0 + rows));
+            be.gemm(wq, false, w.state, false, nd.slice(1, 0, dv), 1f, 0f);
+            FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);
+            divideRows(nd, w.denominators, w.outRow, oh.slice(0, c0, c0 + rows));
         }
     }
 
@@ -220,21 +223,22 @@ final class FeatureAttention {
         }
     }
 
-    /** The last column of {@code t} = {@code values}. */
-    private static void setLastColumn(Tensor t, float[] values) {
-        MemorySegment seg = t.segment();
-        long col = t.offset() + t.size(1) - 1;
-        for (int r = 0; r < values.length; r++) seg.setAtIndex(FLOAT, col + r * t.stride(0), values[r]);
-    }
-
     /** out[r][c] = nd[r][c]·(1/nd[r][Dv]) for c < Dv: numerators over the denominator in the last column. */
     private static void divideByLastColumn(Tensor nd, float[] heap, Tensor out) {
+        divideRows(nd, null, heap, out);
+    }
+
+    /**
+     * out[r][c] = nd[r][c]·(1/den[r]) for c < Dv, den[r] = {@code denominators[r]}, or nd[r][Dv]
+     * when {@code denominators} is null.
+     */
+    private static void divideRows(Tensor nd, float[] denominators, float[] heap, Tensor out) {
         int rows = (int) nd.size(0), cols = (int) nd.size(1), dv = cols - 1;
         toArray(nd, rows * cols, heap);
         MemorySegment o = out.segment();
         for (int r = 0; r < rows; r++) {
             int at = r * cols;
-            float inv = 1f / heap[at + dv];
+            float inv = 1f / (denominators != null ? denominators[r] : heap[at + dv]);
             for (int c = 0; c < dv; c++) heap[at + c] *= inv;
             long row = out.offset() + r * out.stride(0);
             if (out.stride(1) == 1) {
@@ -259,8 +263,7 @@ final class FeatureAttention {
         for (int c0 = 0; c0 < qLen; ) {
             int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows);
-            phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u);
-            toArray(u, rows * m, w.keyRows);
+            phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             // The chunk's shift: the keys before it and its first key, nothing later.
             raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest);
             rows = fittingRows(w.keyRows, rows, m, exponential, raised, vh, c0);
@@ -271,8 +274,7 @@ final class FeatureAttention {
             valuesWithOnes(vh, c0, rows, dv, vOne);
             Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
             Tensor uq = w.queryU.slice(0, 0, rows);
-            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), uq);
-            toArray(uq, rows * m, w.queryRows);
+            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), uq, w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
             fromArray(w.weights, rows * m, wq);
             backend.gemm(wq, false, w.stateZ, false, nd, 1f, 0f);

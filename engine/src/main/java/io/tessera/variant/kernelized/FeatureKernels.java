@@ -79,6 +79,37 @@ final class FeatureKernels {
         return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
     }
 
+    /**
+     * dots[r] = Σ_f w[r][f]·z[f] for the first {@code rows} rows, one fma per term in feature order
+     * (the chain a GEMM column computes). Eight rows at a time: eight independent chains keep the
+     * FMA units busy where one chain waits out each fma's latency.
+     */
+    static void rowDots(float[] w, int rows, int m, float[] z, float[] dots) {
+        int r = 0;
+        for (; r + 8 <= rows; r += 8) {
+            int o0 = r * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m, o4 = o3 + m, o5 = o4 + m, o6 = o5 + m, o7 = o6 + m;
+            float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f, d4 = 0f, d5 = 0f, d6 = 0f, d7 = 0f;
+            for (int f = 0; f < m; f++) {
+                float zf = z[f];
+                d0 = Math.fma(w[o0 + f], zf, d0);
+                d1 = Math.fma(w[o1 + f], zf, d1);
+                d2 = Math.fma(w[o2 + f], zf, d2);
+                d3 = Math.fma(w[o3 + f], zf, d3);
+                d4 = Math.fma(w[o4 + f], zf, d4);
+                d5 = Math.fma(w[o5 + f], zf, d5);
+                d6 = Math.fma(w[o6 + f], zf, d6);
+                d7 = Math.fma(w[o7 + f], zf, d7);
+            }
+            dots[r] = d0; dots[r + 1] = d1; dots[r + 2] = d2; dots[r + 3] = d3;
+            dots[r + 4] = d4; dots[r + 5] = d5; dots[r + 6] = d6; dots[r + 7] = d7;
+        }
+        for (; r < rows; r++) {
+            float d = 0f;
+            for (int f = 0, o = r * m; f < m; f++) d = Math.fma(w[o + f], z[f], d);
+            dots[r] = d;
+        }
+    }
+
     /** largest[f] = max(largest[f], u[r][f]) over the first {@code rows} rows (NaN propagates). */
     static void columnMax(float[] u, int rows, int m, float[] largest) {
         if (SIMD) {

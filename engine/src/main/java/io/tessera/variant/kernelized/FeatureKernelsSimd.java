@@ -56,6 +56,10 @@ final class FeatureKernelsSimd {
      */
 
     static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
+        if (exponential) {
+            keyFeaturesExponential(u, rows, m, shift, dst, sums);
+            return;
+        }
         int vec = m - m % L;
         FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
         VectorMask<Float> elu = F.maskAll(!exponential);
@@ -66,19 +70,7 @@ final class FeatureKernelsSimd {
             for (int r = 0; r < rows; r++) {
                 int o = r * m + f;
                 FloatVector u0 = FloatVector.fromArray(F, u, o);
-                FloatVector x = u0.min(cap).sub(s);
-                // e^x written out (FeatureKernels.exp, operation for operation): as a method of its own
-                // C2 did not inline it and every call boxed a vector.
-                x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-                x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-                FloatVector t = x.mul(LOG2E);
-                FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
-                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-                FloatVector rounded = t.add(ROUND_MAGIC);
-                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                FloatVector e = g.fma(p, ONE).mul(scale).mul(ONE.blend(u0.max(0f).add(1f), elu));
+                FloatVector e = exp(u0.min(cap).sub(s)).mul(ONE.blend(u0.max(0f).add(1f), elu));
                 e.intoArray(dst, o);
                 sum = sum.add(e);
             }
@@ -88,6 +80,10 @@ final class FeatureKernelsSimd {
     }
 
     static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+        if (exponential) {
+            queryWeightsExponential(u, rows, m, shift, dst);
+            return;
+        }
         int vec = m - m % L;
         FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
         VectorMask<Float> elu = F.maskAll(!exponential);
@@ -108,22 +104,75 @@ final class FeatureKernelsSimd {
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
-                FloatVector y = x.min(cap).add(s).sub(mv);
-                // e^y written out, as in keyFeatures
-                y = y.blend(EXP_MIN_ARGUMENT, y.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-                y = y.blend(EXP_MAX_ARGUMENT, y.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-                FloatVector t = y.mul(LOG2E);
-                FloatVector tLow = y.fma(V_LOG2E, t.neg()).add(y.mul(LOG2E_LOW));
-                t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-                FloatVector rounded = t.add(ROUND_MAGIC);
-                FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-                FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                FloatVector w = g.fma(p, ONE).mul(scale).mul(ONE.blend(x.max(0f).add(1f), elu));
+                FloatVector w = exp(x.min(cap).add(s).sub(mv)).mul(ONE.blend(x.max(0f).add(1f), elu));
                 w.intoArray(dst, o + f);
             }
             FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
         }
+    }
+
+    /*
+     * The exponential map (the Performer) in loops of its own: the shared loop's cap (min with +∞),
+     * factor (·1) and, in the query weights' maximum, the elu bound computed and blended away cost
+     * about a third of its element-wise time. The values are the shared loop's (those operations
+     * are exact identities for e^u), so still the scalar twin's bit for bit.
+     */
+
+    private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] sums) {
+        int vec = m - m % L;
+        float[] total = sums != null ? sums : new float[m];
+        for (int f = 0; f < vec; f += L) {
+            FloatVector s = FloatVector.fromArray(F, shift, f);
+            FloatVector sum = FloatVector.fromArray(F, total, f);
+            for (int r = 0; r < rows; r++) {
+                int o = r * m + f;
+                FloatVector e = exp(FloatVector.fromArray(F, u, o).sub(s));
+                e.intoArray(dst, o);
+                sum = sum.add(e);
+            }
+            sum.intoArray(total, f);
+        }
+        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, true, shift, dst, sums, vec);
+    }
+
+    private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst) {
+        int vec = m - m % L;
+        float[] lanes = new float[L];
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            float max = Float.NEGATIVE_INFINITY;
+            if (vec > 0) {
+                FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+                for (int f = 0; f < vec; f += L) best = best.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
+                best.intoArray(lanes, 0);
+                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+            }
+            max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
+            FloatVector mv = FloatVector.broadcast(F, max);
+            for (int f = 0; f < vec; f += L) {
+                exp(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)).sub(mv)).intoArray(dst, o + f);
+            }
+            FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
+        }
+    }
+
+    /**
+     * {@link FeatureKernels#exp}, lane by lane, operation for operation. Every loop here calls it;
+     * it was once written out in them because C2 did not inline it there and boxed a vector per
+     * call, which the current loops no longer show (interleaved A/B on linear attention: the same
+     * time or faster, the same bits).
+     */
+    private static FloatVector exp(FloatVector x) {
+        x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
+        x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
+        FloatVector t = x.mul(LOG2E);
+        FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
+        t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
+        FloatVector rounded = t.add(ROUND_MAGIC);
+        FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
+        FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
+        FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
+        return g.fma(p, ONE).mul(scale);
     }
 
     /** {@link FeatureKernels#logFeatureBound}, lane by lane. */

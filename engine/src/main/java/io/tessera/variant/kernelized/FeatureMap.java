@@ -20,6 +20,13 @@ interface FeatureMap {
     void preActivations(Backend backend, Tensor x, Tensor dst);
 
     /**
+     * {@link #preActivations} into the heap array {@code dst} (rows × m, row-major), the same
+     * values bit for bit; {@code scratch} ([rows, m], contiguous) may be used on the way. The
+     * forward pass's element-wise kernels work on heap rows: this saves the copy out of a tensor.
+     */
+    void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst);
+
+    /**
      * The backward pass of {@link #preActivations}: {@code dx = (∂u/∂x)ᵀ du} for the rows of
      * {@code x} ([rows, D] view), given {@code du} ([rows, m]); written into {@code dx} ([rows, D],
      * unit-stride rows), or added to it when {@code accumulate}.

@@ -101,6 +101,29 @@ final class RandomFeatures implements FeatureMap {
     }
 
     /**
+     * The same values as {@link #preActivations(Backend, Tensor, Tensor)}, operation for
+     * operation: the projection into {@code scratch}, one bulk copy into dst, and each row's
+     * ‖x'‖²/2 (in double from x, rounded once) subtracted there.
+     */
+    @Override
+    public void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
+        backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
+        int rows = (int) x.size(0);
+        MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, rows * m);
+        MemorySegment src = x.segment();
+        float[] xr = new float[headDim];
+        for (int r = 0; r < rows; r++) {
+            long at = x.offset() + r * x.stride(0);
+            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, xr, 0, headDim);
+            else for (int c = 0; c < headDim; c++) xr[c] = src.getAtIndex(FLOAT, at + c * x.stride(1));
+            double sq = 0;
+            for (int c = 0; c < headDim; c++) { double v = xr[c]; sq += v * v; }
+            float half = (float) (0.5 * sq / Math.sqrt(headDim));
+            for (int f = r * m, end = f + m; f < end; f++) dst[f] -= half;
+        }
+    }
+
+    /**
      * u_f = ω_f·x − ‖x‖²/(2√D) (ω pre-multiplied by D^(−1/4)), so ∂u_f/∂x = ω_f − x/√D and
      * dx = du·ω − x·(Σ_f du_f)/√D: one GEMM and a row correction.
      */

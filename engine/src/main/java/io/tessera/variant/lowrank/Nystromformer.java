@@ -2,6 +2,7 @@ package io.tessera.variant.lowrank;
 
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
+import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import io.tessera.variant.internal.HalfInputs;
@@ -98,13 +99,10 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
                     Tensor qL = t[0], kL = t[1], f = t[2], a = t[3], bm = t[4], z = t[5], zBest = t[6], az = t[7], t1 = t[8], t2 = t[9], bv = t[10], zbv = t[11];
                     int b = bh / s.heads(), h = bh % s.heads();
                     Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, s.kvHeadOf(h)), vh = v.select(0, b).select(0, s.kvHeadOf(h));
-                    segmentMeans(qh, m, qL);
-                    segmentMeans(kh, m, kL);
+                    landmarks(perHead, qh, kh, m, scale, qL, kL, a);
                     perHead.gemm(qh, false, kL, true, f, scale, 0f);
-                    perHead.gemm(qL, false, kL, true, a, scale, 0f);
                     perHead.gemm(qL, false, kh, true, bm, scale, 0f);
                     RowSoftmax.softmaxRows(f);
-                    RowSoftmax.softmaxRows(a);
                     RowSoftmax.softmaxRows(bm);
                     pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
                     perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
@@ -117,6 +115,48 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
             if (heads > 1) be.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
             else head.accept(0);
         }
+    }
+
+    /** The landmarks of one head (segment means of its query and key rows) and A = softmax(scale·Q̃K̃ᵀ). */
+    private static void landmarks(Backend be, Tensor qh, Tensor kh, int m, float scale, Tensor qL, Tensor kL, Tensor a) {
+        segmentMeans(qh, m, qL);
+        segmentMeans(kh, m, kL);
+        be.gemm(qL, false, kL, true, a, scale, 0f);
+        RowSoftmax.softmaxRows(a);
+    }
+
+    /**
+     * The pseudo-inverse steps {@link #forward} and {@link #backward} run on these inputs, per
+     * (batch, head) at index {@code batch·heads + head}: {@link #iterations}, or fewer where the
+     * iteration stopped early because its float32 residual stopped falling (see
+     * {@link #pseudoInverse}). The same float32 computation as theirs (landmarks, A, the iteration),
+     * so the same count for any thread count; v only fixes the shape checks. For tests and
+     * diagnostics: near convergence, outputs of neighbouring step counts can differ by less than
+     * float32 rounding while their gradients do not, so the count cannot be read off the output.
+     */
+    public int[] pseudoInverseSteps(Tensor q, Tensor k, Tensor v) {
+        if (q == null) throw new NullPointerException("q");
+        if (k == null) throw new NullPointerException("k");
+        if (v == null) throw new NullPointerException("v");
+        AttentionShape s = AttentionShape.of(q, k, v);
+        checkLandmarks(s);
+        Backend be = (backend != null ? backend : Backend.best()).withThreads(1);
+        int m = landmarks, d = s.headDim();
+        float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
+        int[] steps = new int[Math.multiplyExact(s.batch(), s.heads())];
+        try (Arena arena = Arena.ofConfined()) {
+            Tensor q32 = q.type() == ElementType.F32 ? q : q.to(arena, ElementType.F32);
+            Tensor k32 = k.type() == ElementType.F32 ? k : k.to(arena, ElementType.F32);
+            Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d), a = Tensor.zeros(arena, m, m);
+            Tensor z = Tensor.zeros(arena, m, m), zBest = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
+            for (int b = 0; b < s.batch(); b++) {
+                for (int h = 0; h < s.heads(); h++) {
+                    landmarks(be, q32.select(0, b).select(0, h), k32.select(0, b).select(0, s.kvHeadOf(h)), m, scale, qL, kL, a);
+                    steps[b * s.heads() + h] = pseudoInverse(be, a, z, az, t1, t2, zBest, null);
+                }
+            }
+        }
+        return steps;
     }
 
     private void checkLandmarks(AttentionShape s) {
@@ -159,16 +199,13 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
                     Tensor dkh = dk.select(0, b).select(0, hk), dvh = dv.select(0, b).select(0, hk);
                     dkh.fill(0f);
                     dvh.fill(0f);
-                    segmentMeans(kh, m, kL);
                     for (int h = hk * s.queryHeadsPerKvHead(); h < (hk + 1) * s.queryHeadsPerKvHead(); h++) {
                         Tensor qh = q.select(0, b).select(0, h), g = dOut.select(0, b).select(0, h), dqh = dq.select(0, b).select(0, h);
                         // The forward, keeping the iterates.
-                        segmentMeans(qh, m, qL);
+                        landmarks(be, qh, kh, m, scale, qL, kL, a);
                         be.gemm(qh, false, kL, true, f, scale, 0f);
-                        be.gemm(qL, false, kL, true, a, scale, 0f);
                         be.gemm(qL, false, kh, true, bm, scale, 0f);
                         RowSoftmax.softmaxRows(f);
-                        RowSoftmax.softmaxRows(a);
                         RowSoftmax.softmaxRows(bm);
                         int steps = pseudoInverse(be, a, z, az, t1, t2, zBest, history);
                         be.gemm(bm, false, vh, false, bv, 1f, 0f);
@@ -347,11 +384,16 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         }
     }
 
+    /** A per-thread heap copy of the residual (one m × m array per call allocated 7·heads arrays per forward). */
+    private static final ThreadLocal<float[]> RESIDUAL = ThreadLocal.withInitial(() -> new float[0]);
+
     /** ‖x − a‖_F in float64, with a given row-major. */
     private static double distance(Tensor x, float[] a) {
-        float[] values = x.toArray();
+        float[] values = RESIDUAL.get();
+        if (values.length < a.length) RESIDUAL.set(values = new float[a.length]);
+        MemorySegment.copy(x.segment(), FLOAT, x.offset() * Float.BYTES, values, 0, a.length);   // x is a contiguous m × m scratch
         double sum = 0;
-        for (int i = 0; i < values.length; i++) { double d = (double) values[i] - a[i]; sum += d * d; }
+        for (int i = 0; i < a.length; i++) { double d = (double) values[i] - a[i]; sum += d * d; }
         return Math.sqrt(sum);
     }
 
