@@ -217,7 +217,7 @@ public final class VariantsSection {
 
     /**
      * The main job's variants section: time vs n for dense attention and every variant (quick: n =
-     * 1024 and 4096, 1 s of calls after 0.5 s of warm-up each; full: up to 16,384, dense measured
+     * 1024 and 4096, 0.7 s of calls (at least 5) after 0.3 s of warm-up each; full: up to 16,384, dense measured
      * there too), each one's error against the dense float64 oracle at n = 512, written to
      * {@code variants.md} and a log-log chart {@code charts/variants.png} in {@code out}. Timed in
      * this process, not JMH: a variant call allocates its own operator state, and the minimum of
@@ -226,7 +226,7 @@ public final class VariantsSection {
     public static String run(java.nio.file.Path out, boolean full, int threads) throws java.io.IOException {
         Backend be = Backend.best().withThreads(threads);
         int[] lengths = full ? new int[] {1024, 4096, 16384} : new int[] {1024, 4096};
-        List<Row> rows = measure(be, lengths, full ? 2 : 0.5, full ? 3 : 1, full ? 16384 : 4096);
+        List<Row> rows = measure(be, lengths, full ? 2 : 0.3, full ? 3 : 0.7, full ? 16384 : 4096);
         List<double[]> errors = errors(be, 512);
         StringBuilder md = new StringBuilder("## Linear-time variants vs dense attention (B = 1, H = 8, D = 64; Linformer k = 256, Performer m = 256, Nyström m = 64; ")
                 .append(be).append(")\n\n");
