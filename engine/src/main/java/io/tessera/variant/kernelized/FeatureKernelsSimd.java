@@ -4,7 +4,6 @@ import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -60,9 +59,8 @@ final class FeatureKernelsSimd {
             keyFeaturesExponential(u, rows, m, shift, dst, sums);
             return;
         }
+        // elu(u) + 1 = e^min(u, 0) · (max(u, 0) + 1): exact for either sign (one factor is 1)
         int vec = m - m % L;
-        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
-        VectorMask<Float> elu = F.maskAll(!exponential);
         float[] total = sums != null ? sums : new float[m];
         for (int f = 0; f < vec; f += L) {
             FloatVector s = FloatVector.fromArray(F, shift, f);
@@ -70,7 +68,7 @@ final class FeatureKernelsSimd {
             for (int r = 0; r < rows; r++) {
                 int o = r * m + f;
                 FloatVector u0 = FloatVector.fromArray(F, u, o);
-                FloatVector e = exp(u0.min(cap).sub(s)).mul(ONE.blend(u0.max(0f).add(1f), elu));
+                FloatVector e = exp(u0.min(0f).sub(s)).mul(u0.max(0f).add(1f));
                 e.intoArray(dst, o);
                 sum = sum.add(e);
             }
@@ -85,8 +83,6 @@ final class FeatureKernelsSimd {
             return;
         }
         int vec = m - m % L;
-        FloatVector cap = FloatVector.broadcast(F, exponential ? Float.POSITIVE_INFINITY : 0f);
-        VectorMask<Float> elu = F.maskAll(!exponential);
         float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
@@ -95,7 +91,7 @@ final class FeatureKernelsSimd {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
                     FloatVector x = FloatVector.fromArray(F, u, o + f);
-                    best = best.max(x.blend(logFeatureBound(x), elu).add(FloatVector.fromArray(F, shift, f)));
+                    best = best.max(logFeatureBound(x).add(FloatVector.fromArray(F, shift, f)));
                 }
                 best.intoArray(lanes, 0);
                 for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
@@ -104,7 +100,7 @@ final class FeatureKernelsSimd {
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
-                FloatVector w = exp(x.min(cap).add(s).sub(mv)).mul(ONE.blend(x.max(0f).add(1f), elu));
+                FloatVector w = exp(x.min(0f).add(s).sub(mv)).mul(x.max(0f).add(1f));
                 w.intoArray(dst, o + f);
             }
             FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
