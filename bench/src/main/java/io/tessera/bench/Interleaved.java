@@ -92,8 +92,8 @@ public final class Interleaved {
 
         /**
          * The main job's forward, decode and options matches. Full: about JMH's full schedule (3×1 s,
-         * 5×2 s) per engine. Quick: 1 s of warm-up each (its first, cold call included: C2 has
-         * compiled the kernels by then) and 4 s of calls for all engines, which keeps the paired
+         * 5×2 s) per engine. Quick: 1 s of warm-up each (its first, cold call included; then on until
+         * the JIT is quiet, see the child's warm-up) and 4 s of calls for all engines, which keeps the paired
          * ratios' 95 % intervals within a few percent at n = 4096 (9–13 rounds) and gives small
          * calls a hundred rounds.
          */
@@ -283,9 +283,10 @@ public final class Interleaved {
     /**
      * The pause, then until the process's threads use less than a quarter of a core over 2 ms (at
      * most {@link #MAX_SETTLE_NANOS}): ONNX Runtime's pool spins for about 20 ms after its call, a
-     * full core, and a fixed 20 ms pause let that spin overlap the next engine's two-thread call
-     * (n = 1024: Tessera's call 0.78× ONNX Runtime's with the fixed pause at load 5, 1.24× with 100 ms).
-     * Every engine starts from an idle process.
+     * full core, and a fixed 20 ms pause can let that spin overlap the next engine's two-thread
+     * call (measured at load 5, n = 1024: Tessera's call 0.78× ONNX Runtime's with the fixed pause,
+     * 1.24× with 100 ms; on a quiet machine both pauses gave the same ratio). Every engine starts
+     * from an idle process; on a quiet machine the wait is rarely longer than the pause.
      */
     static void settle() throws InterruptedException {
         Thread.sleep(PAUSE_MS);

@@ -81,7 +81,13 @@ public final class TrainingSection {
             }
         }
         probes.put(probeKey("tessera", "window256", 65536), startProbe("tessera", "window256", 65536, threads));
-        List<GradientCheck> checks = gradientChecks(trainers, threads);
+        List<GradientCheck> checks;
+        try {
+            checks = gradientChecks(trainers, threads);
+        } catch (Exception | Error e) {
+            for (Process p : probes.values()) if (p != null) p.destroyForcibly();   // no probe outlives a failed section
+            throw e;
+        }
         Map<String, Long> memory = new LinkedHashMap<>();
         for (var e : probes.entrySet()) memory.put(e.getKey(), probeResult(e.getValue()));
         int total = cases.size(), done = 0;
