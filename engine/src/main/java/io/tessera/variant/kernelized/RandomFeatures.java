@@ -86,13 +86,10 @@ final class RandomFeatures implements FeatureMap {
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor dst) {
         backend.gemm(x, false, omegaColumns, false, dst, 1f, 0f);
-        MemorySegment src = x.segment(), out = dst.segment();
+        MemorySegment out = dst.segment();
         float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
         for (int r = 0; r < x.size(0); r++) {
-            long xr = x.offset() + r * x.stride(0);
-            double sq = 0;
-            for (int c = 0; c < headDim; c++) { double v = src.getAtIndex(FLOAT, xr + c); sq += v * v; }
-            float half = (float) (0.5 * sq / Math.sqrt(headDim));   // ‖x'‖²/2 with x' = x·D^(-1/4)
+            float half = halfSquaredNorm(x, r);
             long o = (dst.offset() + r * dst.stride(0)) * Float.BYTES;
             MemorySegment.copy(out, FLOAT, o, row, 0, m);
             for (int f = 0; f < m; f++) row[f] -= half;
@@ -110,17 +107,19 @@ final class RandomFeatures implements FeatureMap {
         backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
         int rows = (int) x.size(0);
         MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, rows * m);
-        MemorySegment src = x.segment();
-        float[] xr = new float[headDim];
         for (int r = 0; r < rows; r++) {
-            long at = x.offset() + r * x.stride(0);
-            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, xr, 0, headDim);
-            else for (int c = 0; c < headDim; c++) xr[c] = src.getAtIndex(FLOAT, at + c * x.stride(1));
-            double sq = 0;
-            for (int c = 0; c < headDim; c++) { double v = xr[c]; sq += v * v; }
-            float half = (float) (0.5 * sq / Math.sqrt(headDim));
+            float half = halfSquaredNorm(x, r);
             for (int f = r * m, end = f + m; f < end; f++) dst[f] -= half;
         }
+    }
+
+    /** ‖x'_r‖²/2 of row r of x, x' = x·D^(−1/4): the squares summed in double in column order, rounded once (both preActivations). */
+    private float halfSquaredNorm(Tensor x, int r) {
+        MemorySegment src = x.segment();
+        long at = x.offset() + r * x.stride(0), step = x.stride(1);
+        double sq = 0;
+        for (int c = 0; c < headDim; c++) { double v = src.getAtIndex(FLOAT, at + c * step); sq += v * v; }
+        return (float) (0.5 * sq / Math.sqrt(headDim));
     }
 
     /**
