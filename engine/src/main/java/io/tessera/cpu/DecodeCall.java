@@ -414,6 +414,7 @@ final class DecodeCall {
         private int b, t, end, pos, tokens, page;
         private long slot0;
         private boolean partial;
+        private int markT, markPos;
 
         /** Starts walking run {@code run} of call {@code c}. */
         void start(DecodeCall c, int run) {
@@ -425,6 +426,19 @@ final class DecodeCall {
             int words = c.plan.maskWordsPerRow();
             if (mask.length < c.qLen * words) mask = new long[c.qLen * words];
             if (queryBits.length < c.qLen) queryBits = new long[c.qLen];
+            if (t < end) enterTile();
+        }
+
+        /** Remembers the position: {@link #reset} walks the chunks from here again. */
+        void mark() {
+            markT = t;
+            markPos = pos;
+        }
+
+        /** Back to the last {@link #mark}: the next {@link #next} gives the chunk it gave after the mark. */
+        void reset() {
+            t = markT;
+            pos = markPos;
             if (t < end) enterTile();
         }
 

@@ -6,10 +6,14 @@ import static io.tessera.cpu.ScalarDecodeKernel.PARTIALS;
 import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -17,17 +21,24 @@ import jdk.incubator.vector.VectorSpecies;
  * The decode kernel on the Vector API: few query rows against a long paged cache.
  *
  * <p>The rows of an item are the G query heads that share a key/value head times the qLen
- * queries, so each K/V chunk is read from the pool once for all of them: per chunk of
- * {@link ScalarDecodeKernel#CHUNK} keys ({@link DecodeCall.Chunks}: across page boundaries, so pages
- * of 16 tokens share one softmax step and one pass over the output), the keys and values are staged
- * (half-precision ones widened in the same pass) into row-major scratch one key group (L keys) at a
- * time, by one bulk copy per span of consecutive pool rows, each group just before its scores: the
- * reads of the pool interleave with arithmetic instead of preceding it.
+ * queries, so each K/V row is read from the pool once for all of them. The keys are walked in
+ * chunks of {@link ScalarDecodeKernel#CHUNK} ({@link DecodeCall.Chunks}: across page boundaries, so
+ * pages of 16 tokens share one softmax step and one pass over the output), a block of up to
+ * {@link #STAGE_BYTES} of chunks at a time: first a pass that only reads the block's K and V pool
+ * rows (one load per 64-byte line: a pure read streams from memory at close to a plain read's rate
+ * and leaves the rows in L2), then the arithmetic, which reads float32 and bfloat16 rows where they
+ * lie in the pool (bfloat16 widened in registers). Measured on Zen 5 (decode step, 32k tokens,
+ * D = 128, one thread): vector loads straight from DRAM inside the arithmetic stalled on memory at
+ * 8–12 GB/s; copying each chunk into float scratch (the previous design) cost more than the
+ * arithmetic, as a copy reads and writes. Other caches (float16, or widths that are not whole lane
+ * blocks) are staged, widened and zero-padded, into float scratch rows a block at a time, keys
+ * then values.
  *
- * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 2 rows × 4 keys keeps
+ * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 4 rows × 2 keys keeps
  * one accumulator vector per (row, key) for each L-lane part of the 16 interleaved partial sums of
- * the scalar twin's {@link ScalarDecodeKernel#dot} (dimension x into partial x mod 16), so q and k
- * are each loaded once per 8 fmas. The partials are folded in the twin's halving-tree order by a
+ * the scalar twin's {@link ScalarDecodeKernel#dot} (dimension x into partial x mod 16), so each key
+ * vector is loaded (and widened) once per quad of rows, front to back. The partials are folded in
+ * the twin's halving-tree order by a
  * transposing reduction across L keys (blend, lane swap, add: log2 L steps), which leaves the L
  * keys' scores in the lanes of one vector: no horizontal add, the same bits at any vector width.
  *
@@ -45,7 +56,18 @@ final class SimdDecodeKernel {
     /** Vectors per 16 interleaved partial sums of a dot product. */
     private static final int PARTS = PARTIALS / Math.min(L, PARTIALS);
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    /** L bfloat16 lanes: half the float species' bits. */
+    private static final VectorSpecies<Short> SHORTS = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> INTS = VectorConfig.INTS;
+    private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final float NEG_INF = Float.NEGATIVE_INFINITY;
+    /**
+     * Bytes of keys and values staged at a time (512 keys of D = 128 in float32): half of a 1 MiB
+     * L2, so the staged rows are still there when the arithmetic reads them.
+     */
+    static final long STAGE_BYTES = 512 * 1024;
+    /** At most a split's keys ({@link DecodeCall#SPLIT_KEYS}) are staged at a time. */
+    static final int STAGE_CHUNKS = DecodeCall.SPLIT_KEYS / CHUNK;
 
     static {
         // The interleaved partial sums are whole vectors, and a chunk a whole number of lane groups.
@@ -89,23 +111,30 @@ final class SimdDecodeKernel {
 
     static final class Scratch {
         float[] qRows = new float[0];   // [rows rounded up to 4][dPad]  queries · scale · log2(e), zeros past d and past the rows
-        float[] kRows = new float[0];   // [CHUNK][dPad]                 the chunk's keys, widened, zeros past d
-        float[] vRows = new float[0];   // [CHUNK][vPad]                 the chunk's values, widened, zeros past dv
-        float[] dots = new float[2 * L * PARTIALS];   // [2 rows][L keys][16 partials]
+        float[] kRows = new float[0];   // [block·CHUNK][dPad]           the staged chunks' keys, widened, zeros past d
+        float[] vRows = new float[0];   // [block·CHUNK][vPad]           the staged chunks' values, widened, zeros past dv
+        /** Chunks staged at a time: as many as fit {@link #STAGE_BYTES}, at least one. */
+        int block = 1;
+        /** The read pass's loads summed: kept, so the JIT cannot drop them. */
+        long sink;
+        float[] dots = new float[4 * L * PARTIALS];   // [4 rows][L keys][16 partials]
         float[] red = new float[L * L];               // the transposing reduction's vectors
         float[] p = new float[0];       // [rows rounded up to 4][CHUNK]  scores, then probabilities (0 in padded rows)
         float[] o = new float[0], m = new float[0], l = new float[0], alpha = new float[0];
         final float[] partial = new float[PARTIALS], lanes = new float[L];
         long[] bits = new long[0];
-        /** Offsets in kRows of the chunk's keys (keys past n: key n − 1). */
-        final int[] kAt = new int[CHUNK];
+        /** Byte offsets of the chunk's key rows in the key source (keys past n: key n − 1); values likewise. */
+        final long[] kAt = new long[CHUNK], vAt = new long[CHUNK];
+        /** kRows and vRows as segments: the source of the staged keys and values. */
+        MemorySegment kSeg = MemorySegment.ofArray(kRows), vSeg = MemorySegment.ofArray(vRows);
         final DecodeCall.Chunks chunks = new DecodeCall.Chunks();
 
         void ensure(int rows, int d, int dv) {
             int quadRows = (rows + 3) / 4 * 4, dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
             if (qRows.length < quadRows * dPad) qRows = new float[quadRows * dPad];
-            if (kRows.length < CHUNK * dPad) kRows = new float[CHUNK * dPad];
-            if (vRows.length < CHUNK * vPad) vRows = new float[CHUNK * vPad];
+            block = (int) Math.max(1, Math.min(STAGE_CHUNKS, STAGE_BYTES / ((long) CHUNK * (dPad + vPad) * Float.BYTES)));
+            if (kRows.length < block * CHUNK * dPad) kSeg = MemorySegment.ofArray(kRows = new float[block * CHUNK * dPad]);
+            if (vRows.length < block * CHUNK * vPad) vSeg = MemorySegment.ofArray(vRows = new float[block * CHUNK * vPad]);
             if (p.length < quadRows * CHUNK) p = new float[quadRows * CHUNK];
             if (o.length < quadRows * vPad) o = new float[quadRows * vPad];
             if (m.length < quadRows) { m = new float[quadRows]; l = new float[quadRows]; alpha = new float[quadRows]; bits = new long[quadRows]; }
@@ -120,7 +149,7 @@ final class SimdDecodeKernel {
     static void item(DecodeCall c, int item) {
         int run = item / c.kvHeads, hk = item % c.kvHeads, b = c.runSeq[run];
         int rows = c.rows, d = c.d, dv = c.dv, qLen = c.qLen;
-        int pairRows = (rows + 1) / 2 * 2, quadRows = (rows + 3) / 4 * 4;
+        int quadRows = (rows + 3) / 4 * 4;
         int dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
         Scratch s = SCRATCH.get();
         s.ensure(rows, d, dv);
@@ -137,108 +166,180 @@ final class SimdDecodeKernel {
         Arrays.fill(s.p, rows * CHUNK, quadRows * CHUNK, 0f);   // padded rows never attend
         DecodeCall.Chunks chunks = s.chunks;
         chunks.start(c, run);
-        while (chunks.next()) {
-            int n = chunks.n, nPad = (n + L - 1) / L * L;
-            long chunkBits = n == 64 ? -1L : (1L << n) - 1, any = 0;
-            for (int r = 0; r < rows; r++) any |= s.bits[r] = chunks.queryBits[r % qLen];
-            if (any == 0) continue;   // no row attends a key of this chunk: nothing is read
-            for (int j = 0; j < nPad; j++) s.kAt[j] = Math.min(j, n - 1) * dPad;
-            // Staged a key group at a time, between the groups' scores: the hardware prefetcher streams
-            // the next rows while the scores run, instead of the copy waiting for memory alone.
-            for (int jg = 0; jg < nPad; jg += L) {
-                int to = Math.min(jg + L, n);
-                stageRows(c.k, c.kType, c, hk, chunks, jg, to, d, dPad, true, s.kRows);
-                stageRows(c.v, c.vType, c, hk, chunks, jg, to, dv, vPad, false, s.vRows);
-                scores(s, rows, pairRows, jg, dPad);
-            }
-            if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
-                for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, chunks.key, s.bits[r], s.p, r * CHUNK);
-            }
-            for (int r = 0; r < rows; r++) {
-                long bits = s.bits[r];
-                int pRow = r * CHUNK;
-                if (bits == 0) {   // no key of this chunk for this row: its state is unchanged
-                    Arrays.fill(s.p, pRow, pRow + n, 0f);
-                    s.alpha[r] = 1f;
-                    continue;
+        // Float32 and bfloat16 rows whose widths are whole lane blocks are read where they lie in the pool;
+        // other caches are staged, widened, into float scratch rows (kSeg, vSeg).
+        boolean direct = readsInPlace(c);
+        MemorySegment kSrc = direct ? c.k : s.kSeg, vSrc = direct ? c.v : s.vSeg;
+        boolean kHalf = direct && c.kType == ElementType.BF16, vHalf = direct && c.vType == ElementType.BF16;
+        long kBytes = kHalf ? 2 : Float.BYTES, vBytes = vHalf ? 2 : Float.BYTES;
+        int block = s.block;
+        for (boolean more = true; more; ) {
+            // A block of chunks: first read (direct) or staged (otherwise), then computed. The read pass
+            // is a tight loop of independent loads, which the core runs far ahead: it fetches at a plain
+            // read's rate, where the arithmetic's own loads from DRAM waited on each line in turn.
+            chunks.mark();
+            int staged = 0;
+            while (staged < block && (more = chunks.next())) {
+                if (attended(s, chunks, rows, qLen)) {
+                    if (!direct) stageRows(c.k, c.kType, c, hk, chunks, staged * CHUNK, d, dPad, true, s.kRows);
+                    else {
+                        s.sink += touch(c.k, c, hk, chunks, true, d * kBytes, kBytes);
+                        s.sink += touch(c.v, c, hk, chunks, false, dv * vBytes, vBytes);
+                    }
                 }
-                if (bits != chunkBits) {
-                    for (long blocked = chunkBits & ~bits; blocked != 0; blocked &= blocked - 1) s.p[pRow + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
-                }
-                Arrays.fill(s.p, pRow + n, pRow + nPad, NEG_INF);   // padded lanes of the last vector
-                softmaxRow(s, r, pRow, nPad);
+                staged++;
             }
-            accumulate(s, quadRows, n, vPad);
+            if (!direct) {
+                chunks.reset();
+                for (int ci = 0; ci < staged; ci++) {
+                    chunks.next();
+                    if (attended(s, chunks, rows, qLen)) stageRows(c.v, c.vType, c, hk, chunks, ci * CHUNK, dv, vPad, false, s.vRows);
+                }
+            }
+            chunks.reset();
+            for (int ci = 0; ci < staged; ci++) {
+                chunks.next();
+                if (!attended(s, chunks, rows, qLen)) continue;   // no row attends a key of this chunk: nothing is read
+                int n = chunks.n, nPad = (n + L - 1) / L * L, base = ci * CHUNK;
+                long chunkBits = n == 64 ? -1L : (1L << n) - 1;
+                if (direct) {
+                    for (int j = 0; j < nPad; j++) s.kAt[j] = c.keyRow(hk, chunks.slot[Math.min(j, n - 1)]) * kBytes;
+                    for (int j = 0; j < n; j++) s.vAt[j] = c.valueRow(hk, chunks.slot[j]) * vBytes;
+                } else {
+                    for (int j = 0; j < nPad; j++) s.kAt[j] = (long) (base + Math.min(j, n - 1)) * dPad * Float.BYTES;
+                    for (int j = 0; j < n; j++) s.vAt[j] = (long) (base + j) * vPad * Float.BYTES;
+                }
+                for (int jg = 0; jg < nPad; jg += L) scores(s, kSrc, kHalf, rows, quadRows, jg, dPad);
+                if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
+                    for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, chunks.key, s.bits[r], s.p, r * CHUNK);
+                }
+                for (int r = 0; r < rows; r++) {
+                    long bits = s.bits[r];
+                    int pRow = r * CHUNK;
+                    if (bits == 0) {   // no key of this chunk for this row: its state is unchanged
+                        Arrays.fill(s.p, pRow, pRow + n, 0f);
+                        s.alpha[r] = 1f;
+                        continue;
+                    }
+                    if (bits != chunkBits) {
+                        for (long blocked = chunkBits & ~bits; blocked != 0; blocked &= blocked - 1) s.p[pRow + Long.numberOfTrailingZeros(blocked)] = NEG_INF;
+                    }
+                    Arrays.fill(s.p, pRow + n, pRow + nPad, NEG_INF);   // padded lanes of the last vector
+                    softmaxRow(s, r, pRow, nPad);
+                }
+                accumulate(s, vSrc, vHalf, quadRows, n, vPad);
+            }
         }
         c.storePartial(item, s.o, vPad, s.m, s.l);
     }
 
+    /** Sets s.bits[r] to the chunk's keys row r attends; whether any row attends one. */
+    private static boolean attended(Scratch s, DecodeCall.Chunks chunks, int rows, int qLen) {
+        long any = 0;
+        for (int r = 0; r < rows; r++) any |= s.bits[r] = chunks.queryBits[r % qLen];
+        return any != 0;
+    }
+
+    /** One load per 64-byte line of the chunk's key (or value) rows of head hk (rowBytes each, elements of eb bytes): their sum. */
+    private static long touch(MemorySegment src, DecodeCall c, int hk, DecodeCall.Chunks chunks, boolean keys, long rowBytes, long eb) {
+        long stride = (keys ? c.kT : c.vT) * eb, sum = 0;
+        for (int i = 0; i < chunks.spans; i++) {
+            int rowsInSpan = chunks.spanStart[i + 1] - chunks.spanStart[i];
+            long at = (keys ? c.keyRow(hk, chunks.spanSlot[i]) : c.valueRow(hk, chunks.spanSlot[i])) * eb;
+            if (stride == rowBytes) {
+                long end = at + rowsInSpan * rowBytes;
+                for (long o = at; o < end; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, o);
+            } else {
+                for (int j = 0; j < rowsInSpan; j++, at += stride) for (long o = 0; o < rowBytes; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, at + o);
+            }
+        }
+        return sum;
+    }
+
     /**
-     * The chunk's n key (or value) rows of head hk, widened, into dst rows {@code pad} apart with
-     * zeros past {@code width}: one bulk copy or widening per span of consecutive pool rows when
-     * the rows are dense and need no padding (a per-row call costs more than its 512 bytes).
+     * Whether the call's key and value rows are read where they lie in the pool: float32 or bfloat16
+     * rows whose widths are whole lane blocks (keys: the 16 partials, so no padding; values: the 2L
+     * dimensions of an accumulator block). Then nothing is staged: staging cost more than the
+     * arithmetic (a 64-key chunk's copy into scratch took two thirds of a 32k-token step).
      */
-    private static void stageRows(MemorySegment src, ElementType type, DecodeCall c, int hk, DecodeCall.Chunks chunks, int from, int to, int width, int pad, boolean keys, float[] dst) {
+    private static boolean readsInPlace(DecodeCall c) {
+        return (c.kType == ElementType.F32 || c.kType == ElementType.BF16) && (c.vType == ElementType.F32 || c.vType == ElementType.BF16)
+                && c.d % PARTIALS == 0 && c.dv % (2 * L) == 0;
+    }
+
+    /**
+     * L floats at byte {@code at} of {@code src}: float32, or bfloat16 widened in registers (L shorts
+     * sign-extended to ints, the sign bits shifted out again by the shift left by 16: exact).
+     */
+    private static FloatVector load(MemorySegment src, long at, boolean bf16) {
+        if (bf16) return ((IntVector) ShortVector.fromMemorySegment(SHORTS, src, at, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+        return FloatVector.fromMemorySegment(F, src, at, NATIVE);
+    }
+
+    /**
+     * The chunk's n key (or value) rows of head hk, widened, into dst rows {@code rowBase} … pad
+     * floats apart with zeros past {@code width}: one bulk copy or widening per span of consecutive
+     * pool rows when the rows are dense and need no padding (a per-row call costs more than its 512 bytes).
+     */
+    private static void stageRows(MemorySegment src, ElementType type, DecodeCall c, int hk, DecodeCall.Chunks chunks, int rowBase, int width, int pad, boolean keys, float[] dst) {
         long stride = keys ? c.kT : c.vT;
         boolean dense = stride == width && pad == width;
         for (int i = 0; i < chunks.spans; i++) {
-            int s0 = chunks.spanStart[i], j0 = Math.max(s0, from), j1 = Math.min(chunks.spanStart[i + 1], to);
-            if (j0 >= j1) continue;
-            long slot = chunks.spanSlot[i] + (j0 - s0);
+            int j0 = chunks.spanStart[i], j1 = chunks.spanStart[i + 1];
+            long slot = chunks.spanSlot[i];
             long row0 = keys ? c.keyRow(hk, slot) : c.valueRow(hk, slot);
             if (dense) {
-                int count = (j1 - j0) * width;
-                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row0 * Float.BYTES, dst, j0 * pad, count);
-                else HalfRows.widenRow(src, type, row0, count, dst, j0 * pad);
+                int count = (j1 - j0) * width, at = (rowBase + j0) * pad;
+                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row0 * Float.BYTES, dst, at, count);
+                else HalfRows.widenRow(src, type, row0, count, dst, at);
                 continue;
             }
             for (int j = j0; j < j1; j++) {
                 long row = row0 + (j - j0) * stride;
-                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row * Float.BYTES, dst, j * pad, width);
-                else HalfRows.widenRow(src, type, row, width, dst, j * pad);
-                Arrays.fill(dst, j * pad + width, (j + 1) * pad, 0f);
+                int at = (rowBase + j) * pad;
+                if (type == ElementType.F32) MemorySegment.copy(src, FLOAT, row * Float.BYTES, dst, at, width);
+                else HalfRows.widenRow(src, type, row, width, dst, at);
+                Arrays.fill(dst, at + width, at + pad, 0f);
             }
         }
     }
 
     /**
-     * Scores of every row pair against the chunk's keys into p (rows CHUNK apart): per L keys and
-     * 2 rows, 4 keys at a time, each of the PARTS lane parts of the 16 partial sums accumulated over
-     * the dimensions (x in steps of 16), then folded and reduced across the L keys. Keys past n
-     * repeat key n − 1 (their lanes are masked to −∞ afterwards).
+     * Scores of every row quad against the chunk's keys jg … jg + L − 1 into p (rows CHUNK apart):
+     * per 2 keys and 4 rows, each of the PARTS lane parts of the 16 partial sums accumulated over the
+     * dimensions (x in steps of 16), then folded and reduced across the L keys. Each key row is read
+     * once per quad, front to back, two rows side by side: the order the hardware prefetcher follows.
      */
-    static void scores(Scratch s, int rows, int pairRows, int jg, int dPad) {
-        float[] q = s.qRows, k = s.kRows, dots = s.dots;
-        int[] kAt = s.kAt;
-        {
-            for (int r0 = 0; r0 < pairRows; r0 += 2) {
-                int q0 = r0 * dPad, q1 = q0 + dPad;
-                for (int j4 = 0; j4 < L; j4 += 4) {
-                    int j = jg + j4;
-                    int k0 = kAt[j], k1 = kAt[j + 1], k2 = kAt[j + 2], k3 = kAt[j + 3];
-                    for (int part = 0; part < PARTS; part++) {
-                        FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-                        for (int x = part * L; x < dPad; x += PARTIALS) {
-                            FloatVector qa = FloatVector.fromArray(F, q, q0 + x), qb = FloatVector.fromArray(F, q, q1 + x);
-                            FloatVector kv = FloatVector.fromArray(F, k, k0 + x);
-                            a00 = qa.fma(kv, a00); a10 = qb.fma(kv, a10);
-                            kv = FloatVector.fromArray(F, k, k1 + x);
-                            a01 = qa.fma(kv, a01); a11 = qb.fma(kv, a11);
-                            kv = FloatVector.fromArray(F, k, k2 + x);
-                            a02 = qa.fma(kv, a02); a12 = qb.fma(kv, a12);
-                            kv = FloatVector.fromArray(F, k, k3 + x);
-                            a03 = qa.fma(kv, a03); a13 = qb.fma(kv, a13);
-                        }
-                        int d0 = j4 * PARTIALS + part * L, d1 = d0 + L * PARTIALS;
-                        a00.intoArray(dots, d0); a01.intoArray(dots, d0 + PARTIALS);
-                        a02.intoArray(dots, d0 + 2 * PARTIALS); a03.intoArray(dots, d0 + 3 * PARTIALS);
-                        a10.intoArray(dots, d1); a11.intoArray(dots, d1 + PARTIALS);
-                        a12.intoArray(dots, d1 + 2 * PARTIALS); a13.intoArray(dots, d1 + 3 * PARTIALS);
+    static void scores(Scratch s, MemorySegment k, boolean half, int rows, int quadRows, int jg, int dPad) {
+        float[] q = s.qRows, dots = s.dots;
+        long[] kAt = s.kAt;
+        long eb = half ? 2 : Float.BYTES;
+        for (int r0 = 0; r0 < quadRows; r0 += 4) {
+            int q0 = r0 * dPad, q1 = q0 + dPad, q2 = q1 + dPad, q3 = q2 + dPad;
+            for (int j2 = 0; j2 < L; j2 += 2) {
+                long ka = kAt[jg + j2], kb = kAt[jg + j2 + 1];
+                for (int part = 0; part < PARTS; part++) {
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int x = part * L; x < dPad; x += PARTIALS) {
+                        long xb = x * eb;
+                        FloatVector ka_ = load(k, ka + xb, half), kb_ = load(k, kb + xb, half);
+                        FloatVector qv = FloatVector.fromArray(F, q, q0 + x);
+                        a0 = qv.fma(ka_, a0); b0 = qv.fma(kb_, b0);
+                        qv = FloatVector.fromArray(F, q, q1 + x);
+                        a1 = qv.fma(ka_, a1); b1 = qv.fma(kb_, b1);
+                        qv = FloatVector.fromArray(F, q, q2 + x);
+                        a2 = qv.fma(ka_, a2); b2 = qv.fma(kb_, b2);
+                        qv = FloatVector.fromArray(F, q, q3 + x);
+                        a3 = qv.fma(ka_, a3); b3 = qv.fma(kb_, b3);
                     }
+                    int d0 = j2 * PARTIALS + part * L, rs = L * PARTIALS;
+                    a0.intoArray(dots, d0); b0.intoArray(dots, d0 + PARTIALS);
+                    a1.intoArray(dots, d0 + rs); b1.intoArray(dots, d0 + rs + PARTIALS);
+                    a2.intoArray(dots, d0 + 2 * rs); b2.intoArray(dots, d0 + 2 * rs + PARTIALS);
+                    a3.intoArray(dots, d0 + 3 * rs); b3.intoArray(dots, d0 + 3 * rs + PARTIALS);
                 }
-                reduceScores(dots, 0, s.red, s.p, r0 * CHUNK + jg);
-                if (r0 + 1 < rows) reduceScores(dots, 1, s.red, s.p, (r0 + 1) * CHUNK + jg);
             }
+            for (int r = r0; r < Math.min(r0 + 4, rows); r++) reduceScores(dots, r - r0, s.red, s.p, r * CHUNK + jg);
         }
     }
 
@@ -246,8 +347,8 @@ final class SimdDecodeKernel {
      * The scores of L keys of one row (its 16 partials per key in dots) into p[pOff, pOff + L):
      * the lane parts folded (p[i] + p[i + 8] … down to L partials), then the transposing reduction.
      */
-    private static void reduceScores(float[] dots, int rowInPair, float[] red, float[] p, int pOff) {
-        int base = rowInPair * L * PARTIALS;
+    private static void reduceScores(float[] dots, int rowInQuad, float[] red, float[] p, int pOff) {
+        int base = rowInQuad * L * PARTIALS;
         for (int i = 0; i < L; i++) {
             int at = base + i * PARTIALS;
             FloatVector v = FloatVector.fromArray(F, dots, at);
@@ -272,9 +373,12 @@ final class SimdDecodeKernel {
      * accumulators at a time, each value vector loaded once for the 4 rows; a zero probability is
      * skipped per row, so a key a row does not attend contributes nothing even if its value holds a
      * NaN. (α·o then fmas: the twin's rescale-then-accumulate; multiplying by α = 1 changes no bit.)
+     * Value j's row is at byte vAt[j] of {@code v}, bfloat16 when {@code half}.
      */
-    private static void accumulate(Scratch s, int quadRows, int n, int vPad) {
-        float[] p = s.p, o = s.o, v = s.vRows;
+    private static void accumulate(Scratch s, MemorySegment v, boolean half, int quadRows, int n, int vPad) {
+        float[] p = s.p, o = s.o;
+        long[] vAt = s.vAt;
+        long eb = half ? 2 : Float.BYTES;
         for (int r0 = 0; r0 < quadRows; r0 += 4) {
             int p0 = r0 * CHUNK, p1 = p0 + CHUNK, p2 = p1 + CHUNK, p3 = p2 + CHUNK;
             float al0 = s.alpha[r0], al1 = s.alpha[r0 + 1], al2 = s.alpha[r0 + 2], al3 = s.alpha[r0 + 3];
@@ -291,8 +395,8 @@ final class SimdDecodeKernel {
                 FloatVector a20 = FloatVector.fromArray(F, o, o2).mul(al2), a21 = FloatVector.fromArray(F, o, o2 + L).mul(al2);
                 FloatVector a30 = FloatVector.fromArray(F, o, o3).mul(al3), a31 = FloatVector.fromArray(F, o, o3 + L).mul(al3);
                 for (int j = 0; j < n; j++) {
-                    int at = j * vPad + x;
-                    FloatVector v0 = FloatVector.fromArray(F, v, at), v1 = FloatVector.fromArray(F, v, at + L);
+                    long at = vAt[j] + x * eb;
+                    FloatVector v0 = load(v, at, half), v1 = load(v, at + L * eb, half);
                     if ((allNonzero & (1L << j)) != 0) {
                         FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
                         FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
