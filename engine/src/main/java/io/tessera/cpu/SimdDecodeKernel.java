@@ -47,6 +47,15 @@ import jdk.incubator.vector.VectorSpecies;
  * 4 rows × 2L output dimensions in registers, each value vector loaded once for the 4 rows, in key
  * order; a zero probability is skipped per row, as in the twin. Every float is the one
  * {@link ScalarDecodeKernel} computes.
+ *
+ * <p>No method here takes or returns a vector, and the bfloat16 widening (L shorts sign-extended to
+ * ints, the sign bits shifted out again by the shift left by 16: exact) is written out at each of its
+ * four loads. C2 inlines a call only when its heuristics agree at that compilation (the callee not
+ * already compiled standalone into more than {@code InlineSmallCode} bytes, the call site hot in the
+ * profile), and a vector that crosses a call that was not inlined is boxed on every call, for as
+ * long as that compiled code lives. A 52-byte load helper did that in one JVM out of five: every
+ * decode step allocated 0.4–31 MB for the whole 90 s of {@code DecodeAllocationTest};
+ * {@code -XX:InlineSmallCode=100} reproduces it every time, and that test now also runs with it.
  */
 final class SimdDecodeKernel {
     private SimdDecodeKernel() {}
@@ -286,15 +295,6 @@ final class SimdDecodeKernel {
     }
 
     /**
-     * L floats at byte {@code at} of {@code src}: float32, or bfloat16 widened in registers (L shorts
-     * sign-extended to ints, the sign bits shifted out again by the shift left by 16: exact).
-     */
-    private static FloatVector load(MemorySegment src, long at, boolean bf16) {
-        if (bf16) return ((IntVector) ShortVector.fromMemorySegment(SHORTS, src, at, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-        return FloatVector.fromMemorySegment(F, src, at, NATIVE);
-    }
-
-    /**
      * The chunk's n key (or value) rows of head hk, widened, into dst rows {@code rowBase} … pad
      * floats apart with zeros past {@code width}: one bulk copy or widening per span of consecutive
      * pool rows when the rows are dense and need no padding (a per-row call costs more than its 512 bytes).
@@ -340,7 +340,10 @@ final class SimdDecodeKernel {
                     FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
                     for (int x = part * L; x < dPad; x += PARTIALS) {
                         long xb = x * eb;
-                        FloatVector ka_ = load(k, ka + xb, half), kb_ = load(k, kb + xb, half);
+                        FloatVector ka_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, ka + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, ka + xb, NATIVE);
+                        FloatVector kb_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, kb + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, kb + xb, NATIVE);
                         FloatVector qv = FloatVector.fromArray(F, q, q0 + x);
                         a0 = qv.fma(ka_, a0); b0 = qv.fma(kb_, b0);
                         qv = FloatVector.fromArray(F, q, q1 + x);
@@ -414,7 +417,10 @@ final class SimdDecodeKernel {
                 FloatVector a30 = FloatVector.fromArray(F, o, o3).mul(al3), a31 = FloatVector.fromArray(F, o, o3 + L).mul(al3);
                 for (int j = 0; j < n; j++) {
                     long at = vAt[j] + x * eb;
-                    FloatVector v0 = load(v, at, half), v1 = load(v, at + L * eb, half);
+                    FloatVector v0 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at, NATIVE);
+                    FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + L * eb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + L * eb, NATIVE);
                     if ((allNonzero & (1L << j)) != 0) {
                         FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
                         FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
