@@ -3,7 +3,6 @@ package io.tessera.cpu;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -42,15 +41,15 @@ final class WorkerPool {
     private final int threads;
     private final ExecutorService executor;
     private final Thread sampleWorker;
-    /** Workers that can be steered (their allowed set has at least 2 CPUs), added as they start. */
-    private final CopyOnWriteArrayList<PoolThread> steerable = new CopyOnWriteArrayList<>();
+    /** Workers that can be steered (their allowed set has at least 2 CPUs), added as they start; an array, so a call iterates without allocating. */
+    private volatile PoolThread[] steerable = new PoolThread[0];
 
     private WorkerPool(int threads) {
         this.threads = threads;
         AtomicInteger counter = new AtomicInteger();
         AtomicReference<Thread> first = new AtomicReference<>();
         this.executor = Executors.newFixedThreadPool(threads - 1, r -> {
-            Thread t = new PoolThread(r, "tessera-worker-" + threads + "-" + counter.incrementAndGet(), steerable);
+            Thread t = new PoolThread(r, "tessera-worker-" + threads + "-" + counter.incrementAndGet(), this);
             t.setDaemon(true);
             first.compareAndSet(null, t);
             return t;
@@ -129,9 +128,10 @@ final class WorkerPool {
 
     /** Takes the caller's CPU out of every steerable worker's allowed set (see the class comment). */
     private void steerOffCallersCpu() {
-        if (steerable.isEmpty()) return;
+        PoolThread[] workers = steerable;
+        if (workers.length == 0) return;
         int cpu = CpuAffinity.currentCpu();
-        for (PoolThread p : steerable) p.steerOff(cpu);
+        for (PoolThread p : workers) p.steerOff(cpu);
     }
 
     /** Whether any worker of this pool is steered now (tests: none may stay steered after a call). */
@@ -142,20 +142,26 @@ final class WorkerPool {
 
     /** How many workers can be steered (0 where {@link CpuAffinity} is off or a worker may use one CPU only). */
     int steerableWorkers() {
-        return steerable.size();
+        return steerable.length;
+    }
+
+    private synchronized void register(PoolThread worker) {
+        PoolThread[] more = java.util.Arrays.copyOf(steerable, steerable.length + 1);
+        more[more.length - 1] = worker;
+        steerable = more;
     }
 
     /** A worker thread that knows its kernel thread id and its allowed CPUs, so the caller can steer it. */
     private static final class PoolThread extends Thread {
-        private final CopyOnWriteArrayList<PoolThread> registry;
+        private final WorkerPool pool;
         /** Set by this thread before it registers; read by callers after they see it registered. */
         private int tid;
         private MemorySegment home, away;
         private volatile boolean steered;
 
-        PoolThread(Runnable work, String name, CopyOnWriteArrayList<PoolThread> registry) {
+        PoolThread(Runnable work, String name, WorkerPool pool) {
             super(work, name);
-            this.registry = registry;
+            this.pool = pool;
         }
 
         @Override
@@ -168,7 +174,7 @@ final class WorkerPool {
                     tid = id;
                     home = mask;
                     away = CpuAffinity.newMask(arena);
-                    registry.add(this);
+                    pool.register(this);
                 }
             }
             super.run();
