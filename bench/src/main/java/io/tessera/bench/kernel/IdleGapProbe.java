@@ -170,10 +170,10 @@ public final class IdleGapProbe {
         }
     }
 
-    /** min / median / p75 / p90 of the finite values. */
+    /** min / p25 / median / p75 / p90 of the finite values. */
     private static String summary(double[] values) {
         double[] v = Arrays.stream(values).filter(Double::isFinite).sorted().toArray();
         if (v.length == 0) return "-";
-        return String.format(Locale.ROOT, "min %6.2f med %6.2f p75 %6.2f p90 %6.2f", v[0], v[v.length / 2], v[v.length * 3 / 4], v[v.length * 9 / 10]);
+        return String.format(Locale.ROOT, "min %5.2f p25 %5.2f med %5.2f p75 %5.2f p90 %5.2f", v[0], v[v.length / 4], v[v.length / 2], v[v.length * 3 / 4], v[v.length * 9 / 10]);
     }
 }
