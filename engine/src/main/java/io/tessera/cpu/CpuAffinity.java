@@ -109,19 +109,18 @@ final class CpuAffinity {
 
     /** Reads thread {@code tid}'s allowed CPUs into {@code mask} (0 = the calling thread); false if the call failed. */
     static boolean get(int tid, MemorySegment mask) {
-        if (GET_AFFINITY == null) return false;
-        try {
-            return (int) GET_AFFINITY.invokeExact(tid, (long) MASK_BYTES, mask) == 0;
-        } catch (Throwable t) {
-            return false;
-        }
+        return call(GET_AFFINITY, tid, mask);
     }
 
     /** Sets thread {@code tid}'s allowed CPUs to {@code mask} (0 = the calling thread); false if the call failed. */
     static boolean set(int tid, MemorySegment mask) {
-        if (SET_AFFINITY == null) return false;
+        return call(SET_AFFINITY, tid, mask);
+    }
+
+    private static boolean call(MethodHandle affinity, int tid, MemorySegment mask) {
+        if (affinity == null) return false;
         try {
-            return (int) SET_AFFINITY.invokeExact(tid, (long) MASK_BYTES, mask) == 0;
+            return (int) affinity.invokeExact(tid, (long) MASK_BYTES, mask) == 0;
         } catch (Throwable t) {
             return false;
         }

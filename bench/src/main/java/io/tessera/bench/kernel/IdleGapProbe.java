@@ -1,11 +1,10 @@
 package io.tessera.bench.kernel;
 
-import io.tessera.attention.Attention;
 import io.tessera.backend.Backend;
-import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.management.ManagementFactory;
@@ -62,20 +61,15 @@ public final class IdleGapProbe {
      * so that {@code main} can call it reflectively in a loader that puts another engine jar first.
      */
     public static List<Supplier<double[]>> calls(int n, int threads) {
-        int heads = AttentionBenchmark.HEADS, dim = 64;
-        Arena arena = Arena.ofShared();
-        Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, heads, n, dim);
-        Tensor k = Tensor.randomNormal(arena, 2, 1f, 1, heads, n, dim);
-        Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, heads, n, dim);
-        Tensor out = Tensor.zeros(arena, 1, heads, n, dim);
-        Backend be = Backend.named("simd").withThreads(threads);
-        Attention attention = Attention.sparse(AttentionBenchmark.spec("dense")).on(be);
-        attention.layouts(heads, n, n);
+        int heads = AttentionBenchmark.HEADS;
+        Runnable call = ForwardProbe.calls(n, "dense", threads, new String[] {"none"})[0];
         Supplier<double[]> forward = () -> {
             long t0 = System.nanoTime();
-            attention.forward(q, k, v, out);
+            call.run();
             return new double[] {(System.nanoTime() - t0) * 1e-6};
         };
+        Backend be = Backend.named("simd").withThreads(threads);
+        MemorySegment shared = Arena.ofAuto().allocate(8);
         int items = heads * Math.max(1, ITEMS_PER_HEAD_AT_1024 * n / 1024);
         // Each synthetic item's work grows like the forward's per item (n keys per query row).
         int work = 100 * n;
@@ -101,7 +95,7 @@ public final class IdleGapProbe {
                 float x = item;
                 for (int i = 0; i < work; i++) x = x * 0.999f + 1f;
                 sink[0] += x;
-            }, arena.allocate(8));
+            }, shared);
             long t1 = System.nanoTime();
             double delay = firstWorkerStart[0] == Long.MAX_VALUE ? Double.NaN : (firstWorkerStart[0] - t0) * 1e-6;
             return new double[] {(t1 - t0) * 1e-6, delay, workerCpu[0] == callerCpu ? 1 : 0};
