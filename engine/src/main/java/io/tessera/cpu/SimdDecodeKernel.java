@@ -90,6 +90,9 @@ final class SimdDecodeKernel {
     private static final VectorMask<Float>[] HIGH;
     private static final VectorShuffle<Float>[] SWAP;
     private static final VectorShuffle<Float> NATURAL;
+    /** Steps 0 and 1 as constants (C2 keeps a static final mask or shuffle in a register; one read from an array it rebuilds). */
+    private static final VectorMask<Float> HIGH0, HIGH1;
+    private static final VectorShuffle<Float> SWAP0, SWAP1;
 
     static {
         int steps = Integer.numberOfTrailingZeros(L);
@@ -116,6 +119,7 @@ final class SimdDecodeKernel {
         HIGH = high;
         SWAP = swap;
         NATURAL = VectorShuffle.fromArray(F, natural, 0);
+        HIGH0 = high[0]; HIGH1 = high[1]; SWAP0 = swap[0]; SWAP1 = swap[1];
     }
 
     static final class Scratch {
@@ -323,50 +327,80 @@ final class SimdDecodeKernel {
     }
 
     /**
-     * Scores of every row quad against the chunk's keys jg … jg + L − 1 into p (rows CHUNK apart):
-     * per 2 keys and 4 rows, each of the PARTS lane parts of the 16 partial sums accumulated over the
-     * dimensions (x in steps of 16), then folded and reduced across the L keys. Each key row is read
-     * once per quad, front to back, two rows side by side: the order the hardware prefetcher follows.
+     * Scores of every row quad against the chunk's keys jg … jg + L − 1 into p (rows CHUNK apart).
+     * Keys go in groups of 4 — i, i + L/4, i + L/2, i + 3L/4 for i &lt; L/4, the four keys the first two
+     * steps of the transposing reduction combine — and for each group and row quad the 16 (row, key)
+     * accumulators of each lane part of the 16 partial sums are summed over the dimensions (x in steps
+     * of 16), each key vector loaded (and widened) once for the 4 rows. With one part (L = 16: the
+     * partials are the lanes) the group's first two reduction steps run on the accumulators in
+     * registers and leave one vector per row; the last steps ({@link #reduceTail}) see L/4 vectors.
+     * Measured on Zen 5 (32k-token step, one thread): storing all 16 accumulators and reducing them
+     * from memory took more time than the dot products' FMAs. With more parts (narrower vectors) the
+     * parts are stored and {@link #reduceScores} folds them first.
      */
     static void scores(Scratch s, MemorySegment k, boolean half, int rows, int quadRows, int jg, int dPad) {
-        float[] q = s.qRows, dots = s.dots;
+        float[] q = s.qRows, dots = s.dots, red = s.red;
         long[] kAt = s.kAt;
         long eb = half ? 2 : Float.BYTES;
+        int quarter = L / 4;
         for (int r0 = 0; r0 < quadRows; r0 += 4) {
             int q0 = r0 * dPad, q1 = q0 + dPad, q2 = q1 + dPad, q3 = q2 + dPad;
-            for (int j2 = 0; j2 < L; j2 += 2) {
-                long ka = kAt[jg + j2], kb = kAt[jg + j2 + 1];
+            for (int i = 0; i < quarter; i++) {
+                long k0 = kAt[jg + i], k1 = kAt[jg + i + quarter], k2 = kAt[jg + i + 2 * quarter], k3 = kAt[jg + i + 3 * quarter];
                 for (int part = 0; part < PARTS; part++) {
-                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    // a<row><key>: row r0 + row against key k<key>.
+                    FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+                    FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
                     for (int x = part * L; x < dPad; x += PARTIALS) {
                         long xb = x * eb;
-                        FloatVector ka_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, ka + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                                : FloatVector.fromMemorySegment(F, k, ka + xb, NATIVE);
-                        FloatVector kb_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, kb + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                                : FloatVector.fromMemorySegment(F, k, kb + xb, NATIVE);
+                        FloatVector v0 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k0 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k0 + xb, NATIVE);
+                        FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k1 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k1 + xb, NATIVE);
+                        FloatVector v2 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k2 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k2 + xb, NATIVE);
+                        FloatVector v3 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k3 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k3 + xb, NATIVE);
                         FloatVector qv = FloatVector.fromArray(F, q, q0 + x);
-                        a0 = qv.fma(ka_, a0); b0 = qv.fma(kb_, b0);
+                        a00 = qv.fma(v0, a00); a01 = qv.fma(v1, a01); a02 = qv.fma(v2, a02); a03 = qv.fma(v3, a03);
                         qv = FloatVector.fromArray(F, q, q1 + x);
-                        a1 = qv.fma(ka_, a1); b1 = qv.fma(kb_, b1);
+                        a10 = qv.fma(v0, a10); a11 = qv.fma(v1, a11); a12 = qv.fma(v2, a12); a13 = qv.fma(v3, a13);
                         qv = FloatVector.fromArray(F, q, q2 + x);
-                        a2 = qv.fma(ka_, a2); b2 = qv.fma(kb_, b2);
+                        a20 = qv.fma(v0, a20); a21 = qv.fma(v1, a21); a22 = qv.fma(v2, a22); a23 = qv.fma(v3, a23);
                         qv = FloatVector.fromArray(F, q, q3 + x);
-                        a3 = qv.fma(ka_, a3); b3 = qv.fma(kb_, b3);
+                        a30 = qv.fma(v0, a30); a31 = qv.fma(v1, a31); a32 = qv.fma(v2, a32); a33 = qv.fma(v3, a33);
                     }
-                    int d0 = j2 * PARTIALS + part * L, rs = L * PARTIALS;
-                    a0.intoArray(dots, d0); b0.intoArray(dots, d0 + PARTIALS);
-                    a1.intoArray(dots, d0 + rs); b1.intoArray(dots, d0 + rs + PARTIALS);
-                    a2.intoArray(dots, d0 + 2 * rs); b2.intoArray(dots, d0 + 2 * rs + PARTIALS);
-                    a3.intoArray(dots, d0 + 3 * rs); b3.intoArray(dots, d0 + 3 * rs + PARTIALS);
+                    if (PARTS == 1) {
+                        // Step 0 combines keys i and i + L/2 (and i + L/4 with i + 3L/4), step 1 the two results.
+                        int at = i * L, rs = quarter * L;
+                        FloatVector c0 = a00.blend(a02, HIGH0).add(a02.blend(a00, HIGH0).rearrange(SWAP0)), c1 = a01.blend(a03, HIGH0).add(a03.blend(a01, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at);
+                        c0 = a10.blend(a12, HIGH0).add(a12.blend(a10, HIGH0).rearrange(SWAP0)); c1 = a11.blend(a13, HIGH0).add(a13.blend(a11, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + rs);
+                        c0 = a20.blend(a22, HIGH0).add(a22.blend(a20, HIGH0).rearrange(SWAP0)); c1 = a21.blend(a23, HIGH0).add(a23.blend(a21, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + 2 * rs);
+                        c0 = a30.blend(a32, HIGH0).add(a32.blend(a30, HIGH0).rearrange(SWAP0)); c1 = a31.blend(a33, HIGH0).add(a33.blend(a31, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + 3 * rs);
+                    } else {
+                        // dots[row][key][16 partials]: this part's L lanes of them.
+                        int rs = L * PARTIALS, d0 = (i * PARTIALS) + part * L, t = quarter * PARTIALS;
+                        a00.intoArray(dots, d0); a01.intoArray(dots, d0 + t); a02.intoArray(dots, d0 + 2 * t); a03.intoArray(dots, d0 + 3 * t);
+                        a10.intoArray(dots, d0 + rs); a11.intoArray(dots, d0 + rs + t); a12.intoArray(dots, d0 + rs + 2 * t); a13.intoArray(dots, d0 + rs + 3 * t);
+                        a20.intoArray(dots, d0 + 2 * rs); a21.intoArray(dots, d0 + 2 * rs + t); a22.intoArray(dots, d0 + 2 * rs + 2 * t); a23.intoArray(dots, d0 + 2 * rs + 3 * t);
+                        a30.intoArray(dots, d0 + 3 * rs); a31.intoArray(dots, d0 + 3 * rs + t); a32.intoArray(dots, d0 + 3 * rs + 2 * t); a33.intoArray(dots, d0 + 3 * rs + 3 * t);
+                    }
                 }
             }
-            for (int r = r0; r < Math.min(r0 + 4, rows); r++) reduceScores(dots, r - r0, s.red, s.p, r * CHUNK + jg);
+            for (int r = r0; r < Math.min(r0 + 4, rows); r++) {
+                if (PARTS == 1) reduceTail(red, (r - r0) * quarter * L, 2, s.p, r * CHUNK + jg);
+                else reduceScores(dots, r - r0, red, s.p, r * CHUNK + jg);
+            }
         }
     }
 
     /**
      * The scores of L keys of one row (its 16 partials per key in dots) into p[pOff, pOff + L):
-     * the lane parts folded (p[i] + p[i + 8] … down to L partials), then the transposing reduction.
+     * the lane parts folded (p[i] + p[i + 8] … down to L partials), then the whole transposing reduction.
      */
     private static void reduceScores(float[] dots, int rowInQuad, float[] red, float[] p, int pOff) {
         int base = rowInQuad * L * PARTIALS;
@@ -377,16 +411,24 @@ final class SimdDecodeKernel {
             else if (PARTS == 4) v = v.add(FloatVector.fromArray(F, dots, at + 2 * L)).add(FloatVector.fromArray(F, dots, at + L).add(FloatVector.fromArray(F, dots, at + 3 * L)));
             v.intoArray(red, i * L);
         }
-        for (int st = 0, count = L; count > 1; st++, count >>= 1) {
+        reduceTail(red, 0, 0, p, pOff);
+    }
+
+    /**
+     * Steps {@code firstStep} … of the transposing reduction on the L >> firstStep vectors at
+     * red[base …] (L apart), then the keys back in natural lane order into p[pOff, pOff + L).
+     */
+    private static void reduceTail(float[] red, int base, int firstStep, float[] p, int pOff) {
+        for (int st = firstStep, count = L >> firstStep; count > 1; st++, count >>= 1) {
             int half = count >> 1;
             VectorMask<Float> high = HIGH[st];
             VectorShuffle<Float> swap = SWAP[st];
             for (int i = 0; i < half; i++) {
-                FloatVector a = FloatVector.fromArray(F, red, i * L), b = FloatVector.fromArray(F, red, (i + half) * L);
-                a.blend(b, high).add(b.blend(a, high).rearrange(swap)).intoArray(red, i * L);
+                FloatVector a = FloatVector.fromArray(F, red, base + i * L), b = FloatVector.fromArray(F, red, base + (i + half) * L);
+                a.blend(b, high).add(b.blend(a, high).rearrange(swap)).intoArray(red, base + i * L);
             }
         }
-        FloatVector.fromArray(F, red, 0).rearrange(NATURAL).intoArray(p, pOff);
+        FloatVector.fromArray(F, red, base).rearrange(NATURAL).intoArray(p, pOff);
     }
 
     /**
