@@ -134,7 +134,7 @@ final class SimdDecodeKernel {
         float[] red = new float[L * L];               // the transposing reduction's vectors
         float[] p = new float[0];       // [rows rounded up to 4][CHUNK]  scores, then probabilities (0 in padded rows)
         float[] o = new float[0], m = new float[0], l = new float[0], alpha = new float[0];
-        final float[] partial = new float[PARTIALS], lanes = new float[L];
+        final float[] partial = new float[PARTIALS];
         long[] bits = new long[0];
         /** Byte offsets of the chunk's key rows in the key source (keys past n: key n − 1); values likewise. */
         final long[] kAt = new long[CHUNK], vAt = new long[CHUNK];
@@ -448,8 +448,12 @@ final class SimdDecodeKernel {
             // Keys every one of the 4 rows gives a nonzero probability (the common case) take the
             // unconditional path; the others test each row.
             long allNonzero = 0;
-            for (int j = 0; j < n; j++) {
-                if (p[p0 + j] != 0f & p[p1 + j] != 0f & p[p2 + j] != 0f & p[p3 + j] != 0f) allNonzero |= 1L << j;
+            for (int j = 0; j < n; j += L) {
+                VectorMask<Float> nonzero = FloatVector.fromArray(F, p, p0 + j).compare(VectorOperators.NE, 0f)
+                        .and(FloatVector.fromArray(F, p, p1 + j).compare(VectorOperators.NE, 0f))
+                        .and(FloatVector.fromArray(F, p, p2 + j).compare(VectorOperators.NE, 0f))
+                        .and(FloatVector.fromArray(F, p, p3 + j).compare(VectorOperators.NE, 0f));
+                allNonzero |= nonzero.toLong() << j;
             }
             for (int x = 0; x < vPad; x += 2 * L) {
                 int o0 = r0 * vPad + x, o1 = o0 + vPad, o2 = o1 + vPad, o3 = o2 + vPad;
@@ -496,12 +500,12 @@ final class SimdDecodeKernel {
         float[] p = s.p;
         FloatVector maxV = FloatVector.broadcast(F, NEG_INF);
         for (int j = 0; j < width; j += L) maxV = maxV.max(FloatVector.fromArray(F, p, pRow + j));
-        maxV.intoArray(s.lanes, 0);
-        float max = NEG_INF;
-        for (int lane = 0; lane < L; lane++) max = Math.max(max, s.lanes[lane]);   // max is exact: any order gives the same
+        float max = maxV.reduceLanes(VectorOperators.MAX);   // max is exact (Math.max's rules): any order gives the same
         float mOld = s.m[r], mNew = Math.max(mOld, max), shift = mNew == NEG_INF ? 0f : mNew;
         FloatVector shiftV = FloatVector.broadcast(F, shift);
-        Arrays.fill(s.partial, 0f);
+        // The 16 interleaved partial sums: one vector in a register when L = 16, else in s.partial.
+        FloatVector sumV = FloatVector.zero(F);
+        if (PARTS > 1) Arrays.fill(s.partial, 0f);
         for (int j = 0; j < width; j += L) {
             FloatVector x = FloatVector.fromArray(F, p, pRow + j).sub(shiftV);
             // 2^x exactly as SimdAttentionKernel's and ScalarAttentionKernel.exp2: clamp at −127, k = round(x)
@@ -512,9 +516,14 @@ final class SimdDecodeKernel {
             FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
             FloatVector e = f.fma(poly, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
             e.intoArray(p, pRow + j);
-            int part = j & (PARTIALS - 1);   // key j + lane goes to partial (j + lane) mod 16
-            FloatVector.fromArray(F, s.partial, part).add(e).intoArray(s.partial, part);
+            if (PARTS == 1) {
+                sumV = sumV.add(e);
+            } else {
+                int part = j & (PARTIALS - 1);   // key j + lane goes to partial (j + lane) mod 16
+                FloatVector.fromArray(F, s.partial, part).add(e).intoArray(s.partial, part);
+            }
         }
+        if (PARTS == 1) sumV.intoArray(s.partial, 0);
         float alpha = ScalarAttentionKernel.exp2(mOld - shift);
         s.l[r] = Math.fma(alpha, s.l[r], ScalarDecodeKernel.sumPartials(s.partial));
         s.m[r] = mNew;
