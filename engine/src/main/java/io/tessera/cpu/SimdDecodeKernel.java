@@ -25,8 +25,8 @@ import jdk.incubator.vector.VectorSpecies;
  * chunks of {@link ScalarDecodeKernel#CHUNK} ({@link DecodeCall.Chunks}: across page boundaries, so
  * pages of 16 tokens share one softmax step and one pass over the output), a block of up to
  * {@link #STAGE_BYTES} of chunks at a time: first a pass that only reads the block's K and V pool
- * rows (one load per 64-byte line: a pure read streams from memory at close to a plain read's rate
- * and leaves the rows in L2), then the arithmetic, which reads float32 and bfloat16 rows where they
+ * rows (dense 8-byte loads, {@link #READ}: a pure read streams from memory at close to a plain read's
+ * rate and leaves the rows in L2), then the arithmetic, which reads float32 and bfloat16 rows where they
  * lie in the pool (bfloat16 widened in registers). Measured on Zen 5 (decode step, 32k tokens,
  * D = 128, one thread): vector loads straight from DRAM inside the arithmetic stalled on memory at
  * 8–12 GB/s; copying each chunk into float scratch (the previous design) cost more than the
@@ -34,7 +34,7 @@ import jdk.incubator.vector.VectorSpecies;
  * blocks) are staged, widened and zero-padded, into float scratch rows a block at a time, keys
  * then values.
  *
- * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 4 rows × 2 keys keeps
+ * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 4 rows × 4 keys keeps
  * one accumulator vector per (row, key) for each L-lane part of the 16 interleaved partial sums of
  * the scalar twin's {@link ScalarDecodeKernel#dot} (dimension x into partial x mod 16), so each key
  * vector is loaded (and widened) once per quad of rows, front to back. The partials are folded in
@@ -44,7 +44,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>The softmax step is the fused kernel's base-2 one (same 2^x polynomial and constants, from the
  * scalar twin) per row over key lanes; its sum is kept in 16 interleaved partials. Values: blocks of
- * 4 rows × 2L output dimensions in registers, each value vector loaded once for the 4 rows, in key
+ * 4 rows × 4L output dimensions in registers, each value vector loaded once for the 4 rows, in key
  * order; a zero probability is skipped per row, as in the twin. Every float is the one
  * {@link ScalarDecodeKernel} computes.
  *
@@ -90,9 +90,12 @@ final class SimdDecodeKernel {
     private static final VectorMask<Float>[] HIGH;
     private static final VectorShuffle<Float>[] SWAP;
     private static final VectorShuffle<Float> NATURAL;
-    /** Steps 0 and 1 as constants (C2 keeps a static final mask or shuffle in a register; one read from an array it rebuilds). */
-    private static final VectorMask<Float> HIGH0, HIGH1;
-    private static final VectorShuffle<Float> SWAP0, SWAP1;
+    /**
+     * The steps as constants (C2 keeps a static final mask or shuffle in a register; one read from an
+     * array it rebuilds each time). Steps 2 and 3 exist at L = 16 only (null otherwise).
+     */
+    private static final VectorMask<Float> HIGH0, HIGH1, HIGH2, HIGH3;
+    private static final VectorShuffle<Float> SWAP0, SWAP1, SWAP2, SWAP3;
 
     static {
         int steps = Integer.numberOfTrailingZeros(L);
@@ -120,6 +123,8 @@ final class SimdDecodeKernel {
         SWAP = swap;
         NATURAL = VectorShuffle.fromArray(F, natural, 0);
         HIGH0 = high[0]; HIGH1 = high[1]; SWAP0 = swap[0]; SWAP1 = swap[1];
+        HIGH2 = steps == 4 ? high[2] : null; HIGH3 = steps == 4 ? high[3] : null;
+        SWAP2 = steps == 4 ? swap[2] : null; SWAP3 = steps == 4 ? swap[3] : null;
     }
 
     static final class Scratch {
@@ -255,9 +260,17 @@ final class SimdDecodeKernel {
         return any != 0;
     }
 
-    /** One load per 64-byte line of the chunk's key (or value) rows of head hk (rowBytes each, elements of eb bytes): their sum. */
     /**
-     * {@link #touch} of the keys and the values in one loop, a line of each per step, where both are
+     * The read pass's loads: every 8 bytes, as a plain read does, not one per 64-byte line. Measured
+     * on Zen 5 (32k-token step, read pass alone, min of 30): one byte per line read the K/V at
+     * 1.5–1.6× a plain read's time on one thread and 6.5–9.4 ms on two, a load every 16 or 32 bytes
+     * as slowly, a long every 8 bytes 1.25–1.35× and 4.9–5.3 ms: the sparse loads' misses outrun the
+     * hardware prefetcher, the dense ones let it stream ahead.
+     */
+    private static final ValueLayout.OfLong READ = ValueLayout.JAVA_LONG_UNALIGNED;
+
+    /**
+     * {@link #touch} of the keys and the values in one loop, 8 bytes of each per step, where both are
      * dense rows of the same byte width (the common cache): two streams in flight at once, as a plain
      * read of K and V keeps them, instead of the keys' stream and then the values'.
      */
@@ -267,11 +280,12 @@ final class SimdDecodeKernel {
         for (int i = 0; i < chunks.spans; i++) {
             long length = (long) (chunks.spanStart[i + 1] - chunks.spanStart[i]) * rowBytes;
             long kAt = c.keyRow(hk, chunks.spanSlot[i]) * kBytes, vAt = c.valueRow(hk, chunks.spanSlot[i]) * vBytes;
-            for (long o = 0; o < length; o += 64) sum += k.get(ValueLayout.JAVA_BYTE, kAt + o) + v.get(ValueLayout.JAVA_BYTE, vAt + o);
+            for (long o = 0; o < length; o += Long.BYTES) sum += k.get(READ, kAt + o) ^ v.get(READ, vAt + o);
         }
         return sum;
     }
 
+    /** The read pass over the chunk's key (or value) rows of head hk (rowBytes each, a multiple of 8; elements of eb bytes): their sum. */
     private static long touch(MemorySegment src, DecodeCall c, int hk, DecodeCall.Chunks chunks, boolean keys, long rowBytes, long eb) {
         long stride = (keys ? c.kT : c.vT) * eb, sum = 0;
         for (int i = 0; i < chunks.spans; i++) {
@@ -279,9 +293,9 @@ final class SimdDecodeKernel {
             long at = (keys ? c.keyRow(hk, chunks.spanSlot[i]) : c.valueRow(hk, chunks.spanSlot[i])) * eb;
             if (stride == rowBytes) {
                 long end = at + rowsInSpan * rowBytes;
-                for (long o = at; o < end; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, o);
+                for (long o = at; o < end; o += Long.BYTES) sum += src.get(READ, o);
             } else {
-                for (int j = 0; j < rowsInSpan; j++, at += stride) for (long o = 0; o < rowBytes; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, at + o);
+                for (int j = 0; j < rowsInSpan; j++, at += stride) for (long o = 0; o < rowBytes; o += Long.BYTES) sum += src.get(READ, at + o);
             }
         }
         return sum;
@@ -333,7 +347,7 @@ final class SimdDecodeKernel {
      * accumulators of each lane part of the 16 partial sums are summed over the dimensions (x in steps
      * of 16), each key vector loaded (and widened) once for the 4 rows. With one part (L = 16: the
      * partials are the lanes) the group's first two reduction steps run on the accumulators in
-     * registers and leave one vector per row; the last steps ({@link #reduceTail}) see L/4 vectors.
+     * registers and leave one vector per row, and the last two steps combine the row's 4 vectors.
      * Measured on Zen 5 (32k-token step, one thread): storing all 16 accumulators and reducing them
      * from memory took more time than the dot products' FMAs. With more parts (narrower vectors) the
      * parts are stored and {@link #reduceScores} folds them first.
@@ -392,15 +406,22 @@ final class SimdDecodeKernel {
                 }
             }
             for (int r = r0; r < Math.min(r0 + 4, rows); r++) {
-                if (PARTS == 1) reduceTail(red, (r - r0) * quarter * L, 2, s.p, r * CHUNK + jg);
-                else reduceScores(dots, r - r0, red, s.p, r * CHUNK + jg);
+                if (PARTS == 1) {   // L = 16: steps 2 and 3 on the row's 4 group vectors, then the keys in natural order
+                    int at = (r - r0) * quarter * L;
+                    FloatVector g0 = FloatVector.fromArray(F, red, at), g1 = FloatVector.fromArray(F, red, at + L);
+                    FloatVector g2 = FloatVector.fromArray(F, red, at + 2 * L), g3 = FloatVector.fromArray(F, red, at + 3 * L);
+                    FloatVector c0 = g0.blend(g2, HIGH2).add(g2.blend(g0, HIGH2).rearrange(SWAP2)), c1 = g1.blend(g3, HIGH2).add(g3.blend(g1, HIGH2).rearrange(SWAP2));
+                    c0.blend(c1, HIGH3).add(c1.blend(c0, HIGH3).rearrange(SWAP3)).rearrange(NATURAL).intoArray(s.p, r * CHUNK + jg);
+                } else {
+                    reduceScores(dots, r - r0, red, s.p, r * CHUNK + jg);
+                }
             }
         }
     }
 
     /**
      * The scores of L keys of one row (its 16 partials per key in dots) into p[pOff, pOff + L):
-     * the lane parts folded (p[i] + p[i + 8] … down to L partials), then the whole transposing reduction.
+     * the lane parts folded (p[i] + p[i + 8] … down to L partials), then the transposing reduction.
      */
     private static void reduceScores(float[] dots, int rowInQuad, float[] red, float[] p, int pOff) {
         int base = rowInQuad * L * PARTIALS;
@@ -411,28 +432,20 @@ final class SimdDecodeKernel {
             else if (PARTS == 4) v = v.add(FloatVector.fromArray(F, dots, at + 2 * L)).add(FloatVector.fromArray(F, dots, at + L).add(FloatVector.fromArray(F, dots, at + 3 * L)));
             v.intoArray(red, i * L);
         }
-        reduceTail(red, 0, 0, p, pOff);
-    }
-
-    /**
-     * Steps {@code firstStep} … of the transposing reduction on the L >> firstStep vectors at
-     * red[base …] (L apart), then the keys back in natural lane order into p[pOff, pOff + L).
-     */
-    private static void reduceTail(float[] red, int base, int firstStep, float[] p, int pOff) {
-        for (int st = firstStep, count = L >> firstStep; count > 1; st++, count >>= 1) {
+        for (int st = 0, count = L; count > 1; st++, count >>= 1) {
             int half = count >> 1;
             VectorMask<Float> high = HIGH[st];
             VectorShuffle<Float> swap = SWAP[st];
             for (int i = 0; i < half; i++) {
-                FloatVector a = FloatVector.fromArray(F, red, base + i * L), b = FloatVector.fromArray(F, red, base + (i + half) * L);
-                a.blend(b, high).add(b.blend(a, high).rearrange(swap)).intoArray(red, base + i * L);
+                FloatVector a = FloatVector.fromArray(F, red, i * L), b = FloatVector.fromArray(F, red, (i + half) * L);
+                a.blend(b, high).add(b.blend(a, high).rearrange(swap)).intoArray(red, i * L);
             }
         }
-        FloatVector.fromArray(F, red, base).rearrange(NATURAL).intoArray(p, pOff);
+        FloatVector.fromArray(F, red, 0).rearrange(NATURAL).intoArray(p, pOff);
     }
 
     /**
-     * o[r] = o[r]·α_r + Σ_j p_rj · v_j over the chunk's n keys in order, 4 rows × 2L dimensions of
+     * o[r] = o[r]·α_r + Σ_j p_rj · v_j over the chunk's n keys in order, 4 rows × 4L dimensions of
      * accumulators at a time, each value vector loaded once for the 4 rows; a zero probability is
      * skipped per row, so a key a row does not attend contributes nothing even if its value holds a
      * NaN. (α·o then fmas: the twin's rescale-then-accumulate; multiplying by α = 1 changes no bit.)
@@ -455,37 +468,59 @@ final class SimdDecodeKernel {
                         .and(FloatVector.fromArray(F, p, p3 + j).compare(VectorOperators.NE, 0f));
                 allNonzero |= nonzero.toLong() << j;
             }
-            for (int x = 0; x < vPad; x += 2 * L) {
+            // Blocks of 4L output dimensions (16 accumulators: slack for the FMA latency, and each
+            // probability broadcast serves 4 FMAs). vPad is a whole number of 2L: a last block of 2L
+            // points its upper half at the lower half's dimensions (hi = 0) and does not store it.
+            for (int x = 0; x < vPad; x += 4 * L) {
+                boolean wide = x + 4 * L <= vPad;
+                int hi = wide ? 2 * L : 0;
+                long hiBytes = hi * eb, lBytes = L * eb;
                 int o0 = r0 * vPad + x, o1 = o0 + vPad, o2 = o1 + vPad, o3 = o2 + vPad;
                 FloatVector a00 = FloatVector.fromArray(F, o, o0).mul(al0), a01 = FloatVector.fromArray(F, o, o0 + L).mul(al0);
+                FloatVector a02 = FloatVector.fromArray(F, o, o0 + hi).mul(al0), a03 = FloatVector.fromArray(F, o, o0 + hi + L).mul(al0);
                 FloatVector a10 = FloatVector.fromArray(F, o, o1).mul(al1), a11 = FloatVector.fromArray(F, o, o1 + L).mul(al1);
+                FloatVector a12 = FloatVector.fromArray(F, o, o1 + hi).mul(al1), a13 = FloatVector.fromArray(F, o, o1 + hi + L).mul(al1);
                 FloatVector a20 = FloatVector.fromArray(F, o, o2).mul(al2), a21 = FloatVector.fromArray(F, o, o2 + L).mul(al2);
+                FloatVector a22 = FloatVector.fromArray(F, o, o2 + hi).mul(al2), a23 = FloatVector.fromArray(F, o, o2 + hi + L).mul(al2);
                 FloatVector a30 = FloatVector.fromArray(F, o, o3).mul(al3), a31 = FloatVector.fromArray(F, o, o3 + L).mul(al3);
+                FloatVector a32 = FloatVector.fromArray(F, o, o3 + hi).mul(al3), a33 = FloatVector.fromArray(F, o, o3 + hi + L).mul(al3);
                 for (int j = 0; j < n; j++) {
                     long at = vAt[j] + x * eb;
                     FloatVector v0 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
                             : FloatVector.fromMemorySegment(F, v, at, NATIVE);
-                    FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + L * eb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                            : FloatVector.fromMemorySegment(F, v, at + L * eb, NATIVE);
+                    FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + lBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + lBytes, NATIVE);
+                    FloatVector v2 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + hiBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + hiBytes, NATIVE);
+                    FloatVector v3 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + hiBytes + lBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + hiBytes + lBytes, NATIVE);
                     if ((allNonzero & (1L << j)) != 0) {
-                        FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
-                        FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
-                        a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01);
-                        a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11);
-                        a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21);
-                        a30 = b3.fma(v0, a30); a31 = b3.fma(v1, a31);
+                        FloatVector b = FloatVector.broadcast(F, p[p0 + j]);
+                        a00 = b.fma(v0, a00); a01 = b.fma(v1, a01); a02 = b.fma(v2, a02); a03 = b.fma(v3, a03);
+                        b = FloatVector.broadcast(F, p[p1 + j]);
+                        a10 = b.fma(v0, a10); a11 = b.fma(v1, a11); a12 = b.fma(v2, a12); a13 = b.fma(v3, a13);
+                        b = FloatVector.broadcast(F, p[p2 + j]);
+                        a20 = b.fma(v0, a20); a21 = b.fma(v1, a21); a22 = b.fma(v2, a22); a23 = b.fma(v3, a23);
+                        b = FloatVector.broadcast(F, p[p3 + j]);
+                        a30 = b.fma(v0, a30); a31 = b.fma(v1, a31); a32 = b.fma(v2, a32); a33 = b.fma(v3, a33);
                     } else {
                         float w0 = p[p0 + j], w1 = p[p1 + j], w2 = p[p2 + j], w3 = p[p3 + j];
-                        if (w0 != 0f) { FloatVector b0 = FloatVector.broadcast(F, w0); a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01); }
-                        if (w1 != 0f) { FloatVector b1 = FloatVector.broadcast(F, w1); a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11); }
-                        if (w2 != 0f) { FloatVector b2 = FloatVector.broadcast(F, w2); a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21); }
-                        if (w3 != 0f) { FloatVector b3 = FloatVector.broadcast(F, w3); a30 = b3.fma(v0, a30); a31 = b3.fma(v1, a31); }
+                        if (w0 != 0f) { FloatVector b = FloatVector.broadcast(F, w0); a00 = b.fma(v0, a00); a01 = b.fma(v1, a01); a02 = b.fma(v2, a02); a03 = b.fma(v3, a03); }
+                        if (w1 != 0f) { FloatVector b = FloatVector.broadcast(F, w1); a10 = b.fma(v0, a10); a11 = b.fma(v1, a11); a12 = b.fma(v2, a12); a13 = b.fma(v3, a13); }
+                        if (w2 != 0f) { FloatVector b = FloatVector.broadcast(F, w2); a20 = b.fma(v0, a20); a21 = b.fma(v1, a21); a22 = b.fma(v2, a22); a23 = b.fma(v3, a23); }
+                        if (w3 != 0f) { FloatVector b = FloatVector.broadcast(F, w3); a30 = b.fma(v0, a30); a31 = b.fma(v1, a31); a32 = b.fma(v2, a32); a33 = b.fma(v3, a33); }
                     }
                 }
                 a00.intoArray(o, o0); a01.intoArray(o, o0 + L);
                 a10.intoArray(o, o1); a11.intoArray(o, o1 + L);
                 a20.intoArray(o, o2); a21.intoArray(o, o2 + L);
                 a30.intoArray(o, o3); a31.intoArray(o, o3 + L);
+                if (wide) {
+                    a02.intoArray(o, o0 + hi); a03.intoArray(o, o0 + hi + L);
+                    a12.intoArray(o, o1 + hi); a13.intoArray(o, o1 + hi + L);
+                    a22.intoArray(o, o2 + hi); a23.intoArray(o, o2 + hi + L);
+                    a32.intoArray(o, o3 + hi); a33.intoArray(o, o3 + hi + L);
+                }
             }
         }
     }

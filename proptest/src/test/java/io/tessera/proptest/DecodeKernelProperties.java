@@ -40,7 +40,7 @@ class DecodeKernelProperties {
     Arbitrary<Setup> longSetups() {
         return Combinators.combine(
                 Arbitraries.integers().between(1, 3), Arbitraries.integers().between(1, 3), Arbitraries.of(1, 2, 4),
-                Arbitraries.of(1, 5, 8, 16, 19), Arbitraries.of(1, 3, 16, 35, 64),
+                Arbitraries.of(1, 5, 8, 16, 19), Arbitraries.of(1, 3, 16, 35, 64, 96),
                 Arbitraries.of(1, 7, 16, 64, 100, 600), Arbitraries.integers().between(1, 1600),
                 Arbitraries.integers().between(1, 16).edgeCases(c -> c.includeOnly(1)))
             .as((seqs, kvh, g, d, dv, p, len, qLen) -> new Setup(seqs, kvh, g, d, dv, p, len, qLen, 0))
