@@ -154,13 +154,17 @@ public final class Interleaved {
         cmd.addAll(extraJvmArgs);
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Interleaved.class.getName(), budget.encode()));
         for (Contender c : contenders) cmd.add(c.encode());
+        Trace.mark("interleaved child starts: " + contenders.stream().map(Contender::label).toList());
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.PIPE).start();
         List<String> errors = new ArrayList<>();
         Thread drain = Thread.ofVirtual().start(() -> {
             try (var r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
-                // Messages, not stack frames: the report's note names what failed.
+                // Messages, not stack frames: the report's note names what failed. The child's trace lines go to this JVM's trace.
                 r.lines().filter(l -> !l.equals(Quiet.INCUBATOR_NOTICE) && !l.stripLeading().startsWith("at ") && !l.stripLeading().startsWith("..."))
-                        .forEach(errors::add);
+                        .forEach(l -> {
+                            if (Trace.isTraceLine(l)) System.err.println(l);
+                            else errors.add(l);
+                        });
             } catch (Exception ignored) {
                 // the exit code reports the failure
             }
@@ -177,6 +181,7 @@ public final class Interleaved {
         }
         int exit = p.waitFor();
         drain.join();
+        Trace.mark("interleaved child ended, exit " + exit);
         if (exit != 0 || java.util.Arrays.stream(times).anyMatch(t -> t == null)) {
             throw new IllegalStateException("interleaved match failed (exit " + exit + "): "
                     + String.join(" | ", errors.subList(Math.max(0, errors.size() - 6), errors.size())));
@@ -215,6 +220,7 @@ public final class Interleaved {
             }
             calls[c] = type.getMethod(spec.substring(hash + 1, query > 0 ? query : spec.length()));
             invokeAnnotated(states[c], Setup.class);
+            Trace.mark("set up " + spec);
         }
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         // Warm-up, each engine alone and back to back (no other engine's call to keep apart from):
@@ -234,6 +240,7 @@ public final class Interleaved {
                     quietSince = System.nanoTime();
                 }
             }
+            Trace.mark(String.format(Locale.ROOT, "warmed up contender %d: %.2f s of calls", c, spent));
         }
         // Measured rounds: every engine once per round, the order rotating.
         List<double[]> rounds = new ArrayList<>(), bytes = new ArrayList<>();
@@ -251,6 +258,7 @@ public final class Interleaved {
             rounds.add(ms);
             bytes.add(heap);
         }
+        Trace.mark(String.format(Locale.ROOT, "measured %d rounds, %.2f s of calls", rounds.size(), spent));
         for (int c = 0; c < m; c++) {
             StringBuilder t = new StringBuilder(), h = new StringBuilder();
             for (int r = 0; r < rounds.size(); r++) {

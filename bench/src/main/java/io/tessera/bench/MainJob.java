@@ -145,11 +145,13 @@ public final class MainJob {
         List<Peer> peers = options.peers() ? availablePeers(notes) : List.of();
         if (!options.peers()) notes.add("peers skipped (--no-peers)");
         PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
+        Trace.mark("peers found");
 
         // The machine's peak first, once, while nothing else of this run is warm: every section divides by it.
         for (int t : options.threads() > 1 ? List.of(1, options.threads()) : List.of(options.threads())) {
             System.out.println("machine: " + MachinePeak.measuredOnce(t));
         }
+        Trace.mark("machine peak measured");
         Sections sections = new Sections(notes);
         boolean everySection = options.only() == null;
         if (options.training() && everySection) {
@@ -182,6 +184,7 @@ public final class MainJob {
         System.out.print("checking every engine against the float64 oracle ... ");
         System.out.flush();
         List<OracleCheck> checks = oracleChecks(peers, options.threads());
+        Trace.mark("forward oracle checks done");
         System.out.println(checks.stream().allMatch(OracleCheck::passed) ? "all " + checks.size() + " within tolerance"
                 : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)");
         Instant forwardStart = Instant.now();
@@ -238,6 +241,7 @@ public final class MainJob {
         sections.markdown.forEach(report::withSection);
         paired.forEach(report::withPairedSpeedup);
         report.write(options.out());
+        Trace.mark("report written");
         System.out.println();
         System.out.println(report.resultsTable());
         if (!report.ratios().isEmpty()) System.out.println(report.ratioTable());
@@ -257,6 +261,7 @@ public final class MainJob {
         /** Runs a section; {@code progress} is its one-line label, or null for a section that prints its own progress. */
         void run(String name, String progress, java.util.concurrent.Callable<String> section) {
             Instant t0 = Instant.now();
+            Trace.mark("section " + name + " starts");
             if (progress != null) {
                 System.out.print(progress + " ... ");
                 System.out.flush();
@@ -271,6 +276,7 @@ public final class MainJob {
                 notes.add(name + " section failed: " + describe(e));
             }
             seconds.put(name, Duration.between(t0, Instant.now()).toSeconds());
+            Trace.mark("section " + name + " ended");
         }
     }
 

@@ -139,6 +139,7 @@ public final class KernelOptionsSection {
         md.append(tessera);
         if (peer != null) {
             List<OracleCheck> checks = SdpaVariantBenchmark.checks(peer, threads);
+            io.tessera.bench.Trace.mark("options peer checked");
             long failed = checks.stream().filter(c -> !c.passed()).count();
             // The peer's name tells the path of its last call (the checks ran several): name the engine only.
             String engine = peer.name().contains(" (") ? peer.name().substring(0, peer.name().indexOf(" (")) : peer.name();

@@ -5,6 +5,7 @@ import io.tessera.attention.AttentionGradients;
 import io.tessera.attention.AttentionResult;
 import io.tessera.backend.Backend;
 import io.tessera.bench.Interleaved;
+import io.tessera.bench.Trace;
 import io.tessera.bench.kernel.AttentionBenchmark;
 import io.tessera.bench.peers.Peer;
 import io.tessera.bench.peers.PeerBenchmark;
@@ -81,15 +82,20 @@ public final class TrainingSection {
             }
         }
         probes.put(probeKey("tessera", "window256", 65536), startProbe("tessera", "window256", 65536, threads));
+        Trace.mark("memory probes started: " + probes.keySet());
         List<GradientCheck> checks;
         try {
             checks = gradientChecks(trainers, threads);
+            Trace.mark("gradient checks done");
         } catch (Exception | Error e) {
             for (Process p : probes.values()) if (p != null) p.destroyForcibly();   // no probe outlives a failed section
             throw e;
         }
         Map<String, Long> memory = new LinkedHashMap<>();
-        for (var e : probes.entrySet()) memory.put(e.getKey(), probeResult(e.getValue()));
+        for (var e : probes.entrySet()) {
+            memory.put(e.getKey(), probeResult(e.getValue()));
+            Trace.mark("memory probe " + e.getKey() + " answered " + memory.get(e.getKey()) + " B");
+        }
         int total = cases.size(), done = 0;
         for (String[] c : cases) {
             String pattern = c[0];

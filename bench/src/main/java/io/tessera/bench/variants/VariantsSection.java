@@ -227,7 +227,9 @@ public final class VariantsSection {
         Backend be = Backend.best().withThreads(threads);
         int[] lengths = full ? new int[] {1024, 4096, 16384} : new int[] {1024, 4096};
         List<Row> rows = measure(be, lengths, full ? 2 : 0.3, full ? 3 : 0.7, full ? 16384 : 4096);
+        io.tessera.bench.Trace.mark("variants timed");
         List<double[]> errors = errors(be, 512);
+        io.tessera.bench.Trace.mark("variants' errors computed");
         StringBuilder md = new StringBuilder("## Linear-time variants vs dense attention (B = 1, H = 8, D = 64; Linformer k = 256, Performer m = 256, Nyström m = 64; ")
                 .append(be).append(")\n\n");
         md.append("| variant | n | min ms | median ms | GFLOP/s (own count) | GEMM GFLOP/s, same products | of GEMM | × dense | max error, n = 512 | mean error |\n");
@@ -348,6 +350,7 @@ public final class VariantsSection {
             String why = peer.unavailableReason();
             if (why != null) return "\nPeer " + peer.id() + " unavailable: " + why + "\n";
             List<PeerRow> check = comparePeer(peer, be, 2, 256, new int[] {64, 64, 0, 16}, 1f, true, 0, 0, threads);
+            io.tessera.bench.Trace.mark("variants' peer checked");
             List<PeerRow> timed = comparePeer(peer, be, HEADS, 4096, new int[] {PROJECTED, FEATURES, 0, LANDMARKS}, 1f, false, seconds, seconds, threads);
             StringBuilder md = new StringBuilder("\n### The same variants written with PyTorch operations (" + peer.name() + "), n = 4096\n\n");
             md.append("| variant | Tessera min ms | PyTorch min ms | Tessera × PyTorch | max error vs float64 definition, n = 256: Tessera | PyTorch |\n|---|---:|---:|---:|---:|---:|\n");
