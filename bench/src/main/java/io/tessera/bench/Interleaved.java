@@ -80,14 +80,21 @@ public final class Interleaved {
      * up to {@code measureSeconds} (all engines together: a peer 25× slower than Tessera does not
      * multiply the rounds) and there are at least {@code minRounds} — but no more than three times
      * {@code measureSeconds} once 3 rounds are in, so an engine whose call takes seconds (PyTorch's
-     * SDPA on a 32K cache: 3 s) does not stretch the match to minutes.
+     * SDPA on a 32K cache: 3 s) does not stretch the match to minutes — and no more than
+     * {@code maxRounds}, so a match of short calls (a decode step of 1.6 ms alone in its match) is
+     * not hundreds of rounds of the pause between calls.
      */
-    public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
+    public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds, int maxRounds) {
         public Budget {
-            if (!(warmupSeconds >= 0) || !(measureSeconds >= 0) || minWarmupCalls < 1 || minRounds < 1) {
-                throw new IllegalArgumentException("budget must be non-negative with at least one warm-up call and round, got "
-                        + warmupSeconds + " s / " + minWarmupCalls + " calls, " + measureSeconds + " s / " + minRounds + " rounds");
+            if (!(warmupSeconds >= 0) || !(measureSeconds >= 0) || minWarmupCalls < 1 || minRounds < 1 || maxRounds < minRounds) {
+                throw new IllegalArgumentException("budget must be non-negative with at least one warm-up call and round and no fewer most rounds than least, got "
+                        + warmupSeconds + " s / " + minWarmupCalls + " calls, " + measureSeconds + " s / " + minRounds + "–" + maxRounds + " rounds");
             }
+        }
+
+        /** Without a cap on the rounds beyond the time rules. */
+        public Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
+            this(warmupSeconds, minWarmupCalls, measureSeconds, minRounds, 100_000);
         }
 
         /**
@@ -95,10 +102,10 @@ public final class Interleaved {
          * 5×2 s) per engine. Quick: 1 s of warm-up each (its first, cold call included; then on until
          * the JIT is quiet, see the child's warm-up) and 4 s of calls for all engines, which keeps the paired
          * ratios' 95 % intervals within a few percent at n = 4096 (9–13 rounds) and gives small
-         * calls a hundred rounds.
+         * calls a hundred rounds (n = 1024 on two threads made 94–110; at most 100).
          */
         public static Budget forCalls(boolean full) {
-            return full ? new Budget(3, 3, 20, 15) : new Budget(1, 3, 4, 9);
+            return full ? new Budget(3, 3, 20, 15) : new Budget(1, 3, 4, 9, 100);
         }
 
         /** Training steps take seconds each: fewer calls. */
@@ -107,7 +114,7 @@ public final class Interleaved {
         }
 
         String encode() {
-            return String.format(Locale.ROOT, "%s,%d,%s,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds);
+            return String.format(Locale.ROOT, "%s,%d,%s,%d,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds, maxRounds);
         }
 
         /** Whether an engine that has made {@code calls} warm-up calls in {@code spent} seconds warms up further. */
@@ -118,12 +125,12 @@ public final class Interleaved {
         /** Whether a match with {@code rounds} measured rounds whose calls took {@code spent} seconds runs another. */
         boolean measuresMore(int rounds, double spent) {
             if (rounds >= 3 && spent >= 3 * measureSeconds) return false;
-            return (rounds < minRounds || spent < measureSeconds) && rounds < 100_000;
+            return (rounds < minRounds || spent < measureSeconds) && rounds < maxRounds;
         }
 
         static Budget decode(String s) {
             String[] f = s.split(",");
-            return new Budget(Double.parseDouble(f[0]), Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]));
+            return new Budget(Double.parseDouble(f[0]), Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]), Integer.parseInt(f[4]));
         }
     }
 

@@ -192,38 +192,52 @@ public final class MainJob {
         Map<Measurement, MedianTime> paired = new LinkedHashMap<>();
         List<List<Case>> jobs = jobs(cases);
         Progress progress = new Progress(jobs.size(), plannedSeconds(options.full()));
-        for (List<Case> job : jobs) {
-            Case first = job.getFirst();
-            System.out.print(progress.start(job.size() == 1 ? first.name()
-                    : String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
-            System.out.flush();
-            try {
-                if (job.size() == 1) {
-                    Measurement m = measure(first, options.full(), peers);
+        for (List<List<Case>> unit : units(jobs)) {
+            if (unit.size() == 1 && unit.getFirst().size() == 1) {
+                Case only = unit.getFirst().getFirst();
+                System.out.print(progress.start(only.name()));
+                System.out.flush();
+                try {
+                    Measurement m = measure(only, options.full(), peers);
                     results.add(m);
-                    MachinePeak peak = peaks.get(first.threads());
+                    MachinePeak peak = peaks.get(only.threads());
                     System.out.println(progress.done(String.format(Locale.ROOT, "%9.2f ms ±%5.2f  %6.1f GFLOP/s %s", m.msPerCall(), m.msError(), m.gflops(),
                             peak == null ? "" : String.format(Locale.ROOT, "%5.1f%% of peak", 100 * m.gflops() / peak.fmaGflops()))));
-                } else {
-                    StringBuilder line = new StringBuilder();
-                    for (Interleaved.Outcome o : measureInTurns(job, options.full(), peers)) {
-                        Case c = job.get(Integer.parseInt(o.contender().label()));
-                        double ms = o.time().median();
-                        Measurement m = new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, o.time().halfWidth(),
-                                flops(c.pattern(), c.n(), c.headDim()) / (ms * 1e6), o.heapBytesPerCall());
-                        results.add(m);
-                        if (o.speedup() != null) paired.put(m, o.speedup());
-                        line.append(String.format(Locale.ROOT, "%s%s %.2f ms", line.isEmpty() ? "" : " | ", shortName(c), ms))
-                                .append(o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()));
-                    }
-                    System.out.println(progress.done(line.toString()));
+                } catch (Exception e) {
+                    System.out.println(progress.done("failed"));
+                    failed(only, describe(e), notes);
                 }
+                continue;
+            }
+            System.out.printf(Locale.ROOT, "%d cases of %d thread%s in one JVM, each case's engines in turns ...%n", unit.size(), unit.getFirst().getFirst().threads(),
+                    unit.getFirst().getFirst().threads() == 1 ? "" : "s");
+            List<Interleaved.MatchResult> matches;
+            try {
+                matches = measureInTurns(unit, options.full(), peers);
             } catch (Exception e) {
-                System.out.println(progress.done("failed"));
-                for (Case c : job) {
-                    System.err.println("  " + c.name() + " failed: " + describe(e));
-                    notes.add("failed: " + c.name() + ": " + describe(e));
+                matches = java.util.Collections.nCopies(unit.size(), new Interleaved.MatchResult(null, describe(e)));
+            }
+            for (int j = 0; j < unit.size(); j++) {
+                List<Case> job = unit.get(j);
+                Case first = job.getFirst();
+                System.out.print(progress.start(String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
+                if (matches.get(j).failure() != null) {
+                    System.out.println(progress.done("failed"));
+                    for (Case c : job) failed(c, matches.get(j).failure(), notes);
+                    continue;
                 }
+                StringBuilder line = new StringBuilder();
+                for (Interleaved.Outcome o : matches.get(j).outcomes()) {
+                    Case c = job.get(Integer.parseInt(o.contender().label().substring(o.contender().label().indexOf('/') + 1)));
+                    double ms = o.time().median();
+                    Measurement m = new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, o.time().halfWidth(),
+                            flops(c.pattern(), c.n(), c.headDim()) / (ms * 1e6), o.heapBytesPerCall());
+                    results.add(m);
+                    if (o.speedup() != null) paired.put(m, o.speedup());
+                    line.append(String.format(Locale.ROOT, "%s%s %.2f ms", line.isEmpty() ? "" : " | ", shortName(c), ms))
+                            .append(o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()));
+                }
+                System.out.println(progress.done(line.toString()));
             }
         }
         if (!torchCases.isEmpty()) {
@@ -290,7 +304,7 @@ public final class MainJob {
     }
 
     /**
-     * The JMH schedule of the main job's forked cases (forward, decode, options): one fork, quick
+     * The JMH schedule of the main job's forked cases (the forward section's cases of one engine): one fork, quick
      * 2×1 s warm-up and 3×1 s measurement, full 3×1 s and 5×2 s ({@link #plannedSeconds} and the
      * report's "mode" line say the same), in sample mode: every call is timed, and the report gives
      * their median ({@link MedianTime}).
@@ -435,21 +449,51 @@ public final class MainJob {
         return jobs;
     }
 
-    /** A job of several engines on one case, in turns in a JVM of its own; outcomes labelled by their index in {@code job}. */
-    static List<Interleaved.Outcome> measureInTurns(List<Case> job, boolean full, List<Peer> peers) throws Exception {
-        List<Interleaved.Contender> contenders = new ArrayList<>();
-        for (int i = 0; i < job.size(); i++) {
-            Case c = job.get(i);
-            Map<String, String> params = new LinkedHashMap<>();
-            if (c.engine().equals("tessera")) params.put("backend", c.backend());
-            else params.put("peer", c.engine());
-            params.put("n", String.valueOf(c.n()));
-            params.put("headDim", String.valueOf(c.headDim()));
-            params.put("threads", String.valueOf(c.threads()));
-            params.put("pattern", c.pattern());
-            contenders.add(new Interleaved.Contender(String.valueOf(i), c.engine().equals("tessera") ? AttentionBenchmark.class : PeerBenchmark.class, "forward", params));
+    private static void failed(Case c, String why, List<String> notes) {
+        System.err.println("  " + c.name() + " failed: " + why);
+        notes.add("failed: " + c.name() + ": " + why);
+    }
+
+    /**
+     * The jobs as they run: each JMH job alone; the jobs of several engines in turns grouped by
+     * thread count, each group in one JVM ({@link Interleaved#runMatches}: the peers' native
+     * libraries loaded once, Tessera's kernels compiled once; one thread count per JVM, since
+     * PyTorch's intra-op thread count is one per process). In the order of their first job.
+     */
+    static List<List<List<Case>>> units(List<List<Case>> jobs) {
+        Map<String, List<List<Case>>> units = new LinkedHashMap<>();
+        for (List<Case> job : jobs) {
+            String key = job.size() == 1 ? "alone " + job.getFirst().name() : "in turns " + job.getFirst().threads() + "T";
+            units.computeIfAbsent(key, k -> new ArrayList<>()).add(job);
         }
-        return Interleaved.run(contenders, Interleaved.Budget.forCalls(full), List.of());
+        return new ArrayList<>(units.values());
+    }
+
+    /**
+     * Jobs of several engines on one case each, as the matches of one JVM; each match's outcomes
+     * labelled {@code job/index} by their job and their index in it.
+     */
+    static List<Interleaved.MatchResult> measureInTurns(List<List<Case>> jobs, boolean full, List<Peer> peers) throws Exception {
+        List<Interleaved.Contender> contenders = new ArrayList<>();
+        List<List<Integer>> matches = new ArrayList<>();
+        for (int j = 0; j < jobs.size(); j++) {
+            List<Case> job = jobs.get(j);
+            List<Integer> match = new ArrayList<>();
+            for (int i = 0; i < job.size(); i++) {
+                Case c = job.get(i);
+                Map<String, String> params = new LinkedHashMap<>();
+                if (c.engine().equals("tessera")) params.put("backend", c.backend());
+                else params.put("peer", c.engine());
+                params.put("n", String.valueOf(c.n()));
+                params.put("headDim", String.valueOf(c.headDim()));
+                params.put("threads", String.valueOf(c.threads()));
+                params.put("pattern", c.pattern());
+                match.add(contenders.size());
+                contenders.add(new Interleaved.Contender(j + "/" + i, c.engine().equals("tessera") ? AttentionBenchmark.class : PeerBenchmark.class, "forward", params));
+            }
+            matches.add(match);
+        }
+        return Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of());
     }
 
     /** The TornadoVM SDK's JVM argument file, or null when TORNADOVM_HOME is unset or has none. */
@@ -528,7 +572,7 @@ public final class MainJob {
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
         Interleaved.Budget turns = Interleaved.Budget.forCalls(o.full());
-        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
+        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns, the cases of one thread count one after the other in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
                 + turns.minRounds() + " rounds and " + turns.measureSeconds() + " s of calls); other cases in a JMH fork, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
                 + " measurement; every call timed: ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
         return env;

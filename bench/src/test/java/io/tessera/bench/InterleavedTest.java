@@ -149,6 +149,10 @@ class InterleavedTest {
         assertThat(budget.measuresMore(2, 19)).isTrue();   // 3-s rounds: 3 rounds at least ...
         assertThat(budget.measuresMore(3, 17.9)).isTrue();
         assertThat(budget.measuresMore(3, 18)).isFalse();  // ... then no more than 18 s
+        var capped = new Interleaved.Budget(1, 3, 4, 9, 100);
+        assertThat(capped.measuresMore(99, 0.2)).isTrue();   // short calls: rounds up to the cap ...
+        assertThat(capped.measuresMore(100, 0.2)).isFalse();  // ... and no more
+        assertThat(Interleaved.Budget.decode(capped.encode())).isEqualTo(capped);
     }
 
     @Test
@@ -165,6 +169,7 @@ class InterleavedTest {
     void badBudgetsAndLabelsAreNamed() {
         assertThatThrownBy(() -> new Interleaved.Budget(1, 0, 1, 1)).hasMessageContaining("at least one warm-up call");
         assertThatThrownBy(() -> new Interleaved.Budget(Double.NaN, 1, 1, 1)).hasMessageContaining("NaN");
+        assertThatThrownBy(() -> new Interleaved.Budget(1, 1, 1, 9, 8)).hasMessageContaining("9–8 rounds");
         assertThatThrownBy(() -> new Interleaved.Contender("a\tb", Sleeper.class, "call", Map.of())).hasMessageContaining("label must be one line");
         assertThatThrownBy(() -> Interleaved.run(List.of(), SMALL, List.of())).hasMessageContaining("contenders must not be empty");
     }
