@@ -249,7 +249,7 @@ public final class VariantsSection {
         java.nio.file.Files.createDirectories(charts);
         io.tessera.bench.report.Charts.timeVsLength(points, charts.resolve("variants.png"));
         md.append("\n![time vs n, log-log](charts/variants.png)\n");
-        md.append(peerTable(be, threads, full ? 3 : 1));
+        md.append(peerTable(be, threads, full ? 3 : 0.5));
         String markdown = md.toString();
         java.nio.file.Files.writeString(out.resolve("variants.md"), markdown);
         return markdown;
@@ -309,6 +309,7 @@ public final class VariantsSection {
                 float[][] parameters = peerParameters(variant, op, sizes[i], DIM);
                 peer.prepare(variant, heads, n, DIM, qa, ka, va, parameters, threads);
                 peer.run();
+                io.tessera.bench.Trace.mark("variants' peer prepared: " + variant + " n=" + n);
                 double tesseraError = Double.NaN, peerError = Double.NaN;
                 if (check) {
                     double[] oracle = VariantOracles.output(variant, heads, n, DIM, qa, ka, va, parameters);
@@ -327,6 +328,7 @@ public final class VariantsSection {
                     tMs = Math.min(tMs, time(() -> op.forward(q, k, v, out), 0, seconds / 2)[0]);
                     pMs = Math.min(pMs, time(peerCall, 0, seconds / 2)[0]);
                 }
+                io.tessera.bench.Trace.mark("variants' peer compared: " + variant + " n=" + n);
                 rows.add(new PeerRow(variant, n, tMs, pMs, tesseraError, peerError));
             }
         }
@@ -342,7 +344,7 @@ public final class VariantsSection {
         return max;
     }
 
-    /** The main job's peer table (quick: n = 4096 only, short timing), or a line saying why there is none. */
+    /** The main job's peer table (quick: n = 4096 only, {@code seconds} 0.5: per engine a quarter second of warm-up and two passes of a quarter second, at least 5 calls each), or a line saying why there is none. */
     static String peerTable(Backend be, int threads, double seconds) {
         LinearVariantPeer peer = findPeer();
         if (peer == null) return "\nNo peer of the linear-time variants on the class path (build the bench with -Ppeers).\n";
