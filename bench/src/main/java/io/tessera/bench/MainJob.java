@@ -248,7 +248,9 @@ public final class MainJob {
             }
         }
         sections.seconds.put("forward", Duration.between(forwardStart, Instant.now()).toSeconds());
+        Trace.mark("forward measured (Debian's PyTorch included)");
         Map<String, Path> pictures = layoutPictures(options.out(), patterns(options.full()));
+        Trace.mark("layout pictures drawn");
         Map<String, String> environment = environment(options, start);
         environment.put("time per section", sections.seconds.entrySet().stream().map(e -> e.getKey() + " " + e.getValue() + " s").collect(java.util.stream.Collectors.joining(", "))
                 + ", whole run " + Duration.between(start, Instant.now()).toSeconds() + " s");
