@@ -143,9 +143,14 @@ public final class MainJob {
         Quiet.install();
         Instant start = Instant.now();
         List<String> notes = new ArrayList<>();
+        // Debian's PyTorch is looked for (a python process importing torch, ~2 s) while the JVM peers load: neither is timed.
+        List<String> torchNotes = new ArrayList<>();
+        java.util.concurrent.CompletableFuture<PythonTorchPeer> torchSearch = options.peers()
+                ? java.util.concurrent.CompletableFuture.supplyAsync(() -> PythonTorchPeer.detect(torchNotes)) : java.util.concurrent.CompletableFuture.completedFuture(null);
         List<Peer> peers = options.peers() ? availablePeers(notes) : List.of();
         if (!options.peers()) notes.add("peers skipped (--no-peers)");
-        PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
+        PythonTorchPeer torch = torchSearch.join();
+        notes.addAll(torchNotes);
         Trace.mark("peers found");
 
         // The machine's peak first, once, while nothing else of this run is warm: every section divides by it.
