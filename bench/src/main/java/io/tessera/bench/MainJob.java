@@ -536,16 +536,12 @@ public final class MainJob {
     /** Every engine's output on a small input of each pattern, against the float64 oracle. */
     static List<OracleCheck> oracleChecks(List<Peer> peers, int threads) throws Exception {
         List<OracleCheck> checks = new ArrayList<>();
-        int n = 384, h = 2, d = 64;   // long enough that every pattern is really sparse
+        int n = CHECK_N, h = CHECK_HEADS, d = CHECK_DIM;
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d), v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d);
+            Tensor[] qkv = checkInputs(arena);
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
             List<String> patterns = List.of("dense", "causal", "window256", "bigbird", "strided");
-            // The float64 oracles first, on both cores (nothing is timed meanwhile): pure functions of the inputs.
-            List<OracleReference<DenseReference.Result>> references = patterns.parallelStream().map(p -> {
-                MaskFunction mask = AttentionBenchmark.pattern(p).asMask(n, n);
-                DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
-                return new OracleReference<>(oracle, Tolerance.exact(q, k, v, mask, Double.NaN, oracle).output());
-            }).toList();
+            List<OracleReference<DenseReference.Result>> references = checkOracles(patterns);
             for (int pi = 0; pi < patterns.size(); pi++) {
                 String p = patterns.get(pi);
                 DenseReference.Result oracle = references.get(pi).oracle();
@@ -562,6 +558,37 @@ public final class MainJob {
             }
         }
         return checks;
+    }
+
+    /** The small case every engine's forward output is checked on (B = 1): long enough that every pattern is really sparse. */
+    public static final int CHECK_N = 384, CHECK_HEADS = 2, CHECK_DIM = 64;
+
+    /** q, k and v of the check case: N(0, 1) from seeds 11, 12 and 13. */
+    public static Tensor[] checkInputs(Arena arena) {
+        return new Tensor[] {Tensor.randomNormal(arena, 11, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM), Tensor.randomNormal(arena, 12, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM),
+                Tensor.randomNormal(arena, 13, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM)};
+    }
+
+    private static final Map<String, OracleReference<DenseReference.Result>> CHECK_ORACLES = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * The float64 oracle of each pattern on {@link #checkInputs} with the EXACT tolerance, computed
+     * once per run (the forward checks and Debian's PyTorch peer check against the same ones) and on
+     * both cores at once (nothing is timed meanwhile; pure functions of the inputs).
+     */
+    public static List<OracleReference<DenseReference.Result>> checkOracles(List<String> patterns) {
+        return patterns.parallelStream().map(p -> {
+            OracleReference<DenseReference.Result> known = CHECK_ORACLES.get(p);
+            if (known != null) return known;
+            try (Arena arena = Arena.ofConfined()) {
+                Tensor[] qkv = checkInputs(arena);
+                MaskFunction mask = AttentionBenchmark.pattern(p).asMask(CHECK_N, CHECK_N);
+                DenseReference.Result oracle = DenseReference.attention(qkv[0], qkv[1], qkv[2], mask, Double.NaN);
+                OracleReference<DenseReference.Result> computed = new OracleReference<>(oracle, Tolerance.exact(qkv[0], qkv[1], qkv[2], mask, Double.NaN, oracle).output());
+                CHECK_ORACLES.putIfAbsent(p, computed);
+                return computed;
+            }
+        }).toList();
     }
 
     static Map<String, Path> layoutPictures(Path out, List<String> patterns) throws Exception {
