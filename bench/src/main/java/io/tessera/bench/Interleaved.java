@@ -80,14 +80,21 @@ public final class Interleaved {
      * up to {@code measureSeconds} (all engines together: a peer 25× slower than Tessera does not
      * multiply the rounds) and there are at least {@code minRounds} — but no more than three times
      * {@code measureSeconds} once 3 rounds are in, so an engine whose call takes seconds (PyTorch's
-     * SDPA on a 32K cache: 3 s) does not stretch the match to minutes.
+     * SDPA on a 32K cache: 3 s) does not stretch the match to minutes — and no more than
+     * {@code maxRounds}, so a match of short calls (a decode step of 1.6 ms alone in its match) is
+     * not hundreds of rounds of the pause between calls.
      */
-    public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
+    public record Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds, int maxRounds) {
         public Budget {
-            if (!(warmupSeconds >= 0) || !(measureSeconds >= 0) || minWarmupCalls < 1 || minRounds < 1) {
-                throw new IllegalArgumentException("budget must be non-negative with at least one warm-up call and round, got "
-                        + warmupSeconds + " s / " + minWarmupCalls + " calls, " + measureSeconds + " s / " + minRounds + " rounds");
+            if (!(warmupSeconds >= 0) || !(measureSeconds >= 0) || minWarmupCalls < 1 || minRounds < 1 || maxRounds < minRounds) {
+                throw new IllegalArgumentException("budget must be non-negative with at least one warm-up call and round and no fewer most rounds than least, got "
+                        + warmupSeconds + " s / " + minWarmupCalls + " calls, " + measureSeconds + " s / " + minRounds + "–" + maxRounds + " rounds");
             }
+        }
+
+        /** Without a cap on the rounds beyond the time rules. */
+        public Budget(double warmupSeconds, int minWarmupCalls, double measureSeconds, int minRounds) {
+            this(warmupSeconds, minWarmupCalls, measureSeconds, minRounds, 100_000);
         }
 
         /**
@@ -95,10 +102,10 @@ public final class Interleaved {
          * 5×2 s) per engine. Quick: 1 s of warm-up each (its first, cold call included; then on until
          * the JIT is quiet, see the child's warm-up) and 4 s of calls for all engines, which keeps the paired
          * ratios' 95 % intervals within a few percent at n = 4096 (9–13 rounds) and gives small
-         * calls a hundred rounds.
+         * calls a hundred rounds (n = 1024 on two threads made 94–110; at most 100).
          */
         public static Budget forCalls(boolean full) {
-            return full ? new Budget(3, 3, 20, 15) : new Budget(1, 3, 4, 9);
+            return full ? new Budget(3, 3, 20, 15) : new Budget(1, 3, 4, 9, 100);
         }
 
         /** Training steps take seconds each: fewer calls. */
@@ -107,7 +114,7 @@ public final class Interleaved {
         }
 
         String encode() {
-            return String.format(Locale.ROOT, "%s,%d,%s,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds);
+            return String.format(Locale.ROOT, "%s,%d,%s,%d,%d", warmupSeconds, minWarmupCalls, measureSeconds, minRounds, maxRounds);
         }
 
         /** Whether an engine that has made {@code calls} warm-up calls in {@code spent} seconds warms up further. */
@@ -118,12 +125,12 @@ public final class Interleaved {
         /** Whether a match with {@code rounds} measured rounds whose calls took {@code spent} seconds runs another. */
         boolean measuresMore(int rounds, double spent) {
             if (rounds >= 3 && spent >= 3 * measureSeconds) return false;
-            return (rounds < minRounds || spent < measureSeconds) && rounds < 100_000;
+            return (rounds < minRounds || spent < measureSeconds) && rounds < maxRounds;
         }
 
         static Budget decode(String s) {
             String[] f = s.split(",");
-            return new Budget(Double.parseDouble(f[0]), Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]));
+            return new Budget(Double.parseDouble(f[0]), Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]), Integer.parseInt(f[4]));
         }
     }
 
@@ -146,47 +153,151 @@ public final class Interleaved {
         }
     }
 
-    /** Runs the match in a JVM of its own with the forks' flags and {@code extraJvmArgs}. */
+    /** Runs the match in a JVM of its own with the forks' flags and {@code extraJvmArgs}; throws when it fails. */
     public static List<Outcome> run(List<Contender> contenders, Budget budget, List<String> extraJvmArgs) throws Exception {
         if (contenders.isEmpty()) throw new IllegalArgumentException("contenders must not be empty");
+        List<Integer> everyone = new ArrayList<>();
+        for (int c = 0; c < contenders.size(); c++) everyone.add(c);
+        return runMatches(contenders, List.of(everyone), budget, extraJvmArgs).getFirst().orThrow();
+    }
+
+    /**
+     * One match of {@link #runMatches}: its outcomes in the match's order (the paired ratios to its
+     * first contender), or why it failed.
+     */
+    public record MatchResult(List<Outcome> outcomes, String failure) {
+        public List<Outcome> orThrow() {
+            if (failure != null) throw new IllegalStateException(failure);
+            return outcomes;
+        }
+    }
+
+    /**
+     * Several matches in one child JVM: {@code matches} lists each match's contenders by their index
+     * in {@code contenders}, first the one the others' ratios are to. A contender in several matches
+     * (the plain call every option is compared with; Tessera on each pattern's case) is set up and
+     * warmed up once, which is what starting a JVM per match repeats: the JVM's start, the peers'
+     * native libraries, the inputs and oracle checks of every setup, the JIT's compilation of the
+     * same kernels. The matches are measured one after the other, each in rounds of its own
+     * contenders only, right after they are warm (a contender warmed for an earlier match runs again
+     * until the JIT is quiet), so a match is timed as in a JVM of its own, minus the repeated work.
+     *
+     * <p>Put together only contenders that can share a process: PyTorch's intra-op thread count is
+     * one per process (the last setup's), so every match of one call runs at one thread count.
+     *
+     * <p>A contender whose setup fails fails only the matches it is in; if the child itself dies (a
+     * peer's native crash), the matches it had not finished run again, each in a JVM of its own.
+     */
+    public static List<MatchResult> runMatches(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs) throws Exception {
+        if (contenders.isEmpty()) throw new IllegalArgumentException("contenders must not be empty");
+        if (matches.isEmpty()) throw new IllegalArgumentException("matches must not be empty");
+        for (List<Integer> match : matches) {
+            if (match.isEmpty() || match.stream().distinct().count() != match.size() || match.stream().anyMatch(c -> c < 0 || c >= contenders.size())) {
+                throw new IllegalArgumentException("a match is a non-empty list of distinct contender indexes below " + contenders.size() + ", got " + match);
+            }
+        }
+        Child child = child(contenders, matches, budget, extraJvmArgs);
+        List<MatchResult> results = new ArrayList<>();
+        for (int m = 0; m < matches.size(); m++) {
+            if (child.outcomes[m] != null) {
+                results.add(new MatchResult(child.outcomes[m], null));
+            } else if (child.failures[m] != null) {
+                results.add(new MatchResult(null, child.failures[m]));
+            } else if (matches.size() > 1) {
+                Trace.mark("match " + m + " unfinished by the shared child (" + child.error + "): again in a JVM of its own");
+                List<Contender> own = matches.get(m).stream().map(contenders::get).toList();
+                List<Integer> order = new ArrayList<>();
+                for (int c = 0; c < own.size(); c++) order.add(c);
+                Child alone = child(own, List.of(order), budget, extraJvmArgs);
+                results.add(alone.outcomes[0] != null ? new MatchResult(alone.outcomes[0], null)
+                        : new MatchResult(null, alone.failures[0] != null ? alone.failures[0] : alone.error));
+            } else {
+                results.add(new MatchResult(null, child.error));
+            }
+        }
+        return results;
+    }
+
+    /** What a child JVM answered: per match its outcomes or its failure (both null if it never got there), and how it ended. */
+    private record Child(List<Outcome>[] outcomes, String[] failures, String error) {}
+
+    @SuppressWarnings("unchecked")
+    private static Child child(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
         cmd.addAll(Quiet.forkFlags());
         cmd.addAll(extraJvmArgs);
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Interleaved.class.getName(), budget.encode()));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Interleaved.class.getName(), budget.encode(), encodeMatches(matches)));
         for (Contender c : contenders) cmd.add(c.encode());
+        Trace.mark("interleaved child starts: " + contenders.stream().map(Contender::label).toList() + " in matches " + matches);
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.PIPE).start();
         List<String> errors = new ArrayList<>();
         Thread drain = Thread.ofVirtual().start(() -> {
             try (var r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
-                // Messages, not stack frames: the report's note names what failed.
+                // Messages, not stack frames: the report's note names what failed. The child's trace lines go to this JVM's trace.
                 r.lines().filter(l -> !l.equals(Quiet.INCUBATOR_NOTICE) && !l.stripLeading().startsWith("at ") && !l.stripLeading().startsWith("..."))
-                        .forEach(errors::add);
+                        .forEach(l -> {
+                            if (Trace.isTraceLine(l)) System.err.println(l);
+                            else errors.add(l);
+                        });
             } catch (Exception ignored) {
                 // the exit code reports the failure
             }
         });
-        double[][] times = new double[contenders.size()][], heap = new double[contenders.size()][];
+        double[][][] times = new double[matches.size()][][], heap = new double[matches.size()][][];
+        for (int m = 0; m < matches.size(); m++) {
+            times[m] = new double[matches.get(m).size()][];
+            heap[m] = new double[matches.get(m).size()][];
+        }
+        String[] failures = new String[matches.size()];
         try (var r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
             for (String line; (line = r.readLine()) != null; ) {
                 String[] f = line.split("\t");
-                if (f.length != 4 || !f[0].equals("interleaved")) continue;   // a library's own output
-                int c = Integer.parseInt(f[1]);
-                times[c] = parse(f[2]);
-                heap[c] = parse(f[3]);
+                if (f.length == 5 && f[0].equals(RESULT)) {
+                    int m = Integer.parseInt(f[1]), position = Integer.parseInt(f[2]);
+                    times[m][position] = parse(f[3]);
+                    heap[m][position] = parse(f[4]);
+                } else if (f.length == 3 && f[0].equals(FAILED)) {
+                    failures[Integer.parseInt(f[1])] = f[2];
+                }
+                // anything else is a library's own output
             }
         }
         int exit = p.waitFor();
         drain.join();
-        if (exit != 0 || java.util.Arrays.stream(times).anyMatch(t -> t == null)) {
-            throw new IllegalStateException("interleaved match failed (exit " + exit + "): "
-                    + String.join(" | ", errors.subList(Math.max(0, errors.size() - 6), errors.size())));
+        Trace.mark("interleaved child ended, exit " + exit);
+        List<Outcome>[] outcomes = new List[matches.size()];
+        for (int m = 0; m < matches.size(); m++) {
+            if (failures[m] != null || java.util.Arrays.stream(times[m]).anyMatch(t -> t == null)) continue;
+            List<Outcome> match = new ArrayList<>();
+            for (int i = 0; i < times[m].length; i++) {
+                Outcome o = new Outcome(contenders.get(matches.get(m).get(i)), MedianTime.of(times[m][i]), MedianTime.of(heap[m][i]).median(), null, times[m][i]);
+                match.add(i == 0 ? o : new Outcome(o.contender(), o.time(), o.heapBytesPerCall(), o.over(match.getFirst()), o.rounds()));
+            }
+            outcomes[m] = match;
         }
-        List<Outcome> outcomes = new ArrayList<>();
-        for (int c = 0; c < contenders.size(); c++) {
-            Outcome o = new Outcome(contenders.get(c), MedianTime.of(times[c]), MedianTime.of(heap[c]).median(), null, times[c]);
-            outcomes.add(c == 0 ? o : new Outcome(o.contender(), o.time(), o.heapBytesPerCall(), o.over(outcomes.getFirst()), o.rounds()));
+        String error = "interleaved match failed (exit " + exit + "): " + String.join(" | ", errors.subList(Math.max(0, errors.size() - 6), errors.size()));
+        return new Child(outcomes, failures, error);
+    }
+
+    /** The first word of a child's result line: {@code interleaved\tmatch\tposition\tms,…\tbytes,…}. */
+    static final String RESULT = "interleaved";
+    /** The first word of a child's line for a match it could not measure: {@code interleaved-failed\tmatch\tmessage}. */
+    static final String FAILED = "interleaved-failed";
+
+    /** {@code 0,1;0,2}: each match's contender indexes. */
+    static String encodeMatches(List<List<Integer>> matches) {
+        StringBuilder sb = new StringBuilder();
+        for (List<Integer> match : matches) {
+            if (!sb.isEmpty()) sb.append(';');
+            for (int i = 0; i < match.size(); i++) sb.append(i == 0 ? "" : ",").append(match.get(i));
         }
-        return outcomes;
+        return sb.toString();
+    }
+
+    static List<int[]> decodeMatches(String s) {
+        List<int[]> matches = new ArrayList<>();
+        for (String match : s.split(";")) matches.add(java.util.Arrays.stream(match.split(",")).mapToInt(Integer::parseInt).toArray());
+        return matches;
     }
 
     private static double[] parse(String csv) {
@@ -195,38 +306,82 @@ public final class Interleaved {
 
     // ---------------------------------------------------------------- the child JVM
 
-    /** Child: {@code budget contender…}; prints one {@code interleaved\tindex\tms,…\tbytes,…} line per contender. */
+    /**
+     * Child: {@code budget matches contender…}. Sets every contender up, then per match warms up its
+     * contenders and measures its rounds; prints one {@link #RESULT} line per contender of a match,
+     * or one {@link #FAILED} line for a match whose contender failed to set up or to run.
+     */
     public static void main(String[] args) throws Throwable {
         Budget budget = Budget.decode(args[0]);
-        int m = args.length - 1;
-        Object[] states = new Object[m];
-        Method[] calls = new Method[m];
-        for (int c = 0; c < m; c++) {
-            String spec = args[c + 1];
-            int hash = spec.indexOf('#'), query = spec.indexOf('?');
-            Class<?> type = Class.forName(spec.substring(0, hash));
-            states[c] = type.getConstructor().newInstance();
-            defaults(states[c]);
-            if (query > 0) {
-                for (String kv : spec.substring(query + 1).split("&")) {
-                    int eq = kv.indexOf('=');
-                    set(states[c], kv.substring(0, eq), kv.substring(eq + 1));
+        List<int[]> matches = decodeMatches(args[1]);
+        int count = args.length - 2;
+        Object[] states = new Object[count];
+        Method[] calls = new Method[count];
+        String[] broken = new String[count];   // why a contender cannot run, or null
+        for (int c = 0; c < count; c++) {
+            String spec = args[c + 2];
+            try {
+                int hash = spec.indexOf('#'), query = spec.indexOf('?');
+                Class<?> type = Class.forName(spec.substring(0, hash));
+                Object state = type.getConstructor().newInstance();
+                defaults(state);
+                if (query > 0) {
+                    for (String kv : spec.substring(query + 1).split("&")) {
+                        int eq = kv.indexOf('=');
+                        set(state, kv.substring(0, eq), kv.substring(eq + 1));
+                    }
+                }
+                calls[c] = type.getMethod(spec.substring(hash + 1, query > 0 ? query : spec.length()));
+                invokeAnnotated(state, Setup.class);
+                states[c] = state;
+                Trace.mark("set up " + spec);
+            } catch (Throwable e) {
+                broken[c] = "setup of " + spec.substring(spec.lastIndexOf('.', spec.indexOf('#')) + 1) + " failed: " + describe(e);
+                Trace.mark("setup failed " + spec + ": " + broken[c]);
+            }
+        }
+        boolean[] warm = new boolean[count];
+        for (int m = 0; m < matches.size(); m++) {
+            int[] match = matches.get(m);
+            String failure = java.util.Arrays.stream(match).mapToObj(c -> broken[c]).filter(java.util.Objects::nonNull).findFirst().orElse(null);
+            if (failure == null) {
+                try {
+                    measure(m, match, states, calls, warm, budget);
+                } catch (Throwable e) {
+                    failure = describe(e);
                 }
             }
-            calls[c] = type.getMethod(spec.substring(hash + 1, query > 0 ? query : spec.length()));
-            invokeAnnotated(states[c], Setup.class);
+            if (failure != null) System.out.println(FAILED + "\t" + m + "\t" + failure);
+            System.out.flush();
         }
-        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        for (Object s : states) if (s != null) invokeAnnotated(s, TearDown.class);
+        System.out.flush();
+        System.exit(0);   // a peer's non-daemon threads must not keep the child alive
+    }
+
+    /** One line without tabs: the message of a failure and of its causes (a contender's oracle check says what it found). */
+    private static String describe(Throwable e) {
+        StringBuilder sb = new StringBuilder(e instanceof InvocationTargetException && e.getCause() != null ? "" : e.toString());
+        for (Throwable c = e.getCause(); c != null && c != c.getCause(); c = c.getCause()) sb.append(sb.isEmpty() ? "" : " <- ").append(c);
+        return sb.toString().replaceAll("\\s+", " ");
+    }
+
+    /** Warms up the match's contenders, measures its rounds and prints its result lines. */
+    private static void measure(int m, int[] match, Object[] states, Method[] calls, boolean[] warm, Budget budget) throws Throwable {
         // Warm-up, each engine alone and back to back (no other engine's call to keep apart from):
         // the JIT compiles every engine's path before anything is kept. Past the budget, calls go on
         // until the JIT has compiled nothing for JIT_QUIET_NANOS (at most 5 warm-up budgets): C2's
         // compilation of the kernels runs in the background for seconds, and 1 s of 14-ms calls
-        // ended before it did (Tessera's n = 1024 call measured 16.9 ms instead of 13.9).
+        // ended before it did (Tessera's n = 1024 call measured 16.9 ms instead of 13.9). A contender
+        // warmed up for an earlier match makes its minimum of calls again, and more until the JIT is
+        // quiet: another match's engines may have made it recompile shared code since.
         var jit = ManagementFactory.getCompilationMXBean();
-        for (int c = 0; c < m; c++) {
+        for (int c : match) {
             double spent = 0;
             long compiled = jit.getTotalCompilationTime(), quietSince = System.nanoTime();
-            for (int call = 0; budget.warmsUp(call, spent) || System.nanoTime() - quietSince < JIT_QUIET_NANOS && spent < 5 * budget.warmupSeconds(); call++) {
+            int call = 0;
+            for (; (warm[c] ? call < budget.minWarmupCalls() : budget.warmsUp(call, spent))
+                    || System.nanoTime() - quietSince < JIT_QUIET_NANOS && spent < 5 * budget.warmupSeconds(); call++) {
                 spent += time(states[c], calls[c], false) * 1e-3;
                 long now = jit.getTotalCompilationTime();
                 if (now != compiled) {
@@ -234,34 +389,36 @@ public final class Interleaved {
                     quietSince = System.nanoTime();
                 }
             }
+            Trace.mark(String.format(Locale.ROOT, "match %d: %s contender %d: %d calls, %.2f s", m, warm[c] ? "warmed again" : "warmed up", c, call, spent));
+            warm[c] = true;
         }
-        // Measured rounds: every engine once per round, the order rotating.
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        // Measured rounds: every engine of the match once per round, the order rotating.
+        int size = match.length;
         List<double[]> rounds = new ArrayList<>(), bytes = new ArrayList<>();
         double spent = 0;
         while (budget.measuresMore(rounds.size(), spent)) {
             int round = rounds.size();
-            double[] ms = new double[m], heap = new double[m];
-            for (int i = 0; i < m; i++) {
-                int c = (round + i) % m;
+            double[] ms = new double[size], heap = new double[size];
+            for (int i = 0; i < size; i++) {
+                int position = (round + i) % size, c = match[position];
                 long before = threads.getTotalThreadAllocatedBytes();
-                ms[c] = time(states[c], calls[c], true);
-                heap[c] = threads.getTotalThreadAllocatedBytes() - before;
-                spent += ms[c] * 1e-3;
+                ms[position] = time(states[c], calls[c], true);
+                heap[position] = threads.getTotalThreadAllocatedBytes() - before;
+                spent += ms[position] * 1e-3;
             }
             rounds.add(ms);
             bytes.add(heap);
         }
-        for (int c = 0; c < m; c++) {
+        Trace.mark(String.format(Locale.ROOT, "match %d: measured %d rounds, %.2f s of calls", m, rounds.size(), spent));
+        for (int position = 0; position < size; position++) {
             StringBuilder t = new StringBuilder(), h = new StringBuilder();
             for (int r = 0; r < rounds.size(); r++) {
-                t.append(r == 0 ? "" : ",").append(rounds.get(r)[c]);
-                h.append(r == 0 ? "" : ",").append(bytes.get(r)[c]);
+                t.append(r == 0 ? "" : ",").append(rounds.get(r)[position]);
+                h.append(r == 0 ? "" : ",").append(bytes.get(r)[position]);
             }
-            System.out.println("interleaved\t" + c + "\t" + t + "\t" + h);
+            System.out.println(RESULT + "\t" + m + "\t" + position + "\t" + t + "\t" + h);
         }
-        for (Object s : states) invokeAnnotated(s, TearDown.class);
-        System.out.flush();
-        System.exit(0);   // a peer's non-daemon threads must not keep the child alive
     }
 
     private static volatile Object sink;

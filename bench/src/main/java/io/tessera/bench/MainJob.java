@@ -12,6 +12,7 @@ import io.tessera.bench.report.MachinePeak;
 import io.tessera.bench.report.Measurement;
 import io.tessera.bench.report.MedianTime;
 import io.tessera.bench.report.OracleCheck;
+import io.tessera.bench.report.OracleReference;
 import io.tessera.bench.report.Report;
 import io.tessera.backend.Backend;
 import io.tessera.layout.BlockLayout;
@@ -142,14 +143,21 @@ public final class MainJob {
         Quiet.install();
         Instant start = Instant.now();
         List<String> notes = new ArrayList<>();
+        // Debian's PyTorch is looked for (a python process importing torch, ~2 s) while the JVM peers load: neither is timed.
+        List<String> torchNotes = new ArrayList<>();
+        java.util.concurrent.CompletableFuture<PythonTorchPeer> torchSearch = options.peers()
+                ? java.util.concurrent.CompletableFuture.supplyAsync(() -> PythonTorchPeer.detect(torchNotes)) : java.util.concurrent.CompletableFuture.completedFuture(null);
         List<Peer> peers = options.peers() ? availablePeers(notes) : List.of();
         if (!options.peers()) notes.add("peers skipped (--no-peers)");
-        PythonTorchPeer torch = options.peers() ? PythonTorchPeer.detect(notes) : null;
+        PythonTorchPeer torch = torchSearch.join();
+        notes.addAll(torchNotes);
+        Trace.mark("peers found");
 
         // The machine's peak first, once, while nothing else of this run is warm: every section divides by it.
         for (int t : options.threads() > 1 ? List.of(1, options.threads()) : List.of(options.threads())) {
             System.out.println("machine: " + MachinePeak.measuredOnce(t));
         }
+        Trace.mark("machine peak measured");
         Sections sections = new Sections(notes);
         boolean everySection = options.only() == null;
         if (options.training() && everySection) {
@@ -182,6 +190,7 @@ public final class MainJob {
         System.out.print("checking every engine against the float64 oracle ... ");
         System.out.flush();
         List<OracleCheck> checks = oracleChecks(peers, options.threads());
+        Trace.mark("forward oracle checks done");
         System.out.println(checks.stream().allMatch(OracleCheck::passed) ? "all " + checks.size() + " within tolerance"
                 : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)");
         Instant forwardStart = Instant.now();
@@ -189,38 +198,52 @@ public final class MainJob {
         Map<Measurement, MedianTime> paired = new LinkedHashMap<>();
         List<List<Case>> jobs = jobs(cases);
         Progress progress = new Progress(jobs.size(), plannedSeconds(options.full()));
-        for (List<Case> job : jobs) {
-            Case first = job.getFirst();
-            System.out.print(progress.start(job.size() == 1 ? first.name()
-                    : String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
-            System.out.flush();
-            try {
-                if (job.size() == 1) {
-                    Measurement m = measure(first, options.full(), peers);
+        for (List<List<Case>> unit : units(jobs)) {
+            if (unit.size() == 1 && unit.getFirst().size() == 1) {
+                Case only = unit.getFirst().getFirst();
+                System.out.print(progress.start(only.name()));
+                System.out.flush();
+                try {
+                    Measurement m = measure(only, options.full(), peers);
                     results.add(m);
-                    MachinePeak peak = peaks.get(first.threads());
+                    MachinePeak peak = peaks.get(only.threads());
                     System.out.println(progress.done(String.format(Locale.ROOT, "%9.2f ms ±%5.2f  %6.1f GFLOP/s %s", m.msPerCall(), m.msError(), m.gflops(),
                             peak == null ? "" : String.format(Locale.ROOT, "%5.1f%% of peak", 100 * m.gflops() / peak.fmaGflops()))));
-                } else {
-                    StringBuilder line = new StringBuilder();
-                    for (Interleaved.Outcome o : measureInTurns(job, options.full(), peers)) {
-                        Case c = job.get(Integer.parseInt(o.contender().label()));
-                        double ms = o.time().median();
-                        Measurement m = new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, o.time().halfWidth(),
-                                flops(c.pattern(), c.n(), c.headDim()) / (ms * 1e6), o.heapBytesPerCall());
-                        results.add(m);
-                        if (o.speedup() != null) paired.put(m, o.speedup());
-                        line.append(String.format(Locale.ROOT, "%s%s %.2f ms", line.isEmpty() ? "" : " | ", shortName(c), ms))
-                                .append(o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()));
-                    }
-                    System.out.println(progress.done(line.toString()));
+                } catch (Exception e) {
+                    System.out.println(progress.done("failed"));
+                    failed(only, describe(e), notes);
                 }
+                continue;
+            }
+            System.out.printf(Locale.ROOT, "%d cases of %d thread%s in one JVM, each case's engines in turns ...%n", unit.size(), unit.getFirst().getFirst().threads(),
+                    unit.getFirst().getFirst().threads() == 1 ? "" : "s");
+            List<Interleaved.MatchResult> matches;
+            try {
+                matches = measureInTurns(unit, options.full(), peers);
             } catch (Exception e) {
-                System.out.println(progress.done("failed"));
-                for (Case c : job) {
-                    System.err.println("  " + c.name() + " failed: " + describe(e));
-                    notes.add("failed: " + c.name() + ": " + describe(e));
+                matches = java.util.Collections.nCopies(unit.size(), new Interleaved.MatchResult(null, describe(e)));
+            }
+            for (int j = 0; j < unit.size(); j++) {
+                List<Case> job = unit.get(j);
+                Case first = job.getFirst();
+                System.out.print(progress.start(String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
+                if (matches.get(j).failure() != null) {
+                    System.out.println(progress.done("failed"));
+                    for (Case c : job) failed(c, matches.get(j).failure(), notes);
+                    continue;
                 }
+                StringBuilder line = new StringBuilder();
+                for (Interleaved.Outcome o : matches.get(j).outcomes()) {
+                    Case c = job.get(Integer.parseInt(o.contender().label().substring(o.contender().label().indexOf('/') + 1)));
+                    double ms = o.time().median();
+                    Measurement m = new Measurement(c.engine(), label(c, peers), c.pattern(), c.n(), c.threads(), ms, o.time().halfWidth(),
+                            flops(c.pattern(), c.n(), c.headDim()) / (ms * 1e6), o.heapBytesPerCall());
+                    results.add(m);
+                    if (o.speedup() != null) paired.put(m, o.speedup());
+                    line.append(String.format(Locale.ROOT, "%s%s %.2f ms", line.isEmpty() ? "" : " | ", shortName(c), ms))
+                            .append(o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()));
+                }
+                System.out.println(progress.done(line.toString()));
             }
         }
         if (!torchCases.isEmpty()) {
@@ -230,7 +253,9 @@ public final class MainJob {
             }
         }
         sections.seconds.put("forward", Duration.between(forwardStart, Instant.now()).toSeconds());
+        Trace.mark("forward measured (Debian's PyTorch included)");
         Map<String, Path> pictures = layoutPictures(options.out(), patterns(options.full()));
+        Trace.mark("layout pictures drawn");
         Map<String, String> environment = environment(options, start);
         environment.put("time per section", sections.seconds.entrySet().stream().map(e -> e.getKey() + " " + e.getValue() + " s").collect(java.util.stream.Collectors.joining(", "))
                 + ", whole run " + Duration.between(start, Instant.now()).toSeconds() + " s");
@@ -238,6 +263,7 @@ public final class MainJob {
         sections.markdown.forEach(report::withSection);
         paired.forEach(report::withPairedSpeedup);
         report.write(options.out());
+        Trace.mark("report written");
         System.out.println();
         System.out.println(report.resultsTable());
         if (!report.ratios().isEmpty()) System.out.println(report.ratioTable());
@@ -257,6 +283,7 @@ public final class MainJob {
         /** Runs a section; {@code progress} is its one-line label, or null for a section that prints its own progress. */
         void run(String name, String progress, java.util.concurrent.Callable<String> section) {
             Instant t0 = Instant.now();
+            Trace.mark("section " + name + " starts");
             if (progress != null) {
                 System.out.print(progress + " ... ");
                 System.out.flush();
@@ -271,6 +298,7 @@ public final class MainJob {
                 notes.add(name + " section failed: " + describe(e));
             }
             seconds.put(name, Duration.between(t0, Instant.now()).toSeconds());
+            Trace.mark("section " + name + " ended");
         }
     }
 
@@ -284,7 +312,7 @@ public final class MainJob {
     }
 
     /**
-     * The JMH schedule of the main job's forked cases (forward, decode, options): one fork, quick
+     * The JMH schedule of the main job's forked cases (the forward section's cases of one engine): one fork, quick
      * 2×1 s warm-up and 3×1 s measurement, full 3×1 s and 5×2 s ({@link #plannedSeconds} and the
      * report's "mode" line say the same), in sample mode: every call is timed, and the report gives
      * their median ({@link MedianTime}).
@@ -429,21 +457,51 @@ public final class MainJob {
         return jobs;
     }
 
-    /** A job of several engines on one case, in turns in a JVM of its own; outcomes labelled by their index in {@code job}. */
-    static List<Interleaved.Outcome> measureInTurns(List<Case> job, boolean full, List<Peer> peers) throws Exception {
-        List<Interleaved.Contender> contenders = new ArrayList<>();
-        for (int i = 0; i < job.size(); i++) {
-            Case c = job.get(i);
-            Map<String, String> params = new LinkedHashMap<>();
-            if (c.engine().equals("tessera")) params.put("backend", c.backend());
-            else params.put("peer", c.engine());
-            params.put("n", String.valueOf(c.n()));
-            params.put("headDim", String.valueOf(c.headDim()));
-            params.put("threads", String.valueOf(c.threads()));
-            params.put("pattern", c.pattern());
-            contenders.add(new Interleaved.Contender(String.valueOf(i), c.engine().equals("tessera") ? AttentionBenchmark.class : PeerBenchmark.class, "forward", params));
+    private static void failed(Case c, String why, List<String> notes) {
+        System.err.println("  " + c.name() + " failed: " + why);
+        notes.add("failed: " + c.name() + ": " + why);
+    }
+
+    /**
+     * The jobs as they run: each JMH job alone; the jobs of several engines in turns grouped by
+     * thread count, each group in one JVM ({@link Interleaved#runMatches}: the peers' native
+     * libraries loaded once, Tessera's kernels compiled once; one thread count per JVM, since
+     * PyTorch's intra-op thread count is one per process). In the order of their first job.
+     */
+    static List<List<List<Case>>> units(List<List<Case>> jobs) {
+        Map<String, List<List<Case>>> units = new LinkedHashMap<>();
+        for (List<Case> job : jobs) {
+            String key = job.size() == 1 ? "alone " + job.getFirst().name() : "in turns " + job.getFirst().threads() + "T";
+            units.computeIfAbsent(key, k -> new ArrayList<>()).add(job);
         }
-        return Interleaved.run(contenders, Interleaved.Budget.forCalls(full), List.of());
+        return new ArrayList<>(units.values());
+    }
+
+    /**
+     * Jobs of several engines on one case each, as the matches of one JVM; each match's outcomes
+     * labelled {@code job/index} by their job and their index in it.
+     */
+    static List<Interleaved.MatchResult> measureInTurns(List<List<Case>> jobs, boolean full, List<Peer> peers) throws Exception {
+        List<Interleaved.Contender> contenders = new ArrayList<>();
+        List<List<Integer>> matches = new ArrayList<>();
+        for (int j = 0; j < jobs.size(); j++) {
+            List<Case> job = jobs.get(j);
+            List<Integer> match = new ArrayList<>();
+            for (int i = 0; i < job.size(); i++) {
+                Case c = job.get(i);
+                Map<String, String> params = new LinkedHashMap<>();
+                if (c.engine().equals("tessera")) params.put("backend", c.backend());
+                else params.put("peer", c.engine());
+                params.put("n", String.valueOf(c.n()));
+                params.put("headDim", String.valueOf(c.headDim()));
+                params.put("threads", String.valueOf(c.threads()));
+                params.put("pattern", c.pattern());
+                match.add(contenders.size());
+                contenders.add(new Interleaved.Contender(j + "/" + i, c.engine().equals("tessera") ? AttentionBenchmark.class : PeerBenchmark.class, "forward", params));
+            }
+            matches.add(match);
+        }
+        return Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of());
     }
 
     /** The TornadoVM SDK's JVM argument file, or null when TORNADOVM_HOME is unset or has none. */
@@ -478,14 +536,16 @@ public final class MainJob {
     /** Every engine's output on a small input of each pattern, against the float64 oracle. */
     static List<OracleCheck> oracleChecks(List<Peer> peers, int threads) throws Exception {
         List<OracleCheck> checks = new ArrayList<>();
-        int n = 384, h = 2, d = 64;   // long enough that every pattern is really sparse
+        int n = CHECK_N, h = CHECK_HEADS, d = CHECK_DIM;
         try (Arena arena = Arena.ofShared()) {
-            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d), v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d);
-            for (String p : List.of("dense", "causal", "window256", "bigbird", "strided")) {
-                Pattern pattern = AttentionBenchmark.pattern(p);
-                MaskFunction mask = pattern.asMask(n, n);
-                DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
-                double tolerance = Tolerance.exact(q, k, v, mask, Double.NaN, oracle).output();
+            Tensor[] qkv = checkInputs(arena);
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+            List<String> patterns = List.of("dense", "causal", "window256", "bigbird", "strided");
+            List<OracleReference<DenseReference.Result>> references = checkOracles(patterns);
+            for (int pi = 0; pi < patterns.size(); pi++) {
+                String p = patterns.get(pi);
+                DenseReference.Result oracle = references.get(pi).oracle();
+                double tolerance = references.get(pi).tolerance();
                 for (Backend b : Backend.available()) {
                     AttentionResult r = Attention.sparse(AttentionBenchmark.spec(p)).on(b).forwardWithLse(arena, q, k, v);
                     checks.add(new OracleCheck("Tessera " + b.name(), p, n, Tolerance.maxError(r.output(), oracle.output()), tolerance));
@@ -498,6 +558,37 @@ public final class MainJob {
             }
         }
         return checks;
+    }
+
+    /** The small case every engine's forward output is checked on (B = 1): long enough that every pattern is really sparse. */
+    public static final int CHECK_N = 384, CHECK_HEADS = 2, CHECK_DIM = 64;
+
+    /** q, k and v of the check case: N(0, 1) from seeds 11, 12 and 13. */
+    public static Tensor[] checkInputs(Arena arena) {
+        return new Tensor[] {Tensor.randomNormal(arena, 11, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM), Tensor.randomNormal(arena, 12, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM),
+                Tensor.randomNormal(arena, 13, 1f, 1, CHECK_HEADS, CHECK_N, CHECK_DIM)};
+    }
+
+    private static final Map<String, OracleReference<DenseReference.Result>> CHECK_ORACLES = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * The float64 oracle of each pattern on {@link #checkInputs} with the EXACT tolerance, computed
+     * once per run (the forward checks and Debian's PyTorch peer check against the same ones) and on
+     * both cores at once (nothing is timed meanwhile; pure functions of the inputs).
+     */
+    public static List<OracleReference<DenseReference.Result>> checkOracles(List<String> patterns) {
+        return patterns.parallelStream().map(p -> {
+            OracleReference<DenseReference.Result> known = CHECK_ORACLES.get(p);
+            if (known != null) return known;
+            try (Arena arena = Arena.ofConfined()) {
+                Tensor[] qkv = checkInputs(arena);
+                MaskFunction mask = AttentionBenchmark.pattern(p).asMask(CHECK_N, CHECK_N);
+                DenseReference.Result oracle = DenseReference.attention(qkv[0], qkv[1], qkv[2], mask, Double.NaN);
+                OracleReference<DenseReference.Result> computed = new OracleReference<>(oracle, Tolerance.exact(qkv[0], qkv[1], qkv[2], mask, Double.NaN, oracle).output());
+                CHECK_ORACLES.putIfAbsent(p, computed);
+                return computed;
+            }
+        }).toList();
     }
 
     static Map<String, Path> layoutPictures(Path out, List<String> patterns) throws Exception {
@@ -522,7 +613,7 @@ public final class MainJob {
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
         Interleaved.Budget turns = Interleaved.Budget.forCalls(o.full());
-        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
+        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns, the cases of one thread count one after the other in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
                 + turns.minRounds() + " rounds and " + turns.measureSeconds() + " s of calls); other cases in a JMH fork, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
                 + " measurement; every call timed: ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
         return env;

@@ -68,8 +68,12 @@ public final class Quiet {
         List<String> args = new java.util.ArrayList<>(forkFlags());
         args.addAll(extraForkArgs);
         jmh.jvmArgsAppend(args.toArray(String[]::new));
-        return new org.openjdk.jmh.runner.Runner(jmh.build(),
+        var options = jmh.build();
+        Trace.mark("JMH fork starts: " + options.getIncludes() + " " + options.getParameter("pattern").orElse(null));
+        var result = new org.openjdk.jmh.runner.Runner(options,
                 org.openjdk.jmh.runner.format.OutputFormatFactory.createFormatInstance(forkOutput(), org.openjdk.jmh.runner.options.VerboseMode.SILENT)).runSingle();
+        Trace.mark("JMH fork ended");
+        return result;
     }
 
     /** Filters this JVM's standard error and sets its logging to WARNING. */

@@ -42,6 +42,25 @@ class InterleavedTest {
         public Object call() { return this; }
     }
 
+    /**
+     * A state that cannot share its process with another of its kind (as PyTorch's one intra-op
+     * thread count per process): its call halts the JVM when a second instance was set up in it.
+     */
+    public static class OnePerProcess {
+        private static final java.util.concurrent.atomic.AtomicInteger INSTANCES = new java.util.concurrent.atomic.AtomicInteger();
+
+        @Setup(Level.Trial)
+        public void setup() {
+            INSTANCES.incrementAndGet();
+        }
+
+        public Object call() throws InterruptedException {
+            if (INSTANCES.get() > 1) Runtime.getRuntime().halt(3);   // as a native crash: no output, no exception
+            Thread.sleep(2);
+            return this;
+        }
+    }
+
     private static final Interleaved.Budget SMALL = new Interleaved.Budget(0.05, 2, 0.1, 9);
 
     @Test
@@ -59,6 +78,64 @@ class InterleavedTest {
     }
 
     @Test
+    void matchesInOneJvmShareTheirContendersAndPairEachRoundWithinItsMatch() throws Exception {
+        List<Interleaved.Contender> contenders = List.of(
+                new Interleaved.Contender("plain", Sleeper.class, "call", Map.of()),
+                new Interleaved.Contender("twice", Sleeper.class, "call", Map.of("ms", "8")),
+                new Interleaved.Contender("five times", Sleeper.class, "call", Map.of("ms", "20")));
+        List<Interleaved.MatchResult> results = Interleaved.runMatches(contenders, List.of(List.of(0, 1), List.of(0, 2), List.of(2, 1)), SMALL, List.of());
+        assertThat(results).hasSize(3).allSatisfy(r -> assertThat(r.failure()).isNull());
+        List<Interleaved.Outcome> first = results.get(0).outcomes(), second = results.get(1).outcomes(), third = results.get(2).outcomes();
+        assertThat(first).extracting(o -> o.contender().label()).containsExactly("plain", "twice");
+        assertThat(second).extracting(o -> o.contender().label()).containsExactly("plain", "five times");
+        assertThat(third).extracting(o -> o.contender().label()).containsExactly("five times", "twice");
+        // Each match its own rounds, its ratios to its own first contender.
+        assertThat(first.get(0).time().calls()).isEqualTo(first.get(1).time().calls()).isGreaterThanOrEqualTo(9);
+        assertThat(first.get(1).speedup().median()).isBetween(8.0 / 12, 16.0 / 4);
+        assertThat(second.get(1).speedup().median()).isBetween(20.0 / 12, 34.0 / 4);
+        assertThat(third.get(1).speedup().median()).isBetween(8.0 / 34, 16.0 / 20);
+        assertThat(third.get(0).speedup()).isNull();
+    }
+
+    @Test
+    void aBrokenContenderFailsOnlyItsOwnMatches() throws Exception {
+        List<Interleaved.MatchResult> results = Interleaved.runMatches(List.of(
+                new Interleaved.Contender("ok", Sleeper.class, "call", Map.of()),
+                new Interleaved.Contender("also ok", Sleeper.class, "call", Map.of("ms", "6")),
+                new Interleaved.Contender("broken", Sleeper.class, "call", Map.of("failInSetup", "true"))),
+                List.of(List.of(0, 2), List.of(0, 1)), SMALL, List.of());
+        assertThat(results.get(0).failure()).contains("setup of InterleavedTest$Sleeper#call?failInSetup=true failed").contains("the sleeper's oracle check failed");
+        assertThat(results.get(0).outcomes()).isNull();
+        assertThatThrownBy(results.get(0)::orThrow).hasMessageContaining("the sleeper's oracle check failed");
+        assertThat(results.get(1).failure()).isNull();
+        assertThat(results.get(1).outcomes()).extracting(o -> o.contender().label()).containsExactly("ok", "also ok");
+    }
+
+    @Test
+    void whenTheSharedJvmDiesEachUnfinishedMatchRunsInAJvmOfItsOwn() throws Exception {
+        List<Interleaved.MatchResult> results = Interleaved.runMatches(List.of(
+                new Interleaved.Contender("sleeper", Sleeper.class, "call", Map.of()),
+                new Interleaved.Contender("loner a", OnePerProcess.class, "call", Map.of()),
+                new Interleaved.Contender("loner b", OnePerProcess.class, "call", Map.of())),
+                List.of(List.of(0, 1), List.of(0, 2)), SMALL, List.of());
+        assertThat(results).allSatisfy(r -> assertThat(r.failure()).isNull());
+        assertThat(results.get(0).outcomes()).extracting(o -> o.contender().label()).containsExactly("sleeper", "loner a");
+        assertThat(results.get(1).outcomes()).extracting(o -> o.contender().label()).containsExactly("sleeper", "loner b");
+        // Alone, a match that kills its JVM fails with the exit code.
+        assertThatThrownBy(() -> Interleaved.run(List.of(new Interleaved.Contender("a", OnePerProcess.class, "call", Map.of()),
+                new Interleaved.Contender("b", OnePerProcess.class, "call", Map.of())), SMALL, List.of())).hasMessageContaining("exit 3");
+    }
+
+    @Test
+    void badMatchesAreNamed() {
+        List<Interleaved.Contender> one = List.of(new Interleaved.Contender("x", Sleeper.class, "call", Map.of()));
+        assertThatThrownBy(() -> Interleaved.runMatches(one, List.of(), SMALL, List.of())).hasMessageContaining("matches must not be empty");
+        assertThatThrownBy(() -> Interleaved.runMatches(one, List.of(List.of(0, 1)), SMALL, List.of())).hasMessageContaining("indexes below 1");
+        assertThatThrownBy(() -> Interleaved.runMatches(one, List.of(List.of(0, 0)), SMALL, List.of())).hasMessageContaining("distinct");
+        assertThat(Interleaved.decodeMatches(Interleaved.encodeMatches(List.of(List.of(0, 1), List.of(2))))).containsExactly(new int[] {0, 1}, new int[] {2});
+    }
+
+    @Test
     void slowEnginesWarmUpInFewerCallsAndRoundsStopAtThreeTimesTheMeasureTime() {
         var budget = new Interleaved.Budget(1.5, 3, 6, 9);
         assertThat(budget.warmsUp(0, 0)).isTrue();
@@ -72,6 +149,10 @@ class InterleavedTest {
         assertThat(budget.measuresMore(2, 19)).isTrue();   // 3-s rounds: 3 rounds at least ...
         assertThat(budget.measuresMore(3, 17.9)).isTrue();
         assertThat(budget.measuresMore(3, 18)).isFalse();  // ... then no more than 18 s
+        var capped = new Interleaved.Budget(1, 3, 4, 9, 100);
+        assertThat(capped.measuresMore(99, 0.2)).isTrue();   // short calls: rounds up to the cap ...
+        assertThat(capped.measuresMore(100, 0.2)).isFalse();  // ... and no more
+        assertThat(Interleaved.Budget.decode(capped.encode())).isEqualTo(capped);
     }
 
     @Test
@@ -88,6 +169,7 @@ class InterleavedTest {
     void badBudgetsAndLabelsAreNamed() {
         assertThatThrownBy(() -> new Interleaved.Budget(1, 0, 1, 1)).hasMessageContaining("at least one warm-up call");
         assertThatThrownBy(() -> new Interleaved.Budget(Double.NaN, 1, 1, 1)).hasMessageContaining("NaN");
+        assertThatThrownBy(() -> new Interleaved.Budget(1, 1, 1, 9, 8)).hasMessageContaining("9–8 rounds");
         assertThatThrownBy(() -> new Interleaved.Contender("a\tb", Sleeper.class, "call", Map.of())).hasMessageContaining("label must be one line");
         assertThatThrownBy(() -> Interleaved.run(List.of(), SMALL, List.of())).hasMessageContaining("contenders must not be empty");
     }

@@ -53,6 +53,20 @@ class MainJobToolTest {
     }
 
     @Test
+    void jobsInTurnsShareOneJvmPerThreadCountAndJmhJobsRunAlone() {
+        MainJob.Case dense = new MainJob.Case("tessera", "simd", "dense", 4096, 64, 2), ort = new MainJob.Case("onnxruntime-mha", "", "dense", 4096, 64, 2);
+        MainJob.Case causal = new MainJob.Case("tessera", "simd", "causal", 4096, 64, 2), sdpa = new MainJob.Case("djl-sdpa", "", "causal", 4096, 64, 2);
+        MainJob.Case bigbird = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 2), bigbirdOneThread = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 1);
+        MainJob.Case oneThread = new MainJob.Case("tessera", "simd", "dense", 1024, 64, 1), ortOneThread = new MainJob.Case("onnxruntime-mha", "", "dense", 1024, 64, 1);
+        List<List<MainJob.Case>> jobs = List.of(List.of(dense, ort), List.of(bigbird), List.of(causal, sdpa), List.of(oneThread, ortOneThread), List.of(bigbirdOneThread));
+        assertThat(MainJob.units(jobs)).containsExactly(
+                List.of(List.of(dense, ort), List.of(causal, sdpa)),
+                List.of(List.of(bigbird)),
+                List.of(List.of(oneThread, ortOneThread)),
+                List.of(List.of(bigbirdOneThread)));
+    }
+
+    @Test
     void progressEstimatesTheTimeLeftFromFinishedCases() {
         AtomicLong now = new AtomicLong(0);
         Progress p = new Progress(4, 7, now::get);

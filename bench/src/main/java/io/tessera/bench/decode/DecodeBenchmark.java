@@ -1,6 +1,7 @@
 package io.tessera.bench.decode;
 
 import io.tessera.backend.Backend;
+import io.tessera.bench.report.OracleReference;
 import io.tessera.cache.KvCache;
 import io.tessera.cache.PagedAttention;
 import io.tessera.pattern.MaskFunction;
@@ -13,6 +14,8 @@ import java.lang.foreign.Arena;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -73,6 +76,42 @@ public class DecodeBenchmark {
     private Tensor q, out;
     private int[] sequences;
 
+    /** The caches built in this JVM, by batch, length, page size and type. */
+    private static final Map<String, KvCache> CACHES = new ConcurrentHashMap<>();
+
+    /**
+     * The cache of N(0, 1) keys and values, built once per JVM: the states of one Interleaved JVM
+     * (quick mode: the F32 row, both peers and the window row) read the same one, since a step only
+     * reads it (a peer copies it at setup); building a 32K cache took 2–4 s a state. It lives as
+     * long as the JVM (a JMH fork or an Interleaved child). Sequences are appended one after the
+     * other: each one's pages are consecutive, so the oracle and the peers can read it as one view;
+     * the kernel still goes through the page table.
+     */
+    static KvCache cache(int batch, int cacheLength, int pageSize, String cacheType) {
+        return CACHES.computeIfAbsent(batch + "/" + cacheLength + "/" + pageSize + "/" + cacheType, key -> {
+            KvCache cache = KvCache.allocate(Arena.ofAuto(), ElementType.valueOf(cacheType), batch, batch * ((cacheLength + pageSize - 1) / pageSize), pageSize,
+                    KV_HEADS, HEAD_DIM, HEAD_DIM);
+            int chunk = 1024;
+            // A half-precision cache rounds the float32 cache's tokens as it appends them: the same
+            // numbers as drawing them again, without the drawing (2-4 s at 32K).
+            KvCache floats = cacheType.equals("F32") ? null : cache(batch, cacheLength, pageSize, "F32");
+            for (int b = 0; b < batch; b++) {
+                for (int done = 0; done < cacheLength; done += chunk) {
+                    int n = Math.min(chunk, cacheLength - done);
+                    if (floats != null) {
+                        cache.append(b, floats.keys(b).orElseThrow().slice(2, done, done + n), floats.values(b).orElseThrow().slice(2, done, done + n));
+                        continue;
+                    }
+                    long seed = 1000L * b + done;
+                    try (Arena tokens = Arena.ofConfined()) {   // the appended tokens' memory is freed at once
+                        cache.append(b, Tensor.randomNormal(tokens, 1 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(tokens, 2 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM));
+                    }
+                }
+            }
+            return cache;
+        });
+    }
+
     /** Bytes of K and V one step reads: every sequence's attended keys, K and V, in the cache's type. */
     public static long kvBytes(int batch, int cacheLength, String pattern, String cacheType) {
         long keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
@@ -90,19 +129,7 @@ public class DecodeBenchmark {
     @Setup(Level.Trial)
     public void setup() throws Exception {
         arena = Arena.ofShared();
-        // Sequences appended one after the other: each one's pages are consecutive, so the oracle
-        // and the peer can read it as one view; the kernel still goes through the page table.
-        cache = KvCache.allocate(arena, ElementType.valueOf(cacheType), batch, batch * ((cacheLength + pageSize - 1) / pageSize), pageSize, KV_HEADS, HEAD_DIM, HEAD_DIM);
-        int chunk = 1024;
-        for (int b = 0; b < batch; b++) {
-            for (int done = 0; done < cacheLength; done += chunk) {
-                int n = Math.min(chunk, cacheLength - done);
-                long seed = 1000L * b + done;
-                try (Arena tokens = Arena.ofConfined()) {   // the appended tokens' memory is freed at once
-                    cache.append(b, Tensor.randomNormal(tokens, 1 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM), Tensor.randomNormal(tokens, 2 + seed, 1f, 1, KV_HEADS, n, HEAD_DIM));
-                }
-            }
-        }
+        cache = cache(batch, cacheLength, pageSize, cacheType);
         sequences = new int[batch];
         for (int b = 0; b < batch; b++) sequences[b] = b;
         Pattern p = pattern(pattern);
@@ -142,19 +169,28 @@ public class DecodeBenchmark {
 
     private static FloatBuffer buffer(Tensor t) { return FloatBuffer.wrap(t.toArray()); }
 
+    /**
+     * The oracles computed in this JVM, by the cache and the pattern (the query is the same seed's in
+     * every state): the float64 oracle, the naive float32 pass and the tolerance over a 32K cache take
+     * 3–5 s, and the Tessera F32 row and the peers of one Interleaved match check against the same one.
+     */
+    private static final Map<String, OracleReference<double[]>> ORACLES = new ConcurrentHashMap<>();
+
     /** Sequence 0, the query heads of KV head 0, against the float64 oracle over its cache. */
     private void checkAgainstTheOracle(Pattern p, float[] result) {
         int group = HEADS / KV_HEADS;
-        Tensor q0 = q.slice(0, 0, 1).slice(1, 0, group);
-        Tensor k0 = cache.keys(0).orElseThrow().slice(1, 0, 1), v0 = cache.values(0).orElseThrow().slice(1, 0, 1);
-        MaskFunction mask = p.aligned(io.tessera.pattern.CausalAlignment.BOTTOM_RIGHT).asMask(1, cacheLength);
-        double scale = 1 / Math.sqrt(HEAD_DIM);
-        DenseReference.Result oracle = DenseReference.attention(q0, k0, v0, mask, scale);
-        Tolerance tolerance = Tolerance.exact(q0, k0, v0, scale, DenseReference.naiveFloat32(q0, k0, v0, mask, scale), oracle);
+        OracleReference<double[]> expected = ORACLES.computeIfAbsent(batch + "/" + cacheLength + "/" + pageSize + "/" + pattern + "/" + cacheType, key -> {
+            Tensor q0 = q.slice(0, 0, 1).slice(1, 0, group);
+            Tensor k0 = cache.keys(0).orElseThrow().slice(1, 0, 1), v0 = cache.values(0).orElseThrow().slice(1, 0, 1);
+            MaskFunction mask = p.aligned(io.tessera.pattern.CausalAlignment.BOTTOM_RIGHT).asMask(1, cacheLength);
+            double scale = 1 / Math.sqrt(HEAD_DIM);
+            DenseReference.Result oracle = DenseReference.attention(q0, k0, v0, mask, scale);
+            return new OracleReference<>(oracle.output(), Tolerance.exact(q0, k0, v0, scale, DenseReference.naiveFloat32(q0, k0, v0, mask, scale), oracle).output());
+        });
         float[] got = java.util.Arrays.copyOf(result, group * HEAD_DIM);   // [0, 0..group, 0, :] leads the output
-        double error = Tolerance.maxError(got, oracle.output());
-        if (!(error <= tolerance.output())) {
-            throw new IllegalStateException(backend + " decode output is off the float64 oracle by " + error + " (tolerance " + tolerance.output() + ")");
+        double error = Tolerance.maxError(got, expected.oracle());
+        if (!(error <= expected.tolerance())) {
+            throw new IllegalStateException(backend + " decode output is off the float64 oracle by " + error + " (tolerance " + expected.tolerance() + ")");
         }
     }
 

@@ -1,7 +1,6 @@
 package io.tessera.bench.decode;
 
 import io.tessera.bench.Interleaved;
-import io.tessera.bench.Quiet;
 import io.tessera.bench.report.MachinePeak;
 import io.tessera.bench.report.MedianTime;
 import java.nio.file.Files;
@@ -11,15 +10,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import org.openjdk.jmh.results.RunResult;
-import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
-import org.openjdk.jmh.runner.options.OptionsBuilder;
 
 /**
  * The main job's decode section: a few rows of {@link DecodeBenchmark} — batch 1, a 32,768-token
  * cache, dense in fp32 and bf16 and a 4096 window in fp32 — for Tessera's simd backend and, when the
  * {@code peers} build has them, PyTorch's SDPA through DJL and ONNX Runtime's GroupQueryAttention on the dense rows, on the same keys, values and query (each
- * checked against the float64 oracle in the benchmark's setup: a failed check fails the row). Time
+ * checked against the float64 oracle in the benchmark's setup: a failed check fails the row), timed
+ * call by call in one JVM ({@link Interleaved}: the rows of a pattern in turns; quick mode's window
+ * row alone, after the dense rows). Time
  * per step, K/V GB/s, that as a share of the STREAM triad measured here, and the speed-up over SDPA.
  * Written to {@code decode.md}. With {@code full}, every type and peer for both patterns, batch 8,
  * caches of 4096 and 131,072 (batch 1), and f16.
@@ -51,28 +49,39 @@ public final class DecodeSection {
                 if (onnxRuntime && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "onnxruntime-gqa"});
             }
         }
-        // The rows of one (batch, cache, pattern) take turns in one JVM (io.tessera.bench.Interleaved),
-        // simd F32 first: the host's phases of seconds hit every engine alike, and each other row's
-        // ratio to it is the median of the rounds'.
+        // The rows of one (batch, cache, pattern) take turns (io.tessera.bench.Interleaved), simd F32
+        // first: the host's phases of seconds hit every engine alike, and each other row's ratio to
+        // it is the median of the rounds'. The matches of one (batch, cache) share a JVM while their
+        // caches fit (see jvms).
         Map<String, List<String[]>> groups = new LinkedHashMap<>();
         for (String[] c : cases) groups.computeIfAbsent(c[0] + "/" + c[1] + "/" + c[2], k -> new ArrayList<>()).add(c);
         List<DecodeReport.Row> rows = new ArrayList<>();
         int done = 0;
-        for (List<String[]> group : groups.values()) {
-            String[] c0 = group.getFirst();
-            System.out.printf(Locale.ROOT, "[decode %d/%d] B=%s cache=%-6s %-10s threads=%d, %s ... ", ++done, groups.size(), c0[0], c0[1], c0[2], threads,
-                    group.size() == 1 ? "JMH fork" : group.size() + " engines in turns");
-            System.out.flush();
+        for (List<List<String[]>> jvm : jvms(new ArrayList<>(groups.values()))) {
+            List<Interleaved.MatchResult> results;
             try {
+                results = measure(jvm, threads, full);
+            } catch (Exception e) {
+                results = java.util.Collections.nCopies(jvm.size(), new Interleaved.MatchResult(null, e.getMessage()));
+            }
+            for (int g = 0; g < jvm.size(); g++) {
+                List<String[]> group = jvm.get(g);
+                String[] c0 = group.getFirst();
+                System.out.printf(Locale.ROOT, "[decode %d/%d] B=%s cache=%-6s %-10s threads=%d, %s: ", ++done, groups.size(), c0[0], c0[1], c0[2], threads,
+                        group.size() == 1 ? "alone" : group.size() + " engines in turns");
+                if (results.get(g).failure() != null) {
+                    System.out.println("failed");
+                    for (String[] c : group) notes.add("decode " + String.join("/", c) + " failed: " + results.get(g).failure());
+                    continue;
+                }
                 StringBuilder line = new StringBuilder();
-                for (DecodeReport.Row r : measure(group, threads, full)) {
+                for (int i = 0; i < group.size(); i++) {
+                    Interleaved.Outcome o = results.get(g).outcomes().get(i);
+                    DecodeReport.Row r = row(group.get(i), threads, o.time().median() * 1e3, o.time().halfWidth() * 1e3, o.speedup());
                     rows.add(r);
                     line.append(String.format(Locale.ROOT, "%s%s %s %.1f µs", line.isEmpty() ? "" : " | ", r.backend(), r.cacheType(), r.microseconds()));
                 }
                 System.out.println(line);
-            } catch (Exception e) {
-                System.out.println("failed");
-                for (String[] c : group) notes.add("decode " + String.join("/", c) + " failed: " + e.getMessage());
             }
         }
         Map<Integer, MachinePeak> peaks = new LinkedHashMap<>();
@@ -87,40 +96,58 @@ public final class DecodeSection {
         return markdown;
     }
 
+    /** Bytes of cache the matches of one JVM may hold at once (every state has its own cache, and a peer its own copy). */
+    static final long JVM_CACHE_BYTES = 4L << 30;
+
     /**
-     * The rows of one case in turns ({@link DecodeBenchmark#step}; its setup checks the output
-     * against the oracle), or a JMH fork when the case has one row.
+     * The groups (each a match) as the JVMs they run in: the groups of one (batch, cache length)
+     * together while every state's cache, a peer's copy counted twice, adds up to at most
+     * {@link #JVM_CACHE_BYTES} (quick mode's 32K shape: 1.6 GB); past that, a JVM per group. One JVM
+     * per shape saves the JVM's start, the peers' native libraries and the oracle (see
+     * {@link DecodeBenchmark}) per group; and it lets the window's single row of quick mode run as a
+     * match of its own beside the dense rows instead of in a JMH fork of its own (12 s).
      */
-    static List<DecodeReport.Row> measure(List<String[]> group, int threads, boolean full) throws Exception {
-        if (group.size() == 1) {
-            String[] c = group.getFirst();
-            ChainedOptionsBuilder jmh = new OptionsBuilder()
-                    .include(DecodeBenchmark.class.getName() + ".step")
-                    .param("batch", c[0]).param("cacheLength", c[1]).param("pattern", c[2])
-                    .param("cacheType", c[3]).param("backend", c[4]).param("threads", String.valueOf(threads))
-                    .shouldFailOnError(true);
-            RunResult run = Quiet.runSingle(io.tessera.bench.MainJob.schedule(jmh, full), List.of());
-            MedianTime time = MedianTime.of(run.getPrimaryResult());   // the median step, as the forward cases
-            return List.of(row(c, threads, time.median(), time.halfWidth(), null));
+    static List<List<List<String[]>>> jvms(List<List<String[]>> groups) {
+        Map<String, List<List<String[]>>> byShape = new LinkedHashMap<>();
+        for (List<String[]> g : groups) byShape.computeIfAbsent(g.getFirst()[0] + "/" + g.getFirst()[1], k -> new ArrayList<>()).add(g);
+        List<List<List<String[]>>> jvms = new ArrayList<>();
+        for (List<List<String[]>> shape : byShape.values()) {
+            long bytes = 0;
+            for (List<String[]> g : shape) {
+                for (String[] c : g) {
+                    long cache = DecodeBenchmark.kvBytes(Integer.parseInt(c[0]), Integer.parseInt(c[1]), "dense", c[3]);
+                    bytes += c[4].equals("simd") || c[4].equals("scalar") ? cache : 2 * cache;
+                }
+            }
+            if (bytes <= JVM_CACHE_BYTES) jvms.add(shape);
+            else for (List<String[]> g : shape) jvms.add(List.of(g));
         }
+        return jvms;
+    }
+
+    /**
+     * The groups of one JVM as its matches ({@link DecodeBenchmark#step}; its setup checks the
+     * output against the oracle): each group's rows in turns, a group of one row alone.
+     */
+    static List<Interleaved.MatchResult> measure(List<List<String[]>> groups, int threads, boolean full) throws Exception {
         List<Interleaved.Contender> contenders = new ArrayList<>();
-        for (String[] c : group) {
-            Map<String, String> params = new LinkedHashMap<>();
-            params.put("batch", c[0]);
-            params.put("cacheLength", c[1]);
-            params.put("pattern", c[2]);
-            params.put("cacheType", c[3]);
-            params.put("backend", c[4]);
-            params.put("threads", String.valueOf(threads));
-            contenders.add(new Interleaved.Contender(c[4] + " " + c[3], DecodeBenchmark.class, "step", params));
+        List<List<Integer>> matches = new ArrayList<>();
+        for (List<String[]> group : groups) {
+            List<Integer> match = new ArrayList<>();
+            for (String[] c : group) {
+                Map<String, String> params = new LinkedHashMap<>();
+                params.put("batch", c[0]);
+                params.put("cacheLength", c[1]);
+                params.put("pattern", c[2]);
+                params.put("cacheType", c[3]);
+                params.put("backend", c[4]);
+                params.put("threads", String.valueOf(threads));
+                match.add(contenders.size());
+                contenders.add(new Interleaved.Contender(c[4] + " " + c[3], DecodeBenchmark.class, "step", params));
+            }
+            matches.add(match);
         }
-        List<DecodeReport.Row> rows = new ArrayList<>();
-        List<Interleaved.Outcome> outcomes = Interleaved.run(contenders, Interleaved.Budget.forCalls(full), List.of());
-        for (int i = 0; i < group.size(); i++) {
-            Interleaved.Outcome o = outcomes.get(i);
-            rows.add(row(group.get(i), threads, o.time().median() * 1e3, o.time().halfWidth() * 1e3, o.speedup()));
-        }
-        return rows;
+        return Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of());
     }
 
     private static DecodeReport.Row row(String[] c, int threads, double microseconds, double error, MedianTime paired) {

@@ -4,7 +4,7 @@ import io.tessera.bench.MainJob;
 import io.tessera.bench.kernel.AttentionBenchmark;
 import io.tessera.bench.report.Measurement;
 import io.tessera.bench.report.OracleCheck;
-import io.tessera.pattern.MaskFunction;
+import io.tessera.bench.report.OracleReference;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
 import io.tessera.tensor.Tensor;
@@ -64,21 +64,16 @@ public final class PythonTorchPeer {
 
     public List<Measurement> measure(List<TorchCase> cases, List<String> notes, List<OracleCheck> checks) throws Exception {
         String label = "PyTorch " + version + " (python, bmm+softmax)";
-        int n = 384, h = 2, d = 64;
+        int n = MainJob.CHECK_N, h = MainJob.CHECK_HEADS, d = MainJob.CHECK_DIM;
         List<String> patterns = List.of("dense", "causal", "window256");
         StringBuilder request = new StringBuilder("{\"check\":{\"heads\":" + h + ",\"n\":" + n + ",\"headDim\":" + d + ",\"patterns\":[\"dense\",\"causal\",\"window256\"]");
-        double[][] oracles = new double[patterns.size()][];
-        double[] tolerances = new double[patterns.size()];
         try (Arena arena = Arena.ofConfined()) {
-            Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d), v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d);
-            request.append(",\"q\":").append(Arrays.toString(q.toArray())).append(",\"k\":").append(Arrays.toString(k.toArray())).append(",\"v\":").append(Arrays.toString(v.toArray())).append("}");
-            for (int p = 0; p < patterns.size(); p++) {
-                MaskFunction mask = AttentionBenchmark.pattern(patterns.get(p)).asMask(n, n);
-                DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, Double.NaN);
-                oracles[p] = oracle.output();
-                tolerances[p] = Tolerance.exact(q, k, v, mask, Double.NaN, oracle).output();
-            }
+            Tensor[] qkv = MainJob.checkInputs(arena);
+            request.append(",\"q\":").append(Arrays.toString(qkv[0].toArray())).append(",\"k\":").append(Arrays.toString(qkv[1].toArray()))
+                    .append(",\"v\":").append(Arrays.toString(qkv[2].toArray())).append("}");
         }
+        // Before python starts timing its calls (the forward checks computed them already in a main job).
+        List<OracleReference<DenseReference.Result>> references = MainJob.checkOracles(patterns);
         request.append(",\"cases\":[");
         for (int c = 0; c < cases.size(); c++) {
             TorchCase tc = cases.get(c);
@@ -91,11 +86,13 @@ public final class PythonTorchPeer {
         try (InputStream in = PythonTorchPeer.class.getResourceAsStream("torch_peer.py")) {
             Files.write(script, in.readAllBytes());
         }
+        io.tessera.bench.Trace.mark("python peer's request and oracles ready");
         System.out.println("[torch ] running " + cases.size() + " cases in python3 (PyTorch " + version + ") ...");
         Process p = python(List.of(interpreter, script.toString())).start();
         p.getOutputStream().write(request.toString().getBytes());
         p.getOutputStream().close();
         String reply = new String(p.getInputStream().readAllBytes());
+        io.tessera.bench.Trace.mark("python peer answered");
         if (!p.waitFor(30, TimeUnit.MINUTES) || p.exitValue() != 0) {
             notes.add("PyTorch (python) peer failed (exit " + p.exitValue() + ")");
             return List.of();
@@ -104,7 +101,7 @@ public final class PythonTorchPeer {
 
         for (int c = 0; c < patterns.size(); c++) {
             float[] out = floats(section(reply, "\"" + patterns.get(c) + "\": ["));
-            checks.add(new OracleCheck(label, patterns.get(c), n, Tolerance.maxError(out, oracles[c]), tolerances[c]));
+            checks.add(new OracleCheck(label, patterns.get(c), n, Tolerance.maxError(out, references.get(c).oracle().output()), references.get(c).tolerance()));
         }
         List<Measurement> ms = new ArrayList<>();
         Matcher m = Pattern.compile("\\{\"pattern\": \"(\\w+)\", \"n\": (\\d+), \"headDim\": (\\d+), \"heads\": \\d+, \"threads\": (\\d+), \"repeats\": \\d+, \"ms\": ([0-9.eE+-]+), \"msMin\": ([0-9.eE+-]+), \"msMax\": ([0-9.eE+-]+)\\}").matcher(reply);

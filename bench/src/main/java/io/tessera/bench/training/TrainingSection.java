@@ -5,11 +5,13 @@ import io.tessera.attention.AttentionGradients;
 import io.tessera.attention.AttentionResult;
 import io.tessera.backend.Backend;
 import io.tessera.bench.Interleaved;
+import io.tessera.bench.Trace;
 import io.tessera.bench.kernel.AttentionBenchmark;
 import io.tessera.bench.peers.Peer;
 import io.tessera.bench.peers.PeerBenchmark;
 import io.tessera.bench.peers.TrainingPeer;
 import io.tessera.bench.report.MedianTime;
+import io.tessera.bench.report.OracleReference;
 import io.tessera.pattern.MaskFunction;
 import io.tessera.reference.DenseReference;
 import io.tessera.reference.Tolerance;
@@ -25,8 +27,8 @@ import java.util.Map;
 
 /**
  * The main job's training section: a training step (forward + backward of attention, B = 1, H = 8,
- * D = 64) for Tessera and every peer that can train, on the same inputs, timed in turns in one JVM
- * ({@link Interleaved}, the benchmark classes' own setup); peak extra
+ * D = 64) for Tessera and every peer that can train, on the same inputs, timed in turns
+ * ({@link Interleaved}, the benchmark classes' own setup; every case's match in one JVM); peak extra
  * memory of a steady step from {@link MemoryProbe} in a JVM of its own; gradients of every engine
  * checked against the float64 oracle at a small n. Written to {@code training.md}.
  */
@@ -64,9 +66,9 @@ public final class TrainingSection {
         List<String> patterns = full ? PATTERNS : List.of("dense", "window256");
         List<String> engines = new ArrayList<>(List.of("tessera"));
         for (TrainingPeer t : trainers) if (full || !t.id().equals("djl-pytorch")) engines.add(t.id());
-        // Tessera and the peers on one (pattern, n) take turns in one JVM (io.tessera.bench.Interleaved):
-        // the host's phases of seconds hit both alike, and each peer's ratio is the median of the rounds'.
-        List<String[]> cases = new ArrayList<>();
+        // Tessera and the peers on one (pattern, n) take turns (io.tessera.bench.Interleaved): the
+        // host's phases of seconds hit both alike, and each peer's ratio is the median of the rounds'.
+        List<String[]> cases = new ArrayList<>();   // in the order of the matches below: by length, then pattern
         for (int n : lengths) for (String pattern : patterns) cases.add(new String[] {pattern, String.valueOf(n)});
         // Peak extra memory (MemoryProbe, a JVM each, ~10 s): measured before anything is timed, all
         // probes at once and beside the gradient checks, since memory does not depend on the clock:
@@ -81,47 +83,70 @@ public final class TrainingSection {
             }
         }
         probes.put(probeKey("tessera", "window256", 65536), startProbe("tessera", "window256", 65536, threads));
+        Trace.mark("memory probes started: " + probes.keySet());
         List<GradientCheck> checks;
         try {
             checks = gradientChecks(trainers, threads);
+            Trace.mark("gradient checks done");
         } catch (Exception | Error e) {
             for (Process p : probes.values()) if (p != null) p.destroyForcibly();   // no probe outlives a failed section
             throw e;
         }
         Map<String, Long> memory = new LinkedHashMap<>();
-        for (var e : probes.entrySet()) memory.put(e.getKey(), probeResult(e.getValue()));
-        int total = cases.size(), done = 0;
-        for (String[] c : cases) {
-            String pattern = c[0];
-            int n = Integer.parseInt(c[1]);
-            System.out.printf(Locale.ROOT, "[train %2d/%d] %-10s n=%-5d threads=%d, %d engines in turns ... ", ++done, total, pattern, n, threads, engines.size());
-            System.out.flush();
-            try {
-                List<Interleaved.Contender> contenders = new ArrayList<>();
+        for (var e : probes.entrySet()) {
+            memory.put(e.getKey(), probeResult(e.getValue()));
+            Trace.mark("memory probe " + e.getKey() + " answered " + memory.get(e.getKey()) + " B");
+        }
+        // The matches of one length in one JVM (Interleaved.runMatches): the peer's native library
+        // loaded and Tessera's kernels compiled once, each case still measured in rounds of its own
+        // engines. One JVM per length: with --full, the matrix-product peer's n² scores of every
+        // pattern at n = 5000 would otherwise be resident at once.
+        List<Interleaved.MatchResult> results = new ArrayList<>();
+        for (int n : lengths) {
+            List<Interleaved.Contender> contenders = new ArrayList<>();
+            List<List<Integer>> matches = new ArrayList<>();
+            for (String pattern : patterns) {
+                List<Integer> match = new ArrayList<>();
                 for (String engine : engines) {
                     Map<String, String> params = new LinkedHashMap<>();
                     params.put(engine.equals("tessera") ? "backend" : "peer", engine.equals("tessera") ? "simd" : engine);
                     params.put("n", String.valueOf(n));
                     params.put("threads", String.valueOf(threads));
                     params.put("pattern", pattern);
+                    match.add(contenders.size());
                     contenders.add(new Interleaved.Contender(engine, engine.equals("tessera") ? TrainingBenchmark.class : PeerTrainingBenchmark.class, "trainingStep", params));
                 }
-                StringBuilder line = new StringBuilder();
-                for (Interleaved.Outcome o : Interleaved.run(contenders, Interleaved.Budget.forSteps(full), List.of())) {
-                    String engine = o.contender().label();
-                    double ms = o.time().median();
-                    double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
-                    Row r = new Row(engine, label(engine, trainers), pattern, n, threads, ms, o.time().halfWidth(), flops / (ms * 1e6),
-                            memory.getOrDefault(probeKey(engine, pattern, n), -1L), o.speedup());
-                    rows.add(r);
-                    line.append(String.format(Locale.ROOT, "%s%s %.1f ms%s, extra %s", line.isEmpty() ? "" : " | ", engine, ms,
-                            o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()), mib(r.extraBytes())));
-                }
-                System.out.println(line);
-            } catch (Exception e) {
-                System.out.println("failed: " + e.getMessage());
-                notes.add("training step failed: " + pattern + " n=" + n + ": " + e.getMessage());
+                matches.add(match);
             }
+            System.out.printf(Locale.ROOT, "[train] n=%d: %d patterns in one JVM, each pattern's %d engines in turns ...%n", n, patterns.size(), engines.size());
+            try {
+                results.addAll(Interleaved.runMatches(contenders, matches, Interleaved.Budget.forSteps(full), List.of()));
+            } catch (Exception e) {
+                results.addAll(java.util.Collections.nCopies(patterns.size(), new Interleaved.MatchResult(null, e.getMessage())));
+            }
+        }
+        int total = cases.size();
+        for (int i = 0; i < total; i++) {
+            String pattern = cases.get(i)[0];
+            int n = Integer.parseInt(cases.get(i)[1]);
+            System.out.printf(Locale.ROOT, "[train %2d/%d] %-10s n=%-5d threads=%d, %d engines in turns: ", i + 1, total, pattern, n, threads, engines.size());
+            if (results.get(i).failure() != null) {
+                System.out.println("failed: " + results.get(i).failure());
+                notes.add("training step failed: " + pattern + " n=" + n + ": " + results.get(i).failure());
+                continue;
+            }
+            StringBuilder line = new StringBuilder();
+            for (Interleaved.Outcome o : results.get(i).outcomes()) {
+                String engine = o.contender().label();
+                double ms = o.time().median();
+                double flops = 3.5 * io.tessera.bench.MainJob.flops(pattern, n, 64);   // forward + 2.5× forward
+                Row r = new Row(engine, label(engine, trainers), pattern, n, threads, ms, o.time().halfWidth(), flops / (ms * 1e6),
+                        memory.getOrDefault(probeKey(engine, pattern, n), -1L), o.speedup());
+                rows.add(r);
+                line.append(String.format(Locale.ROOT, "%s%s %.1f ms%s, extra %s", line.isEmpty() ? "" : " | ", engine, ms,
+                        o.speedup() == null ? "" : String.format(Locale.ROOT, " (%.2f×)", o.speedup().median()), mib(r.extraBytes())));
+            }
+            System.out.println(line);
         }
         rows.add(new Row("tessera", "Tessera simd", "window256", 65536, threads, Double.NaN, Double.NaN, Double.NaN,
                 memory.get(probeKey("tessera", "window256", 65536)), null));
@@ -170,11 +195,19 @@ public final class TrainingSection {
         try (Arena arena = Arena.ofShared()) {
             Tensor q = Tensor.randomNormal(arena, 11, 1f, 1, h, n, d), k = Tensor.randomNormal(arena, 12, 1f, 1, h, n, d);
             Tensor v = Tensor.randomNormal(arena, 13, 1f, 1, h, n, d), dOut = Tensor.randomNormal(arena, 14, 1f, 1, h, n, d);
-            for (String p : PATTERNS) {
+            // The float64 and naive float32 gradients of every pattern first, on both cores (about 12 s
+            // of the checks' 16 s on one): pure functions of the inputs, and nothing is timed meanwhile
+            // but the memory probes' peaks, which do not depend on the clock.
+            List<OracleReference<DenseReference.Gradients>> references = PATTERNS.parallelStream().map(p -> {
                 MaskFunction mask = AttentionBenchmark.pattern(p).asMask(n, n);
                 DenseReference.Gradients oracle = DenseReference.gradients(q, k, v, dOut, mask, Double.NaN);
                 DenseReference.Gradients naive = DenseReference.naiveFloat32Gradients(q, k, v, dOut, mask, Double.NaN);
-                double tolerance = Tolerance.gradient(all(naive), all(oracle));   // the rule over dq, dk and dv together
+                return new OracleReference<>(oracle, Tolerance.gradient(all(naive), all(oracle)));   // the rule over dq, dk and dv together
+            }).toList();
+            for (int pi = 0; pi < PATTERNS.size(); pi++) {
+                String p = PATTERNS.get(pi);
+                DenseReference.Gradients oracle = references.get(pi).oracle();
+                double tolerance = references.get(pi).tolerance();
                 for (Backend b : Backend.available()) {
                     Attention attn = Attention.sparse(AttentionBenchmark.spec(p)).on(b);
                     AttentionResult r = attn.forwardWithLse(arena, q, k, v);

@@ -227,7 +227,9 @@ public final class VariantsSection {
         Backend be = Backend.best().withThreads(threads);
         int[] lengths = full ? new int[] {1024, 4096, 16384} : new int[] {1024, 4096};
         List<Row> rows = measure(be, lengths, full ? 2 : 0.3, full ? 3 : 0.7, full ? 16384 : 4096);
+        io.tessera.bench.Trace.mark("variants timed");
         List<double[]> errors = errors(be, 512);
+        io.tessera.bench.Trace.mark("variants' errors computed");
         StringBuilder md = new StringBuilder("## Linear-time variants vs dense attention (B = 1, H = 8, D = 64; Linformer k = 256, Performer m = 256, Nyström m = 64; ")
                 .append(be).append(")\n\n");
         md.append("| variant | n | min ms | median ms | GFLOP/s (own count) | GEMM GFLOP/s, same products | of GEMM | × dense | max error, n = 512 | mean error |\n");
@@ -247,7 +249,7 @@ public final class VariantsSection {
         java.nio.file.Files.createDirectories(charts);
         io.tessera.bench.report.Charts.timeVsLength(points, charts.resolve("variants.png"));
         md.append("\n![time vs n, log-log](charts/variants.png)\n");
-        md.append(peerTable(be, threads, full ? 3 : 1));
+        md.append(peerTable(be, threads, full ? 3 : 0.5));
         String markdown = md.toString();
         java.nio.file.Files.writeString(out.resolve("variants.md"), markdown);
         return markdown;
@@ -307,6 +309,7 @@ public final class VariantsSection {
                 float[][] parameters = peerParameters(variant, op, sizes[i], DIM);
                 peer.prepare(variant, heads, n, DIM, qa, ka, va, parameters, threads);
                 peer.run();
+                io.tessera.bench.Trace.mark("variants' peer prepared: " + variant + " n=" + n);
                 double tesseraError = Double.NaN, peerError = Double.NaN;
                 if (check) {
                     double[] oracle = VariantOracles.output(variant, heads, n, DIM, qa, ka, va, parameters);
@@ -325,6 +328,7 @@ public final class VariantsSection {
                     tMs = Math.min(tMs, time(() -> op.forward(q, k, v, out), 0, seconds / 2)[0]);
                     pMs = Math.min(pMs, time(peerCall, 0, seconds / 2)[0]);
                 }
+                io.tessera.bench.Trace.mark("variants' peer compared: " + variant + " n=" + n);
                 rows.add(new PeerRow(variant, n, tMs, pMs, tesseraError, peerError));
             }
         }
@@ -340,7 +344,7 @@ public final class VariantsSection {
         return max;
     }
 
-    /** The main job's peer table (quick: n = 4096 only, short timing), or a line saying why there is none. */
+    /** The main job's peer table (quick: n = 4096 only, {@code seconds} 0.5: per engine a quarter second of warm-up and two passes of a quarter second, at least 5 calls each), or a line saying why there is none. */
     static String peerTable(Backend be, int threads, double seconds) {
         LinearVariantPeer peer = findPeer();
         if (peer == null) return "\nNo peer of the linear-time variants on the class path (build the bench with -Ppeers).\n";
@@ -348,6 +352,7 @@ public final class VariantsSection {
             String why = peer.unavailableReason();
             if (why != null) return "\nPeer " + peer.id() + " unavailable: " + why + "\n";
             List<PeerRow> check = comparePeer(peer, be, 2, 256, new int[] {64, 64, 0, 16}, 1f, true, 0, 0, threads);
+            io.tessera.bench.Trace.mark("variants' peer checked");
             List<PeerRow> timed = comparePeer(peer, be, HEADS, 4096, new int[] {PROJECTED, FEATURES, 0, LANDMARKS}, 1f, false, seconds, seconds, threads);
             StringBuilder md = new StringBuilder("\n### The same variants written with PyTorch operations (" + peer.name() + "), n = 4096\n\n");
             md.append("| variant | Tessera min ms | PyTorch min ms | Tessera × PyTorch | max error vs float64 definition, n = 256: Tessera | PyTorch |\n|---|---:|---:|---:|---:|---:|\n");

@@ -24,6 +24,18 @@ class DecodeReportTest {
     }
 
     @Test
+    void theMatchesOfAShapeShareAJvmWhileTheirCachesFit() {
+        String[] f32 = {"1", "32768", "dense", "F32", "simd"}, bf16 = {"1", "32768", "dense", "BF16", "simd"}, sdpa = {"1", "32768", "dense", "F32", "djl-sdpa"};
+        String[] window = {"1", "32768", "window4096", "F32", "simd"}, other = {"1", "4096", "dense", "F32", "simd"};
+        List<List<String[]>> quick = List.of(List.of(f32, bf16, sdpa), List.<String[]>of(window), List.<String[]>of(other));
+        assertThat(DecodeSection.jvms(quick)).containsExactly(List.of(quick.get(0), quick.get(1)), List.of(quick.get(2)));
+        // 131,072 tokens: 1 GiB a float32 cache, a peer's copy besides (4.5 GiB in all): each match in a JVM of its own.
+        String[] big = {"1", "131072", "dense", "F32", "simd"}, bigHalf = {"1", "131072", "dense", "BF16", "simd"}, bigPeer = {"1", "131072", "dense", "F32", "onnxruntime-gqa"}, bigWindow = {"1", "131072", "window4096", "F32", "simd"};
+        List<List<String[]>> full = List.of(List.of(big, bigHalf, bigPeer), List.<String[]>of(bigWindow));
+        assertThat(DecodeSection.jvms(full)).containsExactly(List.of(full.get(0)), List.of(full.get(1)));
+    }
+
+    @Test
     void theTableShowsBandwidthItsShareOfTheTriadAndTheSpeedUpOverPeers() {
         DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10, null);
         DecodeReport.Row torch = new DecodeReport.Row("djl-sdpa", 1, 4096, "dense", "F32", 16, 2, 3000, 30, null);
