@@ -189,50 +189,6 @@ public final class Interleaved {
      * peer's native crash), the matches it had not finished run again, each in a JVM of its own.
      */
     public static List<MatchResult> runMatches(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs) throws Exception {
-        return runMatches(contenders, matches, budget, extraJvmArgs, null);
-    }
-
-    /** Work of the caller that is not timed (oracle checks, memory probes) and may run while a child sets up. */
-    @FunctionalInterface
-    public interface Untimed {
-        void run() throws Exception;
-    }
-
-    /**
-     * Untimed work done at most once: beside the setups of the first child it is given to, or else
-     * when the caller runs it after its matches. Its failure is kept: every later {@link #run} throws
-     * it again, so a caller that records a failed match and goes on still fails where the work failed.
-     */
-    public static final class Once implements Untimed {
-        private final Untimed work;
-        private boolean ran;
-        private Exception failure;
-
-        public Once(Untimed work) { this.work = work; }
-
-        @Override
-        public synchronized void run() throws Exception {
-            if (!ran) {
-                ran = true;
-                try {
-                    work.run();
-                } catch (Exception e) {
-                    failure = e;
-                }
-            }
-            if (failure != null) throw failure;
-        }
-    }
-
-    /**
-     * {@link #runMatches} with {@code whileSettingUp} run in this JVM while the child sets its
-     * contenders up: the child waits after its setups until this work is done, so nothing of it runs
-     * while anything is warmed up or timed, and untimed work of both processes shares the two cores
-     * (the child's setups draw inputs and compute oracles on one). If it throws, the child is ended
-     * and the exception thrown.
-     */
-    public static List<MatchResult> runMatches(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs,
-                                               Untimed whileSettingUp) throws Exception {
         if (contenders.isEmpty()) throw new IllegalArgumentException("contenders must not be empty");
         if (matches.isEmpty()) throw new IllegalArgumentException("matches must not be empty");
         for (List<Integer> match : matches) {
@@ -240,7 +196,7 @@ public final class Interleaved {
                 throw new IllegalArgumentException("a match is a non-empty list of distinct contender indexes below " + contenders.size() + ", got " + match);
             }
         }
-        Child child = child(contenders, matches, budget, extraJvmArgs, whileSettingUp);
+        Child child = child(contenders, matches, budget, extraJvmArgs);
         List<MatchResult> results = new ArrayList<>();
         for (int m = 0; m < matches.size(); m++) {
             if (child.outcomes[m] != null) {
@@ -252,7 +208,7 @@ public final class Interleaved {
                 List<Contender> own = matches.get(m).stream().map(contenders::get).toList();
                 List<Integer> order = new ArrayList<>();
                 for (int c = 0; c < own.size(); c++) order.add(c);
-                Child alone = child(own, List.of(order), budget, extraJvmArgs, null);
+                Child alone = child(own, List.of(order), budget, extraJvmArgs);
                 results.add(alone.outcomes[0] != null ? new MatchResult(alone.outcomes[0], null)
                         : new MatchResult(null, alone.failures[0] != null ? alone.failures[0] : alone.error));
             } else {
@@ -266,7 +222,7 @@ public final class Interleaved {
     private record Child(List<Outcome>[] outcomes, String[] failures, String error) {}
 
     @SuppressWarnings("unchecked")
-    private static Child child(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs, Untimed whileSettingUp) throws Exception {
+    private static Child child(List<Contender> contenders, List<List<Integer>> matches, Budget budget, List<String> extraJvmArgs) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
         cmd.addAll(Quiet.forkFlags());
         cmd.addAll(extraJvmArgs);
@@ -274,20 +230,6 @@ public final class Interleaved {
         for (Contender c : contenders) cmd.add(c.encode());
         Trace.mark("interleaved child starts: " + contenders.stream().map(Contender::label).toList() + " in matches " + matches);
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.PIPE).start();
-        if (whileSettingUp != null) {
-            try {
-                whileSettingUp.run();
-            } catch (Exception | Error e) {
-                p.destroyForcibly();   // no child outlives the caller's failed work
-                throw e;
-            }
-        }
-        // The go-ahead the child waits for after its setups (see main).
-        try (var go = p.getOutputStream()) {
-            go.write(GO.getBytes(StandardCharsets.UTF_8));
-        } catch (java.io.IOException ended) {
-            // the child has ended already: its exit code and output tell why
-        }
         List<String> errors = new ArrayList<>();
         Thread drain = Thread.ofVirtual().start(() -> {
             try (var r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
@@ -337,9 +279,6 @@ public final class Interleaved {
         return new Child(outcomes, failures, error);
     }
 
-    /** What the parent writes to a child once the child may warm up and time: the parent's untimed work is done. */
-    static final String GO = "go\n";
-
     /** The first word of a child's result line: {@code interleaved\tmatch\tposition\tms,…\tbytes,…}. */
     static final String RESULT = "interleaved";
     /** The first word of a child's line for a match it could not measure: {@code interleaved-failed\tmatch\tmessage}. */
@@ -368,8 +307,7 @@ public final class Interleaved {
     // ---------------------------------------------------------------- the child JVM
 
     /**
-     * Child: {@code budget matches contender…}. Sets every contender up, waits for the parent's
-     * {@link #GO} line on standard input, then per match warms up its
+     * Child: {@code budget matches contender…}. Sets every contender up, then per match warms up its
      * contenders and measures its rounds; prints one {@link #RESULT} line per contender of a match,
      * or one {@link #FAILED} line for a match whose contender failed to set up or to run.
      */
@@ -402,11 +340,6 @@ public final class Interleaved {
                 Trace.mark("setup failed " + spec + ": " + broken[c]);
             }
         }
-        // Wait for the parent's go-ahead: it may be running untimed work of its own beside these setups
-        // (end of input, a parent gone, also ends the wait).
-        Trace.mark("set up; waiting for the parent's untimed work");
-        new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)).readLine();
-        Trace.mark("go");
         boolean[] warm = new boolean[count];
         for (int m = 0; m < matches.size(); m++) {
             int[] match = matches.get(m);

@@ -187,16 +187,12 @@ public final class MainJob {
         if (options.only() != null) notes.add("only the cases matching --only '" + options.only() + "'");
         Map<Integer, MachinePeak> peaks = new java.util.TreeMap<>();
         for (int t : cases.stream().map(Case::threads).distinct().sorted().toList()) peaks.put(t, MachinePeak.measuredOnce(t));
-        // Every engine's output against the float64 oracle: beside the setups of the first JVM of
-        // engines in turns (Interleaved waits for it before it warms anything up), or before the
-        // first JMH fork if that comes first.
-        List<OracleCheck> checks = new ArrayList<>();
-        Interleaved.Once oracle = new Interleaved.Once(() -> {
-            checks.addAll(oracleChecks(peers, options.threads()));
-            Trace.mark("forward oracle checks done");
-            System.out.println("checked every engine against the float64 oracle: " + (checks.stream().allMatch(OracleCheck::passed) ? "all " + checks.size() + " within tolerance"
-                    : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)"));
-        });
+        System.out.print("checking every engine against the float64 oracle ... ");
+        System.out.flush();
+        List<OracleCheck> checks = oracleChecks(peers, options.threads());
+        Trace.mark("forward oracle checks done");
+        System.out.println(checks.stream().allMatch(OracleCheck::passed) ? "all " + checks.size() + " within tolerance"
+                : checks.stream().filter(c -> !c.passed()).count() + " of " + checks.size() + " FAILED (see the report)");
         Instant forwardStart = Instant.now();
         List<Measurement> results = new ArrayList<>();
         Map<Measurement, MedianTime> paired = new LinkedHashMap<>();
@@ -204,7 +200,6 @@ public final class MainJob {
         Progress progress = new Progress(jobs.size(), plannedSeconds(options.full()));
         for (List<List<Case>> unit : units(jobs)) {
             if (unit.size() == 1 && unit.getFirst().size() == 1) {
-                oracle.run();
                 Case only = unit.getFirst().getFirst();
                 System.out.print(progress.start(only.name()));
                 System.out.flush();
@@ -224,9 +219,8 @@ public final class MainJob {
                     unit.getFirst().getFirst().threads() == 1 ? "" : "s");
             List<Interleaved.MatchResult> matches;
             try {
-                matches = measureInTurns(unit, options.full(), oracle);
+                matches = measureInTurns(unit, options.full(), peers);
             } catch (Exception e) {
-                oracle.run();   // the checks' own failure, if that was it, ends the job as before
                 matches = java.util.Collections.nCopies(unit.size(), new Interleaved.MatchResult(null, describe(e)));
             }
             for (int j = 0; j < unit.size(); j++) {
@@ -252,7 +246,6 @@ public final class MainJob {
                 System.out.println(progress.done(line.toString()));
             }
         }
-        oracle.run();   // done beside the first JVM's setups (or now, if none ran)
         if (!torchCases.isEmpty()) {
             for (Measurement m : torch.measure(torchCases, notes, checks)) {
                 results.add(m);
@@ -486,10 +479,9 @@ public final class MainJob {
 
     /**
      * Jobs of several engines on one case each, as the matches of one JVM; each match's outcomes
-     * labelled {@code job/index} by their job and their index in it. {@code whileSettingUp}: untimed
-     * work of this JVM beside the child's setups, or null.
+     * labelled {@code job/index} by their job and their index in it.
      */
-    static List<Interleaved.MatchResult> measureInTurns(List<List<Case>> jobs, boolean full, Interleaved.Untimed whileSettingUp) throws Exception {
+    static List<Interleaved.MatchResult> measureInTurns(List<List<Case>> jobs, boolean full, List<Peer> peers) throws Exception {
         List<Interleaved.Contender> contenders = new ArrayList<>();
         List<List<Integer>> matches = new ArrayList<>();
         for (int j = 0; j < jobs.size(); j++) {
@@ -509,7 +501,7 @@ public final class MainJob {
             }
             matches.add(match);
         }
-        return Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of(), whileSettingUp);
+        return Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of());
     }
 
     /** The TornadoVM SDK's JVM argument file, or null when TORNADOVM_HOME is unset or has none. */

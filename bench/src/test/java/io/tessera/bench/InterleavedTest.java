@@ -61,21 +61,6 @@ class InterleavedTest {
         }
     }
 
-    /** A state whose every call fails unless the file {@code path} exists (its setup does not look). */
-    public static class NeedsFile {
-        @Param({""})
-        public String path;
-
-        @Setup(Level.Trial)
-        public void setup() {}
-
-        public Object call() throws InterruptedException {
-            if (!java.nio.file.Files.exists(java.nio.file.Path.of(path))) throw new IllegalStateException("called before the parent's untimed work ended");
-            Thread.sleep(2);
-            return this;
-        }
-    }
-
     private static final Interleaved.Budget SMALL = new Interleaved.Budget(0.05, 2, 0.1, 9);
 
     @Test
@@ -139,22 +124,6 @@ class InterleavedTest {
         // Alone, a match that kills its JVM fails with the exit code.
         assertThatThrownBy(() -> Interleaved.run(List.of(new Interleaved.Contender("a", OnePerProcess.class, "call", Map.of()),
                 new Interleaved.Contender("b", OnePerProcess.class, "call", Map.of())), SMALL, List.of())).hasMessageContaining("exit 3");
-    }
-
-    @Test
-    void theCallersUntimedWorkEndsBeforeTheChildWarmsUpAnythingAndItsFailureEndsTheChild() throws Exception {
-        java.nio.file.Path marker = java.nio.file.Files.createTempDirectory("interleaved").resolve("untimed-work-done");
-        List<Interleaved.Contender> contenders = List.of(new Interleaved.Contender("sleeper", Sleeper.class, "call", Map.of()),
-                new Interleaved.Contender("needs the marker", NeedsFile.class, "call", Map.of("path", marker.toString())));
-        List<Interleaved.MatchResult> results = Interleaved.runMatches(contenders, List.of(List.of(0, 1)), SMALL, List.of(), () -> {
-            Thread.sleep(1500);   // longer than the child's start and setups
-            java.nio.file.Files.createFile(marker);
-        });
-        assertThat(results.getFirst().failure()).isNull();
-        assertThat(results.getFirst().outcomes()).hasSize(2);
-        assertThatThrownBy(() -> Interleaved.runMatches(contenders, List.of(List.of(0, 1)), SMALL, List.of(), () -> {
-            throw new IllegalStateException("an oracle check of the caller failed");
-        })).hasMessageContaining("an oracle check of the caller failed");
     }
 
     @Test

@@ -100,12 +100,6 @@ public final class KernelOptionsSection {
                 .append("Targets: a built-in modifier ≤ 1.10× (issue #16); half-precision storage ≤ 1.00× (issue #14).\n\n");
         StringBuilder tessera = new StringBuilder("| engine | configuration | median ms | ± | plain fp32 median ms | × without the option | ± |\n|---|---|---:|---:|---:|---:|---:|\n");
         StringBuilder versus = new StringBuilder();
-        // The peer's oracle checks beside the setups of the first JVM (Interleaved waits for them before it warms anything up).
-        List<OracleCheck> checks = new ArrayList<>();
-        Interleaved.Once untimed = new Interleaved.Once(() -> {
-            if (peer != null) checks.addAll(SdpaVariantBenchmark.checks(peer, threads));
-            io.tessera.bench.Trace.mark("options peer checked");
-        });
         Map<String, List<Config>> byPattern = new LinkedHashMap<>();
         for (Config c : configs(full)) byPattern.computeIfAbsent(c.pattern(), p -> new ArrayList<>()).add(c);
         for (List<Config> ofPattern : byPattern.values()) {
@@ -133,9 +127,8 @@ public final class KernelOptionsSection {
             System.out.flush();
             List<Interleaved.MatchResult> results;
             try {
-                results = Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of(), untimed);
+                results = Interleaved.runMatches(contenders, matches, Interleaved.Budget.forCalls(full), List.of());
             } catch (Exception e) {
-                untimed.run();   // the checks' own failure, if that was it, fails the section
                 notes.add("options section, " + plain.pattern() + ": " + e.getMessage());
                 continue;
             }
@@ -160,9 +153,10 @@ public final class KernelOptionsSection {
             }
         }
         System.out.println();
-        untimed.run();   // done beside the first JVM's setups (or now, if none started)
         md.append(tessera);
         if (peer != null) {
+            List<OracleCheck> checks = SdpaVariantBenchmark.checks(peer, threads);
+            io.tessera.bench.Trace.mark("options peer checked");
             long failed = checks.stream().filter(c -> !c.passed()).count();
             // The peer's name tells the path of its last call (the checks ran several): name the engine only.
             String engine = peer.name().contains(" (") ? peer.name().substring(0, peer.name().indexOf(" (")) : peer.name();

@@ -71,7 +71,7 @@ public final class TrainingSection {
         List<String[]> cases = new ArrayList<>();   // in the order of the matches below: by length, then pattern
         for (int n : lengths) for (String pattern : patterns) cases.add(new String[] {pattern, String.valueOf(n)});
         // Peak extra memory (MemoryProbe, a JVM each, ~10 s): measured before anything is timed, all
-        // probes at once and beside the gradient checks and the first timed JVM's setups, since memory does not depend on the clock:
+        // probes at once and beside the gradient checks, since memory does not depend on the clock:
         // dense in quick mode, for the engines' ratio; and the long-sequence claim, a sliding-window
         // step at n = 65,536.
         Map<String, Process> probes = new LinkedHashMap<>();
@@ -84,23 +84,19 @@ public final class TrainingSection {
         }
         probes.put(probeKey("tessera", "window256", 65536), startProbe("tessera", "window256", 65536, threads));
         Trace.mark("memory probes started: " + probes.keySet());
-        // The gradient checks and the probes' answers beside the setups of the first JVM of timed
-        // steps (Interleaved waits for them before it warms anything up).
-        List<GradientCheck> checks = new ArrayList<>();
+        List<GradientCheck> checks;
+        try {
+            checks = gradientChecks(trainers, threads);
+            Trace.mark("gradient checks done");
+        } catch (Exception | Error e) {
+            for (Process p : probes.values()) if (p != null) p.destroyForcibly();   // no probe outlives a failed section
+            throw e;
+        }
         Map<String, Long> memory = new LinkedHashMap<>();
-        Interleaved.Once untimed = new Interleaved.Once(() -> {
-            try {
-                checks.addAll(gradientChecks(trainers, threads));
-                Trace.mark("gradient checks done");
-            } catch (Exception | Error e) {
-                for (Process p : probes.values()) if (p != null) p.destroyForcibly();   // no probe outlives a failed section
-                throw e;
-            }
-            for (var e : probes.entrySet()) {
-                memory.put(e.getKey(), probeResult(e.getValue()));
-                Trace.mark("memory probe " + e.getKey() + " answered " + memory.get(e.getKey()) + " B");
-            }
-        });
+        for (var e : probes.entrySet()) {
+            memory.put(e.getKey(), probeResult(e.getValue()));
+            Trace.mark("memory probe " + e.getKey() + " answered " + memory.get(e.getKey()) + " B");
+        }
         // The matches of one length in one JVM (Interleaved.runMatches): the peer's native library
         // loaded and Tessera's kernels compiled once, each case still measured in rounds of its own
         // engines. One JVM per length: with --full, the matrix-product peer's n² scores of every
@@ -124,11 +120,10 @@ public final class TrainingSection {
             }
             System.out.printf(Locale.ROOT, "[train] n=%d: %d patterns in one JVM, each pattern's %d engines in turns ...%n", n, patterns.size(), engines.size());
             try {
-                results.addAll(Interleaved.runMatches(contenders, matches, Interleaved.Budget.forSteps(full), List.of(), untimed));
+                results.addAll(Interleaved.runMatches(contenders, matches, Interleaved.Budget.forSteps(full), List.of()));
             } catch (Exception e) {
                 results.addAll(java.util.Collections.nCopies(patterns.size(), new Interleaved.MatchResult(null, e.getMessage())));
             }
-            untimed.run();   // done beside the first JVM's setups (or now, if none started); its failure fails the section
         }
         int total = cases.size();
         for (int i = 0; i < total; i++) {
