@@ -48,7 +48,7 @@ import org.openjdk.jmh.runner.options.VerboseMode;
  * The main job ({@code ./tessera bench}): Tessera's backends and the available peers on the same
  * shapes in one run, every output checked against the float64 oracle, then a report with tables
  * and charts. Quick by default (a representative subset with the fused peers and the training,
- * decode, variants, content and options sections: about six minutes on two cores); {@code --full} runs the whole
+ * decode, variants, content and options sections: about five minutes on two cores); {@code --full} runs the whole
  * matrix, every peer and the survey's n = 5000 training experiment.
  */
 public final class MainJob {
@@ -58,7 +58,7 @@ public final class MainJob {
             usage: ./tessera bench [--quick | --full] [--out DIR] [--no-peers] [--threads N] [--only REGEX]
                                    [--no-training | --training-only]
                    ./tessera bench --compare A B
-              --quick          representative subset (default): ~6 minutes on 2 cores with the fused peers and the
+              --quick          representative subset (default): ~5 minutes on 2 cores with the fused peers and the
                                training, decode, variants, content and options sections
               --full           every pattern at n = 512 … 16384, 1 and all threads, D = 64 and 128
               --out DIR        report directory (default: bench-report)
