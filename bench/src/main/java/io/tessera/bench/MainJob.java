@@ -198,7 +198,7 @@ public final class MainJob {
         Map<Measurement, MedianTime> paired = new LinkedHashMap<>();
         List<List<Case>> jobs = jobs(cases);
         Progress progress = new Progress(jobs.size(), plannedSeconds(options.full()));
-        for (List<List<Case>> unit : units(jobs)) {
+        for (List<List<Case>> unit : units(jobs, options.full())) {
             if (unit.size() == 1 && unit.getFirst().size() == 1) {
                 Case only = unit.getFirst().getFirst();
                 System.out.print(progress.start(only.name()));
@@ -463,15 +463,17 @@ public final class MainJob {
     }
 
     /**
-     * The jobs as they run: each JMH job alone; the jobs of several engines in turns grouped by
-     * thread count, each group in one JVM ({@link Interleaved#runMatches}: the peers' native
-     * libraries loaded once, Tessera's kernels compiled once; one thread count per JVM, since
-     * PyTorch's intra-op thread count is one per process). In the order of their first job.
+     * The jobs as they run: each JMH job alone; in quick mode the jobs of several engines in turns
+     * grouped by thread count, each group in one JVM ({@link Interleaved#runMatches}: the peers'
+     * native libraries loaded once, Tessera's kernels compiled once; one thread count per JVM, since
+     * PyTorch's intra-op thread count is one per process). {@code full} keeps a JVM per job: its
+     * forty jobs of a thread count would hold every peer's n² masks (up to n = 8192) at once. In the
+     * order of their first job.
      */
-    static List<List<List<Case>>> units(List<List<Case>> jobs) {
+    static List<List<List<Case>>> units(List<List<Case>> jobs, boolean full) {
         Map<String, List<List<Case>>> units = new LinkedHashMap<>();
         for (List<Case> job : jobs) {
-            String key = job.size() == 1 ? "alone " + job.getFirst().name() : "in turns " + job.getFirst().threads() + "T";
+            String key = job.size() == 1 || full ? "alone " + job.getFirst().name() : "in turns " + job.getFirst().threads() + "T";
             units.computeIfAbsent(key, k -> new ArrayList<>()).add(job);
         }
         return new ArrayList<>(units.values());
@@ -613,7 +615,7 @@ public final class MainJob {
         env.put("Tessera backend", Backend.best().name() + ": " + Backend.best().description());
         env.put("commit", git("rev-parse", "--short", "HEAD"));
         Interleaved.Budget turns = Interleaved.Budget.forCalls(o.full());
-        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns, the cases of one thread count one after the other in one JVM (" + turns.warmupSeconds() + " s warm-up each, then at least "
+        env.put("mode", (o.full() ? "full" : "quick") + "; Tessera and the peers of a case in turns, " + (o.full() ? "each case in a JVM of its own" : "the cases of one thread count one after the other in one JVM") + " (" + turns.warmupSeconds() + " s warm-up each, then at least "
                 + turns.minRounds() + " rounds and " + turns.measureSeconds() + " s of calls); other cases in a JMH fork, " + (o.full() ? "3×1 s warm-up, 5×2 s" : "2×1 s warm-up, 3×1 s")
                 + " measurement; every call timed: ms / call is the median, ± the half-width of its 95 % order-statistic interval; B=1, H=8");
         return env;

@@ -59,11 +59,13 @@ class MainJobToolTest {
         MainJob.Case bigbird = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 2), bigbirdOneThread = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 1);
         MainJob.Case oneThread = new MainJob.Case("tessera", "simd", "dense", 1024, 64, 1), ortOneThread = new MainJob.Case("onnxruntime-mha", "", "dense", 1024, 64, 1);
         List<List<MainJob.Case>> jobs = List.of(List.of(dense, ort), List.of(bigbird), List.of(causal, sdpa), List.of(oneThread, ortOneThread), List.of(bigbirdOneThread));
-        assertThat(MainJob.units(jobs)).containsExactly(
+        assertThat(MainJob.units(jobs, false)).containsExactly(
                 List.of(List.of(dense, ort), List.of(causal, sdpa)),
                 List.of(List.of(bigbird)),
                 List.of(List.of(oneThread, ortOneThread)),
                 List.of(List.of(bigbirdOneThread)));
+        // --full: a JVM per job, as every job's states would otherwise be resident at once.
+        assertThat(MainJob.units(jobs, true)).containsExactly(jobs.stream().map(List::of).toArray(List[]::new));
     }
 
     @Test

@@ -97,15 +97,16 @@ public final class TrainingSection {
             memory.put(e.getKey(), probeResult(e.getValue()));
             Trace.mark("memory probe " + e.getKey() + " answered " + memory.get(e.getKey()) + " B");
         }
-        // The matches of one length in one JVM (Interleaved.runMatches): the peer's native library
-        // loaded and Tessera's kernels compiled once, each case still measured in rounds of its own
-        // engines. One JVM per length: with --full, the matrix-product peer's n² scores of every
-        // pattern at n = 5000 would otherwise be resident at once.
+        // Quick mode: the matches of one length in one JVM (Interleaved.runMatches): the peer's native
+        // library loaded and Tessera's kernels compiled once, each case still measured in rounds of its
+        // own engines. --full keeps a JVM per case: every engine's state of every pattern (the
+        // matrix-product peer's at n = 5000 included) would otherwise be resident at once.
         List<Interleaved.MatchResult> results = new ArrayList<>();
-        for (int n : lengths) {
+        List<List<String>> jvms = full ? patterns.stream().map(List::of).toList() : List.of(patterns);
+        for (int n : lengths) for (List<String> ofJvm : jvms) {
             List<Interleaved.Contender> contenders = new ArrayList<>();
             List<List<Integer>> matches = new ArrayList<>();
-            for (String pattern : patterns) {
+            for (String pattern : ofJvm) {
                 List<Integer> match = new ArrayList<>();
                 for (String engine : engines) {
                     Map<String, String> params = new LinkedHashMap<>();
@@ -118,11 +119,11 @@ public final class TrainingSection {
                 }
                 matches.add(match);
             }
-            System.out.printf(Locale.ROOT, "[train] n=%d: %d patterns in one JVM, each pattern's %d engines in turns ...%n", n, patterns.size(), engines.size());
+            System.out.printf(Locale.ROOT, "[train] n=%d: %d pattern%s in one JVM, each pattern's %d engines in turns ...%n", n, ofJvm.size(), ofJvm.size() == 1 ? "" : "s", engines.size());
             try {
                 results.addAll(Interleaved.runMatches(contenders, matches, Interleaved.Budget.forSteps(full), List.of()));
             } catch (Exception e) {
-                results.addAll(java.util.Collections.nCopies(patterns.size(), new Interleaved.MatchResult(null, e.getMessage())));
+                results.addAll(java.util.Collections.nCopies(ofJvm.size(), new Interleaved.MatchResult(null, e.getMessage())));
             }
         }
         int total = cases.size();
