@@ -264,8 +264,8 @@ final class SimdDecodeKernel {
      * The read pass's loads: every 8 bytes, as a plain read does, not one per 64-byte line. Measured
      * on Zen 5 (32k-token step, read pass alone, min of 30): one byte per line read the K/V at
      * 1.5–1.6× a plain read's time on one thread and 6.5–9.4 ms on two, a load every 16 or 32 bytes
-     * as slowly, a long every 8 bytes 1.25–1.35× and 4.9–5.3 ms: the sparse loads' misses outrun the
-     * hardware prefetcher, the dense ones let it stream ahead.
+     * as slowly, a long every 8 bytes 1.25–1.35× and 4.9–5.3 ms (likely: sparse loads miss faster than the
+     * hardware prefetcher trains, dense ones let it stream ahead).
      */
     private static final ValueLayout.OfLong READ = ValueLayout.JAVA_LONG_UNALIGNED;
 
