@@ -96,7 +96,11 @@ public final class DecodeSection {
         return markdown;
     }
 
-    /** Bytes of cache the matches of one JVM may hold at once (every state has its own cache, and a peer its own copy). */
+    /**
+     * Bytes of cache the matches of one JVM may hold at once, counted as if every state had its own
+     * cache and a peer its own copy besides (DecodeBenchmark shares one cache per shape and type
+     * within a JVM, so this is an upper bound).
+     */
     static final long JVM_CACHE_BYTES = 4L << 30;
 
     /**
