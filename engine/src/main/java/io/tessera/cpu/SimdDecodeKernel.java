@@ -25,8 +25,8 @@ import jdk.incubator.vector.VectorSpecies;
  * chunks of {@link ScalarDecodeKernel#CHUNK} ({@link DecodeCall.Chunks}: across page boundaries, so
  * pages of 16 tokens share one softmax step and one pass over the output), a block of up to
  * {@link #STAGE_BYTES} of chunks at a time: first a pass that only reads the block's K and V pool
- * rows (one load per 64-byte line: a pure read streams from memory at close to a plain read's rate
- * and leaves the rows in L2), then the arithmetic, which reads float32 and bfloat16 rows where they
+ * rows (dense 8-byte loads, {@link #READ}: a pure read streams from memory at close to a plain read's
+ * rate and leaves the rows in L2), then the arithmetic, which reads float32 and bfloat16 rows where they
  * lie in the pool (bfloat16 widened in registers). Measured on Zen 5 (decode step, 32k tokens,
  * D = 128, one thread): vector loads straight from DRAM inside the arithmetic stalled on memory at
  * 8–12 GB/s; copying each chunk into float scratch (the previous design) cost more than the
@@ -34,7 +34,7 @@ import jdk.incubator.vector.VectorSpecies;
  * blocks) are staged, widened and zero-padded, into float scratch rows a block at a time, keys
  * then values.
  *
- * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 4 rows × 2 keys keeps
+ * <p>Scores: the head dimension in lanes, no transposition of keys. A block of 4 rows × 4 keys keeps
  * one accumulator vector per (row, key) for each L-lane part of the 16 interleaved partial sums of
  * the scalar twin's {@link ScalarDecodeKernel#dot} (dimension x into partial x mod 16), so each key
  * vector is loaded (and widened) once per quad of rows, front to back. The partials are folded in
@@ -44,7 +44,7 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>The softmax step is the fused kernel's base-2 one (same 2^x polynomial and constants, from the
  * scalar twin) per row over key lanes; its sum is kept in 16 interleaved partials. Values: blocks of
- * 4 rows × 2L output dimensions in registers, each value vector loaded once for the 4 rows, in key
+ * 4 rows × 4L output dimensions in registers, each value vector loaded once for the 4 rows, in key
  * order; a zero probability is skipped per row, as in the twin. Every float is the one
  * {@link ScalarDecodeKernel} computes.
  *
@@ -90,6 +90,12 @@ final class SimdDecodeKernel {
     private static final VectorMask<Float>[] HIGH;
     private static final VectorShuffle<Float>[] SWAP;
     private static final VectorShuffle<Float> NATURAL;
+    /**
+     * The steps as constants (C2 keeps a static final mask or shuffle in a register; one read from an
+     * array it rebuilds each time). Steps 2 and 3 exist at L = 16 only (null otherwise).
+     */
+    private static final VectorMask<Float> HIGH0, HIGH1, HIGH2, HIGH3;
+    private static final VectorShuffle<Float> SWAP0, SWAP1, SWAP2, SWAP3;
 
     static {
         int steps = Integer.numberOfTrailingZeros(L);
@@ -116,6 +122,9 @@ final class SimdDecodeKernel {
         HIGH = high;
         SWAP = swap;
         NATURAL = VectorShuffle.fromArray(F, natural, 0);
+        HIGH0 = high[0]; HIGH1 = high[1]; SWAP0 = swap[0]; SWAP1 = swap[1];
+        HIGH2 = steps == 4 ? high[2] : null; HIGH3 = steps == 4 ? high[3] : null;
+        SWAP2 = steps == 4 ? swap[2] : null; SWAP3 = steps == 4 ? swap[3] : null;
     }
 
     static final class Scratch {
@@ -130,7 +139,7 @@ final class SimdDecodeKernel {
         float[] red = new float[L * L];               // the transposing reduction's vectors
         float[] p = new float[0];       // [rows rounded up to 4][CHUNK]  scores, then probabilities (0 in padded rows)
         float[] o = new float[0], m = new float[0], l = new float[0], alpha = new float[0];
-        final float[] partial = new float[PARTIALS], lanes = new float[L];
+        final float[] partial = new float[PARTIALS];
         long[] bits = new long[0];
         /** Byte offsets of the chunk's key rows in the key source (keys past n: key n − 1); values likewise. */
         final long[] kAt = new long[CHUNK], vAt = new long[CHUNK];
@@ -251,9 +260,17 @@ final class SimdDecodeKernel {
         return any != 0;
     }
 
-    /** One load per 64-byte line of the chunk's key (or value) rows of head hk (rowBytes each, elements of eb bytes): their sum. */
     /**
-     * {@link #touch} of the keys and the values in one loop, a line of each per step, where both are
+     * The read pass's loads: every 8 bytes, as a plain read does, not one per 64-byte line. Measured
+     * on Zen 5 (32k-token step, read pass alone, min of 30): one byte per line read the K/V at
+     * 1.5–1.6× a plain read's time on one thread and 6.5–9.4 ms on two, a load every 16 or 32 bytes
+     * as slowly, a long every 8 bytes 1.25–1.35× and 4.9–5.3 ms (likely: sparse loads miss faster than the
+     * hardware prefetcher trains, dense ones let it stream ahead).
+     */
+    private static final ValueLayout.OfLong READ = ValueLayout.JAVA_LONG_UNALIGNED;
+
+    /**
+     * {@link #touch} of the keys and the values in one loop, 8 bytes of each per step, where both are
      * dense rows of the same byte width (the common cache): two streams in flight at once, as a plain
      * read of K and V keeps them, instead of the keys' stream and then the values'.
      */
@@ -263,11 +280,12 @@ final class SimdDecodeKernel {
         for (int i = 0; i < chunks.spans; i++) {
             long length = (long) (chunks.spanStart[i + 1] - chunks.spanStart[i]) * rowBytes;
             long kAt = c.keyRow(hk, chunks.spanSlot[i]) * kBytes, vAt = c.valueRow(hk, chunks.spanSlot[i]) * vBytes;
-            for (long o = 0; o < length; o += 64) sum += k.get(ValueLayout.JAVA_BYTE, kAt + o) + v.get(ValueLayout.JAVA_BYTE, vAt + o);
+            for (long o = 0; o < length; o += Long.BYTES) sum += k.get(READ, kAt + o) ^ v.get(READ, vAt + o);
         }
         return sum;
     }
 
+    /** The read pass over the chunk's key (or value) rows of head hk (rowBytes each, a multiple of 8; elements of eb bytes): their sum. */
     private static long touch(MemorySegment src, DecodeCall c, int hk, DecodeCall.Chunks chunks, boolean keys, long rowBytes, long eb) {
         long stride = (keys ? c.kT : c.vT) * eb, sum = 0;
         for (int i = 0; i < chunks.spans; i++) {
@@ -275,9 +293,9 @@ final class SimdDecodeKernel {
             long at = (keys ? c.keyRow(hk, chunks.spanSlot[i]) : c.valueRow(hk, chunks.spanSlot[i])) * eb;
             if (stride == rowBytes) {
                 long end = at + rowsInSpan * rowBytes;
-                for (long o = at; o < end; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, o);
+                for (long o = at; o < end; o += Long.BYTES) sum += src.get(READ, o);
             } else {
-                for (int j = 0; j < rowsInSpan; j++, at += stride) for (long o = 0; o < rowBytes; o += 64) sum += src.get(ValueLayout.JAVA_BYTE, at + o);
+                for (int j = 0; j < rowsInSpan; j++, at += stride) for (long o = 0; o < rowBytes; o += Long.BYTES) sum += src.get(READ, at + o);
             }
         }
         return sum;
@@ -323,44 +341,81 @@ final class SimdDecodeKernel {
     }
 
     /**
-     * Scores of every row quad against the chunk's keys jg … jg + L − 1 into p (rows CHUNK apart):
-     * per 2 keys and 4 rows, each of the PARTS lane parts of the 16 partial sums accumulated over the
-     * dimensions (x in steps of 16), then folded and reduced across the L keys. Each key row is read
-     * once per quad, front to back, two rows side by side: the order the hardware prefetcher follows.
+     * Scores of every row quad against the chunk's keys jg … jg + L − 1 into p (rows CHUNK apart).
+     * Keys go in groups of 4 — i, i + L/4, i + L/2, i + 3L/4 for i &lt; L/4, the four keys the first two
+     * steps of the transposing reduction combine — and for each group and row quad the 16 (row, key)
+     * accumulators of each lane part of the 16 partial sums are summed over the dimensions (x in steps
+     * of 16), each key vector loaded (and widened) once for the 4 rows. With one part (L = 16: the
+     * partials are the lanes) the group's first two reduction steps run on the accumulators in
+     * registers and leave one vector per row, and the last two steps combine the row's 4 vectors.
+     * Measured on Zen 5 (32k-token step, one thread): storing all 16 accumulators and reducing them
+     * from memory took more time than the dot products' FMAs. With more parts (narrower vectors) the
+     * parts are stored and {@link #reduceScores} folds them first.
      */
     static void scores(Scratch s, MemorySegment k, boolean half, int rows, int quadRows, int jg, int dPad) {
-        float[] q = s.qRows, dots = s.dots;
+        float[] q = s.qRows, dots = s.dots, red = s.red;
         long[] kAt = s.kAt;
         long eb = half ? 2 : Float.BYTES;
+        int quarter = L / 4;
         for (int r0 = 0; r0 < quadRows; r0 += 4) {
             int q0 = r0 * dPad, q1 = q0 + dPad, q2 = q1 + dPad, q3 = q2 + dPad;
-            for (int j2 = 0; j2 < L; j2 += 2) {
-                long ka = kAt[jg + j2], kb = kAt[jg + j2 + 1];
+            for (int i = 0; i < quarter; i++) {
+                long k0 = kAt[jg + i], k1 = kAt[jg + i + quarter], k2 = kAt[jg + i + 2 * quarter], k3 = kAt[jg + i + 3 * quarter];
                 for (int part = 0; part < PARTS; part++) {
-                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    // a<row><key>: row r0 + row against key k<key>.
+                    FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+                    FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
                     for (int x = part * L; x < dPad; x += PARTIALS) {
                         long xb = x * eb;
-                        FloatVector ka_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, ka + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                                : FloatVector.fromMemorySegment(F, k, ka + xb, NATIVE);
-                        FloatVector kb_ = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, kb + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                                : FloatVector.fromMemorySegment(F, k, kb + xb, NATIVE);
+                        FloatVector v0 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k0 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k0 + xb, NATIVE);
+                        FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k1 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k1 + xb, NATIVE);
+                        FloatVector v2 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k2 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k2 + xb, NATIVE);
+                        FloatVector v3 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, k, k3 + xb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                                : FloatVector.fromMemorySegment(F, k, k3 + xb, NATIVE);
                         FloatVector qv = FloatVector.fromArray(F, q, q0 + x);
-                        a0 = qv.fma(ka_, a0); b0 = qv.fma(kb_, b0);
+                        a00 = qv.fma(v0, a00); a01 = qv.fma(v1, a01); a02 = qv.fma(v2, a02); a03 = qv.fma(v3, a03);
                         qv = FloatVector.fromArray(F, q, q1 + x);
-                        a1 = qv.fma(ka_, a1); b1 = qv.fma(kb_, b1);
+                        a10 = qv.fma(v0, a10); a11 = qv.fma(v1, a11); a12 = qv.fma(v2, a12); a13 = qv.fma(v3, a13);
                         qv = FloatVector.fromArray(F, q, q2 + x);
-                        a2 = qv.fma(ka_, a2); b2 = qv.fma(kb_, b2);
+                        a20 = qv.fma(v0, a20); a21 = qv.fma(v1, a21); a22 = qv.fma(v2, a22); a23 = qv.fma(v3, a23);
                         qv = FloatVector.fromArray(F, q, q3 + x);
-                        a3 = qv.fma(ka_, a3); b3 = qv.fma(kb_, b3);
+                        a30 = qv.fma(v0, a30); a31 = qv.fma(v1, a31); a32 = qv.fma(v2, a32); a33 = qv.fma(v3, a33);
                     }
-                    int d0 = j2 * PARTIALS + part * L, rs = L * PARTIALS;
-                    a0.intoArray(dots, d0); b0.intoArray(dots, d0 + PARTIALS);
-                    a1.intoArray(dots, d0 + rs); b1.intoArray(dots, d0 + rs + PARTIALS);
-                    a2.intoArray(dots, d0 + 2 * rs); b2.intoArray(dots, d0 + 2 * rs + PARTIALS);
-                    a3.intoArray(dots, d0 + 3 * rs); b3.intoArray(dots, d0 + 3 * rs + PARTIALS);
+                    if (PARTS == 1) {
+                        // Step 0 combines keys i and i + L/2 (and i + L/4 with i + 3L/4), step 1 the two results.
+                        int at = i * L, rs = quarter * L;
+                        FloatVector c0 = a00.blend(a02, HIGH0).add(a02.blend(a00, HIGH0).rearrange(SWAP0)), c1 = a01.blend(a03, HIGH0).add(a03.blend(a01, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at);
+                        c0 = a10.blend(a12, HIGH0).add(a12.blend(a10, HIGH0).rearrange(SWAP0)); c1 = a11.blend(a13, HIGH0).add(a13.blend(a11, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + rs);
+                        c0 = a20.blend(a22, HIGH0).add(a22.blend(a20, HIGH0).rearrange(SWAP0)); c1 = a21.blend(a23, HIGH0).add(a23.blend(a21, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + 2 * rs);
+                        c0 = a30.blend(a32, HIGH0).add(a32.blend(a30, HIGH0).rearrange(SWAP0)); c1 = a31.blend(a33, HIGH0).add(a33.blend(a31, HIGH0).rearrange(SWAP0));
+                        c0.blend(c1, HIGH1).add(c1.blend(c0, HIGH1).rearrange(SWAP1)).intoArray(red, at + 3 * rs);
+                    } else {
+                        // dots[row][key][16 partials]: this part's L lanes of them.
+                        int rs = L * PARTIALS, d0 = (i * PARTIALS) + part * L, t = quarter * PARTIALS;
+                        a00.intoArray(dots, d0); a01.intoArray(dots, d0 + t); a02.intoArray(dots, d0 + 2 * t); a03.intoArray(dots, d0 + 3 * t);
+                        a10.intoArray(dots, d0 + rs); a11.intoArray(dots, d0 + rs + t); a12.intoArray(dots, d0 + rs + 2 * t); a13.intoArray(dots, d0 + rs + 3 * t);
+                        a20.intoArray(dots, d0 + 2 * rs); a21.intoArray(dots, d0 + 2 * rs + t); a22.intoArray(dots, d0 + 2 * rs + 2 * t); a23.intoArray(dots, d0 + 2 * rs + 3 * t);
+                        a30.intoArray(dots, d0 + 3 * rs); a31.intoArray(dots, d0 + 3 * rs + t); a32.intoArray(dots, d0 + 3 * rs + 2 * t); a33.intoArray(dots, d0 + 3 * rs + 3 * t);
+                    }
                 }
             }
-            for (int r = r0; r < Math.min(r0 + 4, rows); r++) reduceScores(dots, r - r0, s.red, s.p, r * CHUNK + jg);
+            for (int r = r0; r < Math.min(r0 + 4, rows); r++) {
+                if (PARTS == 1) {   // L = 16: steps 2 and 3 on the row's 4 group vectors, then the keys in natural order
+                    int at = (r - r0) * quarter * L;
+                    FloatVector g0 = FloatVector.fromArray(F, red, at), g1 = FloatVector.fromArray(F, red, at + L);
+                    FloatVector g2 = FloatVector.fromArray(F, red, at + 2 * L), g3 = FloatVector.fromArray(F, red, at + 3 * L);
+                    FloatVector c0 = g0.blend(g2, HIGH2).add(g2.blend(g0, HIGH2).rearrange(SWAP2)), c1 = g1.blend(g3, HIGH2).add(g3.blend(g1, HIGH2).rearrange(SWAP2));
+                    c0.blend(c1, HIGH3).add(c1.blend(c0, HIGH3).rearrange(SWAP3)).rearrange(NATURAL).intoArray(s.p, r * CHUNK + jg);
+                } else {
+                    reduceScores(dots, r - r0, red, s.p, r * CHUNK + jg);
+                }
+            }
         }
     }
 
@@ -390,7 +445,7 @@ final class SimdDecodeKernel {
     }
 
     /**
-     * o[r] = o[r]·α_r + Σ_j p_rj · v_j over the chunk's n keys in order, 4 rows × 2L dimensions of
+     * o[r] = o[r]·α_r + Σ_j p_rj · v_j over the chunk's n keys in order, 4 rows × 4L dimensions of
      * accumulators at a time, each value vector loaded once for the 4 rows; a zero probability is
      * skipped per row, so a key a row does not attend contributes nothing even if its value holds a
      * NaN. (α·o then fmas: the twin's rescale-then-accumulate; multiplying by α = 1 changes no bit.)
@@ -406,40 +461,66 @@ final class SimdDecodeKernel {
             // Keys every one of the 4 rows gives a nonzero probability (the common case) take the
             // unconditional path; the others test each row.
             long allNonzero = 0;
-            for (int j = 0; j < n; j++) {
-                if (p[p0 + j] != 0f & p[p1 + j] != 0f & p[p2 + j] != 0f & p[p3 + j] != 0f) allNonzero |= 1L << j;
+            for (int j = 0; j < n; j += L) {
+                VectorMask<Float> nonzero = FloatVector.fromArray(F, p, p0 + j).compare(VectorOperators.NE, 0f)
+                        .and(FloatVector.fromArray(F, p, p1 + j).compare(VectorOperators.NE, 0f))
+                        .and(FloatVector.fromArray(F, p, p2 + j).compare(VectorOperators.NE, 0f))
+                        .and(FloatVector.fromArray(F, p, p3 + j).compare(VectorOperators.NE, 0f));
+                allNonzero |= nonzero.toLong() << j;
             }
-            for (int x = 0; x < vPad; x += 2 * L) {
+            // Blocks of 4L output dimensions (16 accumulators: slack for the FMA latency, and each
+            // probability broadcast serves 4 FMAs). vPad is a whole number of 2L: a last block of 2L
+            // points its upper half at the lower half's dimensions (hi = 0) and does not store it.
+            for (int x = 0; x < vPad; x += 4 * L) {
+                boolean wide = x + 4 * L <= vPad;
+                int hi = wide ? 2 * L : 0;
+                long hiBytes = hi * eb, lBytes = L * eb;
                 int o0 = r0 * vPad + x, o1 = o0 + vPad, o2 = o1 + vPad, o3 = o2 + vPad;
                 FloatVector a00 = FloatVector.fromArray(F, o, o0).mul(al0), a01 = FloatVector.fromArray(F, o, o0 + L).mul(al0);
+                FloatVector a02 = FloatVector.fromArray(F, o, o0 + hi).mul(al0), a03 = FloatVector.fromArray(F, o, o0 + hi + L).mul(al0);
                 FloatVector a10 = FloatVector.fromArray(F, o, o1).mul(al1), a11 = FloatVector.fromArray(F, o, o1 + L).mul(al1);
+                FloatVector a12 = FloatVector.fromArray(F, o, o1 + hi).mul(al1), a13 = FloatVector.fromArray(F, o, o1 + hi + L).mul(al1);
                 FloatVector a20 = FloatVector.fromArray(F, o, o2).mul(al2), a21 = FloatVector.fromArray(F, o, o2 + L).mul(al2);
+                FloatVector a22 = FloatVector.fromArray(F, o, o2 + hi).mul(al2), a23 = FloatVector.fromArray(F, o, o2 + hi + L).mul(al2);
                 FloatVector a30 = FloatVector.fromArray(F, o, o3).mul(al3), a31 = FloatVector.fromArray(F, o, o3 + L).mul(al3);
+                FloatVector a32 = FloatVector.fromArray(F, o, o3 + hi).mul(al3), a33 = FloatVector.fromArray(F, o, o3 + hi + L).mul(al3);
                 for (int j = 0; j < n; j++) {
                     long at = vAt[j] + x * eb;
                     FloatVector v0 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
                             : FloatVector.fromMemorySegment(F, v, at, NATIVE);
-                    FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + L * eb, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
-                            : FloatVector.fromMemorySegment(F, v, at + L * eb, NATIVE);
+                    FloatVector v1 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + lBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + lBytes, NATIVE);
+                    FloatVector v2 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + hiBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + hiBytes, NATIVE);
+                    FloatVector v3 = half ? ((IntVector) ShortVector.fromMemorySegment(SHORTS, v, at + hiBytes + lBytes, NATIVE).convertShape(VectorOperators.S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                            : FloatVector.fromMemorySegment(F, v, at + hiBytes + lBytes, NATIVE);
                     if ((allNonzero & (1L << j)) != 0) {
-                        FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
-                        FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
-                        a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01);
-                        a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11);
-                        a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21);
-                        a30 = b3.fma(v0, a30); a31 = b3.fma(v1, a31);
+                        FloatVector b = FloatVector.broadcast(F, p[p0 + j]);
+                        a00 = b.fma(v0, a00); a01 = b.fma(v1, a01); a02 = b.fma(v2, a02); a03 = b.fma(v3, a03);
+                        b = FloatVector.broadcast(F, p[p1 + j]);
+                        a10 = b.fma(v0, a10); a11 = b.fma(v1, a11); a12 = b.fma(v2, a12); a13 = b.fma(v3, a13);
+                        b = FloatVector.broadcast(F, p[p2 + j]);
+                        a20 = b.fma(v0, a20); a21 = b.fma(v1, a21); a22 = b.fma(v2, a22); a23 = b.fma(v3, a23);
+                        b = FloatVector.broadcast(F, p[p3 + j]);
+                        a30 = b.fma(v0, a30); a31 = b.fma(v1, a31); a32 = b.fma(v2, a32); a33 = b.fma(v3, a33);
                     } else {
                         float w0 = p[p0 + j], w1 = p[p1 + j], w2 = p[p2 + j], w3 = p[p3 + j];
-                        if (w0 != 0f) { FloatVector b0 = FloatVector.broadcast(F, w0); a00 = b0.fma(v0, a00); a01 = b0.fma(v1, a01); }
-                        if (w1 != 0f) { FloatVector b1 = FloatVector.broadcast(F, w1); a10 = b1.fma(v0, a10); a11 = b1.fma(v1, a11); }
-                        if (w2 != 0f) { FloatVector b2 = FloatVector.broadcast(F, w2); a20 = b2.fma(v0, a20); a21 = b2.fma(v1, a21); }
-                        if (w3 != 0f) { FloatVector b3 = FloatVector.broadcast(F, w3); a30 = b3.fma(v0, a30); a31 = b3.fma(v1, a31); }
+                        if (w0 != 0f) { FloatVector b = FloatVector.broadcast(F, w0); a00 = b.fma(v0, a00); a01 = b.fma(v1, a01); a02 = b.fma(v2, a02); a03 = b.fma(v3, a03); }
+                        if (w1 != 0f) { FloatVector b = FloatVector.broadcast(F, w1); a10 = b.fma(v0, a10); a11 = b.fma(v1, a11); a12 = b.fma(v2, a12); a13 = b.fma(v3, a13); }
+                        if (w2 != 0f) { FloatVector b = FloatVector.broadcast(F, w2); a20 = b.fma(v0, a20); a21 = b.fma(v1, a21); a22 = b.fma(v2, a22); a23 = b.fma(v3, a23); }
+                        if (w3 != 0f) { FloatVector b = FloatVector.broadcast(F, w3); a30 = b.fma(v0, a30); a31 = b.fma(v1, a31); a32 = b.fma(v2, a32); a33 = b.fma(v3, a33); }
                     }
                 }
                 a00.intoArray(o, o0); a01.intoArray(o, o0 + L);
                 a10.intoArray(o, o1); a11.intoArray(o, o1 + L);
                 a20.intoArray(o, o2); a21.intoArray(o, o2 + L);
                 a30.intoArray(o, o3); a31.intoArray(o, o3 + L);
+                if (wide) {
+                    a02.intoArray(o, o0 + hi); a03.intoArray(o, o0 + hi + L);
+                    a12.intoArray(o, o1 + hi); a13.intoArray(o, o1 + hi + L);
+                    a22.intoArray(o, o2 + hi); a23.intoArray(o, o2 + hi + L);
+                    a32.intoArray(o, o3 + hi); a33.intoArray(o, o3 + hi + L);
+                }
             }
         }
     }
@@ -454,12 +535,12 @@ final class SimdDecodeKernel {
         float[] p = s.p;
         FloatVector maxV = FloatVector.broadcast(F, NEG_INF);
         for (int j = 0; j < width; j += L) maxV = maxV.max(FloatVector.fromArray(F, p, pRow + j));
-        maxV.intoArray(s.lanes, 0);
-        float max = NEG_INF;
-        for (int lane = 0; lane < L; lane++) max = Math.max(max, s.lanes[lane]);   // max is exact: any order gives the same
+        float max = maxV.reduceLanes(VectorOperators.MAX);   // max is exact (Math.max's rules): any order gives the same
         float mOld = s.m[r], mNew = Math.max(mOld, max), shift = mNew == NEG_INF ? 0f : mNew;
         FloatVector shiftV = FloatVector.broadcast(F, shift);
-        Arrays.fill(s.partial, 0f);
+        // The 16 interleaved partial sums: one vector in a register when L = 16, else in s.partial.
+        FloatVector sumV = FloatVector.zero(F);
+        if (PARTS > 1) Arrays.fill(s.partial, 0f);
         for (int j = 0; j < width; j += L) {
             FloatVector x = FloatVector.fromArray(F, p, pRow + j).sub(shiftV);
             // 2^x exactly as SimdAttentionKernel's and ScalarAttentionKernel.exp2: clamp at −127, k = round(x)
@@ -470,9 +551,14 @@ final class SimdDecodeKernel {
             FloatVector poly = f.fma(EXP2_P0, EXP2_P1).fma(f, EXP2_P2).fma(f, EXP2_P3).fma(f, EXP2_P4).fma(f, EXP2_P5);
             FloatVector e = f.fma(poly, ONE).mul(rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats());
             e.intoArray(p, pRow + j);
-            int part = j & (PARTIALS - 1);   // key j + lane goes to partial (j + lane) mod 16
-            FloatVector.fromArray(F, s.partial, part).add(e).intoArray(s.partial, part);
+            if (PARTS == 1) {
+                sumV = sumV.add(e);
+            } else {
+                int part = j & (PARTIALS - 1);   // key j + lane goes to partial (j + lane) mod 16
+                FloatVector.fromArray(F, s.partial, part).add(e).intoArray(s.partial, part);
+            }
         }
+        if (PARTS == 1) sumV.intoArray(s.partial, 0);
         float alpha = ScalarAttentionKernel.exp2(mOld - shift);
         s.l[r] = Math.fma(alpha, s.l[r], ScalarDecodeKernel.sumPartials(s.partial));
         s.m[r] = mNew;
