@@ -1,5 +1,6 @@
 package io.tessera.variant.content;
 
+import io.tessera.variant.internal.VariantSpecies;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
@@ -15,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class ProjectionSimd {
     private ProjectionSimd() {}
 
-    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> F = VariantSpecies.FLOATS;
     private static final int L = F.length();
     private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
 
