@@ -101,6 +101,29 @@ class ArchitectureTest {
     }
 
     @Test
+    void oneFloatVectorShapeChosenInTwoPlaces() {
+        // See VariantSpecies: a second float shape in the JVM makes C2 box the kernels' vectors. The
+        // short species of the half-precision loads (half the float width, one shape) are the other users.
+        noClasses().that().doNotHaveFullyQualifiedName("io.tessera.cpu.VectorConfig")
+                .and().doNotHaveFullyQualifiedName("io.tessera.variant.internal.VariantSpecies")
+                .should().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_PREFERRED")
+                .orShould().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_64")
+                .orShould().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_128")
+                .orShould().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_256")
+                .orShould().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_512")
+                .orShould().accessField(jdk.incubator.vector.FloatVector.class, "SPECIES_MAX")
+                .because("every float vector of the engine has the one shape VectorConfig (or, for the variants, VariantSpecies) chooses")
+                .check(engine);
+        noClasses().that().doNotHaveFullyQualifiedName("io.tessera.cpu.VectorConfig")
+                .and().doNotHaveFullyQualifiedName("io.tessera.variant.internal.VariantSpecies")
+                .and().doNotHaveFullyQualifiedName("io.tessera.cpu.HalfRows")
+                .and().doNotHaveFullyQualifiedName("io.tessera.cpu.SimdDecodeKernel")
+                .should().callMethod(jdk.incubator.vector.VectorShape.class, "forBitSize", int.class)
+                .because("a shape of another width is a second float shape unless it is the half-precision loads' short species")
+                .check(engine);
+    }
+
+    @Test
     void everyExportedPackageIsDocumented() throws Exception {
         List<String> exported = new ArrayList<>();
         for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("src/main/java/module-info.java"))) {

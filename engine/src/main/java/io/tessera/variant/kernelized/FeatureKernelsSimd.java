@@ -2,10 +2,10 @@ package io.tessera.variant.kernelized;
 
 import static io.tessera.variant.kernelized.FeatureKernels.*;
 
+import io.tessera.variant.internal.VariantSpecies;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -18,24 +18,12 @@ import jdk.incubator.vector.VectorSpecies;
 final class FeatureKernelsSimd {
     private FeatureKernelsSimd() {}
 
-    private static final VectorSpecies<Float> F = species();
+    private static final VectorSpecies<Float> F = VariantSpecies.FLOATS;
     private static final int L = F.length();
     private static final FloatVector ONE = FloatVector.broadcast(F, 1f), V_LOG2E = FloatVector.broadcast(F, LOG2E);
     private static final FloatVector V_P0 = FloatVector.broadcast(F, P0), V_P1 = FloatVector.broadcast(F, P1), V_P2 = FloatVector.broadcast(F, P2);
     private static final FloatVector V_P3 = FloatVector.broadcast(F, P3), V_P4 = FloatVector.broadcast(F, P4), V_P5 = FloatVector.broadcast(F, P5);
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
-
-    private static VectorSpecies<Float> species() {
-        String forced = System.getProperty("tessera.vectorBitSize");
-        if (forced == null || forced.isBlank()) return FloatVector.SPECIES_PREFERRED;
-        try {
-            int bits = Integer.parseInt(forced.trim());
-            if (bits == 128 || bits == 256 || bits == 512) return VectorSpecies.of(float.class, VectorShape.forBitSize(bits));
-        } catch (NumberFormatException ignored) {
-            // the CPU backend rejects the bad value by name; the element-wise kernels need no width of their own
-        }
-        return FloatVector.SPECIES_PREFERRED;
-    }
 
     static void columnMax(float[] u, int rows, int m, float[] largest) {
         int vec = m - m % L;
