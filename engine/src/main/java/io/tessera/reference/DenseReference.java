@@ -62,12 +62,14 @@ public final class DenseReference {
         double[][] kRows = new double[s.kvLen()][s.headDim()];
         double[][] vRows = new double[s.kvLen()][s.valueDim()];
         for (int b = 0; b < s.batch(); b++) {
-            for (int h = 0; h < s.heads(); h++) {
+            for (int h = 0, loaded = -1; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
-                for (int j = 0; j < s.kvLen(); j++) {
+                // Query heads that share a key/value head are consecutive: its rows are read once for them.
+                for (int j = 0; hk != loaded && j < s.kvLen(); j++) {
                     for (int d = 0; d < s.headDim(); d++) kRows[j][d] = k.get(b, hk, j, d);
                     for (int d = 0; d < s.valueDim(); d++) vRows[j][d] = v.get(b, hk, j, d);
                 }
+                loaded = hk;
                 for (int i = 0; i < s.qLen(); i++) {
                     for (int d = 0; d < s.headDim(); d++) qi[d] = q.get(b, h, i, d);
                     double max = Double.NEGATIVE_INFINITY;
@@ -122,15 +124,25 @@ public final class DenseReference {
         double[] out = new double[rows * s.valueDim()];
         double[] lse = new double[rows];
         float[] scores = new float[s.kvLen()];
+        // The inputs' float values read into arrays once per key/value head and query row (the same
+        // floats, the same operations in the same order as reading them element by element).
+        float[] qRow = new float[s.headDim()];
+        float[][] kRows = new float[s.kvLen()][s.headDim()], vRows = new float[s.kvLen()][s.valueDim()];
         for (int b = 0; b < s.batch(); b++) {
-            for (int h = 0; h < s.heads(); h++) {
+            for (int h = 0, loaded = -1; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
+                for (int j = 0; hk != loaded && j < s.kvLen(); j++) {
+                    for (int d = 0; d < s.headDim(); d++) kRows[j][d] = k.get(b, hk, j, d);
+                    for (int d = 0; d < s.valueDim(); d++) vRows[j][d] = v.get(b, hk, j, d);
+                }
+                loaded = hk;
                 for (int i = 0; i < s.qLen(); i++) {
+                    for (int d = 0; d < s.headDim(); d++) qRow[d] = q.get(b, h, i, d);
                     float max = Float.NEGATIVE_INFINITY;
                     for (int j = 0; j < s.kvLen(); j++) {
                         if (!mask.allowed(b, h, i, j)) { scores[j] = Float.NEGATIVE_INFINITY; continue; }
                         float dot = 0;
-                        for (int d = 0; d < s.headDim(); d++) dot += q.get(b, h, i, d) * k.get(b, hk, j, d);
+                        for (int d = 0; d < s.headDim(); d++) dot += qRow[d] * kRows[j][d];
                         scores[j] = dot * sc;
                         if (plan != null) for (int st = 0; st < plan.steps(); st++) scores[j] = (float) plan.apply(st, b, h, i, j, scores[j]);
                         max = Math.max(max, scores[j]);
@@ -144,7 +156,7 @@ public final class DenseReference {
                     }
                     for (int d = 0; d < s.valueDim(); d++) {
                         float acc = 0;
-                        for (int j = 0; j < s.kvLen(); j++) acc += scores[j] * v.get(b, hk, j, d);
+                        for (int j = 0; j < s.kvLen(); j++) acc += scores[j] * vRows[j][d];
                         out[row * s.valueDim() + d] = acc / sum;
                     }
                     lse[row] = max + (float) Math.log(sum);

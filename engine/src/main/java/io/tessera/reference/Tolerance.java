@@ -60,11 +60,20 @@ public record Tolerance(double output, double logSumExp) {
         double maxV = 0;
         for (float x : v.contiguous(Arena.ofAuto()).toArray()) maxV = Math.max(maxV, Math.abs(x));
         double worstGamma = 0;
-        for (int b = 0; b < q.size(0); b++) for (int h = 0; h < q.size(1); h++) for (int i = 0; i < q.size(2); i++) {
-            for (int j = 0; j < k.size(2); j++) {
-                double abs = 0;
-                for (int x = 0; x < d; x++) abs += Math.abs((double) q.get(b, h, i, x) * k.get(b, h / queryHeadsPerKvHead, j, x));
-                worstGamma = Math.max(worstGamma, (d + 2) * 0x1p-24 * Math.abs(sc) * abs);
+        int kvLen = Math.toIntExact(k.size(2));
+        float[] qRow = new float[d];
+        float[][] kRows = new float[kvLen][d];   // a key/value head's rows, read once for the query heads that share it
+        for (int b = 0; b < q.size(0); b++) for (int h = 0, loaded = -1; h < q.size(1); h++) {
+            int hk = h / queryHeadsPerKvHead;
+            for (int j = 0; hk != loaded && j < kvLen; j++) for (int x = 0; x < d; x++) kRows[j][x] = k.get(b, hk, j, x);
+            loaded = hk;
+            for (int i = 0; i < q.size(2); i++) {
+                for (int x = 0; x < d; x++) qRow[x] = q.get(b, h, i, x);
+                for (int j = 0; j < kvLen; j++) {
+                    double abs = 0;
+                    for (int x = 0; x < d; x++) abs += Math.abs((double) qRow[x] * kRows[j][x]);
+                    worstGamma = Math.max(worstGamma, (d + 2) * 0x1p-24 * Math.abs(sc) * abs);
+                }
             }
         }
         return Math.expm1(2 * worstGamma) * maxV;
