@@ -238,16 +238,21 @@ public final class DenseReference {
         double[][] inputs = new double[steps][nkv];   // each step's input score, per key of the row
         List<double[]> dParameters = new ArrayList<>();
         if (mod != null) for (Tensor t : mod.parameters()) dParameters.add(new double[Math.toIntExact(t.elementCount())]);
+        // The inputs' floats in row-major arrays, read once (element-wise reads in the loops below cost
+        // most of the time at the property tests' sizes); the arithmetic is unchanged.
+        float[] qa = q.toArray(), ka = k.toArray(), va = v.toArray(), da = dOut.toArray();
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
                 for (int i = 0; i < nq; i++) {
+                    int qAt = ((b * s.heads() + h) * nq + i) * d, dAt = ((b * s.heads() + h) * nq + i) * dv;
                     // Probabilities of row i.
                     double max = Double.NEGATIVE_INFINITY;
                     for (int j = 0; j < nkv; j++) {
                         if (!mask.allowed(b, h, i, j)) { p[j] = Double.NEGATIVE_INFINITY; continue; }
                         double dot = 0;
-                        for (int x = 0; x < d; x++) dot = round(float32, dot + round(float32, (double) q.get(b, h, i, x) * k.get(b, hk, j, x)));
+                        int kAt = ((b * s.kvHeads() + hk) * nkv + j) * d;
+                        for (int x = 0; x < d; x++) dot = round(float32, dot + round(float32, (double) qa[qAt + x] * ka[kAt + x]));
                         p[j] = round(float32, dot * sc);
                         for (int st = 0; st < steps; st++) {
                             inputs[st][j] = p[j];
@@ -266,14 +271,16 @@ public final class DenseReference {
                     java.util.Arrays.fill(o, 0);
                     for (int j = 0; j < nkv; j++) {
                         if (p[j] == 0) continue;
-                        for (int x = 0; x < dv; x++) o[x] = round(float32, o[x] + round(float32, p[j] * v.get(b, hk, j, x)));
+                        int vAt = ((b * s.kvHeads() + hk) * nkv + j) * dv;
+                        for (int x = 0; x < dv; x++) o[x] = round(float32, o[x] + round(float32, p[j] * va[vAt + x]));
                     }
                     double delta = 0;
-                    for (int x = 0; x < dv; x++) delta = round(float32, delta + round(float32, dOut.get(b, h, i, x) * o[x]));
+                    for (int x = 0; x < dv; x++) delta = round(float32, delta + round(float32, da[dAt + x] * o[x]));
                     for (int j = 0; j < nkv; j++) {
                         if (p[j] == 0) continue;
                         double dot = 0;
-                        for (int x = 0; x < dv; x++) dot = round(float32, dot + round(float32, (double) dOut.get(b, h, i, x) * v.get(b, hk, j, x)));
+                        int vAt = ((b * s.kvHeads() + hk) * nkv + j) * dv;
+                        for (int x = 0; x < dv; x++) dot = round(float32, dot + round(float32, (double) da[dAt + x] * va[vAt + x]));
                         dp[j] = dot;
                     }
                     int qRow = ((b * s.heads() + h) * nq + i) * d;
@@ -290,10 +297,10 @@ public final class DenseReference {
                         }
                         int kRow = ((b * s.kvHeads() + hk) * nkv + j) * d, vRow = ((b * s.kvHeads() + hk) * nkv + j) * dv;
                         for (int x = 0; x < d; x++) {
-                            dq[qRow + x] = round(float32, dq[qRow + x] + round(float32, round(float32, ds * sc) * k.get(b, hk, j, x)));
-                            dk[kRow + x] = round(float32, dk[kRow + x] + round(float32, round(float32, ds * sc) * q.get(b, h, i, x)));
+                            dq[qRow + x] = round(float32, dq[qRow + x] + round(float32, round(float32, ds * sc) * ka[kRow + x]));
+                            dk[kRow + x] = round(float32, dk[kRow + x] + round(float32, round(float32, ds * sc) * qa[qAt + x]));
                         }
-                        for (int x = 0; x < dv; x++) dvOut[vRow + x] = round(float32, dvOut[vRow + x] + round(float32, p[j] * dOut.get(b, h, i, x)));
+                        for (int x = 0; x < dv; x++) dvOut[vRow + x] = round(float32, dvOut[vRow + x] + round(float32, p[j] * da[dAt + x]));
                     }
                 }
             }
