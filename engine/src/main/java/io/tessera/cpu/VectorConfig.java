@@ -13,6 +13,15 @@ import jdk.incubator.vector.VectorSpecies;
  * of narrower machines (16-register micro-kernels, the 4-column PV block) on a wide one, which is
  * how the property suite checks every width on one machine. A width wider than the hardware's
  * runs correctly but slowly (the Vector API falls back to Java code), so the choice is logged.
+ *
+ * <p>One place is also a correctness matter for speed: C2 inlines the Vector API's static factories
+ * ({@code FloatVector.fromArray}, {@code fromMemorySegment}, …) through a virtual call whose receiver
+ * profile every caller in the JVM shares. After a second float shape has passed through it (a
+ * half-width vector, say), a kernel compiled later merges two shapes where it needed one and boxes
+ * every vector: at 128 bits the decode kernel then allocated 0.4–28 MB per step. So the engine has one
+ * float shape ({@link #FLOATS}; the variants read the same width in their own
+ * {@code VariantSpecies}), and {@code ArchitectureTest} keeps it that way. Code outside Tessera in
+ * the same JVM that uses other float shapes can still do this.
  */
 final class VectorConfig {
     private VectorConfig() {}
