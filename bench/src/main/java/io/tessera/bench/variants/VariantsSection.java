@@ -115,13 +115,17 @@ public final class VariantsSection {
         return p;
     }
 
-    /** Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds}, over at least 5 calls and {@code seconds}. */
+    /**
+     * Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds},
+     * over at least 5 calls (3 when a call takes more than {@link #SLOW_CALL_MS}: a peer 20× slower
+     * than Tessera spent 10–20 s of the quick main job in its minimum calls) and {@code seconds}.
+     */
     static double[] time(Runnable call, double warmupSeconds, double seconds) {
         long end = System.nanoTime() + (long) (warmupSeconds * 1e9);
         do call.run(); while (System.nanoTime() < end);
         List<Double> ms = new ArrayList<>();
         end = System.nanoTime() + (long) (seconds * 1e9);
-        while (ms.size() < 5 || (System.nanoTime() < end && ms.size() < 200)) {
+        while (ms.size() < (!ms.isEmpty() && ms.get(0) > SLOW_CALL_MS ? 3 : 5) || (System.nanoTime() < end && ms.size() < 200)) {
             long t = System.nanoTime();
             call.run();
             ms.add((System.nanoTime() - t) / 1e6);
@@ -129,6 +133,9 @@ public final class VariantsSection {
         double[] sorted = ms.stream().mapToDouble(Double::doubleValue).sorted().toArray();
         return new double[] {sorted[0], sorted[sorted.length / 2]};
     }
+
+    /** A call this long (ms) needs fewer repetitions for a minimum within a few per cent. */
+    static final double SLOW_CALL_MS = 200;
 
     /** GFLOP/s of the products run per head, heads in parallel on {@code be}'s threads. */
     static double gemmRate(Backend be, List<Product> products, double warmup, double seconds) {
