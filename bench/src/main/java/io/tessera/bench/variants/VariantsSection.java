@@ -224,7 +224,7 @@ public final class VariantsSection {
 
     /**
      * The main job's variants section: time vs n for dense attention and every variant (quick: n =
-     * 1024 and 4096, 0.7 s of calls (at least 5) after 0.3 s of warm-up each; full: up to 16,384, dense measured
+     * 1024 and 4096, 0.7 s of calls (at least 5, or 3 of a slow call) after 0.3 s of warm-up each; full: up to 16,384, dense measured
      * there too), each one's error against the dense float64 oracle at n = 512, written to
      * {@code variants.md} and a log-log chart {@code charts/variants.png} in {@code out}. Timed in
      * this process, not JMH: a variant call allocates its own operator state, and the minimum of
@@ -351,7 +351,7 @@ public final class VariantsSection {
         return max;
     }
 
-    /** The main job's peer table (quick: n = 4096 only, {@code seconds} 0.5: per engine a quarter second of warm-up and two passes of a quarter second, at least 5 calls each), or a line saying why there is none. */
+    /** The main job's peer table (quick: n = 4096 only, {@code seconds} 0.5: per engine a quarter second of warm-up and two passes of a quarter second, at least 5 calls each, 3 for a call over SLOW_CALL_MS), or a line saying why there is none. */
     static String peerTable(Backend be, int threads, double seconds) {
         LinearVariantPeer peer = findPeer();
         if (peer == null) return "\nNo peer of the linear-time variants on the class path (build the bench with -Ppeers).\n";
