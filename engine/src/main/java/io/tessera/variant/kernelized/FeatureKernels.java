@@ -110,6 +110,36 @@ final class FeatureKernels {
         }
     }
 
+    /**
+     * The causal pass's chunk cut: the first row r in [1, rows) whose pre-activations
+     * ({@code u}, rows × m) exceed their feature's {@code limit} or whose value row
+     * ({@code values}, rows × dv) is not finite; {@code rows} when there is none. A NaN
+     * pre-activation exceeds nothing. A decision, not a value: the twin finds the same row.
+     */
+    static int fittingRows(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        if (SIMD) return FeatureKernelsSimd.fittingRows(u, rows, m, limit, values, dv);
+        return fittingRowsScalar(u, rows, m, limit, values, dv);
+    }
+
+    static int fittingRowsScalar(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        for (int r = 1; r < rows; r++) {
+            if (rowExceeds(u, r * m, m, limit, 0) || !rowFinite(values, r * dv, dv, 0)) return r;
+        }
+        return rows;
+    }
+
+    /** Whether u[o + f] > limit[f] for some f in [from, m). */
+    static boolean rowExceeds(float[] u, int o, int m, float[] limit, int from) {
+        for (int f = from; f < m; f++) if (u[o + f] > limit[f]) return true;
+        return false;
+    }
+
+    /** Whether values[o + c] is finite for every c in [from, dv). */
+    static boolean rowFinite(float[] values, int o, int dv, int from) {
+        for (int c = from; c < dv; c++) if (!Float.isFinite(values[o + c])) return false;
+        return true;
+    }
+
     /** largest[f] = max(largest[f], u[r][f]) over the first {@code rows} rows (NaN propagates). */
     static void columnMax(float[] u, int rows, int m, float[] largest) {
         if (SIMD) {

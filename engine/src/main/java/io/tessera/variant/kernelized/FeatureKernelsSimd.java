@@ -47,6 +47,24 @@ final class FeatureKernelsSimd {
         if (vec < m) FeatureKernels.columnMax(u, rows, m, largest, vec);
     }
 
+    static int fittingRows(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        int vec = m - m % L, vecValues = dv - dv % L;
+        for (int r = 1; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < vec; f += L) {
+                if (FloatVector.fromArray(F, u, o + f).compare(VectorOperators.GT, FloatVector.fromArray(F, limit, f)).anyTrue()) return r;
+            }
+            if (FeatureKernels.rowExceeds(u, o, m, limit, vec)) return r;
+            int ov = r * dv;
+            for (int c = 0; c < vecValues; c += L) {
+                FloatVector x = FloatVector.fromArray(F, values, ov + c);
+                if (x.sub(x).compare(VectorOperators.NE, 0f).anyTrue()) return r;   // x − x is 0 exactly when x is finite
+            }
+            if (!FeatureKernels.rowFinite(values, ov, dv, vecValues)) return r;
+        }
+        return rows;
+    }
+
     /*
      * The exponential and elu + 1 maps share one loop without a branch on vectors: C2 keeps a vector
      * in registers only while no control-flow merge joins two of them (a phi of vectors boxes them,

@@ -43,6 +43,19 @@ class FeatureKernelsTest {
         }
     }
 
+    @Test
+    void chunkCutsAreTheScalarLoopsTwins() {
+        SplittableRandom random = new SplittableRandom(9);
+        for (int trial = 0; trial < 400; trial++) {
+            int m = 1 + random.nextInt(70), dv = 1 + random.nextInt(70), rows = 1 + random.nextInt(12);
+            float[] u = values(random, rows * m), limit = new float[m], v = new float[rows * dv];
+            for (int f = 0; f < m; f++) limit[f] = 8 + (float) random.nextGaussian() * 10;
+            for (int i = 0; i < v.length; i++) v[i] = random.nextInt(200) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) random.nextGaussian();
+            assertEquals(FeatureKernels.fittingRowsScalar(u, rows, m, limit, v, dv), FeatureKernelsSimd.fittingRows(u, rows, m, limit, v, dv),
+                    "chunk cut m=" + m + " dv=" + dv);
+        }
+    }
+
     private static void assertBits(float[] expected, float[] actual, String what) {
         for (int i = 0; i < expected.length; i++) {
             assertEquals(Float.floatToRawIntBits(expected[i]) == Float.floatToRawIntBits(actual[i]) || (expected[i] != expected[i] && actual[i] != actual[i]), true,
