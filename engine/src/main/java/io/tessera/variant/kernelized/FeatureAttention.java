@@ -184,7 +184,7 @@ final class FeatureAttention {
         for (int c0 = 0; c0 < qLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
             Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
-            phi.preActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
+            phi.queryPreActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
             fromArray(w.weights, rows * m, wq);
             be.gemm(wq, false, w.state, false, nd.slice(1, 0, dv), 1f, 0f);
@@ -269,7 +269,7 @@ final class FeatureAttention {
             rows = fittingRows(w, rows, m, exponential, raised, vh, c0);
             rescaleState(w.state, z, shift, raised, w.outRow);
             Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows), num = nd.slice(1, 0, dv);
-            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows), w.queryRows);
+            phi.queryPreActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows), w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
             fromArray(w.weights, rows * m, wq);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);   // z of the keys before the chunk

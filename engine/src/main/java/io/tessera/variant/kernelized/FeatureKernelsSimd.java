@@ -37,12 +37,26 @@ final class FeatureKernelsSimd {
         return FloatVector.SPECIES_PREFERRED;
     }
 
+    /**
+     * Four running maxima per vector of features (rows r mod 4), combined at the end: one chain
+     * waited out every max's latency. The maximum is exact and NaN propagates through any
+     * grouping, so the result is the scalar loop's.
+     */
     static void columnMax(float[] u, int rows, int m, float[] largest) {
         int vec = m - m % L;
+        FloatVector none = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         for (int f = 0; f < vec; f += L) {
-            FloatVector max = FloatVector.fromArray(F, largest, f);
-            for (int r = 0; r < rows; r++) max = max.max(FloatVector.fromArray(F, u, r * m + f));   // Math.max per lane: NaN propagates
-            max.intoArray(largest, f);
+            FloatVector m0 = FloatVector.fromArray(F, largest, f), m1 = none, m2 = none, m3 = none;
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                int o = r * m + f;
+                m0 = m0.max(FloatVector.fromArray(F, u, o));   // Math.max per lane: NaN propagates
+                m1 = m1.max(FloatVector.fromArray(F, u, o + m));
+                m2 = m2.max(FloatVector.fromArray(F, u, o + 2 * m));
+                m3 = m3.max(FloatVector.fromArray(F, u, o + 3 * m));
+            }
+            for (; r < rows; r++) m0 = m0.max(FloatVector.fromArray(F, u, r * m + f));
+            m0.max(m1).max(m2.max(m3)).intoArray(largest, f);
         }
         if (vec < m) FeatureKernels.columnMax(u, rows, m, largest, vec);
     }
