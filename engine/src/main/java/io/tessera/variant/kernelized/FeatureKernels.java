@@ -1,5 +1,7 @@
 package io.tessera.variant.kernelized;
 
+import io.tessera.variant.internal.FloatExp;
+
 /**
  * The element-wise passes of {@link FeatureAttention}'s forward pass over heap copies of a chunk's
  * pre-activations ({@code rows × m}, row-major): the largest pre-activation per feature, the scaled
@@ -18,43 +20,13 @@ final class FeatureKernels {
     /** Whether the Vector API twin runs (the incubator module is in the boot layer). */
     static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
 
-    static final float LOG2E = 1.442695f;
-    /** log₂e − (float) log₂e: the product x·log₂e is formed to about 2^−48 relative with one fma. */
-    static final float LOG2E_LOW = (float) (1.4426950408889634 - (double) LOG2E);
     static final float LN2 = 0.6931472f;
-    /** e^x clamps x below here: 2^(x·log₂e) then has k = −127, whose exponent field 0 makes the result exactly 0. */
-    static final float EXP_MIN_ARGUMENT = -90f;
-    /**
-     * e^x clamps x above here (k ≤ 127 keeps the exponent field in range). Not reached: the forward
-     * pass only exponentiates x ≤ {@link FeatureAttention#MARGIN} (stored features ≤ e^MARGIN).
-     */
-    static final float EXP_MAX_ARGUMENT = 88f;
-    static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer kept in the low bits
-    static final float EXP2_MIN = -127f;
-    static final int EXPONENT_BIAS_BITS = 127 << 23;
-    /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½ (relative error ~1e-7). */
-    static final float P0 = 1.535336188319500e-4f, P1 = 1.339887440266574e-3f, P2 = 9.618437357674640e-3f;
-    static final float P3 = 5.550332471162809e-2f, P4 = 2.402264791363012e-1f, P5 = 6.931472028550421e-1f;
     /** The largest gap of log₂(1 + t) − t on [0, 1), rounded up: see {@link #logFeatureBound}. */
     static final float LOG2_GAP = 0.0861f;
 
-    /**
-     * e^x in float, about 1 ulp: x·log₂e = t + tLow (tLow the product's rounding error, from an
-     * fma, and the constant's), k = round(t), 2^(t − k + tLow) by the polynomial, 2^k shifted into
-     * the exponent field. x below −90 gives exactly 0 (also −∞); NaN stays NaN. Only add, multiply,
-     * fma, compare and integer shifts: the same bits in every JIT tier and in the vector twin.
-     */
+    /** e^x in float, about 1 ulp: the variants' shared {@link FloatExp#exp} (its vector twin is in {@link FeatureKernelsSimd}). */
     static float exp(float x) {
-        x = x < EXP_MIN_ARGUMENT ? EXP_MIN_ARGUMENT : x;
-        x = x > EXP_MAX_ARGUMENT ? EXP_MAX_ARGUMENT : x;
-        float t = x * LOG2E;
-        float tLow = Math.fma(x, LOG2E, -t) + x * LOG2E_LOW;
-        t = t < EXP2_MIN ? EXP2_MIN : t;
-        float rounded = t + ROUND_MAGIC;
-        float f = (t - (rounded - ROUND_MAGIC)) + tLow;
-        float p = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, P0, P1), f, P2), f, P3), f, P4), f, P5);
-        float scale = Float.intBitsToFloat((Float.floatToRawIntBits(rounded) << 23) + EXPONENT_BIAS_BITS);
-        return Math.fma(f, p, 1f) * scale;
+        return FloatExp.exp(x);
     }
 
     /**

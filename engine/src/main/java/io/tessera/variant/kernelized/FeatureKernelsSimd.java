@@ -2,6 +2,7 @@ package io.tessera.variant.kernelized;
 
 import static io.tessera.variant.kernelized.FeatureKernels.*;
 
+import io.tessera.variant.internal.FloatExpSimd;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -20,9 +21,6 @@ final class FeatureKernelsSimd {
 
     private static final VectorSpecies<Float> F = species();
     private static final int L = F.length();
-    private static final FloatVector ONE = FloatVector.broadcast(F, 1f), V_LOG2E = FloatVector.broadcast(F, LOG2E);
-    private static final FloatVector V_P0 = FloatVector.broadcast(F, P0), V_P1 = FloatVector.broadcast(F, P1), V_P2 = FloatVector.broadcast(F, P2);
-    private static final FloatVector V_P3 = FloatVector.broadcast(F, P3), V_P4 = FloatVector.broadcast(F, P4), V_P5 = FloatVector.broadcast(F, P5);
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
 
     private static VectorSpecies<Float> species() {
@@ -184,23 +182,9 @@ final class FeatureKernelsSimd {
         }
     }
 
-    /**
-     * {@link FeatureKernels#exp}, lane by lane, operation for operation. Every loop here calls it;
-     * it was once written out in them because C2 did not inline it there and boxed a vector per
-     * call, which the current loops no longer show (interleaved A/B on linear attention: the same
-     * time or faster, the same bits).
-     */
+    /** {@link FeatureKernels#exp}, lane by lane: the shared {@link FloatExpSimd#exp}. */
     private static FloatVector exp(FloatVector x) {
-        x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-        x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-        FloatVector t = x.mul(LOG2E);
-        FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
-        t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-        FloatVector rounded = t.add(ROUND_MAGIC);
-        FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-        FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-        FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-        return g.fma(p, ONE).mul(scale);
+        return FloatExpSimd.exp(x);
     }
 
     /** {@link FeatureKernels#logFeatureBound}, lane by lane. */
