@@ -36,6 +36,50 @@ final class FeatureKernelsSimd {
     }
 
     /**
+     * {@link FeatureKernels#rowDots}: the 16 partials of a row in 16 / L accumulators (lane i of
+     * accumulator a is partial a·L + i), each the scalar twin's fma chain. The branches test a
+     * constant, so C2 keeps one of them and no vector crosses a control-flow merge.
+     */
+    static void rowDots(float[] w, int rows, int m, float[] z, float[] dots) {
+        if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
+            FeatureKernels.rowDotsScalar(w, rows, m, z, dots);
+            return;
+        }
+        float[] partials = new float[FeatureKernels.PARTIALS];
+        int body = m - m % FeatureKernels.PARTIALS;
+        FloatVector zero = FloatVector.zero(F);
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            if (L == 16) {
+                FloatVector a0 = zero;
+                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a0.intoArray(partials, 0);
+            } else if (L == 8) {
+                FloatVector a0 = zero, a1 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 8);
+            } else {
+                FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 4);
+                a2.intoArray(partials, 8);
+                a3.intoArray(partials, 12);
+            }
+            dots[r] = FeatureKernels.finishDot(partials, w, o, m, z, body);
+        }
+    }
+
+    /**
      * Four running maxima per vector of features (rows r mod 4), combined at the end: one chain
      * waited out every max's latency. The maximum is exact and NaN propagates through any
      * grouping, so the result is the scalar loop's.
@@ -113,7 +157,6 @@ final class FeatureKernelsSimd {
             return;
         }
         int vec = m - m % L;
-        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             float max = Float.NEGATIVE_INFINITY;
@@ -123,8 +166,9 @@ final class FeatureKernelsSimd {
                     FloatVector x = FloatVector.fromArray(F, u, o + f);
                     best = best.max(logFeatureBound(x).add(FloatVector.fromArray(F, shift, f)));
                 }
-                best.intoArray(lanes, 0);
-                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+                // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
+                // store and a scalar loop here cost as much as the row's exponentials at m = 64)
+                max = best.reduceLanes(VectorOperators.MAX);
             }
             max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);
             FloatVector mv = FloatVector.broadcast(F, max);
@@ -163,15 +207,15 @@ final class FeatureKernelsSimd {
 
     private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst) {
         int vec = m - m % L;
-        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             float max = Float.NEGATIVE_INFINITY;
             if (vec > 0) {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) best = best.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
-                best.intoArray(lanes, 0);
-                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+                // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
+                // store and a scalar loop here cost as much as the row's exponentials at m = 64)
+                max = best.reduceLanes(VectorOperators.MAX);
             }
             max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
             FloatVector mv = FloatVector.broadcast(F, max);

@@ -23,7 +23,7 @@ class FeatureKernelsTest {
     void vectorKernelsAreTheScalarLoopsTwins() {
         assertTrue(FeatureKernels.SIMD, "the engine's tests run with jdk.incubator.vector");
         SplittableRandom random = new SplittableRandom(5);
-        for (int m : new int[] {1, 3, 7, 8, 16, 19, 64, 67}) {
+        for (int m : new int[] {1, 3, 7, 8, 16, 19, 32, 64, 67, 256}) {
             for (boolean exponential : new boolean[] {true, false}) {
                 int rows = 1 + random.nextInt(9);
                 float[] u = values(random, rows * m), shift = values(random, m);
@@ -39,6 +39,10 @@ class FeatureKernelsTest {
                 FeatureKernelsSimd.columnMax(u, rows, m, la);
                 FeatureKernels.columnMax(u, rows, m, lb, 0);
                 assertBits(lb, la, "column maxima m=" + m);
+                float[] da = new float[rows], db = new float[rows];
+                FeatureKernelsSimd.rowDots(u, rows, m, shift, da);
+                FeatureKernels.rowDotsScalar(u, rows, m, shift, db);
+                assertBits(db, da, "row dots m=" + m);
             }
         }
     }
