@@ -55,8 +55,9 @@ final class FeatureAttention {
      * Floating-point operations of {@link #forward} on shape {@code s} with m features, a
      * multiply-add counted as 2 (the feature maps' own products are the caller's): per query head,
      * the state S and its column sums z over the keys (2·Nkv·m·Dv + Nkv·m), every query's numerator
-     * and denominator (2·Nq·m·(Dv + 1)) and, when causal, each chunk's masked product
-     * tril(W Fᵀ)·[V 1] (2·c·(m + Dv + 1) per row, c = {@link #CAUSAL_CHUNK}, the chunks as long as they can be).
+     * and denominator (2·Nq·m·(Dv + 1)) and, when causal, each chunk's masked products
+     * tril(W Fᵀ)·V and its row sums (counted as 2·c·(m + Dv + 1) per row, c = {@link #CAUSAL_CHUNK},
+     * the chunks as long as they can be).
      */
     static double flops(AttentionShape s, int m, boolean causal) {
         double keys = s.kvLen(), queries = s.qLen(), dv = s.valueDim();
@@ -157,7 +158,7 @@ final class FeatureAttention {
     /**
      * One bidirectional head in a single pass over the keys: each chunk raises σ to its largest
      * log-features (rescaling the state folded so far, as the causal pass does), then adds its
-     * scaled features to S and z; then every query chunk is one product with [S | z].
+     * scaled features to S and z; then every query chunk is one product with S and row dot products with z.
      */
     private static void bidirectionalHead(Backend be, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
         boolean exponential = phi.exponential();
