@@ -51,6 +51,17 @@ final class FeatureKernels {
         return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
     }
 
+    /**
+     * w[r][f] ·= 1/dots[r] for the first {@code rows} rows: one reciprocal per row, then a product per
+     * element (a loop C2 vectorizes; each element's value is the same at any width).
+     */
+    static void scaleRows(float[] w, int rows, int m, float[] dots) {
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / dots[r];
+            for (int f = r * m, end = f + m; f < end; f++) w[f] *= inv;
+        }
+    }
+
     /** Partial sums per row dot product in {@link #rowDots}: 16, the most float lanes of any vector width. */
     static final int PARTIALS = 16;
 

@@ -170,14 +170,14 @@ final class FeatureKernelsSimd {
                 // store and a scalar loop here cost as much as the row's exponentials at m = 64)
                 max = best.reduceLanes(VectorOperators.MAX);
             }
-            max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
                 FloatVector w = exp(x.min(0f).add(s).sub(mv)).mul(x.max(0f).add(1f));
                 w.intoArray(dst, o + f);
             }
-            FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
         }
     }
 
@@ -226,12 +226,12 @@ final class FeatureKernelsSimd {
                 for (; f < vec; f += L) b0 = b0.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
                 max = b0.max(b1).max(b2.max(b3)).reduceLanes(VectorOperators.MAX);
             }
-            max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 exp(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)).sub(mv)).intoArray(dst, o + f);
             }
-            FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
         }
     }
 
