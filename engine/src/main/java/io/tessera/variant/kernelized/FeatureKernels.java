@@ -62,6 +62,48 @@ final class FeatureKernels {
         }
     }
 
+    /** Partial sums per squared norm in {@link #squaredNorms}: 8, the most double lanes of any vector width. */
+    static final int NORM_PARTIALS = 8;
+
+    /**
+     * out[r] = Σ_c x[r][c]² in double for the first {@code rows} rows (row-major, d columns), in an
+     * order that does not depend on the vector width: partial j (j &lt; 8) is the fma chain over the
+     * columns c ≡ j (mod 8) below d − d mod 8, in column order; the partials are folded pairwise,
+     * then the last d mod 8 columns are fma'd on in order. The vector twin gives these bits; one
+     * scalar chain per row was a twentieth of a Performer forward.
+     */
+    static void squaredNorms(float[] x, int rows, int d, double[] out) {
+        if (SIMD) {
+            FeatureKernelsSimd.squaredNorms(x, rows, d, out);
+            return;
+        }
+        squaredNormsScalar(x, rows, d, out);
+    }
+
+    static void squaredNormsScalar(float[] x, int rows, int d, double[] out) {
+        double[] partials = new double[NORM_PARTIALS];
+        int body = d - d % NORM_PARTIALS;
+        for (int r = 0; r < rows; r++) {
+            int o = r * d;
+            java.util.Arrays.fill(partials, 0);
+            for (int c = 0; c < body; c++) {
+                double v = x[o + c];
+                partials[c & (NORM_PARTIALS - 1)] = Math.fma(v, v, partials[c & (NORM_PARTIALS - 1)]);
+            }
+            out[r] = finishNorm(partials, x, o, d, body);
+        }
+    }
+
+    /** ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)), then columns [body, d) fma'd on in order. */
+    static double finishNorm(double[] p, float[] x, int o, int d, int body) {
+        double s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        for (int c = body; c < d; c++) {
+            double v = x[o + c];
+            s = Math.fma(v, v, s);
+        }
+        return s;
+    }
+
     /** Partial sums per row dot product in {@link #rowDots}: 16, the most float lanes of any vector width. */
     static final int PARTIALS = 16;
 

@@ -3,6 +3,7 @@ package io.tessera.variant.kernelized;
 import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import io.tessera.variant.internal.FloatExpSimd;
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -21,6 +22,9 @@ final class FeatureKernelsSimd {
 
     private static final VectorSpecies<Float> F = species();
     private static final int L = F.length();
+    /** Doubles at the float width, and floats of half that width (one widens to exactly one vector of doubles). */
+    private static final VectorSpecies<Double> D = VectorSpecies.of(double.class, F.vectorShape());
+    private static final VectorSpecies<Float> H = VectorSpecies.of(float.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
 
     private static VectorSpecies<Float> species() {
@@ -33,6 +37,56 @@ final class FeatureKernelsSimd {
             // the CPU backend rejects the bad value by name; the element-wise kernels need no width of their own
         }
         return FloatVector.SPECIES_PREFERRED;
+    }
+
+    /**
+     * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
+     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain.
+     */
+    static void squaredNorms(float[] x, int rows, int d, double[] out) {
+        int lanes = D.length();
+        if (FeatureKernels.NORM_PARTIALS % lanes != 0 || lanes < 2) {
+            FeatureKernels.squaredNormsScalar(x, rows, d, out);
+            return;
+        }
+        double[] partials = new double[FeatureKernels.NORM_PARTIALS];
+        int body = d - d % FeatureKernels.NORM_PARTIALS;
+        DoubleVector zero = DoubleVector.zero(D);
+        for (int r = 0; r < rows; r++) {
+            int o = r * d;
+            if (lanes == 8) {
+                DoubleVector a0 = zero;
+                for (int c = 0; c < body; c += 8) a0 = widened(x, o + c).fma(widened(x, o + c), a0);
+                a0.intoArray(partials, 0);
+            } else if (lanes == 4) {
+                DoubleVector a0 = zero, a1 = zero;
+                for (int c = 0; c < body; c += 8) {
+                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 4);
+                    a0 = v0.fma(v0, a0);
+                    a1 = v1.fma(v1, a1);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 4);
+            } else {
+                DoubleVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int c = 0; c < body; c += 8) {
+                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 2), v2 = widened(x, o + c + 4), v3 = widened(x, o + c + 6);
+                    a0 = v0.fma(v0, a0);
+                    a1 = v1.fma(v1, a1);
+                    a2 = v2.fma(v2, a2);
+                    a3 = v3.fma(v3, a3);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 2);
+                a2.intoArray(partials, 4);
+                a3.intoArray(partials, 6);
+            }
+            out[r] = FeatureKernels.finishNorm(partials, x, o, d, body);
+        }
+    }
+
+    private static DoubleVector widened(float[] x, int at) {
+        return (DoubleVector) FloatVector.fromArray(H, x, at).convertShape(VectorOperators.F2D, D, 0);
     }
 
     /**

@@ -88,9 +88,13 @@ final class RandomFeatures implements FeatureMap {
         backend.gemm(x, false, omegaColumns, false, dst, 1f, 0f);
         MemorySegment out = dst.segment();
         float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
-        float[] xRow = new float[headDim];
-        for (int r = 0; r < x.size(0); r++) {
-            float half = halfSquaredNorm(x, r, xRow);
+        int rows = (int) x.size(0);
+        float[] xRows = new float[rows * headDim];
+        double[] norms = new double[rows];
+        copyRows(x, rows, xRows);
+        FeatureKernels.squaredNorms(xRows, rows, headDim, norms);
+        for (int r = 0; r < rows; r++) {
+            float half = halfOf(norms[r]);
             long o = (dst.offset() + r * dst.stride(0)) * Float.BYTES;
             MemorySegment.copy(out, FLOAT, o, row, 0, m);
             for (int f = 0; f < m; f++) row[f] -= half;
@@ -101,19 +105,49 @@ final class RandomFeatures implements FeatureMap {
     /**
      * The same values as {@link #preActivations(Backend, Tensor, Tensor)}, operation for
      * operation: the projection into {@code scratch}, one bulk copy into dst, and each row's
-     * ‖x'‖²/2 subtracted there.
+     * ‖x'‖²/2 ({@link FeatureKernels#squaredNorms} of the rows copied to the heap) subtracted there.
      */
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
         backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
         int rows = (int) x.size(0);
         MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, rows * m);
-        float[] row = ROW.get();
-        if (row.length < headDim) ROW.set(row = new float[headDim]);
+        NormScratch w = NORMS.get();
+        if (w.rows.length < rows * headDim) w.rows = new float[rows * headDim];
+        if (w.norms.length < rows) w.norms = new double[rows];
+        copyRows(x, rows, w.rows);
+        FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
         for (int r = 0; r < rows; r++) {
-            float half = halfSquaredNorm(x, r, row);
+            float half = halfOf(w.norms[r]);
             for (int f = r * m, end = f + m; f < end; f++) dst[f] -= half;
         }
+    }
+
+    /** Per-thread heap rows and norms of {@link #preActivations(Backend, Tensor, Tensor, float[])}. */
+    private static final class NormScratch {
+        float[] rows = new float[0];
+        double[] norms = new double[0];
+    }
+
+    private static final ThreadLocal<NormScratch> NORMS = ThreadLocal.withInitial(NormScratch::new);
+
+    /** The first {@code rows} rows of x, row-major into dst (in bulk when they are contiguous). */
+    private void copyRows(Tensor x, int rows, float[] dst) {
+        MemorySegment src = x.segment();
+        if (x.stride(1) == 1 && x.stride(0) == headDim) {
+            MemorySegment.copy(src, FLOAT, x.offset() * Float.BYTES, dst, 0, rows * headDim);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            long at = x.offset() + r * x.stride(0);
+            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, r * headDim, headDim);
+            else for (int c = 0; c < headDim; c++) dst[r * headDim + c] = src.getAtIndex(FLOAT, at + c * x.stride(1));
+        }
+    }
+
+    /** ‖x'‖²/2 = ‖x‖²/(2√D) (x' = x·D^(−1/4)) from the squared norm in double, rounded once. */
+    private float halfOf(double squaredNorm) {
+        return (float) (0.5 * squaredNorm / Math.sqrt(headDim));
     }
 
     /**
@@ -125,31 +159,6 @@ final class RandomFeatures implements FeatureMap {
     public void queryPreActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
         backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
         MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, (int) x.size(0) * m);
-    }
-
-    private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[0]);
-
-    /**
-     * ‖x'_r‖²/2 of row r of x, x' = x·D^(−1/4) (both preActivations): the row copied to {@code row}
-     * (in bulk when unit-stride), its squares summed in double in four chains (column c into chain
-     * c mod 4, in column order; then (s0 + s1) + (s2 + s3)), rounded once. One chain over scalar
-     * segment reads waited out every add's latency: a twentieth of a Performer forward.
-     */
-    private float halfSquaredNorm(Tensor x, int r, float[] row) {
-        MemorySegment src = x.segment();
-        long at = x.offset() + r * x.stride(0), step = x.stride(1);
-        if (step == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, row, 0, headDim);
-        else for (int c = 0; c < headDim; c++) row[c] = src.getAtIndex(FLOAT, at + c * step);
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int c = 0;
-        for (; c + 4 <= headDim; c += 4) {
-            double v0 = row[c], v1 = row[c + 1], v2 = row[c + 2], v3 = row[c + 3];
-            s0 += v0 * v0; s1 += v1 * v1; s2 += v2 * v2; s3 += v3 * v3;
-        }
-        if (c < headDim) { double v = row[c]; s0 += v * v; }
-        if (c + 1 < headDim) { double v = row[c + 1]; s1 += v * v; }
-        if (c + 2 < headDim) { double v = row[c + 2]; s2 += v * v; }
-        return (float) (0.5 * ((s0 + s1) + (s2 + s3)) / Math.sqrt(headDim));
     }
 
     /**

@@ -43,6 +43,12 @@ class FeatureKernelsTest {
                 FeatureKernelsSimd.rowDots(u, rows, m, shift, da);
                 FeatureKernels.rowDotsScalar(u, rows, m, shift, db);
                 assertBits(db, da, "row dots m=" + m);
+                double[] na = new double[rows], nb = new double[rows];
+                FeatureKernelsSimd.squaredNorms(u, rows, m, na);
+                FeatureKernels.squaredNormsScalar(u, rows, m, nb);
+                for (int r = 0; r < rows; r++) {
+                    assertEquals(Double.doubleToLongBits(nb[r]), Double.doubleToLongBits(na[r]), "squared norm m=" + m + " row " + r + ": " + nb[r] + " vs " + na[r]);
+                }
             }
         }
     }
