@@ -74,6 +74,10 @@ final class SimdGemm {
             packUnitStride(g, k0, kc, j0, cols, packed);
             return;
         }
+        if (type == ElementType.F32 && g.bRow() == 1) {
+            packTransposed(g, k0, kc, j0, cols, packed);
+            return;
+        }
         for (int p = 0; p < kc; p++) {
             long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
             int o = p * PANEL;
@@ -104,6 +108,27 @@ final class SimdGemm {
                 MemorySegment.copy(b, FLOAT, byteOff, packed, o, cols);
                 java.util.Arrays.fill(packed, o + cols, o + PANEL, 0f);
             }
+        }
+    }
+
+    private static final ThreadLocal<float[]> LINES = ThreadLocal.withInitial(() -> new float[PANEL * KC]);
+
+    /**
+     * {@link #pack} for a float32 b with unit stride along the depth (a transposed row-major b, as
+     * in q·kᵀ): each column of the panel is one contiguous run of kc floats, bulk-copied into a
+     * heap line, and the lines are interleaved into the panel from the heap. Element by element
+     * from the segment (a bounds and liveness check per float) this packing was 6 % of Nyström's
+     * forward. Element for element the same panel as the scalar copy.
+     */
+    private static void packTransposed(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+        float[] line = LINES.get();
+        MemorySegment b = g.b();
+        for (int j = 0; j < cols; j++) {
+            MemorySegment.copy(b, FLOAT, (g.bOff() + k0 + (j0 + j) * g.bCol()) * Float.BYTES, line, 0, kc);
+            for (int p = 0, o = j; p < kc; p++, o += PANEL) packed[o] = line[p];
+        }
+        if (cols < PANEL) {
+            for (int p = 0; p < kc; p++) java.util.Arrays.fill(packed, p * PANEL + cols, (p + 1) * PANEL, 0f);
         }
     }
 

@@ -87,18 +87,18 @@ public final class VariantsSection {
                 p.add(new Product(n, DIM, PROJECTED, false, 1));           // P·V'
             }
             case "performer", "performer-causal", "linear-attention", "linear-attention-causal" -> {
-                // FeatureAttention's forward: chunks of 480 rows (60 when causal); causal, the state as
-                // [S | z] (Dv + 1 columns) and the values as [V | 1]; bidirectional, W·S has Dv columns
-                // (its denominators W·z are row dot products outside the GEMM).
+                // FeatureAttention's forward: chunks of 480 rows (60 when causal); every product has Dv
+                // columns (the denominators W·z, and causal the in-chunk row sums, are computed outside
+                // the GEMM).
                 boolean performer = variant.startsWith("performer"), causal = variant.endsWith("causal");
                 int m = performer ? FEATURES : DIM, rows = causal ? 60 : 480;
                 int chunks = (n + rows - 1) / rows, c = Math.min(n, rows);
                 if (performer) p.add(new Product(c, m, DIM, false, 2 * chunks));   // projections of key and query rows
-                p.add(new Product(m, causal ? DIM + 1 : DIM, c, true, chunks));    // S += Fᵀ·V (causal: [S | z] += Fᵀ·[V | 1])
-                p.add(new Product(c, causal ? DIM + 1 : DIM, m, false, chunks));   // W·[S | z] (bidirectional: W·S)
+                p.add(new Product(m, DIM, c, true, chunks));                       // S += Fᵀ·V
+                p.add(new Product(c, DIM, m, false, chunks));                      // W·S
                 if (causal) {
                     p.add(new Product(c, c, m, false, chunks));                    // W·Fᵀ inside the chunk
-                    p.add(new Product(c, DIM + 1, c, false, chunks));              // tril(·)·[V | 1]
+                    p.add(new Product(c, DIM, c, false, chunks));                  // tril(·)·V
                 }
             }
             case "nystrom" -> {

@@ -8,13 +8,12 @@ import java.lang.foreign.ValueLayout;
  * Row-wise softmax in place over a float32 matrix, for the low-rank variants' landmark and score
  * matrices (Nyström's F, A and B took a third of its forward time with {@code Math.exp} per element
  * on scalar segment accesses). Each row is copied to a heap array, worked on there and copied back:
- * the max, e^(x − max) rounded to float, the sum of those in column order in float, and each
- * divided by the sum. {@link RowSoftmaxSimd} (when the incubator module is present) computes the
- * exponentials in double-precision lanes, accurate to about 1e-13 relative before the rounding to
- * float, so they are {@code (float) Math.exp(x − max)} except in the rare cases where the
- * exact value lies within that of a float rounding boundary (then 1 ulp apart); everything else is
- * this class's operations in this order. Each element depends only on its row, and every operation
- * has one order: the same bits for any thread count and JIT tier. NaN in a row makes the row NaN.
+ * the max, e^(x − max) by the variants' shared float {@link FloatExp#exp} (within 2 ulps of
+ * {@code Math.exp}), the sum of those in column order in float, and each divided by the sum.
+ * {@link RowSoftmaxSimd} (when the incubator module is present) does the same operations lane by
+ * lane, so the bits are this class's. Each element depends only on its row, and every operation
+ * has one order: the same bits for any thread count, JIT tier and vector width. NaN in a row
+ * makes the row NaN.
  */
 public final class RowSoftmax {
     private RowSoftmax() {}
@@ -51,7 +50,7 @@ public final class RowSoftmax {
                 MemorySegment.copy(seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, row, 0, cols);
                 float max = SIMD ? RowSoftmaxSimd.max(row, cols) : max(row, cols);
                 int done = SIMD ? RowSoftmaxSimd.exponentials(row, cols, max) : 0;
-                for (int c = done; c < cols; c++) row[c] = (float) Math.exp(row[c] - max);
+                for (int c = done; c < cols; c++) row[c] = FloatExp.exp(row[c] - max);
             }
             if (count == BLOCK) {
                 sums8(block, cols, sums);

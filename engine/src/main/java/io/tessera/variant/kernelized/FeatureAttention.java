@@ -10,7 +10,6 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.function.IntConsumer;
 
 /**
@@ -20,7 +19,8 @@ import java.util.function.IntConsumer;
  * product is a {@link Backend#gemm}, and the causal case is the chunked prefix-sum form: the
  * previous chunks' state plus a masked product inside the chunk. The forward pass runs the
  * (batch, head) pairs in parallel ({@link Backend#forEachItem}), each on one thread. Memory:
- * O(chunk·m + m·Dv) per head in flight.
+ * O(chunk·m + m·Dv) per head in flight, kept by each thread that ran one for its next forward
+ * pass with the same m and Dv (about 4 MiB a thread at m = 256, Dv = 64).
  *
  * <p>Scaling, so that no feature underflows to 0/0 or overflows where the float64 ratio is finite:
  * key feature f is stored as φ_f(k)·e^(−σ_f), with σ_f the largest log φ_f over the keys folded so
@@ -55,8 +55,9 @@ final class FeatureAttention {
      * Floating-point operations of {@link #forward} on shape {@code s} with m features, a
      * multiply-add counted as 2 (the feature maps' own products are the caller's): per query head,
      * the state S and its column sums z over the keys (2·Nkv·m·Dv + Nkv·m), every query's numerator
-     * and denominator (2·Nq·m·(Dv + 1)) and, when causal, each chunk's masked product
-     * tril(W Fᵀ)·[V 1] (2·c·(m + Dv + 1) per row, c = {@link #CAUSAL_CHUNK}, the chunks as long as they can be).
+     * and denominator (2·Nq·m·(Dv + 1)) and, when causal, each chunk's masked products
+     * tril(W Fᵀ)·V and its row sums (counted as 2·c·(m + Dv + 1) per row, c = {@link #CAUSAL_CHUNK},
+     * the chunks as long as they can be).
      */
     static double flops(AttentionShape s, int m, boolean causal) {
         double keys = s.kvLen(), queries = s.qLen(), dv = s.valueDim();
@@ -79,28 +80,20 @@ final class FeatureAttention {
         Checks.intProduct("the feature state m·valueDim", m, dv);
         Checks.intProduct("a chunk's features " + CHUNK + "·m", CHUNK, m);
         int heads = Checks.intProduct("batch·heads", s.batch(), s.heads());
-        try (Arena arena = Arena.ofShared()) {
-            // Heads in parallel, each on one thread (its products are too thin to split further);
-            // a single head splits its products instead. Either way the bits are the same: every
-            // product and every sum has one order whatever the thread count.
-            Backend perHead = heads > 1 ? backend.withThreads(1) : backend;
-            ConcurrentLinkedQueue<ForwardScratch> idle = new ConcurrentLinkedQueue<>();
-            IntConsumer head = bh -> {
-                ForwardScratch w = idle.poll();
-                if (w == null) w = new ForwardScratch(arena, m, dv);
-                try {
-                    int b = bh / s.heads(), h = bh % s.heads(), hk = s.kvHeadOf(h);
-                    Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
-                    Tensor oh = out.select(0, b).select(0, h);
-                    if (causal) causalHead(perHead, phi, w, qh, kh, vh, oh);
-                    else bidirectionalHead(perHead, phi, w, qh, kh, vh, oh);
-                } finally {
-                    idle.add(w);
-                }
-            };
-            if (heads > 1) backend.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
-            else head.accept(0);
-        }
+        // Heads in parallel, each on one thread (its products are too thin to split further);
+        // a single head splits its products instead. Either way the bits are the same: every
+        // product and every sum has one order whatever the thread count.
+        Backend perHead = heads > 1 ? backend.withThreads(1) : backend;
+        IntConsumer head = bh -> {
+            ForwardScratch w = ForwardScratch.forThread(m, dv);
+            int b = bh / s.heads(), h = bh % s.heads(), hk = s.kvHeadOf(h);
+            Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
+            Tensor oh = out.select(0, b).select(0, h);
+            if (causal) causalHead(perHead, phi, w, qh, kh, vh, oh);
+            else bidirectionalHead(perHead, phi, w, qh, kh, vh, oh);
+        };
+        if (heads > 1) backend.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
+        else head.accept(0);
     }
 
     /**
@@ -113,27 +106,29 @@ final class FeatureAttention {
     static final int FORWARD_CHUNK = 480;
 
     /**
-     * Per-thread buffers of the forward pass (one per head in flight). The causal pass's state
-     * carries z as an extra column ({@code [S | z]}, m × (Dv + 1)) and multiplies by
-     * {@code [V | 1]}, so one product gives a chunk's numerators and denominators; the
-     * bidirectional pass uses S alone and keeps z on the heap.
+     * Per-thread buffers of the forward pass, kept by the thread for its next call with the same m
+     * and Dv (allocating and zeroing them per call was 5 % of linear attention's forward at n =
+     * 4096). The state S is m × Dv; z is kept on the heap ({@code keySums}) by both passes, and
+     * every query chunk's denominators W·z (plus, causal, the in-chunk row sums) come from the
+     * heap rows of W: as an extra column of S, z filled a GEMM panel of its own (65 columns are
+     * three panels of 32 at 512 bits; the causal pass spent a quarter of its time on that panel).
      */
     private static final class ForwardScratch {
-        final int dv;
-        final Tensor stateZ, state, keyU, keyF, queryU, queryW, scores, valuesOne, numDen;
-        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators;
+        final int m, dv;
+        final Tensor state, keyU, keyF, queryU, queryW, scores, numDen;
+        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, limit, valueRows, square;
 
-        ForwardScratch(Arena arena, int m, int dv) {
+        ForwardScratch(int m, int dv) {
+            this.m = m;
             this.dv = dv;
+            Arena arena = Arena.ofAuto();   // freed with the scratch when its thread drops it
             int rows = Math.max(FORWARD_CHUNK, CAUSAL_CHUNK);
-            stateZ = Tensor.zeros(arena, m, dv + 1);
-            state = stateZ.slice(1, 0, dv);
+            state = Tensor.zeros(arena, m, dv);
             keyU = Tensor.zeros(arena, rows, m);
             keyF = Tensor.zeros(arena, rows, m);
             queryU = Tensor.zeros(arena, rows, m);
             queryW = Tensor.zeros(arena, rows, m);
             scores = Tensor.zeros(arena, CAUSAL_CHUNK, CAUSAL_CHUNK);
-            valuesOne = Tensor.zeros(arena, CAUSAL_CHUNK, dv + 1);
             numDen = Tensor.zeros(arena, rows, dv + 1);
             keySums = new float[m];
             keyRows = new float[rows * m];
@@ -145,19 +140,31 @@ final class FeatureAttention {
             raised = new float[m];
             outRow = new float[rows * (dv + 1)];
             denominators = new float[rows];
+            limit = new float[m];
+            valueRows = new float[CAUSAL_CHUNK * dv];
+            square = new float[CAUSAL_CHUNK * CAUSAL_CHUNK];
         }
+
+        /** This thread's scratch for m features and Dv value columns. */
+        static ForwardScratch forThread(int m, int dv) {
+            ForwardScratch w = CACHED.get();
+            if (w == null || w.m != m || w.dv != dv) CACHED.set(w = new ForwardScratch(m, dv));
+            return w;
+        }
+
+        private static final ThreadLocal<ForwardScratch> CACHED = new ThreadLocal<>();
     }
 
     /**
      * One bidirectional head in a single pass over the keys: each chunk raises σ to its largest
      * log-features (rescaling the state folded so far, as the causal pass does), then adds its
-     * scaled features to S and z; then every query chunk is one product with [S | z].
+     * scaled features to S and z; then every query chunk is one product with S and row dot products with z.
      */
     private static void bidirectionalHead(Backend be, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
         boolean exponential = phi.exponential();
         int m = w.shift.length, dv = w.dv, kvLen = (int) kh.size(0), qLen = (int) qh.size(0);
         float[] shift = w.shift, raised = w.raised, z = w.keySums;
-        w.stateZ.fill(0f);
+        w.state.fill(0f);
         Arrays.fill(z, 0f);
         Arrays.fill(shift, Float.NEGATIVE_INFINITY);
         // The element-wise passes run on heap copies of the chunk's rows (bulk-copied in and out):
@@ -167,23 +174,25 @@ final class FeatureAttention {
             Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
-            rescaleState(w.stateZ, z, shift, raised, w.outRow);
+            rescaleState(w.state, z, shift, raised, w.outRow);
             FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
             fromArray(w.features, rows * m, f);
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
-        // Numerators W·S by a product with Dv columns, denominators W·z on the heap rows of W:
-        // as one product with [S | z], the (Dv + 1)-th column filled a GEMM panel of its own
-        // (a [480 × 256]·[256 × 65] product took 1.64× the time of its 64 columns).
+        // Denominators W·z on the heap rows of W (as one product with [S | z], the (Dv + 1)-th
+        // column filled a GEMM panel of its own: a [480 × 256]·[256 × 65] product took 1.64× the
+        // time of its 64 columns); each row of W divided by its denominator, so the product
+        // (W/den)·S writes the output rows directly (dividing them afterwards, through a heap
+        // copy, was 7 % of linear attention's forward).
         for (int c0 = 0; c0 < qLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
-            Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
-            phi.preActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
+            Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows);
+            phi.queryPreActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
-            fromArray(w.weights, rows * m, wq);
-            be.gemm(wq, false, w.state, false, nd.slice(1, 0, dv), 1f, 0f);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);
-            divideRows(nd, w.denominators, w.outRow, oh.slice(0, c0, c0 + rows));
+            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators);
+            fromArray(w.weights, rows * m, wq);
+            be.gemm(wq, false, w.state, false, oh.slice(0, c0, c0 + rows), 1f, 0f);   // out has unit-stride rows (checked)
         }
     }
 
@@ -205,7 +214,7 @@ final class FeatureAttention {
     }
 
     /**
-     * Moves [S | z] (z also in {@code sums}) from shift {@code shift} to the (not smaller) shift
+     * Moves S and z ({@code sums}) from shift {@code shift} to the (not smaller) shift
      * {@code raised}, then shift = raised. A feature whose shift was −∞ has folded nothing yet.
      */
     private static void rescaleState(Tensor stateZ, float[] sums, float[] shift, float[] raised, float[] rowScratch) {
@@ -215,30 +224,22 @@ final class FeatureAttention {
             if (Float.compare(shift[f], raised[f]) == 0) continue;   // also −∞ = −∞
             float factor = shift[f] == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp((double) shift[f] - raised[f]);
             long row = (stateZ.offset() + (long) f * stateZ.stride(0)) * Float.BYTES;
-            MemorySegment.copy(st, FLOAT, row, rowScratch, 0, cols);   // [S | z] rows are contiguous
+            MemorySegment.copy(st, FLOAT, row, rowScratch, 0, cols);   // S rows are contiguous
             for (int c = 0; c < cols; c++) rowScratch[c] *= factor;
             MemorySegment.copy(rowScratch, 0, st, FLOAT, row, cols);
-            if (sums != null) sums[f] *= factor;
+            sums[f] *= factor;
             shift[f] = raised[f];
         }
     }
 
-    /** out[r][c] = nd[r][c]·(1/nd[r][Dv]) for c < Dv: numerators over the denominator in the last column. */
-    private static void divideByLastColumn(Tensor nd, float[] heap, Tensor out) {
-        divideRows(nd, null, heap, out);
-    }
-
-    /**
-     * out[r][c] = nd[r][c]·(1/den[r]) for c < Dv, den[r] = {@code denominators[r]}, or nd[r][Dv]
-     * when {@code denominators} is null.
-     */
+    /** out[r][c] = nd[r][c]·(1/den[r]) for c < Dv (the last column of nd is unused), den[r] = {@code denominators[r]}. */
     private static void divideRows(Tensor nd, float[] denominators, float[] heap, Tensor out) {
         int rows = (int) nd.size(0), cols = (int) nd.size(1), dv = cols - 1;
         toArray(nd, rows * cols, heap);
         MemorySegment o = out.segment();
         for (int r = 0; r < rows; r++) {
             int at = r * cols;
-            float inv = 1f / (denominators != null ? denominators[r] : heap[at + dv]);
+            float inv = 1f / denominators[r];
             for (int c = 0; c < dv; c++) heap[at + c] *= inv;
             long row = out.offset() + r * out.stride(0);
             if (out.stride(1) == 1) {
@@ -250,15 +251,17 @@ final class FeatureAttention {
     }
 
     /**
-     * One causal head: the chunked prefix sums described in the class comment, with [S | z]
-     * multiplied by [V | 1] so that every chunk is four products: W·[S | z], tril(W·Fᵀ),
-     * tril(·)·[V | 1] and Fᵀ·[V | 1].
+     * One causal head: the chunked prefix sums described in the class comment. Per chunk three
+     * products with Dv columns, W·S, tril(W·Fᵀ)·V and Fᵀ·V (into S), and tril(W·Fᵀ) itself; the
+     * denominators are W·z (z before the chunk, from the heap rows of W) plus the row sums of
+     * tril(W·Fᵀ), then the chunk's feature sums are added to z.
      */
     private static void causalHead(Backend backend, FeatureMap phi, ForwardScratch w, Tensor qh, Tensor kh, Tensor vh, Tensor oh) {
         boolean exponential = phi.exponential();
         int m = w.shift.length, dv = w.dv, qLen = (int) qh.size(0);
-        float[] shift = w.shift, raised = w.raised;
-        w.stateZ.fill(0f);
+        float[] shift = w.shift, raised = w.raised, z = w.keySums;
+        w.state.fill(0f);
+        Arrays.fill(z, 0f);
         Arrays.fill(shift, Float.NEGATIVE_INFINITY);
         for (int c0 = 0; c0 < qLen; ) {
             int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
@@ -266,66 +269,75 @@ final class FeatureAttention {
             phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             // The chunk's shift: the keys before it and its first key, nothing later.
             raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest);
-            rows = fittingRows(w.keyRows, rows, m, exponential, raised, vh, c0);
-            rescaleState(w.stateZ, null, shift, raised, w.outRow);
-            Tensor f = w.keyF.slice(0, 0, rows), vOne = w.valuesOne.slice(0, 0, rows);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, null);
-            fromArray(w.features, rows * m, f);
-            valuesWithOnes(vh, c0, rows, dv, vOne);
-            Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows);
-            Tensor uq = w.queryU.slice(0, 0, rows);
-            phi.preActivations(backend, qh.slice(0, c0, c0 + rows), uq, w.queryRows);
+            rows = fittingRows(w, rows, m, exponential, raised, vh, c0);
+            rescaleState(w.state, z, shift, raised, w.outRow);
+            Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows), num = nd.slice(1, 0, dv);
+            phi.queryPreActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows), w.queryRows);
             FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
             fromArray(w.weights, rows * m, wq);
-            backend.gemm(wq, false, w.stateZ, false, nd, 1f, 0f);
-            // Inside the chunk: tril(W_c F_cᵀ) [V_c | 1], then fold the chunk into the state.
+            FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);   // z of the keys before the chunk
+            Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);   // then the chunk's keys join z
+            fromArray(w.features, rows * m, f);
+            backend.gemm(wq, false, w.state, false, num, 1f, 0f);
+            // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
             Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);
             backend.gemm(wq, false, f, true, sc, 1f, 0f);
-            keepLowerTriangle(sc);
-            backend.gemm(sc, false, vOne, false, nd, 1f, 1f);
-            backend.gemm(f, true, vOne, false, w.stateZ, 1f, 1f);
+            keepLowerTriangle(sc, w.square, w.denominators);
+            backend.gemm(sc, false, vc, false, num, 1f, 1f);
+            backend.gemm(f, true, vc, false, w.state, 1f, 1f);
             // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
-            rescaleState(w.stateZ, null, shift, raised, w.outRow);
-            divideByLastColumn(nd, w.outRow, oh.slice(0, c0, c0 + rows));
+            rescaleState(w.state, z, shift, raised, w.outRow);
+            divideRows(nd, w.denominators, w.outRow, oh.slice(0, c0, c0 + rows));
             c0 += rows;
         }
     }
 
-    /** dst = [v rows first … first + rows | 1]. */
-    private static void valuesWithOnes(Tensor v, int first, int rows, int dv, Tensor dst) {
-        MemorySegment vs = v.segment(), ds = dst.segment();
-        for (int r = 0; r < rows; r++) {
-            long from = v.offset() + (long) (first + r) * v.stride(0), to = dst.offset() + r * dst.stride(0);
-            if (v.stride(1) == 1) {
-                MemorySegment.copy(vs, from * Float.BYTES, ds, to * Float.BYTES, (long) dv * Float.BYTES);
-            } else {
-                for (int c = 0; c < dv; c++) ds.setAtIndex(FLOAT, to + c, vs.getAtIndex(FLOAT, from + c * v.stride(1)));
-            }
-            ds.setAtIndex(FLOAT, to + dv, 1f);
+    /**
+     * Zeroes the square {@code sc} above its diagonal and adds each row's remaining entries, in
+     * column order, to {@code rowSums} (on a heap copy: the square is at most
+     * {@link #CAUSAL_CHUNK}² floats).
+     */
+    private static void keepLowerTriangle(Tensor sc, float[] heap, float[] rowSums) {
+        int n = (int) sc.size(0);
+        MemorySegment seg = sc.segment();
+        for (int i = 0; i < n; i++) {
+            long row = (sc.offset() + i * sc.stride(0)) * Float.BYTES;
+            MemorySegment.copy(seg, FLOAT, row, heap, 0, i + 1);
+            float sum = 0f;
+            for (int j = 0; j <= i; j++) sum += heap[j];
+            rowSums[i] += sum;
+            seg.asSlice(row + (i + 1L) * Float.BYTES, (long) (n - i - 1) * Float.BYTES).fill((byte) 0);
         }
     }
 
     /**
-     * {@link #fittingRows(Tensor, int, boolean, double[], Tensor, int, boolean)} of the forward pass
-     * on heap rows with float shifts: row 0 always; a later row while its log-features are within
-     * {@link #MARGIN} of the shift and its value row is finite.
+     * How many leading rows of the tentative chunk may share its shift: row 0 always; a later row
+     * only while its log-features are within {@link #MARGIN} of the shift and its value row is
+     * finite ({@link FeatureKernels#fittingRows}, on heap rows).
      */
-    private static int fittingRows(float[] u, int rows, int m, boolean exponential, float[] shift, Tensor v, int first) {
-        MemorySegment vs = v.segment();
-        int dv = (int) v.size(1);
-        double[] limit = new double[m];   // log φ(u) > shift + MARGIN ⇔ u > limit (log φ is increasing)
+    private static int fittingRows(ForwardScratch w, int rows, int m, boolean exponential, float[] shift, Tensor v, int first) {
         for (int f = 0; f < m; f++) {
+            // log φ(u) > shift + MARGIN ⇔ u > bound (log φ is increasing), compared in float: u > the
+            // largest float ≤ bound is u > bound exactly, for every float u.
             double bound = shift[f] + MARGIN;
-            limit[f] = exponential || bound <= 0 ? bound : Math.expm1(bound);
+            bound = exponential || bound <= 0 ? bound : Math.expm1(bound);
+            float limit = (float) bound;
+            if (limit > bound) limit = Math.nextDown(limit);
+            w.limit[f] = limit;
         }
-        for (int r = 1; r < rows; r++) {
-            int o = r * m;
-            for (int f = 0; f < m; f++) if (u[o + f] > limit[f]) return r;
-            long vr = v.offset() + (long) (first + r) * v.stride(0);
-            for (int c = 0; c < dv; c++) if (!Float.isFinite(vs.getAtIndex(FLOAT, vr + c * v.stride(1)))) return r;
+        int dv = (int) v.size(1);
+        MemorySegment vs = v.segment();
+        for (int r = 0; r < rows; r++) {
+            long from = v.offset() + (long) (first + r) * v.stride(0);
+            if (v.stride(1) == 1) {
+                MemorySegment.copy(vs, FLOAT, from * Float.BYTES, w.valueRows, r * dv, dv);
+            } else {
+                for (int c = 0; c < dv; c++) w.valueRows[r * dv + c] = vs.getAtIndex(FLOAT, from + c * v.stride(1));
+            }
         }
-        return rows;
+        return FeatureKernels.fittingRows(w.keyRows, rows, m, w.limit, w.valueRows, dv);
     }
 
     /**

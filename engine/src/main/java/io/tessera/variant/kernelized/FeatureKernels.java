@@ -1,5 +1,7 @@
 package io.tessera.variant.kernelized;
 
+import io.tessera.variant.internal.FloatExp;
+
 /**
  * The element-wise passes of {@link FeatureAttention}'s forward pass over heap copies of a chunk's
  * pre-activations ({@code rows × m}, row-major): the largest pre-activation per feature, the scaled
@@ -18,43 +20,13 @@ final class FeatureKernels {
     /** Whether the Vector API twin runs (the incubator module is in the boot layer). */
     static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
 
-    static final float LOG2E = 1.442695f;
-    /** log₂e − (float) log₂e: the product x·log₂e is formed to about 2^−48 relative with one fma. */
-    static final float LOG2E_LOW = (float) (1.4426950408889634 - (double) LOG2E);
     static final float LN2 = 0.6931472f;
-    /** e^x clamps x below here: 2^(x·log₂e) then has k = −127, whose exponent field 0 makes the result exactly 0. */
-    static final float EXP_MIN_ARGUMENT = -90f;
-    /**
-     * e^x clamps x above here (k ≤ 127 keeps the exponent field in range). Not reached: the forward
-     * pass only exponentiates x ≤ {@link FeatureAttention#MARGIN} (stored features ≤ e^MARGIN).
-     */
-    static final float EXP_MAX_ARGUMENT = 88f;
-    static final float ROUND_MAGIC = 12582912f;   // 1.5·2^23: adding it rounds to an integer kept in the low bits
-    static final float EXP2_MIN = -127f;
-    static final int EXPONENT_BIAS_BITS = 127 << 23;
-    /** Cephes' exp2f minimax coefficients: 2^f = 1 + f·P(f) on |f| ≤ ½ (relative error ~1e-7). */
-    static final float P0 = 1.535336188319500e-4f, P1 = 1.339887440266574e-3f, P2 = 9.618437357674640e-3f;
-    static final float P3 = 5.550332471162809e-2f, P4 = 2.402264791363012e-1f, P5 = 6.931472028550421e-1f;
     /** The largest gap of log₂(1 + t) − t on [0, 1), rounded up: see {@link #logFeatureBound}. */
     static final float LOG2_GAP = 0.0861f;
 
-    /**
-     * e^x in float, about 1 ulp: x·log₂e = t + tLow (tLow the product's rounding error, from an
-     * fma, and the constant's), k = round(t), 2^(t − k + tLow) by the polynomial, 2^k shifted into
-     * the exponent field. x below −90 gives exactly 0 (also −∞); NaN stays NaN. Only add, multiply,
-     * fma, compare and integer shifts: the same bits in every JIT tier and in the vector twin.
-     */
+    /** e^x in float, about 1 ulp: the variants' shared {@link FloatExp#exp} (its vector twin is in {@link FeatureKernelsSimd}). */
     static float exp(float x) {
-        x = x < EXP_MIN_ARGUMENT ? EXP_MIN_ARGUMENT : x;
-        x = x > EXP_MAX_ARGUMENT ? EXP_MAX_ARGUMENT : x;
-        float t = x * LOG2E;
-        float tLow = Math.fma(x, LOG2E, -t) + x * LOG2E_LOW;
-        t = t < EXP2_MIN ? EXP2_MIN : t;
-        float rounded = t + ROUND_MAGIC;
-        float f = (t - (rounded - ROUND_MAGIC)) + tLow;
-        float p = Math.fma(Math.fma(Math.fma(Math.fma(Math.fma(f, P0, P1), f, P2), f, P3), f, P4), f, P5);
-        float scale = Float.intBitsToFloat((Float.floatToRawIntBits(rounded) << 23) + EXPONENT_BIAS_BITS);
-        return Math.fma(f, p, 1f) * scale;
+        return FloatExp.exp(x);
     }
 
     /**
@@ -80,34 +52,130 @@ final class FeatureKernels {
     }
 
     /**
-     * dots[r] = Σ_f w[r][f]·z[f] for the first {@code rows} rows, one fma per term in feature order
-     * (the chain a GEMM column computes). Eight rows at a time: eight independent chains keep the
-     * FMA units busy where one chain waits out each fma's latency.
+     * w[r][f] ·= 1/dots[r] for the first {@code rows} rows: one reciprocal per row, then a product per
+     * element (a loop C2 vectorizes; each element's value is the same at any width).
+     */
+    static void scaleRows(float[] w, int rows, int m, float[] dots) {
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / dots[r];
+            for (int f = r * m, end = f + m; f < end; f++) w[f] *= inv;
+        }
+    }
+
+    /** Partial sums per squared norm in {@link #squaredNorms}: 8, the most double lanes of any vector width. */
+    static final int NORM_PARTIALS = 8;
+
+    /**
+     * out[r] = Σ_c x[r][c]² in double for the first {@code rows} rows (row-major, d columns), in an
+     * order that does not depend on the vector width: partial j (j &lt; 8) is the fma chain over the
+     * columns c ≡ j (mod 8) below d − d mod 8, in column order; the partials are folded pairwise,
+     * then the last d mod 8 columns are fma'd on in order. The vector twin gives these bits; one
+     * scalar chain per row was a twentieth of a Performer forward.
+     */
+    static void squaredNorms(float[] x, int rows, int d, double[] out) {
+        if (SIMD) {
+            FeatureKernelsSimd.squaredNorms(x, rows, d, out);
+            return;
+        }
+        squaredNormsScalar(x, rows, d, out);
+    }
+
+    static void squaredNormsScalar(float[] x, int rows, int d, double[] out) {
+        double[] partials = new double[NORM_PARTIALS];
+        int body = d - d % NORM_PARTIALS;
+        for (int r = 0; r < rows; r++) {
+            int o = r * d;
+            java.util.Arrays.fill(partials, 0);
+            for (int c = 0; c < body; c++) {
+                double v = x[o + c];
+                partials[c & (NORM_PARTIALS - 1)] = Math.fma(v, v, partials[c & (NORM_PARTIALS - 1)]);
+            }
+            out[r] = finishNorm(partials, x, o, d, body);
+        }
+    }
+
+    /** ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)), then columns [body, d) fma'd on in order. */
+    static double finishNorm(double[] p, float[] x, int o, int d, int body) {
+        double s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        for (int c = body; c < d; c++) {
+            double v = x[o + c];
+            s = Math.fma(v, v, s);
+        }
+        return s;
+    }
+
+    /** Partial sums per row dot product in {@link #rowDots}: 16, the most float lanes of any vector width. */
+    static final int PARTIALS = 16;
+
+    /**
+     * dots[r] = Σ_f w[r][f]·z[f] for the first {@code rows} rows, in an order that does not depend
+     * on the vector width: partial j (j &lt; 16) is the fma chain over the features f ≡ j (mod 16)
+     * below m − m mod 16, in feature order; the 16 partials are folded pairwise
+     * ({@link #fold16}), then the last m mod 16 features are fma'd on in order. The vector twin
+     * keeps the partials in lanes (one vector at 512 bits, two at 256, four at 128), so it gives
+     * these bits; one scalar chain per row, as before, was 3 % of the forward pass.
      */
     static void rowDots(float[] w, int rows, int m, float[] z, float[] dots) {
-        int r = 0;
-        for (; r + 8 <= rows; r += 8) {
-            int o0 = r * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m, o4 = o3 + m, o5 = o4 + m, o6 = o5 + m, o7 = o6 + m;
-            float d0 = 0f, d1 = 0f, d2 = 0f, d3 = 0f, d4 = 0f, d5 = 0f, d6 = 0f, d7 = 0f;
-            for (int f = 0; f < m; f++) {
-                float zf = z[f];
-                d0 = Math.fma(w[o0 + f], zf, d0);
-                d1 = Math.fma(w[o1 + f], zf, d1);
-                d2 = Math.fma(w[o2 + f], zf, d2);
-                d3 = Math.fma(w[o3 + f], zf, d3);
-                d4 = Math.fma(w[o4 + f], zf, d4);
-                d5 = Math.fma(w[o5 + f], zf, d5);
-                d6 = Math.fma(w[o6 + f], zf, d6);
-                d7 = Math.fma(w[o7 + f], zf, d7);
-            }
-            dots[r] = d0; dots[r + 1] = d1; dots[r + 2] = d2; dots[r + 3] = d3;
-            dots[r + 4] = d4; dots[r + 5] = d5; dots[r + 6] = d6; dots[r + 7] = d7;
+        if (SIMD) {
+            FeatureKernelsSimd.rowDots(w, rows, m, z, dots);
+            return;
         }
-        for (; r < rows; r++) {
-            float d = 0f;
-            for (int f = 0, o = r * m; f < m; f++) d = Math.fma(w[o + f], z[f], d);
-            dots[r] = d;
+        rowDotsScalar(w, rows, m, z, dots);
+    }
+
+    static void rowDotsScalar(float[] w, int rows, int m, float[] z, float[] dots) {
+        float[] partials = new float[PARTIALS];
+        int body = m - m % PARTIALS;
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            java.util.Arrays.fill(partials, 0f);
+            for (int f = 0; f < body; f++) partials[f & (PARTIALS - 1)] = Math.fma(w[o + f], z[f], partials[f & (PARTIALS - 1)]);
+            dots[r] = finishDot(partials, w, o, m, z, body);
         }
+    }
+
+    /** The folded partials of one row, then its features [body, m) fma'd on in order. */
+    static float finishDot(float[] partials, float[] w, int o, int m, float[] z, int body) {
+        float d = fold16(partials);
+        for (int f = body; f < m; f++) d = Math.fma(w[o + f], z[f], d);
+        return d;
+    }
+
+    /** ((p0 + p1) + (p2 + p3)) + … : the 16 partials summed pairwise, in one fixed tree. */
+    static float fold16(float[] p) {
+        float a0 = p[0] + p[1], a1 = p[2] + p[3], a2 = p[4] + p[5], a3 = p[6] + p[7];
+        float a4 = p[8] + p[9], a5 = p[10] + p[11], a6 = p[12] + p[13], a7 = p[14] + p[15];
+        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    }
+
+    /**
+     * The causal pass's chunk cut: the first row r in [1, rows) whose pre-activations
+     * ({@code u}, rows × m) exceed their feature's {@code limit} or whose value row
+     * ({@code values}, rows × dv) is not finite; {@code rows} when there is none. A NaN
+     * pre-activation exceeds nothing. A decision, not a value: the twin finds the same row.
+     */
+    static int fittingRows(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        if (SIMD) return FeatureKernelsSimd.fittingRows(u, rows, m, limit, values, dv);
+        return fittingRowsScalar(u, rows, m, limit, values, dv);
+    }
+
+    static int fittingRowsScalar(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        for (int r = 1; r < rows; r++) {
+            if (rowExceeds(u, r * m, m, limit, 0) || !rowFinite(values, r * dv, dv, 0)) return r;
+        }
+        return rows;
+    }
+
+    /** Whether u[o + f] > limit[f] for some f in [from, m). */
+    static boolean rowExceeds(float[] u, int o, int m, float[] limit, int from) {
+        for (int f = from; f < m; f++) if (u[o + f] > limit[f]) return true;
+        return false;
+    }
+
+    /** Whether values[o + c] is finite for every c in [from, dv). */
+    static boolean rowFinite(float[] values, int o, int dv, int from) {
+        for (int c = from; c < dv; c++) if (!Float.isFinite(values[o + c])) return false;
+        return true;
     }
 
     /** largest[f] = max(largest[f], u[r][f]) over the first {@code rows} rows (NaN propagates). */

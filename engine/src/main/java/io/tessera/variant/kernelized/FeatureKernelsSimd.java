@@ -2,9 +2,12 @@ package io.tessera.variant.kernelized;
 
 import static io.tessera.variant.kernelized.FeatureKernels.*;
 
+import io.tessera.variant.internal.FloatExpSimd;
 import io.tessera.variant.internal.VariantSpecies;
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -13,26 +16,157 @@ import jdk.incubator.vector.VectorSpecies;
  * features in lanes, every lane the scalar function's operations in the same order (fma for fma,
  * compare-and-blend for the clamps), so the results are the scalar loops', bit for bit, at any
  * vector width; the last {@code m mod lanes} features go through the scalar functions. The width
- * follows {@code -Dtessera.vectorBitSize} like the CPU kernels' (else the JVM's preferred one).
+ * is the CPU kernels' ({@link VariantSpecies}).
  */
 final class FeatureKernelsSimd {
     private FeatureKernelsSimd() {}
 
     private static final VectorSpecies<Float> F = VariantSpecies.FLOATS;
     private static final int L = F.length();
-    private static final FloatVector ONE = FloatVector.broadcast(F, 1f), V_LOG2E = FloatVector.broadcast(F, LOG2E);
-    private static final FloatVector V_P0 = FloatVector.broadcast(F, P0), V_P1 = FloatVector.broadcast(F, P1), V_P2 = FloatVector.broadcast(F, P2);
-    private static final FloatVector V_P3 = FloatVector.broadcast(F, P3), V_P4 = FloatVector.broadcast(F, P4), V_P5 = FloatVector.broadcast(F, P5);
+    /** Doubles at the float width: the low half of a float vector's lanes widens to exactly one vector of them. */
+    private static final VectorSpecies<Double> D = VectorSpecies.of(double.class, F.vectorShape());
+    /**
+     * The low half of the float lanes. A float vector of half the width would be a second float shape
+     * in the JVM (see VariantSpecies: C2 then boxes the vectors of kernels compiled later, the decode
+     * kernel's at 128 and 256 bits); a masked load of the full shape reads the same floats.
+     */
+    private static final VectorMask<Float> LOW_HALF = F.indexInRange(0, L / 2);
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
 
+    /**
+     * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
+     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain.
+     */
+    static void squaredNorms(float[] x, int rows, int d, double[] out) {
+        int lanes = D.length();
+        if (FeatureKernels.NORM_PARTIALS % lanes != 0 || lanes < 2) {
+            FeatureKernels.squaredNormsScalar(x, rows, d, out);
+            return;
+        }
+        double[] partials = new double[FeatureKernels.NORM_PARTIALS];
+        int body = d - d % FeatureKernels.NORM_PARTIALS;
+        DoubleVector zero = DoubleVector.zero(D);
+        for (int r = 0; r < rows; r++) {
+            int o = r * d;
+            if (lanes == 8) {
+                DoubleVector a0 = zero;
+                for (int c = 0; c < body; c += 8) a0 = widened(x, o + c).fma(widened(x, o + c), a0);
+                a0.intoArray(partials, 0);
+            } else if (lanes == 4) {
+                DoubleVector a0 = zero, a1 = zero;
+                for (int c = 0; c < body; c += 8) {
+                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 4);
+                    a0 = v0.fma(v0, a0);
+                    a1 = v1.fma(v1, a1);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 4);
+            } else {
+                DoubleVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int c = 0; c < body; c += 8) {
+                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 2), v2 = widened(x, o + c + 4), v3 = widened(x, o + c + 6);
+                    a0 = v0.fma(v0, a0);
+                    a1 = v1.fma(v1, a1);
+                    a2 = v2.fma(v2, a2);
+                    a3 = v3.fma(v3, a3);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 2);
+                a2.intoArray(partials, 4);
+                a3.intoArray(partials, 6);
+            }
+            out[r] = FeatureKernels.finishNorm(partials, x, o, d, body);
+        }
+    }
+
+    private static DoubleVector widened(float[] x, int at) {
+        return (DoubleVector) FloatVector.fromArray(F, x, at, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+    }
+
+    /**
+     * {@link FeatureKernels#rowDots}: the 16 partials of a row in 16 / L accumulators (lane i of
+     * accumulator a is partial a·L + i), each the scalar twin's fma chain. The branches test a
+     * constant, so C2 keeps one of them and no vector crosses a control-flow merge.
+     */
+    static void rowDots(float[] w, int rows, int m, float[] z, float[] dots) {
+        if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
+            FeatureKernels.rowDotsScalar(w, rows, m, z, dots);
+            return;
+        }
+        float[] partials = new float[FeatureKernels.PARTIALS];
+        int body = m - m % FeatureKernels.PARTIALS;
+        FloatVector zero = FloatVector.zero(F);
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            if (L == 16) {
+                FloatVector a0 = zero;
+                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a0.intoArray(partials, 0);
+            } else if (L == 8) {
+                FloatVector a0 = zero, a1 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 8);
+            } else {
+                FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 4);
+                a2.intoArray(partials, 8);
+                a3.intoArray(partials, 12);
+            }
+            dots[r] = FeatureKernels.finishDot(partials, w, o, m, z, body);
+        }
+    }
+
+    /**
+     * Four running maxima per vector of features (rows r mod 4), combined at the end: one chain
+     * waited out every max's latency. The maximum is exact and NaN propagates through any
+     * grouping, so the result is the scalar loop's.
+     */
     static void columnMax(float[] u, int rows, int m, float[] largest) {
         int vec = m - m % L;
+        FloatVector none = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         for (int f = 0; f < vec; f += L) {
-            FloatVector max = FloatVector.fromArray(F, largest, f);
-            for (int r = 0; r < rows; r++) max = max.max(FloatVector.fromArray(F, u, r * m + f));   // Math.max per lane: NaN propagates
-            max.intoArray(largest, f);
+            FloatVector m0 = FloatVector.fromArray(F, largest, f), m1 = none, m2 = none, m3 = none;
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                int o = r * m + f;
+                m0 = m0.max(FloatVector.fromArray(F, u, o));   // Math.max per lane: NaN propagates
+                m1 = m1.max(FloatVector.fromArray(F, u, o + m));
+                m2 = m2.max(FloatVector.fromArray(F, u, o + 2 * m));
+                m3 = m3.max(FloatVector.fromArray(F, u, o + 3 * m));
+            }
+            for (; r < rows; r++) m0 = m0.max(FloatVector.fromArray(F, u, r * m + f));
+            m0.max(m1).max(m2.max(m3)).intoArray(largest, f);
         }
         if (vec < m) FeatureKernels.columnMax(u, rows, m, largest, vec);
+    }
+
+    static int fittingRows(float[] u, int rows, int m, float[] limit, float[] values, int dv) {
+        int vec = m - m % L, vecValues = dv - dv % L;
+        for (int r = 1; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < vec; f += L) {
+                if (FloatVector.fromArray(F, u, o + f).compare(VectorOperators.GT, FloatVector.fromArray(F, limit, f)).anyTrue()) return r;
+            }
+            if (FeatureKernels.rowExceeds(u, o, m, limit, vec)) return r;
+            int ov = r * dv;
+            for (int c = 0; c < vecValues; c += L) {
+                FloatVector x = FloatVector.fromArray(F, values, ov + c);
+                if (x.sub(x).compare(VectorOperators.NE, 0f).anyTrue()) return r;   // x − x is 0 exactly when x is finite
+            }
+            if (!FeatureKernels.rowFinite(values, ov, dv, vecValues)) return r;
+        }
+        return rows;
     }
 
     /*
@@ -71,7 +205,6 @@ final class FeatureKernelsSimd {
             return;
         }
         int vec = m - m % L;
-        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             float max = Float.NEGATIVE_INFINITY;
@@ -81,17 +214,18 @@ final class FeatureKernelsSimd {
                     FloatVector x = FloatVector.fromArray(F, u, o + f);
                     best = best.max(logFeatureBound(x).add(FloatVector.fromArray(F, shift, f)));
                 }
-                best.intoArray(lanes, 0);
-                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+                // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
+                // store and a scalar loop here cost as much as the row's exponentials at m = 64)
+                max = best.reduceLanes(VectorOperators.MAX);
             }
-            max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
                 FloatVector w = exp(x.min(0f).add(s).sub(mv)).mul(x.max(0f).add(1f));
                 w.intoArray(dst, o + f);
             }
-            FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
         }
     }
 
@@ -121,42 +255,37 @@ final class FeatureKernelsSimd {
 
     private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst) {
         int vec = m - m % L;
-        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             float max = Float.NEGATIVE_INFINITY;
             if (vec > 0) {
-                FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-                for (int f = 0; f < vec; f += L) best = best.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
-                best.intoArray(lanes, 0);
-                for (int i = 0; i < L; i++) max = Math.max(max, lanes[i]);   // max is exact: any order gives the scalar loop's value
+                // Four running maxima (one chain waited out every max's latency: 40 % of this
+                // method at m = 256), then Math.max over them and their lanes, which is exact: any
+                // order gives the scalar loop's value (a store and a scalar loop over the lanes cost
+                // as much as the row's exponentials at m = 64).
+                FloatVector b0 = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), b1 = b0, b2 = b0, b3 = b0;
+                int f = 0;
+                for (; f + 4 * L <= vec; f += 4 * L) {
+                    b0 = b0.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
+                    b1 = b1.max(FloatVector.fromArray(F, u, o + f + L).add(FloatVector.fromArray(F, shift, f + L)));
+                    b2 = b2.max(FloatVector.fromArray(F, u, o + f + 2 * L).add(FloatVector.fromArray(F, shift, f + 2 * L)));
+                    b3 = b3.max(FloatVector.fromArray(F, u, o + f + 3 * L).add(FloatVector.fromArray(F, shift, f + 3 * L)));
+                }
+                for (; f < vec; f += L) b0 = b0.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
+                max = b0.max(b1).max(b2.max(b3)).reduceLanes(VectorOperators.MAX);
             }
-            max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
             FloatVector mv = FloatVector.broadcast(F, max);
             for (int f = 0; f < vec; f += L) {
                 exp(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)).sub(mv)).intoArray(dst, o + f);
             }
-            FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
         }
     }
 
-    /**
-     * {@link FeatureKernels#exp}, lane by lane, operation for operation. Every loop here calls it;
-     * it was once written out in them because C2 did not inline it there and boxed a vector per
-     * call, which the current loops no longer show (interleaved A/B on linear attention: the same
-     * time or faster, the same bits).
-     */
+    /** {@link FeatureKernels#exp}, lane by lane: the shared {@link FloatExpSimd#exp}. */
     private static FloatVector exp(FloatVector x) {
-        x = x.blend(EXP_MIN_ARGUMENT, x.compare(VectorOperators.LT, EXP_MIN_ARGUMENT));
-        x = x.blend(EXP_MAX_ARGUMENT, x.compare(VectorOperators.GT, EXP_MAX_ARGUMENT));
-        FloatVector t = x.mul(LOG2E);
-        FloatVector tLow = x.fma(V_LOG2E, t.neg()).add(x.mul(LOG2E_LOW));
-        t = t.blend(EXP2_MIN, t.compare(VectorOperators.LT, EXP2_MIN));
-        FloatVector rounded = t.add(ROUND_MAGIC);
-        FloatVector g = t.sub(rounded.sub(ROUND_MAGIC)).add(tLow);
-        FloatVector p = g.fma(V_P0, V_P1).fma(g, V_P2).fma(g, V_P3).fma(g, V_P4).fma(g, V_P5);
-        FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(EXPONENT_BIAS_BITS).reinterpretAsFloats();
-        return g.fma(p, ONE).mul(scale);
+        return FloatExpSimd.exp(x);
     }
 
     /** {@link FeatureKernels#logFeatureBound}, lane by lane. */

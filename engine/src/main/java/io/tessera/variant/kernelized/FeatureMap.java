@@ -27,6 +27,16 @@ interface FeatureMap {
     void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst);
 
     /**
+     * {@link #preActivations(Backend, Tensor, Tensor, float[])} for query rows of the forward pass,
+     * whose values may differ from it by a constant per row: a query weighs its features by
+     * φ(u)·e^(σ − M) with M the row's largest log-weight, so a row constant cancels (e^(u + c) = e^u·e^c
+     * and M moves by c). The Performer leaves out its ‖x‖²/(2√D) there.
+     */
+    default void queryPreActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
+        preActivations(backend, x, scratch, dst);
+    }
+
+    /**
      * The backward pass of {@link #preActivations}: {@code dx = (∂u/∂x)ᵀ du} for the rows of
      * {@code x} ([rows, D] view), given {@code du} ([rows, m]); written into {@code dx} ([rows, D],
      * unit-stride rows), or added to it when {@code accumulate}.

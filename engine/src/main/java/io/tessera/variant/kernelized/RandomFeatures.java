@@ -88,8 +88,13 @@ final class RandomFeatures implements FeatureMap {
         backend.gemm(x, false, omegaColumns, false, dst, 1f, 0f);
         MemorySegment out = dst.segment();
         float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
-        for (int r = 0; r < x.size(0); r++) {
-            float half = halfSquaredNorm(x, r);
+        int rows = (int) x.size(0);
+        float[] xRows = new float[rows * headDim];
+        double[] norms = new double[rows];
+        copyRows(x, rows, xRows);
+        FeatureKernels.squaredNorms(xRows, rows, headDim, norms);
+        for (int r = 0; r < rows; r++) {
+            float half = halfOf(norms[r]);
             long o = (dst.offset() + r * dst.stride(0)) * Float.BYTES;
             MemorySegment.copy(out, FLOAT, o, row, 0, m);
             for (int f = 0; f < m; f++) row[f] -= half;
@@ -100,26 +105,60 @@ final class RandomFeatures implements FeatureMap {
     /**
      * The same values as {@link #preActivations(Backend, Tensor, Tensor)}, operation for
      * operation: the projection into {@code scratch}, one bulk copy into dst, and each row's
-     * ‖x'‖²/2 (in double from x, rounded once) subtracted there.
+     * ‖x'‖²/2 ({@link FeatureKernels#squaredNorms} of the rows copied to the heap) subtracted there.
      */
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
         backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
         int rows = (int) x.size(0);
         MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, rows * m);
+        NormScratch w = NORMS.get();
+        if (w.rows.length < rows * headDim) w.rows = new float[rows * headDim];
+        if (w.norms.length < rows) w.norms = new double[rows];
+        copyRows(x, rows, w.rows);
+        FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
         for (int r = 0; r < rows; r++) {
-            float half = halfSquaredNorm(x, r);
+            float half = halfOf(w.norms[r]);
             for (int f = r * m, end = f + m; f < end; f++) dst[f] -= half;
         }
     }
 
-    /** ‖x'_r‖²/2 of row r of x, x' = x·D^(−1/4): the squares summed in double in column order, rounded once (both preActivations). */
-    private float halfSquaredNorm(Tensor x, int r) {
+    /** Per-thread heap rows and norms of {@link #preActivations(Backend, Tensor, Tensor, float[])}. */
+    private static final class NormScratch {
+        float[] rows = new float[0];
+        double[] norms = new double[0];
+    }
+
+    private static final ThreadLocal<NormScratch> NORMS = ThreadLocal.withInitial(NormScratch::new);
+
+    /** The first {@code rows} rows of x, row-major into dst (in bulk when they are contiguous). */
+    private void copyRows(Tensor x, int rows, float[] dst) {
         MemorySegment src = x.segment();
-        long at = x.offset() + r * x.stride(0), step = x.stride(1);
-        double sq = 0;
-        for (int c = 0; c < headDim; c++) { double v = src.getAtIndex(FLOAT, at + c * step); sq += v * v; }
-        return (float) (0.5 * sq / Math.sqrt(headDim));
+        if (x.stride(1) == 1 && x.stride(0) == headDim) {
+            MemorySegment.copy(src, FLOAT, x.offset() * Float.BYTES, dst, 0, rows * headDim);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            long at = x.offset() + r * x.stride(0);
+            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, r * headDim, headDim);
+            else for (int c = 0; c < headDim; c++) dst[r * headDim + c] = src.getAtIndex(FLOAT, at + c * x.stride(1));
+        }
+    }
+
+    /** ‖x'‖²/2 = ‖x‖²/(2√D) (x' = x·D^(−1/4)) from the squared norm in double, rounded once. */
+    private float halfOf(double squaredNorm) {
+        return (float) (0.5 * squaredNorm / Math.sqrt(headDim));
+    }
+
+    /**
+     * The projections alone: ‖x'‖²/2 is constant over a row, and the forward pass's query weights
+     * are normalized per row (see {@link FeatureMap#queryPreActivations}); it was a tenth of the
+     * element-wise work of a Performer forward.
+     */
+    @Override
+    public void queryPreActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
+        backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
+        MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, (int) x.size(0) * m);
     }
 
     /**

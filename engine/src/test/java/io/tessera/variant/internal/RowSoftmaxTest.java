@@ -7,11 +7,11 @@ import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The vectorized row softmax against the scalar definition it replaced ((float) Math.exp per element, float sum in column order). */
+/** The vectorized row softmax against the scalar definition ((float) Math.exp per element, float sum in column order), within the shared exp's 2 ulps. */
 class RowSoftmaxTest {
 
     @Test
-    void matchesTheScalarSoftmaxWithinOneUlpPerExponential() {
+    void matchesTheScalarSoftmaxWithinTwoUlpsPerExponential() {
         SplittableRandom random = new SplittableRandom(5);
         try (Arena arena = Arena.ofConfined()) {
             for (int cols : new int[] {1, 3, 4, 7, 8, 9, 17, 64, 257}) {
@@ -29,9 +29,10 @@ class RowSoftmaxTest {
                     for (int c = 0; c < cols; c++) sum += e[c] = (float) Math.exp(values[r * cols + c] - max);
                     for (int c = 0; c < cols; c++) {
                         float want = e[c] / sum;
-                        // one ulp of an exponential moves the sum by at most cols/2 ulps of it, the quotient by a few ulps
+                        // two ulps of an exponential move the sum by at most cols ulps of it, the quotient by a few ulps;
+                        // exponentials below the normal range (e^x < 2^−126) may flush to 0
                         assertThat((double) Math.abs(got[r * cols + c] - want)).as("cols %d row %d col %d", cols, r, c)
-                                .isLessThanOrEqualTo(4 * Math.ulp(want) + 4 * cols * Math.ulp(sum) * want / sum);
+                                .isLessThanOrEqualTo(6 * Math.ulp(want) + 4 * cols * Math.ulp(sum) * want / sum + 0x1p-126 / sum);
                     }
                 }
             }
@@ -39,22 +40,24 @@ class RowSoftmaxTest {
     }
 
     @Test
-    void exponentialsAreTheCorrectlyRoundedOnesAlmostEverywhere() {
+    void vectorExponentialsAreTheScalarOnesAndWithinTwoUlpsOfMathExp() {
         if (!RowSoftmax.SIMD) return;
         SplittableRandom random = new SplittableRandom(7);
-        int n = 1 << 16, differ = 0;
-        float[] row = new float[n], want = new float[n];
+        int n = 1 << 16;
+        float[] row = new float[n], scalar = new float[n];
         for (int i = 0; i < n; i++) {
             row[i] = (float) (-random.nextDouble() * 110);   // down past the smallest float (e^−103.3)
-            want[i] = (float) Math.exp(row[i]);
+            scalar[i] = FloatExp.exp(row[i]);
         }
+        float[] x = row.clone();
         int done = RowSoftmaxSimd.exponentials(row, n, 0f);
-        for (int i = 0; i < done; i++) {
-            assertThat(Math.abs(row[i] - want[i])).as("e^%s", i).isLessThanOrEqualTo(Math.ulp(want[i]));
-            if (row[i] != want[i]) differ++;
-        }
         assertThat(done).isEqualTo(n);
-        assertThat(differ).as("exponentials 1 ulp from Math.exp's").isLessThanOrEqualTo(n / 1000);
+        for (int i = 0; i < n; i++) {
+            assertThat(Float.floatToRawIntBits(row[i])).as("e^%s: vector vs scalar", x[i]).isEqualTo(Float.floatToRawIntBits(scalar[i]));
+            float want = (float) Math.exp(x[i]);
+            // below the normal range (e^x < 2^−126) the result may flush to 0: an absolute error below 2^−126
+            assertThat((double) Math.abs(row[i] - want)).as("e^%s", x[i]).isLessThanOrEqualTo(Math.max(2 * Math.ulp(want), 0x1p-126));
+        }
     }
 
     @Test

@@ -23,7 +23,7 @@ class FeatureKernelsTest {
     void vectorKernelsAreTheScalarLoopsTwins() {
         assertTrue(FeatureKernels.SIMD, "the engine's tests run with jdk.incubator.vector");
         SplittableRandom random = new SplittableRandom(5);
-        for (int m : new int[] {1, 3, 7, 8, 16, 19, 64, 67}) {
+        for (int m : new int[] {1, 3, 7, 8, 16, 19, 32, 64, 67, 256}) {
             for (boolean exponential : new boolean[] {true, false}) {
                 int rows = 1 + random.nextInt(9);
                 float[] u = values(random, rows * m), shift = values(random, m);
@@ -39,7 +39,30 @@ class FeatureKernelsTest {
                 FeatureKernelsSimd.columnMax(u, rows, m, la);
                 FeatureKernels.columnMax(u, rows, m, lb, 0);
                 assertBits(lb, la, "column maxima m=" + m);
+                float[] da = new float[rows], db = new float[rows];
+                FeatureKernelsSimd.rowDots(u, rows, m, shift, da);
+                FeatureKernels.rowDotsScalar(u, rows, m, shift, db);
+                assertBits(db, da, "row dots m=" + m);
+                double[] na = new double[rows], nb = new double[rows];
+                FeatureKernelsSimd.squaredNorms(u, rows, m, na);
+                FeatureKernels.squaredNormsScalar(u, rows, m, nb);
+                for (int r = 0; r < rows; r++) {
+                    assertEquals(Double.doubleToLongBits(nb[r]), Double.doubleToLongBits(na[r]), "squared norm m=" + m + " row " + r + ": " + nb[r] + " vs " + na[r]);
+                }
             }
+        }
+    }
+
+    @Test
+    void chunkCutsAreTheScalarLoopsTwins() {
+        SplittableRandom random = new SplittableRandom(9);
+        for (int trial = 0; trial < 400; trial++) {
+            int m = 1 + random.nextInt(70), dv = 1 + random.nextInt(70), rows = 1 + random.nextInt(12);
+            float[] u = values(random, rows * m), limit = new float[m], v = new float[rows * dv];
+            for (int f = 0; f < m; f++) limit[f] = 8 + (float) random.nextGaussian() * 10;
+            for (int i = 0; i < v.length; i++) v[i] = random.nextInt(200) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) random.nextGaussian();
+            assertEquals(FeatureKernels.fittingRowsScalar(u, rows, m, limit, v, dv), FeatureKernelsSimd.fittingRows(u, rows, m, limit, v, dv),
+                    "chunk cut m=" + m + " dv=" + dv);
         }
     }
 
