@@ -19,17 +19,7 @@ final class EluFeatureMap implements FeatureMap {
     /** Each row of x copied into dst (one bulk copy when the rows are contiguous). */
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst) {
-        int rows = (int) x.size(0), m = (int) x.size(1);
-        MemorySegment src = x.segment();
-        if (x.stride(1) == 1 && x.stride(0) == m) {
-            MemorySegment.copy(src, FLOAT, x.offset() * Float.BYTES, dst, 0, rows * m);
-            return;
-        }
-        for (int r = 0; r < rows; r++) {
-            long o = x.offset() + r * x.stride(0);
-            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, o * Float.BYTES, dst, r * m, m);
-            else for (int f = 0; f < m; f++) dst[r * m + f] = src.getAtIndex(FLOAT, o + f * x.stride(1));
-        }
+        FeatureKernels.copyRows(x, (int) x.size(0), (int) x.size(1), dst);
     }
 
     /** u = x: dx = du. */

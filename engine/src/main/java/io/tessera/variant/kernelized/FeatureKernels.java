@@ -1,6 +1,9 @@
 package io.tessera.variant.kernelized;
 
+import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.FloatExp;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 /**
  * The element-wise passes of {@link FeatureAttention}'s forward pass over heap copies of a chunk's
@@ -16,6 +19,23 @@ import io.tessera.variant.internal.FloatExp;
  */
 final class FeatureKernels {
     private FeatureKernels() {}
+
+    /**
+     * The first {@code rows} rows of the float32 matrix x ({@code cols} columns, any strides), row-major
+     * into dst: one bulk copy when the rows are contiguous, a copy per row when the columns are.
+     */
+    static void copyRows(Tensor x, int rows, int cols, float[] dst) {
+        MemorySegment src = x.segment();
+        if (x.stride(1) == 1 && x.stride(0) == cols) {
+            MemorySegment.copy(src, ValueLayout.JAVA_FLOAT_UNALIGNED, x.offset() * Float.BYTES, dst, 0, rows * cols);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            long at = x.offset() + r * x.stride(0);
+            if (x.stride(1) == 1) MemorySegment.copy(src, ValueLayout.JAVA_FLOAT_UNALIGNED, at * Float.BYTES, dst, r * cols, cols);
+            else for (int c = 0; c < cols; c++) dst[r * cols + c] = src.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at + c * x.stride(1));
+        }
+    }
 
     /** Whether the Vector API twin runs (the incubator module is in the boot layer). */
     static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();

@@ -91,7 +91,7 @@ final class RandomFeatures implements FeatureMap {
         int rows = (int) x.size(0);
         float[] xRows = new float[rows * headDim];
         double[] norms = new double[rows];
-        copyRows(x, rows, xRows);
+        FeatureKernels.copyRows(x, rows, headDim, xRows);
         FeatureKernels.squaredNorms(xRows, rows, headDim, norms);
         for (int r = 0; r < rows; r++) {
             float half = halfOf(norms[r]);
@@ -115,7 +115,7 @@ final class RandomFeatures implements FeatureMap {
         NormScratch w = NORMS.get();
         if (w.rows.length < rows * headDim) w.rows = new float[rows * headDim];
         if (w.norms.length < rows) w.norms = new double[rows];
-        copyRows(x, rows, w.rows);
+        FeatureKernels.copyRows(x, rows, headDim, w.rows);
         FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
         for (int r = 0; r < rows; r++) {
             float half = halfOf(w.norms[r]);
@@ -131,19 +131,6 @@ final class RandomFeatures implements FeatureMap {
 
     private static final ThreadLocal<NormScratch> NORMS = ThreadLocal.withInitial(NormScratch::new);
 
-    /** The first {@code rows} rows of x, row-major into dst (in bulk when they are contiguous). */
-    private void copyRows(Tensor x, int rows, float[] dst) {
-        MemorySegment src = x.segment();
-        if (x.stride(1) == 1 && x.stride(0) == headDim) {
-            MemorySegment.copy(src, FLOAT, x.offset() * Float.BYTES, dst, 0, rows * headDim);
-            return;
-        }
-        for (int r = 0; r < rows; r++) {
-            long at = x.offset() + r * x.stride(0);
-            if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, r * headDim, headDim);
-            else for (int c = 0; c < headDim; c++) dst[r * headDim + c] = src.getAtIndex(FLOAT, at + c * x.stride(1));
-        }
-    }
 
     /** ‖x'‖²/2 = ‖x‖²/(2√D) (x' = x·D^(−1/4)) from the squared norm in double, rounded once. */
     private float halfOf(double squaredNorm) {
