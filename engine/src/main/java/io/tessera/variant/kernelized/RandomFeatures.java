@@ -89,10 +89,7 @@ final class RandomFeatures implements FeatureMap {
         MemorySegment out = dst.segment();
         float[] row = new float[m];   // one row at a time on the heap: a MemorySegment access costs a bounds and liveness check
         int rows = (int) x.size(0);
-        float[] xRows = new float[rows * headDim];
-        double[] norms = new double[rows];
-        FeatureKernels.copyRows(x, rows, headDim, xRows);
-        FeatureKernels.squaredNorms(xRows, rows, headDim, norms);
+        double[] norms = squaredNorms(x, rows);
         for (int r = 0; r < rows; r++) {
             float half = halfOf(norms[r]);
             long o = (dst.offset() + r * dst.stride(0)) * Float.BYTES;
@@ -112,18 +109,14 @@ final class RandomFeatures implements FeatureMap {
         backend.gemm(x, false, omegaColumns, false, scratch, 1f, 0f);
         int rows = (int) x.size(0);
         MemorySegment.copy(scratch.segment(), FLOAT, scratch.offset() * Float.BYTES, dst, 0, rows * m);
-        NormScratch w = NORMS.get();
-        if (w.rows.length < rows * headDim) w.rows = new float[rows * headDim];
-        if (w.norms.length < rows) w.norms = new double[rows];
-        FeatureKernels.copyRows(x, rows, headDim, w.rows);
-        FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
+        double[] norms = squaredNorms(x, rows);
         for (int r = 0; r < rows; r++) {
-            float half = halfOf(w.norms[r]);
+            float half = halfOf(norms[r]);
             for (int f = r * m, end = f + m; f < end; f++) dst[f] -= half;
         }
     }
 
-    /** Per-thread heap rows and norms of {@link #preActivations(Backend, Tensor, Tensor, float[])}. */
+    /** Per-thread heap rows and norms of both {@code preActivations}. */
     private static final class NormScratch {
         float[] rows = new float[0];
         double[] norms = new double[0];
@@ -131,6 +124,18 @@ final class RandomFeatures implements FeatureMap {
 
     private static final ThreadLocal<NormScratch> NORMS = ThreadLocal.withInitial(NormScratch::new);
 
+    /**
+     * ‖x_r‖² of the first {@code rows} rows of x ({@link FeatureKernels#squaredNorms} of the rows
+     * copied to the heap), in the calling thread's scratch: valid until its next call on this thread.
+     */
+    private double[] squaredNorms(Tensor x, int rows) {
+        NormScratch w = NORMS.get();
+        if (w.rows.length < rows * headDim) w.rows = new float[rows * headDim];
+        if (w.norms.length < rows) w.norms = new double[rows];
+        FeatureKernels.copyRows(x, rows, headDim, w.rows);
+        FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
+        return w.norms;
+    }
 
     /** ‖x'‖²/2 = ‖x‖²/(2√D) (x' = x·D^(−1/4)) from the squared norm in double, rounded once. */
     private float halfOf(double squaredNorm) {
