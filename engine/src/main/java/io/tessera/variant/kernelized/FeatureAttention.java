@@ -328,15 +328,7 @@ final class FeatureAttention {
             w.limit[f] = limit;
         }
         int dv = (int) v.size(1);
-        MemorySegment vs = v.segment();
-        for (int r = 0; r < rows; r++) {
-            long from = v.offset() + (long) (first + r) * v.stride(0);
-            if (v.stride(1) == 1) {
-                MemorySegment.copy(vs, FLOAT, from * Float.BYTES, w.valueRows, r * dv, dv);
-            } else {
-                for (int c = 0; c < dv; c++) w.valueRows[r * dv + c] = vs.getAtIndex(FLOAT, from + c * v.stride(1));
-            }
-        }
+        FeatureKernels.copyRows(v.slice(0, first, first + rows), rows, dv, w.valueRows);
         return FeatureKernels.fittingRows(w.keyRows, rows, m, w.limit, w.valueRows, dv);
     }
 
