@@ -50,7 +50,10 @@ final class FeatureKernelsSimd {
             int o = r * d;
             if (lanes == 8) {
                 DoubleVector a0 = zero;
-                for (int c = 0; c < body; c += 8) a0 = widened(x, o + c).fma(widened(x, o + c), a0);
+                for (int c = 0; c < body; c += 8) {
+                    DoubleVector v0 = widened(x, o + c);
+                    a0 = v0.fma(v0, a0);
+                }
                 a0.intoArray(partials, 0);
             } else if (lanes == 4) {
                 DoubleVector a0 = zero, a1 = zero;
