@@ -125,10 +125,12 @@ public final class VariantsSection {
         do call.run(); while (System.nanoTime() < end);
         List<Double> ms = new ArrayList<>();
         end = System.nanoTime() + (long) (seconds * 1e9);
-        while (ms.size() < (!ms.isEmpty() && ms.get(0) > SLOW_CALL_MS ? 3 : 5) || (System.nanoTime() < end && ms.size() < 200)) {
+        int minCalls = 5;
+        while (ms.size() < minCalls || (System.nanoTime() < end && ms.size() < 200)) {
             long t = System.nanoTime();
             call.run();
             ms.add((System.nanoTime() - t) / 1e6);
+            if (ms.size() == 1 && ms.get(0) > SLOW_CALL_MS) minCalls = 3;
         }
         double[] sorted = ms.stream().mapToDouble(Double::doubleValue).sorted().toArray();
         return new double[] {sorted[0], sorted[sorted.length / 2]};
