@@ -65,7 +65,10 @@ public record Tolerance(double output, double logSumExp) {
         float[][] kRows = new float[kvLen][d];   // a key/value head's rows, read once for the query heads that share it
         for (int b = 0; b < q.size(0); b++) for (int h = 0, loaded = -1; h < q.size(1); h++) {
             int hk = h / queryHeadsPerKvHead;
-            for (int j = 0; hk != loaded && j < kvLen; j++) for (int x = 0; x < d; x++) kRows[j][x] = k.get(b, hk, j, x);
+            if (hk != loaded) {
+                float[] head = DenseReference.headRows(k, b, hk);
+                for (int j = 0; j < kvLen; j++) System.arraycopy(head, j * d, kRows[j], 0, d);
+            }
             loaded = hk;
             for (int i = 0; i < q.size(2); i++) {
                 for (int x = 0; x < d; x++) qRow[x] = q.get(b, h, i, x);
