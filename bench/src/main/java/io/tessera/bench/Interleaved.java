@@ -43,8 +43,13 @@ import org.openjdk.jmh.annotations.TearDown;
 public final class Interleaved {
     private Interleaved() {}
 
-    /** Sleep between two calls, before waiting for the process's other threads to go idle. */
-    static final int PAUSE_MS = 20;
+    /**
+     * Sleep between two calls, before waiting for the process's other threads to go idle. Short: the
+     * wait ({@link #settle}) is what keeps a spinning pool out of the next call; at 20 ms the pauses
+     * of the quick main job's ~1,100 measured calls (a hundred rounds of three engines at n = 1024)
+     * added up to about 25 s of its 5 minutes.
+     */
+    static final int PAUSE_MS = 5;
     /** How long the JIT must have compiled nothing before an engine's warm-up ends. */
     static final long JIT_QUIET_NANOS = 300_000_000L;
     /** The longest wait, after the pause, for the process's other threads to go idle. */
@@ -443,7 +448,7 @@ public final class Interleaved {
      * full core, and a fixed 20 ms pause can let that spin overlap the next engine's two-thread
      * call (measured at load 5, n = 1024: Tessera's call 0.78× ONNX Runtime's with the fixed pause,
      * 1.24× with 100 ms; on a quiet machine both pauses gave the same ratio). Every engine starts
-     * from an idle process; on a quiet machine the wait is rarely longer than the pause.
+     * from an idle process: a pool still spinning after the pause is seen in the first 2 ms window.
      */
     static void settle() throws InterruptedException {
         Thread.sleep(PAUSE_MS);
