@@ -226,7 +226,8 @@ public final class MainJob {
             for (int j = 0; j < unit.size(); j++) {
                 List<Case> job = unit.get(j);
                 Case first = job.getFirst();
-                System.out.print(progress.start(String.format(Locale.ROOT, "%s n=%d D=%d %dT: %d engines in turns", first.pattern(), first.n(), first.headDim(), first.threads(), job.size())));
+                System.out.print(progress.start(String.format(Locale.ROOT, "%s n=%d D=%d %dT: %s", first.pattern(), first.n(), first.headDim(), first.threads(),
+                        job.size() == 1 ? "alone" : job.size() + " engines in turns")));
                 if (matches.get(j).failure() != null) {
                     System.out.println(progress.done("failed"));
                     for (Case c : job) failed(c, matches.get(j).failure(), notes);
@@ -466,14 +467,18 @@ public final class MainJob {
      * The jobs as they run: each JMH job alone; in quick mode the jobs of several engines in turns
      * grouped by thread count, each group in one JVM ({@link Interleaved#runMatches}: the peers'
      * native libraries loaded once, Tessera's kernels compiled once; one thread count per JVM, since
-     * PyTorch's intra-op thread count is one per process). {@code full} keeps a JVM per job: its
-     * forty jobs of a thread count would hold every peer's n² masks (up to n = 8192) at once. In the
-     * order of their first job.
+     * PyTorch's intra-op thread count is one per process), and with them a Tessera simd case that
+     * has no peer, as a match of its own (a JMH fork of its own took 8 s of the quick job for one
+     * bigbird row). Other backends' single cases stay JMH jobs (TornadoVM's forks need the SDK's
+     * JVM arguments). {@code full} keeps a JVM per job: its forty jobs of a thread count would hold
+     * every peer's n² masks (up to n = 8192) at once. In the order of their first job.
      */
     static List<List<List<Case>>> units(List<List<Case>> jobs, boolean full) {
         Map<String, List<List<Case>>> units = new LinkedHashMap<>();
         for (List<Case> job : jobs) {
-            String key = job.size() == 1 || full ? "alone " + job.getFirst().name() : "in turns " + job.getFirst().threads() + "T";
+            Case first = job.getFirst();
+            boolean inTurns = !full && (job.size() > 1 || first.engine().equals("tessera") && first.backend().equals("simd"));
+            String key = inTurns ? "in turns " + first.threads() + "T" : "alone " + first.name();
             units.computeIfAbsent(key, k -> new ArrayList<>()).add(job);
         }
         return new ArrayList<>(units.values());

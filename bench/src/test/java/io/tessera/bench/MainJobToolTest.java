@@ -53,17 +53,19 @@ class MainJobToolTest {
     }
 
     @Test
-    void jobsInTurnsShareOneJvmPerThreadCountAndJmhJobsRunAlone() {
+    void jobsInTurnsShareOneJvmPerThreadCountWithSimdCasesAloneAndOtherBackendsRunInJmh() {
         MainJob.Case dense = new MainJob.Case("tessera", "simd", "dense", 4096, 64, 2), ort = new MainJob.Case("onnxruntime-mha", "", "dense", 4096, 64, 2);
         MainJob.Case causal = new MainJob.Case("tessera", "simd", "causal", 4096, 64, 2), sdpa = new MainJob.Case("djl-sdpa", "", "causal", 4096, 64, 2);
         MainJob.Case bigbird = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 2), bigbirdOneThread = new MainJob.Case("tessera", "simd", "bigbird", 4096, 64, 1);
         MainJob.Case oneThread = new MainJob.Case("tessera", "simd", "dense", 1024, 64, 1), ortOneThread = new MainJob.Case("onnxruntime-mha", "", "dense", 1024, 64, 1);
-        List<List<MainJob.Case>> jobs = List.of(List.of(dense, ort), List.of(bigbird), List.of(causal, sdpa), List.of(oneThread, ortOneThread), List.of(bigbirdOneThread));
+        MainJob.Case tornado = new MainJob.Case("tessera", "tornado", "dense", 1024, 64, 2), scalar = new MainJob.Case("tessera", "scalar", "dense", 1024, 64, 1);
+        List<List<MainJob.Case>> jobs = List.of(List.of(dense, ort), List.of(bigbird), List.of(tornado), List.of(causal, sdpa), List.of(oneThread, ortOneThread),
+                List.of(bigbirdOneThread), List.of(scalar));
         assertThat(MainJob.units(jobs, false)).containsExactly(
-                List.of(List.of(dense, ort), List.of(causal, sdpa)),
-                List.of(List.of(bigbird)),
-                List.of(List.of(oneThread, ortOneThread)),
-                List.of(List.of(bigbirdOneThread)));
+                List.of(List.of(dense, ort), List.of(bigbird), List.of(causal, sdpa)),
+                List.of(List.of(tornado)),
+                List.of(List.of(oneThread, ortOneThread), List.of(bigbirdOneThread)),
+                List.of(List.of(scalar)));
         // --full: a JVM per job, as every job's states would otherwise be resident at once.
         assertThat(MainJob.units(jobs, true)).containsExactly(jobs.stream().map(List::of).toArray(List[]::new));
     }
