@@ -33,10 +33,10 @@ final class HalfRows {
     private static final ThreadScratch<short[][]> BITS = ThreadScratch.of(() -> new short[][] {new short[0]}, b -> 2L * b[0].length);
 
     /**
-     * dst[j·width + i] = the element at {@code base + j·rowStride + i} of {@code src} widened to
+     * dst[dstOff + j·width + i] = the element at {@code base + j·rowStride + i} of {@code src} widened to
      * float32, for j < n, i < width ({@code type} is BF16 or F16; indices in elements).
      */
-    static void widenRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] dst) {
+    static void widenRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] dst, int dstOff) {
         if (type != ElementType.BF16 && type != ElementType.F16) throw new IllegalStateException("widenRows of " + type);
         short[][] holder = BITS.get();
         short[] bits = holder[0];
@@ -49,8 +49,8 @@ final class HalfRows {
         } else {
             for (int j = 0; j < n; j++) MemorySegment.copy(src, SHORT, (base + j * rowStride) * 2, bits, j * width, width);
         }
-        if (type == ElementType.BF16) widenBfloat16(bits, n * width, dst);
-        else widenFloat16(bits, n * width, dst, 0);
+        if (type == ElementType.BF16) widenBfloat16(bits, n * width, dst, dstOff);
+        else widenFloat16(bits, n * width, dst, dstOff);
     }
 
     /**
@@ -84,13 +84,13 @@ final class HalfRows {
      * for the float32 tile's bulk copy; a scalar loop with Float.intBitsToFloat is not vectorized
      * by C2 and took 2.7 µs).
      */
-    private static void widenBfloat16(short[] bits, int count, float[] dst) {
+    private static void widenBfloat16(short[] bits, int count, float[] dst, int dstOff) {
         int i = 0;
         for (; i + L <= count; i += L) {
             ((IntVector) ShortVector.fromArray(SHORTS, bits, i).convertShape(VectorOperators.S2I, INTS, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, i);
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
         }
-        for (; i < count; i++) dst[i] = ElementType.bfloat16ToFloat(bits[i]);
+        for (; i < count; i++) dst[dstOff + i] = ElementType.bfloat16ToFloat(bits[i]);
     }
 
     /** A plain counted loop over arrays: the shape C2's superword pass vectorizes. */

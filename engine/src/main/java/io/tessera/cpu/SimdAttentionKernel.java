@@ -201,8 +201,8 @@ final class SimdAttentionKernel {
                 kOff = kv0 * d;
                 vOff = kv0 * dv;
                 if (s.panelFilled[cols[t]] != s.panelEpoch) {
-                    copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile, s.kPanel, kOff);
-                    copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile, s.vPanel, vOff);
+                    copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kPanel, kOff);
+                    copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vPanel, vOff);
                     if (saturated) s.panelKeyNorm[cols[t]] = maxRowNorm(s.kPanel, kOff, n, d);   // same call, same plan: every filler computes it
                     s.panelFilled[cols[t]] = s.panelEpoch;
                 }
@@ -395,24 +395,13 @@ final class SimdAttentionKernel {
      * widened to float32 on the way ({@link HalfRows}), so everything after this sees floats.
      */
     private static void copyRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] dst) {
-        if (type != ElementType.F32) {
-            HalfRows.widenRows(src, type, base, rowStride, n, width, dst);
-        } else if (rowStride == width) {
-            MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, 0, n * width);
-        } else {
-            for (int j = 0; j < n; j++) MemorySegment.copy(src, FLOAT, (base + j * rowStride) * Float.BYTES, dst, j * width, width);
-        }
+        copyRows(src, type, base, rowStride, n, width, dst, 0);
     }
 
-    /**
-     * {@link #copyRows} into dst from dstOff; half-precision rows are widened into {@code tile}
-     * (a scratch of at least n·width floats) first.
-     */
-    private static void copyRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] tile,
-                                 float[] dst, int dstOff) {
+    /** {@link #copyRows} into dst from dstOff (a tile at 0, or a panel); half-precision rows widened straight into it. */
+    private static void copyRows(MemorySegment src, ElementType type, long base, long rowStride, int n, int width, float[] dst, int dstOff) {
         if (type != ElementType.F32) {
-            HalfRows.widenRows(src, type, base, rowStride, n, width, tile);
-            System.arraycopy(tile, 0, dst, dstOff, n * width);
+            HalfRows.widenRows(src, type, base, rowStride, n, width, dst, dstOff);
         } else if (rowStride == width) {
             MemorySegment.copy(src, FLOAT, base * Float.BYTES, dst, dstOff, n * width);
         } else {

@@ -15,7 +15,7 @@ import java.util.Locale;
 
 /**
  * A quick A/B probe of the fused forward on a shared machine: the given score modifiers (by
- * {@link ScoreModBenchmark#mod} name) on one pattern and length, B = 1, H = 8, D = 64, interleaved
+ * {@link ScoreModBenchmark#mod} name, or {@code BF16} / {@code F16} storage) on one pattern and length, B = 1, H = 8, D = 64, interleaved
  * (every round runs every configuration once), one thread on the calling thread, so the call's
  * CPU time is the thread's ({@link ThreadMXBean}): time other processes take from the core does
  * not count, which wall time on a loaded 2-core machine does. Prints min and median CPU and wall
@@ -44,16 +44,20 @@ public final class ForwardProbe {
         Backend be = Backend.named("simd").withThreads(threads);
         Runnable[] calls = new Runnable[mods.length];
         for (int i = 0; i < mods.length; i++) {
-            // "mod@QxKV": that modifier with blockQ = Q and blockKV = KV instead of the backend's preference.
+            // "mod@QxKV": that modifier with blockQ = Q and blockKV = KV instead of the backend's preference;
+            // "BF16" or "F16": no modifier, q, k and v stored in that type.
             String[] parts = mods[i].split("@");
-            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(parts[0], heads));
+            boolean half = parts[0].equals("BF16") || parts[0].equals("F16");
+            Attention attention = Attention.sparse(AttentionBenchmark.spec(pattern)).on(be).withScoreMod(ScoreModBenchmark.mod(half ? "none" : parts[0], heads));
             if (parts.length > 1) {
                 String[] sizes = parts[1].split("x");
                 attention = attention.withBlockSizes(Integer.parseInt(sizes[0]), Integer.parseInt(sizes[1]));
             }
             attention.layouts(heads, n, n);
             Attention call = attention;
-            calls[i] = () -> call.forward(q, k, v, out);
+            io.tessera.tensor.ElementType type = half ? io.tessera.tensor.ElementType.valueOf(parts[0]) : io.tessera.tensor.ElementType.F32;
+            Tensor qi = half ? q.to(arena, type) : q, ki = half ? k.to(arena, type) : k, vi = half ? v.to(arena, type) : v;
+            calls[i] = () -> call.forward(qi, ki, vi, out);
         }
         return calls;
     }
