@@ -28,12 +28,15 @@ class HalfRowsTest {
                     }
                     for (long rowStride : new long[] {stride, width}) {
                         int n = rowStride == width ? rows * stride / width : rows;   // contiguous: the same bytes read as rows of width
-                        float[] dst = new float[n * width];
-                        HalfRows.widenRows(src, type, 0, rowStride, n, width, dst);
+                        int dstOff = width;   // into a panel at an offset; the floats before it stay untouched
+                        float[] dst = new float[dstOff + n * width];
+                        java.util.Arrays.fill(dst, 0, dstOff, -7f);
+                        HalfRows.widenRows(src, type, 0, rowStride, n, width, dst, dstOff);
+                        for (int i = 0; i < dstOff; i++) assertThat(dst[i]).isEqualTo(-7f);
                         for (int j = 0; j < n; j++) {
                             for (int i = 0; i < width; i++) {
                                 float expected = type.get(src, j * rowStride + i);
-                                assertThat(Float.floatToRawIntBits(dst[j * width + i]))
+                                assertThat(Float.floatToRawIntBits(dst[dstOff + j * width + i]))
                                         .as("%s width %d row stride %d element (%d, %d)", type, width, rowStride, j, i)
                                         .isEqualTo(Float.floatToRawIntBits(expected));
                             }
