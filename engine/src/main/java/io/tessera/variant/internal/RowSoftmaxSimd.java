@@ -5,7 +5,7 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * {@link RowSoftmax}'s element-wise steps with the Vector API (loaded only when the incubator
- * module is present): e^(x − max) by the shared {@link FloatExpSimd#exp} (the scalar loop's
+ * module is present): e^(x − max) by the shared {@link FloatExpSimd#expInPlace} (the scalar loop's
  * {@link FloatExp#exp}, lane by lane), the row maximum, and the division by the row's sum. The
  * width is the CPU kernels' ({@link VariantSpecies}).
  */
@@ -21,9 +21,8 @@ final class RowSoftmaxSimd {
      * forward.
      */
     static int exponentials(float[] row, int cols, float max) {
-        int lanes = F.length(), vec = cols - cols % lanes;
-        FloatVector mv = FloatVector.broadcast(F, max);
-        for (int c = 0; c < vec; c += lanes) FloatExpSimd.exp(FloatVector.fromArray(F, row, c).sub(mv)).intoArray(row, c);
+        int vec = cols - cols % F.length();
+        FloatExpSimd.expInPlace(row, 0, vec, max);
         return vec;
     }
 
