@@ -35,7 +35,8 @@ final class FeatureKernelsSimd {
 
     /**
      * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
-     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain.
+     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain (the widening
+     * written out in the loops: no method here takes or returns a vector, see FloatExpSimd).
      */
     static void squaredNorms(float[] x, int rows, int d, double[] out) {
         int lanes = D.length();
@@ -51,14 +52,15 @@ final class FeatureKernelsSimd {
             if (lanes == 8) {
                 DoubleVector a0 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                 }
                 a0.intoArray(partials, 0);
             } else if (lanes == 4) {
                 DoubleVector a0 = zero, a1 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 4);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v1 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 4, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                     a1 = v1.fma(v1, a1);
                 }
@@ -67,7 +69,10 @@ final class FeatureKernelsSimd {
             } else {
                 DoubleVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 2), v2 = widened(x, o + c + 4), v3 = widened(x, o + c + 6);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v1 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 2, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v2 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 4, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v3 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 6, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                     a1 = v1.fma(v1, a1);
                     a2 = v2.fma(v2, a2);
@@ -80,10 +85,6 @@ final class FeatureKernelsSimd {
             }
             out[r] = FeatureKernels.finishNorm(partials, x, o, d, body);
         }
-    }
-
-    private static DoubleVector widened(float[] x, int at) {
-        return (DoubleVector) FloatVector.fromArray(F, x, at, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
     }
 
     /**
