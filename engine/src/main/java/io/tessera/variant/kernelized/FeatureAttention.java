@@ -124,6 +124,8 @@ final class FeatureAttention {
          * per feature and chunk and an expm1 per feature and chunk were 5 % of the causal pass.
          */
         final float[] shiftArgument, limitShift;
+        /** The map {@code limit} was computed for (the limit of a shift depends on it; the scratch serves both maps). */
+        boolean limitsExponential;
 
         ForwardScratch(int m, int dv) {
             this.m = m;
@@ -290,6 +292,11 @@ final class FeatureAttention {
         Arrays.fill(z, 0f);
         Arrays.fill(shift, Float.NEGATIVE_INFINITY);
         Arrays.fill(w.shiftArgument, Float.NEGATIVE_INFINITY);
+        if (w.limitsExponential != exponential) {   // back to the limit of a NaN shift, NaN for either map
+            Arrays.fill(w.limit, Float.NaN);
+            Arrays.fill(w.limitShift, Float.NaN);
+            w.limitsExponential = exponential;
+        }
         for (int c0 = 0; c0 < qLen; ) {
             int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows);
