@@ -117,6 +117,15 @@ final class FeatureAttention {
         final int m, dv;
         final Tensor state, keyU, keyF, queryU, queryW, scores, numDen;
         final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, limit, valueRows, square;
+        /**
+         * Per feature, a pre-activation whose log-feature is ≤ the shift ({@link #raiseToColumnMaxima}
+         * skips the logarithm of a column maximum not above it), and the shift {@code limit} was
+         * computed for ({@link #fittingRows} recomputes only the limits whose shift moved): a log1p
+         * per feature and chunk and an expm1 per feature and chunk were 5 % of the causal pass.
+         */
+        final float[] shiftArgument, limitShift;
+        /** The map {@code limit} was computed for (the limit of a shift depends on it; the scratch serves both maps). */
+        boolean limitsExponential;
 
         ForwardScratch(int m, int dv) {
             this.m = m;
@@ -141,6 +150,10 @@ final class FeatureAttention {
             outRow = new float[rows * (dv + 1)];
             denominators = new float[rows];
             limit = new float[m];
+            limitShift = new float[m];
+            Arrays.fill(limit, Float.NaN);        // the limit of a NaN shift: limit and limitShift agree from the start
+            Arrays.fill(limitShift, Float.NaN);
+            shiftArgument = new float[m];
             valueRows = new float[CAUSAL_CHUNK * dv];
             square = new float[CAUSAL_CHUNK * CAUSAL_CHUNK];
         }
@@ -167,13 +180,14 @@ final class FeatureAttention {
         w.state.fill(0f);
         Arrays.fill(z, 0f);
         Arrays.fill(shift, Float.NEGATIVE_INFINITY);
+        Arrays.fill(w.shiftArgument, Float.NEGATIVE_INFINITY);
         // The element-wise passes run on heap copies of the chunk's rows (bulk-copied in and out):
         // scalar MemorySegment accesses cost a bounds and liveness check each.
         for (int c0 = 0; c0 < kvLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, kvLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows);
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u, w.keyRows);
-            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
+            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest, w.shiftArgument);
             rescaleState(w.state, z, shift, raised, w.outRow);
             FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
             fromArray(w.features, rows * m, f);
@@ -206,11 +220,25 @@ final class FeatureAttention {
         MemorySegment.copy(src, 0, t.segment(), FLOAT, t.offset() * Float.BYTES, count);
     }
 
-    /** raised = max(shift, log φ of each feature's largest pre-activation over the rows); NaN propagates. */
-    private static void raiseToColumnMaxima(float[] u, int rows, int m, boolean exponential, float[] shift, float[] raised, float[] largest) {
+    /**
+     * raised = max(shift, log φ of each feature's largest pre-activation over the rows); NaN
+     * propagates. {@code argument[f]} is a pre-activation with log φ ≤ shift[f] (−∞ for a fresh
+     * shift): log φ is non-decreasing (log1p is semi-monotonic, and so is rounding it to float), so a
+     * largest value below it leaves raised[f] = shift[f] without its logarithm; any other
+     * becomes the new argument. The values are those of max(shift, log φ(largest)) in every case.
+     */
+    private static void raiseToColumnMaxima(float[] u, int rows, int m, boolean exponential, float[] shift, float[] raised, float[] largest, float[] argument) {
         Arrays.fill(largest, Float.NEGATIVE_INFINITY);
         FeatureKernels.columnMax(u, rows, m, largest);
-        for (int f = 0; f < m; f++) raised[f] = Math.max(shift[f], FeatureKernels.logFeature(largest[f], exponential));
+        for (int f = 0; f < m; f++) {
+            float x = largest[f];
+            if (x < argument[f]) {   // strictly: at x = argument, log φ(x) = +0 with shift −0 would make Math.max +0
+                raised[f] = shift[f];
+                continue;
+            }
+            raised[f] = Math.max(shift[f], FeatureKernels.logFeature(x, exponential));
+            if (raised[f] == raised[f]) argument[f] = x;   // log φ(x) ≤ raised, the shift from now on (not after a NaN)
+        }
     }
 
     /**
@@ -263,12 +291,18 @@ final class FeatureAttention {
         w.state.fill(0f);
         Arrays.fill(z, 0f);
         Arrays.fill(shift, Float.NEGATIVE_INFINITY);
+        Arrays.fill(w.shiftArgument, Float.NEGATIVE_INFINITY);
+        if (w.limitsExponential != exponential) {   // back to the limit of a NaN shift, NaN for either map
+            Arrays.fill(w.limit, Float.NaN);
+            Arrays.fill(w.limitShift, Float.NaN);
+            w.limitsExponential = exponential;
+        }
         for (int c0 = 0; c0 < qLen; ) {
             int rows = Math.min(CAUSAL_CHUNK, qLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows);
             phi.preActivations(backend, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             // The chunk's shift: the keys before it and its first key, nothing later.
-            raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest);
+            raiseToColumnMaxima(w.keyRows, 1, m, exponential, shift, raised, w.largest, w.shiftArgument);
             rows = fittingRows(w, rows, m, exponential, raised, vh, c0);
             rescaleState(w.state, z, shift, raised, w.outRow);
             Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows), num = nd.slice(1, 0, dv);
@@ -287,7 +321,7 @@ final class FeatureAttention {
             backend.gemm(sc, false, vc, false, num, 1f, 1f);
             backend.gemm(f, true, vc, false, w.state, 1f, 1f);
             // Keep stored features ≤ 1: σ rises to the chunk's largest key (all ≤ the next rows).
-            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest);
+            raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest, w.shiftArgument);
             rescaleState(w.state, z, shift, raised, w.outRow);
             divideRows(nd, w.denominators, w.outRow, oh.slice(0, c0, c0 + rows));
             c0 += rows;
@@ -319,6 +353,8 @@ final class FeatureAttention {
      */
     private static int fittingRows(ForwardScratch w, int rows, int m, boolean exponential, float[] shift, Tensor v, int first) {
         for (int f = 0; f < m; f++) {
+            if (Float.compare(w.limitShift[f], shift[f]) == 0) continue;   // a function of the shift alone: unchanged
+            w.limitShift[f] = shift[f];
             // log φ(u) > shift + MARGIN ⇔ u > bound (log φ is increasing), compared in float: u > the
             // largest float ≤ bound is u > bound exactly, for every float u.
             double bound = shift[f] + MARGIN;

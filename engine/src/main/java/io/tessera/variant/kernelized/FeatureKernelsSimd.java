@@ -35,7 +35,8 @@ final class FeatureKernelsSimd {
 
     /**
      * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
-     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain.
+     * accumulators of float pairs widened to doubles, each the scalar twin's fma chain (the widening
+     * written out in the loops: no method here takes or returns a vector, see FloatExpSimd).
      */
     static void squaredNorms(float[] x, int rows, int d, double[] out) {
         int lanes = D.length();
@@ -51,14 +52,15 @@ final class FeatureKernelsSimd {
             if (lanes == 8) {
                 DoubleVector a0 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                 }
                 a0.intoArray(partials, 0);
             } else if (lanes == 4) {
                 DoubleVector a0 = zero, a1 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 4);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v1 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 4, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                     a1 = v1.fma(v1, a1);
                 }
@@ -67,7 +69,10 @@ final class FeatureKernelsSimd {
             } else {
                 DoubleVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
                 for (int c = 0; c < body; c += 8) {
-                    DoubleVector v0 = widened(x, o + c), v1 = widened(x, o + c + 2), v2 = widened(x, o + c + 4), v3 = widened(x, o + c + 6);
+                    DoubleVector v0 = (DoubleVector) FloatVector.fromArray(F, x, o + c, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v1 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 2, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v2 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 4, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
+                    DoubleVector v3 = (DoubleVector) FloatVector.fromArray(F, x, o + c + 6, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
                     a0 = v0.fma(v0, a0);
                     a1 = v1.fma(v1, a1);
                     a2 = v2.fma(v2, a2);
@@ -80,10 +85,6 @@ final class FeatureKernelsSimd {
             }
             out[r] = FeatureKernels.finishNorm(partials, x, o, d, body);
         }
-    }
-
-    private static DoubleVector widened(float[] x, int at) {
-        return (DoubleVector) FloatVector.fromArray(F, x, at, LOW_HALF).convertShape(VectorOperators.F2D, D, 0);
     }
 
     /**
@@ -173,10 +174,10 @@ final class FeatureKernelsSimd {
     }
 
     /*
-     * The exponential and elu + 1 maps share one loop without a branch on vectors: C2 keeps a vector
-     * in registers only while no control-flow merge joins two of them (a phi of vectors boxes them,
-     * which measured three times slower). For e^u the cap is +∞ (min(u, +∞) = u) and the factor 1
-     * (e·1 = e), the scalar twin's values exactly.
+     * The exponentials go through FloatExpSimd.expInPlace on the destination row: each row's
+     * arguments are written there, raised in place, then finished (the elu factor, the sums). No
+     * vector crosses a call (see FloatExpSimd), and no branch merges two vectors (a phi of vectors
+     * boxes them: the exponential and elu + 1 maps have loops of their own).
      */
 
     static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
@@ -186,20 +187,17 @@ final class FeatureKernelsSimd {
         }
         // elu(u) + 1 = e^min(u, 0) · (max(u, 0) + 1): exact for either sign (one factor is 1)
         int vec = m - m % L;
-        float[] total = sums != null ? sums : new float[m];
-        for (int f = 0; f < vec; f += L) {
-            FloatVector s = FloatVector.fromArray(F, shift, f);
-            FloatVector sum = FloatVector.fromArray(F, total, f);
-            for (int r = 0; r < rows; r++) {
-                int o = r * m + f;
-                FloatVector u0 = FloatVector.fromArray(F, u, o);
-                FloatVector e = exp(u0.min(0f).sub(s)).mul(u0.max(0f).add(1f));
-                e.intoArray(dst, o);
-                sum = sum.add(e);
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).sub(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
+            FloatExpSimd.expInPlace(dst, o, o + vec, 0f);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector e = FloatVector.fromArray(F, dst, o + f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f));
+                e.intoArray(dst, o + f);
+                if (sums != null) FloatVector.fromArray(F, sums, f).add(e).intoArray(sums, f);   // row by row, as the scalar loop
             }
-            sum.intoArray(total, f);
         }
-        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, exponential, shift, dst, sums, vec);
+        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, false, shift, dst, sums, vec);
     }
 
     static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
@@ -214,44 +212,43 @@ final class FeatureKernelsSimd {
             if (vec > 0) {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
+                    // FeatureKernels.logFeatureBound, lane by lane (written out here: no vector crosses a call)
                     FloatVector x = FloatVector.fromArray(F, u, o + f);
-                    best = best.max(logFeatureBound(x).add(FloatVector.fromArray(F, shift, f)));
+                    IntVector bits = x.max(0f).add(1f).reinterpretAsInts();
+                    FloatVector exponent = (FloatVector) bits.lanewise(VectorOperators.LSHR, 23).sub(127).convert(VectorOperators.I2F, 0);
+                    FloatVector mantissa = (FloatVector) bits.and(0x7FFFFF).convert(VectorOperators.I2F, 0);
+                    FloatVector log2 = exponent.add(mantissa.mul(0x1p-23f)).add(LOG2_GAP);
+                    best = best.max(V_LN2.fma(log2, x.min(0f)).add(FloatVector.fromArray(F, shift, f)));
                 }
                 // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
                 // store and a scalar loop here cost as much as the row's exponentials at m = 64)
                 max = best.reduceLanes(VectorOperators.MAX);
             }
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
-            FloatVector mv = FloatVector.broadcast(F, max);
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).add(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
+            FloatExpSimd.expInPlace(dst, o, o + vec, max);
             for (int f = 0; f < vec; f += L) {
-                FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
-                FloatVector w = exp(x.min(0f).add(s).sub(mv)).mul(x.max(0f).add(1f));
-                w.intoArray(dst, o + f);
+                FloatVector.fromArray(F, dst, o + f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f)).intoArray(dst, o + f);
             }
             if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
         }
     }
 
     /*
-     * The exponential map (the Performer) in loops of its own: the shared loop's cap (min with +∞),
-     * factor (·1) and, in the query weights' maximum, the elu bound computed and blended away cost
-     * about a third of its element-wise time. The values are the shared loop's (those operations
-     * are exact identities for e^u), so still the scalar twin's bit for bit.
+     * The exponential map (the Performer) in loops of its own: the elu loop's cap (min with 0), factor
+     * and, in the query weights' maximum, the elu bound would cost about a third of its element-wise
+     * time. The values are the scalar twin's bit for bit.
      */
 
     private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] sums) {
         int vec = m - m % L;
-        float[] total = sums != null ? sums : new float[m];
-        for (int f = 0; f < vec; f += L) {
-            FloatVector s = FloatVector.fromArray(F, shift, f);
-            FloatVector sum = FloatVector.fromArray(F, total, f);
-            for (int r = 0; r < rows; r++) {
-                int o = r * m + f;
-                FloatVector e = exp(FloatVector.fromArray(F, u, o).sub(s));
-                e.intoArray(dst, o);
-                sum = sum.add(e);
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).sub(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
+            FloatExpSimd.expInPlace(dst, o, o + vec, 0f);
+            if (sums != null) {
+                for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, sums, f).add(FloatVector.fromArray(F, dst, o + f)).intoArray(sums, f);
             }
-            sum.intoArray(total, f);
         }
         if (vec < m) FeatureKernels.keyFeatures(u, rows, m, true, shift, dst, sums, vec);
     }
@@ -265,38 +262,35 @@ final class FeatureKernelsSimd {
                 // Four running maxima (one chain waited out every max's latency: 40 % of this
                 // method at m = 256), then Math.max over them and their lanes, which is exact: any
                 // order gives the scalar loop's value (a store and a scalar loop over the lanes cost
-                // as much as the row's exponentials at m = 64).
+                // as much as the row's exponentials at m = 64). The sums x + shift go to dst, the
+                // exponentials' arguments.
                 FloatVector b0 = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), b1 = b0, b2 = b0, b3 = b0;
                 int f = 0;
                 for (; f + 4 * L <= vec; f += 4 * L) {
-                    b0 = b0.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
-                    b1 = b1.max(FloatVector.fromArray(F, u, o + f + L).add(FloatVector.fromArray(F, shift, f + L)));
-                    b2 = b2.max(FloatVector.fromArray(F, u, o + f + 2 * L).add(FloatVector.fromArray(F, shift, f + 2 * L)));
-                    b3 = b3.max(FloatVector.fromArray(F, u, o + f + 3 * L).add(FloatVector.fromArray(F, shift, f + 3 * L)));
+                    FloatVector x0 = FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f));
+                    FloatVector x1 = FloatVector.fromArray(F, u, o + f + L).add(FloatVector.fromArray(F, shift, f + L));
+                    FloatVector x2 = FloatVector.fromArray(F, u, o + f + 2 * L).add(FloatVector.fromArray(F, shift, f + 2 * L));
+                    FloatVector x3 = FloatVector.fromArray(F, u, o + f + 3 * L).add(FloatVector.fromArray(F, shift, f + 3 * L));
+                    x0.intoArray(dst, o + f);
+                    x1.intoArray(dst, o + f + L);
+                    x2.intoArray(dst, o + f + 2 * L);
+                    x3.intoArray(dst, o + f + 3 * L);
+                    b0 = b0.max(x0);
+                    b1 = b1.max(x1);
+                    b2 = b2.max(x2);
+                    b3 = b3.max(x3);
                 }
-                for (; f < vec; f += L) b0 = b0.max(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)));
+                for (; f < vec; f += L) {
+                    FloatVector x0 = FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f));
+                    x0.intoArray(dst, o + f);
+                    b0 = b0.max(x0);
+                }
                 max = b0.max(b1).max(b2.max(b3)).reduceLanes(VectorOperators.MAX);
             }
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
-            FloatVector mv = FloatVector.broadcast(F, max);
-            for (int f = 0; f < vec; f += L) {
-                exp(FloatVector.fromArray(F, u, o + f).add(FloatVector.fromArray(F, shift, f)).sub(mv)).intoArray(dst, o + f);
-            }
+            FloatExpSimd.expInPlace(dst, o, o + vec, max);   // e^((x + shift) − max), as the scalar twin
             if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
         }
     }
 
-    /** {@link FeatureKernels#exp}, lane by lane: the shared {@link FloatExpSimd#exp}. */
-    private static FloatVector exp(FloatVector x) {
-        return FloatExpSimd.exp(x);
-    }
-
-    /** {@link FeatureKernels#logFeatureBound}, lane by lane. */
-    private static FloatVector logFeatureBound(FloatVector u) {
-        IntVector bits = u.max(0f).add(1f).reinterpretAsInts();
-        FloatVector exponent = (FloatVector) bits.lanewise(VectorOperators.LSHR, 23).sub(127).convert(VectorOperators.I2F, 0);
-        FloatVector mantissa = (FloatVector) bits.and(0x7FFFFF).convert(VectorOperators.I2F, 0);
-        FloatVector log2 = exponent.add(mantissa.mul(0x1p-23f)).add(LOG2_GAP);
-        return V_LN2.fma(log2, u.min(0f));
-    }
 }

@@ -322,21 +322,25 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
 
     /**
      * Means of m near-equal segments of the rows of x: each column's sum over the segment's rows in
-     * row order in double (rows copied out whole: the column-wise segment reads were strided).
+     * row order in double (rows copied out whole: the column-wise segment reads were strided; a
+     * segment of contiguous rows in one copy: a copy per row of 64 floats was most of this method).
      */
     static void segmentMeans(Tensor x, int m, Tensor dst) {
         int n = (int) x.size(0), d = (int) x.size(1);
         MemorySegment src = x.segment(), out = dst.segment();
-        float[] row = new float[d];
+        boolean contiguous = x.stride(1) == 1 && x.stride(0) == d;
+        float[] rows = new float[contiguous ? Math.multiplyExact((n + m - 1) / m, d) : d];
         double[] sums = new double[d];
         for (int sgm = 0; sgm < m; sgm++) {
             int from = (int) ((long) sgm * n / m), to = (int) ((long) (sgm + 1) * n / m);
             java.util.Arrays.fill(sums, 0);
+            if (contiguous) MemorySegment.copy(src, FLOAT, (x.offset() + (long) from * d) * Float.BYTES, rows, 0, (to - from) * d);
             for (int r = from; r < to; r++) {
+                int at = contiguous ? (r - from) * d : 0;
                 long o = x.offset() + r * x.stride(0);
-                if (x.stride(1) == 1) MemorySegment.copy(src, FLOAT, o * Float.BYTES, row, 0, d);
-                else for (int c = 0; c < d; c++) row[c] = src.getAtIndex(FLOAT, o + c * x.stride(1));
-                for (int c = 0; c < d; c++) sums[c] += row[c];
+                if (!contiguous && x.stride(1) == 1) MemorySegment.copy(src, FLOAT, o * Float.BYTES, rows, 0, d);
+                else if (!contiguous) for (int c = 0; c < d; c++) rows[c] = src.getAtIndex(FLOAT, o + c * x.stride(1));
+                for (int c = 0; c < d; c++) sums[c] += rows[at + c];
             }
             for (int c = 0; c < d; c++) out.setAtIndex(FLOAT, dst.offset() + (long) sgm * d + c, (float) (sums[c] / (to - from)));
         }

@@ -50,7 +50,7 @@ class RowSoftmaxTest {
             scalar[i] = FloatExp.exp(row[i]);
         }
         float[] x = row.clone();
-        int done = RowSoftmaxSimd.exponentials(row, n, 0f);
+        int done = RowSoftmaxSimd.exponentials(row, 0, n, 0f);
         assertThat(done).isEqualTo(n);
         for (int i = 0; i < n; i++) {
             assertThat(Float.floatToRawIntBits(row[i])).as("e^%s: vector vs scalar", x[i]).isEqualTo(Float.floatToRawIntBits(scalar[i]));
