@@ -5,7 +5,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -55,16 +54,15 @@ final class SimdGemm {
         int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
         int rowsPerItem = rowsPerItem(g), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem);
         float[] packed = PACKED.get(), tile = TILE.get();
-        VectorMask<Float> m0 = F.indexInRange(0, cols), m1 = F.indexInRange(L, cols);
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
             int kc = Math.min(KC, g.k() - k0);
             pack(g, k0, kc, j0, cols, packed);
             boolean first = k0 == 0;
             GemmCall rowsOfA = g.aType() == ElementType.F32 ? g : widenRows(g, i0, i1, k0, kc);
             int i = i0;
-            for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, tile, kc, k0, i, j0, first, m0, m1);
-            for (; i + 2 <= i1; i += 2) block2(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
-            for (; i < i1; i++) block1(rowsOfA, packed, kc, k0, i, j0, first, m0, m1);
+            for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
+            for (; i + 2 <= i1; i += 2) block2(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
+            for (; i < i1; i++) block1(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
         }
     }
 
@@ -149,7 +147,7 @@ final class SimdGemm {
                 g.c(), g.cOff(), g.cRow(), g.m(), g.n(), g.k(), g.alpha(), g.beta(), ElementType.F32, g.bType());
     }
 
-    private static void block6(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+    private static void block6(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
         MemorySegment a = g.a();
         long ar = g.aRow(), ac = g.aCol();
         long a0 = g.aOff() + i * ar + k0 * ac, a1 = a0 + ar, a2 = a1 + ar, a3 = a2 + ar, a4 = a3 + ar, a5 = a4 + ar;
@@ -181,42 +179,46 @@ final class SimdGemm {
         c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
         c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
         c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
-        storeTile(g, tile, i, j0, first, m0, m1);
-    }
-
-    /** Stores the {@link #ROWS} rows of a {@link #block6} tile (row r at {@code tile[2rL, 2rL + 2L)}). */
-    private static void storeTile(GemmCall g, float[] tile, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
-        if (g.n() - j0 >= PANEL) {
-            storeFullTile(g, tile, i, j0, first);
-            return;
-        }
-        for (int r = 0; r < ROWS; r++) {
-            store(g, i + r, j0, first, FloatVector.fromArray(F, tile, 2 * r * L), FloatVector.fromArray(F, tile, (2 * r + 1) * L), m0, m1);
-        }
+        storeTile(g, tile, i, ROWS, j0, first, cols);
     }
 
     /**
-     * {@link #storeTile} for a full panel, with {@link #storeOne}'s operations in its order (so the
-     * same bits), one straight loop per case and no vector passed to a method: through
-     * {@link #store} the vectors and masks were boxed when C2 did not inline it, and storing took a
-     * tenth of a thin product's time (depth 64, Performer's projections).
+     * Stores {@code rows} rows of a tile (row r at {@code tile[2rL, 2rL + 2L)}) into c's rows i … and
+     * columns j0 … j0 + cols − 1: c = alpha·acc + beta·c on the first depth slice, c += alpha·acc
+     * after it. Every block stores through its tile and no method takes a vector or a mask: through
+     * a store(FloatVector, VectorMask) helper the vectors and masks were boxed whenever C2 did not
+     * inline it (storing took a tenth of a thin product's time, depth 64, Performer's projections),
+     * and after the variants' other kernels had run in the JVM, a warmed-up forward still allocated
+     * 0.4–1.3 MB per call there.
      */
-    private static void storeFullTile(GemmCall g, float[] tile, int i, int j0, boolean first) {
+    private static void storeTile(GemmCall g, float[] tile, int i, int rows, int j0, boolean first, int cols) {
+        if (cols == PANEL) {
+            storeFullTile(g, tile, i, rows, j0, first);
+            return;
+        }
+        for (int r = 0; r < rows; r++) {
+            long at = g.cOff() + (i + r) * g.cRow() + j0;
+            storeRagged(g, tile, 2 * r * L, at, first, cols);
+        }
+    }
+
+    /** {@link #storeTile} for a full panel, one straight loop per case. */
+    private static void storeFullTile(GemmCall g, float[] tile, int i, int rows, int j0, boolean first) {
         MemorySegment c = g.c();
         float alpha = g.alpha(), beta = g.beta();
         long rowBytes = g.cRow() * Float.BYTES, at = (g.cOff() + i * g.cRow() + j0) * Float.BYTES;
         if (!first) {
-            for (int v = 0; v < 2 * ROWS; v++) {
+            for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
                 FloatVector.fromArray(F, tile, v * L).mul(alpha).add(FloatVector.fromMemorySegment(F, c, byteOff, ORDER)).intoMemorySegment(c, byteOff, ORDER);
             }
         } else if (beta != 0f) {
-            for (int v = 0; v < 2 * ROWS; v++) {
+            for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
                 FloatVector.fromMemorySegment(F, c, byteOff, ORDER).mul(beta).add(FloatVector.fromArray(F, tile, v * L).mul(alpha)).intoMemorySegment(c, byteOff, ORDER);
             }
         } else {
-            for (int v = 0; v < 2 * ROWS; v++) {
+            for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
                 FloatVector.fromArray(F, tile, v * L).mul(alpha).intoMemorySegment(c, byteOff, ORDER);
             }
@@ -224,7 +226,7 @@ final class SimdGemm {
     }
 
     /** Two rows: what is left of a row chunk after {@link #block6} (half the loads per FMA of {@link #block1}). */
-    private static void block2(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+    private static void block2(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
         long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol(), a1 = a0 + g.aRow();
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
         for (int p = 0; p < kc; p++) {
@@ -236,11 +238,12 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a1 + off));
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
-        store(g, i, j0, first, c00, c01, m0, m1);
-        store(g, i + 1, j0, first, c10, c11, m0, m1);
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        storeTile(g, tile, i, 2, j0, first, cols);
     }
 
-    private static void block1(GemmCall g, float[] bp, int kc, int k0, int i, int j0, boolean first, VectorMask<Float> m0, VectorMask<Float> m1) {
+    private static void block1(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
         long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol();
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
@@ -249,46 +252,21 @@ final class SimdGemm {
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
-        store(g, i, j0, first, c0, c1, m0, m1);
+        c0.intoArray(tile, 0); c1.intoArray(tile, L);
+        storeTile(g, tile, i, 1, j0, first, cols);
     }
-
-    /** c = alpha·acc + beta·c on the first depth slice, c += alpha·acc after it; masks cover the ragged last panel. */
-    private static void store(GemmCall g, int i, int j0, boolean first, FloatVector x0, FloatVector x1, VectorMask<Float> m0, VectorMask<Float> m1) {
-        long byteOff = (g.cOff() + i * g.cRow() + j0) * Float.BYTES;
-        storeOne(g, byteOff, first, x0, m0);
-        storeOne(g, byteOff + (long) L * Float.BYTES, first, x1, m1);
-    }
-
-    private static void storeOne(GemmCall g, long byteOff, boolean first, FloatVector acc, VectorMask<Float> mask) {
-        if (!mask.anyTrue()) return;
-        if (!mask.allTrue()) {
-            storeRagged(g, byteOff, first, acc, mask.trueCount());
-            return;
-        }
-        FloatVector r = acc.mul(g.alpha());
-        if (!first) {
-            r = r.add(FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER));
-        } else if (g.beta() != 0f) {
-            r = FloatVector.fromMemorySegment(F, g.c(), byteOff, ORDER).mul(g.beta()).add(r);
-        }
-        r.intoMemorySegment(g.c(), byteOff, ORDER);
-    }
-
-    private static final ThreadLocal<float[]> RAGGED = ThreadLocal.withInitial(() -> new float[L]);
 
     /**
-     * {@link #storeOne} for the first {@code count} < L columns of a ragged panel, lane by lane with
-     * the same operations (so the same bits): masked vector loads and stores into a memory segment
-     * run as Java fallback code on AVX2 (measured: a 1-column panel cost as much as the rest of the product).
+     * One row of a ragged last panel (cols < 2L), its tile row at {@code tile[t, t + cols)}, into c
+     * from element {@code at}, lane by lane with {@link #storeFullTile}'s operations (so the same
+     * bits): masked vector loads and stores into a memory segment run as Java fallback code on AVX2
+     * (measured: a 1-column panel cost as much as the rest of the product).
      */
-    private static void storeRagged(GemmCall g, long byteOff, boolean first, FloatVector acc, int count) {
-        float[] lanes = RAGGED.get();
-        acc.intoArray(lanes, 0);
+    private static void storeRagged(GemmCall g, float[] tile, int t, long at, boolean first, int cols) {
         MemorySegment c = g.c();
-        long at = byteOff / Float.BYTES;
         float alpha = g.alpha(), beta = g.beta();
-        for (int j = 0; j < count; j++) {
-            float r = lanes[j] * alpha;
+        for (int j = 0; j < cols; j++) {
+            float r = tile[t + j] * alpha;
             if (!first) r = r + c.getAtIndex(FLOAT, at + j);
             else if (beta != 0f) r = c.getAtIndex(FLOAT, at + j) * beta + r;
             c.setAtIndex(FLOAT, at + j, r);
