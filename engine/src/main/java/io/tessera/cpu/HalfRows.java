@@ -4,8 +4,10 @@ import io.tessera.tensor.ElementType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -91,6 +93,25 @@ final class HalfRows {
                     .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
         }
         for (; i < count; i++) dst[dstOff + i] = ElementType.bfloat16ToFloat(bits[i]);
+    }
+
+    /**
+     * dst[i] = {@link ElementType#floatToBfloat16}(src[i]) for i < count, L lanes at a time, the
+     * same operations: round half to even by adding 0x7fff plus the lowest kept bit (a carry into
+     * the exponent is the correct rounding up), a NaN keeping its sign and top payload bits, made
+     * quiet. The scalar method in a loop is not vectorized by C2 (its NaN branch); a BF16 output's
+     * rounding cost about 1 % of a dense forward call.
+     */
+    static void roundToBfloat16(float[] src, int count, short[] dst) {
+        int i = 0;
+        for (; i + L <= count; i += L) {
+            IntVector bits = FloatVector.fromArray(VectorConfig.FLOATS, src, i).reinterpretAsInts();
+            IntVector high = bits.lanewise(VectorOperators.LSHR, 16);
+            IntVector rounded = bits.add(0x7fff).add(high.and(1)).lanewise(VectorOperators.LSHR, 16);
+            VectorMask<Integer> nan = bits.and(0x7fffffff).compare(VectorOperators.GT, 0x7f800000);
+            ((ShortVector) rounded.blend(high.or(0x0040), nan).convertShape(VectorOperators.I2S, SHORTS, 0)).intoArray(dst, i);
+        }
+        for (; i < count; i++) dst[i] = ElementType.floatToBfloat16(src[i]);
     }
 
     /** A plain counted loop over arrays: the shape C2's superword pass vectorizes. */

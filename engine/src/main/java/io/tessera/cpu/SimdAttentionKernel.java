@@ -1510,7 +1510,7 @@ final class SimdAttentionKernel {
         for (; i + L <= dv; i += L) FloatVector.fromArray(F, oT, o + i * GROUP, OUTPUT_ROW, 0).mul(inv).intoArray(values, i);
         for (; i < dv; i++) values[i] = oT[o + i * GROUP] * inv;
         if (type == ElementType.BF16) {
-            for (int x = 0; x < dv; x++) bits[x] = ElementType.floatToBfloat16(values[x]);
+            HalfRows.roundToBfloat16(values, dv, bits);
         } else if (type == ElementType.F16) {
             for (int x = 0; x < dv; x++) bits[x] = Float.floatToFloat16(values[x]);
         } else {

@@ -72,4 +72,21 @@ class HalfRowsTest {
             }
         }
     }
+
+    @Test
+    void roundsToBfloat16AsTheScalarMethodForEveryHighHalfAndTheRoundingBoundaries() {
+        // Every sign/exponent/top-mantissa pattern (NaNs with every payload, infinities, subnormals,
+        // ±0) with the low halves that decide the rounding: 0, just below, at and above the halfway
+        // point, all ones; a count that leaves a scalar tail at every vector width.
+        int[] lows = {0, 0x7fff, 0x8000, 0x8001, 0xffff, 0x1234};
+        int count = 65536 * lows.length + 5;
+        float[] src = new float[count];
+        for (int hi = 0, i = 0; hi < 65536; hi++) for (int lo : lows) src[i++] = Float.intBitsToFloat(hi << 16 | lo);
+        for (int i = count - 5; i < count; i++) src[i] = Float.intBitsToFloat(0x3f808000 + i);
+        short[] dst = new short[count];
+        HalfRows.roundToBfloat16(src, count, dst);
+        for (int i = 0; i < count; i++) {
+            assertThat(dst[i]).as("bits %08x", Float.floatToRawIntBits(src[i])).isEqualTo(ElementType.floatToBfloat16(src[i]));
+        }
+    }
 }
