@@ -33,15 +33,18 @@ public final class MemoryProbe {
         try (Arena arena = Arena.ofShared()) {
             // Warm-up until the JIT has compiled the kernels: cold Vector API code allocates a vector
             // object per operation, garbage no steady step makes.
-            // Beyond n = 1024 a second size, n/2 (at most 16,384): the code of long rows has to be
-            // compiled too. The backward keeps a head's transposed rows in the thread's head cache when
-            // they fit (n = 512) and streams them otherwise (n = 16,384, as at 65,536); warmed at 512
-            // only, the streaming path ran cold in the measured step and its garbage read as 72 MiB, and
-            // dense n = 4096 read 142 MiB in some runs instead of its usual 14–15. Never at the measured
-            // size itself: the step's own scratch would then be resident before the measurement and not
-            // count (a larger n's panels are new arrays, counted in full).
+            // A second, longer size: the code of long rows has to be compiled too. The backward keeps a
+            // head's transposed rows in the thread's head cache when they fit (n = 512) and streams them
+            // otherwise (n = 16,384, as at 65,536); warmed at 512 only, the streaming path ran cold in
+            // the measured step and its garbage read as 72 MiB, and Tessera's dense n = 4096 read 142 MiB
+            // in some runs instead of its usual 14–15. Tessera from n = 2048 at n/2: its buffers are Java
+            // arrays, counted by allocation (a larger n's are new arrays, counted in full). A peer only
+            // beyond 16,384: its native buffers, freed after a warm-up at n/2 but still resident, hid the
+            // measured step's (SDPA's dense 4096 read 0.0 MiB instead of 21). Never at the measured size
+            // itself: the step's own scratch would then be resident before the measurement and not count.
             Runnable warm = step(arena, engine, pattern, Math.min(n, 512), threads);
-            Runnable warmLong = n > 1024 ? step(arena, engine, pattern, Math.min(n / 2, 16384), threads) : () -> { };
+            int longSize = n > 16384 ? 16384 : engine.equals("tessera") && n > 1024 ? n / 2 : 0;
+            Runnable warmLong = longSize > 0 ? step(arena, engine, pattern, longSize, threads) : () -> { };
             // Until the steps' garbage has stopped: neither a count (a 200-step cap ended it after half a
             // second at n = 512, before C2 had compiled the kernels, and the measured step's boxing
             // garbage read as 60–110 MiB) nor a fixed time (8 s were not enough with two other probes on
