@@ -557,21 +557,17 @@ final class SimdAttentionKernel {
             kv = FloatVector.broadcast(F, k[r3 + i]);
             a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
         }
-        if (capped) {
-            FloatVector z;
-            z = a0.mul(inv); z = z.mul(z); a0 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a0, a0);
-            z = b0.mul(inv); z = z.mul(z); b0 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(b0, b0);
-            z = a1.mul(inv); z = z.mul(z); a1 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a1, a1);
-            z = b1.mul(inv); z = z.mul(z); b1 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(b1, b1);
-            z = a2.mul(inv); z = z.mul(z); a2 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a2, a2);
-            z = b2.mul(inv); z = z.mul(z); b2 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(b2, b2);
-            z = a3.mul(inv); z = z.mul(z); a3 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a3, a3);
-            z = b3.mul(inv); z = z.mul(z); b3 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(b3, b3);
-        }
         a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
         a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
         a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
         a3.intoArray(sT, o); b3.intoArray(sT, o + L);
+        if (capped) {   // the tile's last step: capped in sT after the stores, scores' epilogue's operations
+            for (int v = o - 3 * GROUP; v < o + GROUP; v += L) {
+                FloatVector x = FloatVector.fromArray(F, sT, v), z = x.mul(inv);
+                z = z.mul(z);
+                z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(x, x).intoArray(sT, v);
+            }
+        }
     }
 
     /**
