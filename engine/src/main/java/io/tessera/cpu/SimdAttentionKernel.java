@@ -482,7 +482,8 @@ final class SimdAttentionKernel {
      * alone (the tile's scores are known to lie in its range: capsOnPolynomial), x + x·z·P(z) with
      * y = x·inverseCap and z = y², the operations and floats of softCap's all-polynomial branch, in
      * registers: as a pass of its own over sT (a load and a store per vector besides its 8
-     * operations) soft-capping cost 1.108× ± 0.008 the plain call (Zen 5, dense n = 4096, 2 threads).
+     * operations) soft-capping cost 1.108× ± 0.008 the plain call, in registers 1.039–1.063× (Zen 5,
+     * dense n = 4096, 2 threads, KernelOptionsSection --full).
      */
     static void scores(float[] k, int kOff, int n, int d, float[] qT, int qOff, float[] sT, float inverseCap) {
         boolean capped = inverseCap != 0f;
