@@ -68,18 +68,15 @@ public final class DenseReference {
         double[] lse = new double[(int) outSize];
         double[] scores = new double[s.kvLen()];
         double[] qi = new double[s.headDim()];
-        double[][] kRows = new double[s.kvLen()][s.headDim()];
-        double[][] vRows = new double[s.kvLen()][s.valueDim()];
+        int dk = s.headDim(), dv = s.valueDim();
+        float[] kRows = null, vRows = null;   // [kvLen][dk], [kvLen][dv] of the current key/value head
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0, loaded = -1; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
                 // Query heads that share a key/value head are consecutive: its rows are read once for them.
                 if (hk != loaded) {
-                    float[] kHead = headRows(k, b, hk), vHead = headRows(v, b, hk);
-                    for (int j = 0; j < s.kvLen(); j++) {
-                        for (int d = 0; d < s.headDim(); d++) kRows[j][d] = kHead[j * s.headDim() + d];
-                        for (int d = 0; d < s.valueDim(); d++) vRows[j][d] = vHead[j * s.valueDim() + d];
-                    }
+                    kRows = headRows(k, b, hk);
+                    vRows = headRows(v, b, hk);
                 }
                 loaded = hk;
                 for (int i = 0; i < s.qLen(); i++) {
@@ -91,7 +88,7 @@ public final class DenseReference {
                             continue;
                         }
                         double dot = 0;
-                        for (int d = 0; d < s.headDim(); d++) dot += qi[d] * kRows[j][d];
+                        for (int d = 0; d < dk; d++) dot += qi[d] * kRows[j * dk + d];
                         scores[j] = modified(plan, b, h, i, j, dot * sc);
                         max = Math.max(max, scores[j]);
                     }
@@ -110,7 +107,7 @@ public final class DenseReference {
                     for (int j = 0; j < s.kvLen(); j++) {
                         double p = scores[j] / sum;
                         if (p == 0) continue;
-                        for (int d = 0; d < s.valueDim(); d++) out[o + d] += p * vRows[j][d];
+                        for (int d = 0; d < dv; d++) out[o + d] += p * vRows[j * dv + d];
                     }
                     lse[row] = max + Math.log(sum);
                 }
@@ -139,16 +136,14 @@ public final class DenseReference {
         // The inputs' float values read into arrays once per key/value head and query row (the same
         // floats, the same operations in the same order as reading them element by element).
         float[] qRow = new float[s.headDim()];
-        float[][] kRows = new float[s.kvLen()][s.headDim()], vRows = new float[s.kvLen()][s.valueDim()];
+        int dk = s.headDim(), dv = s.valueDim();
+        float[] kRows = null, vRows = null;   // [kvLen][dk], [kvLen][dv] of the current key/value head
         for (int b = 0; b < s.batch(); b++) {
             for (int h = 0, loaded = -1; h < s.heads(); h++) {
                 int hk = s.kvHeadOf(h);
                 if (hk != loaded) {
-                    float[] kHead = headRows(k, b, hk), vHead = headRows(v, b, hk);
-                    for (int j = 0; j < s.kvLen(); j++) {
-                        for (int d = 0; d < s.headDim(); d++) kRows[j][d] = kHead[j * s.headDim() + d];
-                        for (int d = 0; d < s.valueDim(); d++) vRows[j][d] = vHead[j * s.valueDim() + d];
-                    }
+                    kRows = headRows(k, b, hk);
+                    vRows = headRows(v, b, hk);
                 }
                 loaded = hk;
                 for (int i = 0; i < s.qLen(); i++) {
@@ -157,7 +152,7 @@ public final class DenseReference {
                     for (int j = 0; j < s.kvLen(); j++) {
                         if (!mask.allowed(b, h, i, j)) { scores[j] = Float.NEGATIVE_INFINITY; continue; }
                         float dot = 0;
-                        for (int d = 0; d < s.headDim(); d++) dot += qRow[d] * kRows[j][d];
+                        for (int d = 0; d < dk; d++) dot += qRow[d] * kRows[j * dk + d];
                         scores[j] = dot * sc;
                         if (plan != null) for (int st = 0; st < plan.steps(); st++) scores[j] = (float) plan.apply(st, b, h, i, j, scores[j]);
                         max = Math.max(max, scores[j]);
@@ -171,7 +166,7 @@ public final class DenseReference {
                     }
                     for (int d = 0; d < s.valueDim(); d++) {
                         float acc = 0;
-                        for (int j = 0; j < s.kvLen(); j++) acc += scores[j] * vRows[j][d];
+                        for (int j = 0; j < s.kvLen(); j++) acc += scores[j] * vRows[j * dv + d];
                         out[row * s.valueDim() + d] = acc / sum;
                     }
                     lse[row] = max + (float) Math.log(sum);

@@ -62,19 +62,16 @@ public record Tolerance(double output, double logSumExp) {
         double worstGamma = 0;
         int kvLen = Math.toIntExact(k.size(2));
         float[] qRow = new float[d];
-        float[][] kRows = new float[kvLen][d];   // a key/value head's rows, read once for the query heads that share it
+        float[] kRows = null;   // [kvLen][d]: a key/value head's rows, read once for the query heads that share it
         for (int b = 0; b < q.size(0); b++) for (int h = 0, loaded = -1; h < q.size(1); h++) {
             int hk = h / queryHeadsPerKvHead;
-            if (hk != loaded) {
-                float[] head = DenseReference.headRows(k, b, hk);
-                for (int j = 0; j < kvLen; j++) System.arraycopy(head, j * d, kRows[j], 0, d);
-            }
+            if (hk != loaded) kRows = DenseReference.headRows(k, b, hk);
             loaded = hk;
             for (int i = 0; i < q.size(2); i++) {
                 for (int x = 0; x < d; x++) qRow[x] = q.get(b, h, i, x);
                 for (int j = 0; j < kvLen; j++) {
                     double abs = 0;
-                    for (int x = 0; x < d; x++) abs += Math.abs((double) qRow[x] * kRows[j][x]);
+                    for (int x = 0; x < d; x++) abs += Math.abs((double) qRow[x] * kRows[j * d + x]);
                     worstGamma = Math.max(worstGamma, (d + 2) * 0x1p-24 * Math.abs(sc) * abs);
                 }
             }
