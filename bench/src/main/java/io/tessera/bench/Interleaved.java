@@ -2,12 +2,15 @@ package io.tessera.bench;
 
 import io.tessera.bench.report.MedianTime;
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.lang.management.ManagementFactory;
 import java.lang.reflect.Field;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -443,21 +446,62 @@ public final class Interleaved {
     private static final com.sun.management.OperatingSystemMXBean OS = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
 
     /**
-     * The pause, then until the process's threads use less than a quarter of a core over 2 ms (at
-     * most {@link #MAX_SETTLE_NANOS}): ONNX Runtime's pool spins for about 20 ms after its call, a
-     * full core, and a fixed 20 ms pause can let that spin overlap the next engine's two-thread
-     * call (measured at load 5, n = 1024: Tessera's call 0.78× ONNX Runtime's with the fixed pause,
-     * 1.24× with 100 ms; on a quiet machine both pauses gave the same ratio). Every engine starts
-     * from an idle process: a pool still spinning after the pause is seen in the first 2 ms window.
+     * The pause, then until the process's other threads used less than a tenth of a core over a
+     * window of {@link #SETTLE_WINDOW_MS} ms (at most {@link #MAX_SETTLE_NANOS}), so every engine
+     * starts from an idle process. ONNX Runtime's intra-op pool spins after its call: measured here
+     * (Zen 5, 2 threads, its decode step of about 20 ms), its worker ran 30–45 ms past the call's
+     * end, and the next engine's two-thread call ran on one and a half cores (Tessera's decode step
+     * 15–17 ms after it, 11.6 ms after an idle process). The process CPU time of the
+     * OperatingSystemMXBean (the sum of tick-based counters) did not show that spin in a 2 ms window,
+     * so the wait sums each thread's own run time from /proc/self/task/N/schedstat (nanoseconds;
+     * a thread running on another CPU is brought up to date at every scheduler tick, hence a window
+     * of several ticks), this thread's excluded. Where /proc has no such files the process CPU time
+     * over the window is used instead.
      */
     static void settle() throws InterruptedException {
         Thread.sleep(PAUSE_MS);
+        String self = selfTask();
         long deadline = System.nanoTime() + MAX_SETTLE_NANOS;
         while (System.nanoTime() < deadline) {
-            long cpu = OS.getProcessCpuTime(), t0 = System.nanoTime();
-            Thread.sleep(2);
-            if (OS.getProcessCpuTime() - cpu < (System.nanoTime() - t0) / 4) return;
+            long cpu = otherThreadsCpuNanos(self), t0 = System.nanoTime();
+            Thread.sleep(SETTLE_WINDOW_MS);
+            if (otherThreadsCpuNanos(self) - cpu < (System.nanoTime() - t0) / 10) return;
         }
+    }
+
+    /** The wait's window: 2.5 ticks at 250 Hz, ten at 1000 Hz. */
+    static final int SETTLE_WINDOW_MS = 10;
+
+    private static final Path TASKS = Path.of("/proc/self/task");
+
+    /** The calling thread's task id in /proc/self/task, or null where /proc has no schedstat files. */
+    private static String selfTask() {
+        try {
+            Path self = Files.readSymbolicLink(Path.of("/proc/thread-self"));   // "<pid>/task/<tid>"
+            return Files.isReadable(TASKS.resolve(self.getFileName()).resolve("schedstat")) ? self.getFileName().toString() : null;
+        } catch (IOException | UnsupportedOperationException e) {
+            return null;
+        }
+    }
+
+    /** CPU time, in ns, of every thread of the process but task {@code self} (native pools included). */
+    private static long otherThreadsCpuNanos(String self) {
+        if (self == null) return OS.getProcessCpuTime();
+        long sum = 0;
+        try (DirectoryStream<Path> tasks = Files.newDirectoryStream(TASKS)) {
+            for (Path task : tasks) {
+                if (task.getFileName().toString().equals(self)) continue;
+                try {
+                    String stat = Files.readString(task.resolve("schedstat"));   // "<run ns> <wait ns> <slices>"
+                    sum += Long.parseLong(stat.substring(0, stat.indexOf(' ')));
+                } catch (IOException | RuntimeException e) {
+                    // the thread ended between the listing and the read: it runs no more
+                }
+            }
+        } catch (IOException e) {
+            return OS.getProcessCpuTime();
+        }
+        return sum;
     }
 
     /** Every {@code @Param} field at its annotation's first value, as JMH would run it without the parameter given. */

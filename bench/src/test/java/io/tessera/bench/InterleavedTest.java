@@ -2,7 +2,10 @@ package io.tessera.bench;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -172,5 +175,29 @@ class InterleavedTest {
         assertThatThrownBy(() -> new Interleaved.Budget(1, 1, 1, 9, 8)).hasMessageContaining("9–8 rounds");
         assertThatThrownBy(() -> new Interleaved.Contender("a\tb", Sleeper.class, "call", Map.of())).hasMessageContaining("label must be one line");
         assertThatThrownBy(() -> Interleaved.run(List.of(), SMALL, List.of())).hasMessageContaining("contenders must not be empty");
+    }
+
+    /**
+     * The wait before a call sees a thread that spins after the previous call (as ONNX Runtime's pool
+     * does for 30–45 ms): it returns only once the spin has ended, and at once from an idle process.
+     */
+    @Test
+    void settleWaitsOutAThreadThatSpinsAfterACall() throws Exception {
+        assumeTrue(Files.isReadable(Path.of("/proc/thread-self/schedstat")), "needs Linux's per-thread schedstat");
+        long spinNanos = 80_000_000L, start = System.nanoTime(), spinEnd = start + spinNanos;
+        Thread spinner = new Thread(() -> {
+            long x = 0;
+            while (System.nanoTime() < spinEnd) x += Long.numberOfTrailingZeros(x + System.nanoTime());
+            if (x == 42) System.out.print("");
+        }, "settle-test-spinner");
+        spinner.start();
+        Interleaved.settle();
+        long settled = System.nanoTime();
+        spinner.join();
+        assertThat(settled).as("settle returned while the spinner ran").isGreaterThanOrEqualTo(spinEnd);
+
+        long idleStart = System.nanoTime();
+        Interleaved.settle();
+        assertThat((System.nanoTime() - idleStart) / 1e6).as("ms to settle in an idle process").isLessThan(Interleaved.MAX_SETTLE_NANOS / 1e6);
     }
 }
