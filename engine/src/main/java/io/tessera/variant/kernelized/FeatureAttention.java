@@ -116,7 +116,7 @@ final class FeatureAttention {
     private static final class ForwardScratch {
         final int m, dv;
         final Tensor state, keyU, keyF, queryU, queryW, scores, numDen;
-        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, limit, valueRows, square;
+        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, rowShifts, limit, valueRows, square;
         /**
          * Per feature, a pre-activation whose log-feature is ≤ the shift ({@link #raiseToColumnMaxima}
          * skips the logarithm of a column maximum not above it), and the shift {@code limit} was
@@ -142,13 +142,14 @@ final class FeatureAttention {
             keySums = new float[m];
             keyRows = new float[rows * m];
             queryRows = new float[rows * m];
-            features = new float[rows * m];
+            features = new float[m];   // one row's exponentials: the key features go straight into keyF
             weights = new float[rows * m];
             largest = new float[m];
             shift = new float[m];
             raised = new float[m];
             outRow = new float[rows * (dv + 1)];
             denominators = new float[rows];
+            rowShifts = new float[rows];
             limit = new float[m];
             limitShift = new float[m];
             Arrays.fill(limit, Float.NaN);        // the limit of a NaN shift: limit and limitShift agree from the start
@@ -189,8 +190,7 @@ final class FeatureAttention {
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest, w.shiftArgument);
             rescaleState(w.state, z, shift, raised, w.outRow);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
-            fromArray(w.features, rows * m, f);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
         // Denominators W·z on the heap rows of W (as one product with [S | z], the (Dv + 1)-th
@@ -202,10 +202,9 @@ final class FeatureAttention {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
             Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows);
             phi.queryPreActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
-            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights, w.rowShifts);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);
-            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators);
-            fromArray(w.weights, rows * m, wq);
+            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators, wq.segment(), wq.offset());
             be.gemm(wq, false, w.state, false, oh.slice(0, c0, c0 + rows), 1f, 0f);   // out has unit-stride rows (checked)
         }
     }
@@ -307,12 +306,11 @@ final class FeatureAttention {
             rescaleState(w.state, z, shift, raised, w.outRow);
             Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows), num = nd.slice(1, 0, dv);
             phi.queryPreActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows), w.queryRows);
-            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights, w.rowShifts);
             fromArray(w.weights, rows * m, wq);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);   // z of the keys before the chunk
             Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);   // then the chunk's keys join z
-            fromArray(w.features, rows * m, f);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());   // then the chunk's keys join z
             backend.gemm(wq, false, w.state, false, num, 1f, 0f);
             // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
             Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);
