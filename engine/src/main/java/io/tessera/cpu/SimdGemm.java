@@ -87,6 +87,10 @@ final class SimdGemm {
     private static float[] copyTransposedRows(GemmCall g, int i0, int span, int k0, int kc) {
         float[] rows = WIDENED_A.get();
         MemorySegment a = g.a();
+        if (g.aCol() == span) {   // whole rows of a's storage (Fᵀ·V with m ≤ the rows of an item): one run
+            MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (long) k0 * span) * Float.BYTES, rows, 0, kc * span);
+            return rows;
+        }
         for (int p = 0; p < kc; p++) MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (k0 + p) * g.aCol()) * Float.BYTES, rows, p * span, span);
         return rows;
     }
