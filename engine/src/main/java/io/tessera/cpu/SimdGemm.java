@@ -58,12 +58,97 @@ final class SimdGemm {
             int kc = Math.min(KC, g.k() - k0);
             pack(g, k0, kc, j0, cols, packed);
             boolean first = k0 == 0;
+            if (g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1) {
+                // op(a) = a transposed, its rows contiguous per depth (Fᵀ·V in the kernelized
+                // variants): one bulk copy per depth into heap rows [p][i], read by the heap
+                // micro-kernels. Each element read from the segment cost a bounds and liveness
+                // check, and six of them per step of twelve FMAs: the heap reads ran 15 % faster.
+                int span = i1 - i0;
+                float[] ap = copyTransposedRows(g, i0, span, k0, kc);
+                int i = i0;
+                for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                for (; i + 2 <= i1; i += 2) block2Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                for (; i < i1; i++) block1Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                continue;
+            }
             GemmCall rowsOfA = g.aType() == ElementType.F32 ? g : widenRows(g, i0, i1, k0, kc);
             int i = i0;
             for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
             for (; i + 2 <= i1; i += 2) block2(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
             for (; i < i1; i++) block1(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
         }
+    }
+
+    /**
+     * op(a)[i0 + r][k0 + p] for r &lt; span, p &lt; kc, into the calling thread's {@link #WIDENED_A}
+     * (never needed by the same item: op(a) is float32 here) at [p·span + r]: a transposed a has
+     * those span floats contiguous at each depth.
+     */
+    private static float[] copyTransposedRows(GemmCall g, int i0, int span, int k0, int kc) {
+        float[] rows = WIDENED_A.get();
+        MemorySegment a = g.a();
+        if (g.aCol() == span) {   // whole rows of a's storage (Fᵀ·V with m ≤ the rows of an item): one run
+            MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (long) k0 * span) * Float.BYTES, rows, 0, kc * span);
+            return rows;
+        }
+        for (int p = 0; p < kc; p++) MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (k0 + p) * g.aCol()) * Float.BYTES, rows, p * span, span);
+        return rows;
+    }
+
+    /** {@link #block6} with op(a) from heap rows [p][i] ({@link #copyTransposedRows}): the same FMAs in the same order. */
+    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL, q = p * span + r;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[q + 1]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(F, ap[q + 2]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(F, ap[q + 3]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
+            x = FloatVector.broadcast(F, ap[q + 4]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
+            x = FloatVector.broadcast(F, ap[q + 5]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
+        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
+        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
+        storeTile(g, tile, i, ROWS, j0, first, cols);
+    }
+
+    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL, q = p * span + r;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[q + 1]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        storeTile(g, tile, i, 2, j0, first, cols);
+    }
+
+    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector x = FloatVector.broadcast(F, ap[p * span + r]);
+            c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
+            c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
+        }
+        c0.intoArray(tile, 0); c1.intoArray(tile, L);
+        storeTile(g, tile, i, 1, j0, first, cols);
     }
 
     private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {

@@ -47,6 +47,14 @@ final class FeatureAttention {
      * (60, not 64: a multiple of SimdGemm's 6-row micro-kernel, so no row is left to its 2- and 1-row blocks).
      */
     static final int CAUSAL_CHUNK = 60;
+    /**
+     * Columns of the causal pass's in-chunk scores W·Fᵀ: {@link #CAUSAL_CHUNK} rounded up to whole
+     * GEMM panels at every vector width (32 columns at 512 bits). The product runs over the chunk's
+     * key features padded with zero rows to this count: with 60 columns, its last panel (28 of 32)
+     * was stored element by element and packed with zero padding, 4 % of the causal pass; the
+     * columns past the chunk are computed and never read.
+     */
+    static final int CAUSAL_COLUMNS = 64;
     /** How far (in log units) a key inside a causal chunk may exceed the chunk's shift: its features are then at most e^20 ≈ 5e8. */
     static final double MARGIN = 20;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -116,7 +124,7 @@ final class FeatureAttention {
     private static final class ForwardScratch {
         final int m, dv;
         final Tensor state, keyU, keyF, queryU, queryW, scores, numDen;
-        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, limit, valueRows, square;
+        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, rowShifts, limit, valueRows, square;
         /**
          * Per feature, a pre-activation whose log-feature is ≤ the shift ({@link #raiseToColumnMaxima}
          * skips the logarithm of a column maximum not above it), and the shift {@code limit} was
@@ -137,18 +145,19 @@ final class FeatureAttention {
             keyF = Tensor.zeros(arena, rows, m);
             queryU = Tensor.zeros(arena, rows, m);
             queryW = Tensor.zeros(arena, rows, m);
-            scores = Tensor.zeros(arena, CAUSAL_CHUNK, CAUSAL_CHUNK);
+            scores = Tensor.zeros(arena, CAUSAL_CHUNK, CAUSAL_COLUMNS);
             numDen = Tensor.zeros(arena, rows, dv + 1);
             keySums = new float[m];
             keyRows = new float[rows * m];
             queryRows = new float[rows * m];
-            features = new float[rows * m];
+            features = new float[m];   // one row's exponentials: the key features go straight into keyF
             weights = new float[rows * m];
             largest = new float[m];
             shift = new float[m];
             raised = new float[m];
             outRow = new float[rows * (dv + 1)];
             denominators = new float[rows];
+            rowShifts = new float[rows];
             limit = new float[m];
             limitShift = new float[m];
             Arrays.fill(limit, Float.NaN);        // the limit of a NaN shift: limit and limitShift agree from the start
@@ -189,8 +198,7 @@ final class FeatureAttention {
             phi.preActivations(be, kh.slice(0, c0, c0 + rows), u, w.keyRows);
             raiseToColumnMaxima(w.keyRows, rows, m, exponential, shift, raised, w.largest, w.shiftArgument);
             rescaleState(w.state, z, shift, raised, w.outRow);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);
-            fromArray(w.features, rows * m, f);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
         // Denominators W·z on the heap rows of W (as one product with [S | z], the (Dv + 1)-th
@@ -202,10 +210,9 @@ final class FeatureAttention {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
             Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows);
             phi.queryPreActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
-            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights, w.rowShifts);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);
-            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators);
-            fromArray(w.weights, rows * m, wq);
+            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators, wq.segment(), wq.offset());
             be.gemm(wq, false, w.state, false, oh.slice(0, c0, c0 + rows), 1f, 0f);   // out has unit-stride rows (checked)
         }
     }
@@ -307,16 +314,16 @@ final class FeatureAttention {
             rescaleState(w.state, z, shift, raised, w.outRow);
             Tensor wq = w.queryW.slice(0, 0, rows), nd = w.numDen.slice(0, 0, rows), num = nd.slice(1, 0, dv);
             phi.queryPreActivations(backend, qh.slice(0, c0, c0 + rows), w.queryU.slice(0, 0, rows), w.queryRows);
-            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights);
+            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights, w.rowShifts);
             fromArray(w.weights, rows * m, wq);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);   // z of the keys before the chunk
             Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z);   // then the chunk's keys join z
-            fromArray(w.features, rows * m, f);
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());   // then the chunk's keys join z
             backend.gemm(wq, false, w.state, false, num, 1f, 0f);
             // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
             Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);
-            backend.gemm(wq, false, f, true, sc, 1f, 0f);
+            w.keyF.slice(0, rows, CAUSAL_COLUMNS).fill(0f);   // the padding rows (the bidirectional pass shares keyF)
+            backend.gemm(wq, false, w.keyF.slice(0, 0, CAUSAL_COLUMNS), true, w.scores.slice(0, 0, rows), 1f, 0f);
             keepLowerTriangle(sc, w.square, w.denominators);
             backend.gemm(sc, false, vc, false, num, 1f, 1f);
             backend.gemm(f, true, vc, false, w.state, 1f, 1f);
@@ -331,18 +338,43 @@ final class FeatureAttention {
     /**
      * Zeroes the square {@code sc} above its diagonal and adds each row's remaining entries, in
      * column order, to {@code rowSums} (on a heap copy: the square is at most
-     * {@link #CAUSAL_CHUNK}² floats).
+     * {@link #CAUSAL_CHUNK}² floats). Four rows at a time: each row's sum is one chain of dependent
+     * additions, and one row after the other they were 5 % of the causal pass; interleaved, the
+     * chains overlap and every row keeps its order.
      */
     private static void keepLowerTriangle(Tensor sc, float[] heap, float[] rowSums) {
         int n = (int) sc.size(0);
         MemorySegment seg = sc.segment();
         for (int i = 0; i < n; i++) {
             long row = (sc.offset() + i * sc.stride(0)) * Float.BYTES;
-            MemorySegment.copy(seg, FLOAT, row, heap, 0, i + 1);
-            float sum = 0f;
-            for (int j = 0; j <= i; j++) sum += heap[j];
-            rowSums[i] += sum;
+            MemorySegment.copy(seg, FLOAT, row, heap, i * n, i + 1);
             seg.asSlice(row + (i + 1L) * Float.BYTES, (long) (n - i - 1) * Float.BYTES).fill((byte) 0);
+        }
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            int r0 = i * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n;
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            for (int j = 0; j <= i; j++) {   // the columns every row of the four has
+                s0 += heap[r0 + j];
+                s1 += heap[r1 + j];
+                s2 += heap[r2 + j];
+                s3 += heap[r3 + j];
+            }
+            s1 += heap[r1 + i + 1];
+            s2 += heap[r2 + i + 1];
+            s3 += heap[r3 + i + 1];
+            s2 += heap[r2 + i + 2];
+            s3 += heap[r3 + i + 2];
+            s3 += heap[r3 + i + 3];
+            rowSums[i] += s0;
+            rowSums[i + 1] += s1;
+            rowSums[i + 2] += s2;
+            rowSums[i + 3] += s3;
+        }
+        for (; i < n; i++) {
+            float sum = 0f;
+            for (int j = 0, r = i * n; j <= i; j++) sum += heap[r + j];
+            rowSums[i] += sum;
         }
     }
 

@@ -41,8 +41,11 @@ final class FeatureKernels {
     static final boolean SIMD = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
 
     static final float LN2 = 0.6931472f;
-    /** The largest gap of log₂(1 + t) − t on [0, 1), rounded up: see {@link #logFeatureBound}. */
-    static final float LOG2_GAP = 0.0861f;
+    /**
+     * The largest gap of log₂(1 + t) − t on [0, 1) (0.086071), rounded up to 0.0861, minus the
+     * exponent bias 127, rounded up to a float: see {@link #logFeatureBound}.
+     */
+    static final float LOG2_BIAS = -126.913895f;
 
     /** e^x in float, about 1 ulp: the variants' shared {@link FloatExp#exp} (its vector twin is in {@link FeatureKernelsSimd}). */
     static float exp(float x) {
@@ -51,12 +54,16 @@ final class FeatureKernels {
 
     /**
      * An upper bound of log φ(u) = log(elu(u) + 1) at most 0.06 above it, from the float bits of
-     * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861; below 0 it is
-     * u + 0.06. NaN stays NaN, −∞ stays −∞.
+     * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861, and
+     * e + t = bits·2^−23 − 127 exactly; below 0 it is u + 0.06. The bits are converted to float in
+     * one rounding (≤ 2^−18 in log₂ units, and ≤ 2^−18 more in the fma: both well inside the
+     * 2.9e-5 by which 0.0861 exceeds the gap), so the bound takes one conversion and two fmas where
+     * the exponent and the mantissa apart took eight operations (a third of the query weights'
+     * first pass). NaN stays NaN, −∞ stays −∞.
      */
     static float logFeatureBound(float u) {
         int bits = Float.floatToRawIntBits(1f + Math.max(u, 0f));
-        float log2 = (float) ((bits >>> 23) - 127) + (float) (bits & 0x7FFFFF) * 0x1p-23f + LOG2_GAP;
+        float log2 = Math.fma((float) bits, 0x1p-23f, LOG2_BIAS);
         return Math.fma(LN2, log2, Math.min(u, 0f));
     }
 
@@ -69,17 +76,6 @@ final class FeatureKernels {
     static float scaledFeature(float u, float shift, boolean exponential) {
         if (exponential) return exp(u - shift);
         return exp(Math.min(u, 0f) - shift) * (1f + Math.max(u, 0f));
-    }
-
-    /**
-     * w[r][f] ·= 1/dots[r] for the first {@code rows} rows: one reciprocal per row, then a product per
-     * element (a loop C2 vectorizes; each element's value is the same at any width).
-     */
-    static void scaleRows(float[] w, int rows, int m, float[] dots) {
-        for (int r = 0; r < rows; r++) {
-            float inv = 1f / dots[r];
-            for (int f = r * m, end = f + m; f < end; f++) w[f] *= inv;
-        }
     }
 
     /** Partial sums per squared norm in {@link #squaredNorms}: 8, the most double lanes of any vector width. */
@@ -214,37 +210,63 @@ final class FeatureKernels {
         }
     }
 
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
     /**
-     * dst[r][f] = φ(u[r][f])·e^(−shift[f]) for the first {@code rows} rows; when {@code sums} is not
-     * null, each feature's values are also added into sums[f], row by row.
+     * out[r][f] = φ(u[r][f])·e^(−shift[f]) for the first {@code rows} rows, written as float32 rows
+     * of m floats into {@code out} from float index {@code at} (the chunk's GEMM operand: written
+     * there directly, a heap copy of the chunk and a bulk copy into the segment cost a pass over
+     * it); when {@code sums} is not null, each feature's values are also added into sums[f], row
+     * by row. {@code scratch} (at least m floats) holds a row's exponentials in the vector twin.
      */
-    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
         if (SIMD) {
-            FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, dst, sums);
+            FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, scratch, sums, out, at);
             return;
         }
-        keyFeatures(u, rows, m, exponential, shift, dst, sums, 0);
+        keyFeatures(u, rows, m, exponential, shift, sums, out, at, 0);
     }
 
-    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums, int from) {
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] sums, MemorySegment out, long at, int from) {
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             for (int f = from; f < m; f++) {
                 float feature = scaledFeature(u[o + f], shift[f], exponential);
-                dst[o + f] = feature;
+                out.setAtIndex(FLOAT, at + o + f, feature);
                 if (sums != null) sums[f] += feature;
             }
         }
     }
 
     /**
+     * out[r][f] = w[r][f]·(1/dots[r]) for the first {@code rows} rows, as float32 rows of m floats
+     * into {@code out} from float index {@code at}: one reciprocal per row, then a product per
+     * element, written straight into the GEMM operand.
+     */
+    static void scaleRows(float[] w, int rows, int m, float[] dots, MemorySegment out, long at) {
+        if (SIMD) {
+            FeatureKernelsSimd.scaleRows(w, rows, m, dots, out, at);
+            return;
+        }
+        scaleRows(w, rows, m, dots, out, at, 0);
+    }
+
+    static void scaleRows(float[] w, int rows, int m, float[] dots, MemorySegment out, long at, int from) {
+        for (int r = 0; r < rows; r++) {
+            float inv = 1f / dots[r];
+            for (int f = r * m + from, end = r * m + m; f < end; f++) out.setAtIndex(FLOAT, at + f, w[f] * inv);
+        }
+    }
+
+    /**
      * dst[r][f] = φ(u[r][f])·e^(shift[f] − M_r) with M_r = max_f (ℓ(u[r][f]) + shift[f]), ℓ = u
      * for exponential maps and {@link #logFeatureBound} for elu + 1 (at most 0.06 above log φ, so
-     * the weights are ≤ 1 and the largest ≥ e^−0.06 without a logarithm per feature).
+     * the weights are ≤ 1 and the largest ≥ e^−0.06 without a logarithm per feature). The vector
+     * twin keeps each row's M_r in {@code rowShifts} (at least {@code rows} long) between its passes.
      */
-    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] rowShifts) {
         if (SIMD) {
-            FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, dst);
+            FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, dst, rowShifts);
             return;
         }
         queryWeightsScalar(u, rows, m, exponential, shift, dst);

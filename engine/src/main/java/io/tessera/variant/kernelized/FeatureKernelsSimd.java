@@ -4,9 +4,10 @@ import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import io.tessera.variant.internal.FloatExpSimd;
 import io.tessera.variant.internal.VariantSpecies;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -32,6 +33,8 @@ final class FeatureKernelsSimd {
      */
     private static final VectorMask<Float> LOW_HALF = F.indexInRange(0, L / 2);
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
+    private static final FloatVector V_MANTISSA_ULP = FloatVector.broadcast(F, 0x1p-23f), V_LOG2_BIAS = FloatVector.broadcast(F, LOG2_BIAS);
+    private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
     /**
      * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
@@ -174,35 +177,52 @@ final class FeatureKernelsSimd {
     }
 
     /*
-     * The exponentials go through FloatExpSimd.expInPlace on the destination row: each row's
-     * arguments are written there, raised in place, then finished (the elu factor, the sums). No
+     * The exponentials go through FloatExpSimd.expInPlace on a heap row: each row's arguments are
+     * written there (the key features' into a scratch row that stays in L1, the query weights'
+     * into their destination row), raised in place, then finished (the elu factor, the sums). No
      * vector crosses a call (see FloatExpSimd), and no branch merges two vectors (a phi of vectors
      * boxes them: the exponential and elu + 1 maps have loops of their own).
      */
 
-    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] sums) {
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
         if (exponential) {
-            keyFeaturesExponential(u, rows, m, shift, dst, sums);
+            keyFeaturesExponential(u, rows, m, shift, scratch, sums, out, at);
             return;
         }
         // elu(u) + 1 = e^min(u, 0) · (max(u, 0) + 1): exact for either sign (one factor is 1)
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
-            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).sub(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
-            FloatExpSimd.expInPlace(dst, o, o + vec, 0f);
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).sub(FloatVector.fromArray(F, shift, f)).intoArray(scratch, f);
+            FloatExpSimd.expInPlace(scratch, 0, vec, 0f);
             for (int f = 0; f < vec; f += L) {
-                FloatVector e = FloatVector.fromArray(F, dst, o + f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f));
-                e.intoArray(dst, o + f);
+                FloatVector e = FloatVector.fromArray(F, scratch, f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f));
+                e.intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
                 if (sums != null) FloatVector.fromArray(F, sums, f).add(e).intoArray(sums, f);   // row by row, as the scalar loop
             }
         }
-        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, false, shift, dst, sums, vec);
+        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, false, shift, sums, out, at, vec);
     }
 
-    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst) {
+    static void scaleRows(float[] w, int rows, int m, float[] dots, MemorySegment out, long at) {
+        int vec = m - m % L;
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            float inv = 1f / dots[r];
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, w, o + f).mul(inv).intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
+        }
+        if (vec < m) FeatureKernels.scaleRows(w, rows, m, dots, out, at, vec);
+    }
+
+    /**
+     * In two passes over the rows: first every row's shift M_r (the exponentials' arguments
+     * min(x, 0) + shift go to dst on the way), then the exponentials and the elu factor. A row's
+     * exponentials wait for its M_r, a maximum across lanes at the end of a dependent chain; row by
+     * row, nothing else was in flight to hide that wait (a quarter of this method's time at m = 64).
+     */
+    static void queryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] dst, float[] rowShifts) {
         if (exponential) {
-            queryWeightsExponential(u, rows, m, shift, dst);
+            queryWeightsExponential(u, rows, m, shift, dst, rowShifts);
             return;
         }
         int vec = m - m % L;
@@ -213,24 +233,26 @@ final class FeatureKernelsSimd {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
                     // FeatureKernels.logFeatureBound, lane by lane (written out here: no vector crosses a call)
-                    FloatVector x = FloatVector.fromArray(F, u, o + f);
-                    IntVector bits = x.max(0f).add(1f).reinterpretAsInts();
-                    FloatVector exponent = (FloatVector) bits.lanewise(VectorOperators.LSHR, 23).sub(127).convert(VectorOperators.I2F, 0);
-                    FloatVector mantissa = (FloatVector) bits.and(0x7FFFFF).convert(VectorOperators.I2F, 0);
-                    FloatVector log2 = exponent.add(mantissa.mul(0x1p-23f)).add(LOG2_GAP);
-                    best = best.max(V_LN2.fma(log2, x.min(0f)).add(FloatVector.fromArray(F, shift, f)));
+                    FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f), below = x.min(0f);
+                    FloatVector bits = (FloatVector) x.max(0f).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
+                    FloatVector log2 = bits.fma(V_MANTISSA_ULP, V_LOG2_BIAS);
+                    best = best.max(V_LN2.fma(log2, below).add(s));
+                    below.add(s).intoArray(dst, o + f);
                 }
                 // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
                 // store and a scalar loop here cost as much as the row's exponentials at m = 64)
                 max = best.reduceLanes(VectorOperators.MAX);
             }
-            if (vec < m) max = FeatureKernels.rowShift(u, o, m, exponential, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
-            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).add(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
-            FloatExpSimd.expInPlace(dst, o, o + vec, max);
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
+            rowShifts[r] = max;
+        }
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);
             for (int f = 0; f < vec; f += L) {
                 FloatVector.fromArray(F, dst, o + f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f)).intoArray(dst, o + f);
             }
-            if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, max, dst, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], dst, vec);
         }
     }
 
@@ -240,20 +262,22 @@ final class FeatureKernelsSimd {
      * time. The values are the scalar twin's bit for bit.
      */
 
-    private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] sums) {
+    private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
-            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).sub(FloatVector.fromArray(F, shift, f)).intoArray(dst, o + f);
-            FloatExpSimd.expInPlace(dst, o, o + vec, 0f);
-            if (sums != null) {
-                for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, sums, f).add(FloatVector.fromArray(F, dst, o + f)).intoArray(sums, f);
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).sub(FloatVector.fromArray(F, shift, f)).intoArray(scratch, f);
+            FloatExpSimd.expInPlace(scratch, 0, vec, 0f);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector e = FloatVector.fromArray(F, scratch, f);
+                e.intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
+                if (sums != null) FloatVector.fromArray(F, sums, f).add(e).intoArray(sums, f);
             }
         }
-        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, true, shift, dst, sums, vec);
+        if (vec < m) FeatureKernels.keyFeatures(u, rows, m, true, shift, sums, out, at, vec);
     }
 
-    private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst) {
+    private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
@@ -288,8 +312,12 @@ final class FeatureKernelsSimd {
                 max = b0.max(b1).max(b2.max(b3)).reduceLanes(VectorOperators.MAX);
             }
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
-            FloatExpSimd.expInPlace(dst, o, o + vec, max);   // e^((x + shift) − max), as the scalar twin
-            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, max, dst, vec);
+            rowShifts[r] = max;
+        }
+        for (int r = 0; r < rows; r++) {   // the exponentials after every row's shift, as in queryWeights
+            int o = r * m;
+            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);   // e^((x + shift) − max), as the scalar twin
+            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, rowShifts[r], dst, vec);
         }
     }
 

@@ -3,6 +3,9 @@ package io.tessera.variant.kernelized;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -28,11 +31,19 @@ class FeatureKernelsTest {
                 int rows = 1 + random.nextInt(9);
                 float[] u = values(random, rows * m), shift = values(random, m);
                 float[] a = new float[rows * m], b = new float[rows * m], sa = values(random, m), sb = sa.clone();
-                FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, a, sa);
-                FeatureKernels.keyFeatures(u, rows, m, exponential, shift, b, sb, 0);
-                assertBits(b, a, "key features m=" + m);
-                assertBits(sb, sa, "key sums m=" + m);
-                FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, a);
+                try (Arena arena = Arena.ofConfined()) {
+                    // written from a float index past 0, as into a chunk's slice of a larger tensor
+                    MemorySegment ka = arena.allocate((3L + rows * m) * Float.BYTES), kb = arena.allocate((3L + rows * m) * Float.BYTES);
+                    FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, new float[m], sa, ka, 3);
+                    FeatureKernels.keyFeatures(u, rows, m, exponential, shift, sb, kb, 3, 0);
+                    assertBits(kb.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), ka.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "key features m=" + m);
+                    assertBits(sb, sa, "key sums m=" + m);
+                    float[] dots = values(random, rows);
+                    FeatureKernelsSimd.scaleRows(u, rows, m, dots, ka, 3);
+                    FeatureKernels.scaleRows(u, rows, m, dots, kb, 3, 0);
+                    assertBits(kb.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), ka.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "scaled rows m=" + m);
+                }
+                FeatureKernelsSimd.queryWeights(u, rows, m, exponential, shift, a, new float[rows]);
                 FeatureKernels.queryWeightsScalar(u, rows, m, exponential, shift, b);
                 assertBits(b, a, "query weights m=" + m);
                 float[] la = values(random, m), lb = la.clone();
@@ -71,6 +82,19 @@ class FeatureKernelsTest {
             assertEquals(Float.floatToRawIntBits(expected[i]) == Float.floatToRawIntBits(actual[i]) || (expected[i] != expected[i] && actual[i] != actual[i]), true,
                     what + " at " + i + ": scalar " + expected[i] + ", vector " + actual[i]);
         }
+    }
+
+    @Test
+    void logFeatureBoundIsAtMostSixHundredthsAboveLogPhi() {
+        SplittableRandom random = new SplittableRandom(3);
+        for (int i = 0; i < 200_000; i++) {
+            // every binade of positive floats, and the negative side
+            float u = i % 4 == 0 ? (float) (-random.nextDouble() * 100) : Float.intBitsToFloat(random.nextInt(0x7F800000));
+            double logPhi = u <= 0 ? u : Math.log1p(u), bound = FeatureKernels.logFeatureBound(u);
+            assertTrue(bound >= logPhi && bound <= logPhi + 0.06, "u = " + u + ": bound " + bound + ", log φ " + logPhi);
+        }
+        assertTrue(Float.isNaN(FeatureKernels.logFeatureBound(Float.NaN)));
+        assertEquals(Float.NEGATIVE_INFINITY, FeatureKernels.logFeatureBound(Float.NEGATIVE_INFINITY));
     }
 
     @Test
