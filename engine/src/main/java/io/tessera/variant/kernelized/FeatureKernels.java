@@ -56,8 +56,9 @@ final class FeatureKernels {
      * An upper bound of log φ(u) = log(elu(u) + 1) at most 0.06 above it, from the float bits of
      * y = 1 + max(u, 0) = 2^e·(1 + t): log₂ y = e + log₂(1 + t) ≤ e + t + 0.0861, and
      * e + t = bits·2^−23 − 127 exactly; below 0 it is u + 0.06. The bits are converted to float in
-     * one rounding (≤ 2^−18 in log₂ units, and ≤ 2^−18 more in the fma: both well inside the
-     * 2.9e-5 by which 0.0861 exceeds the gap), so the bound takes one conversion and two fmas where
+     * one rounding (bits &lt; 2^31, so at most half of a 2^7 ulp: ≤ 2^−17 in log₂ units, and ≤ 2^−18
+     * more in the fma, whose sum stays below 2^7: together 1.2e-5, inside the 2.9e-5 by which
+     * 0.0861 exceeds the gap), so the bound takes one conversion and two fmas where
      * the exponent and the mantissa apart took eight operations (a third of the query weights'
      * first pass). NaN stays NaN, −∞ stays −∞.
      */
