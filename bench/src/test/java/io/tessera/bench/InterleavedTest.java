@@ -179,7 +179,8 @@ class InterleavedTest {
 
     /**
      * The wait before a call sees a thread that spins after the previous call (as ONNX Runtime's pool
-     * does for 30–45 ms): it returns only once the spin has ended, and at once from an idle process.
+     * does for 30–45 ms): it returns only once the spin has ended. (How soon it returns in an idle
+     * process is not asserted: the test JVM's compiler threads may still be busy.)
      */
     @Test
     void settleWaitsOutAThreadThatSpinsAfterACall() throws Exception {
@@ -195,9 +196,5 @@ class InterleavedTest {
         long settled = System.nanoTime();
         spinner.join();
         assertThat(settled).as("settle returned while the spinner ran").isGreaterThanOrEqualTo(spinEnd);
-
-        long idleStart = System.nanoTime();
-        Interleaved.settle();
-        assertThat((System.nanoTime() - idleStart) / 1e6).as("ms to settle in an idle process").isLessThan(Interleaved.MAX_SETTLE_NANOS / 1e6);
     }
 }
