@@ -13,6 +13,7 @@ import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -453,9 +454,9 @@ public final class Interleaved {
      * end, and the next engine's two-thread call ran on one and a half cores (Tessera's decode step
      * 15–17 ms after it, 11.6 ms after an idle process). The process CPU time of the
      * OperatingSystemMXBean (the sum of tick-based counters) did not show that spin in a 2 ms window,
-     * so the wait sums each thread's own run time from /proc/self/task/N/schedstat (nanoseconds;
-     * a thread running on another CPU is brought up to date at every scheduler tick, hence a window
-     * of several ticks), this thread's excluded. Where /proc has no such files the process CPU time
+     * so the wait adds up, thread by thread, each one's own run time over the window from
+     * /proc/self/task/N/schedstat (nanoseconds; a thread running on another CPU is brought up to date
+     * at every scheduler tick, hence a window of several ticks), this thread's excluded. Where /proc has no such files the process CPU time
      * over the window is used instead.
      */
     static void settle() throws InterruptedException {
@@ -463,9 +464,17 @@ public final class Interleaved {
         String self = selfTask();
         long deadline = System.nanoTime() + MAX_SETTLE_NANOS;
         while (System.nanoTime() < deadline) {
-            long cpu = otherThreadsCpuNanos(self), t0 = System.nanoTime();
+            if (self == null) {
+                long cpu = OS.getProcessCpuTime(), t0 = System.nanoTime();
+                Thread.sleep(SETTLE_WINDOW_MS);
+                if (OS.getProcessCpuTime() - cpu < (System.nanoTime() - t0) / 10) return;
+                continue;
+            }
+            Map<String, Long> before = threadCpuNanos(self);
+            long t0 = System.nanoTime();
             Thread.sleep(SETTLE_WINDOW_MS);
-            if (otherThreadsCpuNanos(self) - cpu < (System.nanoTime() - t0) / 10) return;
+            Map<String, Long> after = threadCpuNanos(self);
+            if (before != null && after != null && ranSince(before, after) < (System.nanoTime() - t0) / 10) return;
         }
     }
 
@@ -484,24 +493,38 @@ public final class Interleaved {
         }
     }
 
-    /** CPU time, in ns, of every thread of the process but task {@code self} (native pools included). */
-    private static long otherThreadsCpuNanos(String self) {
-        if (self == null) return OS.getProcessCpuTime();
-        long sum = 0;
+    /**
+     * Run time in ns of every thread of the process but task {@code self} (native pools included), by
+     * task id; null when the task directory could not be listed (that window is not judged).
+     */
+    private static Map<String, Long> threadCpuNanos(String self) {
+        Map<String, Long> cpu = new HashMap<>();
         try (DirectoryStream<Path> tasks = Files.newDirectoryStream(TASKS)) {
             for (Path task : tasks) {
-                if (task.getFileName().toString().equals(self)) continue;
+                String id = task.getFileName().toString();
+                if (id.equals(self)) continue;
                 try {
                     String stat = Files.readString(task.resolve("schedstat"));   // "<run ns> <wait ns> <slices>"
-                    sum += Long.parseLong(stat.substring(0, stat.indexOf(' ')));
+                    cpu.put(id, Long.parseLong(stat.substring(0, stat.indexOf(' '))));
                 } catch (IOException | RuntimeException e) {
                     // the thread ended between the listing and the read: it runs no more
                 }
             }
         } catch (IOException e) {
-            return OS.getProcessCpuTime();
+            return null;
         }
-        return sum;
+        return cpu;
+    }
+
+    /**
+     * The run time the threads of {@code after} spent since {@code before}, thread by thread: a thread
+     * that ended in between drops out without taking the others' time with it, and one that started
+     * counts from zero.
+     */
+    private static long ranSince(Map<String, Long> before, Map<String, Long> after) {
+        long ran = 0;
+        for (Map.Entry<String, Long> thread : after.entrySet()) ran += thread.getValue() - before.getOrDefault(thread.getKey(), 0L);
+        return ran;
     }
 
     /** Every {@code @Param} field at its annotation's first value, as JMH would run it without the parameter given. */
