@@ -62,8 +62,14 @@ final class DecodeCall {
 
     private DecodeCall() {}
 
+    /** Numbers calls, so a worker's per-thread state can tell this call's from an earlier one's. */
+    private static final java.util.concurrent.atomic.AtomicLong CALLS = new java.util.concurrent.atomic.AtomicLong();
+    /** This call's number (unique in the JVM): what per-thread caches of the call's inputs are keyed by. */
+    long id;
+
     private DecodeCall init(CpuBackend backend, Tensor q, Tensor k, Tensor v, int[][] tables, DecodePlan plan, float scale, Tensor out, Tensor lse) {
         this.backend = backend;
+        this.id = CALLS.incrementAndGet();
         this.firstOverflow = Long.MAX_VALUE;
         this.q = q.segment();
         this.k = k.segment();
