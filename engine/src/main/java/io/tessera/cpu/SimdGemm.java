@@ -51,14 +51,18 @@ final class SimdGemm {
     /**
      * Panel groups per row chunk on {@code threads} threads: 1 (an item owns every panel of its
      * chunk, so its rows of op(a) are copied to the heap once per depth slice, not once per panel)
-     * unless there are too few chunks to keep every thread busy (fewer than 4 per thread), then
-     * the panels are split into groups for parallelism. Which item computes an element of c does
-     * not change its bits (each element is the same fma chain per depth slice in any row block),
-     * so the result is the same for any thread count.
+     * when whole chunks, handed out in order to whichever thread is free, keep the busiest thread
+     * within 1/8 of an even share; otherwise enough groups for 4 items per thread. Which item
+     * computes an element of c does not change its bits (each element is the same fma chain per
+     * depth slice in any row block), so the result is the same for any thread count.
      */
     static int panelGroups(GemmCall g, int threads) {
-        int chunks = rowChunks(g);
-        if (threads == 1 || chunks >= 4 * threads) return 1;
+        if (threads == 1) return 1;
+        int chunks = rowChunks(g), rows = rowsPerItem(g), last = g.m() - (chunks - 1) * rows;
+        // the full chunks go round the threads; the last (shorter) one to a thread with fewest
+        int perThread = (chunks - 1) / threads, left = (chunks - 1) % threads;
+        long busiest = left > 0 ? (long) (perThread + 1) * rows : (long) perThread * rows + last;
+        if (busiest * threads <= 1.125 * g.m()) return 1;
         return Math.min(panels(g), (4 * threads + chunks - 1) / chunks);
     }
 
@@ -82,24 +86,24 @@ final class SimdGemm {
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
             int kc = Math.min(KC, g.k() - k0);
             boolean first = k0 == 0;
-            // op(a)[i0 + r][k0 + p] at ap[r·rowStep + p·depthStep]
-            int rowStep, depthStep;
-            if (transposed) {
-                copyTransposedRows(g, ap, i0, span, k0, kc);
-                rowStep = 1;
-                depthStep = span;
-            } else {
-                copyRowsOfA(g, ap, i0, span, k0, kc);
-                rowStep = kc;
-                depthStep = 1;
-            }
+            // Two sets of micro-kernels, one per layout of the copy: each indexes ap by its depth
+            // loop's counter times a constant plus a loop invariant, so C2 drops the bounds checks
+            // (a single set with the row and depth steps as variables ran 5-20 % slower).
+            if (transposed) copyTransposedRows(g, ap, i0, span, k0, kc);
+            else copyRowsOfA(g, ap, i0, span, k0, kc);
             for (int panel = panel0; panel < panel1; panel++) {
                 int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
                 pack(g, k0, kc, j0, cols, packed);
                 int i = i0;
-                for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, (i - i0) * rowStep, rowStep, depthStep, packed, tile, kc, i, j0, first, cols);
-                for (; i + 2 <= i1; i += 2) block2Heap(g, ap, (i - i0) * rowStep, rowStep, depthStep, packed, tile, kc, i, j0, first, cols);
-                for (; i < i1; i++) block1Heap(g, ap, (i - i0) * rowStep, depthStep, packed, tile, kc, i, j0, first, cols);
+                if (transposed) {
+                    for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) block2Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    for (; i < i1; i++) block1Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                } else {
+                    for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) block2Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    for (; i < i1; i++) block1Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                }
             }
         }
     }
@@ -125,6 +129,12 @@ final class SimdGemm {
     private static void copyRowsOfA(GemmCall g, float[] rows, int i0, int span, int k0, int kc) {
         MemorySegment a = g.a();
         ElementType type = g.aType();
+        if (type == ElementType.F32 && g.aCol() == 1 && g.aRow() == kc) {
+            // whole rows of a's storage (the variants' W·S and projections): one run. A copy per row
+            // of 64 floats cost more than the heap reads saved (each copy checks bounds and liveness).
+            MemorySegment.copy(a, FLOAT, (g.aOff() + i0 * (long) kc + k0) * Float.BYTES, rows, 0, span * kc);
+            return;
+        }
         for (int r = 0; r < span; r++) {
             long from = g.aOff() + (i0 + r) * g.aRow() + k0 * g.aCol();
             int to = r * kc;
@@ -139,28 +149,27 @@ final class SimdGemm {
     }
 
     /**
-     * Six rows of c times one packed panel, op(a)[i + t][k0 + p] read from the heap copy at
-     * {@code ap[at + t·rowStep + p·depthStep]}: broadcast 6 elements of op(a), FMA into 6×2
+     * Six rows of c times one packed panel, op(a) from the heap copy of a transposed a
+     * ({@link #copyTransposedRows}, [p][r]): broadcast 6 elements of op(a), FMA into 6×2
      * accumulators — 15 registers, because AVX2 has 16 (a 4×4 blocking spills there).
      */
-    private static void block6Heap(GemmCall g, float[] ap, int at, int rowStep, int depthStep, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        int r1 = rowStep, r2 = 2 * rowStep, r3 = 3 * rowStep, r4 = 4 * rowStep, r5 = 5 * rowStep;
-        for (int p = 0, q = at; p < kc; p++, q += depthStep) {
-            int o = p * PANEL;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
-            x = FloatVector.broadcast(F, ap[q + r1]);
+            x = FloatVector.broadcast(F, ap[q + 1]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
-            x = FloatVector.broadcast(F, ap[q + r2]);
+            x = FloatVector.broadcast(F, ap[q + 2]);
             c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
-            x = FloatVector.broadcast(F, ap[q + r3]);
+            x = FloatVector.broadcast(F, ap[q + 3]);
             c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
-            x = FloatVector.broadcast(F, ap[q + r4]);
+            x = FloatVector.broadcast(F, ap[q + 4]);
             c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
-            x = FloatVector.broadcast(F, ap[q + r5]);
+            x = FloatVector.broadcast(F, ap[q + 5]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
         }
         // Through a per-thread tile rather than six inlined stores: inlining all six exceeds C2's
@@ -176,14 +185,14 @@ final class SimdGemm {
     }
 
     /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
-    private static void block2Heap(GemmCall g, float[] ap, int at, int rowStep, int depthStep, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
-        for (int p = 0, q = at; p < kc; p++, q += depthStep) {
-            int o = p * PANEL;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
-            x = FloatVector.broadcast(F, ap[q + rowStep]);
+            x = FloatVector.broadcast(F, ap[q + 1]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
         c00.intoArray(tile, 0); c01.intoArray(tile, L);
@@ -191,11 +200,69 @@ final class SimdGemm {
         storeTile(g, tile, i, 2, j0, first, cols);
     }
 
-    private static void block1Heap(GemmCall g, float[] ap, int at, int depthStep, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
-        for (int p = 0, q = at; p < kc; p++, q += depthStep) {
+        for (int p = 0; p < kc; p++) {
             int o = p * PANEL;
-            FloatVector x = FloatVector.broadcast(F, ap[q]);
+            FloatVector x = FloatVector.broadcast(F, ap[p * span + r]);
+            c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
+            c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
+        }
+        c0.intoArray(tile, 0); c1.intoArray(tile, L);
+        storeTile(g, tile, i, 1, j0, first, cols);
+    }
+
+    /** {@link #block6Heap} with op(a) from heap rows [r][p] ({@link #copyRowsOfA}, row t at {@code at + t·kc}): the same FMAs in the same order. */
+    private static void block6Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc, a4 = a3 + kc, a5 = a4 + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(F, ap[a2 + p]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(F, ap[a3 + p]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
+            x = FloatVector.broadcast(F, ap[a4 + p]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
+            x = FloatVector.broadcast(F, ap[a5 + p]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);   // through the tile: see block6Heap
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
+        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
+        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
+        storeTile(g, tile, i, ROWS, j0, first, cols);
+    }
+
+    private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+        int a0 = at, a1 = at + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        storeTile(g, tile, i, 2, j0, first, cols);
+    }
+
+    private static void block1Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector x = FloatVector.broadcast(F, ap[at + p]);
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }

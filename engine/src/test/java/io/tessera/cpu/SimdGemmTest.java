@@ -20,8 +20,10 @@ class SimdGemmTest {
     void everyLayoutGivesTheModelsBits() {
         // 1 and 7 rows: only the 2- and 1-row blocks; 130 and 250: several 120-row chunks, an item's
         // rows parts of a transposed a's storage; 481: past one thin chunk (depth ≤ 64 has 480 rows);
-        // 45 and 17 columns: ragged panels; depth 300 and 530: two and three slices.
-        int[][] shapes = {{7, 33, 5}, {1, 17, 300}, {64, 64, 40}, {64, 45, 300}, {130, 64, 300}, {250, 45, 64}, {481, 17, 64}, {13, 100, 530}, {481, 33, 65}};
+        // 45, 17 and 70 columns: ragged panels; depth 300 and 530: two and three slices. On two
+        // threads, 256 × 70 × 300 runs whole chunks (120, 120, 16 rows: balanced enough), the
+        // others with one or two chunks split their panels into groups.
+        int[][] shapes = {{7, 33, 5}, {1, 17, 300}, {64, 64, 40}, {64, 45, 300}, {130, 64, 300}, {250, 45, 64}, {481, 17, 64}, {13, 100, 530}, {481, 33, 65}, {256, 70, 300}};
         for (int[] shape : shapes) {
             for (boolean ta : new boolean[] {false, true}) {
                 for (boolean tb : new boolean[] {false, true}) {
@@ -68,6 +70,24 @@ class SimdGemmTest {
                 assertSameBits(c.toArray(), expected, String.format("m=%d n=%d k=%d ta=%s tb=%s %s·%s beta=%s threads=%d", m, n, k, ta, tb, aType, bType, beta, threads));
             }
         }
+    }
+
+    @Test
+    void panelGroupsKeepTheThreadsBusy() {
+        try (Arena arena = Arena.ofConfined()) {
+            // 3 chunks of 120, 120 and 16 rows on 2 threads: 136 of 256 rows on the busiest, whole chunks
+            assertThat(SimdGemm.panelGroups(call(arena, 256, 70, 300), 2)).isEqualTo(1);
+            // one chunk: split into up to 8 groups (4 items per thread), never more than the panels
+            assertThat(SimdGemm.panelGroups(call(arena, 64, 64 * SimdGemm.PANEL, 40), 2)).isEqualTo(8);
+            assertThat(SimdGemm.panelGroups(call(arena, 64, 3, 40), 2)).isEqualTo(1);
+            assertThat(SimdGemm.panelGroups(call(arena, 64, 64 * SimdGemm.PANEL, 40), 1)).isEqualTo(1);
+            // 5 full chunks on 2 threads: 3 on one, 2 on the other (1.2 of an even share): 2 groups
+            assertThat(SimdGemm.panelGroups(call(arena, 600, 4 * SimdGemm.PANEL, 300), 2)).isEqualTo(2);
+        }
+    }
+
+    private static GemmCall call(Arena arena, int m, int n, int k) {
+        return GemmCall.of(Tensor.zeros(arena, m, k), false, Tensor.zeros(arena, k, n), false, Tensor.zeros(arena, m, n), 1f, 0f);
     }
 
     /** SimdGemm's summation order in scalar Java over the logical op(a) [m, k] and op(b) [k, n]. */
