@@ -57,8 +57,9 @@ final class SimdGemm {
      * depth slice in any row block), so the result is the same for any thread count.
      */
     static int panelGroups(GemmCall g, int threads) {
-        if (threads == 1) return 1;
-        int chunks = rowChunks(g), rows = rowsPerItem(g), last = g.m() - (chunks - 1) * rows;
+        int chunks = rowChunks(g);
+        if (threads == 1 || chunks == 0) return 1;   // no rows: no items
+        int rows = rowsPerItem(g), last = g.m() - (chunks - 1) * rows;
         // the full chunks go round the threads; the last (shorter) one to a thread with fewest
         int perThread = (chunks - 1) / threads, left = (chunks - 1) % threads;
         long busiest = left > 0 ? (long) (perThread + 1) * rows : (long) perThread * rows + last;

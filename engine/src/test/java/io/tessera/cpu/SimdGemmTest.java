@@ -83,6 +83,10 @@ class SimdGemmTest {
             assertThat(SimdGemm.panelGroups(call(arena, 64, 64 * SimdGemm.PANEL, 40), 1)).isEqualTo(1);
             // 5 full chunks on 2 threads: 3 on one, 2 on the other (1.2 of an even share): 2 groups
             assertThat(SimdGemm.panelGroups(call(arena, 600, 4 * SimdGemm.PANEL, 300), 2)).isEqualTo(2);
+            // no rows or no columns (tensors have none, a GemmCall made by hand may): no items, on any thread count
+            java.lang.foreign.MemorySegment none = arena.allocate(4);
+            assertThat(SimdGemm.items(new GemmCall(none, 0, 40, 1, none, 0, 64, 1, none, 0, 64, 0, 64, 40, 1f, 0f, ElementType.F32, ElementType.F32), 2)).isZero();
+            assertThat(SimdGemm.items(new GemmCall(none, 0, 40, 1, none, 0, 0, 1, none, 0, 0, 64, 0, 40, 1f, 0f, ElementType.F32, ElementType.F32), 2)).isZero();
         }
     }
 
