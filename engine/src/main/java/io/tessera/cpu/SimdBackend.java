@@ -61,10 +61,10 @@ public final class SimdBackend extends CpuBackend implements SparseAttentionDevi
     void decodeItem(DecodeCall call, int item) { SimdDecodeKernel.item(call, item); }
 
     @Override
-    void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item); }
+    void gemmItem(GemmCall call, int item) { SimdGemm.item(call, item, threads); }
 
     @Override
-    int gemmItems(GemmCall call) { return SimdGemm.panels(call) * SimdGemm.rowChunks(call); }
+    int gemmItems(GemmCall call) { return SimdGemm.items(call, threads); }
 
     /** Several lane groups per block share each K/V tile copy. */
     @Override public int preferredBlockQ() { return 4 * SimdAttentionKernel.GROUP; }

@@ -11,9 +11,9 @@ import jdk.incubator.vector.VectorSpecies;
  * GEMM on the Vector API. op(b) is packed, {@link #KC} rows at a time, into a panel of
  * {@link #PANEL} = 2 vectors of columns (zero-padded), so the micro-kernel is the same for every
  * transpose and stride: broadcast 6 elements of op(a), FMA into 6×2 accumulators — 15 registers,
- * because AVX2 has 16 (a 4×4 blocking spills there). Half-precision operands are widened to float32
- * while packing: b in its panel, a in a per-item copy of its rows (see {@link #widenRows}), so the
- * micro-kernel only ever sees floats.
+ * because AVX2 has 16 (a 4×4 blocking spills there). op(a) is read from a heap copy of the item's
+ * rows, made once per depth slice and shared by all the item's panels; half-precision operands are
+ * widened to float32 while copied (a) and packed (b), so the micro-kernel only ever sees floats.
  */
 final class SimdGemm {
     private SimdGemm() {}
@@ -31,7 +31,7 @@ final class SimdGemm {
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
     private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[KC * PANEL]);
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[ROWS * PANEL]);
-    private static final ThreadLocal<float[]> WIDENED_A = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * KC]);
+    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * KC]);
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 
@@ -41,61 +41,120 @@ final class SimdGemm {
      * Rows of c per work item: {@link #ROWS_PER_ITEM}, four times as many for a product of depth
      * at most {@link #THIN_DEPTH}. A thin product packs its panel of op(b) per item as often
      * as a deep one but reuses it over only depth·rows multiply-adds: at depth 64 (the Performer's
-     * projections) packing was 8 % of the product's time. The widened rows of a half-precision
-     * a still fit {@link #WIDENED_A}: 4·120 rows × 64 = 120 × 256.
+     * projections) packing was 8 % of the product's time. An item's heap rows of op(a) still fit
+     * {@link #A_ROWS}: 4·120 rows × 64 = 120 × 256.
      */
     static int rowsPerItem(GemmCall g) { return g.k() <= THIN_DEPTH ? 4 * ROWS_PER_ITEM : ROWS_PER_ITEM; }
 
     static final int THIN_DEPTH = KC / 4;
 
-    /** Work item {@code item} = (row chunk, column panel). */
-    static void item(GemmCall g, int item) {
-        int panel = item % panels(g), chunk = item / panels(g);
-        int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
-        int rowsPerItem = rowsPerItem(g), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem);
-        float[] packed = PACKED.get(), tile = TILE.get();
+    /**
+     * Panel groups per row chunk on {@code threads} threads: 1 (an item owns every panel of its
+     * chunk, so its rows of op(a) are copied to the heap once per depth slice, not once per panel)
+     * when whole chunks, handed out in order to whichever thread is free, keep the busiest thread
+     * within 1/8 of an even share; otherwise enough groups for 4 items per thread. Which item
+     * computes an element of c does not change its bits (each element is the same fma chain per
+     * depth slice in any row block), so the result is the same for any thread count.
+     */
+    static int panelGroups(GemmCall g, int threads) {
+        int chunks = rowChunks(g);
+        if (threads == 1 || chunks == 0) return 1;   // no rows: no items
+        int rows = rowsPerItem(g), last = g.m() - (chunks - 1) * rows;
+        // the full chunks go round the threads; the last (shorter) one to a thread with fewest
+        int perThread = (chunks - 1) / threads, left = (chunks - 1) % threads;
+        long busiest = left > 0 ? (long) (perThread + 1) * rows : (long) perThread * rows + last;
+        if (busiest * threads <= 1.125 * g.m()) return 1;
+        return Math.min(panels(g), (4 * threads + chunks - 1) / chunks);
+    }
+
+    static int items(GemmCall g, int threads) { return rowChunks(g) * panelGroups(g, threads); }
+
+    /**
+     * Work item {@code item} of {@link #items}: a row chunk and a group of its column panels. Per
+     * depth slice, the chunk's rows of op(a) are copied to the heap once ({@link #copyRowsOfA}),
+     * then every panel of the group is packed and multiplied by them. The heap micro-kernels read
+     * op(a) from there: each element read from a segment costs a bounds and liveness check, and
+     * six of them per step of twelve FMAs (a row-major a from its segment ran at 165 GFLOP/s on
+     * one thread, from a heap copy at 208).
+     */
+    static void item(GemmCall g, int item, int threads) {
+        int groups = panelGroups(g, threads), panels = panels(g);
+        int chunk = item / groups, group = item % groups;
+        int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
+        int rowsPerItem = rowsPerItem(g), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
+        float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
+        boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
             int kc = Math.min(KC, g.k() - k0);
-            pack(g, k0, kc, j0, cols, packed);
             boolean first = k0 == 0;
-            if (g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1) {
-                // op(a) = a transposed, its rows contiguous per depth (Fᵀ·V in the kernelized
-                // variants): one bulk copy per depth into heap rows [p][i], read by the heap
-                // micro-kernels. Each element read from the segment cost a bounds and liveness
-                // check, and six of them per step of twelve FMAs: the heap reads ran 15 % faster.
-                int span = i1 - i0;
-                float[] ap = copyTransposedRows(g, i0, span, k0, kc);
+            // Two sets of micro-kernels, one per layout of the copy, rather than one with the row
+            // and depth steps as variables: the row-major kernels index ap by the depth counter
+            // plus a loop invariant, the form C2's range-check elimination takes (the variable
+            // steps measured slower in the variants, though not separately from the per-row copies).
+            if (transposed) copyTransposedRows(g, ap, i0, span, k0, kc);
+            else copyRowsOfA(g, ap, i0, span, k0, kc);
+            for (int panel = panel0; panel < panel1; panel++) {
+                int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
+                pack(g, k0, kc, j0, cols, packed);
                 int i = i0;
-                for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
-                for (; i + 2 <= i1; i += 2) block2Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
-                for (; i < i1; i++) block1Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
-                continue;
+                if (transposed) {
+                    for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) block2Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    for (; i < i1; i++) block1Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                } else {
+                    for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) block2Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    for (; i < i1; i++) block1Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                }
             }
-            GemmCall rowsOfA = g.aType() == ElementType.F32 ? g : widenRows(g, i0, i1, k0, kc);
-            int i = i0;
-            for (; i + ROWS <= i1; i += ROWS) block6(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
-            for (; i + 2 <= i1; i += 2) block2(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
-            for (; i < i1; i++) block1(rowsOfA, packed, tile, kc, k0, i, j0, first, cols);
         }
     }
 
     /**
-     * op(a)[i0 + r][k0 + p] for r &lt; span, p &lt; kc, into the calling thread's {@link #WIDENED_A}
-     * (never needed by the same item: op(a) is float32 here) at [p·span + r]: a transposed a has
-     * those span floats contiguous at each depth.
+     * op(a)[i0 + r][k0 + p] for r &lt; span, p &lt; kc, into {@code rows} at [p·span + r] (a
+     * transposed float32 a: those span floats are contiguous at each depth).
      */
-    private static float[] copyTransposedRows(GemmCall g, int i0, int span, int k0, int kc) {
-        float[] rows = WIDENED_A.get();
+    private static void copyTransposedRows(GemmCall g, float[] rows, int i0, int span, int k0, int kc) {
         MemorySegment a = g.a();
         if (g.aCol() == span) {   // whole rows of a's storage (Fᵀ·V with m ≤ the rows of an item): one run
             MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (long) k0 * span) * Float.BYTES, rows, 0, kc * span);
-            return rows;
+            return;
         }
         for (int p = 0; p < kc; p++) MemorySegment.copy(a, FLOAT, (g.aOff() + i0 + (k0 + p) * g.aCol()) * Float.BYTES, rows, p * span, span);
-        return rows;
     }
 
-    /** {@link #block6} with op(a) from heap rows [p][i] ({@link #copyTransposedRows}): the same FMAs in the same order. */
+    /**
+     * op(a)[i0 + r][k0 + p] for r &lt; span, p &lt; kc, into {@code rows} at [r·kc + p], widened
+     * exactly from half precision: a bulk copy per row when a float32 a has unit-stride rows
+     * (transposing it here, element by element, cost more than it saved), else element by element.
+     */
+    private static void copyRowsOfA(GemmCall g, float[] rows, int i0, int span, int k0, int kc) {
+        MemorySegment a = g.a();
+        ElementType type = g.aType();
+        if (type == ElementType.F32 && g.aCol() == 1 && g.aRow() == kc) {
+            // whole rows of a's storage (the variants' W·S and projections): one run. A copy per row
+            // of 64 floats cost more than the heap reads saved (each copy checks bounds and liveness).
+            MemorySegment.copy(a, FLOAT, (g.aOff() + i0 * (long) kc + k0) * Float.BYTES, rows, 0, span * kc);
+            return;
+        }
+        for (int r = 0; r < span; r++) {
+            long from = g.aOff() + (i0 + r) * g.aRow() + k0 * g.aCol();
+            int to = r * kc;
+            if (type == ElementType.F32 && g.aCol() == 1) {
+                MemorySegment.copy(a, FLOAT, from * Float.BYTES, rows, to, kc);
+            } else if (type == ElementType.F32) {
+                for (int p = 0; p < kc; p++) rows[to + p] = a.getAtIndex(FLOAT, from + p * g.aCol());
+            } else {
+                for (int p = 0; p < kc; p++) rows[to + p] = type.get(a, from + p * g.aCol());
+            }
+        }
+    }
+
+    /**
+     * Six rows of c times one packed panel, op(a) from the heap copy of a transposed a
+     * ({@link #copyTransposedRows}, [p][r]): broadcast 6 elements of op(a), FMA into 6×2
+     * accumulators — 15 registers, because AVX2 has 16 (a 4×4 blocking spills there).
+     */
     private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -115,6 +174,9 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 5]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
         }
+        // Through a per-thread tile rather than six inlined stores: inlining all six exceeds C2's
+        // node budget (NodeCountInliningCutoff), and the accumulators of the stores left out are
+        // then kept boxed across the loop, which measured 5-10x slower on thin shapes.
         c00.intoArray(tile, 0); c01.intoArray(tile, L);
         c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
         c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
@@ -124,6 +186,7 @@ final class SimdGemm {
         storeTile(g, tile, i, ROWS, j0, first, cols);
     }
 
+    /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
     private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
         for (int p = 0; p < kc; p++) {
@@ -144,6 +207,64 @@ final class SimdGemm {
         for (int p = 0; p < kc; p++) {
             int o = p * PANEL;
             FloatVector x = FloatVector.broadcast(F, ap[p * span + r]);
+            c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
+            c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
+        }
+        c0.intoArray(tile, 0); c1.intoArray(tile, L);
+        storeTile(g, tile, i, 1, j0, first, cols);
+    }
+
+    /** {@link #block6Heap} with op(a) from heap rows [r][p] ({@link #copyRowsOfA}, row t at {@code at + t·kc}): the same FMAs in the same order. */
+    private static void block6Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc, a4 = a3 + kc, a5 = a4 + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(F, ap[a2 + p]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(F, ap[a3 + p]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
+            x = FloatVector.broadcast(F, ap[a4 + p]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
+            x = FloatVector.broadcast(F, ap[a5 + p]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);   // through the tile: see block6Heap
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
+        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
+        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
+        storeTile(g, tile, i, ROWS, j0, first, cols);
+    }
+
+    private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+        int a0 = at, a1 = at + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
+        storeTile(g, tile, i, 2, j0, first, cols);
+    }
+
+    private static void block1Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector x = FloatVector.broadcast(F, ap[at + p]);
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
@@ -216,58 +337,6 @@ final class SimdGemm {
     }
 
     /**
-     * The same call with a replaced by a float32 heap copy of rows [i0, i1) and depths [k0, k0+kc) of
-     * op(a) (widened exactly), laid out so that the micro-kernels' index arithmetic
-     * {@code aOff + i·aRow + k·aCol} lands in it unchanged.
-     */
-    private static GemmCall widenRows(GemmCall g, int i0, int i1, int k0, int kc) {
-        float[] rows = WIDENED_A.get();
-        ElementType type = g.aType();
-        for (int i = i0; i < i1; i++) {
-            long from = g.aOff() + i * g.aRow() + k0 * g.aCol();
-            int to = (i - i0) * kc;
-            for (int p = 0; p < kc; p++) rows[to + p] = type.get(g.a(), from + p * g.aCol());
-        }
-        return new GemmCall(MemorySegment.ofArray(rows), -((long) i0 * kc + k0), kc, 1, g.b(), g.bOff(), g.bRow(), g.bCol(),
-                g.c(), g.cOff(), g.cRow(), g.m(), g.n(), g.k(), g.alpha(), g.beta(), ElementType.F32, g.bType());
-    }
-
-    private static void block6(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
-        MemorySegment a = g.a();
-        long ar = g.aRow(), ac = g.aCol();
-        long a0 = g.aOff() + i * ar + k0 * ac, a1 = a0 + ar, a2 = a1 + ar, a3 = a2 + ar, a4 = a3 + ar, a5 = a4 + ar;
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
-            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
-            long off = p * ac;
-            FloatVector x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a0 + off));
-            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
-            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a1 + off));
-            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
-            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a2 + off));
-            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
-            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a3 + off));
-            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
-            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a4 + off));
-            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
-            x = FloatVector.broadcast(F, a.getAtIndex(FLOAT, a5 + off));
-            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
-        }
-        // Through a per-thread tile rather than six inlined stores: inlining all six exceeds C2's
-        // node budget (NodeCountInliningCutoff), and the accumulators of the stores left out are
-        // then kept boxed across the loop, which measured 5-10x slower on thin shapes.
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
-        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
-        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
-        storeTile(g, tile, i, ROWS, j0, first, cols);
-    }
-
-    /**
      * Stores {@code rows} rows of a tile (row r at {@code tile[2rL, 2rL + 2L)}) into c's rows i … and
      * columns j0 … j0 + cols − 1: c = alpha·acc + beta·c on the first depth slice, c += alpha·acc
      * after it. Every block stores through its tile and no method takes a vector or a mask: through
@@ -308,37 +377,6 @@ final class SimdGemm {
                 FloatVector.fromArray(F, tile, v * L).mul(alpha).intoMemorySegment(c, byteOff, ORDER);
             }
         }
-    }
-
-    /** Two rows: what is left of a row chunk after {@link #block6} (half the loads per FMA of {@link #block1}). */
-    private static void block2(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
-        long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol(), a1 = a0 + g.aRow();
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
-        for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
-            long off = p * g.aCol();
-            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
-            FloatVector x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a0 + off));
-            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
-            x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a1 + off));
-            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
-        }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        storeTile(g, tile, i, 2, j0, first, cols);
-    }
-
-    private static void block1(GemmCall g, float[] bp, float[] tile, int kc, int k0, int i, int j0, boolean first, int cols) {
-        long a0 = g.aOff() + i * g.aRow() + k0 * g.aCol();
-        FloatVector c0 = FloatVector.zero(F), c1 = c0;
-        for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
-            FloatVector x = FloatVector.broadcast(F, g.a().getAtIndex(FLOAT, a0 + p * g.aCol()));
-            c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
-            c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
-        }
-        c0.intoArray(tile, 0); c1.intoArray(tile, L);
-        storeTile(g, tile, i, 1, j0, first, cols);
     }
 
     /**

@@ -35,6 +35,13 @@ final class FeatureKernelsSimd {
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
     private static final FloatVector V_MANTISSA_ULP = FloatVector.broadcast(F, 0x1p-23f), V_LOG2_BIAS = FloatVector.broadcast(F, LOG2_BIAS);
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
+    /**
+     * The elu clamps as a compare and a blend: min(x, 0) = x > 0 ? +0 : x and max(x, 0) = x ≤ 0 ? +0 : x
+     * are Math.min and Math.max exactly (−0 stays −0 in the first and becomes +0 in the second, NaN
+     * stays NaN in both), but FloatVector.min / max with 0 compile to six instructions on AVX-512
+     * (two blends, the min or max, a NaN compare and a masked move), a compare and a blend to two.
+     */
+    private static final FloatVector ZERO = FloatVector.zero(F);
 
     /**
      * {@link FeatureKernels#squaredNorms}: the 8 partials of a row in 8 / (double lanes)
@@ -193,10 +200,14 @@ final class FeatureKernelsSimd {
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
-            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).min(0f).sub(FloatVector.fromArray(F, shift, f)).intoArray(scratch, f);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                x.blend(ZERO, x.compare(VectorOperators.GT, 0f)).sub(FloatVector.fromArray(F, shift, f)).intoArray(scratch, f);   // min(x, 0): see ZERO
+            }
             FloatExpSimd.expInPlace(scratch, 0, vec, 0f);
             for (int f = 0; f < vec; f += L) {
-                FloatVector e = FloatVector.fromArray(F, scratch, f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f));
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                FloatVector e = FloatVector.fromArray(F, scratch, f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f));   // max(x, 0) + 1
                 e.intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
                 if (sums != null) FloatVector.fromArray(F, sums, f).add(e).intoArray(sums, f);   // row by row, as the scalar loop
             }
@@ -233,8 +244,9 @@ final class FeatureKernelsSimd {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
                     // FeatureKernels.logFeatureBound, lane by lane (written out here: no vector crosses a call)
-                    FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f), below = x.min(0f);
-                    FloatVector bits = (FloatVector) x.max(0f).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
+                    FloatVector x = FloatVector.fromArray(F, u, o + f), s = FloatVector.fromArray(F, shift, f);
+                    FloatVector below = x.blend(ZERO, x.compare(VectorOperators.GT, 0f));   // min(x, 0)
+                    FloatVector bits = (FloatVector) x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
                     FloatVector log2 = bits.fma(V_MANTISSA_ULP, V_LOG2_BIAS);
                     best = best.max(V_LN2.fma(log2, below).add(s));
                     below.add(s).intoArray(dst, o + f);
@@ -250,7 +262,8 @@ final class FeatureKernelsSimd {
             int o = r * m;
             FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);
             for (int f = 0; f < vec; f += L) {
-                FloatVector.fromArray(F, dst, o + f).mul(FloatVector.fromArray(F, u, o + f).max(0f).add(1f)).intoArray(dst, o + f);
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                FloatVector.fromArray(F, dst, o + f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(dst, o + f);   // max(x, 0) + 1
             }
             if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], dst, vec);
         }
