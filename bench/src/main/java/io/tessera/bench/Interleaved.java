@@ -55,7 +55,7 @@ public final class Interleaved {
      */
     static final int PAUSE_MS = 5;
     /** How long the JIT must have compiled nothing before an engine's warm-up ends. */
-    static final long JIT_QUIET_NANOS = 300_000_000L;
+    public static final long JIT_QUIET_NANOS = 300_000_000L;
     /** The longest wait, after the pause, for the process's other threads to go idle. */
     static final long MAX_SETTLE_NANOS = 200_000_000L;
 

@@ -116,13 +116,28 @@ public final class VariantsSection {
     }
 
     /**
-     * Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds},
-     * over at least 5 calls (3 when a call takes more than {@link #SLOW_CALL_MS}: a peer 20× slower
-     * than Tessera spent 10–20 s of the quick main job in its minimum calls) and {@code seconds}.
+     * Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds}
+     * and then on until the JIT has compiled nothing for {@link io.tessera.bench.Interleaved#JIT_QUIET_NANOS}
+     * (at most {@link #WARMUP_CAP_SECONDS} in all), over at least 5 calls (3 when a call takes more
+     * than {@link #SLOW_CALL_MS}: a peer 20× slower than Tessera spent 10–20 s of the quick main job
+     * in its minimum calls) and {@code seconds}. The quick main job's 0.3 s of warm-up ended while C2
+     * still compiled the Performer's kernels: at n = 1024 its minimum over the next 0.7 s was 61–78 ms
+     * in two runs, against 5.5–6 ms once compiled (a cap of 0.8 s still caught it at 29 ms; 3 s
+     * made the quick section 41 → 66 s, run alone in a fresh JVM).
      */
     static double[] time(Runnable call, double warmupSeconds, double seconds) {
-        long end = System.nanoTime() + (long) (warmupSeconds * 1e9);
-        do call.run(); while (System.nanoTime() < end);
+        var jit = java.lang.management.ManagementFactory.getCompilationMXBean();
+        long start = System.nanoTime(), end = start + (long) (warmupSeconds * 1e9), cap = start + (long) (WARMUP_CAP_SECONDS * 1e9);
+        long compiled = jit.getTotalCompilationTime(), quietSince = start, now;
+        do {
+            call.run();
+            long total = jit.getTotalCompilationTime();
+            now = System.nanoTime();
+            if (total != compiled) {
+                compiled = total;
+                quietSince = now;
+            }
+        } while (now < end || (now - quietSince < io.tessera.bench.Interleaved.JIT_QUIET_NANOS && now < cap));
         List<Double> ms = new ArrayList<>();
         end = System.nanoTime() + (long) (seconds * 1e9);
         int minCalls = 5;
@@ -138,6 +153,9 @@ public final class VariantsSection {
 
     /** A call this long (ms) needs fewer repetitions for a minimum within a few per cent. */
     static final double SLOW_CALL_MS = 200;
+
+    /** The longest warm-up {@link #time} gives a call while the JIT is still compiling. */
+    static final double WARMUP_CAP_SECONDS = 3;
 
     /** GFLOP/s of the products run per head, heads in parallel on {@code be}'s threads. */
     static double gemmRate(Backend be, List<Product> products, double warmup, double seconds) {
@@ -226,7 +244,7 @@ public final class VariantsSection {
 
     /**
      * The main job's variants section: time vs n for dense attention and every variant (quick: n =
-     * 1024 and 4096, 0.7 s of calls (at least 5, or 3 of a slow call) after 0.3 s of warm-up each; full: up to 16,384, dense measured
+     * 1024 and 4096, 0.7 s of calls (at least 5, or 3 of a slow call) after 0.3 s of warm-up each and on until the JIT is quiet (at most 3 s); full: up to 16,384, dense measured
      * there too), each one's error against the dense float64 oracle at n = 512, written to
      * {@code variants.md} and a log-log chart {@code charts/variants.png} in {@code out}. Timed in
      * this process, not JMH: a variant call allocates its own operator state, and the minimum of
