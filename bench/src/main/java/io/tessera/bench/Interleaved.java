@@ -55,7 +55,29 @@ public final class Interleaved {
      */
     static final int PAUSE_MS = 5;
     /** How long the JIT must have compiled nothing before an engine's warm-up ends. */
-    public static final long JIT_QUIET_NANOS = 300_000_000L;
+    static final long JIT_QUIET_NANOS = 300_000_000L;
+
+    /**
+     * Whether the JIT has compiled nothing for {@link #JIT_QUIET_NANOS}, for a warm-up loop: made
+     * when the loop starts, told after each call. Shared by this class's warm-up and the variants
+     * section's (C2 compiles a kernel in the background for seconds after its first calls).
+     */
+    public static final class JitQuiet {
+        private final java.lang.management.CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+        private long compiled = jit.getTotalCompilationTime(), quietSince = System.nanoTime();
+
+        /** Notes whether the JIT compiled anything during the call just made. */
+        public void afterCall() {
+            long total = jit.getTotalCompilationTime();
+            if (total != compiled) {
+                compiled = total;
+                quietSince = System.nanoTime();
+            }
+        }
+
+        /** Whether nothing was compiled for the last {@link #JIT_QUIET_NANOS}. */
+        public boolean quiet() { return System.nanoTime() - quietSince >= JIT_QUIET_NANOS; }
+    }
     /** The longest wait, after the pause, for the process's other threads to go idle. */
     static final long MAX_SETTLE_NANOS = 200_000_000L;
 
@@ -384,19 +406,14 @@ public final class Interleaved {
         // ended before it did (Tessera's n = 1024 call measured 16.9 ms instead of 13.9). A contender
         // warmed up for an earlier match makes its minimum of calls again, and more until the JIT is
         // quiet: another match's engines may have made it recompile shared code since.
-        var jit = ManagementFactory.getCompilationMXBean();
         for (int c : match) {
             double spent = 0;
-            long compiled = jit.getTotalCompilationTime(), quietSince = System.nanoTime();
+            JitQuiet jit = new JitQuiet();
             int call = 0;
             for (; (warm[c] ? call < budget.minWarmupCalls() : budget.warmsUp(call, spent))
-                    || System.nanoTime() - quietSince < JIT_QUIET_NANOS && spent < 5 * budget.warmupSeconds(); call++) {
+                    || !jit.quiet() && spent < 5 * budget.warmupSeconds(); call++) {
                 spent += time(states[c], calls[c], false) * 1e-3;
-                long now = jit.getTotalCompilationTime();
-                if (now != compiled) {
-                    compiled = now;
-                    quietSince = System.nanoTime();
-                }
+                jit.afterCall();
             }
             Trace.mark(String.format(Locale.ROOT, "match %d: %s contender %d: %d calls, %.2f s", m, warm[c] ? "warmed again" : "warmed up", c, call, spent));
             warm[c] = true;

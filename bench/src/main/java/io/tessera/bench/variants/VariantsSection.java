@@ -117,7 +117,7 @@ public final class VariantsSection {
 
     /**
      * Minimum and median milliseconds of {@code call} after warming it up for {@code warmupSeconds}
-     * and then on until the JIT has compiled nothing for {@link io.tessera.bench.Interleaved#JIT_QUIET_NANOS}
+     * and then on until the JIT has been quiet ({@link io.tessera.bench.Interleaved.JitQuiet}, 300 ms)
      * (at most {@link #WARMUP_CAP_SECONDS} in all), over at least 5 calls (3 when a call takes more
      * than {@link #SLOW_CALL_MS}: a peer 20× slower than Tessera spent 10–20 s of the quick main job
      * in its minimum calls) and {@code seconds}. The quick main job's 0.3 s of warm-up ended while C2
@@ -126,18 +126,13 @@ public final class VariantsSection {
      * made the quick section 41 → 66 s, run alone in a fresh JVM).
      */
     static double[] time(Runnable call, double warmupSeconds, double seconds) {
-        var jit = java.lang.management.ManagementFactory.getCompilationMXBean();
-        long start = System.nanoTime(), end = start + (long) (warmupSeconds * 1e9), cap = start + (long) (WARMUP_CAP_SECONDS * 1e9);
-        long compiled = jit.getTotalCompilationTime(), quietSince = start, now;
+        io.tessera.bench.Interleaved.JitQuiet jit = new io.tessera.bench.Interleaved.JitQuiet();
+        long start = System.nanoTime(), end = start + (long) (warmupSeconds * 1e9), cap = start + (long) (WARMUP_CAP_SECONDS * 1e9), now;
         do {
             call.run();
-            long total = jit.getTotalCompilationTime();
+            jit.afterCall();
             now = System.nanoTime();
-            if (total != compiled) {
-                compiled = total;
-                quietSince = now;
-            }
-        } while (now < end || (now - quietSince < io.tessera.bench.Interleaved.JIT_QUIET_NANOS && now < cap));
+        } while (now < end || (!jit.quiet() && now < cap));
         List<Double> ms = new ArrayList<>();
         end = System.nanoTime() + (long) (seconds * 1e9);
         int minCalls = 5;
