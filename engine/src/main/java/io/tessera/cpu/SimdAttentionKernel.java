@@ -55,10 +55,13 @@ final class SimdAttentionKernel {
         final float[] mNew = new float[GROUP], shift = new float[GROUP], total = new float[GROUP];   // softmaxStep's vectors between its methods
         float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
         float[] vTile = new float[0];   // [blockKV+STEP][Dv]  values of the current tile, then stale rows
+        float[] kSix = new float[0];    // kTile in STEP-key panels (packPanels): what scores() reads
+        float[] vSix = new float[0];    // vTile in STEP-key panels: the backward's dO·Vᵀ
         // Forward pass: the keys and values of one (call, batch, kv head), widened once and reused by
         // every query block (and query head of the kv head) this thread computes; see headPanels.
         float[] kPanel = new float[0];  // [kvLen+STEP][D]
         float[] vPanel = new float[0];  // [kvLen+STEP][Dv]
+        float[] kSixPanel = new float[0];   // [kvBlock] kPanel's key blocks in STEP-key panels, panelFloats(blockKV, D) each
         int[] panelFilled = new int[0]; // [kvBlock] == panelEpoch: that key block's rows are in the panels
         double[] panelKeyNorm = new double[0];   // [kvBlock] largest key norm of the block, when scoreBounds (see there)
         final double[] laneNorm = new double[GROUP];
@@ -127,13 +130,15 @@ final class SimdAttentionKernel {
             if (sT.length < (blockKV + STEP) * GROUP) sT = new float[(blockKV + STEP) * GROUP];
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
             if (vTile.length < (blockKV + STEP) * dv) vTile = new float[(blockKV + STEP) * dv];
+            if (kSix.length < panelFloats(blockKV, d)) kSix = new float[panelFloats(blockKV, d)];
+            if (vSix.length < panelFloats(blockKV, dv)) vSix = new float[panelFloats(blockKV, dv)];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
         }
 
         /** What the buffers hold now (see {@link ThreadScratch}). */
         long bytes() {
-            return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kPanel, vPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
+            return ThreadScratch.bytesOf(qT, oT, m, l, sT, kTile, vTile, kSix, vSix, kPanel, vPanel, kSixPanel, qRows, dOT, dORaw, dOrows, qPadded, dsT, lse2, delta,
                     dqT, dqRun, dkAcc, dvAcc, headQT, headQPad, headDOT, headDORows, headLse2, headDelta, headDqT, modDerivatives)
                     + 8L * pGroups.length * (pGroups.length == 0 ? 0 : pGroups[0].length)   // pGroups and dsGroups, equal rows
                     + 8L * (rowMask.length + laneMask.length + panelKeyNorm.length + groupQNorm.length) + headQFinite.length + headDOFinite.length + 4L * panelFilled.length
@@ -185,8 +190,8 @@ final class SimdAttentionKernel {
         int[] offsets = lay.rowOffsets(), cols = lay.colIndices();
         byte[] kinds = lay.kinds();
         long kHead = g.kBase(b, hk), vHead = g.vBase(b, hk);
-        boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks());
-        float[] keys = panels ? s.kPanel : s.kTile, values = panels ? s.vPanel : s.vTile;
+        boolean panels = headPanels(c, s, b, hk, d, dv, kvLen, lay.kvBlocks(), blockKV);
+        float[] keys = panels ? s.kSixPanel : s.kSix, values = panels ? s.vPanel : s.vTile;
         boolean saturated = scoreBounds(c.mods);
         if (saturated) queryNorms(s, groups, d);
         s.capPolynomialOnly = false;
@@ -198,16 +203,18 @@ final class SimdAttentionKernel {
             s.modKey0 = kv0;
             int kOff = 0, vOff = 0;
             if (panels) {
-                kOff = kv0 * d;
+                kOff = cols[t] * panelFloats(blockKV, d);
                 vOff = kv0 * dv;
                 if (s.panelFilled[cols[t]] != s.panelEpoch) {
-                    copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kPanel, kOff);
+                    copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kPanel, kv0 * d);
+                    packPanels(s.kPanel, kv0 * d, n, d, s.kSixPanel, kOff);
                     copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vPanel, vOff);
-                    if (saturated) s.panelKeyNorm[cols[t]] = maxRowNorm(s.kPanel, kOff, n, d);   // same call, same plan: every filler computes it
+                    if (saturated) s.panelKeyNorm[cols[t]] = maxRowNorm(s.kPanel, kv0 * d, n, d);   // same call, same plan: every filler computes it
                     s.panelFilled[cols[t]] = s.panelEpoch;
                 }
             } else {
                 copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
+                packPanels(s.kTile, 0, n, d, s.kSix, 0);
                 copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
             }
             double keyNorm = !saturated ? 0 : panels ? s.panelKeyNorm[cols[t]] : maxRowNorm(s.kTile, 0, n, d);
@@ -223,7 +230,7 @@ final class SimdAttentionKernel {
                 }
                 if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
                     if (saturated) s.capPolynomialOnly = capsOnPolynomial(s, grp, keyNorm, d);
-                    scores(keys, kOff + from * d, count, d, s.qT, grp * d * GROUP, s.sT, s.capPolynomialOnly ? s.mods.inverseCap(0) : 0f);
+                    scores(keys, kOff, from, count, d, s.qT, grp * d * GROUP, s.sT, s.capPolynomialOnly ? s.mods.inverseCap(0) : 0f);
                     if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
@@ -250,10 +257,11 @@ final class SimdAttentionKernel {
      * Rows past the head's last key (STEP of them) only feed score rows nothing reads, as with the
      * tile buffers.
      */
-    private static boolean headPanels(AttentionCall c, Scratch s, int b, int hk, int d, int dv, int kvLen, int kvBlocks) {
-        long rows = (long) kvLen + STEP;
-        if (rows * (d + dv) * Float.BYTES > HEAD_PANEL_BYTES) return false;
+    private static boolean headPanels(AttentionCall c, Scratch s, int b, int hk, int d, int dv, int kvLen, int kvBlocks, int blockKV) {
+        long rows = (long) kvLen + STEP, six = (long) kvBlocks * panelFloats(blockKV, d);
+        if ((rows * (d + dv) + six) * Float.BYTES > HEAD_PANEL_BYTES) return false;
         if (s.kPanel.length < rows * d) s.kPanel = new float[(int) (rows * d)];
+        if (s.kSixPanel.length < six) s.kSixPanel = new float[(int) six];
         if (s.vPanel.length < rows * dv) s.vPanel = new float[(int) (rows * dv)];
         if (s.panelFilled.length < kvBlocks) {
             s.panelFilled = new int[kvBlocks];
@@ -471,12 +479,44 @@ final class SimdAttentionKernel {
         return true;
     }
 
+    /** Floats of one key block in STEP-key panels ({@link #packPanels}): its keys rounded up to whole panels. */
+    static int panelFloats(int blockKV, int width) { return (blockKV + STEP - 1) / STEP * STEP * width; }
+
     /**
-     * sT[j][lane] = Σ_i k[kOff + j·d + i] · qT[qOff + i·GROUP + lane] for keys j < n: 6 keys × 2
-     * vectors per step while 5 or more keys remain, then one 4-key step for the last 1 to 4. Always
-     * whole steps: the last one may score up to 3 rows of stale scratch past the tile into sT rows
+     * The n rows {@code src[srcOff + j·width + i]} into STEP-key panels, the layout {@link #scores}
+     * reads: key j's element i at {@code dst[dstOff + (j / STEP)·STEP·width + i·STEP + j % STEP]},
+     * the last panel padded with zeros. A step then reads its 6 keys at constant distances from one
+     * index. From rows (6 row indices, one per key) C2 ran out of general registers in the step's
+     * loop and spilled the indices to vector registers: on Intel, whose 512-bit FMAs issue on the
+     * two ports that also take those moves, the scores' loop ran at 132 GFLOP/s against 146–150
+     * from one index (Xeon, AVX-512, one thread, 60 keys × D = 64 × 32 queries in L1); in the
+     * forward pass it took 46 % of the time against accumulate8's 28 % for as many FMAs (JFR).
+     */
+    static void packPanels(float[] src, int srcOff, int n, int width, float[] dst, int dstOff) {
+        int panels = (n + STEP - 1) / STEP;
+        for (int p = 0; p < panels; p++) {
+            int at = dstOff + p * STEP * width;
+            for (int t = 0; t < STEP; t++) {
+                int j = p * STEP + t, row = srcOff + j * width;
+                if (j < n) {
+                    for (int i = 0; i < width; i++) dst[at + i * STEP + t] = src[row + i];
+                } else {
+                    for (int i = 0; i < width; i++) dst[at + i * STEP + t] = 0f;
+                }
+            }
+        }
+    }
+
+    /**
+     * sT[j − from][lane] = Σ_i key(j)[i] · qT[qOff + i·GROUP + lane] for the keys from ≤ j &lt; from +
+     * count of a key block whose keys lie in STEP-key panels at {@code kp[tileOff…]}
+     * ({@link #packPanels}): 6 keys × 2 vectors per step while 5 or more keys remain, then one 4-key
+     * step for the last 1 to 4. Steps start at whole panels: a range that starts inside one scores
+     * that panel's keys before {@code from} too and stores none of them. Always whole steps: the last
+     * one may score up to 3 keys past the range (padding or the block's next keys) into sT rows
      * nothing reads. That is cheaper than a single-key tail, whose 2 accumulators leave the FMA units
-     * waiting on latency (the 4 leftover keys of a 64-key tile took 9% of the score time).
+     * waiting on latency (the 4 leftover keys of a 64-key tile took 9% of the score time). Each
+     * score is the fma chain over i in order, whatever the layout: the scalar twin's.
      *
      * <p>With {@code inverseCap} ≠ 0 the scores are soft-capped on the way out, on the polynomial
      * alone (the tile's scores are known to lie in its range: capsOnPolynomial), x + x·z·P(z) with
@@ -485,29 +525,27 @@ final class SimdAttentionKernel {
      * operations) soft-capping cost 1.108× ± 0.008 the plain call, in registers 1.039–1.063× (Zen 5,
      * dense n = 4096, 2 threads, KernelOptionsSection --full).
      */
-    static void scores(float[] k, int kOff, int n, int d, float[] qT, int qOff, float[] sT, float inverseCap) {
+    static void scores(float[] kp, int tileOff, int from, int count, int d, float[] qT, int qOff, float[] sT, float inverseCap) {
         boolean capped = inverseCap != 0f;
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
-        int j = 0;
-        for (; j + 4 < n; j += STEP) {
-            int r0 = kOff + j * d, r1 = r0 + d, r2 = r1 + d, r3 = r2 + d, r4 = r3 + d, r5 = r4 + d;
+        int end = from + count, j = from - from % STEP;
+        for (; j + 4 < end; j += STEP) {
             FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
             FloatVector a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
-            for (int i = 0; i < d; i++) {
-                int qi = qOff + i * GROUP;
+            for (int i = 0, qi = qOff, p = tileOff + j * d; i < d; i++, qi += GROUP, p += STEP) {
                 FloatVector x = FloatVector.fromArray(F, qT, qi);
                 FloatVector y = FloatVector.fromArray(F, qT, qi + L);
-                FloatVector kv = FloatVector.broadcast(F, k[r0 + i]);
+                FloatVector kv = FloatVector.broadcast(F, kp[p]);
                 a0 = x.fma(kv, a0); b0 = y.fma(kv, b0);
-                kv = FloatVector.broadcast(F, k[r1 + i]);
+                kv = FloatVector.broadcast(F, kp[p + 1]);
                 a1 = x.fma(kv, a1); b1 = y.fma(kv, b1);
-                kv = FloatVector.broadcast(F, k[r2 + i]);
+                kv = FloatVector.broadcast(F, kp[p + 2]);
                 a2 = x.fma(kv, a2); b2 = y.fma(kv, b2);
-                kv = FloatVector.broadcast(F, k[r3 + i]);
+                kv = FloatVector.broadcast(F, kp[p + 3]);
                 a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
-                kv = FloatVector.broadcast(F, k[r4 + i]);
+                kv = FloatVector.broadcast(F, kp[p + 4]);
                 a4 = x.fma(kv, a4); b4 = y.fma(kv, b4);
-                kv = FloatVector.broadcast(F, k[r5 + i]);
+                kv = FloatVector.broadcast(F, kp[p + 5]);
                 a5 = x.fma(kv, a5); b5 = y.fma(kv, b5);
             }
             if (capped) {
@@ -525,45 +563,55 @@ final class SimdAttentionKernel {
                 z = a5.mul(inv); z = z.mul(z); a5 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a5, a5);
                 z = b5.mul(inv); z = z.mul(z); b5 = z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(b5, b5);
             }
-            int o = j * GROUP;
-            a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
-            a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
-            a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
-            a3.intoArray(sT, o); b3.intoArray(sT, o + L); o += GROUP;
-            a4.intoArray(sT, o); b4.intoArray(sT, o + L); o += GROUP;
-            a5.intoArray(sT, o); b5.intoArray(sT, o + L);
+            // Rows before the range (its first panel's keys before from) are not stored.
+            int o = (j - from) * GROUP;
+            if (o >= 0) { a0.intoArray(sT, o); b0.intoArray(sT, o + L); }
+            o += GROUP;
+            if (o >= 0) { a1.intoArray(sT, o); b1.intoArray(sT, o + L); }
+            o += GROUP;
+            if (o >= 0) { a2.intoArray(sT, o); b2.intoArray(sT, o + L); }
+            o += GROUP;
+            if (o >= 0) { a3.intoArray(sT, o); b3.intoArray(sT, o + L); }
+            o += GROUP;
+            if (o >= 0) { a4.intoArray(sT, o); b4.intoArray(sT, o + L); }
+            o += GROUP;
+            a5.intoArray(sT, o); b5.intoArray(sT, o + L);   // key j + 5 ≥ from always
         }
-        if (j < n) scores4(k, kOff + j * d, d, qT, qOff, sT, j * GROUP, inverseCap);
+        if (j < end) scores4(kp, tileOff + j * d, d, qT, qOff, sT, (j - from) * GROUP, inverseCap);
     }
 
     /**
-     * The last 1 to 4 keys of {@link #scores} as one 4-key step (a 64-key tile is 10 steps of 6 and
-     * this: a whole 6-key step there scored 66 keys), each score the same fma chain as in a 6-key step.
+     * The last 1 to 4 keys of {@link #scores} as one 4-key step on the first 4 keys of the panel at
+     * {@code kp[p…]} (a 64-key tile is 10 steps of 6 and this: a whole 6-key step there scored 66
+     * keys), each score the same fma chain as in a 6-key step; key t goes to sT[o + t·GROUP] when that
+     * is not negative (a range that starts inside this panel).
      */
-    private static void scores4(float[] k, int r0, int d, float[] qT, int qOff, float[] sT, int o, float inverseCap) {
+    private static void scores4(float[] kp, int p, int d, float[] qT, int qOff, float[] sT, int o, float inverseCap) {
         boolean capped = inverseCap != 0f;
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
-        int r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
         FloatVector a0 = FloatVector.zero(F), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-        for (int i = 0; i < d; i++) {
-            int qi = qOff + i * GROUP;
+        for (int i = 0, qi = qOff; i < d; i++, qi += GROUP, p += STEP) {
             FloatVector x = FloatVector.fromArray(F, qT, qi);
             FloatVector y = FloatVector.fromArray(F, qT, qi + L);
-            FloatVector kv = FloatVector.broadcast(F, k[r0 + i]);
+            FloatVector kv = FloatVector.broadcast(F, kp[p]);
             a0 = x.fma(kv, a0); b0 = y.fma(kv, b0);
-            kv = FloatVector.broadcast(F, k[r1 + i]);
+            kv = FloatVector.broadcast(F, kp[p + 1]);
             a1 = x.fma(kv, a1); b1 = y.fma(kv, b1);
-            kv = FloatVector.broadcast(F, k[r2 + i]);
+            kv = FloatVector.broadcast(F, kp[p + 2]);
             a2 = x.fma(kv, a2); b2 = y.fma(kv, b2);
-            kv = FloatVector.broadcast(F, k[r3 + i]);
+            kv = FloatVector.broadcast(F, kp[p + 3]);
             a3 = x.fma(kv, a3); b3 = y.fma(kv, b3);
         }
-        a0.intoArray(sT, o); b0.intoArray(sT, o + L); o += GROUP;
-        a1.intoArray(sT, o); b1.intoArray(sT, o + L); o += GROUP;
-        a2.intoArray(sT, o); b2.intoArray(sT, o + L); o += GROUP;
-        a3.intoArray(sT, o); b3.intoArray(sT, o + L);
+        int first = Math.max(o, 0);
+        if (o >= 0) { a0.intoArray(sT, o); b0.intoArray(sT, o + L); }
+        o += GROUP;
+        if (o >= 0) { a1.intoArray(sT, o); b1.intoArray(sT, o + L); }
+        o += GROUP;
+        if (o >= 0) { a2.intoArray(sT, o); b2.intoArray(sT, o + L); }
+        o += GROUP;
+        a3.intoArray(sT, o); b3.intoArray(sT, o + L);   // the range has a key here or later
         if (capped) {   // the tile's last step: capped in sT after the stores, scores' epilogue's operations
-            for (int v = o - 3 * GROUP; v < o + GROUP; v += L) {
+            for (int v = first; v < o + GROUP; v += L) {
                 FloatVector x = FloatVector.fromArray(F, sT, v), z = x.mul(inv);
                 z = z.mul(z);
                 z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(x, x).intoArray(sT, v);
@@ -954,6 +1002,8 @@ final class SimdAttentionKernel {
             s.modKey0 = kv0;
             copyRows(c.k, c.kType, kHead + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
             copyRows(c.v, c.vType, vHead + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+            packPanels(s.kTile, 0, n, d, s.kSix, 0);
+            packPanels(s.vTile, 0, n, dv, s.vSix, 0);
             boolean keysFinite = allFinite(s.kTile, n * d);
             Arrays.fill(s.dqT, 0, groups * d * GROUP, 0f);
             for (int grp = 0; grp < groups; grp++) {
@@ -1102,6 +1152,8 @@ final class SimdAttentionKernel {
         int kv0 = kvBlock * blockKV, n = Math.min(blockKV, g.shape().kvLen() - kv0);
         copyRows(c.k, c.kType, g.kBase(b, hk) + (long) kv0 * g.kRow(), g.kRow(), n, d, s.kTile);
         copyRows(c.v, c.vType, g.vBase(b, hk) + (long) kv0 * g.vRow(), g.vRow(), n, dv, s.vTile);
+        packPanels(s.kTile, 0, n, d, s.kSix, 0);
+        packPanels(s.vTile, 0, n, dv, s.vSix, 0);
         boolean keysFinite = allFinite(s.kTile, n * d);
         Arrays.fill(s.dkAcc, 0, n * dPad, 0f);
         Arrays.fill(s.dvAcc, 0, n * dvPad, 0f);
@@ -1281,9 +1333,9 @@ final class SimdAttentionKernel {
      * attend contributes nothing even if its value row holds a NaN).
      */
     private static void scoreGradients(Scratch s, int grp, int from, int count, int d, int dv, boolean partial) {
-        scores(s.kTile, from * d, count, d, s.curQT, s.curQTOff + grp * d * GROUP, s.sT, 0f);
+        scores(s.kSix, 0, from, count, d, s.curQT, s.curQTOff + grp * d * GROUP, s.sT, 0f);
         if (s.mods != null) modifyScores(s, grp, from, count, partial, true);
-        scores(s.vTile, from * dv, count, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsT, 0f);
+        scores(s.vSix, 0, from, count, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsT, 0f);
         float[] sT = s.sT, dsT = s.dsT;
         for (int v = 0; v < 2; v++) {
             int lane0 = v * L, state = s.curStatOff + grp * GROUP + lane0;
