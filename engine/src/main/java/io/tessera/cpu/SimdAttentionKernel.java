@@ -1237,6 +1237,9 @@ final class SimdAttentionKernel {
         int j = 0;
         for (; j + 6 <= count; j += 6) {
             int x = 0;
+            if (WIDE_REGISTER_FILE) {
+                for (; x + 4 * L <= width; x += 4 * L) blockKeyRows6x4(p, groups, j, rows, rowsOff, width, x, acc);
+            }
             for (; x + 2 * L <= width; x += 2 * L) blockKeyRows6x2(p, groups, j, rows, rowsOff, width, x, acc);
             for (; x < width; x += L) {
                 for (int jj = j; jj < j + 6; jj++) blockKeyRow(p, groups, jj, rows, rowsOff, width, x, acc);
@@ -1252,6 +1255,48 @@ final class SimdAttentionKernel {
         for (; j < count; j++) {
             for (int x = 0; x < width; x += L) blockKeyRow(p, groups, j, rows, rowsOff, width, x, acc);
         }
+    }
+
+    /**
+     * Keys [j, j+6) × 4 vectors of dimensions, for 32 registers: 24 accumulators, 4 loaded rows and a
+     * broadcast. Each row vector loaded serves 6 FMAs where 6x2's serves 6 with twice the loads per
+     * FMA, and the rows stream through L1 once per 6 keys instead of twice (the block's rows, 32 KB
+     * at D = 64, and its probabilities do not both fit a 48 KB L1): 120 → 153 GFLOP/s (Xeon, AVX-512,
+     * one thread, 4 lane groups × 60 keys × D = 64). Same accumulation order as 6x2.
+     */
+    private static void blockKeyRows6x4(float[][] p, int groups, int j, float[] rows, int rowsOff, int width, int x, float[] acc) {
+        int a0 = j * width + x, a1 = a0 + width, a2 = a1 + width, a3 = a2 + width, a4 = a3 + width, a5 = a4 + width;
+        FloatVector s00 = FloatVector.fromArray(F, acc, a0), s01 = FloatVector.fromArray(F, acc, a0 + L), s02 = FloatVector.fromArray(F, acc, a0 + 2 * L), s03 = FloatVector.fromArray(F, acc, a0 + 3 * L);
+        FloatVector s10 = FloatVector.fromArray(F, acc, a1), s11 = FloatVector.fromArray(F, acc, a1 + L), s12 = FloatVector.fromArray(F, acc, a1 + 2 * L), s13 = FloatVector.fromArray(F, acc, a1 + 3 * L);
+        FloatVector s20 = FloatVector.fromArray(F, acc, a2), s21 = FloatVector.fromArray(F, acc, a2 + L), s22 = FloatVector.fromArray(F, acc, a2 + 2 * L), s23 = FloatVector.fromArray(F, acc, a2 + 3 * L);
+        FloatVector s30 = FloatVector.fromArray(F, acc, a3), s31 = FloatVector.fromArray(F, acc, a3 + L), s32 = FloatVector.fromArray(F, acc, a3 + 2 * L), s33 = FloatVector.fromArray(F, acc, a3 + 3 * L);
+        FloatVector s40 = FloatVector.fromArray(F, acc, a4), s41 = FloatVector.fromArray(F, acc, a4 + L), s42 = FloatVector.fromArray(F, acc, a4 + 2 * L), s43 = FloatVector.fromArray(F, acc, a4 + 3 * L);
+        FloatVector s50 = FloatVector.fromArray(F, acc, a5), s51 = FloatVector.fromArray(F, acc, a5 + L), s52 = FloatVector.fromArray(F, acc, a5 + 2 * L), s53 = FloatVector.fromArray(F, acc, a5 + 3 * L);
+        for (int grp = 0, r = rowsOff + x; grp < groups; grp++) {
+            float[] pg = p[grp];
+            for (int lane = 0, pj = j * GROUP; lane < GROUP; lane++, r += width, pj++) {
+                FloatVector r0 = FloatVector.fromArray(F, rows, r), r1 = FloatVector.fromArray(F, rows, r + L);
+                FloatVector r2 = FloatVector.fromArray(F, rows, r + 2 * L), r3 = FloatVector.fromArray(F, rows, r + 3 * L);
+                FloatVector w = FloatVector.broadcast(F, pg[pj]);
+                s00 = w.fma(r0, s00); s01 = w.fma(r1, s01); s02 = w.fma(r2, s02); s03 = w.fma(r3, s03);
+                w = FloatVector.broadcast(F, pg[pj + GROUP]);
+                s10 = w.fma(r0, s10); s11 = w.fma(r1, s11); s12 = w.fma(r2, s12); s13 = w.fma(r3, s13);
+                w = FloatVector.broadcast(F, pg[pj + 2 * GROUP]);
+                s20 = w.fma(r0, s20); s21 = w.fma(r1, s21); s22 = w.fma(r2, s22); s23 = w.fma(r3, s23);
+                w = FloatVector.broadcast(F, pg[pj + 3 * GROUP]);
+                s30 = w.fma(r0, s30); s31 = w.fma(r1, s31); s32 = w.fma(r2, s32); s33 = w.fma(r3, s33);
+                w = FloatVector.broadcast(F, pg[pj + 4 * GROUP]);
+                s40 = w.fma(r0, s40); s41 = w.fma(r1, s41); s42 = w.fma(r2, s42); s43 = w.fma(r3, s43);
+                w = FloatVector.broadcast(F, pg[pj + 5 * GROUP]);
+                s50 = w.fma(r0, s50); s51 = w.fma(r1, s51); s52 = w.fma(r2, s52); s53 = w.fma(r3, s53);
+            }
+        }
+        s00.intoArray(acc, a0); s01.intoArray(acc, a0 + L); s02.intoArray(acc, a0 + 2 * L); s03.intoArray(acc, a0 + 3 * L);
+        s10.intoArray(acc, a1); s11.intoArray(acc, a1 + L); s12.intoArray(acc, a1 + 2 * L); s13.intoArray(acc, a1 + 3 * L);
+        s20.intoArray(acc, a2); s21.intoArray(acc, a2 + L); s22.intoArray(acc, a2 + 2 * L); s23.intoArray(acc, a2 + 3 * L);
+        s30.intoArray(acc, a3); s31.intoArray(acc, a3 + L); s32.intoArray(acc, a3 + 2 * L); s33.intoArray(acc, a3 + 3 * L);
+        s40.intoArray(acc, a4); s41.intoArray(acc, a4 + L); s42.intoArray(acc, a4 + 2 * L); s43.intoArray(acc, a4 + 3 * L);
+        s50.intoArray(acc, a5); s51.intoArray(acc, a5 + L); s52.intoArray(acc, a5 + 2 * L); s53.intoArray(acc, a5 + 3 * L);
     }
 
     /** Keys [j, j+6) × 2 vectors of dimensions: 12 accumulators, 2 loaded rows and a broadcast (15 of AVX2's 16 registers). */
