@@ -210,9 +210,7 @@ final class FeatureAttention {
             int rows = Math.min(FORWARD_CHUNK, qLen - c0);
             Tensor u = w.queryU.slice(0, 0, rows), wq = w.queryW.slice(0, 0, rows);
             phi.queryPreActivations(be, qh.slice(0, c0, c0 + rows), u, w.queryRows);
-            FeatureKernels.queryWeights(w.queryRows, rows, m, exponential, shift, w.weights, w.rowShifts);
-            FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);
-            FeatureKernels.scaleRows(w.weights, rows, m, w.denominators, wq.segment(), wq.offset());
+            FeatureKernels.normalizedQueryWeights(w.queryRows, rows, m, exponential, shift, z, w.weights, w.rowShifts, w.denominators, wq.segment(), wq.offset());
             be.gemm(wq, false, w.state, false, oh.slice(0, c0, c0 + rows), 1f, 0f);   // out has unit-stride rows (checked)
         }
     }

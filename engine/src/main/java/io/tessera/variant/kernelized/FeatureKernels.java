@@ -260,6 +260,23 @@ final class FeatureKernels {
     }
 
     /**
+     * The bidirectional pass's query operand: w = {@link #queryWeights}, dots[r] = Σ_f w[r][f]·z[f]
+     * ({@link #rowDots}'s order) and out[r][f] = w[r][f]·(1/dots[r]) ({@link #scaleRows}), the
+     * values of those three kernels one after the other; the vector twin finishes each row while it
+     * is in L1.
+     */
+    static void normalizedQueryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                       float[] dots, MemorySegment out, long at) {
+        if (SIMD) {
+            FeatureKernelsSimd.normalizedQueryWeights(u, rows, m, exponential, shift, z, w, rowShifts, dots, out, at);
+            return;
+        }
+        queryWeightsScalar(u, rows, m, exponential, shift, w);
+        rowDotsScalar(w, rows, m, z, dots);
+        scaleRows(w, rows, m, dots, out, at, 0);
+    }
+
+    /**
      * dst[r][f] = φ(u[r][f])·e^(shift[f] − M_r) with M_r = max_f (ℓ(u[r][f]) + shift[f]), ℓ = u
      * for exponential maps and {@link #logFeatureBound} for elu + 1 (at most 0.06 above log φ, so
      * the weights are ≤ 1 and the largest ≥ e^−0.06 without a logarithm per feature). The vector

@@ -236,6 +236,24 @@ final class FeatureKernelsSimd {
             queryWeightsExponential(u, rows, m, shift, dst, rowShifts);
             return;
         }
+        queryShifts(u, rows, m, shift, dst, rowShifts);
+        int vec = m - m % L;
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                FloatVector.fromArray(F, dst, o + f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(dst, o + f);   // max(x, 0) + 1
+            }
+            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], dst, vec);
+        }
+    }
+
+    /**
+     * The first pass of {@link #queryWeights} for elu + 1: every row's shift M_r into
+     * {@code rowShifts}, and the exponentials' arguments min(x, 0) + shift of the vector body into dst.
+     */
+    private static void queryShifts(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
@@ -257,15 +275,6 @@ final class FeatureKernelsSimd {
             }
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
             rowShifts[r] = max;
-        }
-        for (int r = 0; r < rows; r++) {
-            int o = r * m;
-            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);
-            for (int f = 0; f < vec; f += L) {
-                FloatVector x = FloatVector.fromArray(F, u, o + f);
-                FloatVector.fromArray(F, dst, o + f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(dst, o + f);   // max(x, 0) + 1
-            }
-            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], dst, vec);
         }
     }
 
@@ -291,6 +300,17 @@ final class FeatureKernelsSimd {
     }
 
     private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
+        queryShiftsExponential(u, rows, m, shift, dst, rowShifts);
+        int vec = m - m % L;
+        for (int r = 0; r < rows; r++) {   // the exponentials after every row's shift, as in queryWeights
+            int o = r * m;
+            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);   // e^((x + shift) − max), as the scalar twin
+            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, rowShifts[r], dst, vec);
+        }
+    }
+
+    /** The first pass of {@link #queryWeightsExponential}: the row shifts, and the arguments x + shift of the vector body into dst. */
+    private static void queryShiftsExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
         int vec = m - m % L;
         for (int r = 0; r < rows; r++) {
             int o = r * m;
@@ -327,10 +347,75 @@ final class FeatureKernelsSimd {
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, true, shift, vec, max);
             rowShifts[r] = max;
         }
-        for (int r = 0; r < rows; r++) {   // the exponentials after every row's shift, as in queryWeights
+    }
+
+    /**
+     * {@link FeatureKernels#normalizedQueryWeights}: the row shifts of every row first (as in
+     * {@link #queryWeights}), then row by row the exponentials, the elu factor, the dot product
+     * with z (the 16 partials of {@link #rowDots}) and the scaled row into the segment, while the
+     * row is in L1: as three passes over the chunk (480 × 64 floats, beyond L1) the weights were
+     * read twice more from L2.
+     */
+    static void normalizedQueryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                       float[] dots, MemorySegment out, long at) {
+        if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
+            queryWeights(u, rows, m, exponential, shift, w, rowShifts);
+            FeatureKernels.rowDotsScalar(w, rows, m, z, dots);
+            scaleRows(w, rows, m, dots, out, at);
+            return;
+        }
+        if (exponential) queryShiftsExponential(u, rows, m, shift, w, rowShifts);
+        else queryShifts(u, rows, m, shift, w, rowShifts);
+        finishQueryRows(u, rows, m, exponential, shift, z, w, rowShifts, dots, out, at);
+    }
+
+    /** The rows of {@link #normalizedQueryWeights} once every row's shift is known and the body's arguments are in w. */
+    private static void finishQueryRows(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                        float[] dots, MemorySegment out, long at) {
+        float[] partials = new float[FeatureKernels.PARTIALS];
+        int vec = m - m % L, body = m - m % FeatureKernels.PARTIALS;
+        FloatVector zero = FloatVector.zero(F);
+        for (int r = 0; r < rows; r++) {
             int o = r * m;
-            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);   // e^((x + shift) − max), as the scalar twin
-            if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, rowShifts[r], dst, vec);
+            FloatExpSimd.expInPlace(w, o, o + vec, rowShifts[r]);
+            if (!exponential) {
+                for (int f = 0; f < vec; f += L) {
+                    FloatVector x = FloatVector.fromArray(F, u, o + f);
+                    FloatVector.fromArray(F, w, o + f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
+                }
+            }
+            if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, rowShifts[r], w, vec);
+            // rowDots' partials for this row (see there)
+            if (L == 16) {
+                FloatVector a0 = zero;
+                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a0.intoArray(partials, 0);
+            } else if (L == 8) {
+                FloatVector a0 = zero, a1 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 8);
+            } else {
+                FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+                }
+                a0.intoArray(partials, 0);
+                a1.intoArray(partials, 4);
+                a2.intoArray(partials, 8);
+                a3.intoArray(partials, 12);
+            }
+            float dot = FeatureKernels.finishDot(partials, w, o, m, z, body);
+            dots[r] = dot;
+            float inv = 1f / dot;
+            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, w, o + f).mul(inv).intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
+            for (int f = vec; f < m; f++) out.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + o + f, w[o + f] * inv);
         }
     }
 

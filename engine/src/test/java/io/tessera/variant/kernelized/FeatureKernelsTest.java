@@ -64,6 +64,46 @@ class FeatureKernelsTest {
         }
     }
 
+    /**
+     * The bidirectional forward pass's fused query operand (weights, denominators, scaled rows)
+     * against the three scalar loops it fuses, bit for bit: odd feature counts (ragged tails), both
+     * maps, a destination at a float offset past 0, NaN, infinities and ±0 among the values.
+     */
+    @Test
+    void fusedKernelsAreTheScalarLoopsTwins() {
+        SplittableRandom random = new SplittableRandom(17);
+        for (int m : new int[] {1, 3, 7, 8, 15, 16, 17, 19, 32, 33, 64, 67, 256}) {
+            for (int trial = 0; trial < 6; trial++) {
+                int rows = 1 + random.nextInt(11);
+                boolean exponential = trial % 2 == 0;
+                float[] u = values(random, rows * m), shift = values(random, m), z = new float[m];
+                for (int f = 0; f < m; f++) z[f] = random.nextInt(10) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) Math.abs(random.nextGaussian());
+                try (Arena arena = Arena.ofConfined()) {
+                    long at = 3;
+                    // the scalar twin of the query operand: the three kernels it fuses
+                    float[] wb = new float[rows * m], db = new float[rows];
+                    MemorySegment ob = arena.allocate((at + rows * m) * Float.BYTES);
+                    FeatureKernels.queryWeightsScalar(u, rows, m, exponential, shift, wb);
+                    FeatureKernels.rowDotsScalar(wb, rows, m, z, db);
+                    FeatureKernels.scaleRows(wb, rows, m, db, ob, at, 0);
+                    float[] expected = ob.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT);
+                    float[] wa = new float[rows * m], da = new float[rows];
+                    MemorySegment oa = arena.allocate((at + rows * m) * Float.BYTES);
+                    FeatureKernelsSimd.normalizedQueryWeights(u, rows, m, exponential, shift, z, wa, new float[rows], da, oa, at);
+                    assertBits(wb, wa, "query weights m=" + m);
+                    assertBits(db, da, "query denominators m=" + m);
+                    assertBits(expected, oa.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand m=" + m);
+                    // and the dispatching entry point
+                    MemorySegment oc = arena.allocate((at + rows * m) * Float.BYTES);
+                    float[] dc = new float[rows];
+                    FeatureKernels.normalizedQueryWeights(u, rows, m, exponential, shift, z, new float[rows * m], new float[rows], dc, oc, at);
+                    assertBits(db, dc, "query denominators, dispatched, m=" + m);
+                    assertBits(expected, oc.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand, dispatched, m=" + m);
+                }
+            }
+        }
+    }
+
     @Test
     void chunkCutsAreTheScalarLoopsTwins() {
         SplittableRandom random = new SplittableRandom(9);
