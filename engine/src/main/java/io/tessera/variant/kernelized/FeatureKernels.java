@@ -214,6 +214,21 @@ final class FeatureKernels {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     /**
+     * dst = the first {@code rows} rows of m floats from float index {@code at} of {@code src}
+     * (rows contiguous, row-major), and largest[f] = max(largest[f], u[r][f]) over them (NaN
+     * propagates): {@link #columnMax} on the way in. The vector twin reads the rows once, where a
+     * bulk copy and then {@link #columnMax} read the chunk (480 × 64 floats, beyond L1) a second time.
+     */
+    static void copyColumnMax(MemorySegment src, long at, int rows, int m, float[] dst, float[] largest) {
+        if (SIMD) {
+            FeatureKernelsSimd.copyColumnMax(src, at, rows, m, dst, largest);
+            return;
+        }
+        MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, 0, rows * m);
+        columnMax(dst, rows, m, largest, 0);
+    }
+
+    /**
      * out[r][f] = φ(u[r][f])·e^(−shift[f]) for the first {@code rows} rows, written as float32 rows
      * of m floats into {@code out} from float index {@code at} (the chunk's GEMM operand: written
      * there directly, a heap copy of the chunk and a bulk copy into the segment cost a pass over
@@ -274,6 +289,21 @@ final class FeatureKernels {
         queryWeightsScalar(u, rows, m, exponential, shift, w);
         rowDotsScalar(w, rows, m, z, dots);
         scaleRows(w, rows, m, dots, out, at, 0);
+    }
+
+    /**
+     * {@link #normalizedQueryWeights} for elu + 1 (u = the input rows), u copied on the way from the
+     * first {@code rows} rows of m floats at float index {@code srcAt} of {@code src} (rows
+     * contiguous): the vector twin reads them in its first pass instead of a bulk copy before it.
+     */
+    static void normalizedQueryWeights(MemorySegment src, long srcAt, float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                       float[] dots, MemorySegment out, long at) {
+        if (SIMD) {
+            FeatureKernelsSimd.normalizedQueryWeights(src, srcAt, u, rows, m, shift, z, w, rowShifts, dots, out, at);
+            return;
+        }
+        MemorySegment.copy(src, FLOAT, srcAt * Float.BYTES, u, 0, rows * m);
+        normalizedQueryWeights(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
     }
 
     /**

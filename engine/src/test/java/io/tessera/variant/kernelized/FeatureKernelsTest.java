@@ -65,9 +65,11 @@ class FeatureKernelsTest {
     }
 
     /**
-     * The bidirectional forward pass's fused query operand (weights, denominators, scaled rows)
-     * against the three scalar loops it fuses, bit for bit: odd feature counts (ragged tails), both
-     * maps, a destination at a float offset past 0, NaN, infinities and ±0 among the values.
+     * The bidirectional forward pass's fused kernels against the scalar loops they fuse, bit for
+     * bit: the copy with the column maxima, the query operand (weights, denominators, scaled rows)
+     * from heap rows and, for elu + 1, from the input segment. Odd feature counts (ragged tails),
+     * rows not a multiple of 4, both maps, sources and destinations at float offsets past 0, NaN,
+     * infinities and ±0 among the values.
      */
     @Test
     void fusedKernelsAreTheScalarLoopsTwins() {
@@ -79,7 +81,15 @@ class FeatureKernelsTest {
                 float[] u = values(random, rows * m), shift = values(random, m), z = new float[m];
                 for (int f = 0; f < m; f++) z[f] = random.nextInt(10) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) Math.abs(random.nextGaussian());
                 try (Arena arena = Arena.ofConfined()) {
-                    long at = 3;
+                    long srcAt = 5, at = 3;
+                    MemorySegment src = arena.allocate((srcAt + rows * m) * Float.BYTES);
+                    MemorySegment.copy(u, 0, src, ValueLayout.JAVA_FLOAT, srcAt * Float.BYTES, rows * m);
+                    // the copy with the column maxima
+                    float[] la = values(random, m), lb = la.clone(), ca = new float[rows * m], cb = u.clone();
+                    FeatureKernelsSimd.copyColumnMax(src, srcAt, rows, m, ca, la);
+                    FeatureKernels.columnMax(cb, rows, m, lb, 0);
+                    assertBits(cb, ca, "copied rows m=" + m);
+                    assertBits(lb, la, "copied column maxima m=" + m);
                     // the scalar twin of the query operand: the three kernels it fuses
                     float[] wb = new float[rows * m], db = new float[rows];
                     MemorySegment ob = arena.allocate((at + rows * m) * Float.BYTES);
@@ -99,6 +109,17 @@ class FeatureKernelsTest {
                     FeatureKernels.normalizedQueryWeights(u, rows, m, exponential, shift, z, new float[rows * m], new float[rows], dc, oc, at);
                     assertBits(db, dc, "query denominators, dispatched, m=" + m);
                     assertBits(expected, oc.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand, dispatched, m=" + m);
+                    if (!exponential) {   // elu + 1 with the rows read from the input segment
+                        float[] ua = new float[rows * m];
+                        MemorySegment os = arena.allocate((at + rows * m) * Float.BYTES);
+                        FeatureKernelsSimd.normalizedQueryWeights(src, srcAt, ua, rows, m, shift, z, new float[rows * m], new float[rows], da, os, at);
+                        assertBits(u, ua, "query rows copied m=" + m);
+                        assertBits(db, da, "query denominators from the input m=" + m);
+                        assertBits(expected, os.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand from the input m=" + m);
+                        MemorySegment od = arena.allocate((at + rows * m) * Float.BYTES);
+                        FeatureKernels.normalizedQueryWeights(src, srcAt, new float[rows * m], rows, m, shift, z, new float[rows * m], new float[rows], dc, od, at);
+                        assertBits(expected, od.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand from the input, dispatched, m=" + m);
+                    }
                 }
             }
         }
