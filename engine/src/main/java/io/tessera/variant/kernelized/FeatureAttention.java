@@ -197,7 +197,9 @@ final class FeatureAttention {
         // (FeatureKernelsSimd.keyFeaturesElu). Measured on the 2-core AVX-512 Xeon, B = 1, H = 8,
         // D = 64, n = 4096, 2 threads, base and new in one JVM alternated, 8 JVMs: forward 0.936× the
         // time (SE 0.015); with the exponentials through FloatExpSimd.expInPlace still, the fused
-        // copies alone measured 1.005× (SE 0.018), and the exponentials alone 0.969× (SE 0.019).
+        // copies alone measured 1.005× (SE 0.018), and the exponentials alone 0.969× (SE 0.019). With
+        // the Performer run first in the same JVM (as in the variants section): 0.935× (4 JVMs, SE
+        // 0.039) once the fused query kernel served elu + 1 only (serving both maps: 1.031×).
         for (int c0 = 0; c0 < kvLen; c0 += FORWARD_CHUNK) {
             int rows = Math.min(FORWARD_CHUNK, kvLen - c0);
             Tensor u = w.keyU.slice(0, 0, rows), f = w.keyF.slice(0, 0, rows), kc = kh.slice(0, c0, c0 + rows);

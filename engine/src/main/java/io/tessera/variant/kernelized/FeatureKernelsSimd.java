@@ -419,19 +419,20 @@ final class FeatureKernelsSimd {
      * {@link #queryWeights}), then row by row the exponentials, the elu factor, the dot product
      * with z (the 16 partials of {@link #rowDots}) and the scaled row into the segment, while the
      * row is in L1: as three passes over the chunk (480 × 64 floats, beyond L1) the weights were
-     * read twice more from L2.
+     * read twice more from L2. Elu + 1 only: the exponential map (the Performer) runs the three
+     * kernels (with both maps in one method, the Performer's forward measured 5 % slower in the
+     * variants section, where it runs before linear attention in the same JVM).
      */
     static void normalizedQueryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
                                        float[] dots, MemorySegment out, long at) {
-        if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
+        if (exponential || FeatureKernels.PARTIALS % L != 0 || L < 4) {
             queryWeights(u, rows, m, exponential, shift, w, rowShifts);
-            FeatureKernels.rowDotsScalar(w, rows, m, z, dots);
+            rowDots(w, rows, m, z, dots);
             scaleRows(w, rows, m, dots, out, at);
             return;
         }
-        if (exponential) queryShiftsExponential(u, rows, m, shift, w, rowShifts);
-        else queryShifts(u, rows, m, shift, w, rowShifts);
-        finishQueryRows(u, rows, m, exponential, shift, z, w, rowShifts, dots, out, at);
+        queryShifts(u, rows, m, shift, w, rowShifts);
+        finishQueryRows(u, rows, m, shift, z, w, rowShifts, dots, out, at);
     }
 
     /**
@@ -471,11 +472,11 @@ final class FeatureKernelsSimd {
             }
             rowShifts[r] = max;
         }
-        finishQueryRows(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
+        finishQueryRows(u, rows, m, shift, z, w, rowShifts, dots, out, at);
     }
 
     /** The rows of {@link #normalizedQueryWeights} once every row's shift is known and the body's arguments are in w. */
-    private static void finishQueryRows(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
+    private static void finishQueryRows(float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
                                         float[] dots, MemorySegment out, long at) {
         float[] partials = new float[FeatureKernels.PARTIALS];
         int vec = m - m % L, body = m - m % FeatureKernels.PARTIALS;
@@ -489,22 +490,7 @@ final class FeatureKernelsSimd {
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
-            if (exponential) {
-                for (int f = 0; f < vec; f += L) {
-                    FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
-                    y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
-                    y = y.blend(highest, y.compare(VectorOperators.GT, highest));
-                    FloatVector t = y.mul(log2e);
-                    FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
-                    t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
-                    FloatVector rounded = t.add(magic);
-                    FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
-                    FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
-                    FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                    FloatVector e = g.fma(p, one).mul(scale);
-                    e.intoArray(w, o + f);
-                }
-            } else {
+            {
                 for (int f = 0; f < vec; f += L) {
                     FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
                     y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
@@ -521,7 +507,7 @@ final class FeatureKernelsSimd {
                     e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
                 }
             }
-            if (vec < m) FeatureKernels.queryRow(u, o, m, exponential, shift, rowShifts[r], w, vec);
+            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
             // rowDots' partials for this row (see there)
             if (L == 16) {
                 FloatVector a0 = zero;
