@@ -11,6 +11,8 @@ final class EluFeatureMap implements FeatureMap {
 
     @Override public boolean exponential() { return false; }
 
+    @Override public boolean identity() { return true; }
+
     @Override
     public void preActivations(Backend backend, Tensor x, Tensor dst) {
         dst.copyFrom(x);

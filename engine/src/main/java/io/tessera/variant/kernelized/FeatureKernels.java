@@ -214,6 +214,21 @@ final class FeatureKernels {
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     /**
+     * dst = the first {@code rows} rows of m floats from float index {@code at} of {@code src}
+     * (rows contiguous, row-major), and largest[f] = max(largest[f], u[r][f]) over them (NaN
+     * propagates): {@link #columnMax} on the way in. The vector twin reads the rows once, where a
+     * bulk copy and then {@link #columnMax} read the chunk (480 × 64 floats, beyond L1) a second time.
+     */
+    static void copyColumnMax(MemorySegment src, long at, int rows, int m, float[] dst, float[] largest) {
+        if (SIMD) {
+            FeatureKernelsSimd.copyColumnMax(src, at, rows, m, dst, largest);
+            return;
+        }
+        MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, 0, rows * m);
+        columnMax(dst, rows, m, largest, 0);
+    }
+
+    /**
      * out[r][f] = φ(u[r][f])·e^(−shift[f]) for the first {@code rows} rows, written as float32 rows
      * of m floats into {@code out} from float index {@code at} (the chunk's GEMM operand: written
      * there directly, a heap copy of the chunk and a bulk copy into the segment cost a pass over
@@ -257,6 +272,38 @@ final class FeatureKernels {
             float inv = 1f / dots[r];
             for (int f = r * m + from, end = r * m + m; f < end; f++) out.setAtIndex(FLOAT, at + f, w[f] * inv);
         }
+    }
+
+    /**
+     * The bidirectional pass's query operand: w = {@link #queryWeights}, dots[r] = Σ_f w[r][f]·z[f]
+     * ({@link #rowDots}'s order) and out[r][f] = w[r][f]·(1/dots[r]) ({@link #scaleRows}), the
+     * values of those three kernels one after the other; the vector twin finishes each row while it
+     * is in L1.
+     */
+    static void normalizedQueryWeights(float[] u, int rows, int m, boolean exponential, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                       float[] dots, MemorySegment out, long at) {
+        if (SIMD) {
+            FeatureKernelsSimd.normalizedQueryWeights(u, rows, m, exponential, shift, z, w, rowShifts, dots, out, at);
+            return;
+        }
+        queryWeightsScalar(u, rows, m, exponential, shift, w);
+        rowDotsScalar(w, rows, m, z, dots);
+        scaleRows(w, rows, m, dots, out, at, 0);
+    }
+
+    /**
+     * {@link #normalizedQueryWeights} for elu + 1 (u = the input rows), u copied on the way from the
+     * first {@code rows} rows of m floats at float index {@code srcAt} of {@code src} (rows
+     * contiguous): the vector twin reads them in its first pass instead of a bulk copy before it.
+     */
+    static void normalizedQueryWeights(MemorySegment src, long srcAt, float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                       float[] dots, MemorySegment out, long at) {
+        if (SIMD) {
+            FeatureKernelsSimd.normalizedQueryWeights(src, srcAt, u, rows, m, shift, z, w, rowShifts, dots, out, at);
+            return;
+        }
+        MemorySegment.copy(src, FLOAT, srcAt * Float.BYTES, u, 0, rows * m);
+        normalizedQueryWeights(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
     }
 
     /**

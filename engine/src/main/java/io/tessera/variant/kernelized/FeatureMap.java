@@ -27,6 +27,12 @@ interface FeatureMap {
     void preActivations(Backend backend, Tensor x, Tensor scratch, float[] dst);
 
     /**
+     * True when the pre-activations are the input rows themselves (u = x, m = D): the forward pass
+     * may then read the rows straight from the input and fold its first pass over them into the copy.
+     */
+    default boolean identity() { return false; }
+
+    /**
      * {@link #preActivations(Backend, Tensor, Tensor, float[])} for query rows of the forward pass,
      * whose values may differ from it by a constant per row: a query weighs its features by
      * φ(u)·e^(σ − M) with M the row's largest log-weight, so a row constant cancels (e^(u + c) = e^u·e^c

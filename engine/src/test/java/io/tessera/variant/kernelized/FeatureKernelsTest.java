@@ -64,6 +64,67 @@ class FeatureKernelsTest {
         }
     }
 
+    /**
+     * The bidirectional forward pass's fused kernels against the scalar loops they fuse, bit for
+     * bit: the copy with the column maxima, the query operand (weights, denominators, scaled rows)
+     * from heap rows and, for elu + 1, from the input segment. Odd feature counts (ragged tails),
+     * rows not a multiple of 4, both maps, sources and destinations at float offsets past 0, NaN,
+     * infinities and ±0 among the values.
+     */
+    @Test
+    void fusedKernelsAreTheScalarLoopsTwins() {
+        SplittableRandom random = new SplittableRandom(17);
+        for (int m : new int[] {1, 3, 7, 8, 15, 16, 17, 19, 32, 33, 64, 67, 256}) {
+            for (int trial = 0; trial < 6; trial++) {
+                int rows = 1 + random.nextInt(11);
+                boolean exponential = trial % 2 == 0;
+                float[] u = values(random, rows * m), shift = values(random, m), z = new float[m];
+                for (int f = 0; f < m; f++) z[f] = random.nextInt(10) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) Math.abs(random.nextGaussian());
+                try (Arena arena = Arena.ofConfined()) {
+                    long srcAt = 5, at = 3;
+                    MemorySegment src = arena.allocate((srcAt + rows * m) * Float.BYTES);
+                    MemorySegment.copy(u, 0, src, ValueLayout.JAVA_FLOAT, srcAt * Float.BYTES, rows * m);
+                    // the copy with the column maxima
+                    float[] la = values(random, m), lb = la.clone(), ca = new float[rows * m], cb = u.clone();
+                    FeatureKernelsSimd.copyColumnMax(src, srcAt, rows, m, ca, la);
+                    FeatureKernels.columnMax(cb, rows, m, lb, 0);
+                    assertBits(cb, ca, "copied rows m=" + m);
+                    assertBits(lb, la, "copied column maxima m=" + m);
+                    // the scalar twin of the query operand: the three kernels it fuses
+                    float[] wb = new float[rows * m], db = new float[rows];
+                    MemorySegment ob = arena.allocate((at + rows * m) * Float.BYTES);
+                    FeatureKernels.queryWeightsScalar(u, rows, m, exponential, shift, wb);
+                    FeatureKernels.rowDotsScalar(wb, rows, m, z, db);
+                    FeatureKernels.scaleRows(wb, rows, m, db, ob, at, 0);
+                    float[] expected = ob.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT);
+                    float[] wa = new float[rows * m], da = new float[rows];
+                    MemorySegment oa = arena.allocate((at + rows * m) * Float.BYTES);
+                    FeatureKernelsSimd.normalizedQueryWeights(u, rows, m, exponential, shift, z, wa, new float[rows], da, oa, at);
+                    assertBits(wb, wa, "query weights m=" + m);
+                    assertBits(db, da, "query denominators m=" + m);
+                    assertBits(expected, oa.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand m=" + m);
+                    // and the dispatching entry point
+                    MemorySegment oc = arena.allocate((at + rows * m) * Float.BYTES);
+                    float[] dc = new float[rows];
+                    FeatureKernels.normalizedQueryWeights(u, rows, m, exponential, shift, z, new float[rows * m], new float[rows], dc, oc, at);
+                    assertBits(db, dc, "query denominators, dispatched, m=" + m);
+                    assertBits(expected, oc.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand, dispatched, m=" + m);
+                    if (!exponential) {   // elu + 1 with the rows read from the input segment
+                        float[] ua = new float[rows * m];
+                        MemorySegment os = arena.allocate((at + rows * m) * Float.BYTES);
+                        FeatureKernelsSimd.normalizedQueryWeights(src, srcAt, ua, rows, m, shift, z, new float[rows * m], new float[rows], da, os, at);
+                        assertBits(u, ua, "query rows copied m=" + m);
+                        assertBits(db, da, "query denominators from the input m=" + m);
+                        assertBits(expected, os.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand from the input m=" + m);
+                        MemorySegment od = arena.allocate((at + rows * m) * Float.BYTES);
+                        FeatureKernels.normalizedQueryWeights(src, srcAt, new float[rows * m], rows, m, shift, z, new float[rows * m], new float[rows], dc, od, at);
+                        assertBits(expected, od.asSlice(at * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "query operand from the input, dispatched, m=" + m);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void chunkCutsAreTheScalarLoopsTwins() {
         SplittableRandom random = new SplittableRandom(9);
