@@ -110,35 +110,44 @@ final class FeatureKernelsSimd {
         }
         float[] partials = new float[FeatureKernels.PARTIALS];
         int body = m - m % FeatureKernels.PARTIALS;
-        FloatVector zero = FloatVector.zero(F);
         for (int r = 0; r < rows; r++) {
             int o = r * m;
-            if (L == 16) {
-                FloatVector a0 = zero;
-                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                a0.intoArray(partials, 0);
-            } else if (L == 8) {
-                FloatVector a0 = zero, a1 = zero;
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
-                }
-                a0.intoArray(partials, 0);
-                a1.intoArray(partials, 8);
-            } else {
-                FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
-                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
-                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
-                }
-                a0.intoArray(partials, 0);
-                a1.intoArray(partials, 4);
-                a2.intoArray(partials, 8);
-                a3.intoArray(partials, 12);
-            }
+            rowPartials(w, o, z, body, partials);
             dots[r] = FeatureKernels.finishDot(partials, w, o, m, z, body);
+        }
+    }
+
+    /**
+     * Row {@code o} of w against z over the first {@code body} features (a multiple of
+     * FeatureKernels.PARTIALS) into the 16 interleaved partial sums (feature f into partial f mod 16),
+     * as L-lane vectors; the caller folds them (FeatureKernels.finishDot).
+     */
+    private static void rowPartials(float[] w, int o, float[] z, int body, float[] partials) {
+        FloatVector zero = FloatVector.zero(F);
+        if (L == 16) {
+            FloatVector a0 = zero;
+            for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+            a0.intoArray(partials, 0);
+        } else if (L == 8) {
+            FloatVector a0 = zero, a1 = zero;
+            for (int f = 0; f < body; f += 16) {
+                a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+            }
+            a0.intoArray(partials, 0);
+            a1.intoArray(partials, 8);
+        } else {
+            FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+            for (int f = 0; f < body; f += 16) {
+                a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+            }
+            a0.intoArray(partials, 0);
+            a1.intoArray(partials, 4);
+            a2.intoArray(partials, 8);
+            a3.intoArray(partials, 12);
         }
     }
 
@@ -480,7 +489,6 @@ final class FeatureKernelsSimd {
                                         float[] dots, MemorySegment out, long at) {
         float[] partials = new float[FeatureKernels.PARTIALS];
         int vec = m - m % L, body = m - m % FeatureKernels.PARTIALS;
-        FloatVector zero = FloatVector.zero(F);
         // FloatExpSimd.expInPlace's operations written out, as in keyFeaturesElu (the same bits)
         FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
         FloatVector log2e = FloatVector.broadcast(F, FloatExp.LOG2E), log2eLow = FloatVector.broadcast(F, FloatExp.LOG2E_LOW);
@@ -508,32 +516,7 @@ final class FeatureKernelsSimd {
                 }
             }
             if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
-            // rowDots' partials for this row (see there)
-            if (L == 16) {
-                FloatVector a0 = zero;
-                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                a0.intoArray(partials, 0);
-            } else if (L == 8) {
-                FloatVector a0 = zero, a1 = zero;
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
-                }
-                a0.intoArray(partials, 0);
-                a1.intoArray(partials, 8);
-            } else {
-                FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
-                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
-                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
-                }
-                a0.intoArray(partials, 0);
-                a1.intoArray(partials, 4);
-                a2.intoArray(partials, 8);
-                a3.intoArray(partials, 12);
-            }
+            rowPartials(w, o, z, body, partials);
             float dot = FeatureKernels.finishDot(partials, w, o, m, z, body);
             dots[r] = dot;
             float inv = 1f / dot;
