@@ -486,11 +486,12 @@ final class SimdAttentionKernel {
      * The n rows {@code src[srcOff + j·width + i]} into STEP-key panels, the layout {@link #scores}
      * reads: key j's element i at {@code dst[dstOff + (j / STEP)·STEP·width + i·STEP + j % STEP]},
      * the last panel padded with zeros. A step then reads its 6 keys at constant distances from one
-     * index. From rows (6 row indices, one per key) C2 ran out of general registers in the step's
-     * loop and spilled the indices to vector registers: on Intel, whose 512-bit FMAs issue on the
-     * two ports that also take those moves, the scores' loop ran at 132 GFLOP/s against 146–150
-     * from one index (Xeon, AVX-512, one thread, 60 keys × D = 64 × 32 queries in L1); in the
-     * forward pass it took 46 % of the time against accumulate8's 28 % for as many FMAs (JFR).
+     * index. From rows the step's loop kept 6 row indices live besides its own (hsdis on Zen 5
+     * showed array bases spilled to vector registers there); on an Intel Xeon (AVX-512, one thread,
+     * 60 keys × D = 64 × 32 queries in L1) that loop ran at 132 GFLOP/s, from panels at 146–150 (its
+     * broadcasts are memory operands, its loop has no bounds checks), and in the forward pass it had
+     * taken 46 % of the time against accumulate8's 28 % for as many FMAs (JFR). On Zen 5 a
+     * one-index layout measured within the noise of the row layout.
      */
     static void packPanels(float[] src, int srcOff, int n, int width, float[] dst, int dstOff) {
         int panels = (n + STEP - 1) / STEP;
