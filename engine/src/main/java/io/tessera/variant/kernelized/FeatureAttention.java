@@ -124,7 +124,7 @@ final class FeatureAttention {
     private static final class ForwardScratch {
         final int m, dv;
         final Tensor state, keyU, keyF, queryU, queryW, scores, numDen;
-        final float[] keySums, keyRows, queryRows, features, weights, largest, shift, raised, outRow, denominators, rowShifts, limit, valueRows, square;
+        final float[] keySums, keyRows, queryRows, weights, largest, shift, raised, outRow, denominators, rowShifts, limit, valueRows, square;
         /**
          * Per feature, a pre-activation whose log-feature is ≤ the shift ({@link #raiseToColumnMaxima}
          * skips the logarithm of a column maximum not above it), and the shift {@code limit} was
@@ -150,7 +150,6 @@ final class FeatureAttention {
             keySums = new float[m];
             keyRows = new float[rows * m];
             queryRows = new float[rows * m];
-            features = new float[m];   // one row's exponentials: the key features go straight into keyF
             weights = new float[rows * m];
             largest = new float[m];
             shift = new float[m];
@@ -212,7 +211,7 @@ final class FeatureAttention {
             }
             raiseTo(w.largest, m, exponential, shift, raised, w.shiftArgument);
             rescaleState(w.state, z, shift, raised, w.outRow);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, z, f.segment(), f.offset());
             be.gemm(f, true, vh.slice(0, c0, c0 + rows), false, w.state, 1f, 1f);
         }
         // Denominators W·z on the heap rows of W (as one product with [S | z], the (Dv + 1)-th
@@ -344,7 +343,7 @@ final class FeatureAttention {
             fromArray(w.weights, rows * m, wq);
             FeatureKernels.rowDots(w.weights, rows, m, z, w.denominators);   // z of the keys before the chunk
             Tensor f = w.keyF.slice(0, 0, rows), vc = vh.slice(0, c0, c0 + rows);
-            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, w.features, z, f.segment(), f.offset());   // then the chunk's keys join z
+            FeatureKernels.keyFeatures(w.keyRows, rows, m, exponential, shift, z, f.segment(), f.offset());   // then the chunk's keys join z
             backend.gemm(wq, false, w.state, false, num, 1f, 0f);
             // Inside the chunk: tril(W_c F_cᵀ) V_c, then fold the chunk into the state.
             Tensor sc = w.scores.slice(0, 0, rows).slice(1, 0, rows);

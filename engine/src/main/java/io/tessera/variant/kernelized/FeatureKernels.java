@@ -235,9 +235,9 @@ final class FeatureKernels {
      * it); when {@code sums} is not null, each feature's values are also added into sums[f], row
      * by row. {@code scratch} (at least m floats) holds a row's exponentials in the vector twin.
      */
-    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] sums, MemorySegment out, long at) {
         if (SIMD) {
-            FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, scratch, sums, out, at);
+            FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, sums, out, at);
             return;
         }
         keyFeatures(u, rows, m, exponential, shift, sums, out, at, 0);

@@ -236,16 +236,19 @@ final class FeatureKernelsSimd {
     }
 
     /*
-     * The exponentials go through FloatExpSimd.expInPlace on a heap row: each row's arguments are
-     * written there (the key features' into a scratch row that stays in L1, the query weights'
-     * into their destination row), raised in place, then finished (the elu factor, the sums). No
-     * vector crosses a call (see FloatExpSimd), and no branch merges two vectors (a phi of vectors
-     * boxes them: the exponential and elu + 1 maps have loops of their own).
+     * The exponentials are FloatExpSimd.expInPlace's operations, one for one in its order (so the
+     * scalar FloatExp.exp's bits), written out in the forward's kernels' loops: through a call of
+     * expInPlace per row of 64 features, a scratch row stored and reloaded and the constants
+     * broadcast per row cost a third of the elu key features' time (see keyFeaturesElu). Only
+     * queryWeights' elu path, taken for query rows that are not contiguous, still calls it per row.
+     * No vector crosses a call (see
+     * FloatExpSimd), and no branch merges two vectors (a phi of vectors boxes them: the exponential
+     * and elu + 1 maps have loops of their own).
      */
 
-    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
+    static void keyFeatures(float[] u, int rows, int m, boolean exponential, float[] shift, float[] sums, MemorySegment out, long at) {
         if (exponential) {
-            keyFeaturesExponential(u, rows, m, shift, scratch, sums, out, at);
+            keyFeaturesExponential(u, rows, m, shift, sums, out, at);
             return;
         }
         // elu(u) + 1 = e^min(u, 0) · (max(u, 0) + 1): exact for either sign (one factor is 1)
@@ -358,14 +361,32 @@ final class FeatureKernelsSimd {
      * time. The values are the scalar twin's bit for bit.
      */
 
-    private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] scratch, float[] sums, MemorySegment out, long at) {
+    /**
+     * The Performer's key features e^(u − shift), FloatExpSimd.expInPlace's operations written out
+     * as in keyFeaturesElu (the same bits: its argument minus 0 is the argument): no scratch row
+     * stored and reloaded, no call per row, the constants broadcast once per call.
+     */
+    private static void keyFeaturesExponential(float[] u, int rows, int m, float[] shift, float[] sums, MemorySegment out, long at) {
         int vec = m - m % L;
+        FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
+        FloatVector log2e = FloatVector.broadcast(F, FloatExp.LOG2E), log2eLow = FloatVector.broadcast(F, FloatExp.LOG2E_LOW);
+        FloatVector exp2Min = FloatVector.broadcast(F, FloatExp.EXP2_MIN), magic = FloatVector.broadcast(F, FloatExp.ROUND_MAGIC), one = FloatVector.broadcast(F, 1f);
+        FloatVector p0 = FloatVector.broadcast(F, FloatExp.P0), p1 = FloatVector.broadcast(F, FloatExp.P1), p2 = FloatVector.broadcast(F, FloatExp.P2);
+        FloatVector p3 = FloatVector.broadcast(F, FloatExp.P3), p4 = FloatVector.broadcast(F, FloatExp.P4), p5 = FloatVector.broadcast(F, FloatExp.P5);
         for (int r = 0; r < rows; r++) {
             int o = r * m;
-            for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, u, o + f).sub(FloatVector.fromArray(F, shift, f)).intoArray(scratch, f);
-            FloatExpSimd.expInPlace(scratch, 0, vec, 0f);
             for (int f = 0; f < vec; f += L) {
-                FloatVector e = FloatVector.fromArray(F, scratch, f);
+                FloatVector y = FloatVector.fromArray(F, u, o + f).sub(FloatVector.fromArray(F, shift, f));
+                y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
+                y = y.blend(highest, y.compare(VectorOperators.GT, highest));
+                FloatVector t = y.mul(log2e);
+                FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
+                t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
+                FloatVector rounded = t.add(magic);
+                FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
+                FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, one).mul(scale);
                 e.intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
                 if (sums != null) FloatVector.fromArray(F, sums, f).add(e).intoArray(sums, f);
             }
@@ -376,9 +397,28 @@ final class FeatureKernelsSimd {
     private static void queryWeightsExponential(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
         queryShiftsExponential(u, rows, m, shift, dst, rowShifts);
         int vec = m - m % L;
+        FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
+        FloatVector log2e = FloatVector.broadcast(F, FloatExp.LOG2E), log2eLow = FloatVector.broadcast(F, FloatExp.LOG2E_LOW);
+        FloatVector exp2Min = FloatVector.broadcast(F, FloatExp.EXP2_MIN), magic = FloatVector.broadcast(F, FloatExp.ROUND_MAGIC), one = FloatVector.broadcast(F, 1f);
+        FloatVector p0 = FloatVector.broadcast(F, FloatExp.P0), p1 = FloatVector.broadcast(F, FloatExp.P1), p2 = FloatVector.broadcast(F, FloatExp.P2);
+        FloatVector p3 = FloatVector.broadcast(F, FloatExp.P3), p4 = FloatVector.broadcast(F, FloatExp.P4), p5 = FloatVector.broadcast(F, FloatExp.P5);
         for (int r = 0; r < rows; r++) {   // the exponentials after every row's shift, as in queryWeights
             int o = r * m;
-            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);   // e^((x + shift) − max), as the scalar twin
+            FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
+            for (int f = 0; f < vec; f += L) {   // e^((x + shift) − max), as the scalar twin: expInPlace's operations written out
+                FloatVector y = FloatVector.fromArray(F, dst, o + f).sub(rowShift);
+                y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
+                y = y.blend(highest, y.compare(VectorOperators.GT, highest));
+                FloatVector t = y.mul(log2e);
+                FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
+                t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
+                FloatVector rounded = t.add(magic);
+                FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
+                FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, one).mul(scale);
+                e.intoArray(dst, o + f);
+            }
             if (vec < m) FeatureKernels.queryRow(u, o, m, true, shift, rowShifts[r], dst, vec);
         }
     }

@@ -34,7 +34,7 @@ class FeatureKernelsTest {
                 try (Arena arena = Arena.ofConfined()) {
                     // written from a float index past 0, as into a chunk's slice of a larger tensor
                     MemorySegment ka = arena.allocate((3L + rows * m) * Float.BYTES), kb = arena.allocate((3L + rows * m) * Float.BYTES);
-                    FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, new float[m], sa, ka, 3);
+                    FeatureKernelsSimd.keyFeatures(u, rows, m, exponential, shift, sa, ka, 3);
                     FeatureKernels.keyFeatures(u, rows, m, exponential, shift, sb, kb, 3, 0);
                     assertBits(kb.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), ka.asSlice(3L * Float.BYTES).toArray(ValueLayout.JAVA_FLOAT), "key features m=" + m);
                     assertBits(sb, sa, "key sums m=" + m);
