@@ -6,6 +6,7 @@ import io.tessera.variant.internal.FloatExp;
 import io.tessera.variant.internal.FloatExpSimd;
 import io.tessera.variant.internal.VariantSpecies;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
@@ -36,6 +37,7 @@ final class FeatureKernelsSimd {
     private static final FloatVector V_LN2 = FloatVector.broadcast(F, LN2);
     private static final FloatVector V_MANTISSA_ULP = FloatVector.broadcast(F, 0x1p-23f), V_LOG2_BIAS = FloatVector.broadcast(F, LOG2_BIAS);
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     /**
      * The elu clamps as a compare and a blend: min(x, 0) = x > 0 ? +0 : x and max(x, 0) = x ≤ 0 ? +0 : x
      * are Math.min and Math.max exactly (−0 stays −0 in the first and becomes +0 in the second, NaN
@@ -184,7 +186,7 @@ final class FeatureKernelsSimd {
     static void copyColumnMax(MemorySegment src, long at, int rows, int m, float[] dst, float[] largest) {
         int vec = m - m % L;
         if (vec < m) {
-            MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at * Float.BYTES, dst, 0, rows * m);
+            MemorySegment.copy(src, FLOAT, at * Float.BYTES, dst, 0, rows * m);
             columnMax(dst, rows, m, largest);
             return;
         }
@@ -492,7 +494,7 @@ final class FeatureKernelsSimd {
     static void normalizedQueryWeights(MemorySegment src, long srcAt, float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
                                        float[] dots, MemorySegment out, long at) {
         if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
-            MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, srcAt * Float.BYTES, u, 0, rows * m);
+            MemorySegment.copy(src, FLOAT, srcAt * Float.BYTES, u, 0, rows * m);
             normalizedQueryWeights(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
             return;
         }
@@ -516,7 +518,7 @@ final class FeatureKernelsSimd {
                 max = best.reduceLanes(VectorOperators.MAX);   // exact, as in queryShifts
             }
             if (vec < m) {
-                MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, b + (long) vec * Float.BYTES, u, o + vec, m - vec);
+                MemorySegment.copy(src, FLOAT, b + (long) vec * Float.BYTES, u, o + vec, m - vec);
                 max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);
             }
             rowShifts[r] = max;
@@ -538,22 +540,20 @@ final class FeatureKernelsSimd {
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
-            {
-                for (int f = 0; f < vec; f += L) {
-                    FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
-                    y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
-                    y = y.blend(highest, y.compare(VectorOperators.GT, highest));
-                    FloatVector t = y.mul(log2e);
-                    FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
-                    t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
-                    FloatVector rounded = t.add(magic);
-                    FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
-                    FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
-                    FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                    FloatVector e = g.fma(p, one).mul(scale);
-                    FloatVector x = FloatVector.fromArray(F, u, o + f);
-                    e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
-                }
+            for (int f = 0; f < vec; f += L) {
+                FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
+                y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
+                y = y.blend(highest, y.compare(VectorOperators.GT, highest));
+                FloatVector t = y.mul(log2e);
+                FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
+                t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
+                FloatVector rounded = t.add(magic);
+                FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
+                FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, one).mul(scale);
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
             }
             if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
             rowPartials(w, o, z, body, partials);
@@ -561,8 +561,8 @@ final class FeatureKernelsSimd {
             dots[r] = dot;
             float inv = 1f / dot;
             for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, w, o + f).mul(inv).intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
-            for (int f = vec; f < m; f++) out.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + o + f, w[o + f] * inv);
         }
+        if (vec < m) FeatureKernels.scaleRows(w, rows, m, dots, out, at, vec);   // the tails, as scaleRows does
     }
 
 }
