@@ -71,6 +71,19 @@ class FusedAttentionProperties {
     @Provide
     Arbitrary<String> backends() { return Arbitraries.of("scalar", "simd"); }
 
+    /** Queries past one lane group, for blocks of several groups (the SIMD kernel takes full tiles two groups at a time where the register file allows). */
+    @Provide
+    Arbitrary<AttentionCase> severalGroups() { return AttentionCase.cases(100, 80, 12).filter(c -> c.qLen() >= 33); }
+
+    @Property(tries = 25)
+    void blocksOfSeveralLaneGroupsMatchTheMaskedOracle(@ForAll("severalGroups") AttentionCase c, @ForAll MaskKind kind,
+                                                       @ForAll @IntRange(min = 33, max = 130) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
+        try (Arena arena = Arena.ofShared()) {
+            ElementPredicate p = predicate(kind, c.qLen(), c.kvLen(), c.seed());
+            checkAgainstOracle(arena, Attention.sparse(spec(kind.name(), p)).on(Backend.named("simd")).withBlockSizes(blockQ, blockKV), c.q(arena), c.k(arena), c.v(arena), mask(p));
+        }
+    }
+
     @Property(tries = 150)
     void matchesTheMaskedOracle(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind, @ForAll("backends") String backend,
                                 @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {

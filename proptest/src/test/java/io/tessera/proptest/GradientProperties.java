@@ -99,6 +99,21 @@ class GradientProperties {
         return index;
     }
 
+    /** Queries past one lane group, for blocks of several groups (the SIMD kernel takes full tiles two groups at a time where the register file allows). */
+    @Provide
+    Arbitrary<AttentionCase> severalGroups() { return AttentionCase.cases(100, 80, 12).filter(c -> c.qLen() >= 33); }
+
+    /** One thread takes the single pass (dq, dk and dv per key/value head), two threads the two-pass schedule here. */
+    @Property(tries = 30)
+    void blocksOfSeveralLaneGroupsMatchTheGradientOracle(@ForAll("severalGroups") AttentionCase c, @ForAll MaskKind kind, @ForAll @IntRange(min = 1, max = 2) int threads,
+                                                         @ForAll @IntRange(min = 33, max = 130) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
+        try (Arena arena = Arena.ofShared()) {
+            ElementPredicate p = predicate(kind, c.qLen(), c.kvLen(), c.seed());
+            Attention attn = Attention.sparse(spec(kind.name(), p)).on(Backend.named("simd").withThreads(threads)).withBlockSizes(blockQ, blockKV);
+            checkGradients(arena, attn, c, mask(p), Float.NaN);
+        }
+    }
+
     @Property(tries = 120)
     void matchesTheMaskedGradientOracle(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind, @ForAll("backends") String backend,
                                         @ForAll @IntRange(min = 1, max = 20) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {

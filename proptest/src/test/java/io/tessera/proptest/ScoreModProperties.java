@@ -142,6 +142,21 @@ class ScoreModProperties {
         return index;
     }
 
+    /** Queries past one lane group, for blocks of several groups (the SIMD kernel takes full tiles two groups at a time where the register file allows). */
+    @Provide
+    Arbitrary<AttentionCase> severalGroups() { return AttentionCase.cases(100, 80, 12).filter(c -> c.qLen() >= 33); }
+
+    @Property(tries = 25)
+    void blocksOfSeveralLaneGroupsMatchTheOracle(@ForAll("severalGroups") AttentionCase c, @ForAll MaskKind kind, @ForAll ModKind modKind,
+                                                 @ForAll @IntRange(min = 33, max = 130) int blockQ, @ForAll @IntRange(min = 1, max = 70) int blockKV) {
+        try (Arena arena = Arena.ofShared()) {
+            ElementPredicate p = predicate(kind, c.qLen(), c.kvLen(), c.seed());
+            Attention attn = Attention.sparse(spec(kind.name(), p)).on(Backend.named("simd")).withBlockSizes(blockQ, blockKV)
+                    .withScoreMod(mod(modKind, arena, c, c.seed()));
+            check(arena, attn, c, mask(p), Float.NaN);
+        }
+    }
+
     /** Every modifier × mask × backend × block sizes, forward and backward, against the oracle. */
     @Property(tries = 150)
     void matchTheOracle(@ForAll("cases") AttentionCase c, @ForAll MaskKind kind, @ForAll ModKind modKind, @ForAll("backends") String backend,

@@ -1,0 +1,71 @@
+package io.tessera.cpu;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The two-group micro-kernels of the forward pass (SimdAttentionKernel.scoresPair and
+ * .accumulatePair) against the one-group kernels they stand in for, bit for bit: each group's scores
+ * and outputs are the same fma chains in the same order. Tiles of 1 to 70 keys (full 6-key steps and
+ * 4-key tails), head dimensions 1 to 13 (column blocks of 6, of 4, and 1 to 3 single columns) and 64,
+ * panels and value rows at an offset, accumulators that start nonzero. The kernels are called
+ * directly, so they are checked at every vector width, whichever path the forward pass takes there.
+ */
+class PairKernelsTest {
+
+    private static final int GROUP = SimdAttentionKernel.GROUP;
+
+    @Test
+    void scoresPairEqualsScoresOfEachGroup() {
+        Random random = new Random(11);
+        for (int d : new int[] {1, 2, 5, 13, 64}) {
+            float[] qT = gaussian(random, 2 * d * GROUP);
+            for (int n = 1; n <= 70; n += n < 14 ? 1 : 7) {
+                float[] rows = gaussian(random, n * d);
+                int tileOff = 3;
+                float[] panels = new float[tileOff + SimdAttentionKernel.panelFloats(n, d)];
+                SimdAttentionKernel.packPanels(rows, 0, n, d, panels, tileOff);
+                float[] first = new float[(n + 6) * GROUP], second = new float[first.length];
+                float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
+                SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, 0, first, 0f);
+                SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, d * GROUP, second, 0f);
+                SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, pairSecond);
+                assertSameBits(pairFirst, first, n * GROUP, "scores, first group, d=" + d + " n=" + n);
+                assertSameBits(pairSecond, second, n * GROUP, "scores, second group, d=" + d + " n=" + n);
+            }
+        }
+    }
+
+    @Test
+    void accumulatePairEqualsAccumulateOfEachGroup() {
+        Random random = new Random(12);
+        for (int dv = 1; dv <= 64; dv += dv < 13 ? 1 : 51) {
+            for (int n = 1; n <= 70; n += n < 14 ? 1 : 7) {
+                int vOff = 2;
+                float[] values = gaussian(random, vOff + n * dv);
+                float[] pFirst = gaussian(random, (n + 6) * GROUP), pSecond = gaussian(random, pFirst.length);
+                float[] start = gaussian(random, 2 * dv * GROUP);
+                float[] single = start.clone(), pair = start.clone();
+                SimdAttentionKernel.accumulate(values, vOff, n, dv, pFirst, single, 0);
+                SimdAttentionKernel.accumulate(values, vOff, n, dv, pSecond, single, dv * GROUP);
+                SimdAttentionKernel.accumulatePair(values, vOff, n, dv, pFirst, pSecond, pair, 0);
+                assertSameBits(pair, single, single.length, "outputs, dv=" + dv + " n=" + n);
+            }
+        }
+    }
+
+    private static float[] gaussian(Random random, int length) {
+        float[] a = new float[length];
+        for (int i = 0; i < length; i++) a[i] = (float) random.nextGaussian();
+        return a;
+    }
+
+    private static void assertSameBits(float[] actual, float[] expected, int length, String what) {
+        for (int i = 0; i < length; i++) {
+            assertThat(Float.floatToRawIntBits(actual[i])).as("%s, element %d: %s vs %s", what, i, actual[i], expected[i])
+                    .isEqualTo(Float.floatToRawIntBits(expected[i]));
+        }
+    }
+}
