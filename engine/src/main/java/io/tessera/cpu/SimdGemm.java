@@ -11,7 +11,8 @@ import jdk.incubator.vector.VectorSpecies;
  * GEMM on the Vector API. op(b) is packed, {@link #KC} rows at a time, into a panel of
  * {@link #PANEL} = 2 vectors of columns (zero-padded), so the micro-kernel is the same for every
  * transpose and stride: broadcast 6 elements of op(a), FMA into 6×2 accumulators — 15 registers,
- * because AVX2 has 16 (a 4×4 blocking spills there). op(a) is read from a heap copy of the item's
+ * because AVX2 has 16 (a 4×4 blocking spills there). With AVX-512's 32 registers two panels are
+ * multiplied at once, 6×4 accumulators ({@link #block6RowsPair}). op(a) is read from a heap copy of the item's
  * rows, made once per depth slice and shared by all the item's panels; half-precision operands are
  * widened to float32 while copied (a) and packed (b), so the micro-kernel only ever sees floats.
  */
@@ -23,15 +24,29 @@ final class SimdGemm {
     static final int PANEL = 2 * L;
     /** Rows of op(a) per micro-kernel step. */
     static final int ROWS = 6;
-    /** Depth of a packed panel: 256 × 16 floats stay in L1 while every row block reuses them. */
-    static final int KC = 256;
+    /**
+     * Depth of a packed panel, and of the slices c is accumulated over: the panels a micro-kernel
+     * reads stay in L1 while every row block reuses them (256 × 2 vectors of 8 lanes; with AVX-512's
+     * pairs, 128 × 4 vectors of 16 lanes, 32 KB of a 48 KB L1). The pairs at a depth of 256 (64 KB
+     * of panels, read from L2) gained on depth-64 products only; measured on the Intel Xeon (one
+     * thread, GFLOP/s of the old kernel, pairs at 256, pairs at 128; FMA peak 212): 960³ 111–113,
+     * 112–115, 118–119; 480×256×64 122–123, 138–143, 138–143; 256×64×4096 101–103, 102–104, 108.
+     */
+    static final int KC = VectorConfig.WIDE_REGISTER_FILE ? 128 : 256;
     /** Rows of c per work item: big enough that re-packing op(b) per item is amortized. */
     static final int ROWS_PER_ITEM = 120;
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
-    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[KC * PANEL]);
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[ROWS * PANEL]);
-    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * KC]);
+    /**
+     * Two panels at once on AVX-512 ({@link VectorConfig#WIDE_REGISTER_FILE}): 6 rows × 4 vectors,
+     * 24 accumulators, each broadcast serving 4 FMAs instead of 2 ({@link #block6RowsPair}).
+     */
+    private static final boolean PAIRS = VectorConfig.WIDE_REGISTER_FILE;
+    /** Where the second panel of a pair starts in the packed buffer (and its tile in the tile buffer). */
+    private static final int SECOND = KC * PANEL, SECOND_TILE = ROWS * PANEL;
+    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL]);
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL]);
+    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * Math.max(KC, 4 * SimdGemm.THIN_DEPTH)]);
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 
@@ -42,11 +57,11 @@ final class SimdGemm {
      * at most {@link #THIN_DEPTH}. A thin product packs its panel of op(b) per item as often
      * as a deep one but reuses it over only depth·rows multiply-adds: at depth 64 (the Performer's
      * projections) packing was 8 % of the product's time. An item's heap rows of op(a) still fit
-     * {@link #A_ROWS}: 4·120 rows × 64 = 120 × 256.
+     * {@link #A_ROWS}: 4·120 rows × 64.
      */
     static int rowsPerItem(GemmCall g) { return g.k() <= THIN_DEPTH ? 4 * ROWS_PER_ITEM : ROWS_PER_ITEM; }
 
-    static final int THIN_DEPTH = KC / 4;
+    static final int THIN_DEPTH = 64;
 
     /**
      * Panel groups per row chunk on {@code threads} threads: 1 (an item owns every panel of its
@@ -93,19 +108,39 @@ final class SimdGemm {
             // steps measured slower in the variants, though not separately from the per-row copies).
             if (transposed) copyTransposedRows(g, ap, i0, span, k0, kc);
             else copyRowsOfA(g, ap, i0, span, k0, kc);
-            for (int panel = panel0; panel < panel1; panel++) {
+            for (int panel = panel0; panel < panel1; ) {
                 int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
-                pack(g, k0, kc, j0, cols, packed);
+                // Two panels at a time where the register file holds their 24 accumulators; an odd
+                // last panel, and the 2- and 1-row blocks, panel by panel.
+                boolean pair = PAIRS && panel + 1 < panel1;
+                int j1 = j0 + PANEL, cols1 = pair ? Math.min(PANEL, g.n() - j1) : 0;
+                pack(g, k0, kc, j0, cols, packed, 0);
+                if (pair) pack(g, k0, kc, j1, cols1, packed, SECOND);
                 int i = i0;
                 if (transposed) {
-                    for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
-                    for (; i + 2 <= i1; i += 2) block2Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
-                    for (; i < i1; i++) block1Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) {
+                        block2Heap(g, ap, span, i - i0, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block2Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
+                    }
+                    for (; i < i1; i++) {
+                        block1Heap(g, ap, span, i - i0, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block1Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
+                    }
                 } else {
-                    for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
-                    for (; i + 2 <= i1; i += 2) block2Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
-                    for (; i < i1; i++) block1Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    for (; i + 2 <= i1; i += 2) {
+                        block2Rows(g, ap, (i - i0) * kc, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block2Rows(g, ap, (i - i0) * kc, packed, SECOND, tile, kc, i, j1, first, cols1);
+                    }
+                    for (; i < i1; i++) {
+                        block1Rows(g, ap, (i - i0) * kc, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block1Rows(g, ap, (i - i0) * kc, packed, SECOND, tile, kc, i, j1, first, cols1);
+                    }
                 }
+                panel += pair ? 2 : 1;
             }
         }
     }
@@ -186,11 +221,47 @@ final class SimdGemm {
         storeTile(g, tile, i, ROWS, j0, first, cols);
     }
 
-    /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
-    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+    /**
+     * {@link #block6Heap} on two panels at once (the second at {@link #SECOND} in bp): 6 rows × 4
+     * vectors, 24 accumulators, each broadcast of op(a) serving 4 FMAs. Every element is the same
+     * fma chain as in block6Heap, so the bits are the same.
+     */
+    private static void block6HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
         for (int p = 0; p < kc; p++) {
             int o = p * PANEL, q = p * span + r;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02); c03 = b3.fma(x, c03);
+            x = FloatVector.broadcast(F, ap[q + 1]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12); c13 = b3.fma(x, c13);
+            x = FloatVector.broadcast(F, ap[q + 2]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22); c23 = b3.fma(x, c23);
+            x = FloatVector.broadcast(F, ap[q + 3]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
+            x = FloatVector.broadcast(F, ap[q + 4]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41); c42 = b2.fma(x, c42); c43 = b3.fma(x, c43);
+            x = FloatVector.broadcast(F, ap[q + 5]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
+        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L); c42.intoArray(tile, SECOND_TILE + 8 * L); c43.intoArray(tile, SECOND_TILE + 9 * L);
+        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L); c52.intoArray(tile, SECOND_TILE + 10 * L); c53.intoArray(tile, SECOND_TILE + 11 * L);
+        storeTile(g, tile, 0, i, ROWS, j0, first, cols);
+        storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
+    }
+
+    /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
+    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = bo + p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
@@ -202,10 +273,10 @@ final class SimdGemm {
         storeTile(g, tile, i, 2, j0, first, cols);
     }
 
-    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector x = FloatVector.broadcast(F, ap[p * span + r]);
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
@@ -244,11 +315,44 @@ final class SimdGemm {
         storeTile(g, tile, i, ROWS, j0, first, cols);
     }
 
-    private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    /** {@link #block6Rows} on two panels at once: see {@link #block6HeapPair}. */
+    private static void block6RowsPair(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc, a4 = a3 + kc, a5 = a4 + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02); c03 = b3.fma(x, c03);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12); c13 = b3.fma(x, c13);
+            x = FloatVector.broadcast(F, ap[a2 + p]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22); c23 = b3.fma(x, c23);
+            x = FloatVector.broadcast(F, ap[a3 + p]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
+            x = FloatVector.broadcast(F, ap[a4 + p]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41); c42 = b2.fma(x, c42); c43 = b3.fma(x, c43);
+            x = FloatVector.broadcast(F, ap[a5 + p]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
+        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L); c42.intoArray(tile, SECOND_TILE + 8 * L); c43.intoArray(tile, SECOND_TILE + 9 * L);
+        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L); c52.intoArray(tile, SECOND_TILE + 10 * L); c53.intoArray(tile, SECOND_TILE + 11 * L);
+        storeTile(g, tile, 0, i, ROWS, j0, first, cols);
+        storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
+    }
+
+    private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
         int a0 = at, a1 = at + kc;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
@@ -260,10 +364,10 @@ final class SimdGemm {
         storeTile(g, tile, i, 2, j0, first, cols);
     }
 
-    private static void block1Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Rows(GemmCall g, float[] ap, int at, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector x = FloatVector.broadcast(F, ap[at + p]);
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
@@ -272,19 +376,20 @@ final class SimdGemm {
         storeTile(g, tile, i, 1, j0, first, cols);
     }
 
-    private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+    /** op(b)'s panel at columns j0 … j0 + cols − 1, zero-padded, into {@code packed} from {@code base}. */
+    private static void pack(GemmCall g, int k0, int kc, int j0, int cols, float[] packed, int base) {
         ElementType type = g.bType();
         if (type == ElementType.F32 && g.bCol() == 1) {
-            packUnitStride(g, k0, kc, j0, cols, packed);
+            packUnitStride(g, k0, kc, j0, cols, packed, base);
             return;
         }
         if (type == ElementType.F32 && g.bRow() == 1) {
-            packTransposed(g, k0, kc, j0, cols, packed);
+            packTransposed(g, k0, kc, j0, cols, packed, base);
             return;
         }
         for (int p = 0; p < kc; p++) {
             long row = g.bOff() + (k0 + p) * g.bRow() + j0 * g.bCol();
-            int o = p * PANEL;
+            int o = base + p * PANEL;
             if (type == ElementType.F32) {
                 for (int j = 0; j < cols; j++) packed[o + j] = g.b().getAtIndex(FLOAT, row + j * g.bCol());
             } else {
@@ -299,12 +404,12 @@ final class SimdGemm {
      * column-major one): two vector loads per depth (a ragged last panel: a bulk copy and the zero
      * padding). Element for element the same panel as the scalar copy.
      */
-    private static void packUnitStride(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+    private static void packUnitStride(GemmCall g, int k0, int kc, int j0, int cols, float[] packed, int base) {
         MemorySegment b = g.b();
         boolean full = cols == PANEL;
         for (int p = 0; p < kc; p++) {
             long byteOff = (g.bOff() + (k0 + p) * g.bRow() + j0) * Float.BYTES;
-            int o = p * PANEL;
+            int o = base + p * PANEL;
             if (full) {
                 FloatVector.fromMemorySegment(F, b, byteOff, ORDER).intoArray(packed, o);
                 FloatVector.fromMemorySegment(F, b, byteOff + (long) L * Float.BYTES, ORDER).intoArray(packed, o + L);
@@ -324,15 +429,15 @@ final class SimdGemm {
      * from the segment (a bounds and liveness check per float) this packing was 6 % of Nyström's
      * forward. Element for element the same panel as the scalar copy.
      */
-    private static void packTransposed(GemmCall g, int k0, int kc, int j0, int cols, float[] packed) {
+    private static void packTransposed(GemmCall g, int k0, int kc, int j0, int cols, float[] packed, int base) {
         float[] line = LINES.get();
         MemorySegment b = g.b();
         for (int j = 0; j < cols; j++) {
             MemorySegment.copy(b, FLOAT, (g.bOff() + k0 + (j0 + j) * g.bCol()) * Float.BYTES, line, 0, kc);
-            for (int p = 0, o = j; p < kc; p++, o += PANEL) packed[o] = line[p];
+            for (int p = 0, o = base + j; p < kc; p++, o += PANEL) packed[o] = line[p];
         }
         if (cols < PANEL) {
-            for (int p = 0; p < kc; p++) java.util.Arrays.fill(packed, p * PANEL + cols, (p + 1) * PANEL, 0f);
+            for (int p = 0; p < kc; p++) java.util.Arrays.fill(packed, base + p * PANEL + cols, base + (p + 1) * PANEL, 0f);
         }
     }
 
@@ -346,35 +451,40 @@ final class SimdGemm {
      * 0.4–1.3 MB per call there.
      */
     private static void storeTile(GemmCall g, float[] tile, int i, int rows, int j0, boolean first, int cols) {
+        storeTile(g, tile, 0, i, rows, j0, first, cols);
+    }
+
+    /** {@link #storeTile} of the tile at {@code tile[t0, …)}. */
+    private static void storeTile(GemmCall g, float[] tile, int t0, int i, int rows, int j0, boolean first, int cols) {
         if (cols == PANEL) {
-            storeFullTile(g, tile, i, rows, j0, first);
+            storeFullTile(g, tile, t0, i, rows, j0, first);
             return;
         }
         for (int r = 0; r < rows; r++) {
             long at = g.cOff() + (i + r) * g.cRow() + j0;
-            storeRagged(g, tile, 2 * r * L, at, first, cols);
+            storeRagged(g, tile, t0 + 2 * r * L, at, first, cols);
         }
     }
 
     /** {@link #storeTile} for a full panel, one straight loop per case. */
-    private static void storeFullTile(GemmCall g, float[] tile, int i, int rows, int j0, boolean first) {
+    private static void storeFullTile(GemmCall g, float[] tile, int t0, int i, int rows, int j0, boolean first) {
         MemorySegment c = g.c();
         float alpha = g.alpha(), beta = g.beta();
         long rowBytes = g.cRow() * Float.BYTES, at = (g.cOff() + i * g.cRow() + j0) * Float.BYTES;
         if (!first) {
             for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
-                FloatVector.fromArray(F, tile, v * L).mul(alpha).add(FloatVector.fromMemorySegment(F, c, byteOff, ORDER)).intoMemorySegment(c, byteOff, ORDER);
+                FloatVector.fromArray(F, tile, t0 + v * L).mul(alpha).add(FloatVector.fromMemorySegment(F, c, byteOff, ORDER)).intoMemorySegment(c, byteOff, ORDER);
             }
         } else if (beta != 0f) {
             for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
-                FloatVector.fromMemorySegment(F, c, byteOff, ORDER).mul(beta).add(FloatVector.fromArray(F, tile, v * L).mul(alpha)).intoMemorySegment(c, byteOff, ORDER);
+                FloatVector.fromMemorySegment(F, c, byteOff, ORDER).mul(beta).add(FloatVector.fromArray(F, tile, t0 + v * L).mul(alpha)).intoMemorySegment(c, byteOff, ORDER);
             }
         } else {
             for (int v = 0; v < 2 * rows; v++) {
                 long byteOff = at + (v >> 1) * rowBytes + (v & 1) * (long) L * Float.BYTES;
-                FloatVector.fromArray(F, tile, v * L).mul(alpha).intoMemorySegment(c, byteOff, ORDER);
+                FloatVector.fromArray(F, tile, t0 + v * L).mul(alpha).intoMemorySegment(c, byteOff, ORDER);
             }
         }
     }
