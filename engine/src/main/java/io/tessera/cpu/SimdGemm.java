@@ -120,6 +120,10 @@ final class SimdGemm {
                 if (transposed) {
                     if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols, cols1);
                     else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    if (pair && i + 4 <= i1) {
+                        block4HeapPair(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols, cols1);
+                        i += 4;
+                    }
                     for (; i + 2 <= i1; i += 2) {
                         block2Heap(g, ap, span, i - i0, packed, 0, tile, kc, i, j0, first, cols);
                         if (pair) block2Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
@@ -131,6 +135,10 @@ final class SimdGemm {
                 } else {
                     if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols, cols1);
                     else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    if (pair && i + 4 <= i1) {
+                        block4RowsPair(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols, cols1);
+                        i += 4;
+                    }
                     for (; i + 2 <= i1; i += 2) {
                         block2Rows(g, ap, (i - i0) * kc, packed, 0, tile, kc, i, j0, first, cols);
                         if (pair) block2Rows(g, ap, (i - i0) * kc, packed, SECOND, tile, kc, i, j1, first, cols1);
@@ -257,6 +265,32 @@ final class SimdGemm {
         storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
     }
 
+    /** Four rows, two panels: what a row chunk leaves after the 6-row pairs (M = 64 leaves 4; as two 2-row blocks per panel they were 6 % of Nyström's forward). */
+    private static void block4HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
+        FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+        FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL, q = p * span + r;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02); c03 = b3.fma(x, c03);
+            x = FloatVector.broadcast(F, ap[q + 1]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12); c13 = b3.fma(x, c13);
+            x = FloatVector.broadcast(F, ap[q + 2]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22); c23 = b3.fma(x, c23);
+            x = FloatVector.broadcast(F, ap[q + 3]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
+        storeTile(g, tile, 0, i, 4, j0, first, cols);
+        storeTile(g, tile, SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
+    }
+
     /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
     private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
@@ -346,6 +380,33 @@ final class SimdGemm {
         c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L); c52.intoArray(tile, SECOND_TILE + 10 * L); c53.intoArray(tile, SECOND_TILE + 11 * L);
         storeTile(g, tile, 0, i, ROWS, j0, first, cols);
         storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
+    }
+
+    /** {@link #block4HeapPair} with op(a) from heap rows, as {@link #block6RowsPair}. */
+    private static void block4RowsPair(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
+        FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+        FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc;
+        for (int p = 0; p < kc; p++) {
+            int o = p * PANEL;
+            FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
+            FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
+            FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02); c03 = b3.fma(x, c03);
+            x = FloatVector.broadcast(F, ap[a1 + p]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12); c13 = b3.fma(x, c13);
+            x = FloatVector.broadcast(F, ap[a2 + p]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22); c23 = b3.fma(x, c23);
+            x = FloatVector.broadcast(F, ap[a3 + p]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
+        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
+        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
+        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
+        storeTile(g, tile, 0, i, 4, j0, first, cols);
+        storeTile(g, tile, SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
     }
 
     private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {

@@ -21,7 +21,8 @@ class SimdGemmTest {
         // 1 and 7 rows: only the 2- and 1-row blocks; 130 and 250: several 120-row chunks, an item's
         // rows parts of a transposed a's storage; 481: past one thin chunk (depth ≤ 64 has 480 rows);
         // 45, 17 and 70 columns: ragged panels (at 512 bits, where panels go in pairs: 33 and 45 a
-        // pair with a ragged second panel, 70 a pair and a single panel, 100 two pairs); depth 300
+        // pair with a ragged second panel, 70 a pair and a single panel, 100 two pairs; 64, 130 and 250
+        // rows end in a 4-row pair block); depth 300
         // and 530: several slices (KC is 128 or 256). On two
         // threads, 256 × 70 × 300 runs whole chunks (120, 120, 16 rows: balanced enough), the
         // others with one or two chunks split their panels into groups.
