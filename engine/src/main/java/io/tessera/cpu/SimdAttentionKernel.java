@@ -221,8 +221,17 @@ final class SimdAttentionKernel {
             double keyNorm = !saturated ? 0 : panels ? s.panelKeyNorm[cols[t]] : maxRowNorm(s.kTile, 0, n, d);
             boolean valuesFinite = valuesFinite(c, b, hk, cols[t], values, vOff, n * dv);
             for (int grp = 0; grp < groups; grp++) {
-                if (PAIRS && !partial && !saturated && valuesFinite && grp + 1 < groups) {
+                boolean pair = PAIRS && !partial && valuesFinite && grp + 1 < groups;
+                // Soft-capped groups take the pair too when both are bounded onto the polynomial.
+                boolean cappedPair = pair && saturated && capsOnPolynomial(s, grp, keyNorm, d) && capsOnPolynomial(s, grp + 1, keyNorm, d);
+                if (pair && (!saturated || cappedPair)) {
                     scoresPair(keys, kOff, n, d, s.qT, grp * d * GROUP, s.sT, s.sTNext);
+                    if (cappedPair) {
+                        float inverseCap = s.mods.inverseCap(0);
+                        capOnPolynomial(s.sT, n, inverseCap);
+                        capOnPolynomial(s.sTNext, n, inverseCap);
+                    }
+                    s.capPolynomialOnly = cappedPair;   // modifyScores skips the cap just applied
                     pairStep(s, grp, n, dv);
                     accumulatePair(values, vOff, n, dv, s.sT, s.sTNext, s.oT, grp * dv * GROUP);
                     grp++;
@@ -613,6 +622,23 @@ final class SimdAttentionKernel {
             a5.intoArray(sT, o); b5.intoArray(sT, o + L);   // key j + 5 ≥ from always
         }
         if (j < end) scores4(kp, tileOff + j * d, d, qT, qOff, sT, (j - from) * GROUP, inverseCap);
+    }
+
+    /**
+     * sT[j][·] = cap·tanh(sT[j][·]/cap) for the keys j &lt; count of a tile bounded onto the polynomial
+     * (capsOnPolynomial): {@link #scores}'s in-register operations, in the same order, so the same
+     * floats, for the two groups {@link #scoresPair} computed. A pass over the 2·count vectors of
+     * scores in L1 (a load and a store besides the 8 operations), which lets soft-capped tiles keep
+     * the pairs: the cap in scoresPair's registers made that method too big for C2 to compile well.
+     */
+    static void capOnPolynomial(float[] sT, int count, float inverseCap) {
+        FloatVector inv = FloatVector.broadcast(F, inverseCap);
+        for (int o = 0; o < count * GROUP; o += L) {
+            FloatVector a = FloatVector.fromArray(F, sT, o);
+            FloatVector z = a.mul(inv);
+            z = z.mul(z);
+            z.fma(TANH_P0, TANH_P1).fma(z, TANH_P2).fma(z, TANH_P3).fma(z, TANH_P4).mul(z).fma(a, a).intoArray(sT, o);
+        }
     }
 
     /**

@@ -11,7 +11,8 @@ import org.junit.jupiter.api.Test;
  * and outputs are the same fma chains in the same order. Tiles of 1 to 70 keys (full 6-key steps and
  * 4-key tails), head dimensions 1 to 13 (column blocks of 6, of 4, and 1 to 3 single columns) and 64,
  * panels and value rows at an offset, accumulators that start nonzero. The kernels are called
- * directly, so they are checked at every vector width, whichever path the forward pass takes there.
+ * directly, so they are checked at every vector width, whichever path the forward pass takes there;
+ * so is the pass that soft-caps a pair's scores (capOnPolynomial) against scores()' in-register cap.
  */
 class PairKernelsTest {
 
@@ -34,6 +35,29 @@ class PairKernelsTest {
                 SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, pairSecond);
                 assertSameBits(pairFirst, first, n * GROUP, "scores, first group, d=" + d + " n=" + n);
                 assertSameBits(pairSecond, second, n * GROUP, "scores, second group, d=" + d + " n=" + n);
+            }
+        }
+    }
+
+    /** Soft-capped tiles on the polynomial: the pair's scores capped by capOnPolynomial are the capped scores() of each group. */
+    @Test
+    void cappedPairEqualsCappedScoresOfEachGroup() {
+        Random random = new Random(13);
+        float inverseCap = 1f / 7.5f;   // the same operations are compared, whether or not a score lies in the polynomial's range
+        for (int d : new int[] {1, 5, 64}) {
+            float[] qT = gaussian(random, 2 * d * GROUP);
+            for (int n = 1; n <= 70; n += n < 14 ? 1 : 7) {
+                float[] panels = new float[SimdAttentionKernel.panelFloats(n, d)];
+                SimdAttentionKernel.packPanels(gaussian(random, n * d), 0, n, d, panels, 0);
+                float[] first = new float[(n + 6) * GROUP], second = new float[first.length];
+                float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
+                SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, 0, first, inverseCap);
+                SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, d * GROUP, second, inverseCap);
+                SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, pairSecond);
+                SimdAttentionKernel.capOnPolynomial(pairFirst, n, inverseCap);
+                SimdAttentionKernel.capOnPolynomial(pairSecond, n, inverseCap);
+                assertSameBits(pairFirst, first, n * GROUP, "capped scores, first group, d=" + d + " n=" + n);
+                assertSameBits(pairSecond, second, n * GROUP, "capped scores, second group, d=" + d + " n=" + n);
             }
         }
     }
