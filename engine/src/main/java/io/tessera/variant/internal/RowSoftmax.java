@@ -9,7 +9,8 @@ import java.lang.foreign.ValueLayout;
  * matrices (Nyström's F, A and B took a third of its forward time with {@code Math.exp} per element
  * on scalar segment accesses). Each row is copied to a heap array, worked on there and copied back:
  * the max, e^(x − max) by the variants' shared float {@link FloatExp#exp} (within 2 ulps of
- * {@code Math.exp}), the sum of those in column order in float, and each divided by the sum.
+ * {@code Math.exp}), the sum of those in float in 16 interleaved partials ({@link #sum}), and each
+ * divided by the sum.
  * {@link RowSoftmaxSimd} (when the incubator module is present) does the same operations lane by
  * lane, so the bits are this class's. Each element depends only on its row, and every operation
  * has one order: the same bits for any thread count, JIT tier and vector width. NaN in a row
@@ -29,13 +30,52 @@ public final class RowSoftmax {
         return max;
     }
 
-    /** Rows whose sums run interleaved: each sum is a chain of dependent adds, eight chains fill the adders. */
+    /** Rows copied to the heap at a time. */
     private static final int BLOCK = 8;
 
+    /** Partial sums of a row: {@link #sum}. */
+    static final int PARTIALS = 16;
+
     /**
-     * Softmax of every row of the rank-2 float32 {@code x} (unit-stride rows), in place. Rows go
-     * in blocks of {@link #BLOCK}, their sums interleaved (each still in column order): one row's
-     * sum alone waits out every add's latency, which was a fifth of Nyström's forward time. A block
+     * Σ row[at, at + cols) in float, in an order that does not depend on the vector width: partial
+     * j (j &lt; 16) adds the columns c ≡ j (mod 16) below cols − cols mod 16 in column order, the
+     * partials are folded pairwise ({@link #fold16}), then the last cols mod 16 columns are added in
+     * order. {@link RowSoftmaxSimd#sum} keeps the partials in lanes and gives these bits. (The sum in
+     * column order, one chain of dependent scalar adds per row, eight rows interleaved, was 3 % of
+     * Nyström's forward in JFR samples, and the exponentials, maximum and division around it
+     * another 20 %.)
+     */
+    static float sum(float[] row, int at, int cols, float[] partials) {
+        if (SIMD) return RowSoftmaxSimd.sum(row, at, cols, partials);
+        return sumScalar(row, at, cols, partials);
+    }
+
+    static float sumScalar(float[] row, int at, int cols, float[] partials) {
+        int body = cols - cols % PARTIALS;
+        java.util.Arrays.fill(partials, 0, PARTIALS, 0f);
+        for (int c = 0; c < body; c++) partials[c & (PARTIALS - 1)] += row[at + c];
+        return finishSum(partials, row, at, cols, body);
+    }
+
+    /** The 16 partials folded, then columns [body, cols) added in order. */
+    static float finishSum(float[] p, float[] row, int at, int cols, int body) {
+        float s = fold16(p);
+        for (int c = body; c < cols; c++) s += row[at + c];
+        return s;
+    }
+
+    /** ((p0 + p1) + (p2 + p3)) + … over 16 partials, pairwise. */
+    static float fold16(float[] p) {
+        float a0 = p[0] + p[1], a1 = p[2] + p[3], a2 = p[4] + p[5], a3 = p[6] + p[7];
+        float a4 = p[8] + p[9], a5 = p[10] + p[11], a6 = p[12] + p[13], a7 = p[14] + p[15];
+        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    }
+
+    /**
+     * Softmax of every row of the rank-2 float32 {@code x} (unit-stride rows), in place. Each row's
+     * sum is kept in 16 partials ({@link #sum}): one chain of dependent adds per row waited out
+     * every add's latency (a fifth of Nyström's forward time, before eight rows' chains ran
+     * interleaved, and then still 3 %). A block
      * of contiguous rows is copied to the heap and back in one copy each: a copy per row of 64
      * floats spent 8 % of Nyström's forward in the copies' checks.
      */
@@ -45,7 +85,7 @@ public final class RowSoftmax {
         MemorySegment seg = x.segment();
         boolean contiguous = x.stride(0) == cols;
         float[] block = new float[Math.min(BLOCK, rows) * cols];
-        float[] sums = new float[BLOCK];
+        float[] partials = new float[PARTIALS];
         for (int r0 = 0; r0 < rows; r0 += BLOCK) {
             int count = Math.min(BLOCK, rows - r0);
             if (contiguous) MemorySegment.copy(seg, FLOAT, (x.offset() + (long) r0 * cols) * Float.BYTES, block, 0, count * cols);
@@ -56,18 +96,9 @@ public final class RowSoftmax {
                 int done = SIMD ? RowSoftmaxSimd.exponentials(block, at, cols, max) : 0;
                 for (int c = at + done; c < at + cols; c++) block[c] = FloatExp.exp(block[c] - max);
             }
-            if (count == BLOCK) {
-                sums8(block, cols, sums);
-            } else {
-                for (int i = 0; i < count; i++) {
-                    float sum = 0f;
-                    for (int c = i * cols; c < (i + 1) * cols; c++) sum += block[c];
-                    sums[i] = sum;
-                }
-            }
             for (int i = 0; i < count; i++) {
                 int at = i * cols;
-                float sum = sums[i];
+                float sum = sum(block, at, cols, partials);
                 if (SIMD) RowSoftmaxSimd.divide(block, at, cols, sum);
                 else for (int c = at; c < at + cols; c++) block[c] = block[c] / sum;
                 if (!contiguous) MemorySegment.copy(block, at, seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, cols);
@@ -76,14 +107,4 @@ public final class RowSoftmax {
         }
     }
 
-    /** sums[i] = Σ_c block[i·cols + c] in column order, for eight rows at once. */
-    private static void sums8(float[] b, int cols, float[] sums) {
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f, s5 = 0f, s6 = 0f, s7 = 0f;
-        for (int c = 0; c < cols; c++) {
-            s0 += b[c]; s1 += b[cols + c]; s2 += b[2 * cols + c]; s3 += b[3 * cols + c];
-            s4 += b[4 * cols + c]; s5 += b[5 * cols + c]; s6 += b[6 * cols + c]; s7 += b[7 * cols + c];
-        }
-        sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3;
-        sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7;
-    }
 }

@@ -44,6 +44,28 @@ final class RowSoftmaxSimd {
         return max;
     }
 
+    /**
+     * {@link RowSoftmax#sum}: the 16 partials in lanes (one vector at 512 bits, kept in a register;
+     * two or four at narrower widths, kept in {@code partials}), each lane adding its columns in
+     * column order, then the scalar fold and tail: the same floats meet in the same adds.
+     */
+    static float sum(float[] row, int at, int cols, float[] partials) {
+        int lanes = F.length(), body = cols - cols % RowSoftmax.PARTIALS;
+        if (lanes == RowSoftmax.PARTIALS) {
+            FloatVector acc = FloatVector.zero(F);
+            for (int c = 0; c < body; c += lanes) acc = acc.add(FloatVector.fromArray(F, row, at + c));
+            acc.intoArray(partials, 0);
+        } else {
+            java.util.Arrays.fill(partials, 0, RowSoftmax.PARTIALS, 0f);
+            for (int c = 0; c < body; c += RowSoftmax.PARTIALS) {
+                for (int part = 0; part < RowSoftmax.PARTIALS; part += lanes) {
+                    FloatVector.fromArray(F, partials, part).add(FloatVector.fromArray(F, row, at + c + part)).intoArray(partials, part);
+                }
+            }
+        }
+        return RowSoftmax.finishSum(partials, row, at, cols, body);
+    }
+
     /** row[at + c] = row[at + c] / sum, lane by lane (the scalar division's bits). */
     static void divide(float[] row, int at, int cols, float sum) {
         int lanes = F.length(), vec = cols - cols % lanes;

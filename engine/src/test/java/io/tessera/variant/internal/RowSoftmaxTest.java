@@ -7,7 +7,7 @@ import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The vectorized row softmax against the scalar definition ((float) Math.exp per element, float sum in column order), within the shared exp's 2 ulps. */
+/** The vectorized row softmax against the scalar definition ((float) Math.exp per element, float sum in column order), within the shared exp's 2 ulps and the sum's rounding; the vector sum against the scalar partials bit for bit. */
 class RowSoftmaxTest {
 
     @Test
@@ -57,6 +57,22 @@ class RowSoftmaxTest {
             float want = (float) Math.exp(x[i]);
             // below the normal range (e^x < 2^−126) the result may flush to 0: an absolute error below 2^−126
             assertThat((double) Math.abs(row[i] - want)).as("e^%s", x[i]).isLessThanOrEqualTo(Math.max(2 * Math.ulp(want), 0x1p-126));
+        }
+    }
+
+    @Test
+    void vectorSumIsTheScalarPartialsSum() {
+        if (!RowSoftmax.SIMD) return;
+        SplittableRandom random = new SplittableRandom(9);
+        float[] partials = new float[RowSoftmax.PARTIALS];
+        for (int cols : new int[] {1, 15, 16, 17, 31, 32, 64, 100, 4096}) {
+            for (int at : new int[] {0, 3}) {
+                float[] row = new float[at + cols];
+                for (int i = 0; i < row.length; i++) row[i] = (float) Math.exp(random.nextGaussian() * 4);   // magnitudes 10^±5: the order shows in the bits
+                float scalar = RowSoftmax.sumScalar(row, at, cols, partials);
+                float vector = RowSoftmaxSimd.sum(row, at, cols, partials);
+                assertThat(Float.floatToRawIntBits(vector)).as("cols %d at %d: %s vs %s", cols, at, vector, scalar).isEqualTo(Float.floatToRawIntBits(scalar));
+            }
         }
     }
 
