@@ -31,6 +31,9 @@ final class SimdGemm {
      * of panels, read from L2) gained on depth-64 products only; measured on the Intel Xeon (one
      * thread, GFLOP/s of the old kernel, pairs at 256, pairs at 128; FMA peak 212): 960³ 111–113,
      * 112–115, 118–119; 480×256×64 122–123, 138–143, 138–143; 256×64×4096 101–103, 102–104, 108.
+     * The slices are where c's partial sums are rounded, so a product deeper than 128 rounds
+     * differently at 512 bits than at 256 or 128; at one width the bits do not depend on the
+     * thread count, the panel pairing or the JIT tier.
      */
     static final int KC = VectorConfig.WIDE_REGISTER_FILE ? 128 : 256;
     /** Rows of c per work item: big enough that re-packing op(b) per item is amortized. */
