@@ -49,20 +49,42 @@ final class SimdGemm {
     private static final int SECOND = KC * PANEL, SECOND_TILE = ROWS * PANEL;
     private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL]);
     private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL]);
-    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[ROWS_PER_ITEM * Math.max(KC, 4 * SimdGemm.THIN_DEPTH)]);
+    /**
+     * Depth of the runs in which an item copies its rows of a row-major op(a) to the heap: several
+     * slices at once, because a copy per slice reads runs of only KC floats, each from a different
+     * page, and a stream read once from memory (Linformer's E, 4 MB per head, in E·K) is then read
+     * at a fraction of the bandwidth longer runs get. Measured on the Intel Xeon, B = 1, 8 heads,
+     * n = 4096, k = 256, D = 64, the 16 projections on two threads: 13.5–14.6 ms copying per slice,
+     * 12.4–12.9 ms in runs of 512 (1024: 12.9–13.5). Only the copy's runs: the slices, and so the
+     * bits, are the same.
+     */
+    static final int A_RUN = 512;
+    /**
+     * Rows of c per item for a product of at most two panels on one thread: all the rows of
+     * Linformer's E·K (256), so the panel pair of op(b) is packed once per slice, not once per
+     * 120-row chunk (three times there: 120, 120 and 16 rows). On several threads the chunks are the
+     * work items, so they stay at {@link #ROWS_PER_ITEM}.
+     */
+    static final int NARROW_ROWS = 256;
+    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[Math.max(NARROW_ROWS * Math.max(KC, A_RUN), 4 * ROWS_PER_ITEM * SimdGemm.THIN_DEPTH)]);   // SimdGemm.: declared below
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 
-    static int rowChunks(GemmCall g) { return (g.m() + rowsPerItem(g) - 1) / rowsPerItem(g); }
+    static int rowChunks(GemmCall g, int threads) { return (g.m() + rowsPerItem(g, threads) - 1) / rowsPerItem(g, threads); }
 
     /**
-     * Rows of c per work item: {@link #ROWS_PER_ITEM}, four times as many for a product of depth
-     * at most {@link #THIN_DEPTH}. A thin product packs its panel of op(b) per item as often
+     * Rows of c per work item: {@link #ROWS_PER_ITEM}; four times as many for a product of depth
+     * at most {@link #THIN_DEPTH}; {@link #NARROW_ROWS} for a product of at most two panels on one
+     * thread. A thin product packs its panel of op(b) per item as often
      * as a deep one but reuses it over only depth·rows multiply-adds: at depth 64 (the Performer's
-     * projections) packing was 8 % of the product's time. An item's heap rows of op(a) still fit
-     * {@link #A_ROWS}: 4·120 rows × 64.
+     * projections) packing was 8 % of the product's time. An item's heap rows of op(a) fit
+     * {@link #A_ROWS}: 4·120 rows × 64, or 256 rows × {@link #A_RUN}.
      */
-    static int rowsPerItem(GemmCall g) { return g.k() <= THIN_DEPTH ? 4 * ROWS_PER_ITEM : ROWS_PER_ITEM; }
+    static int rowsPerItem(GemmCall g, int threads) {
+        if (g.k() <= THIN_DEPTH) return 4 * ROWS_PER_ITEM;
+        if (threads == 1 && panels(g) <= 2) return NARROW_ROWS;
+        return ROWS_PER_ITEM;
+    }
 
     static final int THIN_DEPTH = 64;
 
@@ -75,9 +97,9 @@ final class SimdGemm {
      * depth slice in any row block), so the result is the same for any thread count.
      */
     static int panelGroups(GemmCall g, int threads) {
-        int chunks = rowChunks(g);
+        int chunks = rowChunks(g, threads);
         if (threads == 1 || chunks == 0) return 1;   // no rows: no items
-        int rows = rowsPerItem(g), last = g.m() - (chunks - 1) * rows;
+        int rows = rowsPerItem(g, threads), last = g.m() - (chunks - 1) * rows;
         // the full chunks go round the threads; the last (shorter) one to a thread with fewest
         int perThread = (chunks - 1) / threads, left = (chunks - 1) % threads;
         long busiest = left > 0 ? (long) (perThread + 1) * rows : (long) perThread * rows + last;
@@ -85,12 +107,13 @@ final class SimdGemm {
         return Math.min(panels(g), (4 * threads + chunks - 1) / chunks);
     }
 
-    static int items(GemmCall g, int threads) { return rowChunks(g) * panelGroups(g, threads); }
+    static int items(GemmCall g, int threads) { return rowChunks(g, threads) * panelGroups(g, threads); }
 
     /**
-     * Work item {@code item} of {@link #items}: a row chunk and a group of its column panels. Per
-     * depth slice, the chunk's rows of op(a) are copied to the heap once ({@link #copyRowsOfA}),
-     * then every panel of the group is packed and multiplied by them. The heap micro-kernels read
+     * Work item {@code item} of {@link #items}: a row chunk and a group of its column panels. The
+     * chunk's rows of op(a) are copied to the heap once per {@link #A_RUN} of depth (a row-major
+     * a, {@link #copyRowsOfA}) or per depth slice (a transposed one, {@link #copyTransposedRows});
+     * per slice every panel of the group is packed and multiplied by them. The heap micro-kernels read
      * op(a) from there: each element read from a segment costs a bounds and liveness check, and
      * six of them per step of twelve FMAs (a row-major a from its segment ran at 165 GFLOP/s on
      * one thread, from a heap copy at 208).
@@ -99,9 +122,10 @@ final class SimdGemm {
         int groups = panelGroups(g, threads), panels = panels(g);
         int chunk = item / groups, group = item % groups;
         int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
-        int rowsPerItem = rowsPerItem(g), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
+        int rowsPerItem = rowsPerItem(g, threads), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
         float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
         boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
+        int run0 = 0, run = 0;   // the depth range [run0, run0 + run) of op(a) in ap, row t at t·run (row-major copies)
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
             int kc = Math.min(KC, g.k() - k0);
             boolean first = k0 == 0;
@@ -110,7 +134,11 @@ final class SimdGemm {
             // plus a loop invariant, the form C2's range-check elimination takes (the variable
             // steps measured slower in the variants, though not separately from the per-row copies).
             if (transposed) copyTransposedRows(g, ap, i0, span, k0, kc);
-            else copyRowsOfA(g, ap, i0, span, k0, kc);
+            else if (k0 - run0 >= run) {
+                run0 = k0;
+                run = Math.min(A_RUN, g.k() - k0);
+                copyRowsOfA(g, ap, i0, span, k0, run);
+            }
             for (int panel = panel0; panel < panel1; ) {
                 int j0 = panel * PANEL, cols = Math.min(PANEL, g.n() - j0);
                 // Two panels at a time where the register file holds their 24 accumulators; an odd
@@ -136,19 +164,19 @@ final class SimdGemm {
                         if (pair) block1Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
                     }
                 } else {
-                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols, cols1);
-                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols);
                     if (pair && i + 4 <= i1) {
-                        block4RowsPair(g, ap, (i - i0) * kc, packed, tile, kc, i, j0, first, cols, cols1);
+                        block4RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols, cols1);
                         i += 4;
                     }
                     for (; i + 2 <= i1; i += 2) {
-                        block2Rows(g, ap, (i - i0) * kc, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block2Rows(g, ap, (i - i0) * kc, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, SECOND, tile, kc, i, j1, first, cols1);
                     }
                     for (; i < i1; i++) {
-                        block1Rows(g, ap, (i - i0) * kc, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block1Rows(g, ap, (i - i0) * kc, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, 0, tile, kc, i, j0, first, cols);
+                        if (pair) block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, SECOND, tile, kc, i, j1, first, cols1);
                     }
                 }
                 panel += pair ? 2 : 1;
@@ -322,11 +350,11 @@ final class SimdGemm {
         storeTile(g, tile, i, 1, j0, first, cols);
     }
 
-    /** {@link #block6Heap} with op(a) from heap rows [r][p] ({@link #copyRowsOfA}, row t at {@code at + t·kc}): the same FMAs in the same order. */
-    private static void block6Rows(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    /** {@link #block6Heap} with op(a) from heap rows ({@link #copyRowsOfA}, row t at {@code at + t·stride}): the same FMAs in the same order. */
+    private static void block6Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc, a4 = a3 + kc, a5 = a4 + kc;
+        int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride, a4 = a3 + stride, a5 = a4 + stride;
         for (int p = 0; p < kc; p++) {
             int o = p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
@@ -353,11 +381,11 @@ final class SimdGemm {
     }
 
     /** {@link #block6Rows} on two panels at once: see {@link #block6HeapPair}. */
-    private static void block6RowsPair(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block6RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc, a4 = a3 + kc, a5 = a4 + kc;
+        int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride, a4 = a3 + stride, a5 = a4 + stride;
         for (int p = 0; p < kc; p++) {
             int o = p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
@@ -386,11 +414,11 @@ final class SimdGemm {
     }
 
     /** {@link #block4HeapPair} with op(a) from heap rows, as {@link #block6RowsPair}. */
-    private static void block4RowsPair(GemmCall g, float[] ap, int at, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block4RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-        int a0 = at, a1 = a0 + kc, a2 = a1 + kc, a3 = a2 + kc;
+        int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride;
         for (int p = 0; p < kc; p++) {
             int o = p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
@@ -412,9 +440,9 @@ final class SimdGemm {
         storeTile(g, tile, SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
     }
 
-    private static void block2Rows(GemmCall g, float[] ap, int at, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block2Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
-        int a0 = at, a1 = at + kc;
+        int a0 = at, a1 = at + stride;
         for (int p = 0; p < kc; p++) {
             int o = bo + p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
@@ -428,7 +456,7 @@ final class SimdGemm {
         storeTile(g, tile, i, 2, j0, first, cols);
     }
 
-    private static void block1Rows(GemmCall g, float[] ap, int at, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
             int o = bo + p * PANEL;

@@ -23,10 +23,11 @@ class SimdGemmTest {
         // 45, 17 and 70 columns: ragged panels (at 512 bits, where panels go in pairs: 33 and 45 a
         // pair with a ragged second panel, 70 a pair and a single panel, 100 two pairs; 64, 130 and 250
         // rows end in a 4-row pair block); depth 300
-        // and 530: several slices (KC is 128 or 256). On two
+        // and 530: several slices (KC is 128 or 256); 262 × 30 × 600 on one thread: one or two
+        // panels, so 256-row items (and a 6-row one), op(a) copied in runs of 512 and 88. On two
         // threads, 256 × 70 × 300 runs whole chunks (120, 120, 16 rows: balanced enough), the
         // others with one or two chunks split their panels into groups.
-        int[][] shapes = {{7, 33, 5}, {1, 17, 300}, {64, 64, 40}, {64, 45, 300}, {130, 64, 300}, {250, 45, 64}, {481, 17, 64}, {13, 100, 530}, {481, 33, 65}, {256, 70, 300}};
+        int[][] shapes = {{7, 33, 5}, {1, 17, 300}, {64, 64, 40}, {64, 45, 300}, {130, 64, 300}, {250, 45, 64}, {481, 17, 64}, {13, 100, 530}, {481, 33, 65}, {256, 70, 300}, {262, 30, 600}};
         for (int[] shape : shapes) {
             for (boolean ta : new boolean[] {false, true}) {
                 for (boolean tb : new boolean[] {false, true}) {
@@ -45,6 +46,7 @@ class SimdGemmTest {
                 check(130, 45, 300, ta, false, type, ElementType.F32, 2, 5);
                 check(481, 33, 64, ta, true, ElementType.F32, type, 1, 6);
                 check(7, 17, 65, ta, ta, type, type, 2, 7);
+                check(260, 20, 600, ta, false, type, type, 1, 8);   // 256-row items, a copied in runs of 512 and 88
             }
         }
         // Strided views: a [m, k] with strides (2k, 2) (neither layout's bulk copy), b column-major with row stride 3k
@@ -84,6 +86,11 @@ class SimdGemmTest {
             assertThat(SimdGemm.panelGroups(call(arena, 64, 64 * SimdGemm.PANEL, 40), 2)).isEqualTo(8);
             assertThat(SimdGemm.panelGroups(call(arena, 64, 3, 40), 2)).isEqualTo(1);
             assertThat(SimdGemm.panelGroups(call(arena, 64, 64 * SimdGemm.PANEL, 40), 1)).isEqualTo(1);
+            // at most two panels on one thread: 256-row items (E·K of Linformer, 256 × 64, is one); on two, 120
+            assertThat(SimdGemm.items(call(arena, 256, 2 * SimdGemm.PANEL, 300), 1)).isEqualTo(1);
+            assertThat(SimdGemm.items(call(arena, 257, 2 * SimdGemm.PANEL, 300), 1)).isEqualTo(2);
+            assertThat(SimdGemm.items(call(arena, 256, 2 * SimdGemm.PANEL + 1, 300), 1)).isEqualTo(3);
+            assertThat(SimdGemm.items(call(arena, 256, 2 * SimdGemm.PANEL, 300), 2)).isEqualTo(3);
             // 5 full chunks on 2 threads: 3 on one, 2 on the other (1.2 of an even share): 2 groups
             assertThat(SimdGemm.panelGroups(call(arena, 600, 4 * SimdGemm.PANEL, 300), 2)).isEqualTo(2);
             // no rows or no columns (tensors have none, a GemmCall made by hand may): no items, on any thread count
