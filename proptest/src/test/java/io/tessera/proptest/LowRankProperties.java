@@ -134,6 +134,31 @@ class LowRankProperties {
         }
     }
 
+    /**
+     * The forward pass keeps its per-head matrices in per-thread memory across calls: a call on NaN
+     * inputs, or on a longer sequence, in between must leave a later call's output bit for bit as it was.
+     */
+    @Example
+    void nystromOutputDoesNotDependOnEarlierCalls() {
+        try (Arena arena = Arena.ofShared()) {
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, 1, 3, 40, 8), k = Tensor.randomNormal(arena, 2, 1f, 1, 3, 40, 8);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, 1, 3, 40, 8);
+            Tensor nan = Tensor.zeros(arena, 1, 3, 40, 8);
+            nan.fill(Float.NaN);
+            Tensor longer = Tensor.randomNormal(arena, 4, 1f, 1, 3, 90, 8), longerOut = Tensor.zeros(arena, 1, 3, 90, 8);
+            for (String backend : new String[] {"scalar", "simd"}) {
+                Nystromformer nystrom = Nystromformer.withLandmarks(8).on(Backend.named(backend));
+                Tensor first = Tensor.zeros(arena, 1, 3, 40, 8), after = Tensor.zeros(arena, 1, 3, 40, 8), ignored = Tensor.zeros(arena, 1, 3, 40, 8);
+                nystrom.forward(q, k, v, first);
+                nystrom.forward(nan, nan, nan, ignored);
+                nystrom.forward(longer, longer, longer, longerOut);
+                nystrom.forward(q, k, v, after);
+                for (float x : first.toArray()) assertThat(x).as(backend).isFinite();
+                assertThat(after.toArray()).as(backend).isEqualTo(first.toArray());
+            }
+        }
+    }
+
     @Example
     void nystromBadInputs() {
         assertThatThrownBy(() -> Nystromformer.withLandmarks(0)).hasMessage("landmarks m must be >= 1, got 0");
