@@ -159,6 +159,38 @@ class LowRankProperties {
         }
     }
 
+    /**
+     * Scratch beyond what a thread keeps (32 MiB) is the call's own: Linformer on a batch whose
+     * projected keys and values take 34 MB gives, batch element by batch element, the bits of the
+     * same call on each element alone (1/2100 of it, in the kept scratch); Nyström at n = 70,000
+     * (36 MB of per-head matrices) gives finite outputs, the same bits twice.
+     */
+    @Example
+    void scratchTooLargeToKeepGivesTheSameResults() {
+        try (Arena arena = Arena.ofShared()) {
+            int batch = 2100, n = 64, d = 32;
+            Tensor q = Tensor.randomNormal(arena, 1, 1f, batch, 1, n, d), k = Tensor.randomNormal(arena, 2, 1f, batch, 1, n, d);
+            Tensor v = Tensor.randomNormal(arena, 3, 1f, batch, 1, n, d), out = Tensor.zeros(arena, batch, 1, n, d);
+            Linformer linformer = Linformer.random(n, 64, 1, Linformer.Sharing.PER_HEAD, 9).on(Backend.named("simd"));
+            linformer.forward(q, k, v, out);
+            Tensor one = Tensor.zeros(arena, 1, 1, n, d);
+            for (int b = 0; b < batch; b += 299) {
+                linformer.forward(q.slice(0, b, b + 1), k.slice(0, b, b + 1), v.slice(0, b, b + 1), one);
+                assertThat(one.toArray()).as("batch element %d", b).isEqualTo(out.slice(0, b, b + 1).contiguous(arena).toArray());
+            }
+            int longN = 70_000;
+            Tensor lq = Tensor.randomNormal(arena, 4, 1f, 1, 1, longN, 4), lk = Tensor.randomNormal(arena, 5, 1f, 1, 1, longN, 4);
+            Tensor lv = Tensor.randomNormal(arena, 6, 1f, 1, 1, longN, 4);
+            Tensor first = Tensor.zeros(arena, 1, 1, longN, 4), second = Tensor.zeros(arena, 1, 1, longN, 4);
+            Nystromformer nystrom = Nystromformer.withLandmarks(64).on(Backend.named("simd"));
+            nystrom.forward(lq, lk, lv, first);
+            nystrom.forward(lq, lk, lv, second);
+            float[] values = first.toArray();
+            for (float x : values) assertThat(x).isFinite();
+            assertThat(second.toArray()).isEqualTo(values);
+        }
+    }
+
     @Example
     void nystromBadInputs() {
         assertThatThrownBy(() -> Nystromformer.withLandmarks(0)).hasMessage("landmarks m must be >= 1, got 0");

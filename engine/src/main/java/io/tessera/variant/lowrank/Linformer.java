@@ -7,6 +7,7 @@ import io.tessera.tensor.Shapes;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import io.tessera.variant.internal.HalfInputs;
+import io.tessera.variant.internal.KeptScratch;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -187,8 +188,19 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
         Backend be = backend != null ? backend : Backend.best();
         long keyFloats = Math.multiplyExact((long) s.batch() * s.kvHeads() * k, s.headDim());
         long valueFloats = Math.multiplyExact((long) s.batch() * s.kvHeads() * k, s.valueDim());
-        MemorySegment scratch = projectedScratch(Math.multiplyExact(keyFloats + valueFloats, (long) Float.BYTES));
-        // Both overwritten whole by the projections (beta = 0): no zeroing.
+        long bytes = Math.multiplyExact(keyFloats + valueFloats, (long) Float.BYTES);
+        MemorySegment kept = PROJECTED.get(bytes);
+        if (kept != null) {
+            projectAndAttend(be, s, q, keys, values, out, kept, keyFloats, valueFloats);
+            return;
+        }
+        try (Arena arena = Arena.ofShared()) {   // too large to keep on the thread: this call's own
+            projectAndAttend(be, s, q, keys, values, out, arena.allocate(bytes, 64), keyFloats, valueFloats);
+        }
+    }
+
+    /** K' and V' into {@code scratch} (overwritten whole by the projections, beta = 0: no zeroing), then dense attention over them. */
+    private void projectAndAttend(Backend be, AttentionShape s, Tensor q, Tensor keys, Tensor values, Tensor out, MemorySegment scratch, long keyFloats, long valueFloats) {
         Tensor kp = Tensor.wrap(scratch.asSlice(0, keyFloats * Float.BYTES), s.batch(), s.kvHeads(), k, s.headDim());
         Tensor vp = Tensor.wrap(scratch.asSlice(keyFloats * Float.BYTES, valueFloats * Float.BYTES), s.batch(), s.kvHeads(), k, s.valueDim());
         project(be, s, keys, values, kp, vp);
@@ -196,17 +208,11 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
     }
 
     /**
-     * Per thread, the projected keys and values of its last forward call, kept for the next: fresh
-     * zeroed memory per call (1 MB at B = 1, 8 heads, k = 256, D = 64) cost its page faults and a
-     * shared arena's close every call. Automatic: freed when the thread drops it.
+     * Per thread, the projected keys and values of its last forward call, kept for the next (up to
+     * {@link KeptScratch#RETAINED_BYTES}): fresh zeroed memory per call (1 MB at B = 1, 8 heads,
+     * k = 256, D = 64) cost its page faults and a shared arena's close every call.
      */
-    private static final ThreadLocal<MemorySegment> PROJECTED = new ThreadLocal<>();
-
-    private static MemorySegment projectedScratch(long bytes) {
-        MemorySegment held = PROJECTED.get();
-        if (held == null || held.byteSize() < bytes) PROJECTED.set(held = Arena.ofAuto().allocate(bytes, 64));
-        return held;
-    }
+    private static final KeptScratch PROJECTED = KeptScratch.create();
 
     /**
      * The gradients with respect to q, k and v (the projections held fixed); see

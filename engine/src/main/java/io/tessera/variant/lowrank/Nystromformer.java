@@ -6,6 +6,7 @@ import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.Checks;
 import io.tessera.variant.internal.HalfInputs;
+import io.tessera.variant.internal.KeptScratch;
 import io.tessera.variant.internal.RowSoftmax;
 import io.tessera.variant.AttentionOperator;
 import java.lang.foreign.Arena;
@@ -86,48 +87,67 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         // Heads in parallel, each on one thread: its m×m products are too small to split.
         // The bits do not depend on the thread count (every product has one order).
         Backend perHead = heads > 1 ? be.withThreads(1) : be;
+        long[][] shapes = headShapes(m, d, dv, s.qLen(), s.kvLen());
+        long bytes = headBytes(shapes);
         java.util.function.IntConsumer head = bh -> {
-            Tensor[] t = headScratch(m, d, dv, s.qLen(), s.kvLen());
-            Tensor qL = t[0], kL = t[1], f = t[2], a = t[3], bm = t[4], z = t[5], zBest = t[6], az = t[7], t1 = t[8], t2 = t[9], bv = t[10], zbv = t[11];
-            int b = bh / s.heads(), h = bh % s.heads();
-            Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, s.kvHeadOf(h)), vh = v.select(0, b).select(0, s.kvHeadOf(h));
-            landmarks(perHead, qh, kh, m, scale, qL, kL, a);
-            perHead.gemm(qh, false, kL, true, f, scale, 0f);
-            perHead.gemm(qL, false, kh, true, bm, scale, 0f);
-            RowSoftmax.softmaxRows(f);
-            RowSoftmax.softmaxRows(bm);
-            pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
-            perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
-            perHead.gemm(z, false, bv, false, zbv, 1f, 0f);
-            perHead.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
+            MemorySegment kept = HEAD_SCRATCH.get(bytes);
+            if (kept != null) {
+                forwardHead(perHead, s, scale, m, views(kept, shapes), q, k, v, out, bh);
+                return;
+            }
+            try (Arena arena = Arena.ofConfined()) {   // too large to keep on the thread: this head's own
+                forwardHead(perHead, s, scale, m, views(arena.allocate(bytes, 64), shapes), q, k, v, out, bh);
+            }
         };
         if (heads > 1) be.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
         else head.accept(0);
     }
 
+    /** Head {@code bh} (batch · heads + head) of {@link #forward}, its matrices in {@code t} ({@link #headShapes}). */
+    private void forwardHead(Backend perHead, AttentionShape s, float scale, int m, Tensor[] t, Tensor q, Tensor k, Tensor v, Tensor out, int bh) {
+        Tensor qL = t[0], kL = t[1], f = t[2], a = t[3], bm = t[4], z = t[5], zBest = t[6], az = t[7], t1 = t[8], t2 = t[9], bv = t[10], zbv = t[11];
+        int b = bh / s.heads(), h = bh % s.heads();
+        Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, s.kvHeadOf(h)), vh = v.select(0, b).select(0, s.kvHeadOf(h));
+        landmarks(perHead, qh, kh, m, scale, qL, kL, a);
+        perHead.gemm(qh, false, kL, true, f, scale, 0f);
+        perHead.gemm(qL, false, kh, true, bm, scale, 0f);
+        RowSoftmax.softmaxRows(f);
+        RowSoftmax.softmaxRows(bm);
+        pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
+        perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
+        perHead.gemm(z, false, bv, false, zbv, 1f, 0f);
+        perHead.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
+    }
+
     /**
      * Per thread, the memory of the forward pass's per-head matrices, kept for its next head and
-     * call: a shared arena per call zeroed 2.2 MB a thread (n = 4096, m = 64) and unmapped it again
-     * (system time of an 8 s run of forward calls on the Intel Xeon: 0.61–0.67 s with it, 0.51–0.55 s
-     * without). Every matrix in it is overwritten before it is read (products with beta = 0,
-     * copies), so nothing an earlier head left there is ever read. Automatic: freed when the
-     * thread drops it.
+     * call (up to {@link KeptScratch#RETAINED_BYTES}): a shared arena per call zeroed 2.2 MB a thread
+     * (n = 4096, m = 64) and unmapped it again (system time of an 8 s run of forward calls on the
+     * Intel Xeon: 0.61–0.67 s with it, 0.51–0.55 s without). Every matrix in it is overwritten
+     * before it is read (products with beta = 0, copies), so nothing an earlier head left there is
+     * ever read.
      */
-    private static final ThreadLocal<MemorySegment> HEAD_SCRATCH = new ThreadLocal<>();
+    private static final KeptScratch HEAD_SCRATCH = KeptScratch.create();
 
-    /** qL, kL [m, d]; F [qLen, m]; A [m, m]; B [m, kvLen]; Z, Z_best, AZ, T1, T2 [m, m]; BV, Z·BV [m, dv]: views of this thread's scratch. */
-    private static Tensor[] headScratch(int m, int d, int dv, int qLen, int kvLen) {
-        long[][] shapes = {{m, d}, {m, d}, {qLen, m}, {m, m}, {m, kvLen}, {m, m}, {m, m}, {m, m}, {m, m}, {m, m}, {m, dv}, {m, dv}};
+    /** qL, kL [m, d]; F [qLen, m]; A [m, m]; B [m, kvLen]; Z, Z_best, AZ, T1, T2 [m, m]; BV, Z·BV [m, dv]. */
+    private static long[][] headShapes(int m, int d, int dv, int qLen, int kvLen) {
+        return new long[][] {{m, d}, {m, d}, {qLen, m}, {m, m}, {m, kvLen}, {m, m}, {m, m}, {m, m}, {m, m}, {m, m}, {m, dv}, {m, dv}};
+    }
+
+    /** The bytes of float32 matrices of these shapes, overflow-checked. */
+    private static long headBytes(long[][] shapes) {
         long floats = 0;
         for (long[] shape : shapes) floats = Math.addExact(floats, Math.multiplyExact(shape[0], shape[1]));
-        long bytes = Math.multiplyExact(floats, (long) Float.BYTES);
-        MemorySegment held = HEAD_SCRATCH.get();
-        if (held == null || held.byteSize() < bytes) HEAD_SCRATCH.set(held = Arena.ofAuto().allocate(bytes, 64));
+        return Math.multiplyExact(floats, (long) Float.BYTES);
+    }
+
+    /** The matrices of these shapes, one after the other in {@code memory}. */
+    private static Tensor[] views(MemorySegment memory, long[][] shapes) {
         Tensor[] views = new Tensor[shapes.length];
         long at = 0;
         for (int i = 0; i < shapes.length; i++) {
             long size = shapes[i][0] * shapes[i][1] * Float.BYTES;
-            views[i] = Tensor.wrap(held.asSlice(at, size), shapes[i]);
+            views[i] = Tensor.wrap(memory.asSlice(at, size), shapes[i]);
             at += size;
         }
         return views;
