@@ -10,6 +10,7 @@ import io.tessera.reference.Tolerance;
 import io.tessera.variant.lowrank.Nystromformer;
 import java.lang.foreign.Arena;
 import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Assume;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;
@@ -104,6 +105,12 @@ class NystromGradientProperties {
      * which a float64 run of the same rule need not reproduce near rounding level.
      */
     static GradientOracles.Gradients run(int m, int iterations, double scale, Tensor q, Tensor k, Tensor v, Tensor dOut, boolean f32, int[] forcedSteps) {
+        return run(m, iterations, scale, q, k, v, dOut, f32, forcedSteps, null);
+    }
+
+    /** As above, the steps each head ran (per batch·head) written to {@code stepsRun} when it is not null. */
+    static GradientOracles.Gradients run(int m, int iterations, double scale, Tensor q, Tensor k, Tensor v, Tensor dOut, boolean f32, int[] forcedSteps,
+                                         int[] stepsRun) {
         long[] qs = q.shape(), ks = k.shape(), vs = v.shape();
         int heads = (int) qs[1], group = heads / (int) ks[1];
         long[] outShape = {qs[0], qs[1], qs[2], vs[3]};
@@ -143,6 +150,7 @@ class NystromGradientProperties {
                 double[][] p3 = identityMinus(13, mul(x, false, identityMinus(15, mul(x, false, identityMinus(7, x, f32), false, 1, f32), f32), false, 1, f32), f32);
                 z = mul(z, false, p3, false, 0.25, f32);
             }
+            if (stepsRun != null) stepsRun[b * heads + h] = steps;
             z = zs[steps];
             double[][] bv = mul(bm, false, vh, false, 1, f32), zbv = mul(z, false, bv, false, 1, f32);
             if (ga == null) {
@@ -194,13 +202,63 @@ class NystromGradientProperties {
     @Property(tries = 12)
     void oracleGradientsAreTheDerivative(@ForAll @IntRange(min = 1, max = 5) int n, @ForAll @IntRange(min = 1, max = 3) int m,
                                          @ForAll @IntRange(min = 1, max = 3) int iterations, @ForAll boolean grouped, @ForAll long seed) {
+        checkOracleDerivative(n, m, iterations, grouped, seed);
+    }
+
+    /**
+     * The sample the property once failed on (n = 3, m = 3, 1 iteration, grouped, seed 448): head 1's
+     * two largest column sums of A, 1.15175 and 1.15101, swap places under the finite differences'
+     * steps, so the largest, which scales the pseudo-inverse's start, has a kink there that the
+     * differences straddle. The property now leaves out samples that close to a tie.
+     */
+    @Example
+    void aNearTieOfColumnSumsIsLeftOut() {
+        try (Arena arena = Arena.ofShared()) {
+            assertThat(smallestColumnSumGap(arena, 3, 3, true, 448)).isLessThan(COLUMN_SUM_MARGIN);
+        }
+    }
+
+    /**
+     * How far apart the largest two column sums of A must be, in every head, for the oracle's
+     * derivative to be checked: a finite-difference step (at most 2⁻¹⁰ on one input) moves them by
+     * a few 1e-3 at these sizes, and where the largest changes places the scale of the
+     * pseudo-inverse's start, 1/(‖A‖₁‖A‖∞), has a kink. (The row sums of A are all 1, a softmax's:
+     * ties there change nothing, the softmax's backward pass cancels a row's common term.)
+     */
+    private static final double COLUMN_SUM_MARGIN = 1e-2;
+
+    /** The smallest gap, over the heads, between the largest and second-largest column sum of A = softmax(scale·Q̃K̃ᵀ); infinite for m = 1. */
+    private static double smallestColumnSumGap(Arena arena, int n, int m, boolean grouped, long seed) {
+        int heads = grouped ? 2 : 1;
+        Tensor q = input(arena, seed, 1f, 1, heads, n, 2), k = input(arena, seed + 1, 1f, 1, 1, n, 2);
+        double gap = Double.POSITIVE_INFINITY;
+        for (int h = 0; h < heads; h++) {
+            double[][] qL = means(GradientOracles.head(q.toArray(), q.shape(), 0, h), m, false), kL = means(GradientOracles.head(k.toArray(), k.shape(), 0, 0), m, false);
+            double[][] a = softmaxRows(mul(qL, false, kL, true, 0.8, false), false);
+            double first = Double.NEGATIVE_INFINITY, second = Double.NEGATIVE_INFINITY;
+            for (int c = 0; c < m; c++) {
+                double sum = 0;
+                for (int r = 0; r < m; r++) sum += Math.abs(a[r][c]);
+                if (sum > first) { second = first; first = sum; }
+                else if (sum > second) second = sum;
+            }
+            gap = Math.min(gap, first - second);
+        }
+        return gap;
+    }
+
+    private static void checkOracleDerivative(int n, int m, int iterations, boolean grouped, long seed) {
         if (m > n) return;
         try (Arena arena = Arena.ofShared()) {
+            Assume.that(smallestColumnSumGap(arena, n, m, grouped, seed) > COLUMN_SUM_MARGIN);
             int heads = grouped ? 2 : 1;
             Tensor q = input(arena, seed, 1f, 1, heads, n, 2), k = input(arena, seed + 1, 1f, 1, 1, n, 2), v = input(arena, seed + 2, 1f, 1, 1, n, 2);
             Tensor dOut = input(arena, seed + 3, 1f, 1, heads, n, 2);
-            GradientOracles.Gradients g = run(m, iterations, 0.8, q, k, v, dOut, false);
-            GradientOracles.Forward f = () -> run(m, iterations, 0.8, q, k, v, null, false).dq();
+            // The derivative of the function with the steps the stopping rule chose here: perturbed
+            // inputs may stop one step earlier or later, a jump the finite differences would see.
+            int[] steps = new int[heads];
+            GradientOracles.Gradients g = run(m, iterations, 0.8, q, k, v, dOut, false, null, steps);
+            GradientOracles.Forward f = () -> run(m, iterations, 0.8, q, k, v, null, false, steps).dq();
             GradientOracles.checkFiniteDifferences("dq", q, g.dq(), f, dOut);
             GradientOracles.checkFiniteDifferences("dk", k, g.dk(), f, dOut);
             GradientOracles.checkFiniteDifferences("dv", v, g.dv(), f, dOut);
