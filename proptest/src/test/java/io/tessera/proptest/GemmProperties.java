@@ -60,6 +60,41 @@ class GemmProperties {
         }
     }
 
+    /**
+     * On one thread a product of at most two panels runs 256 rows of c per work item, and a row-major
+     * op(a) is copied 512 deep at a time (four or two depth slices, by vector width): row counts
+     * around and past one such item, 16 and 33 columns (one or two panels, or more at 128 bits),
+     * depths past one and two runs, both layouts of a, and a bfloat16 a.
+     */
+    @Example
+    void narrowProductsOnOneThreadCopyLongRuns() {
+        Backend one = Backend.named("simd").withThreads(1);
+        for (int m : new int[] {257, 600}) {
+            for (int n : new int[] {16, 33}) {
+                for (int k : new int[] {513, 1100}) {
+                    checkAgainstFloat64(one, false, false, m, n, k, 2, m + n + k);
+                    checkAgainstFloat64(one, true, false, m, n, k, 0, m * n + k);
+                }
+            }
+        }
+        try (Arena arena = Arena.ofShared()) {
+            int m = 300, n = 20, k = 700;
+            Tensor a = Tensor.randomNormal(arena, 5, 1f, m, k).to(arena, io.tessera.tensor.ElementType.BF16), b = Tensor.randomNormal(arena, 6, 1f, k, n);
+            Tensor c = Tensor.zeros(arena, m, n);
+            one.gemm(a, false, b, false, c, 1f, 0f);
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double dot = 0, absDot = 0;
+                    for (int p = 0; p < k; p++) {
+                        dot += (double) a.get(i, p) * b.get(p, j);
+                        absDot += Math.abs((double) a.get(i, p) * b.get(p, j));
+                    }
+                    assertThat(Math.abs(c.get(i, j) - dot)).as("c[%d][%d]", i, j).isLessThanOrEqualTo(k * 0x1p-24 * absDot + 4 * 0x1p-24 * (Math.abs(dot) + 1));
+                }
+            }
+        }
+    }
+
     /** One GEMM on {@code backend} against the float64 product, within Higham's fp32 dot-product bound. */
     static void checkAgainstFloat64(Backend backend, boolean transposeA, boolean transposeB, int m, int n, int k, int betaCase, long seed) {
         float alpha = 0.75f, beta = new float[] {0f, 1f, -0.5f}[betaCase];
