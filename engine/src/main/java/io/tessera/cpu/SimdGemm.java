@@ -54,9 +54,9 @@ final class SimdGemm {
      * slices at once, because a copy per slice reads runs of only KC floats, each from a different
      * page, and a stream read once from memory (Linformer's E, 4 MB per head, in E·K) is then read
      * at a fraction of the bandwidth longer runs get. Measured on the Intel Xeon, B = 1, 8 heads,
-     * n = 4096, k = 256, D = 64, the 16 projections on two threads: 13.5–14.6 ms copying per slice,
-     * 12.4–12.9 ms in runs of 512 (1024: 12.9–13.5). Only the copy's runs: the slices, and so the
-     * bits, are the same.
+     * n = 4096, k = 256, D = 64, the 16 projections on two threads, alternating JVMs: 13.3–14.4 ms
+     * copying per slice, 10.9–12.9 ms in runs of 512 (1024: 12.6–13.2). Only the copy's runs: the
+     * slices, and so the bits, are the same.
      */
     static final int A_RUN = 512;
     /**
@@ -66,7 +66,7 @@ final class SimdGemm {
      * work items, so they stay at {@link #ROWS_PER_ITEM}.
      */
     static final int NARROW_ROWS = 256;
-    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[Math.max(NARROW_ROWS * Math.max(KC, A_RUN), 4 * ROWS_PER_ITEM * SimdGemm.THIN_DEPTH)]);   // SimdGemm.: declared below
+    private static final ThreadLocal<float[]> A_ROWS = ThreadLocal.withInitial(() -> new float[Math.max(NARROW_ROWS * Math.max(KC, A_RUN), 4 * ROWS_PER_ITEM * SimdGemm.THIN_DEPTH)]);   // SimdGemm.THIN_DEPTH: a forward reference otherwise
 
     static int panels(GemmCall g) { return (g.n() + PANEL - 1) / PANEL; }
 

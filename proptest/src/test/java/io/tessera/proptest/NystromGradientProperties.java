@@ -231,9 +231,11 @@ class NystromGradientProperties {
     private static double smallestColumnSumGap(Arena arena, int n, int m, boolean grouped, long seed) {
         int heads = grouped ? 2 : 1;
         Tensor q = input(arena, seed, 1f, 1, heads, n, 2), k = input(arena, seed + 1, 1f, 1, 1, n, 2);
+        float[] qa = q.toArray();
+        double[][] kL = means(GradientOracles.head(k.toArray(), k.shape(), 0, 0), m, false);
         double gap = Double.POSITIVE_INFINITY;
         for (int h = 0; h < heads; h++) {
-            double[][] qL = means(GradientOracles.head(q.toArray(), q.shape(), 0, h), m, false), kL = means(GradientOracles.head(k.toArray(), k.shape(), 0, 0), m, false);
+            double[][] qL = means(GradientOracles.head(qa, q.shape(), 0, h), m, false);
             double[][] a = softmaxRows(mul(qL, false, kL, true, 0.8, false), false);
             double first = Double.NEGATIVE_INFINITY, second = Double.NEGATIVE_INFINITY;
             for (int c = 0; c < m; c++) {

@@ -34,12 +34,12 @@ public final class RowSoftmax {
     private static final int BLOCK = 8;
 
     /** Partial sums of a row: {@link #sum}. */
-    static final int PARTIALS = 16;
+    static final int PARTIALS = PartialSums.COUNT;
 
     /**
      * Σ row[at, at + cols) in float, in an order that does not depend on the vector width: partial
      * j (j &lt; 16) adds the columns c ≡ j (mod 16) below cols − cols mod 16 in column order, the
-     * partials are folded pairwise ({@link #fold16}), then the last cols mod 16 columns are added in
+     * partials are folded pairwise ({@link PartialSums#fold}), then the last cols mod 16 columns are added in
      * order. {@link RowSoftmaxSimd#sum} keeps the partials in lanes and gives these bits. (The sum in
      * column order, one chain of dependent scalar adds per row, eight rows interleaved, was 3 % of
      * Nyström's forward in JFR samples, and the exponentials, maximum and division around it
@@ -59,16 +59,9 @@ public final class RowSoftmax {
 
     /** The 16 partials folded, then columns [body, cols) added in order. */
     static float finishSum(float[] p, float[] row, int at, int cols, int body) {
-        float s = fold16(p);
+        float s = PartialSums.fold(p);
         for (int c = body; c < cols; c++) s += row[at + c];
         return s;
-    }
-
-    /** ((p0 + p1) + (p2 + p3)) + … over 16 partials, pairwise. */
-    static float fold16(float[] p) {
-        float a0 = p[0] + p[1], a1 = p[2] + p[3], a2 = p[4] + p[5], a3 = p[6] + p[7];
-        float a4 = p[8] + p[9], a5 = p[10] + p[11], a6 = p[12] + p[13], a7 = p[14] + p[15];
-        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
     }
 
     /**

@@ -2,6 +2,7 @@ package io.tessera.variant.kernelized;
 
 import io.tessera.tensor.Tensor;
 import io.tessera.variant.internal.FloatExp;
+import io.tessera.variant.internal.PartialSums;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -121,14 +122,14 @@ final class FeatureKernels {
         return s;
     }
 
-    /** Partial sums per row dot product in {@link #rowDots}: 16, the most float lanes of any vector width. */
-    static final int PARTIALS = 16;
+    /** Partial sums per row dot product in {@link #rowDots} ({@link PartialSums#COUNT}). */
+    static final int PARTIALS = PartialSums.COUNT;
 
     /**
      * dots[r] = Σ_f w[r][f]·z[f] for the first {@code rows} rows, in an order that does not depend
      * on the vector width: partial j (j &lt; 16) is the fma chain over the features f ≡ j (mod 16)
      * below m − m mod 16, in feature order; the 16 partials are folded pairwise
-     * ({@link #fold16}), then the last m mod 16 features are fma'd on in order. The vector twin
+     * ({@link PartialSums#fold}), then the last m mod 16 features are fma'd on in order. The vector twin
      * keeps the partials in lanes (one vector at 512 bits, two at 256, four at 128), so it gives
      * these bits; one scalar chain per row, as before, was 3 % of the forward pass.
      */
@@ -153,16 +154,9 @@ final class FeatureKernels {
 
     /** The folded partials of one row, then its features [body, m) fma'd on in order. */
     static float finishDot(float[] partials, float[] w, int o, int m, float[] z, int body) {
-        float d = fold16(partials);
+        float d = PartialSums.fold(partials);
         for (int f = body; f < m; f++) d = Math.fma(w[o + f], z[f], d);
         return d;
-    }
-
-    /** ((p0 + p1) + (p2 + p3)) + … : the 16 partials summed pairwise, in one fixed tree. */
-    static float fold16(float[] p) {
-        float a0 = p[0] + p[1], a1 = p[2] + p[3], a2 = p[4] + p[5], a3 = p[6] + p[7];
-        float a4 = p[8] + p[9], a5 = p[10] + p[11], a6 = p[12] + p[13], a7 = p[14] + p[15];
-        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
     }
 
     /**
