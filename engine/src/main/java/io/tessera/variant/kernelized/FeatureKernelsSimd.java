@@ -4,6 +4,8 @@ import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import io.tessera.variant.internal.FloatExp;
 import io.tessera.variant.internal.FloatExpSimd;
+import io.tessera.variant.internal.LaneFolds;
+import io.tessera.variant.internal.PartialSums;
 import io.tessera.variant.internal.VariantSpecies;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -467,10 +469,10 @@ final class FeatureKernelsSimd {
 
     /**
      * {@link FeatureKernels#normalizedQueryWeights}: the row shifts of every row first (as in
-     * {@link #queryWeights}), then row by row the exponentials, the elu factor, the dot product
-     * with z (the 16 partials of {@link #rowDots}) and the scaled row into the segment, while the
-     * row is in L1: as three passes over the chunk (480 × 64 floats, beyond L1) the weights were
-     * read twice more from L2. Elu + 1 only: the exponential map (the Performer) runs the three
+     * {@link #queryWeights}), then L rows at a time the exponentials, the elu factor, the dot
+     * products with z (the 16 partials of {@link #rowDots}) and the scaled rows into the segment,
+     * while the rows are in L1: as three passes over the chunk (480 × 64 floats, beyond L1) the
+     * weights were read twice more from L2. Elu + 1 only: the exponential map (the Performer) runs the three
      * kernels (with both maps in one method, the Performer's forward measured 5 % slower in the
      * variants section, where it runs before linear attention in the same JVM).
      */
@@ -483,13 +485,16 @@ final class FeatureKernelsSimd {
             return;
         }
         queryShifts(u, rows, m, shift, w, rowShifts);
-        finishQueryRows(u, rows, m, shift, z, w, rowShifts, dots, out, at);
+        float[] lanes = new float[L * L];
+        for (int r0 = 0; r0 < rows; r0 += L) finishQueryRows(u, r0, Math.min(r0 + L, rows), m, shift, z, w, rowShifts, dots, out, at, lanes);
     }
 
     /**
      * {@link FeatureKernels#normalizedQueryWeights} for elu + 1 with u copied from the rows at
      * float index {@code srcAt} of {@code src} on the way: the first pass reads the input rows
-     * themselves (a bulk copy of the chunk before it was one more pass over it).
+     * themselves (a bulk copy of the chunk before it was one more pass over it). L rows at a time
+     * ({@link LaneFolds}): their shifts, then their exponentials and partial sums, then their scaled
+     * rows, the folds across lanes done for the L rows together; the last rows % L row by row.
      */
     static void normalizedQueryWeights(MemorySegment src, long srcAt, float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
                                        float[] dots, MemorySegment out, long at) {
@@ -498,18 +503,45 @@ final class FeatureKernelsSimd {
             normalizedQueryWeights(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
             return;
         }
-        int vec = m - m % L;
-        for (int r = 0; r < rows; r++) {
+        int vec = m - m % L, blocked = vec == 0 ? 0 : rows - rows % L;
+        float[] lanes = new float[L * L];
+        for (int r0 = 0; r0 < blocked; r0 += L) {
+            for (int r = r0; r < r0 + L; r++) {
+                FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+                int o = r * m;
+                long b = (srcAt + o) * Float.BYTES;
+                for (int f = 0; f < vec; f += L) {
+                    // queryShifts' loop, its x loaded from the input and stored to u
+                    FloatVector x = FloatVector.fromMemorySegment(F, src, b + (long) f * Float.BYTES, ORDER), s = FloatVector.fromArray(F, shift, f);
+                    x.intoArray(u, o + f);
+                    FloatVector below = x.blend(ZERO, x.compare(VectorOperators.GT, 0f));   // min(x, 0)
+                    FloatVector bits = (FloatVector) x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
+                    FloatVector log2 = bits.fma(V_MANTISSA_ULP, V_LOG2_BIAS);
+                    best = best.max(V_LN2.fma(log2, below).add(s));
+                    below.add(s).intoArray(w, o + f);
+                }
+                best.intoArray(lanes, (r - r0) * L);
+            }
+            LaneFolds.maxima(lanes, rowShifts, r0);   // exact: any order gives queryShifts' value
+            if (vec < m) {
+                for (int r = r0; r < r0 + L; r++) {
+                    int o = r * m;
+                    MemorySegment.copy(src, FLOAT, (srcAt + o + vec) * Float.BYTES, u, o + vec, m - vec);
+                    rowShifts[r] = FeatureKernels.rowShift(u, o, m, false, shift, vec, rowShifts[r]);
+                }
+            }
+            finishQueryRows(u, r0, r0 + L, m, shift, z, w, rowShifts, dots, out, at, lanes);
+        }
+        for (int r = blocked; r < rows; r++) {
             int o = r * m;
             long b = (srcAt + o) * Float.BYTES;
             float max = Float.NEGATIVE_INFINITY;
             if (vec > 0) {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
                 for (int f = 0; f < vec; f += L) {
-                    // queryShifts' loop, its x loaded from the input and stored to u
                     FloatVector x = FloatVector.fromMemorySegment(F, src, b + (long) f * Float.BYTES, ORDER), s = FloatVector.fromArray(F, shift, f);
                     x.intoArray(u, o + f);
-                    FloatVector below = x.blend(ZERO, x.compare(VectorOperators.GT, 0f));   // min(x, 0)
+                    FloatVector below = x.blend(ZERO, x.compare(VectorOperators.GT, 0f));
                     FloatVector bits = (FloatVector) x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
                     FloatVector log2 = bits.fma(V_MANTISSA_ULP, V_LOG2_BIAS);
                     best = best.max(V_LN2.fma(log2, below).add(s));
@@ -523,13 +555,18 @@ final class FeatureKernelsSimd {
             }
             rowShifts[r] = max;
         }
-        finishQueryRows(u, rows, m, shift, z, w, rowShifts, dots, out, at);
+        if (blocked < rows) finishQueryRows(u, blocked, rows, m, shift, z, w, rowShifts, dots, out, at, lanes);
     }
 
-    /** The rows of {@link #normalizedQueryWeights} once every row's shift is known and the body's arguments are in w. */
-    private static void finishQueryRows(float[] u, int rows, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
-                                        float[] dots, MemorySegment out, long at) {
-        float[] partials = new float[FeatureKernels.PARTIALS];
+    /**
+     * Rows [from, to) of {@link #normalizedQueryWeights} once their shifts are known and the
+     * exponentials' arguments are in w: the exponentials and the elu factor into w, each row's
+     * partial sums with z pre-added to L lanes ({@link PartialSums#fold}'s first levels) into
+     * {@code lanes}, then the dot products (L rows folded together by {@link LaneFolds#sums}, fewer
+     * row by row), and the rows scaled into the segment.
+     */
+    private static void finishQueryRows(float[] u, int from, int to, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
+                                        float[] dots, MemorySegment out, long at, float[] lanes) {
         int vec = m - m % L, body = m - m % FeatureKernels.PARTIALS;
         // FloatExpSimd.expInPlace's operations written out, as in keyFeaturesElu (the same bits)
         FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
@@ -537,7 +574,8 @@ final class FeatureKernelsSimd {
         FloatVector exp2Min = FloatVector.broadcast(F, FloatExp.EXP2_MIN), magic = FloatVector.broadcast(F, FloatExp.ROUND_MAGIC), one = FloatVector.broadcast(F, 1f);
         FloatVector p0 = FloatVector.broadcast(F, FloatExp.P0), p1 = FloatVector.broadcast(F, FloatExp.P1), p2 = FloatVector.broadcast(F, FloatExp.P2);
         FloatVector p3 = FloatVector.broadcast(F, FloatExp.P3), p4 = FloatVector.broadcast(F, FloatExp.P4), p5 = FloatVector.broadcast(F, FloatExp.P5);
-        for (int r = 0; r < rows; r++) {
+        boolean together = to - from == L;
+        for (int r = from; r < to; r++) {
             int o = r * m;
             FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
             for (int f = 0; f < vec; f += L) {
@@ -556,13 +594,47 @@ final class FeatureKernelsSimd {
                 e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
             }
             if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
-            rowPartials(w, o, z, body, partials);
-            float dot = FeatureKernels.finishDot(partials, w, o, m, z, body);
+            // The 16 partials (feature f into partial f mod 16, rowPartials' fma chains), pre-added to L lanes.
+            FloatVector zero = FloatVector.zero(F), a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+            int part = (together ? r - from : 0) * L;
+            if (L == 16) {
+                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a0.intoArray(lanes, part);
+            } else if (L == 8) {
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+                }
+                a0.add(a1).intoArray(lanes, part);   // p[i] + p[i + 8]
+            } else {
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+                }
+                a0.add(a2).add(a1.add(a3)).intoArray(lanes, part);   // p[i] + p[i + 8], then + p[i + 4]
+            }
+            if (!together) dots[r] = foldLanes(lanes);
+        }
+        if (together) LaneFolds.sums(lanes, dots, from);
+        for (int r = from; r < to; r++) {
+            int o = r * m;
+            float dot = dots[r];
+            for (int f = body; f < m; f++) dot = Math.fma(w[o + f], z[f], dot);   // finishDot's tail
             dots[r] = dot;
             float inv = 1f / dot;
             for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, w, o + f).mul(inv).intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
+            for (int f = vec; f < m; f++) out.setAtIndex(FLOAT, at + o + f, w[o + f] * inv);   // scaleRows' tail
         }
-        if (vec < m) FeatureKernels.scaleRows(w, rows, m, dots, out, at, vec);   // the tails, as scaleRows does
+    }
+
+    /** The halving tree over lanes[0, L) (the levels of PartialSums.fold past the pre-adds), for one row. */
+    private static float foldLanes(float[] lanes) {
+        for (int half = L / 2; half >= 1; half >>= 1) {
+            for (int i = 0; i < half; i++) lanes[i] = lanes[i] + lanes[i + half];
+        }
+        return lanes[0];
     }
 
 }

@@ -68,15 +68,16 @@ class FeatureKernelsTest {
      * The bidirectional forward pass's fused kernels against the scalar loops they fuse, bit for
      * bit: the copy with the column maxima, the query operand (weights, denominators, scaled rows)
      * from heap rows and, for elu + 1, from the input segment. Odd feature counts (ragged tails),
-     * rows not a multiple of 4, both maps, sources and destinations at float offsets past 0, NaN,
+     * rows not a multiple of 4 nor of the lanes, whole blocks of lanes of rows, both maps, sources and destinations at float offsets past 0, NaN,
      * infinities and ±0 among the values.
      */
     @Test
     void fusedKernelsAreTheScalarLoopsTwins() {
         SplittableRandom random = new SplittableRandom(17);
         for (int m : new int[] {1, 3, 7, 8, 15, 16, 17, 19, 32, 33, 64, 67, 256}) {
-            for (int trial = 0; trial < 6; trial++) {
-                int rows = 1 + random.nextInt(11);
+            for (int trial = 0; trial < 8; trial++) {
+                // up to 3 blocks of 16 rows and a ragged rest (the query operand folds 16 rows at a time at 512 bits)
+                int rows = trial < 4 ? 1 + random.nextInt(11) : 1 + random.nextInt(50);
                 boolean exponential = trial % 2 == 0;
                 float[] u = values(random, rows * m), shift = values(random, m), z = new float[m];
                 for (int f = 0; f < m; f++) z[f] = random.nextInt(10) == 0 ? SPECIAL[random.nextInt(SPECIAL.length)] : (float) Math.abs(random.nextGaussian());
