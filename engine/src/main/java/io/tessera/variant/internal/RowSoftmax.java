@@ -30,8 +30,8 @@ public final class RowSoftmax {
         return max;
     }
 
-    /** Rows copied to the heap at a time. */
-    private static final int BLOCK = 8;
+    /** Rows copied to the heap at a time: {@link PartialSums#COUNT}, a whole number of the vector twin's groups of L rows at every width. */
+    private static final int BLOCK = PartialSums.COUNT;
 
     /** Partial sums of a row: {@link #sum}. */
     static final int PARTIALS = PartialSums.COUNT;
@@ -78,24 +78,25 @@ public final class RowSoftmax {
         MemorySegment seg = x.segment();
         boolean contiguous = x.stride(0) == cols;
         float[] block = new float[Math.min(BLOCK, rows) * cols];
-        float[] partials = new float[PARTIALS];
+        float[] partials = new float[PARTIALS], lanes = new float[PARTIALS * PARTIALS], folded = new float[PARTIALS];
         for (int r0 = 0; r0 < rows; r0 += BLOCK) {
             int count = Math.min(BLOCK, rows - r0);
             if (contiguous) MemorySegment.copy(seg, FLOAT, (x.offset() + (long) r0 * cols) * Float.BYTES, block, 0, count * cols);
-            for (int i = 0; i < count; i++) {
+            else for (int i = 0; i < count; i++) MemorySegment.copy(seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, block, i * cols, cols);
+            int grouped = SIMD ? RowSoftmaxSimd.softmaxGroups(block, count, cols, lanes, folded) : 0;
+            for (int i = grouped; i < count; i++) {
                 int at = i * cols;
-                if (!contiguous) MemorySegment.copy(seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, block, at, cols);
                 float max = SIMD ? RowSoftmaxSimd.max(block, at, cols) : max(block, at, cols);
                 int done = SIMD ? RowSoftmaxSimd.exponentials(block, at, cols, max) : 0;
                 for (int c = at + done; c < at + cols; c++) block[c] = FloatExp.exp(block[c] - max);
             }
-            for (int i = 0; i < count; i++) {
+            for (int i = grouped; i < count; i++) {
                 int at = i * cols;
                 float sum = sum(block, at, cols, partials);
                 if (SIMD) RowSoftmaxSimd.divide(block, at, cols, sum);
                 else for (int c = at; c < at + cols; c++) block[c] = block[c] / sum;
-                if (!contiguous) MemorySegment.copy(block, at, seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, cols);
             }
+            if (!contiguous) for (int i = 0; i < count; i++) MemorySegment.copy(block, i * cols, seg, FLOAT, (x.offset() + (r0 + i) * x.stride(0)) * Float.BYTES, cols);
             if (contiguous) MemorySegment.copy(block, 0, seg, FLOAT, (x.offset() + (long) r0 * cols) * Float.BYTES, count * cols);
         }
     }

@@ -88,4 +88,42 @@ class RowSoftmaxTest {
             }
         }
     }
+
+    /**
+     * The rows done L at a time (their maxima and sums folded together) and the rows done one by one
+     * against the scalar definition, bit for bit: rows around multiples of the lanes, columns around
+     * whole vectors and past the grouped length, contiguous and strided rows, NaN, infinities.
+     */
+    @Test
+    void groupedRowsAreTheScalarSoftmaxBitForBit() {
+        SplittableRandom random = new SplittableRandom(13);
+        float[] partials = new float[RowSoftmax.PARTIALS];
+        try (Arena arena = Arena.ofConfined()) {
+            for (int rows : new int[] {1, 4, 15, 16, 17, 33, 40}) {
+                for (int cols : new int[] {1, 7, 15, 16, 17, 31, 64, 100, 256, 257, 300}) {
+                    for (boolean strided : new boolean[] {false, true}) {
+                        float[] values = new float[rows * cols];
+                        for (int i = 0; i < values.length; i++) {
+                            int pick = random.nextInt(200);
+                            values[i] = pick == 0 ? Float.NaN : pick == 1 ? Float.NEGATIVE_INFINITY : pick == 2 ? 1e30f : (float) (random.nextGaussian() * 8);
+                        }
+                        Tensor x = strided ? Tensor.zeros(arena, rows, cols + 3).slice(1, 1, cols + 1) : Tensor.zeros(arena, rows, cols);
+                        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) x.set(values[r * cols + c], r, c);
+                        RowSoftmax.softmaxRows(x);
+                        for (int r = 0; r < rows; r++) {
+                            float[] row = java.util.Arrays.copyOfRange(values, r * cols, (r + 1) * cols);
+                            float max = RowSoftmax.max(row, 0, cols);
+                            for (int c = 0; c < cols; c++) row[c] = FloatExp.exp(row[c] - max);
+                            float sum = RowSoftmax.sumScalar(row, 0, cols, partials);
+                            for (int c = 0; c < cols; c++) {
+                                float want = row[c] / sum, got = x.get(r, c);
+                                assertThat(Float.floatToRawIntBits(got) == Float.floatToRawIntBits(want) || (want != want && got != got))
+                                        .as("rows %d cols %d strided %s at (%d, %d): %s vs %s", rows, cols, strided, r, c, got, want).isTrue();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
