@@ -3,7 +3,6 @@ package io.tessera.variant.kernelized;
 import static io.tessera.variant.kernelized.FeatureKernels.*;
 
 import io.tessera.variant.internal.FloatExp;
-import io.tessera.variant.internal.FloatExpSimd;
 import io.tessera.variant.internal.LaneFolds;
 import io.tessera.variant.internal.PartialSums;
 import io.tessera.variant.internal.VariantSpecies;
@@ -104,55 +103,62 @@ final class FeatureKernelsSimd {
 
     /**
      * {@link FeatureKernels#rowDots}: the 16 partials of a row in 16 / L accumulators (lane i of
-     * accumulator a is partial a·L + i), each the scalar twin's fma chain. The branches test a
-     * constant, so C2 keeps one of them and no vector crosses a control-flow merge.
+     * accumulator a is partial a·L + i), each the scalar twin's fma chain, pre-added to L lanes
+     * (the first levels of {@link PartialSums#fold}); L rows' lanes folded together by
+     * {@link LaneFolds#sums}, fewer row by row, then each row's tail. The branches test a constant,
+     * so C2 keeps one of them and no vector crosses a control-flow merge.
      */
     static void rowDots(float[] w, int rows, int m, float[] z, float[] dots) {
         if (FeatureKernels.PARTIALS % L != 0 || L < 4) {
             FeatureKernels.rowDotsScalar(w, rows, m, z, dots);
             return;
         }
-        float[] partials = new float[FeatureKernels.PARTIALS];
+        float[] lanes = new float[L * L];
+        for (int r0 = 0; r0 < rows; r0 += L) rowDots(w, r0, Math.min(r0 + L, rows), m, z, dots, lanes);
+    }
+
+    /** {@link #rowDots} of rows [from, to), at most L of them; {@code lanes} holds L·L floats. */
+    private static void rowDots(float[] w, int from, int to, int m, float[] z, float[] dots, float[] lanes) {
         int body = m - m % FeatureKernels.PARTIALS;
-        for (int r = 0; r < rows; r++) {
+        boolean together = to - from == L;
+        for (int r = from; r < to; r++) {
+            int o = r * m, part = (together ? r - from : 0) * L;
+            FloatVector zero = FloatVector.zero(F), a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+            if (L == 16) {
+                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                a0.intoArray(lanes, part);
+            } else if (L == 8) {
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
+                }
+                a0.add(a1).intoArray(lanes, part);   // p[i] + p[i + 8]
+            } else {
+                for (int f = 0; f < body; f += 16) {
+                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
+                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
+                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
+                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
+                }
+                a0.add(a2).add(a1.add(a3)).intoArray(lanes, part);   // p[i] + p[i + 8], then + p[i + 4]
+            }
+            if (!together) dots[r] = foldLanes(lanes);
+        }
+        if (together) LaneFolds.sums(lanes, dots, from);
+        for (int r = from; r < to; r++) {
             int o = r * m;
-            rowPartials(w, o, z, body, partials);
-            dots[r] = FeatureKernels.finishDot(partials, w, o, m, z, body);
+            float dot = dots[r];
+            for (int f = body; f < m; f++) dot = Math.fma(w[o + f], z[f], dot);   // finishDot's tail
+            dots[r] = dot;
         }
     }
 
-    /**
-     * Row {@code o} of w against z over the first {@code body} features (a multiple of
-     * FeatureKernels.PARTIALS) into the 16 interleaved partial sums (feature f into partial f mod 16),
-     * as L-lane vectors; the caller folds them (FeatureKernels.finishDot).
-     */
-    private static void rowPartials(float[] w, int o, float[] z, int body, float[] partials) {
-        FloatVector zero = FloatVector.zero(F);
-        if (L == 16) {
-            FloatVector a0 = zero;
-            for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-            a0.intoArray(partials, 0);
-        } else if (L == 8) {
-            FloatVector a0 = zero, a1 = zero;
-            for (int f = 0; f < body; f += 16) {
-                a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
-            }
-            a0.intoArray(partials, 0);
-            a1.intoArray(partials, 8);
-        } else {
-            FloatVector a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-            for (int f = 0; f < body; f += 16) {
-                a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
-                a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
-                a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
-            }
-            a0.intoArray(partials, 0);
-            a1.intoArray(partials, 4);
-            a2.intoArray(partials, 8);
-            a3.intoArray(partials, 12);
+    /** The halving tree over lanes[0, L) (the levels of PartialSums.fold past the pre-adds), for one row. */
+    private static float foldLanes(float[] lanes) {
+        for (int half = L / 2; half >= 1; half >>= 1) {
+            for (int i = 0; i < half; i++) lanes[i] = lanes[i] + lanes[i + half];
         }
+        return lanes[0];
     }
 
     /**
@@ -243,10 +249,8 @@ final class FeatureKernelsSimd {
      * The exponentials are FloatExpSimd.expInPlace's operations, one for one in its order (so the
      * scalar FloatExp.exp's bits), written out in the forward's kernels' loops: through a call of
      * expInPlace per row of 64 features, a scratch row stored and reloaded and the constants
-     * broadcast per row cost a third of the elu key features' time (see keyFeaturesElu). Only
-     * queryWeights' elu path, taken for query rows that are not contiguous, still calls it per row.
-     * No vector crosses a call (see
-     * FloatExpSimd), and no branch merges two vectors (a phi of vectors boxes them: the exponential
+     * broadcast per row cost a third of the elu key features' time (see keyFeaturesElu). No vector
+     * crosses a call (see FloatExpSimd), and no branch merges two vectors (a phi of vectors boxes them: the exponential
      * and elu + 1 maps have loops of their own).
      */
 
@@ -318,16 +322,7 @@ final class FeatureKernelsSimd {
             return;
         }
         queryShifts(u, rows, m, shift, dst, rowShifts);
-        int vec = m - m % L;
-        for (int r = 0; r < rows; r++) {
-            int o = r * m;
-            FloatExpSimd.expInPlace(dst, o, o + vec, rowShifts[r]);
-            for (int f = 0; f < vec; f += L) {
-                FloatVector x = FloatVector.fromArray(F, u, o + f);
-                FloatVector.fromArray(F, dst, o + f).mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(dst, o + f);   // max(x, 0) + 1
-            }
-            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], dst, vec);
-        }
+        eluWeights(u, 0, rows, m, shift, dst, rowShifts);
     }
 
     /**
@@ -335,7 +330,8 @@ final class FeatureKernelsSimd {
      * {@code rowShifts}, and the exponentials' arguments min(x, 0) + shift of the vector body into dst.
      */
     private static void queryShifts(float[] u, int rows, int m, float[] shift, float[] dst, float[] rowShifts) {
-        int vec = m - m % L;
+        int vec = m - m % L, grouped = vec == 0 ? 0 : rows - rows % L;
+        float[] lanes = new float[L * L];
         for (int r = 0; r < rows; r++) {
             int o = r * m;
             float max = Float.NEGATIVE_INFINITY;
@@ -351,11 +347,55 @@ final class FeatureKernelsSimd {
                     below.add(s).intoArray(dst, o + f);
                 }
                 // Math.max over the lanes, which is exact: any order gives the scalar loop's value (a
-                // store and a scalar loop here cost as much as the row's exponentials at m = 64)
-                max = best.reduceLanes(VectorOperators.MAX);
+                // store and a scalar loop here cost as much as the row's exponentials at m = 64). L rows
+                // at a time by LaneFolds (a reduceLanes per row ends a chain nothing hides), the rest by reduceLanes.
+                if (r < grouped) best.intoArray(lanes, (r % L) * L);
+                else max = best.reduceLanes(VectorOperators.MAX);
+            }
+            if (r < grouped) {
+                if (r % L == L - 1) {
+                    LaneFolds.maxima(lanes, rowShifts, r + 1 - L);
+                    if (vec < m) for (int q = r + 1 - L; q <= r; q++) rowShifts[q] = FeatureKernels.rowShift(u, q * m, m, false, shift, vec, rowShifts[q]);
+                }
+                continue;
             }
             if (vec < m) max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);   // a call per row, even with no tail, was an eighth of this method
             rowShifts[r] = max;
+        }
+    }
+
+    /**
+     * The elu + 1 query weights of rows [from, to) once their shifts are in {@code rowShifts} and the
+     * exponentials' arguments min(x, 0) + shift in w ({@link #queryShifts}): e^(argument − M_r) times
+     * max(x, 0) + 1, FloatExpSimd.expInPlace's operations written out, as in keyFeaturesElu (the
+     * same bits; through a call of expInPlace per row the constants were broadcast per row).
+     */
+    private static void eluWeights(float[] u, int from, int to, int m, float[] shift, float[] w, float[] rowShifts) {
+        int vec = m - m % L;
+        FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
+        FloatVector log2e = FloatVector.broadcast(F, FloatExp.LOG2E), log2eLow = FloatVector.broadcast(F, FloatExp.LOG2E_LOW);
+        FloatVector exp2Min = FloatVector.broadcast(F, FloatExp.EXP2_MIN), magic = FloatVector.broadcast(F, FloatExp.ROUND_MAGIC), one = FloatVector.broadcast(F, 1f);
+        FloatVector p0 = FloatVector.broadcast(F, FloatExp.P0), p1 = FloatVector.broadcast(F, FloatExp.P1), p2 = FloatVector.broadcast(F, FloatExp.P2);
+        FloatVector p3 = FloatVector.broadcast(F, FloatExp.P3), p4 = FloatVector.broadcast(F, FloatExp.P4), p5 = FloatVector.broadcast(F, FloatExp.P5);
+        for (int r = from; r < to; r++) {
+            int o = r * m;
+            FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
+            for (int f = 0; f < vec; f += L) {
+                FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
+                y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
+                y = y.blend(highest, y.compare(VectorOperators.GT, highest));
+                FloatVector t = y.mul(log2e);
+                FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
+                t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
+                FloatVector rounded = t.add(magic);
+                FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
+                FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
+                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
+                FloatVector e = g.fma(p, one).mul(scale);
+                FloatVector x = FloatVector.fromArray(F, u, o + f);
+                e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
+            }
+            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
         }
     }
 
@@ -559,82 +599,22 @@ final class FeatureKernelsSimd {
     }
 
     /**
-     * Rows [from, to) of {@link #normalizedQueryWeights} once their shifts are known and the
-     * exponentials' arguments are in w: the exponentials and the elu factor into w, each row's
-     * partial sums with z pre-added to L lanes ({@link PartialSums#fold}'s first levels) into
-     * {@code lanes}, then the dot products (L rows folded together by {@link LaneFolds#sums}, fewer
-     * row by row), and the rows scaled into the segment.
+     * Rows [from, to) (at most L) of {@link #normalizedQueryWeights} once their shifts are known
+     * and the exponentials' arguments are in w: the weights ({@link #eluWeights}), their dot
+     * products with z ({@link #rowDots}: L rows folded together) and the rows scaled into the
+     * segment, while the rows are in L1.
      */
     private static void finishQueryRows(float[] u, int from, int to, int m, float[] shift, float[] z, float[] w, float[] rowShifts,
                                         float[] dots, MemorySegment out, long at, float[] lanes) {
-        int vec = m - m % L, body = m - m % FeatureKernels.PARTIALS;
-        // FloatExpSimd.expInPlace's operations written out, as in keyFeaturesElu (the same bits)
-        FloatVector lowest = FloatVector.broadcast(F, FloatExp.MIN_ARGUMENT), highest = FloatVector.broadcast(F, FloatExp.MAX_ARGUMENT);
-        FloatVector log2e = FloatVector.broadcast(F, FloatExp.LOG2E), log2eLow = FloatVector.broadcast(F, FloatExp.LOG2E_LOW);
-        FloatVector exp2Min = FloatVector.broadcast(F, FloatExp.EXP2_MIN), magic = FloatVector.broadcast(F, FloatExp.ROUND_MAGIC), one = FloatVector.broadcast(F, 1f);
-        FloatVector p0 = FloatVector.broadcast(F, FloatExp.P0), p1 = FloatVector.broadcast(F, FloatExp.P1), p2 = FloatVector.broadcast(F, FloatExp.P2);
-        FloatVector p3 = FloatVector.broadcast(F, FloatExp.P3), p4 = FloatVector.broadcast(F, FloatExp.P4), p5 = FloatVector.broadcast(F, FloatExp.P5);
-        boolean together = to - from == L;
+        eluWeights(u, from, to, m, shift, w, rowShifts);
+        rowDots(w, from, to, m, z, dots, lanes);
+        int vec = m - m % L;
         for (int r = from; r < to; r++) {
             int o = r * m;
-            FloatVector rowShift = FloatVector.broadcast(F, rowShifts[r]);
-            for (int f = 0; f < vec; f += L) {
-                FloatVector y = FloatVector.fromArray(F, w, o + f).sub(rowShift);
-                y = y.blend(lowest, y.compare(VectorOperators.LT, lowest));
-                y = y.blend(highest, y.compare(VectorOperators.GT, highest));
-                FloatVector t = y.mul(log2e);
-                FloatVector tLow = y.fma(log2e, t.neg()).add(y.mul(log2eLow));
-                t = t.blend(exp2Min, t.compare(VectorOperators.LT, exp2Min));
-                FloatVector rounded = t.add(magic);
-                FloatVector g = t.sub(rounded.sub(magic)).add(tLow);
-                FloatVector p = g.fma(p0, p1).fma(g, p2).fma(g, p3).fma(g, p4).fma(g, p5);
-                FloatVector scale = rounded.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23).add(FloatExp.EXPONENT_BIAS_BITS).reinterpretAsFloats();
-                FloatVector e = g.fma(p, one).mul(scale);
-                FloatVector x = FloatVector.fromArray(F, u, o + f);
-                e.mul(x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f)).intoArray(w, o + f);   // max(x, 0) + 1
-            }
-            if (vec < m) FeatureKernels.queryRow(u, o, m, false, shift, rowShifts[r], w, vec);
-            // The 16 partials (feature f into partial f mod 16, rowPartials' fma chains), pre-added to L lanes.
-            FloatVector zero = FloatVector.zero(F), a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-            int part = (together ? r - from : 0) * L;
-            if (L == 16) {
-                for (int f = 0; f < body; f += 16) a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                a0.intoArray(lanes, part);
-            } else if (L == 8) {
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a1);
-                }
-                a0.add(a1).intoArray(lanes, part);   // p[i] + p[i + 8]
-            } else {
-                for (int f = 0; f < body; f += 16) {
-                    a0 = FloatVector.fromArray(F, w, o + f).fma(FloatVector.fromArray(F, z, f), a0);
-                    a1 = FloatVector.fromArray(F, w, o + f + 4).fma(FloatVector.fromArray(F, z, f + 4), a1);
-                    a2 = FloatVector.fromArray(F, w, o + f + 8).fma(FloatVector.fromArray(F, z, f + 8), a2);
-                    a3 = FloatVector.fromArray(F, w, o + f + 12).fma(FloatVector.fromArray(F, z, f + 12), a3);
-                }
-                a0.add(a2).add(a1.add(a3)).intoArray(lanes, part);   // p[i] + p[i + 8], then + p[i + 4]
-            }
-            if (!together) dots[r] = foldLanes(lanes);
-        }
-        if (together) LaneFolds.sums(lanes, dots, from);
-        for (int r = from; r < to; r++) {
-            int o = r * m;
-            float dot = dots[r];
-            for (int f = body; f < m; f++) dot = Math.fma(w[o + f], z[f], dot);   // finishDot's tail
-            dots[r] = dot;
-            float inv = 1f / dot;
+            float inv = 1f / dots[r];
             for (int f = 0; f < vec; f += L) FloatVector.fromArray(F, w, o + f).mul(inv).intoMemorySegment(out, (at + o + f) * Float.BYTES, ORDER);
             for (int f = vec; f < m; f++) out.setAtIndex(FLOAT, at + o + f, w[o + f] * inv);   // scaleRows' tail
         }
-    }
-
-    /** The halving tree over lanes[0, L) (the levels of PartialSums.fold past the pre-adds), for one row. */
-    private static float foldLanes(float[] lanes) {
-        for (int half = L / 2; half >= 1; half >>= 1) {
-            for (int i = 0; i < half; i++) lanes[i] = lanes[i] + lanes[i + half];
-        }
-        return lanes[0];
     }
 
 }

@@ -28,7 +28,7 @@ class FeatureKernelsTest {
         SplittableRandom random = new SplittableRandom(5);
         for (int m : new int[] {1, 3, 7, 8, 16, 19, 32, 64, 67, 256}) {
             for (boolean exponential : new boolean[] {true, false}) {
-                int rows = 1 + random.nextInt(9);
+                int rows = 1 + random.nextInt(40);   // past whole groups of L rows (the row maxima and dot products fold L rows at a time)
                 float[] u = values(random, rows * m), shift = values(random, m);
                 float[] a = new float[rows * m], b = new float[rows * m], sa = values(random, m), sb = sa.clone();
                 try (Arena arena = Arena.ofConfined()) {
