@@ -39,7 +39,7 @@ public final class RowSoftmax {
     /**
      * Σ row[at, at + cols) in float, in an order that does not depend on the vector width: partial
      * j (j &lt; 16) adds the columns c ≡ j (mod 16) below cols − cols mod 16 in column order, the
-     * partials are folded pairwise ({@link PartialSums#fold}), then the last cols mod 16 columns are added in
+     * partials are folded as a halving tree ({@link PartialSums#fold}), then the last cols mod 16 columns are added in
      * order. {@link RowSoftmaxSimd#sum} keeps the partials in lanes and gives these bits. (The sum in
      * column order, one chain of dependent scalar adds per row, eight rows interleaved, was 3 % of
      * Nyström's forward in JFR samples, and the exponentials, maximum and division around it

@@ -128,7 +128,7 @@ final class FeatureKernels {
     /**
      * dots[r] = Σ_f w[r][f]·z[f] for the first {@code rows} rows, in an order that does not depend
      * on the vector width: partial j (j &lt; 16) is the fma chain over the features f ≡ j (mod 16)
-     * below m − m mod 16, in feature order; the 16 partials are folded pairwise
+     * below m − m mod 16, in feature order; the 16 partials are folded as a halving tree
      * ({@link PartialSums#fold}), then the last m mod 16 features are fma'd on in order. The vector twin
      * keeps the partials in lanes (one vector at 512 bits, two at 256, four at 128), so it gives
      * these bits; one scalar chain per row, as before, was 3 % of the forward pass.
