@@ -18,7 +18,9 @@ import jdk.incubator.vector.VectorSpecies;
  * and the operation, so one step halves the vectors and every lane stays busy; after the last, one
  * vector holds the L results (in a permuted lane order, put back in order once). Each row's values
  * meet as a halving tree, lane j with lane j + L/2, then j + L/4, …: {@link PartialSums#fold}'s
- * order once the 16 partials are pre-added down to L lanes. Maxima are exact in any order.
+ * order once the 16 partials are pre-added down to L lanes. Maxima are exact in any order. The CPU
+ * decode kernel builds the same steps for its keys' scores; the kernels and the variants share no code
+ * (the variants read their width in {@link VariantSpecies} for the same reason).
  */
 public final class LaneFolds {
     private LaneFolds() {}
@@ -76,7 +78,11 @@ public final class LaneFolds {
         FloatVector.fromArray(F, rows, 0).rearrange(NATURAL).intoArray(dst, dstOff);
     }
 
-    /** dst[dstOff + i] = the largest of row i's L lanes (Math.max's rules: NaN wins, +0 over −0); {@code rows} is overwritten. */
+    /**
+     * dst[dstOff + i] = the largest of row i's L lanes (Math.max's rules: NaN wins, +0 over −0);
+     * {@code rows} is overwritten. {@link #sums}' loop with max for add: the operation as a parameter
+     * would be a vector operation C2 intrinsifies only where this method is inlined.
+     */
     public static void maxima(float[] rows, float[] dst, int dstOff) {
         for (int st = 0, count = L; count > 1; st++, count >>= 1) {
             int half = count >> 1;

@@ -117,7 +117,7 @@ final class FeatureKernelsSimd {
         for (int r0 = 0; r0 < rows; r0 += L) rowDots(w, r0, Math.min(r0 + L, rows), m, z, dots, lanes);
     }
 
-    /** {@link #rowDots} of rows [from, to), at most L of them; {@code lanes} holds L·L floats. */
+    /** {@link #rowDots} of rows [from, to): exactly L of them folded together, any other count row by row; {@code lanes} holds L·L floats. */
     private static void rowDots(float[] w, int from, int to, int m, float[] z, float[] dots, float[] lanes) {
         int body = m - m % FeatureKernels.PARTIALS;
         boolean together = to - from == L;
@@ -543,13 +543,14 @@ final class FeatureKernelsSimd {
             normalizedQueryWeights(u, rows, m, false, shift, z, w, rowShifts, dots, out, at);
             return;
         }
-        int vec = m - m % L, blocked = vec == 0 ? 0 : rows - rows % L;
+        int vec = m - m % L, grouped = vec == 0 ? 0 : rows - rows % L;
         float[] lanes = new float[L * L];
-        for (int r0 = 0; r0 < blocked; r0 += L) {
-            for (int r = r0; r < r0 + L; r++) {
+        for (int r = 0; r < rows; r++) {
+            int o = r * m;
+            long b = (srcAt + o) * Float.BYTES;
+            float max = Float.NEGATIVE_INFINITY;
+            if (vec > 0) {
                 FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-                int o = r * m;
-                long b = (srcAt + o) * Float.BYTES;
                 for (int f = 0; f < vec; f += L) {
                     // queryShifts' loop, its x loaded from the input and stored to u
                     FloatVector x = FloatVector.fromMemorySegment(F, src, b + (long) f * Float.BYTES, ORDER), s = FloatVector.fromArray(F, shift, f);
@@ -560,46 +561,27 @@ final class FeatureKernelsSimd {
                     best = best.max(V_LN2.fma(log2, below).add(s));
                     below.add(s).intoArray(w, o + f);
                 }
-                best.intoArray(lanes, (r - r0) * L);
+                if (r < grouped) best.intoArray(lanes, (r % L) * L);
+                else max = best.reduceLanes(VectorOperators.MAX);   // exact, as in queryShifts
             }
-            LaneFolds.maxima(lanes, rowShifts, r0);   // exact: any order gives queryShifts' value
-            if (vec < m) {
-                for (int r = r0; r < r0 + L; r++) {
-                    int o = r * m;
-                    MemorySegment.copy(src, FLOAT, (srcAt + o + vec) * Float.BYTES, u, o + vec, m - vec);
-                    rowShifts[r] = FeatureKernels.rowShift(u, o, m, false, shift, vec, rowShifts[r]);
+            if (vec < m) MemorySegment.copy(src, FLOAT, b + (long) vec * Float.BYTES, u, o + vec, m - vec);
+            if (r < grouped) {
+                if (r % L == L - 1) {   // L rows' shifts, then their weights, dot products and scaled rows
+                    int r0 = r + 1 - L;
+                    LaneFolds.maxima(lanes, rowShifts, r0);   // exact: any order gives queryShifts' value
+                    if (vec < m) for (int q = r0; q <= r; q++) rowShifts[q] = FeatureKernels.rowShift(u, q * m, m, false, shift, vec, rowShifts[q]);
+                    finishQueryRows(u, r0, r + 1, m, shift, z, w, rowShifts, dots, out, at, lanes);
                 }
+                continue;
             }
-            finishQueryRows(u, r0, r0 + L, m, shift, z, w, rowShifts, dots, out, at, lanes);
-        }
-        for (int r = blocked; r < rows; r++) {
-            int o = r * m;
-            long b = (srcAt + o) * Float.BYTES;
-            float max = Float.NEGATIVE_INFINITY;
-            if (vec > 0) {
-                FloatVector best = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-                for (int f = 0; f < vec; f += L) {
-                    FloatVector x = FloatVector.fromMemorySegment(F, src, b + (long) f * Float.BYTES, ORDER), s = FloatVector.fromArray(F, shift, f);
-                    x.intoArray(u, o + f);
-                    FloatVector below = x.blend(ZERO, x.compare(VectorOperators.GT, 0f));
-                    FloatVector bits = (FloatVector) x.blend(ZERO, x.compare(VectorOperators.LE, 0f)).add(1f).reinterpretAsInts().convert(VectorOperators.I2F, 0);
-                    FloatVector log2 = bits.fma(V_MANTISSA_ULP, V_LOG2_BIAS);
-                    best = best.max(V_LN2.fma(log2, below).add(s));
-                    below.add(s).intoArray(w, o + f);
-                }
-                max = best.reduceLanes(VectorOperators.MAX);   // exact, as in queryShifts
-            }
-            if (vec < m) {
-                MemorySegment.copy(src, FLOAT, b + (long) vec * Float.BYTES, u, o + vec, m - vec);
-                max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);
-            }
+            if (vec < m) max = FeatureKernels.rowShift(u, o, m, false, shift, vec, max);
             rowShifts[r] = max;
         }
-        if (blocked < rows) finishQueryRows(u, blocked, rows, m, shift, z, w, rowShifts, dots, out, at, lanes);
+        if (grouped < rows) finishQueryRows(u, grouped, rows, m, shift, z, w, rowShifts, dots, out, at, lanes);
     }
 
     /**
-     * Rows [from, to) (at most L) of {@link #normalizedQueryWeights} once their shifts are known
+     * Rows [from, to) (L of them, or the rest) of {@link #normalizedQueryWeights} once their shifts are known
      * and the exponentials' arguments are in w: the weights ({@link #eluWeights}), their dot
      * products with z ({@link #rowDots}: L rows folded together) and the rows scaled into the
      * segment, while the rows are in L1.
