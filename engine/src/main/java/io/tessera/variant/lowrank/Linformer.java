@@ -189,14 +189,7 @@ public final class Linformer implements AttentionOperator.Scaled, AttentionOpera
         long keyFloats = Math.multiplyExact((long) s.batch() * s.kvHeads() * k, s.headDim());
         long valueFloats = Math.multiplyExact((long) s.batch() * s.kvHeads() * k, s.valueDim());
         long bytes = Math.multiplyExact(keyFloats + valueFloats, (long) Float.BYTES);
-        MemorySegment kept = PROJECTED.get(bytes);
-        if (kept != null) {
-            projectAndAttend(be, s, q, keys, values, out, kept, keyFloats, valueFloats);
-            return;
-        }
-        try (Arena arena = Arena.ofShared()) {   // too large to keep on the thread: this call's own
-            projectAndAttend(be, s, q, keys, values, out, arena.allocate(bytes, 64), keyFloats, valueFloats);
-        }
+        PROJECTED.use(bytes, scratch -> projectAndAttend(be, s, q, keys, values, out, scratch, keyFloats, valueFloats));
     }
 
     /** K' and V' into {@code scratch} (overwritten whole by the projections, beta = 0: no zeroing), then dense attention over them. */

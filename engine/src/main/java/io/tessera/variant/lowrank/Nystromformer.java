@@ -89,16 +89,7 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         Backend perHead = heads > 1 ? be.withThreads(1) : be;
         long[][] shapes = headShapes(m, d, dv, s.qLen(), s.kvLen());
         long bytes = headBytes(shapes);
-        java.util.function.IntConsumer head = bh -> {
-            MemorySegment kept = HEAD_SCRATCH.get(bytes);
-            if (kept != null) {
-                forwardHead(perHead, s, scale, m, views(kept, shapes), q, k, v, out, bh);
-                return;
-            }
-            try (Arena arena = Arena.ofConfined()) {   // too large to keep on the thread: this head's own
-                forwardHead(perHead, s, scale, m, views(arena.allocate(bytes, 64), shapes), q, k, v, out, bh);
-            }
-        };
+        java.util.function.IntConsumer head = bh -> HEAD_SCRATCH.use(bytes, memory -> forwardHead(perHead, s, scale, m, views(memory, shapes), q, k, v, out, bh));
         if (heads > 1) be.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
         else head.accept(0);
     }

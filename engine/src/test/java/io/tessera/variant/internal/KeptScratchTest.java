@@ -32,4 +32,21 @@ class KeptScratchTest {
         assertThat(other.get()).isNotNull().isNotSameAs(scratch.get(10));
         assertThatThrownBy(() -> scratch.get(-1)).isInstanceOf(IllegalArgumentException.class).hasMessage("bytes must be >= 0, got -1");
     }
+
+    @Test
+    void useRunsOnTheKeptSegmentOrOnTheCallsOwnAboveTheLimit() {
+        KeptScratch scratch = KeptScratch.create();
+        AtomicReference<MemorySegment> seen = new AtomicReference<>();
+        scratch.use(1000, seen::set);
+        assertThat(seen.get()).isSameAs(scratch.get(1000));
+        long big = KeptScratch.RETAINED_BYTES + 64;
+        scratch.use(big, segment -> {
+            assertThat(segment.byteSize()).isEqualTo(big);
+            assertThat(segment.address() % 64).isZero();
+            segment.set(java.lang.foreign.ValueLayout.JAVA_BYTE, big - 1, (byte) 1);   // usable while the work runs
+            seen.set(segment);
+        });
+        assertThat(seen.get().scope().isAlive()).isFalse();   // freed when the work returned
+        assertThat(scratch.get(1000).byteSize()).isLessThan(big);   // and not kept
+    }
 }
