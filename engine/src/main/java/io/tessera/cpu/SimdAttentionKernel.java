@@ -97,12 +97,16 @@ final class SimdAttentionKernel {
         // The packed query block a backward tile reads: the buffers above, or a block of the head cache.
         float[] curQT, curQPad, curDOT, curDORows, curLse2, curDelta;
         int curQTOff, curQPadOff, curDOTOff, curDORowsOff, curStatOff;
+        int curHeadDqOff;   // a cached block's running dq in headDqT
         boolean curQFinite, curDOFinite;
         // Single pass: every query block of a key/value head's query heads, packed once.
         float[] headQT = new float[0], headQPad = new float[0], headDOT = new float[0], headDORows = new float[0];
         float[] headLse2 = new float[0], headDelta = new float[0];
         boolean[] headQFinite = new boolean[0], headDOFinite = new boolean[0];
         float[] headDqT = new float[0];   // [slot][group][D][GROUP] the running dq of every cached block, transposed
+        // Where the head cache's blocks start in headQT, headQPad, headDOT, headDORows and headDqT:
+        // past the floats that put them on a cache line (these arrays are too large to be placed).
+        int headQTBase, headQPadBase, headDOTBase, headDORowsBase, headDqTBase;
         // Full tiles: every lane group's probabilities and score gradients of the tile, kept until
         // dv and dk take them all in one pass over the block's rows (see fullTileGradients).
         float[][] pGroups = new float[0][], dsGroups = new float[0][];
@@ -115,8 +119,8 @@ final class SimdAttentionKernel {
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
-            if (qT.length < groups * d * GROUP) qT = new float[groups * d * GROUP];
-            if (oT.length < groups * dv * GROUP) oT = new float[groups * dv * GROUP];
+            qT = placed(qT, groups * d * GROUP);
+            oT = placed(oT, groups * dv * GROUP);
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
             if (qRows.length < groups * GROUP * d) qRows = new float[groups * GROUP * d];
             if (columnD != d) {
@@ -128,13 +132,25 @@ final class SimdAttentionKernel {
                 columnDv = dv;
             }
             // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
-            if (sT.length < (blockKV + STEP) * GROUP) { sT = new float[(blockKV + STEP) * GROUP]; sTNext = new float[sT.length]; }
+            sT = placed(sT, (blockKV + STEP) * GROUP);
+            sTNext = placed(sTNext, sT.length);
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
             if (vTile.length < (blockKV + STEP) * dv) vTile = new float[(blockKV + STEP) * dv];
             if (kSix.length < panelFloats(blockKV, d)) kSix = new float[panelFloats(blockKV, d)];
             if (vSix.length < panelFloats(blockKV, dv)) vSix = new float[panelFloats(blockKV, dv)];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
+        }
+
+        /**
+         * {@code a} when it holds {@code length} floats and sits on a cache line, else a new array
+         * that does (at least as long as {@code a}): the kernels' full-width vector loads and stores
+         * of these buffers each touched two lines when they did not (see {@link LineAlignedArrays}).
+         * Only called where the buffer's contents are about to be written anew.
+         */
+        private static float[] placed(float[] a, int length) {
+            if (a != null && a.length >= length && !LineAlignedArrays.misaligned(a)) return a;
+            return LineAlignedArrays.floats(Math.max(a == null ? 0 : a.length, length));
         }
 
         /** What the buffers hold now (see {@link ThreadScratch}). */
@@ -148,18 +164,24 @@ final class SimdAttentionKernel {
 
         void ensureBackward(int d, int dv, int blockQ, int blockKV) {
             int lanes = (blockQ + GROUP - 1) / GROUP * GROUP, dPad = padded(d), dvPad = padded(dv);
-            if (dOT.length < lanes * dv) { dOT = new float[lanes * dv]; dORaw = new float[lanes * dv]; }
-            if (dOrows.length < lanes * dvPad) dOrows = new float[lanes * dvPad];
-            if (qPadded.length < lanes * dPad) qPadded = new float[lanes * dPad];
-            if (dsT.length < (blockKV + STEP) * GROUP) dsT = new float[(blockKV + STEP) * GROUP];
+            dOT = placed(dOT, lanes * dv);
+            if (dORaw.length < lanes * dv) dORaw = new float[lanes * dv];
+            dOrows = placed(dOrows, lanes * dvPad);
+            qPadded = placed(qPadded, lanes * dPad);
+            dsT = placed(dsT, (blockKV + STEP) * GROUP);
             if (lse2.length < lanes) { lse2 = new float[lanes]; delta = new float[lanes]; }
-            if (dqT.length < lanes * d) { dqT = new float[lanes * d]; dqRun = new float[lanes * d]; }
-            if (dkAcc.length < blockKV * dPad) dkAcc = new float[blockKV * dPad];
-            if (dvAcc.length < blockKV * dvPad) dvAcc = new float[blockKV * dvPad];
+            dqT = placed(dqT, lanes * d);
+            dqRun = placed(dqRun, lanes * d);
+            dkAcc = placed(dkAcc, blockKV * dPad);
+            dvAcc = placed(dvAcc, blockKV * dvPad);
             int groups = lanes / GROUP, tile = (blockKV + STEP) * GROUP;
             if (pGroups.length < groups || pGroups[0].length < tile) {
-                pGroups = new float[groups][tile];
-                dsGroups = new float[groups][tile];
+                pGroups = new float[groups][];
+                dsGroups = new float[groups][];
+            }
+            for (int g = 0; g < pGroups.length; g++) {
+                pGroups[g] = placed(pGroups[g], tile);
+                dsGroups[g] = placed(dsGroups[g], tile);
             }
         }
     }
@@ -1241,7 +1263,7 @@ final class SimdAttentionKernel {
             int h = hk * perKv + hi;
             for (int qb = 0; qb < first.qBlocks(); qb++) {
                 int q0 = qb * blockQ, rows = Math.min(blockQ, qLen - q0), slot = hi * first.qBlocks() + qb;
-                writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.headDqT, slot * lanesPerBlock * d);
+                writeTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.headDqT, s.headDqTBase + slot * lanesPerBlock * d);
             }
         }
     }
@@ -1264,23 +1286,29 @@ final class SimdAttentionKernel {
         Scratch s = SCRATCH.get();
         s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
         s.ensureBackward(d, dv, first.rowsPerBlock(), first.keysPerBlock());
-        if (s.headQT.length < lanes * d) s.headQT = new float[(int) lanes * d];
-        if (s.headQPad.length < lanes * padded(d)) s.headQPad = new float[(int) lanes * padded(d)];
-        if (s.headDOT.length < lanes * dv) s.headDOT = new float[(int) lanes * dv];
-        if (s.headDORows.length < lanes * padded(dv)) s.headDORows = new float[(int) lanes * padded(dv)];
+        int slack = LineAlignedArrays.SLACK_FLOATS;
+        if (s.headQT.length < lanes * d + slack) s.headQT = new float[(int) lanes * d + slack];
+        if (s.headQPad.length < lanes * padded(d) + slack) s.headQPad = new float[(int) lanes * padded(d) + slack];
+        if (s.headDOT.length < lanes * dv + slack) s.headDOT = new float[(int) lanes * dv + slack];
+        if (s.headDORows.length < lanes * padded(dv) + slack) s.headDORows = new float[(int) lanes * padded(dv) + slack];
         if (s.headLse2.length < lanes) { s.headLse2 = new float[(int) lanes]; s.headDelta = new float[(int) lanes]; }
         if (s.headQFinite.length < blocks) { s.headQFinite = new boolean[blocks]; s.headDOFinite = new boolean[blocks]; }
-        if (s.headDqT.length < lanes * d) s.headDqT = new float[(int) lanes * d];
-        Arrays.fill(s.headDqT, 0, (int) lanes * d, 0f);
+        if (s.headDqT.length < lanes * d + slack) s.headDqT = new float[(int) lanes * d + slack];
+        s.headQTBase = LineAlignedArrays.floatsToLine(s.headQT);
+        s.headQPadBase = LineAlignedArrays.floatsToLine(s.headQPad);
+        s.headDOTBase = LineAlignedArrays.floatsToLine(s.headDOT);
+        s.headDORowsBase = LineAlignedArrays.floatsToLine(s.headDORows);
+        s.headDqTBase = LineAlignedArrays.floatsToLine(s.headDqT);
+        Arrays.fill(s.headDqT, s.headDqTBase, s.headDqTBase + (int) lanes * d, 0f);
         for (int hi = 0; hi < perKv; hi++) {
             for (int qb = 0; qb < first.qBlocks(); qb++) {
                 int q0 = qb * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0), used = (rows + GROUP - 1) / GROUP * GROUP;
                 int slot = hi * first.qBlocks() + qb, lane0 = slot * lanesPerBlock;
                 packBlock(c, b, hk * perKv + hi, q0, rows, s);
-                System.arraycopy(s.qT, 0, s.headQT, lane0 * d, used * d);
-                System.arraycopy(s.qPadded, 0, s.headQPad, lane0 * padded(d), used * padded(d));
-                System.arraycopy(s.dOT, 0, s.headDOT, lane0 * dv, used * dv);
-                System.arraycopy(s.dOrows, 0, s.headDORows, lane0 * padded(dv), used * padded(dv));
+                System.arraycopy(s.qT, 0, s.headQT, s.headQTBase + lane0 * d, used * d);
+                System.arraycopy(s.qPadded, 0, s.headQPad, s.headQPadBase + lane0 * padded(d), used * padded(d));
+                System.arraycopy(s.dOT, 0, s.headDOT, s.headDOTBase + lane0 * dv, used * dv);
+                System.arraycopy(s.dOrows, 0, s.headDORows, s.headDORowsBase + lane0 * padded(dv), used * padded(dv));
                 System.arraycopy(s.lse2, 0, s.headLse2, lane0, used);
                 System.arraycopy(s.delta, 0, s.headDelta, lane0, used);
                 s.headQFinite[slot] = s.curQFinite;
@@ -1293,10 +1321,11 @@ final class SimdAttentionKernel {
     /** Points the tile's inputs at block {@code slot} of the head cache (blocks of rowsPerBlock rows, packHead's slots). */
     private static void useCachedBlock(Scratch s, int slot, int rowsPerBlock, int d, int dv) {
         int lane0 = slot * ((rowsPerBlock + GROUP - 1) / GROUP * GROUP);
-        s.curQT = s.headQT; s.curQTOff = lane0 * d;
-        s.curQPad = s.headQPad; s.curQPadOff = lane0 * padded(d);
-        s.curDOT = s.headDOT; s.curDOTOff = lane0 * dv;
-        s.curDORows = s.headDORows; s.curDORowsOff = lane0 * padded(dv);
+        s.curQT = s.headQT; s.curQTOff = s.headQTBase + lane0 * d;
+        s.curHeadDqOff = s.headDqTBase + lane0 * d;
+        s.curQPad = s.headQPad; s.curQPadOff = s.headQPadBase + lane0 * padded(d);
+        s.curDOT = s.headDOT; s.curDOTOff = s.headDOTBase + lane0 * dv;
+        s.curDORows = s.headDORows; s.curDORowsOff = s.headDORowsBase + lane0 * padded(dv);
         s.curLse2 = s.headLse2; s.curDelta = s.headDelta; s.curStatOff = lane0;
         s.curQFinite = s.headQFinite[slot];
         s.curDOFinite = s.headDOFinite[slot];
@@ -1371,7 +1400,7 @@ final class SimdAttentionKernel {
                     }
                 }
                 // dq += scale · (this tile's contribution): into the head's running sums when cached, else into the dq rows.
-                if (addDq && headCached) addScaled(s.dqT, groups * d * GROUP, g.scale(), s.headDqT, s.curQTOff);
+                if (addDq && headCached) addScaled(s.dqT, groups * d * GROUP, g.scale(), s.headDqT, s.curHeadDqOff);
                 else if (addDq) addTransposedRows(c.dq, gg.dqBase(b, h) + (long) q0 * gg.dqRow(), gg.dqRow(), d, rows, s.dqT, g.scale());
             }
         }

@@ -175,13 +175,20 @@ final class SimdDecodeKernel {
             int quadRows = (rows + 3) / 4 * 4, dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
             long qFloats = (long) queryBlocks * quadRows * dPad;
             if (qFloats > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("decode call too large: " + queryBlocks + " sequence × key/value heads of " + quadRows + " × " + dPad + " query floats");
-            if (qRows.length < qFloats) qRows = new float[(int) qFloats];
+            // The vector loads' and stores' buffers on cache lines (see LineAlignedArrays). qRows
+            // holds converted queries for the call (qLoadedFor): a re-placed copy starts unloaded.
+            if (qRows.length < qFloats || LineAlignedArrays.misaligned(qRows)) {
+                qRows = LineAlignedArrays.floats((int) Math.max(qRows.length, qFloats));
+                Arrays.fill(qLoadedFor, 0L);   // no call has id 0
+            }
+            if (LineAlignedArrays.misaligned(dots)) dots = LineAlignedArrays.floats(dots.length);
+            if (LineAlignedArrays.misaligned(red)) red = LineAlignedArrays.floats(red.length);
             if (qLoadedFor.length < queryBlocks) qLoadedFor = new long[queryBlocks];
             block = (int) Math.max(1, Math.min(STAGE_CHUNKS, STAGE_BYTES / ((long) CHUNK * (dPad + vPad) * Float.BYTES)));
             if (kRows.length < block * CHUNK * dPad) kSeg = MemorySegment.ofArray(kRows = new float[block * CHUNK * dPad]);
             if (vRows.length < block * CHUNK * vPad) vSeg = MemorySegment.ofArray(vRows = new float[block * CHUNK * vPad]);
-            if (p.length < quadRows * CHUNK) p = new float[quadRows * CHUNK];
-            if (o.length < quadRows * vPad) o = new float[quadRows * vPad];
+            if (p.length < quadRows * CHUNK || LineAlignedArrays.misaligned(p)) p = LineAlignedArrays.floats(Math.max(p.length, quadRows * CHUNK));
+            if (o.length < quadRows * vPad || LineAlignedArrays.misaligned(o)) o = LineAlignedArrays.floats(Math.max(o.length, quadRows * vPad));
             if (m.length < quadRows) { m = new float[quadRows]; l = new float[quadRows]; alpha = new float[quadRows]; bits = new long[quadRows]; }
         }
     }

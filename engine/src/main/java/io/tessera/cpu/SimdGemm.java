@@ -47,8 +47,9 @@ final class SimdGemm {
     private static final boolean PAIRS = VectorConfig.WIDE_REGISTER_FILE;
     /** Where the second panel of a pair starts in the packed buffer (and its tile in the tile buffer). */
     private static final int SECOND = KC * PANEL, SECOND_TILE = ROWS * PANEL;
-    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL]);
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL]);
+    /** The packed panels and the c tile: full-width vector loads and stores, kept on cache lines (see {@link LineAlignedArrays}). */
+    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> LineAlignedArrays.floats(2 * KC * PANEL));
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> LineAlignedArrays.floats(2 * ROWS * PANEL));
     /**
      * Depth of the runs in which an item copies its rows of a row-major op(a) to the heap: several
      * slices at once, because a copy per slice reads runs of only KC floats, each from a different
@@ -124,6 +125,8 @@ final class SimdGemm {
         int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
         int rowsPerItem = rowsPerItem(g, threads), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
         float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
+        if (LineAlignedArrays.misaligned(packed)) PACKED.set(packed = LineAlignedArrays.floats(packed.length));   // moved by the collector
+        if (LineAlignedArrays.misaligned(tile)) TILE.set(tile = LineAlignedArrays.floats(tile.length));
         boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
         int run0 = 0, run = 0;   // the depth range [run0, run0 + run) of op(a) in ap, row t at t·run (row-major copies)
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
