@@ -47,8 +47,11 @@ final class SimdAttentionKernel {
 
     /** Per-thread buffers, grown on demand and reused across calls. */
     static final class Scratch {
-        float[] qT = new float[0];      // [group][D][GROUP]   scaled queries, transposed
-        float[] oT = new float[0];      // [group][Dv][GROUP]  output accumulators, transposed
+        float[] qT = new float[0];      // [group][D][GROUP]   scaled queries, transposed, from qTBase
+        float[] oT = new float[0];      // [group][Dv][GROUP]  output accumulators, transposed, from oTBase
+        /** Where qT's and oT's blocks start: their first float on a cache line when it was known at the block's start. */
+        int qTBase, oTBase;
+        MemorySegment qTBytes = MemorySegment.ofArray(qT), oTBytes = MemorySegment.ofArray(oT);   // the arrays, for LineAlignedArrays
         float[] m = new float[0];       // [group][GROUP]      running max of the scaled logits, base 2
         float[] l = new float[0];       // [group][GROUP]      running softmax denominator
         float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
@@ -107,6 +110,7 @@ final class SimdAttentionKernel {
         // Where the head cache's blocks start in headQT, headQPad, headDOT, headDORows and headDqT:
         // past the floats that put them on a cache line (these arrays are too large to be placed).
         int headQTBase, headQPadBase, headDOTBase, headDORowsBase, headDqTBase;
+        MemorySegment headQTBytes, headQPadBytes, headDOTBytes, headDORowsBytes, headDqTBytes;   // the arrays, for LineAlignedArrays
         // Full tiles: every lane group's probabilities and score gradients of the tile, kept until
         // dv and dk take them all in one pass over the block's rows (see fullTileGradients).
         float[][] pGroups = new float[0][], dsGroups = new float[0][];
@@ -119,8 +123,13 @@ final class SimdAttentionKernel {
 
         void ensure(int d, int dv, int blockQ, int blockKV, int words) {
             int groups = (blockQ + GROUP - 1) / GROUP;
-            qT = placed(qT, groups * d * GROUP);
-            oT = placed(oT, groups * dv * GROUP);
+            // qT and oT are read and written in full vectors: used from their first cache line on
+            // (qTBase, oTBase; see LineAlignedArrays), so each has a line of floats to spare.
+            int slack = LineAlignedArrays.SLACK_FLOATS;
+            if (qT.length < groups * d * GROUP + slack) qTBytes = MemorySegment.ofArray(qT = new float[groups * d * GROUP + slack]);
+            if (oT.length < groups * dv * GROUP + slack) oTBytes = MemorySegment.ofArray(oT = new float[groups * dv * GROUP + slack]);
+            qTBase = LineAlignedArrays.floatsToLine(qTBytes);
+            oTBase = LineAlignedArrays.floatsToLine(oTBytes);
             if (m.length < groups * GROUP) { m = new float[groups * GROUP]; l = new float[groups * GROUP]; }
             if (qRows.length < groups * GROUP * d) qRows = new float[groups * GROUP * d];
             if (columnD != d) {
@@ -132,25 +141,13 @@ final class SimdAttentionKernel {
                 columnDv = dv;
             }
             // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
-            sT = placed(sT, (blockKV + STEP) * GROUP);
-            sTNext = placed(sTNext, sT.length);
+            if (sT.length < (blockKV + STEP) * GROUP) { sT = new float[(blockKV + STEP) * GROUP]; sTNext = new float[sT.length]; }
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
             if (vTile.length < (blockKV + STEP) * dv) vTile = new float[(blockKV + STEP) * dv];
             if (kSix.length < panelFloats(blockKV, d)) kSix = new float[panelFloats(blockKV, d)];
             if (vSix.length < panelFloats(blockKV, dv)) vSix = new float[panelFloats(blockKV, dv)];
             if (rowMask.length < blockQ * words) rowMask = new long[blockQ * words];
             if (laneMask.length < blockKV) laneMask = new long[blockKV];
-        }
-
-        /**
-         * {@code a} when it holds {@code length} floats and sits on a cache line, else a new array
-         * that does (at least as long as {@code a}): the kernels' full-width vector loads and stores
-         * of these buffers each touched two lines when they did not (see {@link LineAlignedArrays}).
-         * Only called where the buffer's contents are about to be written anew.
-         */
-        private static float[] placed(float[] a, int length) {
-            if (a != null && a.length >= length && !LineAlignedArrays.misaligned(a)) return a;
-            return LineAlignedArrays.floats(Math.max(a == null ? 0 : a.length, length));
         }
 
         /** What the buffers hold now (see {@link ThreadScratch}). */
@@ -164,24 +161,18 @@ final class SimdAttentionKernel {
 
         void ensureBackward(int d, int dv, int blockQ, int blockKV) {
             int lanes = (blockQ + GROUP - 1) / GROUP * GROUP, dPad = padded(d), dvPad = padded(dv);
-            dOT = placed(dOT, lanes * dv);
-            if (dORaw.length < lanes * dv) dORaw = new float[lanes * dv];
-            dOrows = placed(dOrows, lanes * dvPad);
-            qPadded = placed(qPadded, lanes * dPad);
-            dsT = placed(dsT, (blockKV + STEP) * GROUP);
+            if (dOT.length < lanes * dv) { dOT = new float[lanes * dv]; dORaw = new float[lanes * dv]; }
+            if (dOrows.length < lanes * dvPad) dOrows = new float[lanes * dvPad];
+            if (qPadded.length < lanes * dPad) qPadded = new float[lanes * dPad];
+            if (dsT.length < (blockKV + STEP) * GROUP) dsT = new float[(blockKV + STEP) * GROUP];
             if (lse2.length < lanes) { lse2 = new float[lanes]; delta = new float[lanes]; }
-            dqT = placed(dqT, lanes * d);
-            dqRun = placed(dqRun, lanes * d);
-            dkAcc = placed(dkAcc, blockKV * dPad);
-            dvAcc = placed(dvAcc, blockKV * dvPad);
+            if (dqT.length < lanes * d) { dqT = new float[lanes * d]; dqRun = new float[lanes * d]; }
+            if (dkAcc.length < blockKV * dPad) dkAcc = new float[blockKV * dPad];
+            if (dvAcc.length < blockKV * dvPad) dvAcc = new float[blockKV * dvPad];
             int groups = lanes / GROUP, tile = (blockKV + STEP) * GROUP;
             if (pGroups.length < groups || pGroups[0].length < tile) {
-                pGroups = new float[groups][];
-                dsGroups = new float[groups][];
-            }
-            for (int g = 0; g < pGroups.length; g++) {
-                pGroups[g] = placed(pGroups[g], tile);
-                dsGroups[g] = placed(dsGroups[g], tile);
+                pGroups = new float[groups][tile];
+                dsGroups = new float[groups][tile];
             }
         }
     }
@@ -206,7 +197,7 @@ final class SimdAttentionKernel {
         bindMods(s, c, b, h, q0, rows);
 
         packQueries(c.q, c.qType, g.qBase(b, h) + (long) q0 * g.qRow(), g.qRow(), d, rows, g.scale(), s);
-        Arrays.fill(s.oT, 0, groups * dv * GROUP, 0f);
+        Arrays.fill(s.oT, s.oTBase, s.oTBase + groups * dv * GROUP, 0f);
         Arrays.fill(s.m, 0, groups * GROUP, NEG_INF);
         Arrays.fill(s.l, 0, groups * GROUP, 0f);
 
@@ -247,7 +238,7 @@ final class SimdAttentionKernel {
                 // Soft-capped groups take the pair too when both are bounded onto the polynomial.
                 boolean cappedPair = pair && saturated && capsOnPolynomial(s, grp, keyNorm, d) && capsOnPolynomial(s, grp + 1, keyNorm, d);
                 if (pair && (!saturated || cappedPair)) {
-                    scoresPair(keys, kOff, n, d, s.qT, grp * d * GROUP, s.sT, s.sTNext);
+                    scoresPair(keys, kOff, n, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, s.sTNext);
                     if (cappedPair) {
                         float inverseCap = s.mods.inverseCap(0);
                         capOnPolynomial(s.sT, n, inverseCap);
@@ -255,7 +246,7 @@ final class SimdAttentionKernel {
                     }
                     s.capPolynomialOnly = cappedPair;   // modifyScores skips the cap just applied
                     pairStep(s, grp, n, dv);
-                    accumulatePair(values, vOff, n, dv, s.sT, s.sTNext, s.oT, grp * dv * GROUP);
+                    accumulatePair(values, vOff, n, dv, s.sT, s.sTNext, s.oT, s.oTBase + grp * dv * GROUP);
                     grp++;
                     continue;
                 }
@@ -269,12 +260,12 @@ final class SimdAttentionKernel {
                 }
                 if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
                     if (saturated) s.capPolynomialOnly = capsOnPolynomial(s, grp, keyNorm, d);
-                    scores(keys, kOff, from, count, d, s.qT, grp * d * GROUP, s.sT, s.capPolynomialOnly ? s.mods.inverseCap(0) : 0f);
+                    scores(keys, kOff, from, count, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, s.capPolynomialOnly ? s.mods.inverseCap(0) : 0f);
                     if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv);
-                accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, grp * dv * GROUP);
+                accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, s.oTBase + grp * dv * GROUP);
             }
         }
         writeRows(c, b, h, q0, lay, g.oBase(b, h) + (long) q0 * g.oRow(), g.oRow(),
@@ -377,7 +368,7 @@ final class SimdAttentionKernel {
         if (s.groupQNorm.length < groups) s.groupQNorm = new double[groups];
         for (int grp = 0; grp < groups; grp++) {
             Arrays.fill(s.laneNorm, 0);
-            for (int i = 0, o = grp * d * GROUP; i < d; i++) {
+            for (int i = 0, o = s.qTBase + grp * d * GROUP; i < d; i++) {
                 for (int lane = 0; lane < GROUP; lane++, o++) s.laneNorm[lane] += (double) s.qT[o] * s.qT[o];
             }
             double max = 0;
@@ -439,7 +430,7 @@ final class SimdAttentionKernel {
      * log2(e) factor puts every logit in base 2, so the online softmax needs only 2^x.
      */
     private static void packQueries(MemorySegment q, ElementType type, long base, long rowStride, int d, int rows, float softmaxScale, Scratch s) {
-        packTransposed(q, type, base, rowStride, d, rows, softmaxScale * LOG2E, s.qRows, s.qT, s.columnOfD);
+        packTransposed(q, type, base, rowStride, d, rows, softmaxScale * LOG2E, s.qRows, s.qT, s.qTBase, s.columnOfD);
     }
 
     /**
@@ -449,13 +440,13 @@ final class SimdAttentionKernel {
      * the transposition cost as much as the scores of a whole sliding-window block.
      */
     static void packTransposed(MemorySegment src, ElementType type, long base, long rowStride, int width, int rows, float multiplier,
-                                       float[] rowsCopy, float[] dst, int[] column) {
+                                       float[] rowsCopy, float[] dst, int dstOff, int[] column) {
         int padded = (rows + GROUP - 1) / GROUP * GROUP;
         copyRows(src, type, base, rowStride, rows, width, rowsCopy);
         Arrays.fill(rowsCopy, rows * width, padded * width, 0f);
         FloatVector scale = FloatVector.broadcast(F, multiplier);
         for (int r0 = 0; r0 < padded; r0 += L) {
-            int to = (r0 / GROUP) * width * GROUP + r0 % GROUP;
+            int to = dstOff + (r0 / GROUP) * width * GROUP + r0 % GROUP;
             for (int i = 0; i < width; i++) {
                 FloatVector.fromArray(F, rowsCopy, r0 * width + i, column, 0).mul(scale).intoArray(dst, to + i * GROUP);
             }
@@ -819,7 +810,7 @@ final class SimdAttentionKernel {
         mNewA.intoArray(s.m, state);
         mNewB.intoArray(s.m, state + L);
         if (alphaA.compare(VectorOperators.NE, 1f).anyTrue() || alphaB.compare(VectorOperators.NE, 1f).anyTrue()) {
-            int base = grp * dv * GROUP;
+            int base = s.oTBase + grp * dv * GROUP;
             for (int i = 0; i < dv; i++) {   // a lane whose α is 1 is multiplied by 1: its bits stay
                 int o = base + i * GROUP;
                 FloatVector.fromArray(F, oT, o).mul(alphaA).intoArray(oT, o);
@@ -1287,25 +1278,25 @@ final class SimdAttentionKernel {
         s.ensure(d, dv, first.rowsPerBlock(), first.keysPerBlock(), first.maskWordsPerRow());
         s.ensureBackward(d, dv, first.rowsPerBlock(), first.keysPerBlock());
         int slack = LineAlignedArrays.SLACK_FLOATS;
-        if (s.headQT.length < lanes * d + slack) s.headQT = new float[(int) lanes * d + slack];
-        if (s.headQPad.length < lanes * padded(d) + slack) s.headQPad = new float[(int) lanes * padded(d) + slack];
-        if (s.headDOT.length < lanes * dv + slack) s.headDOT = new float[(int) lanes * dv + slack];
-        if (s.headDORows.length < lanes * padded(dv) + slack) s.headDORows = new float[(int) lanes * padded(dv) + slack];
+        if (s.headQT.length < lanes * d + slack) s.headQTBytes = MemorySegment.ofArray(s.headQT = new float[(int) lanes * d + slack]);
+        if (s.headQPad.length < lanes * padded(d) + slack) s.headQPadBytes = MemorySegment.ofArray(s.headQPad = new float[(int) lanes * padded(d) + slack]);
+        if (s.headDOT.length < lanes * dv + slack) s.headDOTBytes = MemorySegment.ofArray(s.headDOT = new float[(int) lanes * dv + slack]);
+        if (s.headDORows.length < lanes * padded(dv) + slack) s.headDORowsBytes = MemorySegment.ofArray(s.headDORows = new float[(int) lanes * padded(dv) + slack]);
         if (s.headLse2.length < lanes) { s.headLse2 = new float[(int) lanes]; s.headDelta = new float[(int) lanes]; }
         if (s.headQFinite.length < blocks) { s.headQFinite = new boolean[blocks]; s.headDOFinite = new boolean[blocks]; }
-        if (s.headDqT.length < lanes * d + slack) s.headDqT = new float[(int) lanes * d + slack];
-        s.headQTBase = LineAlignedArrays.floatsToLine(s.headQT);
-        s.headQPadBase = LineAlignedArrays.floatsToLine(s.headQPad);
-        s.headDOTBase = LineAlignedArrays.floatsToLine(s.headDOT);
-        s.headDORowsBase = LineAlignedArrays.floatsToLine(s.headDORows);
-        s.headDqTBase = LineAlignedArrays.floatsToLine(s.headDqT);
+        if (s.headDqT.length < lanes * d + slack) s.headDqTBytes = MemorySegment.ofArray(s.headDqT = new float[(int) lanes * d + slack]);
+        s.headQTBase = LineAlignedArrays.floatsToLine(s.headQTBytes);
+        s.headQPadBase = LineAlignedArrays.floatsToLine(s.headQPadBytes);
+        s.headDOTBase = LineAlignedArrays.floatsToLine(s.headDOTBytes);
+        s.headDORowsBase = LineAlignedArrays.floatsToLine(s.headDORowsBytes);
+        s.headDqTBase = LineAlignedArrays.floatsToLine(s.headDqTBytes);
         Arrays.fill(s.headDqT, s.headDqTBase, s.headDqTBase + (int) lanes * d, 0f);
         for (int hi = 0; hi < perKv; hi++) {
             for (int qb = 0; qb < first.qBlocks(); qb++) {
                 int q0 = qb * blockQ, rows = Math.min(blockQ, g.shape().qLen() - q0), used = (rows + GROUP - 1) / GROUP * GROUP;
                 int slot = hi * first.qBlocks() + qb, lane0 = slot * lanesPerBlock;
                 packBlock(c, b, hk * perKv + hi, q0, rows, s);
-                System.arraycopy(s.qT, 0, s.headQT, s.headQTBase + lane0 * d, used * d);
+                System.arraycopy(s.qT, s.qTBase, s.headQT, s.headQTBase + lane0 * d, used * d);
                 System.arraycopy(s.qPadded, 0, s.headQPad, s.headQPadBase + lane0 * padded(d), used * padded(d));
                 System.arraycopy(s.dOT, 0, s.headDOT, s.headDOTBase + lane0 * dv, used * dv);
                 System.arraycopy(s.dOrows, 0, s.headDORows, s.headDORowsBase + lane0 * padded(dv), used * padded(dv));
@@ -1340,7 +1331,8 @@ final class SimdAttentionKernel {
         s.curQFinite = allFinite(s.qRows, rows * d);
         s.curDOFinite = packGradientRows(c, b, h, q0, rows, s);
         s.curQT = s.qT; s.curQPad = s.qPadded; s.curDOT = s.dOT; s.curDORows = s.dOrows; s.curLse2 = s.lse2; s.curDelta = s.delta;
-        s.curQTOff = s.curQPadOff = s.curDOTOff = s.curDORowsOff = s.curStatOff = 0;
+        s.curQPadOff = s.curDOTOff = s.curDORowsOff = s.curStatOff = 0;
+        s.curQTOff = s.qTBase;
     }
 
     /**
@@ -1660,7 +1652,7 @@ final class SimdAttentionKernel {
         AttentionGeometry g = c.g;
         GradientGeometry gg = c.gg;
         int dv = g.shape().valueDim(), lanes = (rows + GROUP - 1) / GROUP * GROUP;
-        packTransposed(c.dOut, c.dOutType, gg.dOBase(b, h) + (long) q0 * gg.dORow(), gg.dORow(), dv, rows, 1f, s.dORaw, s.dOT, s.columnOfDv);
+        packTransposed(c.dOut, c.dOutType, gg.dOBase(b, h) + (long) q0 * gg.dORow(), gg.dORow(), dv, rows, 1f, s.dORaw, s.dOT, 0, s.columnOfDv);
         padRows(s.dORaw, dv, lanes, s.dOrows, padded(dv));
         ScalarAttentionKernel.rowStatistics(c, b, h, q0, rows, s.dORaw, s.lse2, s.delta);
         Arrays.fill(s.lse2, rows, lanes, Float.POSITIVE_INFINITY);
@@ -1812,7 +1804,7 @@ final class SimdAttentionKernel {
             if (!(sum > 0) && c.rowIsUndefined(b, h, q0 + r, sum, s.m[r], lay)) sum = Float.NaN;
             float inv = ScalarAttentionKernel.inverseOfSum(sum);
             long row = outBase + r * outRow;
-            int o = (r / GROUP) * dv * GROUP + r % GROUP;
+            int o = s.oTBase + (r / GROUP) * dv * GROUP + r % GROUP;
             if (c.outType == ElementType.F32) {
                 int i = 0;
                 for (; i + L <= dv; i += L) {

@@ -143,6 +143,12 @@ final class SimdDecodeKernel {
         long[] qLoadedFor = new long[0];
         /** Where this item's query rows start in qRows. */
         int qBase;
+        /** Where qRows' blocks and p's rows start: their first cache line (see {@link LineAlignedArrays}). */
+        int qRowsBase, pBase;
+        MemorySegment qRowsBytes;   // qRows, for LineAlignedArrays (set where qRows is allocated)
+        /** The call qRowsBase was asked for: every block of qRows is loaded anew for a new call. */
+        long qRowsCall;
+        MemorySegment pBytes;   // p, for LineAlignedArrays (set where p is allocated)
         float[] kRows = new float[0];   // [block·CHUNK][dPad]           the staged chunks' keys, widened, zeros past d
         float[] vRows = new float[0];   // [block·CHUNK][vPad]           the staged chunks' values, widened, zeros past dv
         /** Chunks staged at a time: as many as fit {@link #STAGE_BYTES}, at least one. */
@@ -175,20 +181,21 @@ final class SimdDecodeKernel {
             int quadRows = (rows + 3) / 4 * 4, dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
             long qFloats = (long) queryBlocks * quadRows * dPad;
             if (qFloats > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("decode call too large: " + queryBlocks + " sequence × key/value heads of " + quadRows + " × " + dPad + " query floats");
-            // The vector loads' and stores' buffers on cache lines (see LineAlignedArrays). qRows
-            // holds converted queries for the call (qLoadedFor): a re-placed copy starts unloaded.
-            if (qRows.length < qFloats || LineAlignedArrays.misaligned(qRows)) {
-                qRows = LineAlignedArrays.floats((int) Math.max(qRows.length, qFloats));
-                Arrays.fill(qLoadedFor, 0L);   // no call has id 0
+            // qRows and p are read in full vectors: used from their first cache line on (see
+            // LineAlignedArrays). qRows keeps converted queries across a call's items (qLoadedFor),
+            // so its start is asked once per call (item); p is refilled by every item.
+            int slack = LineAlignedArrays.SLACK_FLOATS;
+            if (qRows.length < qFloats + slack) {
+                qRowsBytes = MemorySegment.ofArray(qRows = new float[(int) qFloats + slack]);
+                Arrays.fill(qLoadedFor, 0L);   // no call has id 0: nothing is loaded in the new array
             }
-            if (LineAlignedArrays.misaligned(dots)) dots = LineAlignedArrays.floats(dots.length);
-            if (LineAlignedArrays.misaligned(red)) red = LineAlignedArrays.floats(red.length);
             if (qLoadedFor.length < queryBlocks) qLoadedFor = new long[queryBlocks];
             block = (int) Math.max(1, Math.min(STAGE_CHUNKS, STAGE_BYTES / ((long) CHUNK * (dPad + vPad) * Float.BYTES)));
             if (kRows.length < block * CHUNK * dPad) kSeg = MemorySegment.ofArray(kRows = new float[block * CHUNK * dPad]);
             if (vRows.length < block * CHUNK * vPad) vSeg = MemorySegment.ofArray(vRows = new float[block * CHUNK * vPad]);
-            if (p.length < quadRows * CHUNK || LineAlignedArrays.misaligned(p)) p = LineAlignedArrays.floats(Math.max(p.length, quadRows * CHUNK));
-            if (o.length < quadRows * vPad || LineAlignedArrays.misaligned(o)) o = LineAlignedArrays.floats(Math.max(o.length, quadRows * vPad));
+            if (p.length < quadRows * CHUNK + slack) pBytes = MemorySegment.ofArray(p = new float[quadRows * CHUNK + slack]);
+            pBase = LineAlignedArrays.floatsToLine(pBytes);
+            if (o.length < quadRows * vPad) o = new float[quadRows * vPad];
             if (m.length < quadRows) { m = new float[quadRows]; l = new float[quadRows]; alpha = new float[quadRows]; bits = new long[quadRows]; }
         }
     }
@@ -205,7 +212,11 @@ final class SimdDecodeKernel {
         int dPad = ScalarDecodeKernel.paddedDim(d), vPad = valuePad(dv);
         Scratch s = SCRATCH.get();
         s.ensure(rows, d, dv, c.batch * c.kvHeads);
-        int qBlock = b * c.kvHeads + hk, qBase = s.qBase = qBlock * quadRows * dPad;
+        if (s.qRowsCall != c.id) {
+            s.qRowsCall = c.id;
+            s.qRowsBase = LineAlignedArrays.floatsToLine(s.qRowsBytes);
+        }
+        int qBlock = b * c.kvHeads + hk, qBase = s.qBase = s.qRowsBase + qBlock * quadRows * dPad;
         if (s.qLoadedFor[qBlock] != c.id) {
             float qScale = c.scale * ScalarAttentionKernel.LOG2E;
             Arrays.fill(s.qRows, qBase, qBase + quadRows * dPad, 0f);
@@ -219,7 +230,7 @@ final class SimdDecodeKernel {
         Arrays.fill(s.l, 0, quadRows, 0f);
         Arrays.fill(s.alpha, 0, quadRows, 1f);
         Arrays.fill(s.o, 0, quadRows * vPad, 0f);
-        Arrays.fill(s.p, rows * CHUNK, quadRows * CHUNK, 0f);   // padded rows never attend
+        Arrays.fill(s.p, s.pBase + rows * CHUNK, s.pBase + quadRows * CHUNK, 0f);   // padded rows never attend
         DecodeCall.Chunks chunks = s.chunks;
         chunks.start(c, run);
         // Float32 and bfloat16 rows whose widths are whole lane blocks are read where they lie in the pool;
@@ -269,11 +280,11 @@ final class SimdDecodeKernel {
                 }
                 for (int jg = 0; jg < nPad; jg += L) scores(s, kSrc, kHalf, rows, quadRows, jg, dPad);
                 if (c.mod != null) {   // the scalar twin's modifier, score by score, on the keys each row attends
-                    for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, chunks.key, s.bits[r], s.p, r * CHUNK);
+                    for (int r = 0; r < rows; r++) c.modifyScores(b, hk, r, chunks.key, s.bits[r], s.p, s.pBase + r * CHUNK);
                 }
                 for (int r = 0; r < rows; r++) {
                     long bits = s.bits[r];
-                    int pRow = r * CHUNK;
+                    int pRow = s.pBase + r * CHUNK;
                     if (bits == 0) {   // no key of this chunk for this row: its state is unchanged
                         Arrays.fill(s.p, pRow, pRow + n, 0f);
                         s.alpha[r] = 1f;
@@ -449,9 +460,9 @@ final class SimdDecodeKernel {
                     FloatVector g0 = FloatVector.fromArray(F, red, at), g1 = FloatVector.fromArray(F, red, at + L);
                     FloatVector g2 = FloatVector.fromArray(F, red, at + 2 * L), g3 = FloatVector.fromArray(F, red, at + 3 * L);
                     FloatVector c0 = g0.blend(g2, HIGH2).add(g2.blend(g0, HIGH2).rearrange(SWAP2)), c1 = g1.blend(g3, HIGH2).add(g3.blend(g1, HIGH2).rearrange(SWAP2));
-                    c0.blend(c1, HIGH3).add(c1.blend(c0, HIGH3).rearrange(SWAP3)).rearrange(NATURAL).intoArray(s.p, r * CHUNK + jg);
+                    c0.blend(c1, HIGH3).add(c1.blend(c0, HIGH3).rearrange(SWAP3)).rearrange(NATURAL).intoArray(s.p, s.pBase + r * CHUNK + jg);
                 } else {
-                    reduceScores(dots, r - r0, red, s.p, r * CHUNK + jg);
+                    reduceScores(dots, r - r0, red, s.p, s.pBase + r * CHUNK + jg);
                 }
             }
         }
@@ -494,7 +505,7 @@ final class SimdDecodeKernel {
         long[] vAt = s.vAt;
         long eb = half ? 2 : Float.BYTES;
         for (int r0 = 0; r0 < quadRows; r0 += 4) {
-            int p0 = r0 * CHUNK, p1 = p0 + CHUNK, p2 = p1 + CHUNK, p3 = p2 + CHUNK;
+            int p0 = s.pBase + r0 * CHUNK, p1 = p0 + CHUNK, p2 = p1 + CHUNK, p3 = p2 + CHUNK;
             float al0 = s.alpha[r0], al1 = s.alpha[r0 + 1], al2 = s.alpha[r0 + 2], al3 = s.alpha[r0 + 3];
             // Keys every one of the 4 rows gives a nonzero probability (the common case) take the
             // unconditional path; the others test each row.

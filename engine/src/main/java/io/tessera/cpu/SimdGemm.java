@@ -47,9 +47,11 @@ final class SimdGemm {
     private static final boolean PAIRS = VectorConfig.WIDE_REGISTER_FILE;
     /** Where the second panel of a pair starts in the packed buffer (and its tile in the tile buffer). */
     private static final int SECOND = KC * PANEL, SECOND_TILE = ROWS * PANEL;
-    /** The packed panels and the c tile: full-width vector loads and stores, kept on cache lines (see {@link LineAlignedArrays}). */
-    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> LineAlignedArrays.floats(2 * KC * PANEL));
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> LineAlignedArrays.floats(2 * ROWS * PANEL));
+    /** The packed panel pair, with a cache line of floats to spare: the panels start on one (see {@link LineAlignedArrays}). */
+    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL + LineAlignedArrays.SLACK_FLOATS]);
+    /** PACKED's array as a segment, for LineAlignedArrays (one per thread, not one per item). */
+    private static final ThreadLocal<MemorySegment> PACKED_BYTES = ThreadLocal.withInitial(() -> MemorySegment.ofArray(PACKED.get()));
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL]);
     /**
      * Depth of the runs in which an item copies its rows of a row-major op(a) to the heap: several
      * slices at once, because a copy per slice reads runs of only KC floats, each from a different
@@ -125,8 +127,8 @@ final class SimdGemm {
         int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
         int rowsPerItem = rowsPerItem(g, threads), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
         float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
-        if (LineAlignedArrays.misaligned(packed)) PACKED.set(packed = LineAlignedArrays.floats(packed.length));   // moved by the collector
-        if (LineAlignedArrays.misaligned(tile)) TILE.set(tile = LineAlignedArrays.floats(tile.length));
+        // The packed panels are read in full vectors: from their first cache line on (see LineAlignedArrays).
+        int pb = LineAlignedArrays.floatsToLine(PACKED_BYTES.get());
         boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
         int run0 = 0, run = 0;   // the depth range [run0, run0 + run) of op(a) in ap, row t at t·run (row-major copies)
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
@@ -148,38 +150,38 @@ final class SimdGemm {
                 // last panel, and the 2- and 1-row blocks, panel by panel.
                 boolean pair = PAIRS && panel + 1 < panel1;
                 int j1 = j0 + PANEL, cols1 = pair ? Math.min(PANEL, g.n() - j1) : 0;
-                pack(g, k0, kc, j0, cols, packed, 0);
-                if (pair) pack(g, k0, kc, j1, cols1, packed, SECOND);
+                pack(g, k0, kc, j0, cols, packed, pb);
+                if (pair) pack(g, k0, kc, j1, cols1, packed, pb + SECOND);
                 int i = i0;
                 if (transposed) {
-                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols, cols1);
-                    else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
                     if (pair && i + 4 <= i1) {
-                        block4HeapPair(g, ap, span, i - i0, packed, tile, kc, i, j0, first, cols, cols1);
+                        block4HeapPair(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols, cols1);
                         i += 4;
                     }
                     for (; i + 2 <= i1; i += 2) {
-                        block2Heap(g, ap, span, i - i0, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block2Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block2Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
+                        if (pair) block2Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
                     }
                     for (; i < i1; i++) {
-                        block1Heap(g, ap, span, i - i0, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block1Heap(g, ap, span, i - i0, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block1Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
+                        if (pair) block1Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
                     }
                 } else {
-                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols, cols1);
-                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
                     if (pair && i + 4 <= i1) {
-                        block4RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, tile, kc, i, j0, first, cols, cols1);
+                        block4RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols, cols1);
                         i += 4;
                     }
                     for (; i + 2 <= i1; i += 2) {
-                        block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
+                        if (pair) block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
                     }
                     for (; i < i1; i++) {
-                        block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, 0, tile, kc, i, j0, first, cols);
-                        if (pair) block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, SECOND, tile, kc, i, j1, first, cols1);
+                        block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
+                        if (pair) block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
                     }
                 }
                 panel += pair ? 2 : 1;
@@ -232,11 +234,11 @@ final class SimdGemm {
      * ({@link #copyTransposedRows}, [p][r]): broadcast 6 elements of op(a), FMA into 6×2
      * accumulators — 15 registers, because AVX2 has 16 (a 4×4 blocking spills there).
      */
-    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL, q = p * span + r;
+            int o = bo + p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
@@ -268,12 +270,12 @@ final class SimdGemm {
      * vectors, 24 accumulators, each broadcast of op(a) serving 4 FMAs. Every element is the same
      * fma chain as in block6Heap, so the bits are the same.
      */
-    private static void block6HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block6HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL, q = p * span + r;
+            int o = bo + p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
@@ -300,12 +302,12 @@ final class SimdGemm {
     }
 
     /** Four rows, two panels: what a row chunk leaves after the 6-row pairs (M = 64 leaves 4; as two 2-row blocks per panel they were 6 % of Nyström's forward). */
-    private static void block4HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block4HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL, q = p * span + r;
+            int o = bo + p * PANEL, q = p * span + r;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
             FloatVector x = FloatVector.broadcast(F, ap[q]);
@@ -354,12 +356,12 @@ final class SimdGemm {
     }
 
     /** {@link #block6Heap} with op(a) from heap rows ({@link #copyRowsOfA}, row t at {@code at + t·stride}): the same FMAs in the same order. */
-    private static void block6Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block6Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride, a4 = a3 + stride, a5 = a4 + stride;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
             c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
@@ -384,13 +386,13 @@ final class SimdGemm {
     }
 
     /** {@link #block6Rows} on two panels at once: see {@link #block6HeapPair}. */
-    private static void block6RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block6RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
         int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride, a4 = a3 + stride, a5 = a4 + stride;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
             FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
@@ -417,13 +419,13 @@ final class SimdGemm {
     }
 
     /** {@link #block4HeapPair} with op(a) from heap rows, as {@link #block6RowsPair}. */
-    private static void block4RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block4RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride;
         for (int p = 0; p < kc; p++) {
-            int o = p * PANEL;
+            int o = bo + p * PANEL;
             FloatVector b0 = FloatVector.fromArray(F, bp, o), b1 = FloatVector.fromArray(F, bp, o + L);
             FloatVector b2 = FloatVector.fromArray(F, bp, SECOND + o), b3 = FloatVector.fromArray(F, bp, SECOND + o + L);
             FloatVector x = FloatVector.broadcast(F, ap[a0 + p]);
