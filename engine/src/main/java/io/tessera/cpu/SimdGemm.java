@@ -51,7 +51,9 @@ final class SimdGemm {
     private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL + LineAlignedArrays.SLACK_FLOATS]);
     /** PACKED's array as a segment, for LineAlignedArrays (one per thread, not one per item). */
     private static final ThreadLocal<MemorySegment> PACKED_BYTES = ThreadLocal.withInitial(() -> MemorySegment.ofArray(PACKED.get()));
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL]);
+    /** The c tile of a micro-kernel call, with a cache line of floats to spare: used from its first line on. */
+    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL + LineAlignedArrays.SLACK_FLOATS]);
+    private static final ThreadLocal<MemorySegment> TILE_BYTES = ThreadLocal.withInitial(() -> MemorySegment.ofArray(TILE.get()));
     /**
      * Depth of the runs in which an item copies its rows of a row-major op(a) to the heap: several
      * slices at once, because a copy per slice reads runs of only KC floats, each from a different
@@ -127,8 +129,9 @@ final class SimdGemm {
         int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
         int rowsPerItem = rowsPerItem(g, threads), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
         float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
-        // The packed panels are read in full vectors: from their first cache line on (see LineAlignedArrays).
+        // The packed panels and the tile are read and written in full vectors: from their first cache line on (see LineAlignedArrays).
         int pb = LineAlignedArrays.floatsToLine(PACKED_BYTES.get());
+        int tb = LineAlignedArrays.floatsToLine(TILE_BYTES.get());
         boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
         int run0 = 0, run = 0;   // the depth range [run0, run0 + run) of op(a) in ap, row t at t·run (row-major copies)
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
@@ -154,34 +157,34 @@ final class SimdGemm {
                 if (pair) pack(g, k0, kc, j1, cols1, packed, pb + SECOND);
                 int i = i0;
                 if (transposed) {
-                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols, cols1);
-                    else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6HeapPair(g, ap, span, i - i0, packed, pb, tile, tb, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Heap(g, ap, span, i - i0, packed, pb, tile, tb, kc, i, j0, first, cols);
                     if (pair && i + 4 <= i1) {
-                        block4HeapPair(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols, cols1);
+                        block4HeapPair(g, ap, span, i - i0, packed, pb, tile, tb, kc, i, j0, first, cols, cols1);
                         i += 4;
                     }
                     for (; i + 2 <= i1; i += 2) {
-                        block2Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
-                        if (pair) block2Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
+                        block2Heap(g, ap, span, i - i0, packed, pb, tile, tb, kc, i, j0, first, cols);
+                        if (pair) block2Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, tb, kc, i, j1, first, cols1);
                     }
                     for (; i < i1; i++) {
-                        block1Heap(g, ap, span, i - i0, packed, pb, tile, kc, i, j0, first, cols);
-                        if (pair) block1Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
+                        block1Heap(g, ap, span, i - i0, packed, pb, tile, tb, kc, i, j0, first, cols);
+                        if (pair) block1Heap(g, ap, span, i - i0, packed, pb + SECOND, tile, tb, kc, i, j1, first, cols1);
                     }
                 } else {
-                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols, cols1);
-                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
+                    if (pair) for (; i + ROWS <= i1; i += ROWS) block6RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, tb, kc, i, j0, first, cols, cols1);
+                    else for (; i + ROWS <= i1; i += ROWS) block6Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, tb, kc, i, j0, first, cols);
                     if (pair && i + 4 <= i1) {
-                        block4RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols, cols1);
+                        block4RowsPair(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, tb, kc, i, j0, first, cols, cols1);
                         i += 4;
                     }
                     for (; i + 2 <= i1; i += 2) {
-                        block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
-                        if (pair) block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
+                        block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, tb, kc, i, j0, first, cols);
+                        if (pair) block2Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, tb, kc, i, j1, first, cols1);
                     }
                     for (; i < i1; i++) {
-                        block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, kc, i, j0, first, cols);
-                        if (pair) block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, kc, i, j1, first, cols1);
+                        block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb, tile, tb, kc, i, j0, first, cols);
+                        if (pair) block1Rows(g, ap, (i - i0) * run + (k0 - run0), run, packed, pb + SECOND, tile, tb, kc, i, j1, first, cols1);
                     }
                 }
                 panel += pair ? 2 : 1;
@@ -234,7 +237,7 @@ final class SimdGemm {
      * ({@link #copyTransposedRows}, [p][r]): broadcast 6 elements of op(a), FMA into 6×2
      * accumulators — 15 registers, because AVX2 has 16 (a 4×4 blocking spills there).
      */
-    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block6Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         for (int p = 0; p < kc; p++) {
@@ -256,13 +259,13 @@ final class SimdGemm {
         // Through a per-thread tile rather than six inlined stores: inlining all six exceeds C2's
         // node budget (NodeCountInliningCutoff), and the accumulators of the stores left out are
         // then kept boxed across the loop, which measured 5-10x slower on thin shapes.
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
-        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
-        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
-        storeTile(g, tile, i, ROWS, j0, first, cols);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L);
+        c40.intoArray(tile, tb + 8 * L); c41.intoArray(tile, tb + 9 * L);
+        c50.intoArray(tile, tb + 10 * L); c51.intoArray(tile, tb + 11 * L);
+        storeTile(g, tile, tb, i, ROWS, j0, first, cols);
     }
 
     /**
@@ -270,7 +273,7 @@ final class SimdGemm {
      * vectors, 24 accumulators, each broadcast of op(a) serving 4 FMAs. Every element is the same
      * fma chain as in block6Heap, so the bits are the same.
      */
-    private static void block6HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block6HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
@@ -291,18 +294,18 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 5]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
-        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L); c42.intoArray(tile, SECOND_TILE + 8 * L); c43.intoArray(tile, SECOND_TILE + 9 * L);
-        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L); c52.intoArray(tile, SECOND_TILE + 10 * L); c53.intoArray(tile, SECOND_TILE + 11 * L);
-        storeTile(g, tile, 0, i, ROWS, j0, first, cols);
-        storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
+        c40.intoArray(tile, tb + 8 * L); c41.intoArray(tile, tb + 9 * L); c42.intoArray(tile, tb + SECOND_TILE + 8 * L); c43.intoArray(tile, tb + SECOND_TILE + 9 * L);
+        c50.intoArray(tile, tb + 10 * L); c51.intoArray(tile, tb + 11 * L); c52.intoArray(tile, tb + SECOND_TILE + 10 * L); c53.intoArray(tile, tb + SECOND_TILE + 11 * L);
+        storeTile(g, tile, tb, i, ROWS, j0, first, cols);
+        storeTile(g, tile, tb + SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
     }
 
     /** Four rows, two panels: what a row chunk leaves after the 6-row pairs (M = 64 leaves 4; as two 2-row blocks per panel they were 6 % of Nyström's forward). */
-    private static void block4HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block4HeapPair(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
@@ -319,16 +322,16 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 3]);
             c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
-        storeTile(g, tile, 0, i, 4, j0, first, cols);
-        storeTile(g, tile, SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
+        storeTile(g, tile, tb, i, 4, j0, first, cols);
+        storeTile(g, tile, tb + SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
     }
 
     /** Two rows: what is left of a row chunk after {@link #block6Heap} (half the loads per FMA of {@link #block1Heap}). */
-    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block2Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
         for (int p = 0; p < kc; p++) {
             int o = bo + p * PANEL, q = p * span + r;
@@ -338,12 +341,12 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 1]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        storeTile(g, tile, i, 2, j0, first, cols);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
+        storeTile(g, tile, tb, i, 2, j0, first, cols);
     }
 
-    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Heap(GemmCall g, float[] ap, int span, int r, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
             int o = bo + p * PANEL;
@@ -351,12 +354,12 @@ final class SimdGemm {
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
-        c0.intoArray(tile, 0); c1.intoArray(tile, L);
-        storeTile(g, tile, i, 1, j0, first, cols);
+        c0.intoArray(tile, tb + 0); c1.intoArray(tile, tb + L);
+        storeTile(g, tile, tb, i, 1, j0, first, cols);
     }
 
     /** {@link #block6Heap} with op(a) from heap rows ({@link #copyRowsOfA}, row t at {@code at + t·stride}): the same FMAs in the same order. */
-    private static void block6Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block6Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
         FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         int a0 = at, a1 = a0 + stride, a2 = a1 + stride, a3 = a2 + stride, a4 = a3 + stride, a5 = a4 + stride;
@@ -376,17 +379,17 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a5 + p]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);   // through the tile: see block6Heap
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L);
-        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L);
-        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L);
-        storeTile(g, tile, i, ROWS, j0, first, cols);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);   // through the tile: see block6Heap
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L);
+        c40.intoArray(tile, tb + 8 * L); c41.intoArray(tile, tb + 9 * L);
+        c50.intoArray(tile, tb + 10 * L); c51.intoArray(tile, tb + 11 * L);
+        storeTile(g, tile, tb, i, ROWS, j0, first, cols);
     }
 
     /** {@link #block6Rows} on two panels at once: see {@link #block6HeapPair}. */
-    private static void block6RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block6RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
         FloatVector c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
@@ -408,18 +411,18 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a5 + p]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
-        c40.intoArray(tile, 8 * L); c41.intoArray(tile, 9 * L); c42.intoArray(tile, SECOND_TILE + 8 * L); c43.intoArray(tile, SECOND_TILE + 9 * L);
-        c50.intoArray(tile, 10 * L); c51.intoArray(tile, 11 * L); c52.intoArray(tile, SECOND_TILE + 10 * L); c53.intoArray(tile, SECOND_TILE + 11 * L);
-        storeTile(g, tile, 0, i, ROWS, j0, first, cols);
-        storeTile(g, tile, SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
+        c40.intoArray(tile, tb + 8 * L); c41.intoArray(tile, tb + 9 * L); c42.intoArray(tile, tb + SECOND_TILE + 8 * L); c43.intoArray(tile, tb + SECOND_TILE + 9 * L);
+        c50.intoArray(tile, tb + 10 * L); c51.intoArray(tile, tb + 11 * L); c52.intoArray(tile, tb + SECOND_TILE + 10 * L); c53.intoArray(tile, tb + SECOND_TILE + 11 * L);
+        storeTile(g, tile, tb, i, ROWS, j0, first, cols);
+        storeTile(g, tile, tb + SECOND_TILE, i, ROWS, j0 + PANEL, first, cols1);
     }
 
     /** {@link #block4HeapPair} with op(a) from heap rows, as {@link #block6RowsPair}. */
-    private static void block4RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols, int cols1) {
+    private static void block4RowsPair(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols, int cols1) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
@@ -437,15 +440,15 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a3 + p]);
             c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L); c02.intoArray(tile, SECOND_TILE); c03.intoArray(tile, SECOND_TILE + L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L); c12.intoArray(tile, SECOND_TILE + 2 * L); c13.intoArray(tile, SECOND_TILE + 3 * L);
-        c20.intoArray(tile, 4 * L); c21.intoArray(tile, 5 * L); c22.intoArray(tile, SECOND_TILE + 4 * L); c23.intoArray(tile, SECOND_TILE + 5 * L);
-        c30.intoArray(tile, 6 * L); c31.intoArray(tile, 7 * L); c32.intoArray(tile, SECOND_TILE + 6 * L); c33.intoArray(tile, SECOND_TILE + 7 * L);
-        storeTile(g, tile, 0, i, 4, j0, first, cols);
-        storeTile(g, tile, SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
+        c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
+        c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
+        storeTile(g, tile, tb, i, 4, j0, first, cols);
+        storeTile(g, tile, tb + SECOND_TILE, i, 4, j0 + PANEL, first, cols1);
     }
 
-    private static void block2Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block2Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00;
         int a0 = at, a1 = at + stride;
         for (int p = 0; p < kc; p++) {
@@ -456,12 +459,12 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a1 + p]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
-        c00.intoArray(tile, 0); c01.intoArray(tile, L);
-        c10.intoArray(tile, 2 * L); c11.intoArray(tile, 3 * L);
-        storeTile(g, tile, i, 2, j0, first, cols);
+        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
+        storeTile(g, tile, tb, i, 2, j0, first, cols);
     }
 
-    private static void block1Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int kc, int i, int j0, boolean first, int cols) {
+    private static void block1Rows(GemmCall g, float[] ap, int at, int stride, float[] bp, int bo, float[] tile, int tb, int kc, int i, int j0, boolean first, int cols) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0;
         for (int p = 0; p < kc; p++) {
             int o = bo + p * PANEL;
@@ -469,8 +472,8 @@ final class SimdGemm {
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
-        c0.intoArray(tile, 0); c1.intoArray(tile, L);
-        storeTile(g, tile, i, 1, j0, first, cols);
+        c0.intoArray(tile, tb + 0); c1.intoArray(tile, tb + L);
+        storeTile(g, tile, tb, i, 1, j0, first, cols);
     }
 
     /** op(b)'s panel at columns j0 … j0 + cols − 1, zero-padded, into {@code packed} from {@code base}. */
@@ -539,19 +542,14 @@ final class SimdGemm {
     }
 
     /**
-     * Stores {@code rows} rows of a tile (row r at {@code tile[2rL, 2rL + 2L)}) into c's rows i … and
-     * columns j0 … j0 + cols − 1: c = alpha·acc + beta·c on the first depth slice, c += alpha·acc
-     * after it. Every block stores through its tile and no method takes a vector or a mask: through
-     * a store(FloatVector, VectorMask) helper the vectors and masks were boxed whenever C2 did not
-     * inline it (storing took a tenth of a thin product's time, depth 64, Performer's projections),
-     * and after the variants' other kernels had run in the JVM, a warmed-up forward still allocated
-     * 0.4–1.3 MB per call there.
+     * Stores {@code rows} rows of the tile at {@code tile[t0, …)} (row r at {@code t0 + 2rL}, 2L
+     * floats) into c's rows i … and columns j0 … j0 + cols − 1: c = alpha·acc + beta·c on the first
+     * depth slice, c += alpha·acc after it. Every block stores through its tile and no method takes
+     * a vector or a mask: through a store(FloatVector, VectorMask) helper the vectors and masks were
+     * boxed whenever C2 did not inline it (storing took a tenth of a thin product's time, depth 64,
+     * Performer's projections), and after the variants' other kernels had run in the JVM, a
+     * warmed-up forward still allocated 0.4–1.3 MB per call there.
      */
-    private static void storeTile(GemmCall g, float[] tile, int i, int rows, int j0, boolean first, int cols) {
-        storeTile(g, tile, 0, i, rows, j0, first, cols);
-    }
-
-    /** {@link #storeTile} of the tile at {@code tile[t0, …)}. */
     private static void storeTile(GemmCall g, float[] tile, int t0, int i, int rows, int j0, boolean first, int cols) {
         if (cols == PANEL) {
             storeFullTile(g, tile, t0, i, rows, j0, first);
