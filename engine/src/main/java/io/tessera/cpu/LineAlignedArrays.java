@@ -17,21 +17,22 @@ import java.util.Locale;
  * collector put them, so a scratch array's vector loads were aligned in about one placement out of
  * eight, and the same kernel ran at a different speed from one JVM to the next. Measured on an
  * Intel Xeon (AVX-512, 48 KB L1; B = 1, H = 8, n = 4096, D = 64), with the hot buffers aligned: the
- * dense forward pass, the engine before this beside it in one JVM, one thread 279–297 → 272–277
- * ms, two threads 147.0–150.7 → 141.8–142.6 ms; the training step on two threads (alternating
- * JVMs, same checksum) forward 149–151 → 139–140 ms, backward 377–379 → 350 ms; Linformer (k =
- * 256) 23.0 → 21.2–21.7 ms.
+ * dense forward pass, the engine before this beside it in one JVM, one thread 291.8 → 275.6 ms, two
+ * threads 151.8 → 142.6 ms; the training step on two threads (alternating JVMs, same checksum, the
+ * pair path's score rows not yet aligned) forward 149–151 → 144–145 ms, backward 372 → 352–355 ms;
+ * Linformer (k = 256) 22.5–23.0 → 21.8–22.0 ms.
  *
  * <p>How: the JDK gives no address of a heap object, but a critical downcall
  * ({@link Linker.Option#critical(boolean) critical(true)}) may take a heap segment, and
  * {@code memmove(a, a, 0)} returns its first argument untouched: the array's address at that
  * moment (taken as a 64-bit integer, which a pointer is returned as on the 64-bit platforms the
- * Vector API runs on, so the call allocates no segment for it). A buffer is allocated with {@link #SLACK_FLOATS} floats to spare and used from
- * {@link #floatsToLine} on, asked again each time its contents are written anew (a query block, a
- * GEMM item). Moving an array to a line instead (allocating it again when the collector had moved
- * it) kept it young: a young collection moved it again, and it was allocated again after every
- * collection. The collector may still move an array while it is in use; the index stays valid and
- * only the alignment is lost until the next ask: the address never decides a result, only speed.
+ * Vector API runs on, so the call allocates no segment for it). A buffer is allocated with
+ * {@link #SLACK_FLOATS} floats to spare and used from {@link #floatsToLine} on, asked again each time
+ * its contents are written anew (a query block, a GEMM item, a decode call). Moving an array to a
+ * line instead (allocating it again when the collector had moved it) kept it young: a young
+ * collection moved it again, and it was allocated again after every collection. The collector may
+ * still move an array while it is in use; the index stays valid and only the alignment is lost
+ * until the next ask: the address never decides a result, only speed.
  *
  * <p>Available on Linux and macOS when this module may call native code
  * ({@code --enable-native-access}; without it nothing is called, so the JDK prints no warning) and

@@ -56,6 +56,13 @@ final class SimdAttentionKernel {
         float[] l = new float[0];       // [group][GROUP]      running softmax denominator
         float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
         float[] sTNext = new float[0];  // the same for the second lane group of a pair (scoresPair)
+        /**
+         * Where a full tile's pair of lane groups (scoresPair … accumulatePair, no score modifier)
+         * keeps its rows in sT and sTNext: their first cache line. Every other use of sT, the
+         * modifiers' included, starts at 0.
+         */
+        int sTBase, sTNextBase;
+        MemorySegment sTBytes, sTNextBytes;   // the arrays, for LineAlignedArrays (set where they are allocated)
         final float[] mNew = new float[GROUP], shift = new float[GROUP], total = new float[GROUP];   // softmaxStep's vectors between its methods
         float[] kTile = new float[0];   // [blockKV+STEP][D]   keys of the current tile, then stale rows
         float[] vTile = new float[0];   // [blockKV+STEP][Dv]  values of the current tile, then stale rows
@@ -141,7 +148,12 @@ final class SimdAttentionKernel {
                 columnDv = dv;
             }
             // STEP rows past the tile: scores() runs whole steps (see there), and the α row.
-            if (sT.length < (blockKV + STEP) * GROUP) { sT = new float[(blockKV + STEP) * GROUP]; sTNext = new float[sT.length]; }
+            if (sT.length < (blockKV + STEP) * GROUP + slack) {
+                sTBytes = MemorySegment.ofArray(sT = new float[(blockKV + STEP) * GROUP + slack]);
+                sTNextBytes = MemorySegment.ofArray(sTNext = new float[sT.length]);
+            }
+            sTBase = LineAlignedArrays.floatsToLine(sTBytes);
+            sTNextBase = LineAlignedArrays.floatsToLine(sTNextBytes);
             if (kTile.length < (blockKV + STEP) * d) kTile = new float[(blockKV + STEP) * d];
             if (vTile.length < (blockKV + STEP) * dv) vTile = new float[(blockKV + STEP) * dv];
             if (kSix.length < panelFloats(blockKV, d)) kSix = new float[panelFloats(blockKV, d)];
@@ -238,15 +250,17 @@ final class SimdAttentionKernel {
                 // Soft-capped groups take the pair too when both are bounded onto the polynomial.
                 boolean cappedPair = pair && saturated && capsOnPolynomial(s, grp, keyNorm, d) && capsOnPolynomial(s, grp + 1, keyNorm, d);
                 if (pair && (!saturated || cappedPair)) {
-                    scoresPair(keys, kOff, n, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, s.sTNext);
+                    // Score modifiers work on sT from 0; without one the pair uses sT and sTNext from their first lines.
+                    int sb = s.mods == null ? s.sTBase : 0, sb2 = s.mods == null ? s.sTNextBase : 0;
+                    scoresPair(keys, kOff, n, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, sb, s.sTNext, sb2);
                     if (cappedPair) {
                         float inverseCap = s.mods.inverseCap(0);
                         capOnPolynomial(s.sT, n, inverseCap);
                         capOnPolynomial(s.sTNext, n, inverseCap);
                     }
                     s.capPolynomialOnly = cappedPair;   // modifyScores skips the cap just applied
-                    pairStep(s, grp, n, dv);
-                    accumulatePair(values, vOff, n, dv, s.sT, s.sTNext, s.oT, s.oTBase + grp * dv * GROUP);
+                    pairStep(s, grp, n, dv, sb, sb2);
+                    accumulatePair(values, vOff, n, dv, s.sT, sb, s.sTNext, sb2, s.oT, s.oTBase + grp * dv * GROUP);
                     grp++;
                     continue;
                 }
@@ -264,7 +278,7 @@ final class SimdAttentionKernel {
                     if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
                 }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
-                softmaxStep(s, grp, count, dv);
+                softmaxStep(s, grp, count, dv, 0);
                 accumulateAny(valuesFinite, values, vOff + from * dv, count, dv, s.sT, s.oT, s.oTBase + grp * dv * GROUP);
             }
         }
@@ -287,13 +301,13 @@ final class SimdAttentionKernel {
      * each as the single-group path runs them on sT: the second with the two buffers swapped, and
      * swapped back, so both leave their probabilities where accumulatePair reads them.
      */
-    private static void pairStep(Scratch s, int grp, int n, int dv) {
+    private static void pairStep(Scratch s, int grp, int n, int dv, int sb, int sb2) {
         if (s.mods != null) modifyScores(s, grp, 0, n, false, false);
-        softmaxStep(s, grp, n, dv);
+        softmaxStep(s, grp, n, dv, sb);
         float[] first = s.sT;
         s.sT = s.sTNext;
         if (s.mods != null) modifyScores(s, grp + 1, 0, n, false, false);
-        softmaxStep(s, grp + 1, n, dv);
+        softmaxStep(s, grp + 1, n, dv, sb2);
         s.sTNext = s.sT;
         s.sT = first;
     }
@@ -661,7 +675,7 @@ final class SimdAttentionKernel {
      * loads 8 vectors per 12 FMAs. Each score is the same fma chain over i in order as in scores().
      * Uncapped only; for register files of 32 vectors (24 accumulators, 4 query vectors, a broadcast).
      */
-    static void scoresPair(float[] kp, int tileOff, int count, int d, float[] qT, int qOff, float[] sT, float[] sT2) {
+    static void scoresPair(float[] kp, int tileOff, int count, int d, float[] qT, int qOff, float[] sT, int sb, float[] sT2, int sb2) {
         int j = 0, next = d * GROUP;
         for (; j + 4 < count; j += STEP) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
@@ -684,17 +698,17 @@ final class SimdAttentionKernel {
                 kv = FloatVector.broadcast(F, kp[p + 5]);
                 a5 = x.fma(kv, a5); b5 = y.fma(kv, b5); c5 = z.fma(kv, c5); e5 = w.fma(kv, e5);
             }
-            int o = j * GROUP;
-            a0.intoArray(sT, o); b0.intoArray(sT, o + L); c0.intoArray(sT2, o); e0.intoArray(sT2, o + L);
-            a1.intoArray(sT, o + 1 * GROUP); b1.intoArray(sT, o + 1 * GROUP + L); c1.intoArray(sT2, o + 1 * GROUP); e1.intoArray(sT2, o + 1 * GROUP + L);
-            a2.intoArray(sT, o + 2 * GROUP); b2.intoArray(sT, o + 2 * GROUP + L); c2.intoArray(sT2, o + 2 * GROUP); e2.intoArray(sT2, o + 2 * GROUP + L);
-            a3.intoArray(sT, o + 3 * GROUP); b3.intoArray(sT, o + 3 * GROUP + L); c3.intoArray(sT2, o + 3 * GROUP); e3.intoArray(sT2, o + 3 * GROUP + L);
-            a4.intoArray(sT, o + 4 * GROUP); b4.intoArray(sT, o + 4 * GROUP + L); c4.intoArray(sT2, o + 4 * GROUP); e4.intoArray(sT2, o + 4 * GROUP + L);
-            a5.intoArray(sT, o + 5 * GROUP); b5.intoArray(sT, o + 5 * GROUP + L); c5.intoArray(sT2, o + 5 * GROUP); e5.intoArray(sT2, o + 5 * GROUP + L);
+            int o = sb + j * GROUP, o2 = sb2 + j * GROUP;
+            a0.intoArray(sT, o); b0.intoArray(sT, o + L); c0.intoArray(sT2, o2); e0.intoArray(sT2, o2 + L);
+            a1.intoArray(sT, o + 1 * GROUP); b1.intoArray(sT, o + 1 * GROUP + L); c1.intoArray(sT2, o2 + 1 * GROUP); e1.intoArray(sT2, o2 + 1 * GROUP + L);
+            a2.intoArray(sT, o + 2 * GROUP); b2.intoArray(sT, o + 2 * GROUP + L); c2.intoArray(sT2, o2 + 2 * GROUP); e2.intoArray(sT2, o2 + 2 * GROUP + L);
+            a3.intoArray(sT, o + 3 * GROUP); b3.intoArray(sT, o + 3 * GROUP + L); c3.intoArray(sT2, o2 + 3 * GROUP); e3.intoArray(sT2, o2 + 3 * GROUP + L);
+            a4.intoArray(sT, o + 4 * GROUP); b4.intoArray(sT, o + 4 * GROUP + L); c4.intoArray(sT2, o2 + 4 * GROUP); e4.intoArray(sT2, o2 + 4 * GROUP + L);
+            a5.intoArray(sT, o + 5 * GROUP); b5.intoArray(sT, o + 5 * GROUP + L); c5.intoArray(sT2, o2 + 5 * GROUP); e5.intoArray(sT2, o2 + 5 * GROUP + L);
         }
         if (j < count) {
-            scores4(kp, tileOff + j * d, d, qT, qOff, sT, j * GROUP, 0f);
-            scores4(kp, tileOff + j * d, d, qT, qOff + next, sT2, j * GROUP, 0f);
+            scores4(kp, tileOff + j * d, d, qT, qOff, sT, sb + j * GROUP, 0f);
+            scores4(kp, tileOff + j * d, d, qT, qOff + next, sT2, sb2 + j * GROUP, 0f);
         }
     }
 
@@ -786,10 +800,10 @@ final class SimdAttentionKernel {
      * and one method holding the whole step ran out of its inlining budget and boxed a vector per
      * operation (16 MB per call at n = 512).
      */
-    private static void softmaxStep(Scratch s, int grp, int n, int dv) {
+    private static void softmaxStep(Scratch s, int grp, int n, int dv, int sb) {
         float[] sT = s.sT, oT = s.oT;
         int state = grp * GROUP;
-        runningMax(sT, n, s.m, state, s.mNew);
+        runningMax(sT, sb, n, s.m, state, s.mNew);
         FloatVector mOldA = FloatVector.fromArray(F, s.m, state), mOldB = FloatVector.fromArray(F, s.m, state + L);
         FloatVector mNewA = FloatVector.fromArray(F, s.mNew, 0), mNewB = FloatVector.fromArray(F, s.mNew, L);
         mNewA.blend(0f, mNewA.eq(NEG_INF)).intoArray(s.shift, 0);
@@ -797,14 +811,14 @@ final class SimdAttentionKernel {
         // Row n carries mOld, so one 2^x pass over n+1 rows yields the probabilities and the
         // rescale factor α = 2^(mOld − shift). When n+1 is odd, row n+1 (scratch) holds −∞: its
         // 2^x is 0 and adding 0 leaves each sum's bits as they are.
-        mOldA.intoArray(sT, n * GROUP);
-        mOldB.intoArray(sT, n * GROUP + L);
+        mOldA.intoArray(sT, sb + n * GROUP);
+        mOldB.intoArray(sT, sb + n * GROUP + L);
         if ((n & 1) == 0) {
-            NEG_INF_VECTOR.intoArray(sT, (n + 1) * GROUP);
-            NEG_INF_VECTOR.intoArray(sT, (n + 1) * GROUP + L);
+            NEG_INF_VECTOR.intoArray(sT, sb + (n + 1) * GROUP);
+            NEG_INF_VECTOR.intoArray(sT, sb + (n + 1) * GROUP + L);
         }
-        exp2Rows(sT, n + 1, s.shift, s.total);
-        FloatVector alphaA = FloatVector.fromArray(F, sT, n * GROUP), alphaB = FloatVector.fromArray(F, sT, n * GROUP + L);
+        exp2Rows(sT, sb, n + 1, s.shift, s.total);
+        FloatVector alphaA = FloatVector.fromArray(F, sT, sb + n * GROUP), alphaB = FloatVector.fromArray(F, sT, sb + n * GROUP + L);
         alphaA.fma(FloatVector.fromArray(F, s.l, state), FloatVector.fromArray(F, s.total, 0).sub(alphaA)).intoArray(s.l, state);
         alphaB.fma(FloatVector.fromArray(F, s.l, state + L), FloatVector.fromArray(F, s.total, L).sub(alphaB)).intoArray(s.l, state + L);
         mNewA.intoArray(s.m, state);
@@ -825,14 +839,14 @@ final class SimdAttentionKernel {
      * which propagates it, costs five instructions per vector on x86 to this one compare and blend).
      * Eight running maxima, so no chain of dependent blends waits on latency.
      */
-    private static void runningMax(float[] sT, int n, float[] m, int state, float[] mNew) {
+    private static void runningMax(float[] sT, int sb, int n, float[] m, int state, float[] mNew) {
         // Broadcast here, not a static final vector: a loop phi fed by a constant box keeps C2 from
         // scalarizing the loop's vectors (it boxed one per blend).
         FloatVector maxA0 = FloatVector.broadcast(F, NEG_INF), maxA1 = maxA0, maxA2 = maxA0, maxA3 = maxA0;
         FloatVector maxB0 = maxA0, maxB1 = maxA0, maxB2 = maxA0, maxB3 = maxA0;
         int key = 0;
         for (; key + 4 <= n; key += 4) {
-            int o = key * GROUP;
+            int o = sb + key * GROUP;
             FloatVector a0 = FloatVector.fromArray(F, sT, o), b0 = FloatVector.fromArray(F, sT, o + L);
             FloatVector a1 = FloatVector.fromArray(F, sT, o + GROUP), b1 = FloatVector.fromArray(F, sT, o + GROUP + L);
             FloatVector a2 = FloatVector.fromArray(F, sT, o + 2 * GROUP), b2 = FloatVector.fromArray(F, sT, o + 2 * GROUP + L);
@@ -847,7 +861,7 @@ final class SimdAttentionKernel {
             maxB3 = maxB3.blend(b3, b3.compare(VectorOperators.GT, maxB3));
         }
         for (; key < n; key++) {
-            FloatVector a0 = FloatVector.fromArray(F, sT, key * GROUP), b0 = FloatVector.fromArray(F, sT, key * GROUP + L);
+            FloatVector a0 = FloatVector.fromArray(F, sT, sb + key * GROUP), b0 = FloatVector.fromArray(F, sT, sb + key * GROUP + L);
             maxA0 = maxA0.blend(a0, a0.compare(VectorOperators.GT, maxA0));
             maxB0 = maxB0.blend(b0, b0.compare(VectorOperators.GT, maxB0));
         }
@@ -871,11 +885,11 @@ final class SimdAttentionKernel {
      * The 2^x is written out on purpose: as a method of its own C2 declined to inline it and every
      * call boxed a vector.
      */
-    private static void exp2Rows(float[] sT, int rows, float[] shift, float[] total) {
+    private static void exp2Rows(float[] sT, int sb, int rows, float[] shift, float[] total) {
         FloatVector shiftA = FloatVector.fromArray(F, shift, 0), shiftB = FloatVector.fromArray(F, shift, L);
         FloatVector totalA = FloatVector.zero(F), totalB = totalA;
         for (int j = 0; j < rows; j += 2) {
-            int o = j * GROUP;
+            int o = sb + j * GROUP;
             // 2^x, see EXP2_P0 and ScalarAttentionKernel.exp2: clamp at −127, k = round(x) in the low
             // bits of x + 1.5·2^23, f = x − k, 2^f by polynomial, 2^k shifted into the exponent field.
             FloatVector x0 = FloatVector.fromArray(F, sT, o).sub(shiftA), x1 = FloatVector.fromArray(F, sT, o + L).sub(shiftB);
@@ -963,18 +977,18 @@ final class SimdAttentionKernel {
             a2.intoArray(oT, o2); b2.intoArray(oT, o2 + L);
             a3.intoArray(oT, o3); b3.intoArray(oT, o3 + L);
         }
-        accumulateColumns(v, vOff, n, dv, i, sT, oT, oOff);
+        accumulateColumns(v, vOff, n, dv, i, sT, 0, oT, oOff);
     }
 
     /** Value columns [from, dv) of {@link #accumulate} one at a time: the tail of the column blocks. */
-    private static void accumulateColumns(float[] v, int vOff, int n, int dv, int from, float[] sT, float[] oT, int oOff) {
+    private static void accumulateColumns(float[] v, int vOff, int n, int dv, int from, float[] sT, int sb, float[] oT, int oOff) {
         for (int i = from; i < dv; i++) {
             int o = oOff + i * GROUP;
             FloatVector a = FloatVector.fromArray(F, oT, o), b = FloatVector.fromArray(F, oT, o + L);
             for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
                 FloatVector w = FloatVector.broadcast(F, v[row]);
-                a = FloatVector.fromArray(F, sT, j * GROUP).fma(w, a);
-                b = FloatVector.fromArray(F, sT, j * GROUP + L).fma(w, b);
+                a = FloatVector.fromArray(F, sT, sb + j * GROUP).fma(w, a);
+                b = FloatVector.fromArray(F, sT, sb + j * GROUP + L).fma(w, b);
             }
             a.intoArray(oT, o);
             b.intoArray(oT, o + L);
@@ -992,7 +1006,7 @@ final class SimdAttentionKernel {
      * time; every output the same fma chain over j in order as in accumulate(). For finite values and
      * register files of 32 vectors.
      */
-    static void accumulatePair(float[] v, int vOff, int n, int dv, float[] sT, float[] sT2, float[] oT, int oOff) {
+    static void accumulatePair(float[] v, int vOff, int n, int dv, float[] sT, int sb, float[] sT2, int sb2, float[] oT, int oOff) {
         int i = 0, next = dv * GROUP;
         for (; i + 6 <= dv; i += 6) {
             int o0 = oOff + i * GROUP;
@@ -1004,8 +1018,8 @@ final class SimdAttentionKernel {
             FloatVector a5 = FloatVector.fromArray(F, oT, o0 + 5 * GROUP), b5 = FloatVector.fromArray(F, oT, o0 + 5 * GROUP + L), c5 = FloatVector.fromArray(F, oT, o0 + 5 * GROUP + next), e5 = FloatVector.fromArray(F, oT, o0 + 5 * GROUP + next + L);
             for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
                 int pj = j * GROUP;
-                FloatVector x = FloatVector.fromArray(F, sT, pj), y = FloatVector.fromArray(F, sT, pj + L);
-                FloatVector z = FloatVector.fromArray(F, sT2, pj), u = FloatVector.fromArray(F, sT2, pj + L);
+                FloatVector x = FloatVector.fromArray(F, sT, sb + pj), y = FloatVector.fromArray(F, sT, sb + pj + L);
+                FloatVector z = FloatVector.fromArray(F, sT2, sb2 + pj), u = FloatVector.fromArray(F, sT2, sb2 + pj + L);
                 FloatVector w = FloatVector.broadcast(F, v[row]);
                 a0 = x.fma(w, a0); b0 = y.fma(w, b0); c0 = z.fma(w, c0); e0 = u.fma(w, e0);
                 w = FloatVector.broadcast(F, v[row + 1]);
@@ -1034,8 +1048,8 @@ final class SimdAttentionKernel {
             FloatVector a3 = FloatVector.fromArray(F, oT, o0 + 3 * GROUP), b3 = FloatVector.fromArray(F, oT, o0 + 3 * GROUP + L), c3 = FloatVector.fromArray(F, oT, o0 + 3 * GROUP + next), e3 = FloatVector.fromArray(F, oT, o0 + 3 * GROUP + next + L);
             for (int j = 0, row = vOff + i; j < n; j++, row += dv) {
                 int pj = j * GROUP;
-                FloatVector x = FloatVector.fromArray(F, sT, pj), y = FloatVector.fromArray(F, sT, pj + L);
-                FloatVector z = FloatVector.fromArray(F, sT2, pj), u = FloatVector.fromArray(F, sT2, pj + L);
+                FloatVector x = FloatVector.fromArray(F, sT, sb + pj), y = FloatVector.fromArray(F, sT, sb + pj + L);
+                FloatVector z = FloatVector.fromArray(F, sT2, sb2 + pj), u = FloatVector.fromArray(F, sT2, sb2 + pj + L);
                 FloatVector w = FloatVector.broadcast(F, v[row]);
                 a0 = x.fma(w, a0); b0 = y.fma(w, b0); c0 = z.fma(w, c0); e0 = u.fma(w, e0);
                 w = FloatVector.broadcast(F, v[row + 1]);
@@ -1051,8 +1065,8 @@ final class SimdAttentionKernel {
             a3.intoArray(oT, o0 + 3 * GROUP); b3.intoArray(oT, o0 + 3 * GROUP + L); c3.intoArray(oT, o0 + 3 * GROUP + next); e3.intoArray(oT, o0 + 3 * GROUP + next + L);
         }
         if (i < dv) {   // 1 to 3 columns: accumulate()'s column loop, per group
-            accumulateColumns(v, vOff, n, dv, i, sT, oT, oOff);
-            accumulateColumns(v, vOff, n, dv, i, sT2, oT, oOff + next);
+            accumulateColumns(v, vOff, n, dv, i, sT, sb, oT, oOff);
+            accumulateColumns(v, vOff, n, dv, i, sT2, sb2, oT, oOff + next);
         }
     }
 
@@ -1412,14 +1426,14 @@ final class SimdAttentionKernel {
         float[] sT = s.sT, dsT = s.dsT;
         for (int grp = 0; grp < groups; grp++) {
             if (PAIRS && grp + 1 < groups) {   // two lane groups at once, as the forward pass does
-                scoresPair(s.kSix, 0, n, d, s.curQT, s.curQTOff + grp * d * GROUP, s.pGroups[grp], s.pGroups[grp + 1]);
-                scoresPair(s.vSix, 0, n, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsGroups[grp], s.dsGroups[grp + 1]);
+                scoresPair(s.kSix, 0, n, d, s.curQT, s.curQTOff + grp * d * GROUP, s.pGroups[grp], 0, s.pGroups[grp + 1], 0);
+                scoresPair(s.vSix, 0, n, dv, s.curDOT, s.curDOTOff + grp * dv * GROUP, s.dsGroups[grp], 0, s.dsGroups[grp + 1], 0);
                 for (int g = grp; g < grp + 2; g++) {
                     s.sT = s.pGroups[g];
                     s.dsT = s.dsGroups[g];
                     gradientsOfScores(s, g, 0, n, false);
                 }
-                if (addDq && keysFinite) accumulatePair(s.kTile, 0, n, d, s.dsGroups[grp], s.dsGroups[grp + 1], s.dqT, grp * d * GROUP);
+                if (addDq && keysFinite) accumulatePair(s.kTile, 0, n, d, s.dsGroups[grp], 0, s.dsGroups[grp + 1], 0, s.dqT, grp * d * GROUP);
                 else if (addDq) {
                     accumulateAny(false, s.kTile, 0, n, d, s.dsGroups[grp], s.dqT, grp * d * GROUP);
                     accumulateAny(false, s.kTile, 0, n, d, s.dsGroups[grp + 1], s.dqT, (grp + 1) * d * GROUP);

@@ -32,7 +32,7 @@ class PairKernelsTest {
                 float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
                 SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, 0, first, 0f);
                 SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, d * GROUP, second, 0f);
-                SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, pairSecond);
+                SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, 0, pairSecond, 0);
                 assertSameBits(pairFirst, first, n * GROUP, "scores, first group, d=" + d + " n=" + n);
                 assertSameBits(pairSecond, second, n * GROUP, "scores, second group, d=" + d + " n=" + n);
             }
@@ -53,7 +53,7 @@ class PairKernelsTest {
                 float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, 0, first, inverseCap);
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, d * GROUP, second, inverseCap);
-                SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, pairSecond);
+                SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, 0, pairSecond, 0);
                 SimdAttentionKernel.capOnPolynomial(pairFirst, n, inverseCap);
                 SimdAttentionKernel.capOnPolynomial(pairSecond, n, inverseCap);
                 assertSameBits(pairFirst, first, n * GROUP, "capped scores, first group, d=" + d + " n=" + n);
@@ -74,7 +74,7 @@ class PairKernelsTest {
                 float[] single = start.clone(), pair = start.clone();
                 SimdAttentionKernel.accumulate(values, vOff, n, dv, pFirst, single, 0);
                 SimdAttentionKernel.accumulate(values, vOff, n, dv, pSecond, single, dv * GROUP);
-                SimdAttentionKernel.accumulatePair(values, vOff, n, dv, pFirst, pSecond, pair, 0);
+                SimdAttentionKernel.accumulatePair(values, vOff, n, dv, pFirst, 0, pSecond, 0, pair, 0);
                 assertSameBits(pair, single, single.length, "outputs, dv=" + dv + " n=" + n);
             }
         }
