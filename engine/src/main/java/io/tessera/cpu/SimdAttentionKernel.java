@@ -57,9 +57,9 @@ final class SimdAttentionKernel {
         float[] sT = new float[0];      // [blockKV+STEP][GROUP] scores, then probabilities; α in row n
         float[] sTNext = new float[0];  // the same for the second lane group of a pair (scoresPair)
         /**
-         * Where a full tile's pair of lane groups (scoresPair … accumulatePair, no score modifier)
-         * keeps its rows in sT and sTNext: their first cache line. Every other use of sT, the
-         * modifiers' included, starts at 0.
+         * Where a full tile's pair of lane groups (scoresPair, its modifiers, softmaxStep,
+         * accumulatePair) keeps its rows in sT and sTNext: their first cache line. The single-group
+         * path and the backward use sT from 0.
          */
         int sTBase, sTNextBase;
         MemorySegment sTBytes, sTNextBytes;   // the arrays, for LineAlignedArrays (set where they are allocated)
@@ -250,13 +250,12 @@ final class SimdAttentionKernel {
                 // Soft-capped groups take the pair too when both are bounded onto the polynomial.
                 boolean cappedPair = pair && saturated && capsOnPolynomial(s, grp, keyNorm, d) && capsOnPolynomial(s, grp + 1, keyNorm, d);
                 if (pair && (!saturated || cappedPair)) {
-                    // Score modifiers work on sT from 0; without one the pair uses sT and sTNext from their first lines.
-                    int sb = s.mods == null ? s.sTBase : 0, sb2 = s.mods == null ? s.sTNextBase : 0;
+                    int sb = s.sTBase, sb2 = s.sTNextBase;   // the pair's rows from their first cache lines
                     scoresPair(keys, kOff, n, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, sb, s.sTNext, sb2);
                     if (cappedPair) {
                         float inverseCap = s.mods.inverseCap(0);
-                        capOnPolynomial(s.sT, n, inverseCap);
-                        capOnPolynomial(s.sTNext, n, inverseCap);
+                        capOnPolynomial(s.sT, sb, n, inverseCap);
+                        capOnPolynomial(s.sTNext, sb2, n, inverseCap);
                     }
                     s.capPolynomialOnly = cappedPair;   // modifyScores skips the cap just applied
                     pairStep(s, grp, n, dv, sb, sb2);
@@ -275,7 +274,7 @@ final class SimdAttentionKernel {
                 if (!saturated || !fillSaturated(s, grp, from, count, keyNorm, d)) {
                     if (saturated) s.capPolynomialOnly = capsOnPolynomial(s, grp, keyNorm, d);
                     scores(keys, kOff, from, count, d, s.qT, s.qTBase + grp * d * GROUP, s.sT, s.capPolynomialOnly ? s.mods.inverseCap(0) : 0f);
-                    if (s.mods != null) modifyScores(s, grp, from, count, partial, false);
+                    if (s.mods != null) modifyScores(s, grp, from, count, partial, false, 0);
                 }
                 if (partial) maskScores(s, s.sT, NEG_INF, from, count);
                 softmaxStep(s, grp, count, dv, 0);
@@ -302,11 +301,11 @@ final class SimdAttentionKernel {
      * swapped back, so both leave their probabilities where accumulatePair reads them.
      */
     private static void pairStep(Scratch s, int grp, int n, int dv, int sb, int sb2) {
-        if (s.mods != null) modifyScores(s, grp, 0, n, false, false);
+        if (s.mods != null) modifyScores(s, grp, 0, n, false, false, sb);
         softmaxStep(s, grp, n, dv, sb);
         float[] first = s.sT;
         s.sT = s.sTNext;
-        if (s.mods != null) modifyScores(s, grp + 1, 0, n, false, false);
+        if (s.mods != null) modifyScores(s, grp + 1, 0, n, false, false, sb2);
         softmaxStep(s, grp + 1, n, dv, sb2);
         s.sTNext = s.sT;
         s.sT = first;
@@ -658,9 +657,9 @@ final class SimdAttentionKernel {
      * scores in L1 (a load and a store besides the 8 operations), which lets soft-capped tiles keep
      * the pairs: the cap in scoresPair's registers made that method too big for C2 to compile well.
      */
-    static void capOnPolynomial(float[] sT, int count, float inverseCap) {
+    static void capOnPolynomial(float[] sT, int sb, int count, float inverseCap) {
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
-        for (int o = 0; o < count * GROUP; o += L) {
+        for (int o = sb; o < sb + count * GROUP; o += L) {
             FloatVector a = FloatVector.fromArray(F, sT, o);
             FloatVector z = a.mul(inv);
             z = z.mul(z);
@@ -1623,7 +1622,7 @@ final class SimdAttentionKernel {
      * computed: the modifiers, P, the mask, dS.
      */
     private static void gradientsOfScores(Scratch s, int grp, int from, int count, boolean partial) {
-        if (s.mods != null) modifyScores(s, grp, from, count, partial, true);
+        if (s.mods != null) modifyScores(s, grp, from, count, partial, true, 0);
         float[] sT = s.sT, dsT = s.dsT;
         for (int v = 0; v < 2; v++) {
             int lane0 = v * L, state = s.curStatOff + grp * GROUP + lane0;
@@ -1909,7 +1908,7 @@ final class SimdAttentionKernel {
      * per score for the backward pass. A function runs element by element, only on pairs some lane
      * may attend. Masked pairs are overwritten by maskScores afterwards.
      */
-    private static void modifyScores(Scratch s, int grp, int from, int count, boolean partial, boolean derivatives) {
+    private static void modifyScores(Scratch s, int grp, int from, int count, boolean partial, boolean derivatives, int sb) {
         ScoreMod.Plan plan = s.mods;
         float[] sT = s.sT;
         int row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from, h = s.modHead;
@@ -1921,17 +1920,17 @@ final class SimdAttentionKernel {
                 if (st + 1 < plan.steps() && plan.kind(st + 1) == ScoreMod.Plan.SOFT_CAP && distancesExact(c0, count)) {
                     // One pass for both steps: the scores are loaded and stored once, the sum capped in registers.
                     st++;
-                    alibiThenCap(sT, count, c0, plan.slope(st - 1, h), plan.cap(st), plan.inverseCap(st),
+                    alibiThenCap(sT, sb, count, c0, plan.slope(st - 1, h), plan.cap(st), plan.inverseCap(st),
                             derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
                     continue;
                 }
                 if (distancesExact(c0, count)) {
-                    alibi(sT, count, c0, plan.slope(st, h));
+                    alibi(sT, sb, count, c0, plan.slope(st, h));
                     continue;
                 }
                 for (int j = 0; j < count; j++) {
                     for (int v = 0; v < 2; v++) {
-                        int o = j * GROUP + v * L;
+                        int o = sb + j * GROUP + v * L;
                         FloatVector distance = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 + j - v * L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
                         distance.fma(slope, FloatVector.fromArray(F, sT, o)).intoArray(sT, o);
                     }
@@ -1940,14 +1939,14 @@ final class SimdAttentionKernel {
                 float[] row = plan.row(st, h);
                 int base = row0 - key0 + s.modKvLen - 1;
                 for (int j = 0; j < count; j++) {
-                    int o = j * GROUP;
+                    int o = sb + j * GROUP;
                     FloatVector.fromArray(F, sT, o).add(FloatVector.fromArray(F, row, base - j)).intoArray(sT, o);
                     FloatVector.fromArray(F, sT, o + L).add(FloatVector.fromArray(F, row, base - j + L)).intoArray(sT, o + L);
                 }
             } else if (kind == ScoreMod.Plan.KEY) {
                 float[] row = plan.row(st, h);
                 for (int j = 0; j < count; j++) {
-                    int o = j * GROUP;
+                    int o = sb + j * GROUP;
                     FloatVector bias = FloatVector.broadcast(F, row[key0 + j]);
                     FloatVector.fromArray(F, sT, o).add(bias).intoArray(sT, o);
                     FloatVector.fromArray(F, sT, o + L).add(bias).intoArray(sT, o + L);
@@ -1955,9 +1954,9 @@ final class SimdAttentionKernel {
             } else if (kind == ScoreMod.Plan.SOFT_CAP && st == 0 && !derivatives && s.capPolynomialOnly) {
                 continue;   // scores() capped them on its way out
             } else if (kind == ScoreMod.Plan.SOFT_CAP) {
-                softCap(sT, count, plan.cap(st), plan.inverseCap(st), derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
+                softCap(sT, sb, count, plan.cap(st), plan.inverseCap(st), derivatives ? s.modDerivatives : null, plan.derivativeSlot(st) * s.modStride);
             } else {
-                applyFunction(s, plan, st, grp, from, count, partial, derivatives);
+                applyFunction(s, plan, st, grp, from, count, partial, derivatives, sb);
             }
         }
     }
@@ -1976,12 +1975,12 @@ final class SimdAttentionKernel {
      * stepped by 1 per key (exact: see distancesExact) instead of an int vector converted per key
      * and vector: the same floats, three vector operations fewer per vector.
      */
-    private static void alibi(float[] sT, int count, int c0, float slope) {
+    private static void alibi(float[] sT, int sb, int count, int c0, float slope) {
         FloatVector slopeV = FloatVector.broadcast(F, slope), one = FloatVector.broadcast(F, 1f);
         FloatVector distA = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         FloatVector distB = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 - L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         for (int j = 0; j < count; j++) {
-            int o = j * GROUP;
+            int o = sb + j * GROUP;
             distA.fma(slopeV, FloatVector.fromArray(F, sT, o)).intoArray(sT, o);
             distB.fma(slopeV, FloatVector.fromArray(F, sT, o + L)).intoArray(sT, o + L);
             distA = distA.add(one);
@@ -1998,7 +1997,7 @@ final class SimdAttentionKernel {
      * about 40 % of the scores there (standard slopes, cap 50, n = 2048–4096), and the rational's
      * constants stay in registers across keys.
      */
-    private static void alibiThenCap(float[] sT, int count, int c0, float slope, float cap, float inverseCap, float[] deriv, int dOff) {
+    private static void alibiThenCap(float[] sT, int sb, int count, int c0, float slope, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector slopeV = FloatVector.broadcast(F, slope), inv = FloatVector.broadcast(F, inverseCap);
         FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
         // Constants as locals: a static final vector read in the loop is a box C2 may not scalarize.
@@ -2014,7 +2013,7 @@ final class SimdAttentionKernel {
         FloatVector distA = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         FloatVector distB = (FloatVector) IntVector.broadcast(LANES_AS_INTS, c0 - L).sub(LANE_INDEX).convert(VectorOperators.I2F, 0);
         for (int j = 0; j < count; j++) {
-            int o = j * GROUP;
+            int o = sb + j * GROUP;
             FloatVector xA = distA.fma(slopeV, FloatVector.fromArray(F, sT, o)), xB = distB.fma(slopeV, FloatVector.fromArray(F, sT, o + L));
             distA = distA.add(ONE);
             distB = distB.add(ONE);
@@ -2059,8 +2058,8 @@ final class SimdAttentionKernel {
             cB.intoArray(sT, o + L);
             if (deriv != null) {
                 FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
-                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
-                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o - sb);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o - sb + L);
             }
         }
     }
@@ -2078,11 +2077,11 @@ final class SimdAttentionKernel {
      * tanh for the derivative is the capped score times 1/cap. ScalarAttentionKernel.softCap does
      * the same operations per lane.
      */
-    private static void softCap(float[] sT, int count, float cap, float inverseCap, float[] deriv, int dOff) {
+    private static void softCap(float[] sT, int sb, int count, float cap, float inverseCap, float[] deriv, int dOff) {
         FloatVector inv = FloatVector.broadcast(F, inverseCap);
         FloatVector capV = FloatVector.broadcast(F, cap), negativeCap = FloatVector.broadcast(F, -cap);
         for (int j = 0; j < count; j++) {
-            int o = j * GROUP;
+            int o = sb + j * GROUP;
             FloatVector xA = FloatVector.fromArray(F, sT, o), xB = FloatVector.fromArray(F, sT, o + L);
             FloatVector yA = xA.mul(inv), yB = xB.mul(inv);
             FloatVector zA = yA.mul(yA), zB = yB.mul(yB);
@@ -2113,8 +2112,8 @@ final class SimdAttentionKernel {
             }
             if (deriv != null) {
                 FloatVector tA = cA.mul(inv), tB = cB.mul(inv);
-                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o);
-                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o + L);
+                tA.neg().fma(tA, ONE).intoArray(deriv, dOff + o - sb);
+                tB.neg().fma(tB, ONE).intoArray(deriv, dOff + o - sb + L);
             }
         }
     }
@@ -2169,7 +2168,7 @@ final class SimdAttentionKernel {
      * masked pairs are skipped: the function never sees a pair the pattern excludes), one call per
      * score, in the scalar twin's units and order (derivative first).
      */
-    private static void applyFunction(Scratch s, ScoreMod.Plan plan, int st, int grp, int from, int count, boolean partial, boolean derivatives) {
+    private static void applyFunction(Scratch s, ScoreMod.Plan plan, int st, int grp, int from, int count, boolean partial, boolean derivatives, int sb) {
         ScoreMod.Function fn = plan.function(st), derivative = derivatives ? plan.derivative(st) : null;
         float[] sT = s.sT, deriv = s.modDerivatives;
         int dOff = plan.derivativeSlot(st) * s.modStride, row0 = s.modRow0 + grp * GROUP, key0 = s.modKey0 + from;
@@ -2180,9 +2179,9 @@ final class SimdAttentionKernel {
                     if (derivatives) deriv[dOff + o] = 1f;
                     continue;
                 }
-                double natural = sT[o] * ScalarAttentionKernel.LN2_D;
+                double natural = sT[sb + o] * ScalarAttentionKernel.LN2_D;
                 if (derivative != null) deriv[dOff + o] = (float) derivative.apply(s.modBatch, s.modHead, i, key0 + j, natural);
-                sT[o] = (float) (fn.apply(s.modBatch, s.modHead, i, key0 + j, natural) * ScalarAttentionKernel.LOG2E_D);
+                sT[sb + o] = (float) (fn.apply(s.modBatch, s.modHead, i, key0 + j, natural) * ScalarAttentionKernel.LOG2E_D);
             }
         }
     }

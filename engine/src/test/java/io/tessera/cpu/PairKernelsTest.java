@@ -54,8 +54,8 @@ class PairKernelsTest {
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, 0, first, inverseCap);
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, d * GROUP, second, inverseCap);
                 SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, 0, pairSecond, 0);
-                SimdAttentionKernel.capOnPolynomial(pairFirst, n, inverseCap);
-                SimdAttentionKernel.capOnPolynomial(pairSecond, n, inverseCap);
+                SimdAttentionKernel.capOnPolynomial(pairFirst, 0, n, inverseCap);
+                SimdAttentionKernel.capOnPolynomial(pairSecond, 0, n, inverseCap);
                 assertSameBits(pairFirst, first, n * GROUP, "capped scores, first group, d=" + d + " n=" + n);
                 assertSameBits(pairSecond, second, n * GROUP, "capped scores, second group, d=" + d + " n=" + n);
             }
