@@ -214,7 +214,11 @@ final class SimdDecodeKernel {
         s.ensure(rows, d, dv, c.batch * c.kvHeads);
         if (s.qRowsCall != c.id) {
             s.qRowsCall = c.id;
-            s.qRowsBase = LineAlignedArrays.floatsToLine(s.qRowsBytes);
+            int base = LineAlignedArrays.floatsToLine(s.qRowsBytes);
+            if (base != s.qRowsBase) {   // rows loaded at the old start (another call's, on this thread) are not where they are looked for
+                Arrays.fill(s.qLoadedFor, 0L);
+                s.qRowsBase = base;
+            }
         }
         int qBlock = b * c.kvHeads + hk, qBase = s.qBase = s.qRowsBase + qBlock * quadRows * dPad;
         if (s.qLoadedFor[qBlock] != c.id) {
