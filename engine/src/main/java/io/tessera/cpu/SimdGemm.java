@@ -47,13 +47,17 @@ final class SimdGemm {
     private static final boolean PAIRS = VectorConfig.WIDE_REGISTER_FILE;
     /** Where the second panel of a pair starts in the packed buffer (and its tile in the tile buffer). */
     private static final int SECOND = KC * PANEL, SECOND_TILE = ROWS * PANEL;
-    /** The packed panel pair, with a cache line of floats to spare: the panels start on one (see {@link LineAlignedArrays}). */
-    private static final ThreadLocal<float[]> PACKED = ThreadLocal.withInitial(() -> new float[2 * KC * PANEL + LineAlignedArrays.SLACK_FLOATS]);
-    /** PACKED's array as a segment, for LineAlignedArrays (one per thread, not one per item). */
-    private static final ThreadLocal<MemorySegment> PACKED_BYTES = ThreadLocal.withInitial(() -> MemorySegment.ofArray(PACKED.get()));
-    /** The c tile of a micro-kernel call, with a cache line of floats to spare: used from its first line on. */
-    private static final ThreadLocal<float[]> TILE = ThreadLocal.withInitial(() -> new float[2 * ROWS * PANEL + LineAlignedArrays.SLACK_FLOATS]);
-    private static final ThreadLocal<MemorySegment> TILE_BYTES = ThreadLocal.withInitial(() -> MemorySegment.ofArray(TILE.get()));
+    /**
+     * A thread's packed panel pair and c tile, each with a cache line of floats to spare (both are
+     * read and written in full vectors from their first line on: see {@link LineAlignedArrays}),
+     * and each array's segment, made once, for the address query.
+     */
+    private static final class Buffers {
+        final float[] packed = new float[2 * KC * PANEL + LineAlignedArrays.SLACK_FLOATS];
+        final float[] tile = new float[2 * ROWS * PANEL + LineAlignedArrays.SLACK_FLOATS];
+        final MemorySegment packedBytes = MemorySegment.ofArray(packed), tileBytes = MemorySegment.ofArray(tile);
+    }
+    private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
     /**
      * Depth of the runs in which an item copies its rows of a row-major op(a) to the heap: several
      * slices at once, because a copy per slice reads runs of only KC floats, each from a different
@@ -128,10 +132,9 @@ final class SimdGemm {
         int chunk = item / groups, group = item % groups;
         int panel0 = (int) ((long) group * panels / groups), panel1 = (int) ((long) (group + 1) * panels / groups);
         int rowsPerItem = rowsPerItem(g, threads), i0 = chunk * rowsPerItem, i1 = Math.min(g.m(), i0 + rowsPerItem), span = i1 - i0;
-        float[] packed = PACKED.get(), tile = TILE.get(), ap = A_ROWS.get();
-        // The packed panels and the tile are read and written in full vectors: from their first cache line on (see LineAlignedArrays).
-        int pb = LineAlignedArrays.floatsToLine(PACKED_BYTES.get());
-        int tb = LineAlignedArrays.floatsToLine(TILE_BYTES.get());
+        Buffers buffers = BUFFERS.get();
+        float[] packed = buffers.packed, tile = buffers.tile, ap = A_ROWS.get();
+        int pb = LineAlignedArrays.floatsToLine(buffers.packedBytes), tb = LineAlignedArrays.floatsToLine(buffers.tileBytes);   // their first lines, now
         boolean transposed = g.aType() == ElementType.F32 && g.aRow() == 1 && g.aCol() != 1;
         int run0 = 0, run = 0;   // the depth range [run0, run0 + run) of op(a) in ap, row t at t·run (row-major copies)
         for (int k0 = 0; k0 < g.k(); k0 += KC) {
@@ -259,7 +262,7 @@ final class SimdGemm {
         // Through a per-thread tile rather than six inlined stores: inlining all six exceeds C2's
         // node budget (NodeCountInliningCutoff), and the accumulators of the stores left out are
         // then kept boxed across the loop, which measured 5-10x slower on thin shapes.
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L);
@@ -294,7 +297,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 5]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
@@ -322,7 +325,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 3]);
             c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
@@ -341,7 +344,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[q + 1]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
         storeTile(g, tile, tb, i, 2, j0, first, cols);
     }
@@ -354,7 +357,7 @@ final class SimdGemm {
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
-        c0.intoArray(tile, tb + 0); c1.intoArray(tile, tb + L);
+        c0.intoArray(tile, tb); c1.intoArray(tile, tb + L);
         storeTile(g, tile, tb, i, 1, j0, first, cols);
     }
 
@@ -379,7 +382,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a5 + p]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);   // through the tile: see block6Heap
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L);   // through the tile: see block6Heap
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L);
@@ -411,7 +414,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a5 + p]);
             c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52); c53 = b3.fma(x, c53);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
@@ -440,7 +443,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a3 + p]);
             c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L); c02.intoArray(tile, tb + SECOND_TILE); c03.intoArray(tile, tb + SECOND_TILE + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L); c12.intoArray(tile, tb + SECOND_TILE + 2 * L); c13.intoArray(tile, tb + SECOND_TILE + 3 * L);
         c20.intoArray(tile, tb + 4 * L); c21.intoArray(tile, tb + 5 * L); c22.intoArray(tile, tb + SECOND_TILE + 4 * L); c23.intoArray(tile, tb + SECOND_TILE + 5 * L);
         c30.intoArray(tile, tb + 6 * L); c31.intoArray(tile, tb + 7 * L); c32.intoArray(tile, tb + SECOND_TILE + 6 * L); c33.intoArray(tile, tb + SECOND_TILE + 7 * L);
@@ -459,7 +462,7 @@ final class SimdGemm {
             x = FloatVector.broadcast(F, ap[a1 + p]);
             c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
         }
-        c00.intoArray(tile, tb + 0); c01.intoArray(tile, tb + L);
+        c00.intoArray(tile, tb); c01.intoArray(tile, tb + L);
         c10.intoArray(tile, tb + 2 * L); c11.intoArray(tile, tb + 3 * L);
         storeTile(g, tile, tb, i, 2, j0, first, cols);
     }
@@ -472,7 +475,7 @@ final class SimdGemm {
             c0 = FloatVector.fromArray(F, bp, o).fma(x, c0);
             c1 = FloatVector.fromArray(F, bp, o + L).fma(x, c1);
         }
-        c0.intoArray(tile, tb + 0); c1.intoArray(tile, tb + L);
+        c0.intoArray(tile, tb); c1.intoArray(tile, tb + L);
         storeTile(g, tile, tb, i, 1, j0, first, cols);
     }
 
