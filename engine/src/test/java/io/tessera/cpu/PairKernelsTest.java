@@ -10,13 +10,16 @@ import org.junit.jupiter.api.Test;
  * .accumulatePair) against the one-group kernels they stand in for, bit for bit: each group's scores
  * and outputs are the same fma chains in the same order. Tiles of 1 to 70 keys (full 6-key steps and
  * 4-key tails), head dimensions 1 to 13 (column blocks of 6, of 4, and 1 to 3 single columns) and 64,
- * panels and value rows at an offset, accumulators that start nonzero. The kernels are called
+ * panels and value rows at an offset, the pair's two score rows at different offsets (the forward
+ * pass uses them from their first cache lines), accumulators that start nonzero. The kernels are called
  * directly, so they are checked at every vector width, whichever path the forward pass takes there;
  * so is the pass that soft-caps a pair's scores (capOnPolynomial) against scores()' in-register cap.
  */
 class PairKernelsTest {
 
     private static final int GROUP = SimdAttentionKernel.GROUP;
+    /** Where the pair's two score rows start in their arrays: different, as two arrays' first lines are. */
+    private static final int FIRST_BASE = 5, SECOND_BASE = 11;
 
     @Test
     void scoresPairEqualsScoresOfEachGroup() {
@@ -29,12 +32,12 @@ class PairKernelsTest {
                 float[] panels = new float[tileOff + SimdAttentionKernel.panelFloats(n, d)];
                 SimdAttentionKernel.packPanels(rows, 0, n, d, panels, tileOff);
                 float[] first = new float[(n + 6) * GROUP], second = new float[first.length];
-                float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
+                float[] pairFirst = new float[FIRST_BASE + first.length], pairSecond = new float[SECOND_BASE + first.length];
                 SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, 0, first, 0f);
                 SimdAttentionKernel.scores(panels, tileOff, 0, n, d, qT, d * GROUP, second, 0f);
-                SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, 0, pairSecond, 0);
-                assertSameBits(pairFirst, first, n * GROUP, "scores, first group, d=" + d + " n=" + n);
-                assertSameBits(pairSecond, second, n * GROUP, "scores, second group, d=" + d + " n=" + n);
+                SimdAttentionKernel.scoresPair(panels, tileOff, n, d, qT, 0, pairFirst, FIRST_BASE, pairSecond, SECOND_BASE);
+                assertSameBits(pairFirst, FIRST_BASE, first, n * GROUP, "scores, first group, d=" + d + " n=" + n);
+                assertSameBits(pairSecond, SECOND_BASE, second, n * GROUP, "scores, second group, d=" + d + " n=" + n);
             }
         }
     }
@@ -50,14 +53,14 @@ class PairKernelsTest {
                 float[] panels = new float[SimdAttentionKernel.panelFloats(n, d)];
                 SimdAttentionKernel.packPanels(gaussian(random, n * d), 0, n, d, panels, 0);
                 float[] first = new float[(n + 6) * GROUP], second = new float[first.length];
-                float[] pairFirst = new float[first.length], pairSecond = new float[first.length];
+                float[] pairFirst = new float[FIRST_BASE + first.length], pairSecond = new float[SECOND_BASE + first.length];
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, 0, first, inverseCap);
                 SimdAttentionKernel.scores(panels, 0, 0, n, d, qT, d * GROUP, second, inverseCap);
-                SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, 0, pairSecond, 0);
-                SimdAttentionKernel.capOnPolynomial(pairFirst, 0, n, inverseCap);
-                SimdAttentionKernel.capOnPolynomial(pairSecond, 0, n, inverseCap);
-                assertSameBits(pairFirst, first, n * GROUP, "capped scores, first group, d=" + d + " n=" + n);
-                assertSameBits(pairSecond, second, n * GROUP, "capped scores, second group, d=" + d + " n=" + n);
+                SimdAttentionKernel.scoresPair(panels, 0, n, d, qT, 0, pairFirst, FIRST_BASE, pairSecond, SECOND_BASE);
+                SimdAttentionKernel.capOnPolynomial(pairFirst, FIRST_BASE, n, inverseCap);
+                SimdAttentionKernel.capOnPolynomial(pairSecond, SECOND_BASE, n, inverseCap);
+                assertSameBits(pairFirst, FIRST_BASE, first, n * GROUP, "capped scores, first group, d=" + d + " n=" + n);
+                assertSameBits(pairSecond, SECOND_BASE, second, n * GROUP, "capped scores, second group, d=" + d + " n=" + n);
             }
         }
     }
@@ -74,8 +77,8 @@ class PairKernelsTest {
                 float[] single = start.clone(), pair = start.clone();
                 SimdAttentionKernel.accumulate(values, vOff, n, dv, pFirst, single, 0);
                 SimdAttentionKernel.accumulate(values, vOff, n, dv, pSecond, single, dv * GROUP);
-                SimdAttentionKernel.accumulatePair(values, vOff, n, dv, pFirst, 0, pSecond, 0, pair, 0);
-                assertSameBits(pair, single, single.length, "outputs, dv=" + dv + " n=" + n);
+                SimdAttentionKernel.accumulatePair(values, vOff, n, dv, shifted(pFirst, FIRST_BASE), FIRST_BASE, shifted(pSecond, SECOND_BASE), SECOND_BASE, pair, 0);
+                assertSameBits(pair, 0, single, single.length, "outputs, dv=" + dv + " n=" + n);
             }
         }
     }
@@ -86,9 +89,18 @@ class PairKernelsTest {
         return a;
     }
 
-    private static void assertSameBits(float[] actual, float[] expected, int length, String what) {
+    /** {@code a} copied to start at {@code base}, the floats before it NaN (a kernel that read them would show it). */
+    private static float[] shifted(float[] a, int base) {
+        float[] b = new float[base + a.length];
+        java.util.Arrays.fill(b, 0, base, Float.NaN);
+        System.arraycopy(a, 0, b, base, a.length);
+        return b;
+    }
+
+    /** actual[base + i] and expected[i] have the same bits for i &lt; length. */
+    private static void assertSameBits(float[] actual, int base, float[] expected, int length, String what) {
         for (int i = 0; i < length; i++) {
-            assertThat(Float.floatToRawIntBits(actual[i])).as("%s, element %d: %s vs %s", what, i, actual[i], expected[i])
+            assertThat(Float.floatToRawIntBits(actual[base + i])).as("%s, element %d: %s vs %s", what, i, actual[base + i], expected[i])
                     .isEqualTo(Float.floatToRawIntBits(expected[i]));
         }
     }
