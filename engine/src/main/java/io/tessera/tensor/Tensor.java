@@ -67,7 +67,9 @@ public final class Tensor {
         long count = Shapes.elementCount("shape", s);
         long bytes = Shapes.bytes("shape", s, count, type.byteSize());
         // ALIGNMENT bytes in front of the data: the header lives in the last HEADER_BYTES of them.
-        MemorySegment allocation = arena.allocate(ALIGNMENT + bytes, ALIGNMENT);
+        // Large tensors on huge pages where the platform allows (see HugePageMemory): zeroed, owned by the arena alike.
+        MemorySegment allocation = HugePageMemory.allocate(arena, ALIGNMENT + bytes);
+        if (allocation == null) allocation = arena.allocate(ALIGNMENT + bytes, ALIGNMENT);
         MemorySegment data = allocation.asSlice(ALIGNMENT, bytes);
         return new Tensor(allocation, data, 0, s, Shapes.rowMajorStrides(s), type);
     }
