@@ -14,8 +14,15 @@ import java.lang.foreign.Arena;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -44,6 +51,12 @@ import org.openjdk.jmh.annotations.Warmup;
  * ({@code djl-sdpa}: PyTorch's SDPA through DJL; {@code onnxruntime-gqa}: ONNX Runtime's GroupQueryAttention with a past KV cache; with {@code -Ppeers}) on the same keys, values and
  * queries. Setup checks the output of the first sequence's first KV head group against the float64
  * oracle and fails the trial when it is outside the tolerance.
+ *
+ * <p>{@code backend=read} computes no attention: a step is a plain read of the very K/V bytes the
+ * kernel's step reads (each sequence's attended pages, key/value heads split over the threads, 8
+ * bytes at a time, keys and values side by side), the floor a step bound by memory would reach on
+ * this machine with these pages. A core here reads about 13 GB/s whatever the loop, so this is
+ * the honest yardstick for the step; the triad, which also writes, is not a read-only rate.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -73,6 +86,8 @@ public class DecodeBenchmark {
     private KvCache cache;
     private PagedAttention decode;
     private DecodePeer peer;
+    /** The plain read's threads ({@code backend=read}). */
+    private ExecutorService readers;
     private Tensor q, out;
     private int[] sequences;
 
@@ -137,6 +152,15 @@ public class DecodeBenchmark {
         q = Tensor.randomNormal(arena, 3, 1f, batch, HEADS, 1, HEAD_DIM);
         out = Tensor.zeros(arena, batch, HEADS, 1, HEAD_DIM);
         float[] result;
+        if (backend.equals("read")) {
+            readers = Executors.newFixedThreadPool(threads, r -> {
+                Thread t = new Thread(r, "decode-plain-read");
+                t.setDaemon(true);
+                return t;
+            });
+            if (plainRead() == 42) System.out.print("");   // first touch outside the measurement; the sum keeps the loads
+            return;   // no attention computed: nothing to check against the oracle
+        }
         if (backend.equals("simd") || backend.equals("scalar")) {
             decode = PagedAttention.of(p).on(Backend.named(backend).withThreads(threads));
             decode.forward(cache, sequences, q, out, null);   // buffers outside the measurement
@@ -198,11 +222,44 @@ public class DecodeBenchmark {
     @TearDown(Level.Trial)
     public void tearDown() throws Exception {
         if (peer != null) peer.close();
+        if (readers != null) readers.shutdownNow();
         arena.close();
+    }
+
+    /**
+     * Reads every byte of K and V a step attends (each sequence's last {@code keys} tokens, through
+     * its page table), key/value heads split over the threads; returns the loads' sum.
+     */
+    private long plainRead() throws Exception {
+        MemorySegment k = cache.keyStorage().segment(), v = cache.valueStorage().segment();
+        long eb = ElementType.valueOf(cacheType).byteSize(), tokenBytes = HEAD_DIM * eb, headBytes = k.byteSize() / KV_HEADS;
+        int keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
+        List<Future<Long>> parts = new ArrayList<>(threads);
+        for (int t = 0; t < threads; t++) {
+            int from = KV_HEADS * t / threads, to = KV_HEADS * (t + 1) / threads;
+            parts.add(readers.submit(() -> {
+                long acc = 0;
+                for (int h = from; h < to; h++) {
+                    for (int b : sequences) {
+                        for (int token = cacheLength - keys; token < cacheLength; ) {
+                            int page = token / pageSize, inPage = token % pageSize, run = Math.min(pageSize - inPage, cacheLength - token);
+                            long at = h * headBytes + ((long) cache.page(b, page) * pageSize + inPage) * tokenBytes, end = at + run * tokenBytes;
+                            for (long o = at; o < end; o += Long.BYTES) acc += k.get(ValueLayout.JAVA_LONG_UNALIGNED, o) ^ v.get(ValueLayout.JAVA_LONG_UNALIGNED, o);
+                            token += run;
+                        }
+                    }
+                }
+                return acc;
+            }));
+        }
+        long sum = 0;
+        for (Future<Long> f : parts) sum += f.get();
+        return sum;
     }
 
     @Benchmark
     public Object step() throws Exception {
+        if (readers != null) return plainRead();
         if (peer != null) {
             peer.step();
             return peer;

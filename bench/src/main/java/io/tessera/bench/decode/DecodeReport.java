@@ -89,7 +89,11 @@ public final class DecodeReport {
             StringBuilder vs = new StringBuilder();
             if (r.backend().equals("simd") || r.backend().equals("scalar")) {
                 for (Row other : rows) {
-                    if (other.key().equals(r.key()) && !other.backend().equals("simd") && !other.backend().equals("scalar")) {
+                    if (other.key().equals(r.key()) && other.backend().equals("read")) {
+                        // Paired rows are relative to the case's simd F32 row: the read's over this row's.
+                        double ratio = other.paired() != null ? other.paired().median() / (r.paired() == null ? 1 : r.paired().median()) : other.microseconds() / r.microseconds();
+                        vs.append(String.format(Locale.ROOT, "at %.0f%% of a plain read of its bytes%s ", 100 * ratio, other.paired() != null ? " (paired)" : ""));
+                    } else if (other.key().equals(r.key()) && !other.backend().equals("simd") && !other.backend().equals("scalar")) {
                         boolean paired = other.paired() != null && r.paired() == null;   // r is the first of the rounds
                         vs.append(paired ? String.format(Locale.ROOT, "%.2f× ±%.2f vs %s (paired) ", other.paired().median(), other.paired().halfWidth(), other.backend())
                                 : String.format(Locale.ROOT, "%.2f× vs %s ", other.microseconds() / r.microseconds(), other.backend()));

@@ -18,7 +18,8 @@ import java.util.Map;
  * checked against the float64 oracle in the benchmark's setup: a failed check fails the row), timed
  * call by call in one JVM ({@link Interleaved}: the rows of a pattern in turns; quick mode's window
  * row alone, after the dense rows). Time
- * per step, K/V GB/s, that as a share of the STREAM triad measured here, and the speed-up over SDPA.
+ * per step, K/V GB/s, that as a share of the STREAM triad measured here and of a plain read of the
+ * same bytes ({@code read} rows, in the same turns), and the speed-up over SDPA.
  * Written to {@code decode.md}. With {@code full}, every type and peer for both patterns, batch 8,
  * caches of 4096 and 131,072 (batch 1), and f16.
  */
@@ -44,6 +45,8 @@ public final class DecodeSection {
                 // Quick mode: the window in F32 only, to show that it reads only its pages.
                 boolean every = full || pattern.equals("dense");
                 for (String type : every ? types : List.of("F32")) cases.add(new String[] {shape[0], shape[1], pattern, type, "simd"});
+                // The plain read of the same bytes: the floor a step bound by memory would reach here.
+                for (String type : every ? types : List.of("F32")) cases.add(new String[] {shape[0], shape[1], pattern, type, "read"});
                 // The peer computes in float32 on the (rounded) cache values: one row per pattern.
                 if (sdpa && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "djl-sdpa"});
                 if (onnxRuntime && every) cases.add(new String[] {shape[0], shape[1], pattern, "F32", "onnxruntime-gqa"});
@@ -120,7 +123,7 @@ public final class DecodeSection {
             for (List<String[]> g : shape) {
                 for (String[] c : g) {
                     long cache = DecodeBenchmark.kvBytes(Integer.parseInt(c[0]), Integer.parseInt(c[1]), "dense", c[3]);
-                    bytes += c[4].equals("simd") || c[4].equals("scalar") ? cache : 2 * cache;
+                    bytes += c[4].equals("simd") || c[4].equals("scalar") || c[4].equals("read") ? cache : 2 * cache;
                 }
             }
             if (bytes <= JVM_CACHE_BYTES) jvms.add(shape);

@@ -55,4 +55,23 @@ class DecodeReportTest {
         assertThat(simdLine).contains("2.50× ±0.25 vs djl-sdpa (paired)").doesNotContain("3.00×");
         assertThat(table.lines().filter(l -> l.contains("BF16")).findFirst().orElseThrow()).contains("2.00× vs F32 (paired)");
     }
+
+    @Test
+    void aStepIsShownAsAShareOfThePlainReadOfItsOwnBytes() {
+        DecodeReport.Row simd = new DecodeReport.Row("simd", 1, 4096, "dense", "F32", 16, 2, 1000, 10, null);
+        DecodeReport.Row bf16 = new DecodeReport.Row("simd", 1, 4096, "dense", "BF16", 16, 2, 700, 10, new MedianTime(0.7, 0.02, 9));
+        DecodeReport.Row read = new DecodeReport.Row("read", 1, 4096, "dense", "F32", 16, 2, 600, 10, new MedianTime(0.6, 0.01, 9));
+        DecodeReport.Row readHalf = new DecodeReport.Row("read", 1, 4096, "dense", "BF16", 16, 2, 300, 10, new MedianTime(0.28, 0.01, 9));
+        String table = DecodeReport.table(List.of(simd, bf16, read, readHalf), Map.of());
+        assertThat(line(table, "simd", "F32")).contains("at 60% of a plain read of its bytes (paired)").doesNotContain("vs read");
+        assertThat(line(table, "simd", "BF16")).contains("at 40% of a plain read of its bytes (paired)");   // 0.28 / 0.7: the BF16 read over the BF16 step
+        assertThat(line(table, "read", "F32")).doesNotContain("%  at");
+        // Unpaired: the quotient of the two times.
+        String alone = DecodeReport.table(List.of(simd, new DecodeReport.Row("read", 1, 4096, "dense", "F32", 16, 2, 500, 10, null)), Map.of());
+        assertThat(line(alone, "simd", "F32")).contains("at 50% of a plain read of its bytes").doesNotContain("(paired)");
+    }
+
+    private static String line(String table, String backend, String type) {
+        return table.lines().filter(l -> l.startsWith(backend + " ") && l.contains(" " + type + " ")).findFirst().orElseThrow();
+    }
 }
