@@ -30,7 +30,14 @@ import jdk.incubator.vector.VectorSpecies;
  * lie in the pool (bfloat16 widened in registers). Measured on Zen 5 (decode step, 32k tokens,
  * D = 128, one thread): vector loads straight from DRAM inside the arithmetic stalled on memory at
  * 8–12 GB/s; copying each chunk into float scratch (the previous design) cost more than the
- * arithmetic, as a copy reads and writes. Other caches (float16, or widths that are not whole lane
+ * arithmetic, as a copy reads and writes. The read pass and the arithmetic do not overlap (Java has
+ * no prefetch instruction), and a core reads at most about 13 GB/s on the Intel Xeon measured later
+ * (any number of streams, 8- or 64-byte loads), so a step costs the read plus the arithmetic. Tried
+ * there and slower: the next chunk's lines loaded among the P·V loop's FMAs, every line (two threads,
+ * F32 16.8 → 20.1 ms) or every 8th to 32nd so that the L2 streamer would fetch the rest (20.2–24.6 ms):
+ * a load that misses holds up retirement, and the streamer does not run ahead of sparse touches;
+ * touching the first lines of each 4 KB page of the next block after the read pass changed nothing.
+ * Other caches (float16, or widths that are not whole lane
  * blocks) are staged, widened and zero-padded, into float scratch rows a block at a time, keys
  * then values.
  *
