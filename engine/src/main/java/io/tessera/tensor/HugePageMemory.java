@@ -16,9 +16,10 @@ import java.util.Locale;
  * bound by how fast each core can read (about 13 GB/s a core on the Intel Xeon this was measured on,
  * whatever the number of streams or the width of the loads). On 4 KB pages every 4 KB of the stream
  * is a new TLB entry, and the core's read rate paid for the page walks: a float32 decode step
- * (B = 1, 32,768 cached tokens, D = 128, 32 query heads over 8 key/value heads, two threads) took
- * 16.8 ms with the cache in {@code Arena} memory and 15.2–15.4 ms on huge pages (alternating JVMs);
- * a plain read of 256 MiB rose from 13.5–14 to 14.8–15.4 GB/s on one core. Workloads that reuse a
+ * (B = 1, 32,768 cached tokens, D = 128, 32 query heads over 8 key/value heads) took 31.3–32.7 ms on
+ * one thread and 15.8–16.8 ms on two with the cache in {@code Arena} memory, 28.4–30.9 and 15.4–16.0
+ * ms on huge pages (alternating JVMs); a plain read of 256 MiB on one core rose from 12.7–14.0 to
+ * 14.8–15.4 GB/s. Workloads that reuse a
  * tensor from the caches (the dense and variant kernels) measured the same either way.
  *
  * <p>How: an anonymous private {@code mmap} of the allocation plus one huge page, trimmed
