@@ -25,7 +25,8 @@ import org.openjdk.jmh.runner.options.TimeValue;
  *     [-p name=v1,v2 ...] [--warmup N] [--iterations N] [--time SECONDS]
  * </pre>
  * {@code -p} overrides a parameter of DecodeBenchmark (batch, cacheLength, pattern, cacheType, pageSize,
- * backend — e.g. {@code -p backend=simd,djl-sdpa} with a {@code -Ppeers} build —, threads).
+ * backend — e.g. {@code -p backend=simd,read,djl-sdpa} with a {@code -Ppeers} build; {@code read} is a
+ * plain read of the step's K/V bytes, the memory floor —, threads).
  */
 public final class DecodeReport {
     private DecodeReport() {}
