@@ -111,7 +111,7 @@ final class RowSoftmaxSimd {
                 int at = (i0 + i) * cols;
                 float sum = folded[i];
                 for (int c = body; c < cols; c++) sum += block[at + c];   // finishSum's tail
-                divide(block, at, cols, sum);
+                normalize(block, at, cols, sum);
             }
         }
         return i0;
@@ -139,11 +139,12 @@ final class RowSoftmaxSimd {
         return RowSoftmax.finishSum(partials, row, at, cols, body);
     }
 
-    /** row[at + c] = row[at + c] / sum, lane by lane (the scalar division's bits). */
-    static void divide(float[] row, int at, int cols, float sum) {
+    /** {@link RowSoftmax#normalize} lane by lane: row[at + c] · (1 / sum), the scalar twin's bits. */
+    static void normalize(float[] row, int at, int cols, float sum) {
         int lanes = F.length(), vec = cols - cols % lanes;
-        FloatVector s = FloatVector.broadcast(F, sum);
-        for (int c = 0; c < vec; c += lanes) FloatVector.fromArray(F, row, at + c).div(s).intoArray(row, at + c);
-        for (int c = vec; c < cols; c++) row[at + c] = row[at + c] / sum;
+        float inverse = 1f / sum;
+        FloatVector s = FloatVector.broadcast(F, inverse);
+        for (int c = 0; c < vec; c += lanes) FloatVector.fromArray(F, row, at + c).mul(s).intoArray(row, at + c);
+        for (int c = vec; c < cols; c++) row[at + c] = row[at + c] * inverse;
     }
 }

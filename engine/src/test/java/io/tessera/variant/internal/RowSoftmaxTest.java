@@ -116,7 +116,7 @@ class RowSoftmaxTest {
                             for (int c = 0; c < cols; c++) row[c] = FloatExp.exp(row[c] - max);
                             float sum = RowSoftmax.sumScalar(row, 0, cols, partials);
                             for (int c = 0; c < cols; c++) {
-                                float want = row[c] / sum, got = x.get(r, c);
+                                float want = row[c] * (1f / sum), got = x.get(r, c);
                                 assertThat(Float.floatToRawIntBits(got) == Float.floatToRawIntBits(want) || (want != want && got != got))
                                         .as("rows %d cols %d strided %s at (%d, %d): %s vs %s", rows, cols, strided, r, c, got, want).isTrue();
                             }
