@@ -226,23 +226,30 @@ public class DecodeBenchmark {
         arena.close();
     }
 
-    /**
-     * Reads every byte of K and V a step attends (each sequence's last {@code keys} tokens, through
-     * its page table), key/value heads split over the threads; returns the loads' sum.
-     */
     private long plainRead() throws Exception {
+        return plainRead(readers, threads, cache, sequences, pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW));
+    }
+
+    /**
+     * Reads every byte of K and V of each sequence's last {@code keys} tokens (through its page
+     * table), key/value heads split over {@code threads} tasks of {@code readers}, keys and values
+     * side by side, 8 bytes at a time; returns the loads' sum (so they cannot be dropped). The plain
+     * read of the {@code read} rows and of {@link DecodeProbe}.
+     */
+    static long plainRead(ExecutorService readers, int threads, KvCache cache, int[] sequences, int keys) throws Exception {
         MemorySegment k = cache.keyStorage().segment(), v = cache.valueStorage().segment();
-        long eb = ElementType.valueOf(cacheType).byteSize(), tokenBytes = HEAD_DIM * eb, headBytes = k.byteSize() / KV_HEADS;
-        int keys = pattern.equals("dense") ? cacheLength : Math.min(cacheLength, WINDOW);
+        int pageSize = cache.pageSize(), kvHeads = cache.kvHeads();
+        long tokenBytes = (long) cache.headDim() * cache.keyStorage().type().byteSize(), headBytes = k.byteSize() / kvHeads;
         List<Future<Long>> parts = new ArrayList<>(threads);
         for (int t = 0; t < threads; t++) {
-            int from = KV_HEADS * t / threads, to = KV_HEADS * (t + 1) / threads;
+            int from = kvHeads * t / threads, to = kvHeads * (t + 1) / threads;
             parts.add(readers.submit(() -> {
                 long acc = 0;
                 for (int h = from; h < to; h++) {
                     for (int b : sequences) {
-                        for (int token = cacheLength - keys; token < cacheLength; ) {
-                            int page = token / pageSize, inPage = token % pageSize, run = Math.min(pageSize - inPage, cacheLength - token);
+                        int length = cache.length(b);
+                        for (int token = length - Math.min(keys, length); token < length; ) {
+                            int page = token / pageSize, inPage = token % pageSize, run = Math.min(pageSize - inPage, length - token);
                             long at = h * headBytes + ((long) cache.page(b, page) * pageSize + inPage) * tokenBytes, end = at + run * tokenBytes;
                             for (long o = at; o < end; o += Long.BYTES) acc += k.get(ValueLayout.JAVA_LONG_UNALIGNED, o) ^ v.get(ValueLayout.JAVA_LONG_UNALIGNED, o);
                             token += run;

@@ -7,14 +7,11 @@ import io.tessera.pattern.Pattern;
 import io.tessera.tensor.ElementType;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
 import java.util.Locale;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 
 /**
  * A quick in-process probe of the decode step ({@link DecodeBenchmark}'s shape: B = 1, D = 128, 32
@@ -58,7 +55,7 @@ public final class DecodeProbe {
                     long cpu0 = processThreadsCpu(), t0 = System.nanoTime();
                     decode.forward(caches[i], 0, q, out, null);
                     long t1 = System.nanoTime(), cpu1 = processThreadsCpu();
-                    long sink = streamingRead(readers, threads, caches[i]);
+                    long sink = DecodeBenchmark.plainRead(readers, threads, caches[i], new int[] {0}, length);
                     long t2 = System.nanoTime(), cpu2 = processThreadsCpu();
                     if (sink == 42) System.out.print("");   // keeps the reads alive
                     if (round < warmup) continue;
@@ -100,31 +97,6 @@ public final class DecodeProbe {
             long t = THREADS.getThreadCpuTime(id);
             if (t > 0) sum += t;
         }
-        return sum;
-    }
-
-    /** Reads every K and V byte of sequence 0 (each KV head's pages, in page order), heads split over the threads. */
-    private static long streamingRead(ExecutorService readers, int threads, KvCache cache) throws Exception {
-        MemorySegment k = cache.keyStorage().segment(), v = cache.valueStorage().segment();
-        long headBytes = k.byteSize() / KV_HEADS;
-        @SuppressWarnings("unchecked") Future<Long>[] parts = new Future[threads];
-        for (int t = 0; t < threads; t++) {
-            int from = KV_HEADS * t / threads, to = KV_HEADS * (t + 1) / threads;
-            parts[t] = readers.submit(() -> {
-                long acc = 0;
-                for (int h = from; h < to; h++) {
-                    for (int page = 0; page < cache.pageCount(0); page++) {
-                        long pageBytes = headBytes / cache.pages(), at = h * headBytes + cache.page(0, page) * pageBytes;
-                        for (long o = 0; o < pageBytes; o += Long.BYTES) {
-                            acc += k.get(ValueLayout.JAVA_LONG_UNALIGNED, at + o) ^ v.get(ValueLayout.JAVA_LONG_UNALIGNED, at + o);
-                        }
-                    }
-                }
-                return acc;
-            });
-        }
-        long sum = 0;
-        for (Future<Long> f : parts) sum += f.get();
         return sum;
     }
 }
