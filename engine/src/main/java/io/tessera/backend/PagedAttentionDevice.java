@@ -38,7 +38,8 @@ public interface PagedAttentionDevice {
      *
      * <p>{@code pageGenerations} is the cache's write record, for a device that keeps the pools
      * resident between calls: {@code pageGenerations[p]} changes whenever tokens already written to
-     * pool page {@code p} may have changed (the page was handed out again); between two changes the
+     * pool page {@code p} may have changed (the page was handed out again, or tokens were cut from
+     * it by {@code KvCache.truncate}); between two changes the
      * page's tokens are only appended, so the device uploads only the tokens past those it holds.
      * Not modified by the device; null: no record (a resident device then sends every token the
      * call reaches). A device that reads the pools in place ignores it.

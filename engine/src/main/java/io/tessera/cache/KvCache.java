@@ -16,6 +16,7 @@ import java.util.Optional;
  * KvCache cache = KvCache.allocate(arena, 8, 1024, 16, 8, 128, 128);  // 8 sequences, 1024 pages of 16 tokens
  * cache.append(seq, k, v);                       // k [1, kvHeads, n, headDim], v [1, kvHeads, n, valueDim]
  * PagedAttention.of(Pattern.causal()).forward(cache, seq, q, out, null);
+ * cache.truncate(seq, n);                        // back to its first n tokens (rejected draft tokens)
  * cache.release(seq);                            // its pages go back to the pool
  * }</pre>
  *
@@ -218,6 +219,29 @@ public final class KvCache {
         return (int) newLength;
     }
 
+    /**
+     * Shortens {@code sequence} to its first {@code length} tokens, {@code 0 ≤ length ≤ length(sequence)}:
+     * what a speculative decoder does with the draft tokens the model rejected after one verifying
+     * step over all of them. Pages wholly past the new length go back to the pool (their memory is not
+     * cleared); the slots cut from the last page kept are written again by the next {@link #append}.
+     * O(1) per page released, nothing copied. Returns the new length.
+     */
+    public int truncate(int sequence, int length) {
+        checkSequence(sequence);
+        int current = lengths[sequence];
+        if (length < 0 || length > current) {
+            throw new IllegalArgumentException("length=" + length + " is not in [0, " + current + "], the length of sequence " + sequence);
+        }
+        int keep = (int) (((long) length + pageSize - 1) / pageSize);
+        int[] table = pageTables[sequence];
+        for (int i = pageCounts[sequence] - 1; i >= keep; i--) freeStack[freeCount++] = table[i];
+        // Slots of the last page kept will be written again: tokens a device holds of it are stale.
+        if (length < current && length % pageSize != 0) pageGenerations[table[keep - 1]] = ++handouts;
+        pageCounts[sequence] = keep;
+        lengths[sequence] = length;
+        return length;
+    }
+
     /** Empties {@code sequence}, returning its pages to the pool (their memory is not cleared). */
     public void release(int sequence) {
         checkSequence(sequence);
@@ -238,8 +262,9 @@ public final class KvCache {
 
     /**
      * The write record a device that keeps the pool resident checks (the caller must not modify
-     * it): entry {@code p} changes when pool page {@code p} is handed out to a sequence; between two
-     * changes the page's tokens are only appended (token slots filled in order, none rewritten), so
+     * it): entry {@code p} changes when pool page {@code p} is handed out to a sequence or when
+     * {@link #truncate} cuts tokens from it; between two changes the page's tokens are only appended
+     * (token slots filled in order, none rewritten), so
      * a device holding the page's first n tokens at the same generation needs only the tokens after
      * them. Writes through {@link #keyStorage}/{@link #valueStorage} views bypass this record.
      */

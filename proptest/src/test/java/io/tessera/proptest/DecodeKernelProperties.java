@@ -160,6 +160,37 @@ class DecodeKernelProperties {
         }
     }
 
+    /**
+     * Speculative decoding: one step over k draft tokens (causal, so query i sits at position
+     * length − k + i) gives each draft the same bits as decoding the drafts one at a time, each step
+     * against the cache rolled back to that draft's position with {@link KvCache#truncate}. For a
+     * given row both walk the same splits and chunks (which start at each split's first page): a key
+     * past the row's position is masked and adds exact zeros, a split past it contributes nothing. So
+     * which drafts a decoder accepts does not depend on how many it verified at once. (With a window
+     * the rows' union of windows may start a page earlier than one row's, and with it the chunks: there
+     * only the oracle's tolerance is promised, batchedDecodeEqualsTheOracle.)
+     */
+    @Property(tries = 30)
+    void verifyingDraftsAtOnceEqualsDecodingThemOneByOne(@ForAll("longSetups") Setup s, @ForAll("backends") Backend backend) {
+        try (Arena arena = Arena.ofShared()) {
+            Filled f = fill(arena, s, 2, true);
+            KvCache cache = f.cache();
+            int seq = s.sequences() - 1, length = cache.length(seq), drafts = Math.min(s.qLen(), length), dv = s.valueDim();
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 9, 1f, 1, s.heads(), drafts, s.headDim());
+            float[][] all = step(arena, cache, new int[] {seq}, q, Pattern.causal(), backend);
+            for (int i = drafts - 1; i >= 0; i--) {
+                cache.truncate(seq, length - drafts + i + 1);
+                float[][] one = step(arena, cache, new int[] {seq}, q.slice(2, i, i + 1), Pattern.causal(), backend);
+                for (int h = 0; h < s.heads(); h++) {
+                    String where = "draft " + i + " of " + drafts + ", head " + h + ", " + backend;
+                    assertSameFloats("output, " + where, java.util.Arrays.copyOfRange(all[0], (h * drafts + i) * dv, (h * drafts + i + 1) * dv),
+                            java.util.Arrays.copyOfRange(one[0], h * dv, (h + 1) * dv));
+                    assertSameFloats("lse, " + where, new float[] {all[1][h * drafts + i]}, new float[] {one[1][h]});
+                }
+            }
+        }
+    }
+
     @Provide
     Arbitrary<ElementType> halfTypes() { return Arbitraries.of(ElementType.BF16, ElementType.F16); }
 

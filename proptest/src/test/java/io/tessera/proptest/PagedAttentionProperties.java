@@ -205,6 +205,53 @@ class PagedAttentionProperties {
         }
     }
 
+    /**
+     * Rolling back (speculative decoding's rejected drafts): truncate keeps the pages of the first n
+     * tokens where they are, returns the others to the pool, and appending after it gives what a
+     * cache that held [those n tokens, the new ones] all along gives: decode equals the oracle on
+     * them, so neither the cut tokens (still in the pool) nor the pool's NaN slots reach it.
+     */
+    @Property(tries = 80)
+    void truncateFreesThePagesPastTheNewLengthAndAppendsContinueFromIt(@ForAll("setups") Setup s, @ForAll("patterns") Pattern pattern, @ForAll("backends") String backend,
+                                                                       @ForAll @IntRange(min = 0, max = 100) int keptPercent, @ForAll @IntRange(min = 0, max = 9) int added) {
+        try (Arena arena = Arena.ofShared()) {
+            Filled f = fill(arena, s, 2, true);
+            KvCache cache = f.cache();
+            int seq = s.sequences() - 1, length = cache.length(seq), keep = length * keptPercent / 100, pages = cache.pageCount(seq), free = cache.freePages();
+            int kept = (keep + s.pageSize() - 1) / s.pageSize();
+            int[] pool = new int[kept];
+            for (int i = 0; i < kept; i++) pool[i] = cache.page(seq, i);
+            assertThat(cache.truncate(seq, keep)).isEqualTo(keep);
+            assertThat(cache.length(seq)).isEqualTo(keep);
+            assertThat(cache.pageCount(seq)).isEqualTo(kept);
+            assertThat(cache.freePages()).isEqualTo(free + pages - kept);
+            for (int i = 0; i < kept; i++) assertThat(cache.page(seq, i)).as("pool page of page %d", i).isEqualTo(pool[i]);
+            int n = Math.min(added, kept * s.pageSize() - keep + cache.freePages() * s.pageSize());
+            if (keep + n == 0) return;   // nothing cached: decode rejects it (badArgumentsAreRejectedByName)
+            // What the cache should hold now: the first keep tokens, then n new ones.
+            Tensor k = Tensor.zeros(arena, 1, s.kvHeads(), keep + n, s.headDim()), v = Tensor.zeros(arena, 1, s.kvHeads(), keep + n, s.valueDim());
+            if (keep > 0) {
+                k.slice(2, 0, keep).copyFrom(f.keys()[seq].slice(2, 0, keep));
+                v.slice(2, 0, keep).copyFrom(f.values()[seq].slice(2, 0, keep));
+            }
+            if (n > 0) {
+                k.slice(2, keep, keep + n).copyFrom(Tensor.randomNormal(arena, s.seed() + 40, 1f, 1, s.kvHeads(), n, s.headDim()));
+                v.slice(2, keep, keep + n).copyFrom(Tensor.randomNormal(arena, s.seed() + 41, 1f, 1, s.kvHeads(), n, s.valueDim()));
+                assertThat(cache.append(seq, k.slice(2, keep, keep + n), v.slice(2, keep, keep + n))).isEqualTo(keep + n);
+            }
+            PagedAttention decode = PagedAttention.of(pattern).on(Backend.named(backend));
+            Tensor q = Tensor.randomNormal(arena, s.seed() + 42, 1f, 1, s.heads(), s.qLen(), s.headDim());
+            Tensor out = Tensor.zeros(arena, 1, s.heads(), s.qLen(), s.valueDim()), lse = Tensor.zeros(arena, 1, s.heads(), s.qLen());
+            decode.forward(cache, seq, q, out, lse);
+            double scale = 1.0 / Math.sqrt(s.headDim());
+            var mask = decode.pattern().asMask(s.qLen(), keep + n);
+            DenseReference.Result oracle = DenseReference.attention(q, k, v, mask, scale);
+            Tolerance tolerance = Tolerance.exact(q, k, v, scale, DenseReference.naiveFloat32(q, k, v, mask, scale), oracle);
+            assertThat(Tolerance.maxError(out, oracle.output())).as("output after keeping %d of %d tokens and adding %d, %s", keep, length, n, decode).isLessThanOrEqualTo(tolerance.output());
+            assertThat(Tolerance.maxError(lse, oracle.logSumExp())).as("LSE after keeping %d of %d tokens and adding %d, %s", keep, length, n, decode).isLessThanOrEqualTo(tolerance.logSumExp());
+        }
+    }
+
     @Example
     void releaseReturnsPagesAndACleanSequenceReusesThemInOrder() {
         try (Arena arena = Arena.ofShared()) {
@@ -261,6 +308,9 @@ class PagedAttentionProperties {
             assertThatThrownBy(() -> cache.append(0, k, v.slice(2, 0, 1))).hasMessage("k has 2 tokens but v has 1");
             assertThatThrownBy(() -> cache.append(0, cache.keyStorage().slice(2, 0, 2), v)).hasMessageContaining("k is a view of this cache's storage");
             assertThatThrownBy(() -> cache.page(0, 0)).hasMessageContaining("index=0 is not a page of sequence 0, which holds 0 pages");
+            assertThatThrownBy(() -> cache.truncate(0, 1)).hasMessage("length=1 is not in [0, 0], the length of sequence 0");
+            assertThatThrownBy(() -> cache.truncate(0, -1)).hasMessage("length=-1 is not in [0, 0], the length of sequence 0");
+            assertThatThrownBy(() -> cache.truncate(-1, 0)).hasMessage("sequence=-1 is not in [0, 2)");
             PagedAttention decode = PagedAttention.dense();
             Tensor q = Tensor.zeros(arena, 1, 4, 1, 3), out = Tensor.zeros(arena, 1, 4, 1, 5);
             assertThatThrownBy(() -> decode.forward(cache, 0, q, out, null)).hasMessageContaining("sequence 0 has no cached tokens");

@@ -36,7 +36,7 @@ import uk.ac.manchester.tornado.api.types.arrays.TornadoNativeArray;
  *
  * <p>Residency. The pools are sent whole on the plan's first execution (wrapped in place, no host
  * copy). After that the plan records, per pool page, the page's generation (the cache's write
- * record, {@code KvCache} hands a page out again → new generation) and how many of its tokens the
+ * record, {@code KvCache} hands a page out again or truncates tokens of it → new generation) and how many of its tokens the
  * device holds. Each step it walks the pages the call reaches: tokens past those held (or all of a
  * page whose generation changed) are copied into a staging buffer and scattered into the resident
  * pools by the plan's first task. The staging buffer holds exactly one step's worth of new tokens
