@@ -1,5 +1,6 @@
 package io.tessera.variant.lowrank;
 
+import io.tessera.attention.Attention;
 import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.ElementType;
@@ -28,6 +29,8 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
     private final int landmarks, iterations;
     private final Backend backend;
     private final float scale;   // NaN: 1/√D
+    /** The fused kernel for B·V and F·(ZBV); kept so its compiled layouts are cached across calls. */
+    private final Attention dense = Attention.dense();
 
     private Nystromformer(int landmarks, int iterations, Backend backend) {
         this(landmarks, iterations, backend, Float.NaN);
@@ -87,42 +90,47 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         // Heads in parallel, each on one thread: its m×m products are too small to split.
         // The bits do not depend on the thread count (every product has one order).
         Backend perHead = heads > 1 ? be.withThreads(1) : be;
-        long[][] shapes = headShapes(m, d, dv, s.qLen(), s.kvLen());
+        long[][] shapes = headShapes(m, d, dv);
         long bytes = headBytes(shapes);
         java.util.function.IntConsumer head = bh -> HEAD_SCRATCH.use(bytes, memory -> forwardHead(perHead, s, scale, m, views(memory, shapes), q, k, v, out, bh));
         if (heads > 1) be.forEachItem(heads, head, q.segment(), k.segment(), v.segment(), out.segment());
         else head.accept(0);
     }
 
-    /** Head {@code bh} (batch · heads + head) of {@link #forward}, its matrices in {@code t} ({@link #headShapes}). */
+    /**
+     * Head {@code bh} (batch · heads + head) of {@link #forward}, its matrices in {@code t} ({@link #headShapes}).
+     * B·V = softmax(scale·Q̃Kᵀ)·V and F·(ZBV) = softmax(scale·QK̃ᵀ)·(ZBV) are softmax attention of
+     * the m landmark queries over the keys and of the queries over the m landmark keys, so the fused
+     * kernel computes them: F and B (n × m each) are never written, and no GEMM of depth m feeds a
+     * separate softmax pass. Measured on the Intel Xeon (B = 1, H = 8, n = 4096, D = 64, m = 64, two
+     * threads, alternating JVMs): 9.19–9.25 ms with F and B materialized, 8.12–8.13 ms fused.
+     */
     private void forwardHead(Backend perHead, AttentionShape s, float scale, int m, Tensor[] t, Tensor q, Tensor k, Tensor v, Tensor out, int bh) {
-        Tensor qL = t[0], kL = t[1], f = t[2], a = t[3], bm = t[4], z = t[5], zBest = t[6], az = t[7], t1 = t[8], t2 = t[9], bv = t[10], zbv = t[11];
-        int b = bh / s.heads(), h = bh % s.heads();
-        Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, s.kvHeadOf(h)), vh = v.select(0, b).select(0, s.kvHeadOf(h));
+        Tensor qL = t[0], kL = t[1], a = t[2], z = t[3], zBest = t[4], az = t[5], t1 = t[6], t2 = t[7], bv = t[8], zbv = t[9];
+        int b = bh / s.heads(), h = bh % s.heads(), hk = s.kvHeadOf(h);
+        Tensor qh = q.select(0, b).select(0, h), kh = k.select(0, b).select(0, hk);
         landmarks(perHead, qh, kh, m, scale, qL, kL, a);
-        perHead.gemm(qh, false, kL, true, f, scale, 0f);
-        perHead.gemm(qL, false, kh, true, bm, scale, 0f);
-        RowSoftmax.softmaxRows(f);
-        RowSoftmax.softmaxRows(bm);
+        Attention fused = dense.on(perHead).withScale(scale);
+        fused.forward(qL.reshape(1, 1, m, s.headDim()), k.slice(0, b, b + 1).slice(1, hk, hk + 1), v.slice(0, b, b + 1).slice(1, hk, hk + 1), bv.reshape(1, 1, m, s.valueDim()));
         pseudoInverse(perHead, a, z, az, t1, t2, zBest, null);
-        perHead.gemm(bm, false, vh, false, bv, 1f, 0f);
         perHead.gemm(z, false, bv, false, zbv, 1f, 0f);
-        perHead.gemm(f, false, zbv, false, out.select(0, b).select(0, h), 1f, 0f);
+        fused.forward(q.slice(0, b, b + 1).slice(1, h, h + 1), kL.reshape(1, 1, m, s.headDim()), zbv.reshape(1, 1, m, s.valueDim()), out.slice(0, b, b + 1).slice(1, h, h + 1));
     }
 
     /**
      * Per thread, the memory of the forward pass's per-head matrices, kept for its next head and
-     * call (up to {@link KeptScratch#RETAINED_BYTES}): a shared arena per call zeroed 2.2 MB a thread
-     * (n = 4096, m = 64) and unmapped it again (system time of an 8 s run of forward calls on the
-     * Intel Xeon: 0.61–0.67 s with it, 0.51–0.55 s without). Every matrix in it is overwritten
+     * call (up to {@link KeptScratch#RETAINED_BYTES}): a shared arena per call zeroed the matrices
+     * and unmapped them again (2.2 MB a thread at n = 4096, m = 64 while F and B were among them;
+     * system time of an 8 s run of forward calls on the Intel Xeon: 0.61–0.67 s with it, 0.51–0.55 s
+     * without). Every matrix in it is overwritten
      * before it is read (products with beta = 0, copies), so nothing an earlier head left there is
      * ever read.
      */
     private static final KeptScratch HEAD_SCRATCH = KeptScratch.create();
 
-    /** qL, kL [m, d]; F [qLen, m]; A [m, m]; B [m, kvLen]; Z, Z_best, AZ, T1, T2 [m, m]; BV, Z·BV [m, dv]. */
-    private static long[][] headShapes(int m, int d, int dv, int qLen, int kvLen) {
-        return new long[][] {{m, d}, {m, d}, {qLen, m}, {m, m}, {m, kvLen}, {m, m}, {m, m}, {m, m}, {m, m}, {m, m}, {m, dv}, {m, dv}};
+    /** qL, kL [m, d]; A, Z, Z_best, AZ, T1, T2 [m, m]; BV, Z·BV [m, dv]: O(m·(d + m + dv)), nothing n long. */
+    private static long[][] headShapes(int m, int d, int dv) {
+        return new long[][] {{m, d}, {m, d}, {m, m}, {m, m}, {m, m}, {m, m}, {m, m}, {m, m}, {m, dv}, {m, dv}};
     }
 
     /** The bytes of float32 matrices of these shapes, overflow-checked. */
