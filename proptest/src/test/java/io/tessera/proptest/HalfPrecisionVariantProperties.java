@@ -43,6 +43,16 @@ class HalfPrecisionVariantProperties {
         return Arbitraries.of(VariantRegistry.all().stream().filter(i -> TAKE_HALVES.contains(i.name())).toList());
     }
 
+    /**
+     * The variants whose operator also gives the log-sum-exp. (Drawing from all of them and assuming
+     * this rejected about 6 draws in 7: some seeds exhausted jqwik's discard ratio.)
+     */
+    @Provide
+    Arbitrary<VariantInfo> halfVariantsWithLse() {
+        return Arbitraries.of(VariantRegistry.all().stream().filter(i -> TAKE_HALVES.contains(i.name()))
+                .filter(i -> i.create(1, 2, 4, 4).operator() instanceof AttentionOperator.WithLse).toList());
+    }
+
     @Example
     void everyVariantTakesHalves() {
         // dense and block-sparse run the fused kernels, which read half-precision tensors natively (HalfPrecisionProperties).
@@ -130,13 +140,12 @@ class HalfPrecisionVariantProperties {
     /** The operators that also give the log-sum-exp: with half-precision inputs and out, the lse (F32) of the float32 call on the widened inputs too. */
     @Property(tries = 60)
     void halfForwardWithLseGivesTheFloat32LseOfTheWidenedInputs(
-            @ForAll("halfVariants") VariantInfo info, @ForAll("types") ElementType qType, @ForAll("types") ElementType kType,
+            @ForAll("halfVariantsWithLse") VariantInfo info, @ForAll("types") ElementType qType, @ForAll("types") ElementType kType,
             @ForAll("types") ElementType vType, @ForAll("types") ElementType outType, @ForAll @IntRange(min = 1, max = 24) int n,
             @ForAll @IntRange(min = 1, max = 8) int d, @ForAll long seed) {
         Assume.that(qType != ElementType.F32 || kType != ElementType.F32 || vType != ElementType.F32 || outType != ElementType.F32);
         try (Arena arena = Arena.ofShared()) {
             VariantInfo.Configured c = info.create(1, 2, n, d);
-            Assume.that(c.operator() instanceof AttentionOperator.WithLse);
             AttentionOperator.WithLse op = (AttentionOperator.WithLse) c.operator();
             Tensor q = Tensor.randomNormal(arena, seed, 1f, c.qShape()).to(arena, qType);
             Tensor k = Tensor.randomNormal(arena, seed + 1, 1f, c.kShape()).to(arena, kType);

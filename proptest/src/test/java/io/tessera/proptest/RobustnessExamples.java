@@ -167,6 +167,29 @@ class RobustnessExamples {
         }
     }
 
+    /**
+     * Keys whose scores the fused kernel's float32 could not hold (a norm of 10^20, an infinity, a
+     * NaN): the bidirectional Performer runs the feature path for that (batch, KV head) pair instead
+     * of throwing, and the other pair, whose keys are ordinary, stays finite.
+     */
+    @Example
+    void performerWithOverflowingKeysTakesTheFeaturePathForTheirHeadOnly() {
+        for (float bad : new float[] {1e20f, Float.POSITIVE_INFINITY, Float.NaN}) {
+            for (String backend : new String[] {"scalar", "simd"}) {
+                try (Arena arena = Arena.ofConfined()) {
+                    int n = 24, d = 8;
+                    Tensor q = Tensor.randomNormal(arena, 61, 1f, 1, 4, n, d), k = Tensor.randomNormal(arena, 62, 1f, 1, 2, n, d);
+                    Tensor v = Tensor.randomNormal(arena, 63, 1f, 1, 2, n, d), out = Tensor.zeros(arena, 1, 4, n, d);
+                    k.set(bad, 0, 0, 5, 3);
+                    Performer.withFeatures(16).on(Backend.named(backend)).forward(q, k, v, out);
+                    for (int h = 2; h < 4; h++) for (int i = 0; i < n; i++) for (int c = 0; c < d; c++) {
+                        assertThat(out.get(0, h, i, c)).as("%s key %s, head %d", backend, bad, h).matches(Float::isFinite);
+                    }
+                }
+            }
+        }
+    }
+
     /** Landmarks that are nearly equal make A nearly rank one; 60 float32 iterations used to diverge to NaN. */
     @Example
     void nystromOnNearlyRankDeficientLandmarksStaysFinite() {

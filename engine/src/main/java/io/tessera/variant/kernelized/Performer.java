@@ -1,5 +1,7 @@
 package io.tessera.variant.kernelized;
 
+import io.tessera.attention.Attention;
+import io.tessera.backend.AttentionShape;
 import io.tessera.backend.Backend;
 import io.tessera.tensor.Tensor;
 import java.lang.foreign.Arena;
@@ -20,6 +22,8 @@ public final class Performer implements AttentionOperator.Differentiable {
     private final long seed;
     private final Backend backend;
     private volatile RandomFeatures drawn;
+    /** The fused kernel of the bidirectional forward ({@link FeatureSoftmax}); kept so its compiled layouts are cached across calls. */
+    private final Attention dense = Attention.dense();
 
     private Performer(int features, boolean orthogonal, boolean causal, long seed, Backend backend) {
         if (features < 1) throw new IllegalArgumentException("features m must be >= 1, got " + features);
@@ -79,11 +83,20 @@ public final class Performer implements AttentionOperator.Differentiable {
         return rows * 2.0 * s.headDim() * (features + 1) + FeatureAttention.flops(s, features, causal);
     }
 
+    /**
+     * Bidirectional: the estimate as two softmax attentions through the m random directions
+     * ({@link FeatureSoftmax}), in the fused dense kernel. Measured on the Intel Xeon (B = 1, H = 8,
+     * n = 4096, D = 64, m = 256, two threads, alternating JVMs): 27.4–27.6 ms through the feature
+     * matrices (four GEMMs and the element-wise exponentials), 20.9–21.2 ms this way. Causal: prefix
+     * sums of the features ({@link FeatureAttention}).
+     */
     @Override
     public void forward(Tensor q, Tensor k, Tensor v, Tensor out) {
         if (HalfInputs.forward(q, "k", k, "v", v, out, this::forward)) return;
-        int headDim = Checks.attention(q, "k", k, "v", v, out).headDim();
-        FeatureAttention.forward(backend != null ? backend : Backend.best(), featuresFor(headDim), causal, q, k, v, out);
+        AttentionShape s = Checks.attention(q, "k", k, "v", v, out);
+        Backend be = backend != null ? backend : Backend.best();
+        if (causal) FeatureAttention.forward(be, featuresFor(s.headDim()), true, q, k, v, out);
+        else FeatureSoftmax.forward(be, featuresFor(s.headDim()), dense, s, q, k, v, out);
     }
 
     /**

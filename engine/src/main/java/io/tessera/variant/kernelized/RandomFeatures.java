@@ -23,6 +23,7 @@ final class RandomFeatures implements FeatureMap {
     private final Tensor omega;   // [m, D], pre-multiplied by D^(-1/4)
     /** ω transposed and contiguous, [D, m]: the projection's right operand with unit-stride rows, which the GEMM packs with vector loads. */
     private final Tensor omegaColumns;
+    private final double largestRowNorm;
 
     RandomFeatures(int m, int headDim, boolean orthogonal, long seed) {
         if (m < 1) throw new IllegalArgumentException("features m must be >= 1, got " + m);
@@ -50,6 +51,14 @@ final class RandomFeatures implements FeatureMap {
             }
         }
         this.omegaColumns = omega.transpose(0, 1).contiguous(Arena.ofAuto());
+        float[] rows = omega.toArray();
+        double largest = 0;
+        for (int f = 0; f < m; f++) {
+            double sq = 0;
+            for (int c = 0; c < headDim; c++) { double x = rows[f * headDim + c]; sq += x * x; }
+            largest = Math.max(largest, sq);
+        }
+        this.largestRowNorm = Math.sqrt(largest);
     }
 
     /** Gram–Schmidt on the first {@code rows} (≤ d) rows of length d, in place. */
@@ -136,6 +145,31 @@ final class RandomFeatures implements FeatureMap {
         FeatureKernels.squaredNorms(w.rows, rows, headDim, w.norms);
         return w.norms;
     }
+
+    /**
+     * −‖x'_r‖²/2 of the rows of x {@code [rows, D]} into {@code dst[0, rows)}, rounded as in
+     * {@link #preActivations}; returns the largest ‖x_r‖² (NaN when a row has a NaN).
+     */
+    double negativeHalfNorms(Tensor x, int rows, float[] dst) {
+        double[] norms = squaredNorms(x, rows);
+        double largest = 0;
+        for (int r = 0; r < rows; r++) {
+            dst[r] = -halfOf(norms[r]);
+            largest = Double.isNaN(norms[r]) ? Double.NaN : Math.max(largest, norms[r]);
+        }
+        return largest;
+    }
+
+    /** The largest ‖x_r‖² of the rows of x {@code [rows, D]} (NaN when a row has a NaN). */
+    double largestSquaredNorm(Tensor x, int rows) {
+        double[] norms = squaredNorms(x, rows);
+        double largest = 0;
+        for (int r = 0; r < rows; r++) largest = Double.isNaN(norms[r]) ? Double.NaN : Math.max(largest, norms[r]);
+        return largest;
+    }
+
+    /** The largest Euclidean norm of a row of ω (rows pre-scaled by D^(−1/4)). */
+    double largestRowNorm() { return largestRowNorm; }
 
     /** ‖x'‖²/2 = ‖x‖²/(2√D) (x' = x·D^(−1/4)) from the squared norm in double, rounded once. */
     private float halfOf(double squaredNorm) {
