@@ -208,7 +208,7 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
      * (the norms differentiated at their largest row and column) to dA; then the three row softmaxes,
      * their score products and the segment means. Every product is a {@link Backend#gemm}; dk and dv
      * sum over the query heads of a key/value head in head order: bit-identical for any thread count.
-     * Memory: the forward's O(n·m) plus (iterations + 1)·m² floats.
+     * Memory, per thread: the forward's O(n·m) plus (iterations + 1)·m² floats.
      */
     @Override
     public void backward(Tensor q, Tensor k, Tensor v, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
@@ -219,56 +219,77 @@ public final class Nystromformer implements AttentionOperator.Scaled, AttentionO
         int m = landmarks, d = s.headDim(), valueDim = s.valueDim(), n = s.qLen(), nk = s.kvLen();
         float scale = Float.isNaN(this.scale) ? s.defaultScale() : this.scale;
         Checks.intProduct("the pseudo-inverse's iterates (iterations+1)·m²", (long) iterations + 1, (long) m * m);
+        // (batch, key/value head) pairs in parallel, each on one thread with its thread's matrices
+        // (a pair writes only its own dk, dv and its query heads' dq), as the forward runs its heads;
+        // before, the pairs ran one after the other with every product split over both threads.
+        // Measured on the Intel Xeon (B = 1, H = 8, n = 4096, D = 64, m = 64, two threads, one JVM
+        // each): 118.7 → 29.5 ms.
+        int items = s.batch() * s.kvHeads();
+        Backend each = items > 1 ? be.withThreads(1) : be;
         try (Arena arena = Arena.ofShared()) {
-            Tensor qL = Tensor.zeros(arena, m, d), kL = Tensor.zeros(arena, m, d), dqL = Tensor.zeros(arena, m, d), dkL = Tensor.zeros(arena, m, d);
-            Tensor f = Tensor.zeros(arena, n, m), a = Tensor.zeros(arena, m, m), bm = Tensor.zeros(arena, m, nk);
-            Tensor dF = Tensor.zeros(arena, n, m), dA = Tensor.zeros(arena, m, m), dB = Tensor.zeros(arena, m, nk);
-            Tensor z = Tensor.zeros(arena, m, m), zBest = Tensor.zeros(arena, m, m), az = Tensor.zeros(arena, m, m), t1 = Tensor.zeros(arena, m, m), t2 = Tensor.zeros(arena, m, m);
-            Tensor history = Tensor.zeros(arena, iterations + 1, m, m);
-            Tensor bv = Tensor.zeros(arena, m, valueDim), zbv = Tensor.zeros(arena, m, valueDim), dZbv = Tensor.zeros(arena, m, valueDim), dBv = Tensor.zeros(arena, m, valueDim);
-            Tensor[] work = new Tensor[8];
-            for (int i = 0; i < work.length; i++) work[i] = Tensor.zeros(arena, m, m);
-            for (int b = 0; b < s.batch(); b++) {
-                for (int hk = 0; hk < s.kvHeads(); hk++) {
-                    Tensor kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
-                    Tensor dkh = dk.select(0, b).select(0, hk), dvh = dv.select(0, b).select(0, hk);
-                    dkh.fill(0f);
-                    dvh.fill(0f);
-                    for (int h = hk * s.queryHeadsPerKvHead(); h < (hk + 1) * s.queryHeadsPerKvHead(); h++) {
-                        Tensor qh = q.select(0, b).select(0, h), g = dOut.select(0, b).select(0, h), dqh = dq.select(0, b).select(0, h);
-                        // The forward, keeping the iterates.
-                        landmarks(be, qh, kh, m, scale, qL, kL, a);
-                        be.gemm(qh, false, kL, true, f, scale, 0f);
-                        be.gemm(qL, false, kh, true, bm, scale, 0f);
-                        RowSoftmax.softmaxRows(f);
-                        RowSoftmax.softmaxRows(bm);
-                        int steps = pseudoInverse(be, a, z, az, t1, t2, zBest, history);
-                        be.gemm(bm, false, vh, false, bv, 1f, 0f);
-                        be.gemm(z, false, bv, false, zbv, 1f, 0f);
-                        // out = F·(Z·(B·V)).
-                        be.gemm(g, false, zbv, true, dF, 1f, 0f);
-                        be.gemm(f, true, g, false, dZbv, 1f, 0f);
-                        Tensor dZ = work[0];
-                        be.gemm(dZbv, false, bv, true, dZ, 1f, 0f);
-                        be.gemm(z, true, dZbv, false, dBv, 1f, 0f);
-                        be.gemm(dBv, false, vh, true, dB, 1f, 0f);
-                        be.gemm(bm, true, dBv, false, dvh, 1f, 1f);
-                        pseudoInverseBackward(be, a, history, steps, dZ, dA, work);
-                        softmaxRowsBackward(f, dF);
-                        softmaxRowsBackward(a, dA);
-                        softmaxRowsBackward(bm, dB);
-                        // Scores F = s·q·kLᵀ, A = s·qL·kLᵀ, B = s·qL·kᵀ.
-                        be.gemm(dF, false, kL, false, dqh, scale, 0f);
-                        be.gemm(dF, true, qh, false, dkL, scale, 0f);
-                        be.gemm(dA, true, qL, false, dkL, scale, 1f);
-                        be.gemm(dA, false, kL, false, dqL, scale, 0f);
-                        be.gemm(dB, false, kh, false, dqL, scale, 1f);
-                        be.gemm(dB, true, qL, false, dkh, scale, 1f);
-                        segmentMeansBackward(dqL, m, dqh);
-                        segmentMeansBackward(dkL, m, dkh);
-                    }
+            ThreadLocal<BackwardScratch> scratch = ThreadLocal.withInitial(() -> new BackwardScratch(arena, m, d, valueDim, n, nk, iterations));
+            java.util.function.IntConsumer item = bh -> {
+                int b = bh / s.kvHeads(), hk = bh % s.kvHeads();
+                BackwardScratch w = scratch.get();
+                Tensor qL = w.qL, kL = w.kL, dqL = w.dqL, dkL = w.dkL, f = w.f, a = w.a, bm = w.bm, dF = w.dF, dA = w.dA, dB = w.dB;
+                Tensor z = w.z, zBest = w.zBest, az = w.az, t1 = w.t1, t2 = w.t2, history = w.history, bv = w.bv, zbv = w.zbv, dZbv = w.dZbv, dBv = w.dBv;
+                Tensor[] work = w.work;
+                Tensor kh = k.select(0, b).select(0, hk), vh = v.select(0, b).select(0, hk);
+                Tensor dkh = dk.select(0, b).select(0, hk), dvh = dv.select(0, b).select(0, hk);
+                dkh.fill(0f);
+                dvh.fill(0f);
+                for (int h = hk * s.queryHeadsPerKvHead(); h < (hk + 1) * s.queryHeadsPerKvHead(); h++) {
+                    Tensor qh = q.select(0, b).select(0, h), g = dOut.select(0, b).select(0, h), dqh = dq.select(0, b).select(0, h);
+                    // The forward, keeping the iterates.
+                    landmarks(each, qh, kh, m, scale, qL, kL, a);
+                    each.gemm(qh, false, kL, true, f, scale, 0f);
+                    each.gemm(qL, false, kh, true, bm, scale, 0f);
+                    RowSoftmax.softmaxRows(f);
+                    RowSoftmax.softmaxRows(bm);
+                    int steps = pseudoInverse(each, a, z, az, t1, t2, zBest, history);
+                    each.gemm(bm, false, vh, false, bv, 1f, 0f);
+                    each.gemm(z, false, bv, false, zbv, 1f, 0f);
+                    // out = F·(Z·(B·V)).
+                    each.gemm(g, false, zbv, true, dF, 1f, 0f);
+                    each.gemm(f, true, g, false, dZbv, 1f, 0f);
+                    Tensor dZ = work[0];
+                    each.gemm(dZbv, false, bv, true, dZ, 1f, 0f);
+                    each.gemm(z, true, dZbv, false, dBv, 1f, 0f);
+                    each.gemm(dBv, false, vh, true, dB, 1f, 0f);
+                    each.gemm(bm, true, dBv, false, dvh, 1f, 1f);
+                    pseudoInverseBackward(each, a, history, steps, dZ, dA, work);
+                    softmaxRowsBackward(f, dF);
+                    softmaxRowsBackward(a, dA);
+                    softmaxRowsBackward(bm, dB);
+                    // Scores F = s·q·kLᵀ, A = s·qL·kLᵀ, B = s·qL·kᵀ.
+                    each.gemm(dF, false, kL, false, dqh, scale, 0f);
+                    each.gemm(dF, true, qh, false, dkL, scale, 0f);
+                    each.gemm(dA, true, qL, false, dkL, scale, 1f);
+                    each.gemm(dA, false, kL, false, dqL, scale, 0f);
+                    each.gemm(dB, false, kh, false, dqL, scale, 1f);
+                    each.gemm(dB, true, qL, false, dkh, scale, 1f);
+                    segmentMeansBackward(dqL, m, dqh);
+                    segmentMeansBackward(dkL, m, dkh);
                 }
-            }
+            };
+            if (items > 1) be.forEachItem(items, item, q.segment(), k.segment(), v.segment(), dOut.segment(), dq.segment(), dk.segment(), dv.segment());
+            else item.accept(0);
+        }
+    }
+
+    /** One thread's matrices of {@link #backward}: the forward's O(n·m) plus (iterations + 1)·m² floats. */
+    private static final class BackwardScratch {
+        final Tensor qL, kL, dqL, dkL, f, a, bm, dF, dA, dB, z, zBest, az, t1, t2, history, bv, zbv, dZbv, dBv;
+        final Tensor[] work = new Tensor[8];
+
+        BackwardScratch(Arena arena, int m, int d, int valueDim, int n, int nk, int iterations) {
+            qL = Tensor.zeros(arena, m, d); kL = Tensor.zeros(arena, m, d); dqL = Tensor.zeros(arena, m, d); dkL = Tensor.zeros(arena, m, d);
+            f = Tensor.zeros(arena, n, m); a = Tensor.zeros(arena, m, m); bm = Tensor.zeros(arena, m, nk);
+            dF = Tensor.zeros(arena, n, m); dA = Tensor.zeros(arena, m, m); dB = Tensor.zeros(arena, m, nk);
+            z = Tensor.zeros(arena, m, m); zBest = Tensor.zeros(arena, m, m); az = Tensor.zeros(arena, m, m); t1 = Tensor.zeros(arena, m, m); t2 = Tensor.zeros(arena, m, m);
+            history = Tensor.zeros(arena, iterations + 1, m, m);
+            bv = Tensor.zeros(arena, m, valueDim); zbv = Tensor.zeros(arena, m, valueDim); dZbv = Tensor.zeros(arena, m, valueDim); dBv = Tensor.zeros(arena, m, valueDim);
+            for (int i = 0; i < work.length; i++) work[i] = Tensor.zeros(arena, m, m);
         }
     }
 
