@@ -152,19 +152,19 @@ final class RandomFeatures implements FeatureMap {
      */
     double negativeHalfNorms(Tensor x, int rows, float[] dst) {
         double[] norms = squaredNorms(x, rows);
-        double largest = 0;
-        for (int r = 0; r < rows; r++) {
-            dst[r] = -halfOf(norms[r]);
-            largest = Double.isNaN(norms[r]) ? Double.NaN : Math.max(largest, norms[r]);
-        }
-        return largest;
+        for (int r = 0; r < rows; r++) dst[r] = -halfOf(norms[r]);
+        return largest(norms, rows);
     }
 
     /** The largest ‖x_r‖² of the rows of x {@code [rows, D]} (NaN when a row has a NaN). */
     double largestSquaredNorm(Tensor x, int rows) {
-        double[] norms = squaredNorms(x, rows);
+        return largest(squaredNorms(x, rows), rows);
+    }
+
+    /** The largest of {@code values[0, count)} and 0; NaN when one is NaN (Math.max keeps a NaN). */
+    private static double largest(double[] values, int count) {
         double largest = 0;
-        for (int r = 0; r < rows; r++) largest = Double.isNaN(norms[r]) ? Double.NaN : Math.max(largest, norms[r]);
+        for (int i = 0; i < count; i++) largest = Math.max(largest, values[i]);
         return largest;
     }
 
